@@ -1,0 +1,47 @@
+//! `cargo xtask`: the project's automation, one module per task.
+//!
+//! - `cargo xtask test`: formatting, clippy with warnings denied, every test in the
+//!   workspace (doc tests too), and the docs with warnings denied. The one test command.
+//! - `cargo xtask bench`: the criterion benchmarks.
+//! - `cargo xtask dist-test`: the distributed smoke test (arrives with distributed mode).
+//!
+//! Only the standard library: xtask must build fast on a fresh clone.
+
+mod bench;
+mod dist_test;
+mod redis;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <test | bench | dist-test>
+
+  test       fmt check, clippy (-D warnings), all tests incl. doc tests, rustdoc (-D warnings)
+  bench      run the criterion benchmarks (extra args go to cargo bench)
+  dist-test  distributed smoke test: master + 3 workers over a private redis-server
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let rest: Vec<String> = args.collect();
+    let result = match task.as_deref() {
+        Some("test") => test::run(&rest),
+        Some("bench") => bench::run(&rest),
+        Some("dist-test") => dist_test::run(&rest),
+        Some("help" | "--help" | "-h") => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(format!("unknown task `{other}`\n\n{USAGE}")),
+        None => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `cargo xtask test`: the project's one test command, and what CI runs.
+
+use crate::util::{Counts, cargo, run as step, run_counting};
+
+/// Formatting, lints, docs, tests (with doc tests). Extra args go to `cargo test`.
+pub(crate) fn run(extra: &[String]) -> Result<(), String> {
+    // Redis-backed tests need a real redis-server; get it before anything else so a
+    // missing one fails fast with the command to run.
+    crate::redis::ensure_redis_server()?;
+    step("fmt", cargo().args(["fmt", "--all", "--check"]))?;
+    step(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    step(
+        "docs",
+        cargo()
+            .args(["doc", "--workspace", "--no-deps", "--locked"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    let mut counts = Counts::default();
+    let tests = run_counting(
+        "tests",
+        cargo()
+            .args(["test", "--workspace", "--locked", "--all-targets"])
+            .args(extra),
+        &mut counts,
+    );
+    let all_tests = tests.and_then(|()| {
+        run_counting(
+            "doc tests",
+            cargo().args(["test", "--workspace", "--locked", "--doc"]),
+            &mut counts,
+        )
+    });
+    // One plain closing line over every test binary and the doc tests.
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        counts.passed, counts.failed, counts.ignored
+    );
+    all_tests?;
+    if counts.passed == 0 {
+        return Err("no test ran".into());
+    }
+    eprintln!("xtask: test: all checks passed");
+    Ok(())
+}
