@@ -328,36 +328,33 @@ impl<U: Send + Sync + 'static> UserTypeBuilder<U> {
 
     /// Adds a task over `&mut U` with a weight (at least 1).
     pub fn task<F: for<'a> UserFn<'a, U>>(
-        mut self,
+        self,
         name: impl Into<String>,
         weight: u32,
         f: F,
     ) -> Self {
-        self.tasks.push(TaskDef {
-            info: TaskInfo {
-                name: name.into(),
-                weight,
-                shared: false,
-            },
-            body: TaskBody::Mut(Box::new(MutFn(f))),
-        });
-        self
+        self.push_task(name.into(), weight, TaskBody::Mut(Box::new(MutFn(f))))
     }
 
     /// Adds a task over `&U`, which may run at the same time as the user's other tasks.
     pub fn shared_task<F: for<'a> SharedUserFn<'a, U>>(
-        mut self,
+        self,
         name: impl Into<String>,
         weight: u32,
         f: F,
     ) -> Self {
+        self.push_task(name.into(), weight, TaskBody::Shared(Box::new(RefFn(f))))
+    }
+
+    fn push_task(mut self, name: String, weight: u32, body: TaskBody<U>) -> Self {
+        let shared = matches!(body, TaskBody::Shared(_));
         self.tasks.push(TaskDef {
             info: TaskInfo {
-                name: name.into(),
+                name,
                 weight,
-                shared: true,
+                shared,
             },
-            body: TaskBody::Shared(Box::new(RefFn(f))),
+            body,
         });
         self
     }
