@@ -1,15 +1,65 @@
-//! aiotest's metrics: the numbers users trust the tool for.
+//! aiotest's metrics: exact, mergeable latency statistics that cost almost nothing to
+//! record.
 //!
-//! **Status:** this crate is a placeholder in the workspace layout; its contents arrive
-//! with the metrics work. It will hold:
+//! - [`RequestRecord`]: one request (name, method, status, duration in µs, bytes, error
+//!   category and message, time).
+//! - [`Recorder`]: owned by one user or thread; records without a lock, a channel or an
+//!   allocation, and flushes batches into a [`MetricsCollector`] (`batch_size`,
+//!   `flush_interval`, `buffer_size`). Dropping it flushes it.
+//! - [`Snapshot`]: per-endpoint [`EndpointStats`] (HDR histogram from 1 µs to 1 h at 3
+//!   significant digits, counts, failures by category, status codes, bytes, min/max/mean,
+//!   first/last time, bounded error messages). Serializable (histograms in HDR V2 +
+//!   deflate) and exactly mergeable, across users, threads and machines.
+//! - [`LiveView`]: run totals and a sliding window of current requests/s and percentiles.
+//! - [`RequestMetricsEvent`]: the `request_metrics` event, handlers by priority.
+//! - [`PrometheusExporter`] and [`create_prometheus_app`]: `aiotest_*` metrics at
+//!   `/metrics`.
 //!
-//! - the request record (name, method, status, duration in microseconds, bytes, error
-//!   category, time) and per-endpoint statistics in HDR histograms, so percentiles stay
-//!   exact when merged across users, threads and machines;
-//! - a per-user recorder with no lock and no per-request allocation, flushed in batches to
-//!   a collector (`batch_size`, `flush_interval`, `buffer_size`);
-//! - serializable, exactly mergeable snapshots and a sliding-window live view;
-//! - the `request_metrics` event (handlers with priorities) and the Prometheus exporter.
+//! **Who should depend on this crate:** runners and transports that move metrics, clients
+//! that record requests (the HTTP user), and anyone who wants aiotest's statistics without
+//! its runner.
 //!
-//! **Who should depend on it:** runners and transports that move metrics, and anyone who
-//! wants aiotest's statistics without its runner.
+//! ```
+//! use aiotest_metrics::{LiveView, MetricsCollector, MetricsConfig, RequestMetricsEvent, RequestRecord};
+//!
+//! let collector = MetricsCollector::new(MetricsConfig::default(), RequestMetricsEvent::new())?;
+//! let mut recorder = collector.recorder(); // one per user
+//! recorder.record(&RequestRecord::ok("/items", "GET", 200, 1_250).at(1_000_000));
+//! drop(recorder); // a stopping user flushes
+//!
+//! let mut aggregate = LiveView::default();
+//! collector.flush_to(&mut aggregate, 2_000_000);
+//! let total = aggregate.total().total();
+//! assert_eq!(total.requests, 1);
+//! assert_eq!(total.percentile_us(0.99), 1_250);
+//! # Ok::<(), aiotest_metrics::ConfigError>(())
+//! ```
+//!
+//! ## Cost
+//!
+//! `cargo bench -p aiotest-metrics`, on the project's 2-core machine (medians):
+//!
+//! | benchmark | time |
+//! |---|---|
+//! | record one request, same endpoint as the last (amortized batch merge included) | 22 ns |
+//! | record one request, eight endpoints in turn | 38 ns |
+//! | record a failure with a message | 31 ns |
+//! | merge a 1,000-endpoint snapshot (200 requests each) into another | 16 ms |
+//!
+//! Such a 1,000-endpoint snapshot is 383 kB in MessagePack. Memory per recorder is its
+//! batch buffer (48 bytes a record, `batch_size` records) and its endpoint table; the
+//! histograms live once per collector and interval, not once per user.
+
+pub mod collector;
+pub mod event;
+pub mod live;
+pub mod prometheus;
+pub mod record;
+pub mod stats;
+
+pub use collector::{ConfigError, MetricsCollector, MetricsConfig, MetricsSink, Recorder};
+pub use event::RequestMetricsEvent;
+pub use live::{LiveRow, LiveStats, LiveView};
+pub use prometheus::{PrometheusApp, PrometheusExporter, create_prometheus_app};
+pub use record::{ErrorCategory, RequestRecord};
+pub use stats::{EndpointKey, EndpointStats, ErrorMessage, ErrorMessages, Snapshot};

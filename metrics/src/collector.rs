@@ -1,0 +1,472 @@
+//! Local recording and collection: per-user [`Recorder`]s batch records and flush them into
+//! a shared [`MetricsCollector`], which closes an interval snapshot every
+//! `flush_interval` for the sink.
+//!
+//! The request path is [`Recorder::record`]: one hash lookup of the endpoint (an id is
+//! assigned the first time a recorder sees it), a push into a pre-allocated buffer, and a
+//! length check. No lock, no channel, no allocation. Every `batch_size` records, or when
+//! a record is `flush_interval` newer than the last flush, the recorder takes the
+//! collector's lock once and merges its whole batch into the open interval. Dropping a
+//! recorder flushes it, so the last records of a stopping user are never lost.
+//!
+//! Closed intervals wait in a queue of at most `buffer_size` for the sink. A sink that
+//! falls behind does not make the queue grow: the two oldest intervals merge into one.
+//! Memory stays bounded and every count survives; only time resolution is lost.
+
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use hashbrown::{Equivalent, HashMap};
+
+use crate::event::RequestMetricsEvent;
+use crate::record::{ErrorCategory, RequestRecord};
+use crate::stats::{EndpointKey, EndpointStats, MAX_ERROR_MESSAGE_LEN, Snapshot, truncate};
+
+/// Distinct failure messages one recorder remembers; later new ones are counted without
+/// their text (under "other").
+const MAX_RECORDER_MESSAGES: usize = 64;
+const NO_MESSAGE: u16 = u16::MAX;
+const NO_CATEGORY: u8 = u8::MAX;
+const NO_STATUS: u16 = 0;
+
+/// Batching settings, named as in AioTest's `MetricsCollector`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Records a recorder buffers before it flushes (default 256).
+    pub batch_size: usize,
+    /// Longest time records wait in a recorder, and the length of an interval snapshot
+    /// (default 1 s).
+    pub flush_interval: Duration,
+    /// Closed intervals kept for a slow sink before the oldest merge (default 16).
+    pub buffer_size: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            batch_size: 256,
+            flush_interval: Duration::from_secs(1),
+            buffer_size: 16,
+        }
+    }
+}
+
+/// A batching setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `batch_size` is 0.
+    #[error("metrics batch_size must be at least 1")]
+    ZeroBatchSize,
+    /// `buffer_size` is 0.
+    #[error("metrics buffer_size must be at least 1")]
+    ZeroBufferSize,
+    /// `flush_interval` is under a millisecond.
+    #[error("metrics flush_interval must be at least 1ms, got {0:?}")]
+    FlushIntervalTooShort(Duration),
+}
+
+impl MetricsConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.batch_size == 0 {
+            return Err(ConfigError::ZeroBatchSize);
+        }
+        if self.buffer_size == 0 {
+            return Err(ConfigError::ZeroBufferSize);
+        }
+        if self.flush_interval < Duration::from_millis(1) {
+            return Err(ConfigError::FlushIntervalTooShort(self.flush_interval));
+        }
+        Ok(())
+    }
+}
+
+/// Where closed interval snapshots go: the local aggregate, or a transport to a master.
+pub trait MetricsSink {
+    /// Takes one closed interval.
+    fn accept(&mut self, interval: Snapshot);
+}
+
+impl MetricsSink for Vec<Snapshot> {
+    fn accept(&mut self, interval: Snapshot) {
+        self.push(interval);
+    }
+}
+
+struct State {
+    keys: Vec<EndpointKey>,
+    index: std::collections::HashMap<EndpointKey, u32>,
+    /// The open interval, by endpoint id.
+    current: Vec<Option<EndpointStats>>,
+    opened_us: Option<u64>,
+    pending: VecDeque<Snapshot>,
+    merged_intervals: u64,
+}
+
+struct Shared {
+    config: MetricsConfig,
+    state: Mutex<State>,
+    event: RequestMetricsEvent,
+}
+
+impl Shared {
+    /// The state, even if a thread panicked while holding the lock: the state is only
+    /// ever changed by complete merges, so it is consistent at every unlock.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Collects the batches of every recorder; see the [module docs](self). Cheap to clone.
+#[derive(Clone)]
+pub struct MetricsCollector {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MetricsCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsCollector")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetricsCollector {
+    /// A collector with `config`, firing `request_metrics` on `event`.
+    pub fn new(config: MetricsConfig, event: RequestMetricsEvent) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(MetricsCollector {
+            shared: Arc::new(Shared {
+                config,
+                state: Mutex::new(State {
+                    keys: Vec::new(),
+                    index: std::collections::HashMap::new(),
+                    current: Vec::new(),
+                    opened_us: None,
+                    pending: VecDeque::new(),
+                    merged_intervals: 0,
+                }),
+                event,
+            }),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MetricsConfig {
+        &self.shared.config
+    }
+
+    /// The `request_metrics` event recorders fire.
+    pub fn event(&self) -> &RequestMetricsEvent {
+        &self.shared.event
+    }
+
+    /// A new recorder for one user (or thread).
+    pub fn recorder(&self) -> Recorder {
+        let batch_size = self.shared.config.batch_size;
+        Recorder {
+            shared: Arc::clone(&self.shared),
+            endpoints: HashMap::new(),
+            slots: Vec::new(),
+            last: 0,
+            buf: Vec::with_capacity(batch_size),
+            messages: Vec::new(),
+            batch_size,
+            flush_interval_us: duration_us(self.shared.config.flush_interval),
+            flush_due_us: None,
+        }
+    }
+
+    /// Closes the open interval at `now_us` and queues it for the sink. If
+    /// `buffer_size` intervals already wait, the two oldest merge first.
+    pub fn close_interval(&self, now_us: u64) {
+        let mut state = self.shared.lock();
+        let mut snapshot = Snapshot {
+            start_us: state.opened_us,
+            end_us: Some(now_us),
+            endpoints: Default::default(),
+        };
+        // Endpoint ids stay valid: the new interval has a slot for every known endpoint.
+        let slots = state.keys.len();
+        let current = std::mem::replace(&mut state.current, empty_slots(slots));
+        for (id, stats) in current.into_iter().enumerate() {
+            if let (Some(stats), Some(key)) = (stats, state.keys.get(id)) {
+                snapshot.endpoints.insert(key.clone(), stats);
+            }
+        }
+        if snapshot.start_us.is_none() {
+            snapshot.start_us = snapshot
+                .endpoints
+                .values()
+                .filter_map(|e| e.first_time_us)
+                .min()
+                .or(Some(now_us));
+        }
+        state.opened_us = Some(now_us);
+        state.pending.push_back(snapshot);
+        while state.pending.len() > self.shared.config.buffer_size {
+            if let (Some(mut oldest), Some(next)) =
+                (state.pending.pop_front(), state.pending.pop_front())
+            {
+                oldest.merge(&next);
+                state.pending.push_front(oldest);
+                state.merged_intervals += 1;
+            }
+        }
+    }
+
+    /// Removes and returns the closed intervals, oldest first.
+    pub fn take_pending(&self) -> Vec<Snapshot> {
+        self.shared.lock().pending.drain(..).collect()
+    }
+
+    /// Closes the interval at `now_us` and hands every closed interval to `sink`.
+    pub fn flush_to(&self, sink: &mut dyn MetricsSink, now_us: u64) {
+        self.close_interval(now_us);
+        for interval in self.take_pending() {
+            sink.accept(interval);
+        }
+    }
+
+    /// How many times a slow sink made two intervals merge.
+    pub fn merged_intervals(&self) -> u64 {
+        self.shared.lock().merged_intervals
+    }
+}
+
+fn empty_slots(n: usize) -> Vec<Option<EndpointStats>> {
+    (0..n).map(|_| None).collect()
+}
+
+fn duration_us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// An endpoint key as a recorder owns it.
+#[derive(PartialEq, Eq)]
+struct OwnedKey {
+    scenario: Box<str>,
+    name: Box<str>,
+    method: Box<str>,
+}
+
+/// The same key borrowed from a record: looked up without allocating.
+struct BorrowedKey<'a> {
+    scenario: &'a str,
+    name: &'a str,
+    method: &'a str,
+}
+
+// Both hash the three strings in the same order, so a borrowed key finds its owned twin.
+impl Hash for OwnedKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        (&*self.scenario, &*self.name, &*self.method).hash(h);
+    }
+}
+
+impl Hash for BorrowedKey<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        (self.scenario, self.name, self.method).hash(h);
+    }
+}
+
+impl Equivalent<OwnedKey> for BorrowedKey<'_> {
+    fn equivalent(&self, key: &OwnedKey) -> bool {
+        self.scenario == &*key.scenario && self.name == &*key.name && self.method == &*key.method
+    }
+}
+
+/// One buffered request, compact and free of borrowed data.
+#[derive(Clone, Copy)]
+struct Raw {
+    endpoint: u32,
+    status: u16,
+    category: u8,
+    message: u16,
+    duration_us: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    time_us: u64,
+}
+
+/// Records requests for one user or thread; see the [module docs](self).
+pub struct Recorder {
+    shared: Arc<Shared>,
+    /// Endpoint key -> slot; a slot holds the key again and the collector's endpoint id.
+    endpoints: HashMap<OwnedKey, usize>,
+    slots: Vec<(OwnedKey, u32)>,
+    /// The slot of the previous record's endpoint.
+    last: usize,
+    buf: Vec<Raw>,
+    messages: Vec<Box<str>>,
+    batch_size: usize,
+    flush_interval_us: u64,
+    flush_due_us: Option<u64>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("buffered", &self.buf.len())
+            .field("endpoints", &self.endpoints.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    /// Records one request, firing `request_metrics` first if it has handlers.
+    #[inline]
+    pub fn record(&mut self, r: &RequestRecord<'_>) {
+        if self.shared.event.is_active() {
+            self.shared.event.fire(r);
+        }
+        let endpoint = self.endpoint_id(r.scenario, r.name, r.method);
+        let message = match (r.error, r.message) {
+            (Some(_), Some(m)) => self.message_id(m),
+            _ => NO_MESSAGE,
+        };
+        self.buf.push(Raw {
+            endpoint,
+            status: r.status.unwrap_or(NO_STATUS),
+            category: r.error.map_or(NO_CATEGORY, |c| c as u8),
+            message,
+            duration_us: r.duration_us,
+            bytes_sent: r.bytes_sent,
+            bytes_received: r.bytes_received,
+            time_us: r.time_us,
+        });
+        let due = *self
+            .flush_due_us
+            .get_or_insert(r.time_us.saturating_add(self.flush_interval_us));
+        if self.buf.len() >= self.batch_size || r.time_us >= due {
+            self.flush_now();
+        }
+    }
+
+    /// Flushes if the oldest buffered record is older than `flush_interval` at `now_us`.
+    /// Call it between tasks so an idle user's records still arrive in time.
+    pub fn flush_if_due(&mut self, now_us: u64) {
+        if self.flush_due_us.is_some_and(|due| now_us >= due) {
+            self.flush_now();
+        }
+    }
+
+    /// Flushes now (also done on drop).
+    pub fn flush(&mut self) {
+        self.flush_now();
+    }
+
+    /// Records buffered and not yet flushed.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn flush_now(&mut self) {
+        self.flush_due_us = None;
+        if self.buf.is_empty() {
+            return;
+        }
+        let mut state = self.shared.lock();
+        let opened = self.buf.iter().map(|r| r.time_us).min();
+        if state.opened_us.is_none() {
+            state.opened_us = opened;
+        }
+        let slots = state.keys.len();
+        if state.current.len() < slots {
+            state.current.resize_with(slots, || None);
+        }
+        for r in &self.buf {
+            // Every id this recorder holds was registered, so it has a slot.
+            let Some(slot) = state.current.get_mut(r.endpoint as usize) else {
+                continue;
+            };
+            let message = self.messages.get(usize::from(r.message)).map(|m| &**m);
+            slot.get_or_insert_with(EndpointStats::default)
+                .record_parts(
+                    (r.status != NO_STATUS).then_some(r.status),
+                    r.duration_us,
+                    r.bytes_sent,
+                    r.bytes_received,
+                    ErrorCategory::from_index(r.category),
+                    message,
+                    r.time_us,
+                );
+        }
+        drop(state);
+        self.buf.clear();
+    }
+
+    #[inline]
+    fn endpoint_id(&mut self, scenario: &str, name: &str, method: &str) -> u32 {
+        let key = BorrowedKey {
+            scenario,
+            name,
+            method,
+        };
+        // Consecutive requests usually hit the same endpoint: comparing three short
+        // strings is cheaper than hashing them.
+        if let Some((owned, id)) = self.slots.get(self.last)
+            && key.equivalent(owned)
+        {
+            return *id;
+        }
+        if let Some(&slot) = self.endpoints.get(&key) {
+            self.last = slot;
+            return self.slots[slot].1;
+        }
+        self.register_endpoint(scenario, name, method)
+    }
+
+    #[cold]
+    fn register_endpoint(&mut self, scenario: &str, name: &str, method: &str) -> u32 {
+        let key = EndpointKey::new(scenario, name, method);
+        let mut state = self.shared.lock();
+        let id = match state.index.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = u32::try_from(state.keys.len()).unwrap_or(u32::MAX);
+                state.keys.push(key.clone());
+                state.index.insert(key, id);
+                id
+            }
+        };
+        if state.current.len() <= id as usize {
+            state.current.resize_with(id as usize + 1, || None);
+        }
+        drop(state);
+        let owned = || OwnedKey {
+            scenario: scenario.into(),
+            name: name.into(),
+            method: method.into(),
+        };
+        let slot = self.slots.len();
+        self.slots.push((owned(), id));
+        self.endpoints.insert(owned(), slot);
+        self.last = slot;
+        id
+    }
+
+    fn message_id(&mut self, message: &str) -> u16 {
+        let message = truncate(message, MAX_ERROR_MESSAGE_LEN);
+        if let Some(i) = self.messages.iter().position(|m| &**m == message) {
+            return i as u16;
+        }
+        if self.messages.len() >= MAX_RECORDER_MESSAGES {
+            return NO_MESSAGE;
+        }
+        self.messages.push(message.into());
+        (self.messages.len() - 1) as u16
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests;

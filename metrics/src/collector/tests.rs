@@ -1,0 +1,203 @@
+//! Tests of recorders and the collector.
+
+use super::*;
+
+fn collector(batch_size: usize, buffer_size: usize) -> MetricsCollector {
+    let config = MetricsConfig {
+        batch_size,
+        flush_interval: Duration::from_secs(1),
+        buffer_size,
+    };
+    MetricsCollector::new(config, RequestMetricsEvent::new()).unwrap()
+}
+
+fn ok(name: &str, t: u64) -> RequestRecord<'_> {
+    RequestRecord::ok(name, "GET", 200, 100).at(t)
+}
+
+fn total(snaps: &[Snapshot]) -> EndpointStats {
+    let mut all = Snapshot::new();
+    for s in snaps {
+        all.merge(s);
+    }
+    all.total()
+}
+
+#[test]
+fn a_recorder_flushes_every_batch_size_records() {
+    let c = collector(4, 16);
+    let mut r = c.recorder();
+    for _ in 0..3 {
+        r.record(&ok("/a", 0));
+    }
+    assert_eq!(r.buffered(), 3);
+    c.close_interval(1);
+    assert!(
+        total(&c.take_pending()).requests == 0,
+        "nothing flushed yet"
+    );
+    r.record(&ok("/a", 0));
+    assert_eq!(r.buffered(), 0);
+    c.close_interval(2);
+    assert_eq!(total(&c.take_pending()).requests, 4);
+}
+
+#[test]
+fn a_recorder_flushes_when_its_oldest_record_is_a_flush_interval_old() {
+    let c = collector(1_000, 16);
+    let mut r = c.recorder();
+    r.record(&ok("/a", 5_000_000));
+    r.record(&ok("/a", 5_400_000));
+    assert_eq!(r.buffered(), 2);
+    r.record(&ok("/a", 6_000_000));
+    assert_eq!(r.buffered(), 0, "1 s after the first record");
+    r.record(&ok("/a", 6_100_000));
+    r.flush_if_due(6_500_000);
+    assert_eq!(r.buffered(), 1, "not due yet");
+    r.flush_if_due(7_100_000);
+    assert_eq!(r.buffered(), 0);
+}
+
+#[test]
+fn dropping_a_recorder_flushes_its_last_records() {
+    let c = collector(1_000, 16);
+    let mut r = c.recorder();
+    r.record(&ok("/a", 1));
+    drop(r);
+    let mut sink = Vec::new();
+    c.flush_to(&mut sink, 10);
+    assert_eq!(total(&sink).requests, 1);
+}
+
+#[test]
+fn endpoints_stay_known_across_intervals() {
+    let c = collector(1, 16);
+    let mut r = c.recorder();
+    r.record(&ok("/a", 1));
+    c.close_interval(10);
+    r.record(&ok("/a", 11));
+    r.record(&ok("/b", 12));
+    c.close_interval(20);
+    r.record(&ok("/b", 21));
+    c.close_interval(30);
+    let p = c.take_pending();
+    let counts: Vec<u64> = p.iter().map(|s| s.total().requests).collect();
+    assert_eq!(counts, [1, 2, 1]);
+    assert_eq!(p[1].start_us, Some(10));
+    assert_eq!(p[1].end_us, Some(20));
+    assert_eq!(
+        p[0].start_us,
+        Some(1),
+        "the first interval starts at its first record"
+    );
+}
+
+#[test]
+fn a_slow_sink_makes_intervals_merge_not_queue_and_nothing_is_lost() {
+    let c = collector(1, 2);
+    let mut r = c.recorder();
+    for i in 0..5u64 {
+        for _ in 0..=i {
+            r.record(&ok("/a", i * 10 + 1));
+        }
+        c.close_interval(i * 10 + 10);
+    }
+    let p = c.take_pending();
+    assert_eq!(p.len(), 2, "bounded by buffer_size");
+    assert_eq!(c.merged_intervals(), 3);
+    assert_eq!(total(&p).requests, 1 + 2 + 3 + 4 + 5);
+    assert_eq!(p[0].start_us, Some(1));
+    assert_eq!(p[0].end_us, Some(40));
+    assert_eq!(p[1].start_us, Some(40));
+}
+
+#[test]
+fn recorders_on_many_threads_lose_nothing() {
+    let c = collector(64, 4);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let mut r = c.recorder();
+                let names = ["/a", "/b", "/c"];
+                for i in 0..10_000u64 {
+                    let name = names[(i as usize + t) % 3];
+                    r.record(&RequestRecord::ok(name, "GET", 200, 1 + i % 5_000).at(i));
+                    if i % 2_500 == 0 {
+                        c.close_interval(i);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut sink = Vec::new();
+    c.flush_to(&mut sink, 20_000);
+    let t = total(&sink);
+    assert_eq!(t.requests, 40_000);
+    assert_eq!(t.histogram.len(), 40_000);
+}
+
+#[test]
+fn failures_keep_their_messages_up_to_a_bound() {
+    let c = collector(10_000, 4);
+    let mut r = c.recorder();
+    for i in 0..100 {
+        let msg = format!("error {i:03}");
+        r.record(&ok("/a", 0).failed(ErrorCategory::Other, Some(&msg)));
+    }
+    r.record(&ok("/a", 0).failed(ErrorCategory::Timeout, None));
+    drop(r);
+    let mut sink = Vec::new();
+    c.flush_to(&mut sink, 1);
+    let t = total(&sink);
+    assert_eq!(t.failures, 101);
+    assert_eq!(t.errors.total(), 101);
+    assert_eq!(t.errors.kept.len(), crate::stats::MAX_ERROR_MESSAGES);
+}
+
+#[test]
+fn handlers_see_every_record() {
+    let event = RequestMetricsEvent::new();
+    let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let s = Arc::clone(&seen);
+    event.add_handler(
+        move |r: &RequestRecord<'_>| {
+            s.fetch_add(r.duration_us, std::sync::atomic::Ordering::Relaxed);
+        },
+        0,
+    );
+    let c = MetricsCollector::new(MetricsConfig::default(), event).unwrap();
+    let mut r = c.recorder();
+    r.record(&ok("/a", 0));
+    r.record(&ok("/b", 0));
+    assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 200);
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    let bad = |batch_size, flush_ms, buffer_size| MetricsConfig {
+        batch_size,
+        flush_interval: Duration::from_millis(flush_ms),
+        buffer_size,
+    };
+    let err = |c: MetricsConfig| {
+        MetricsCollector::new(c, RequestMetricsEvent::new())
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        err(bad(0, 1000, 1)),
+        "metrics batch_size must be at least 1"
+    );
+    assert_eq!(
+        err(bad(1, 1000, 0)),
+        "metrics buffer_size must be at least 1"
+    );
+    assert_eq!(
+        err(bad(1, 0, 1)),
+        "metrics flush_interval must be at least 1ms, got 0ns"
+    );
+}

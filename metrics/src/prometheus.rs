@@ -1,0 +1,232 @@
+//! Prometheus: aiotest's figures as `aiotest_*` metrics, served at `/metrics`.
+//!
+//! The exporter owns its own `metrics-exporter-prometheus` recorder (never the process'
+//! global one), so two runners, or two tests, in one process never mix their numbers.
+//! Counters and the duration histogram are updated from closed interval snapshots, never
+//! per request. Feeding the histogram costs one observation per request at that point
+//! (the exporter has no bulk insert), off the request path; upkeep runs after each update
+//! so the exporter's sample buffers never grow between scrapes.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `aiotest_requests_total` | counter | scenario, name, method, status (`none` without a response) |
+//! | `aiotest_failures_total` | counter | scenario, name, method, category |
+//! | `aiotest_request_duration_seconds` | histogram, 100 µs to 60 s | scenario, name, method |
+//! | `aiotest_bytes_sent_total`, `aiotest_bytes_received_total` | counter | scenario, name, method |
+//! | `aiotest_users` | gauge | user_type |
+//! | `aiotest_runner_state` | gauge, 1 for the current state | state |
+//! | `aiotest_workers` | gauge | state |
+
+use aiotest_core::state::RunnerState;
+use metrics::{Label, Recorder as _};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::record::ErrorCategory;
+use crate::stats::{EndpointKey, Snapshot};
+
+/// Bucket upper bounds of `aiotest_request_duration_seconds`: sub-millisecond resolution
+/// for fast services up to a minute for slow ones.
+pub const DURATION_BUCKETS: [f64; 19] = [
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
+
+const DURATION: &str = "aiotest_request_duration_seconds";
+
+/// The content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// aiotest's Prometheus metrics; see the [module docs](self).
+pub struct PrometheusExporter {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for PrometheusExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrometheusExporter")
+    }
+}
+
+impl Default for PrometheusExporter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn key(name: &'static str, labels: Vec<Label>) -> metrics::Key {
+    metrics::Key::from_parts(name, labels)
+}
+
+fn endpoint_labels(k: &EndpointKey) -> Vec<Label> {
+    vec![
+        Label::new("scenario", k.scenario.clone()),
+        Label::new("name", k.name.clone()),
+        Label::new("method", k.method.clone()),
+    ]
+}
+
+const META: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+impl PrometheusExporter {
+    /// A fresh exporter with no metrics yet.
+    pub fn new() -> Self {
+        let builder = PrometheusBuilder::new();
+        // Setting buckets for one exact name cannot fail: the bucket list is non-empty.
+        let builder = match builder
+            .set_buckets_for_metric(Matcher::Full(DURATION.into()), &DURATION_BUCKETS)
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!("prometheus buckets refused: {e}");
+                PrometheusBuilder::new()
+            }
+        };
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        PrometheusExporter { recorder, handle }
+    }
+
+    /// Adds a closed interval's counts.
+    pub fn update(&self, interval: &Snapshot) {
+        for (k, stats) in &interval.endpoints {
+            let labels = endpoint_labels(k);
+            let mut answered = 0;
+            for &(code, n) in &stats.status_codes {
+                answered += n;
+                let mut l = labels.clone();
+                l.push(Label::new("status", code.to_string()));
+                self.recorder
+                    .register_counter(&key("aiotest_requests_total", l), &META)
+                    .increment(n);
+            }
+            if stats.requests > answered {
+                let mut l = labels.clone();
+                l.push(Label::new("status", "none"));
+                self.recorder
+                    .register_counter(&key("aiotest_requests_total", l), &META)
+                    .increment(stats.requests - answered);
+            }
+            for category in ErrorCategory::ALL {
+                let n = stats.failures_by_category[category.index()];
+                if n > 0 {
+                    let mut l = labels.clone();
+                    l.push(Label::new("category", category.as_str()));
+                    self.recorder
+                        .register_counter(&key("aiotest_failures_total", l), &META)
+                        .increment(n);
+                }
+            }
+            self.recorder
+                .register_counter(&key("aiotest_bytes_sent_total", labels.clone()), &META)
+                .increment(stats.bytes_sent);
+            self.recorder
+                .register_counter(&key("aiotest_bytes_received_total", labels.clone()), &META)
+                .increment(stats.bytes_received);
+            let histogram = self
+                .recorder
+                .register_histogram(&key(DURATION, labels), &META);
+            for v in stats.histogram.iter_recorded() {
+                // The bucket's lowest value: a sample of exactly 5 ms counts as <= 0.005.
+                let us = stats.histogram.lowest_equivalent(v.value_iterated_to());
+                let secs = us as f64 / 1e6;
+                histogram.record_many(secs, v.count_at_value() as usize);
+            }
+        }
+        self.handle.run_upkeep();
+    }
+
+    /// Sets the number of running users of `user_type`.
+    pub fn set_users(&self, user_type: &str, users: u64) {
+        let k = key(
+            "aiotest_users",
+            vec![Label::new("user_type", user_type.to_owned())],
+        );
+        self.recorder.register_gauge(&k, &META).set(users as f64);
+    }
+
+    /// Marks `state` as the runner's current state (1) and every other state 0.
+    pub fn set_runner_state(&self, state: RunnerState) {
+        for s in RunnerState::ALL {
+            let k = key(
+                "aiotest_runner_state",
+                vec![Label::new("state", s.as_str())],
+            );
+            self.recorder
+                .register_gauge(&k, &META)
+                .set(if s == state { 1.0 } else { 0.0 });
+        }
+    }
+
+    /// Sets how many workers are in each state (states not given are set to 0).
+    pub fn set_workers(&self, counts: &[(RunnerState, u64)]) {
+        for s in RunnerState::ALL {
+            let n = counts
+                .iter()
+                .filter(|(st, _)| *st == s)
+                .map(|(_, n)| *n)
+                .sum::<u64>();
+            let k = key("aiotest_workers", vec![Label::new("state", s.as_str())]);
+            self.recorder.register_gauge(&k, &META).set(n as f64);
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}
+
+/// A response of the metrics app, independent of any HTTP library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Content-Type` header.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
+}
+
+/// The `/metrics` service, built by [`create_prometheus_app`]; the runner mounts it on its
+/// HTTP server, adapting requests with [`PrometheusApp::handle`].
+#[derive(Debug, Clone)]
+pub struct PrometheusApp {
+    exporter: std::sync::Arc<PrometheusExporter>,
+}
+
+/// Builds the `/metrics` service over `exporter` (the seed's `create_prometheus_app`).
+pub fn create_prometheus_app(exporter: std::sync::Arc<PrometheusExporter>) -> PrometheusApp {
+    PrometheusApp { exporter }
+}
+
+impl PrometheusApp {
+    /// Answers `method path`: `GET /metrics` (or `HEAD`) renders; other paths are 404,
+    /// other methods on `/metrics` 405.
+    pub fn handle(&self, method: &str, path: &str) -> AppResponse {
+        let path = path.split('?').next().unwrap_or(path);
+        match (method, path) {
+            ("GET" | "HEAD", "/metrics") => AppResponse {
+                status: 200,
+                content_type: CONTENT_TYPE,
+                body: self.exporter.render(),
+            },
+            (_, "/metrics") => AppResponse {
+                status: 405,
+                content_type: "text/plain; charset=utf-8",
+                body: "method not allowed; use GET\n".into(),
+            },
+            _ => AppResponse {
+                status: 404,
+                content_type: "text/plain; charset=utf-8",
+                body: "not found; metrics are at /metrics\n".into(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,141 @@
+//! The request record: what one request contributes to the statistics.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum ErrorCategory {
+    /// The connection could not be made (refused, unreachable).
+    Connect,
+    /// The host name did not resolve.
+    Dns,
+    /// No (complete) response within the timeout.
+    Timeout,
+    /// The TLS handshake or certificate check failed.
+    Tls,
+    /// The connection was reset or closed mid-exchange.
+    Reset,
+    /// The peer broke the HTTP protocol.
+    Protocol,
+    /// The response had an error status (or one the request did not expect).
+    HttpStatus,
+    /// A response check written by the user failed.
+    CheckFailed,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorCategory {
+    /// How many categories there are.
+    pub const COUNT: usize = 9;
+
+    /// Every category, in declaration order (which is also [`index`](Self::index) order).
+    pub const ALL: [ErrorCategory; Self::COUNT] = [
+        ErrorCategory::Connect,
+        ErrorCategory::Dns,
+        ErrorCategory::Timeout,
+        ErrorCategory::Tls,
+        ErrorCategory::Reset,
+        ErrorCategory::Protocol,
+        ErrorCategory::HttpStatus,
+        ErrorCategory::CheckFailed,
+        ErrorCategory::Other,
+    ];
+
+    /// The label used in summaries and metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCategory::Connect => "connect",
+            ErrorCategory::Dns => "dns",
+            ErrorCategory::Timeout => "timeout",
+            ErrorCategory::Tls => "tls",
+            ErrorCategory::Reset => "reset",
+            ErrorCategory::Protocol => "protocol",
+            ErrorCategory::HttpStatus => "http_status",
+            ErrorCategory::CheckFailed => "check_failed",
+            ErrorCategory::Other => "other",
+        }
+    }
+
+    /// Position in [`ErrorCategory::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    pub(crate) fn from_index(i: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(i)).copied()
+    }
+}
+
+impl fmt::Display for ErrorCategory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One request, as the HTTP user (or any other client) reports it. Borrowed, so building
+/// one costs nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestRecord<'a> {
+    /// The scenario the user belongs to.
+    pub scenario: &'a str,
+    /// The request's name (explicit, or the path with ids replaced).
+    pub name: &'a str,
+    /// The HTTP method, upper case.
+    pub method: &'a str,
+    /// The response status, if a response arrived.
+    pub status: Option<u16>,
+    /// From sending the request to the last byte of the body, in microseconds.
+    pub duration_us: u64,
+    /// Bytes written to the connection for this request.
+    pub bytes_sent: u64,
+    /// Bytes read from the connection for this response.
+    pub bytes_received: u64,
+    /// Why it failed; `None` for a success.
+    pub error: Option<ErrorCategory>,
+    /// A short message for a failure (kept with bounded cardinality).
+    pub message: Option<&'a str>,
+    /// When the request was sent, in microseconds since the Unix epoch.
+    pub time_us: u64,
+}
+
+impl<'a> RequestRecord<'a> {
+    /// A successful request with everything else zero; set the rest with struct update
+    /// syntax or the `with_*` helpers.
+    pub fn ok(name: &'a str, method: &'a str, status: u16, duration_us: u64) -> Self {
+        RequestRecord {
+            scenario: "default",
+            name,
+            method,
+            status: Some(status),
+            duration_us,
+            bytes_sent: 0,
+            bytes_received: 0,
+            error: None,
+            message: None,
+            time_us: 0,
+        }
+    }
+
+    /// The same record, failed with `category` and `message`.
+    pub fn failed(mut self, category: ErrorCategory, message: Option<&'a str>) -> Self {
+        self.error = Some(category);
+        self.message = message;
+        self
+    }
+
+    /// The same record at `time_us`.
+    pub fn at(mut self, time_us: u64) -> Self {
+        self.time_us = time_us;
+        self
+    }
+
+    /// Whether the request failed.
+    pub fn is_failure(&self) -> bool {
+        self.error.is_some()
+    }
+}

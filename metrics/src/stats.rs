@@ -1,0 +1,469 @@
+//! Per-endpoint statistics and snapshots: HDR histograms and counters that merge exactly.
+//!
+//! A [`Snapshot`] is the statistics of some set of requests (one interval of one worker,
+//! or a whole run). `merge` adds another snapshot in: it is associative and commutative,
+//! and merging the snapshots of any partition of a set of requests gives exactly the
+//! snapshot of the whole set. Histograms cross the wire in HDR's compact V2 + deflate form.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::record::{ErrorCategory, RequestRecord};
+
+/// Lowest trackable duration: 1 microsecond.
+pub const HISTOGRAM_LOW_US: u64 = 1;
+/// Highest trackable duration: one hour, in microseconds. Longer durations are recorded
+/// as one hour (and still counted).
+pub const HISTOGRAM_HIGH_US: u64 = 3_600_000_000;
+/// Significant decimal digits kept: values are exact to 0.1%.
+pub const HISTOGRAM_SIGFIG: u8 = 3;
+/// Distinct error messages kept per endpoint; the rest are counted under "other".
+pub const MAX_ERROR_MESSAGES: usize = 16;
+/// Longest error message kept, in bytes; longer ones are cut at a character boundary.
+pub const MAX_ERROR_MESSAGE_LEN: usize = 200;
+
+/// A new, empty duration histogram. It starts small and grows up to
+/// [`HISTOGRAM_HIGH_US`] as larger values arrive, so an endpoint answering in
+/// milliseconds costs tens of kilobytes, not the full hour's range.
+pub fn new_histogram() -> Histogram<u64> {
+    // `new` fails only for more than 5 significant figures; the lowest value is 1 and the
+    // histogram resizes itself as values arrive.
+    Histogram::new(HISTOGRAM_SIGFIG).expect("3 significant figures are valid")
+}
+
+/// Which endpoint a record belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EndpointKey {
+    /// The scenario.
+    pub scenario: String,
+    /// The request name.
+    pub name: String,
+    /// The HTTP method.
+    pub method: String,
+}
+
+impl EndpointKey {
+    /// A key from its parts.
+    pub fn new(scenario: &str, name: &str, method: &str) -> Self {
+        EndpointKey {
+            scenario: scenario.to_owned(),
+            name: name.to_owned(),
+            method: method.to_owned(),
+        }
+    }
+}
+
+/// One distinct error message and how often it was seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMessage {
+    /// The failure's category.
+    pub category: ErrorCategory,
+    /// The message (at most [`MAX_ERROR_MESSAGE_LEN`] bytes).
+    pub message: String,
+    /// How many failures carried it.
+    pub count: u64,
+}
+
+/// Error messages with bounded cardinality.
+///
+/// At most [`MAX_ERROR_MESSAGES`] distinct (category, message) pairs are kept. Which ones
+/// is decided by their order (category, then text), not by arrival: "the first N" would
+/// depend on the order snapshots are merged in, and merges must be exact in any order.
+/// The counts of the others, and of failures without a message, go to `other`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMessages {
+    /// Kept messages, sorted by (category, message).
+    pub kept: Vec<ErrorMessage>,
+    /// Failures whose message was not kept, or had none.
+    pub other: u64,
+}
+
+impl ErrorMessages {
+    /// Counts `n` failures of `category` with `message`.
+    pub fn add(&mut self, category: ErrorCategory, message: Option<&str>, n: u64) {
+        let Some(message) = message else {
+            self.other += n;
+            return;
+        };
+        let message = truncate(message, MAX_ERROR_MESSAGE_LEN);
+        let pos = self
+            .kept
+            .binary_search_by(|m| (m.category, m.message.as_str()).cmp(&(category, message)));
+        match pos {
+            Ok(i) => self.kept[i].count += n,
+            Err(i) if i < MAX_ERROR_MESSAGES => {
+                self.kept.insert(
+                    i,
+                    ErrorMessage {
+                        category,
+                        message: message.to_owned(),
+                        count: n,
+                    },
+                );
+                if self.kept.len() > MAX_ERROR_MESSAGES {
+                    // The largest falls out; its failures are still counted.
+                    if let Some(evicted) = self.kept.pop() {
+                        self.other += evicted.count;
+                    }
+                }
+            }
+            Err(_) => self.other += n,
+        }
+    }
+
+    /// Adds every count of `other` in.
+    pub fn merge(&mut self, other: &ErrorMessages) {
+        for m in &other.kept {
+            self.add(m.category, Some(&m.message), m.count);
+        }
+        self.other += other.other;
+    }
+
+    /// All failures counted here.
+    pub fn total(&self) -> u64 {
+        self.other + self.kept.iter().map(|m| m.count).sum::<u64>()
+    }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Everything known about one endpoint's requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointStats {
+    /// Durations in microseconds.
+    #[serde(with = "crate::stats::histogram_v2")]
+    pub histogram: Histogram<u64>,
+    /// Requests made.
+    pub requests: u64,
+    /// Requests that failed (any category).
+    pub failures: u64,
+    /// Failures per category, indexed by [`ErrorCategory::index`].
+    pub failures_by_category: [u64; ErrorCategory::COUNT],
+    /// Responses per status code, sorted by code. Requests without a response have none.
+    pub status_codes: Vec<(u16, u64)>,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Sum of all durations (exact mean = sum / requests).
+    pub duration_sum_us: u64,
+    /// Shortest duration.
+    pub min_us: Option<u64>,
+    /// Longest duration.
+    pub max_us: Option<u64>,
+    /// Time of the first request (µs since the Unix epoch).
+    pub first_time_us: Option<u64>,
+    /// Time of the last request.
+    pub last_time_us: Option<u64>,
+    /// Error messages, bounded.
+    pub errors: ErrorMessages,
+}
+
+impl Default for EndpointStats {
+    fn default() -> Self {
+        EndpointStats {
+            histogram: new_histogram(),
+            requests: 0,
+            failures: 0,
+            failures_by_category: [0; ErrorCategory::COUNT],
+            status_codes: Vec::new(),
+            bytes_sent: 0,
+            bytes_received: 0,
+            duration_sum_us: 0,
+            min_us: None,
+            max_us: None,
+            first_time_us: None,
+            last_time_us: None,
+            errors: ErrorMessages::default(),
+        }
+    }
+}
+
+fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) | (None, x) => x,
+    }
+}
+
+fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    a.max(b)
+}
+
+impl EndpointStats {
+    /// Counts one request.
+    pub fn record(&mut self, r: &RequestRecord<'_>) {
+        self.record_parts(
+            r.status,
+            r.duration_us,
+            r.bytes_sent,
+            r.bytes_received,
+            r.error,
+            r.message,
+            r.time_us,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)] // the fields of a record, unpacked
+    pub(crate) fn record_parts(
+        &mut self,
+        status: Option<u16>,
+        duration_us: u64,
+        bytes_sent: u64,
+        bytes_received: u64,
+        error: Option<ErrorCategory>,
+        message: Option<&str>,
+        time_us: u64,
+    ) {
+        let d = duration_us.clamp(HISTOGRAM_LOW_US, HISTOGRAM_HIGH_US);
+        // Cannot fail: d is within the bounds and the histogram grows on demand.
+        let _ = self.histogram.record(d);
+        self.requests += 1;
+        self.duration_sum_us = self.duration_sum_us.saturating_add(duration_us);
+        self.min_us = min_opt(self.min_us, Some(duration_us));
+        self.max_us = max_opt(self.max_us, Some(duration_us));
+        self.first_time_us = min_opt(self.first_time_us, Some(time_us));
+        self.last_time_us = max_opt(self.last_time_us, Some(time_us));
+        self.bytes_sent += bytes_sent;
+        self.bytes_received += bytes_received;
+        if let Some(code) = status {
+            self.add_status(code, 1);
+        }
+        if let Some(category) = error {
+            self.failures += 1;
+            self.failures_by_category[category.index()] += 1;
+            self.errors.add(category, message, 1);
+        }
+    }
+
+    fn add_status(&mut self, code: u16, n: u64) {
+        match self.status_codes.binary_search_by_key(&code, |&(c, _)| c) {
+            Ok(i) => self.status_codes[i].1 += n,
+            Err(i) => self.status_codes.insert(i, (code, n)),
+        }
+    }
+
+    /// Adds `other` in, exactly.
+    pub fn merge(&mut self, other: &EndpointStats) {
+        // Both histograms grow on demand and share the same precision, so adding cannot
+        // fail; an error here would mean a corrupt snapshot, whose counts still add.
+        let _ = self.histogram.add(&other.histogram);
+        self.requests += other.requests;
+        self.failures += other.failures;
+        for (a, b) in self
+            .failures_by_category
+            .iter_mut()
+            .zip(other.failures_by_category)
+        {
+            *a += b;
+        }
+        for &(code, n) in &other.status_codes {
+            self.add_status(code, n);
+        }
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.duration_sum_us = self.duration_sum_us.saturating_add(other.duration_sum_us);
+        self.min_us = min_opt(self.min_us, other.min_us);
+        self.max_us = max_opt(self.max_us, other.max_us);
+        self.first_time_us = min_opt(self.first_time_us, other.first_time_us);
+        self.last_time_us = max_opt(self.last_time_us, other.last_time_us);
+        self.errors.merge(&other.errors);
+    }
+
+    /// The duration at `quantile` (0.0 to 1.0), in microseconds; 0 when empty.
+    ///
+    /// Within 0.1% of the true value, and never outside the exact min and max: HDR answers
+    /// with the top of a value's bucket, which could otherwise put p99 above the maximum.
+    pub fn percentile_us(&self, quantile: f64) -> u64 {
+        if self.requests == 0 {
+            return 0;
+        }
+        let q = if quantile.is_nan() {
+            0.5
+        } else {
+            quantile.clamp(0.0, 1.0)
+        };
+        let v = self.histogram.value_at_quantile(q);
+        match (self.min_us, self.max_us) {
+            (Some(lo), Some(hi)) if lo <= hi => v.clamp(lo, hi),
+            _ => v,
+        }
+    }
+
+    /// The exact mean duration in microseconds; 0 when empty.
+    pub fn mean_us(&self) -> f64 {
+        if self.requests == 0 {
+            return 0.0;
+        }
+        self.duration_sum_us as f64 / self.requests as f64
+    }
+}
+
+/// Statistics of a set of requests, per endpoint, with the time span they cover.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Start of the covered span (µs since the Unix epoch), if known.
+    pub start_us: Option<u64>,
+    /// End of the covered span.
+    pub end_us: Option<u64>,
+    /// Statistics per endpoint, ordered by key.
+    #[serde(with = "crate::stats::endpoint_list")]
+    pub endpoints: BTreeMap<EndpointKey, EndpointStats>,
+}
+
+impl Snapshot {
+    /// An empty snapshot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts one request.
+    pub fn record(&mut self, r: &RequestRecord<'_>) {
+        let key = EndpointKey::new(r.scenario, r.name, r.method);
+        self.endpoints.entry(key).or_default().record(r);
+    }
+
+    /// Adds `other` in, exactly; the span grows to cover both.
+    pub fn merge(&mut self, other: &Snapshot) {
+        self.start_us = min_opt(self.start_us, other.start_us);
+        self.end_us = max_opt(self.end_us, other.end_us);
+        for (key, stats) in &other.endpoints {
+            match self.endpoints.get_mut(key) {
+                Some(mine) => mine.merge(stats),
+                None => {
+                    self.endpoints.insert(key.clone(), stats.clone());
+                }
+            }
+        }
+    }
+
+    /// Whether no request is counted.
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.values().all(|e| e.requests == 0)
+    }
+
+    /// All endpoints merged into one (the "Total" row of a summary).
+    pub fn total(&self) -> EndpointStats {
+        let mut total = EndpointStats::default();
+        for stats in self.endpoints.values() {
+            total.merge(stats);
+        }
+        total
+    }
+}
+
+/// Serde for histograms: HDR V2 with deflate, as bytes.
+pub(crate) mod histogram_v2 {
+    use std::fmt;
+
+    use hdrhistogram::Histogram;
+    use hdrhistogram::serialization::{
+        Deserializer as HdrDe, Serializer as _, V2DeflateSerializer,
+    };
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(h: &Histogram<u64>, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(h, &mut buf)
+            .map_err(|e| serde::ser::Error::custom(format!("histogram: {e:?}")))?;
+        s.serialize_bytes(&buf)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Histogram<u64>, D::Error> {
+        let bytes = d.deserialize_bytes(BytesVisitor)?;
+        let mut h: Histogram<u64> = HdrDe::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| de::Error::custom(format!("histogram: {e:?}")))?;
+        h.auto(true);
+        Ok(h)
+    }
+
+    /// Accepts bytes (MessagePack bin) or a sequence of numbers (JSON).
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an HDR V2 deflate histogram as bytes")
+        }
+
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Serde for the endpoint map: a list of entries, so keys need not be strings (JSON).
+pub(crate) mod endpoint_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{EndpointKey, EndpointStats};
+
+    #[derive(Serialize)]
+    struct EntryRef<'a> {
+        key: &'a EndpointKey,
+        stats: &'a EndpointStats,
+    }
+
+    #[derive(Deserialize)]
+    struct Entry {
+        key: EndpointKey,
+        stats: EndpointStats,
+    }
+
+    pub(crate) fn serialize<S: Serializer>(
+        map: &BTreeMap<EndpointKey, EndpointStats>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter().map(|(key, stats)| EntryRef { key, stats }))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<EndpointKey, EndpointStats>, D::Error> {
+        let entries = Vec::<Entry>::deserialize(d)?;
+        let mut map = BTreeMap::new();
+        for e in entries {
+            // A repeated key (only in a hand-made snapshot) merges rather than overwrites.
+            match map.get_mut(&e.key) {
+                Some(existing) => EndpointStats::merge(existing, &e.stats),
+                None => {
+                    map.insert(e.key, e.stats);
+                }
+            }
+        }
+        Ok(map)
+    }
+}
+
+#[cfg(test)]
+mod tests;

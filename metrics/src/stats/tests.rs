@@ -1,0 +1,151 @@
+//! Tests of per-endpoint statistics and snapshots.
+
+use super::*;
+
+fn rec(name: &str, status: Option<u16>, us: u64, t: u64) -> RequestRecord<'_> {
+    RequestRecord {
+        status,
+        time_us: t,
+        bytes_sent: 100,
+        bytes_received: 1_000,
+        ..RequestRecord::ok(name, "GET", 0, us)
+    }
+}
+
+#[test]
+fn endpoint_stats_count_everything_exactly() {
+    let mut s = EndpointStats::default();
+    s.record(&rec("/a", Some(200), 1_000, 50));
+    s.record(&rec("/a", Some(500), 3_000, 10).failed(ErrorCategory::HttpStatus, Some("500 boom")));
+    s.record(&rec("/a", None, 7, 90).failed(ErrorCategory::Connect, Some("refused")));
+    s.record(&rec("/a", Some(200), 2_000, 70));
+    assert_eq!(s.requests, 4);
+    assert_eq!(s.failures, 2);
+    assert_eq!(s.failures_by_category[ErrorCategory::HttpStatus.index()], 1);
+    assert_eq!(s.failures_by_category[ErrorCategory::Connect.index()], 1);
+    assert_eq!(s.status_codes, vec![(200, 2), (500, 1)]);
+    assert_eq!((s.bytes_sent, s.bytes_received), (400, 4_000));
+    assert_eq!((s.min_us, s.max_us), (Some(7), Some(3_000)));
+    assert_eq!(s.mean_us(), (1_000 + 3_000 + 7 + 2_000) as f64 / 4.0);
+    assert_eq!((s.first_time_us, s.last_time_us), (Some(10), Some(90)));
+    assert_eq!(s.errors.total(), 2);
+    assert_eq!(s.percentile_us(1.0), 3_000);
+    assert_eq!(s.percentile_us(0.0), 7);
+}
+
+#[test]
+fn percentiles_are_exact_to_three_significant_digits() {
+    let mut s = EndpointStats::default();
+    for us in 1..=100_000 {
+        s.record(&rec("/p", Some(200), us, 0));
+    }
+    for (q, want) in [
+        (0.5, 50_000u64),
+        (0.9, 90_000),
+        (0.99, 99_000),
+        (0.999, 99_900),
+    ] {
+        let got = s.percentile_us(q);
+        assert!(got.abs_diff(want) * 1000 <= want, "q={q}: {got} vs {want}");
+    }
+    assert_eq!(EndpointStats::default().percentile_us(0.5), 0, "empty");
+}
+
+#[test]
+fn durations_beyond_an_hour_are_clamped_in_the_histogram_but_counted() {
+    let mut s = EndpointStats::default();
+    s.record(&rec("/slow", Some(200), 2 * HISTOGRAM_HIGH_US, 0));
+    s.record(&rec("/slow", Some(200), 0, 0));
+    assert_eq!(s.requests, 2);
+    assert_eq!(s.histogram.len(), 2);
+    assert_eq!(s.max_us, Some(2 * HISTOGRAM_HIGH_US), "exact max is kept");
+    assert!(s.percentile_us(1.0) >= HISTOGRAM_HIGH_US);
+}
+
+#[test]
+fn error_messages_are_bounded_deterministically() {
+    let mut e = ErrorMessages::default();
+    for i in (0..20).rev() {
+        e.add(ErrorCategory::Other, Some(&format!("error {i:02}")), 2);
+    }
+    e.add(ErrorCategory::Timeout, None, 3);
+    assert_eq!(e.kept.len(), MAX_ERROR_MESSAGES);
+    assert_eq!(e.kept[0].message, "error 00");
+    assert_eq!(e.kept[15].message, "error 15");
+    assert_eq!(e.other, 4 * 2 + 3);
+    assert_eq!(e.total(), 20 * 2 + 3);
+    // Long messages are cut at a character boundary.
+    let long = "é".repeat(300);
+    e.add(ErrorCategory::Connect, Some(&long), 1);
+    let kept = e
+        .kept
+        .iter()
+        .find(|m| m.category == ErrorCategory::Connect)
+        .unwrap();
+    assert!(kept.message.len() <= MAX_ERROR_MESSAGE_LEN);
+    assert!(kept.message.chars().all(|c| c == 'é'));
+}
+
+#[test]
+fn snapshot_round_trips_through_messagepack_and_json() {
+    let mut snap = Snapshot {
+        start_us: Some(1),
+        end_us: Some(2),
+        ..Snapshot::default()
+    };
+    for i in 0..1_000u64 {
+        let mut r = rec(if i % 2 == 0 { "/a" } else { "/b" }, Some(200), 100 + i, i);
+        if i % 10 == 0 {
+            r = r.failed(ErrorCategory::Timeout, Some("timed out"));
+        }
+        snap.record(&r);
+    }
+    let packed = rmp_serde::to_vec(&snap).unwrap();
+    let back: Snapshot = rmp_serde::from_slice(&packed).unwrap();
+    assert_eq!(back, snap);
+    let json = serde_json::to_vec(&snap).unwrap();
+    let back: Snapshot = serde_json::from_slice(&json).unwrap();
+    assert_eq!(back, snap);
+    // V2 + deflate keeps it small: two endpoints of 500 distinct values each.
+    assert!(packed.len() < 4_000, "{} bytes", packed.len());
+}
+
+#[test]
+fn garbage_is_an_error_not_a_panic() {
+    assert!(rmp_serde::from_slice::<Snapshot>(b"not a snapshot").is_err());
+    assert!(rmp_serde::from_slice::<Snapshot>(&[]).is_err());
+    let mut snap = Snapshot::default();
+    snap.record(&rec("/a", Some(200), 5, 0));
+    let mut packed = rmp_serde::to_vec(&snap).unwrap();
+    // Corrupt the histogram bytes in the middle of the message.
+    let mid = packed.len() / 2;
+    for b in &mut packed[mid..mid + 8] {
+        *b ^= 0x5a;
+    }
+    let _ = rmp_serde::from_slice::<Snapshot>(&packed); // Ok or Err, but never a panic
+    assert!(serde_json::from_str::<Snapshot>(r#"{"start_us":null,"end_us":null,"endpoints":[{"key":{"scenario":"s","name":"n","method":"GET"},"stats":{"histogram":[1,2,3]}}]}"#).is_err());
+}
+
+#[test]
+fn merge_adds_and_widens_the_span() {
+    let mut a = Snapshot {
+        start_us: Some(10),
+        end_us: Some(20),
+        ..Snapshot::default()
+    };
+    a.record(&rec("/a", Some(200), 5, 12));
+    let mut b = Snapshot {
+        start_us: Some(5),
+        end_us: Some(15),
+        ..Snapshot::default()
+    };
+    b.record(&rec("/a", Some(404), 9, 6).failed(ErrorCategory::HttpStatus, None));
+    b.record(&rec("/b", Some(200), 1, 7));
+    a.merge(&b);
+    assert_eq!((a.start_us, a.end_us), (Some(5), Some(20)));
+    assert_eq!(a.endpoints.len(), 2);
+    let total = a.total();
+    assert_eq!((total.requests, total.failures), (3, 1));
+    assert_eq!(total.status_codes, vec![(200, 2), (404, 1)]);
+    assert!(!a.is_empty() && Snapshot::new().is_empty());
+}
