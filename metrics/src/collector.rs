@@ -286,6 +286,7 @@ struct Raw {
     status: u16,
     category: u8,
     message: u16,
+    retry: bool,
     duration_us: u64,
     bytes_sent: u64,
     bytes_received: u64,
@@ -333,6 +334,7 @@ impl Recorder {
             status: r.status.unwrap_or(NO_STATUS),
             category: r.error.map_or(NO_CATEGORY, |c| c as u8),
             message,
+            retry: r.attempt > 0,
             duration_us: r.duration_us,
             bytes_sent: r.bytes_sent,
             bytes_received: r.bytes_received,
@@ -384,16 +386,17 @@ impl Recorder {
                 continue;
             };
             let message = self.messages.get(usize::from(r.message)).map(|m| &**m);
-            slot.get_or_insert_with(EndpointStats::default)
-                .record_parts(
-                    (r.status != NO_STATUS).then_some(r.status),
-                    r.duration_us,
-                    r.bytes_sent,
-                    r.bytes_received,
-                    ErrorCategory::from_index(r.category),
-                    message,
-                    r.time_us,
-                );
+            let stats = slot.get_or_insert_with(EndpointStats::default);
+            stats.retries += u64::from(r.retry);
+            stats.record_parts(
+                (r.status != NO_STATUS).then_some(r.status),
+                r.duration_us,
+                r.bytes_sent,
+                r.bytes_received,
+                ErrorCategory::from_index(r.category),
+                message,
+                r.time_us,
+            );
         }
         drop(state);
         self.buf.clear();

@@ -101,6 +101,8 @@ pub struct RequestRecord<'a> {
     pub message: Option<&'a str>,
     /// When the request was sent, in microseconds since the Unix epoch.
     pub time_us: u64,
+    /// 0 for a first attempt, n for the n-th retry of the same request.
+    pub attempt: u32,
 }
 
 impl<'a> RequestRecord<'a> {
@@ -118,6 +120,7 @@ impl<'a> RequestRecord<'a> {
             error: None,
             message: None,
             time_us: 0,
+            attempt: 0,
         }
     }
 

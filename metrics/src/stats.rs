@@ -149,6 +149,8 @@ pub struct EndpointStats {
     pub requests: u64,
     /// Requests that failed (any category).
     pub failures: u64,
+    /// Requests that were retries of an earlier attempt (each attempt is also a request).
+    pub retries: u64,
     /// Failures per category, indexed by [`ErrorCategory::index`].
     pub failures_by_category: [u64; ErrorCategory::COUNT],
     /// Responses per status code, sorted by code. Requests without a response have none.
@@ -177,6 +179,7 @@ impl Default for EndpointStats {
             histogram: new_histogram(),
             requests: 0,
             failures: 0,
+            retries: 0,
             failures_by_category: [0; ErrorCategory::COUNT],
             status_codes: Vec::new(),
             bytes_sent: 0,
@@ -214,6 +217,9 @@ impl EndpointStats {
             r.message,
             r.time_us,
         );
+        if r.attempt > 0 {
+            self.retries += 1;
+        }
     }
 
     #[allow(clippy::too_many_arguments)] // the fields of a record, unpacked
@@ -262,6 +268,7 @@ impl EndpointStats {
         let _ = self.histogram.add(&other.histogram);
         self.requests += other.requests;
         self.failures += other.failures;
+        self.retries += other.retries;
         for (a, b) in self
             .failures_by_category
             .iter_mut()

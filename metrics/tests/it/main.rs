@@ -19,6 +19,7 @@ struct Req {
     error: Option<(ErrorCategory, Option<u8>)>,
     bytes: u64,
     time_us: u64,
+    attempt: u32,
     part: usize,
 }
 
@@ -40,11 +41,11 @@ fn req() -> impl Strategy<Value = Req> {
             prop::option::of(0u8..40),
         )),
         0u64..10_000,
-        0u64..1_000_000_000,
+        (0u64..1_000_000_000, 0u32..3),
         0usize..4,
     )
         .prop_map(
-            |(name, method, duration_us, status, error, bytes, time_us, part)| Req {
+            |(name, method, duration_us, status, error, bytes, (time_us, attempt), part)| Req {
                 name,
                 method,
                 duration_us,
@@ -52,6 +53,7 @@ fn req() -> impl Strategy<Value = Req> {
                 error,
                 bytes,
                 time_us,
+                attempt,
                 part,
             },
         )
@@ -70,6 +72,7 @@ fn with_record<T>(r: &Req, f: impl FnOnce(&RequestRecord<'_>) -> T) -> T {
         error: r.error.map(|(c, _)| c),
         message: msg.as_deref(),
         time_us: r.time_us,
+        attempt: r.attempt,
     };
     f(&record)
 }
