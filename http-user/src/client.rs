@@ -1,0 +1,1047 @@
+//! `HttpUser` (shared settings) and `HttpClient` (one per virtual user): requests, checks,
+//! retries, and a metrics record for every attempt.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+use aiotest_metrics::{ErrorCategory, Recorder, RequestRecord};
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, COOKIE, HOST, HeaderName, HeaderValue, SET_COOKIE};
+use http::{HeaderMap, Method, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::conn::{Connection, Origin, Sender, connect, tls_config};
+use crate::cookies::CookieJar;
+use crate::naming::name_for_path;
+
+/// A setting of [`HttpUser`] that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpConfigError {
+    /// The host is not an absolute `http://` or `https://` URL.
+    #[error("host `{host}`: {reason}")]
+    BadHost {
+        /// The host given.
+        host: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A default header's name or value is not valid HTTP.
+    #[error("default header `{name}`: invalid name or value")]
+    BadHeader {
+        /// The header name given.
+        name: String,
+    },
+    /// A zero timeout.
+    #[error("timeout must be longer than zero")]
+    ZeroTimeout,
+    /// The TLS configuration could not be built.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+}
+
+/// Retry backoff: the first retry waits about `RETRY_BASE`, each next one twice as long
+/// (with full jitter), never more than `RETRY_CAP`.
+const RETRY_BASE: Duration = Duration::from_millis(100);
+const RETRY_CAP: Duration = Duration::from_secs(5);
+
+struct Settings {
+    base: Option<Base>,
+    timeout: Duration,
+    max_retries: u32,
+    default_headers: HeaderMap,
+    scenario: Arc<str>,
+    reset_connections_per_iteration: bool,
+    clear_cookies_per_iteration: bool,
+    retry_base: Duration,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+#[derive(Clone)]
+struct Base {
+    origin: Origin,
+    /// Path prefix of the host URL, without a trailing slash (often empty).
+    prefix: String,
+    /// `host[:port]` as written, for the Host header.
+    authority: HeaderValue,
+}
+
+/// The settings of an HTTP user type, as in the seed's `HttpUser`: `host`, `timeout`
+/// (30 s), `max_retries` (3), `verify_ssl` (true), plus default headers. Build it once per
+/// user type; each virtual user gets its own [`HttpClient`] from [`HttpUser::client`].
+///
+/// ```
+/// use std::time::Duration;
+/// use aiotest_http_user::HttpUser;
+///
+/// let http = HttpUser::builder()
+///     .host("http://127.0.0.1:8080")
+///     .timeout(Duration::from_secs(5))
+///     .header("x-test-run", "nightly")
+///     .build()?;
+/// # Ok::<(), aiotest_http_user::HttpConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct HttpUser {
+    settings: Arc<Settings>,
+}
+
+impl std::fmt::Debug for HttpUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpUser")
+            .field("timeout", &self.settings.timeout)
+            .field("max_retries", &self.settings.max_retries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`HttpUser`].
+#[derive(Debug, Clone)]
+pub struct HttpUserBuilder {
+    host: Option<String>,
+    timeout: Duration,
+    max_retries: u32,
+    verify_ssl: bool,
+    headers: Vec<(String, String)>,
+    scenario: String,
+    reset_connections_per_iteration: bool,
+    clear_cookies_per_iteration: bool,
+    retry_base: Duration,
+}
+
+impl Default for HttpUserBuilder {
+    fn default() -> Self {
+        HttpUserBuilder {
+            host: None,
+            timeout: Duration::from_secs(30),
+            max_retries: 3,
+            verify_ssl: true,
+            headers: Vec::new(),
+            scenario: "default".into(),
+            reset_connections_per_iteration: false,
+            clear_cookies_per_iteration: false,
+            retry_base: RETRY_BASE,
+        }
+    }
+}
+
+impl HttpUserBuilder {
+    /// The base URL relative paths are joined to, e.g. `http://127.0.0.1:8080/api`.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// Longest time for one attempt, connecting included (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Retries after the first attempt, for idempotent requests only (default 3).
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    /// Whether certificates are checked (default true). False accepts any certificate.
+    pub fn verify_ssl(mut self, verify: bool) -> Self {
+        self.verify_ssl = verify;
+        self
+    }
+
+    /// A header sent with every request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The scenario name recorded with every request (default `default`).
+    pub fn scenario(mut self, scenario: impl Into<String>) -> Self {
+        self.scenario = scenario.into();
+        self
+    }
+
+    /// Drop the user's connections at [`HttpClient::end_iteration`] (k6 style).
+    pub fn reset_connections_per_iteration(mut self, on: bool) -> Self {
+        self.reset_connections_per_iteration = on;
+        self
+    }
+
+    /// Clear the user's cookies at [`HttpClient::end_iteration`] (k6 style).
+    pub fn clear_cookies_per_iteration(mut self, on: bool) -> Self {
+        self.clear_cookies_per_iteration = on;
+        self
+    }
+
+    /// The first retry's backoff (default 100 ms); each next doubles, capped at 5 s.
+    pub fn retry_backoff(mut self, base: Duration) -> Self {
+        self.retry_base = base;
+        self
+    }
+
+    /// Checks the settings and builds the shared TLS configuration.
+    pub fn build(self) -> Result<HttpUser, HttpConfigError> {
+        if self.timeout.is_zero() {
+            return Err(HttpConfigError::ZeroTimeout);
+        }
+        let base = self.host.as_deref().map(parse_base).transpose()?;
+        let mut default_headers = HeaderMap::new();
+        for (name, value) in &self.headers {
+            let bad = || HttpConfigError::BadHeader { name: name.clone() };
+            let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+            let v = HeaderValue::from_str(value).map_err(|_| bad())?;
+            default_headers.append(n, v);
+        }
+        let tls = tls_config(self.verify_ssl).map_err(|e| HttpConfigError::Tls(e.to_string()))?;
+        Ok(HttpUser {
+            settings: Arc::new(Settings {
+                base,
+                timeout: self.timeout,
+                max_retries: self.max_retries,
+                default_headers,
+                scenario: self.scenario.into(),
+                reset_connections_per_iteration: self.reset_connections_per_iteration,
+                clear_cookies_per_iteration: self.clear_cookies_per_iteration,
+                retry_base: self.retry_base,
+                tls,
+            }),
+        })
+    }
+}
+
+fn parse_base(host: &str) -> Result<Base, HttpConfigError> {
+    let bad = |reason: &str| HttpConfigError::BadHost {
+        host: host.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let uri: Uri = host
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        Some(_) => return Err(bad("the scheme must be http or https")),
+        None => return Err(bad("it must start with http:// or https://")),
+    };
+    let authority = uri.authority().ok_or_else(|| bad("it names no host"))?;
+    if uri.query().is_some() {
+        return Err(bad("it must not have a query string"));
+    }
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let name = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if name.is_empty() {
+        return Err(bad("it names no host"));
+    }
+    Ok(Base {
+        origin: Origin {
+            https,
+            host: name.to_owned(),
+            port,
+        },
+        prefix: uri.path().trim_end_matches('/').to_owned(),
+        authority: HeaderValue::from_str(authority.as_str())
+            .map_err(|_| bad("invalid authority"))?,
+    })
+}
+
+impl HttpUser {
+    /// Starts building settings.
+    pub fn builder() -> HttpUserBuilder {
+        HttpUserBuilder::default()
+    }
+
+    /// A client for one virtual user, recording into `recorder`: its own connections and
+    /// cookie jar.
+    pub fn client(&self, recorder: Recorder) -> HttpClient {
+        HttpClient {
+            settings: Arc::clone(&self.settings),
+            conns: Vec::new(),
+            cookies: CookieJar::new(),
+            recorder,
+            name_buf: String::with_capacity(64),
+            cookie_buf: String::new(),
+            rng: aiotest_core::fastrand::Rng::new(),
+            retries: 0,
+            connections_opened: 0,
+            timer: crate::timer::CoarseTimer::default(),
+        }
+    }
+}
+
+/// One virtual user's HTTP client: its own keep-alive connections (one per origin) and its
+/// own cookie jar, like a browser. Every attempt is recorded into the user's recorder.
+pub struct HttpClient {
+    settings: Arc<Settings>,
+    conns: Vec<(Origin, Connection)>,
+    cookies: CookieJar,
+    recorder: Recorder,
+    name_buf: String,
+    cookie_buf: String,
+    rng: aiotest_core::fastrand::Rng,
+    retries: u64,
+    connections_opened: u64,
+    timer: crate::timer::CoarseTimer,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("connections", &self.conns.len())
+            .field("cookies", &self.cookies.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a request went wrong, if it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError {
+    /// The category recorded.
+    pub category: ErrorCategory,
+    /// What happened.
+    pub message: String,
+}
+
+/// A response (or the failure to get one). Never an `Err`: a failed request is a
+/// measurement, recorded and returned, and the user's task goes on.
+#[derive(Debug, Clone)]
+pub struct Response {
+    status: Option<StatusCode>,
+    headers: HeaderMap,
+    body: Bytes,
+    duration: Duration,
+    error: Option<RequestError>,
+    attempts: u32,
+}
+
+impl Response {
+    /// The status, if a response arrived.
+    pub fn status(&self) -> Option<StatusCode> {
+        self.status
+    }
+
+    /// The status code as a number, 0 when no response arrived.
+    pub fn status_code(&self) -> u16 {
+        self.status.map_or(0, |s| s.as_u16())
+    }
+
+    /// The response headers (empty without a response).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The body.
+    pub fn bytes(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The body as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
+
+    /// The body parsed as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    /// The last attempt's duration: request sent to last body byte received.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// Why the request failed (transport, status, or check), if it did.
+    pub fn error(&self) -> Option<&RequestError> {
+        self.error.as_ref()
+    }
+
+    /// Whether the request succeeded.
+    pub fn is_ok(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// How many attempts were made (1 without retries).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+}
+
+type Check = Box<dyn FnOnce(&Response) -> Result<(), String> + Send>;
+
+enum Expect {
+    /// Any status below 400.
+    Default,
+    /// Exactly these.
+    Statuses(Vec<u16>),
+}
+
+/// A request being built; [`send`](Self::send) runs it.
+#[must_use = "a request does nothing until sent"]
+pub struct RequestBuilder<'c> {
+    client: &'c mut HttpClient,
+    method: Method,
+    path: Cow<'static, str>,
+    query: Option<String>,
+    name: Option<Cow<'static, str>>,
+    headers: HeaderMap,
+    body: Bytes,
+    expect: Expect,
+    check: Option<Check>,
+    invalid: Option<String>,
+}
+
+impl<'c> RequestBuilder<'c> {
+    /// Names the request in the statistics (default: the path with ids replaced).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(n), Ok(v)) => {
+                self.headers.append(n, v);
+            }
+            _ => self.invalid = Some(format!("invalid header `{name}`")),
+        }
+        self
+    }
+
+    /// Adds query parameters (URL-encoded).
+    pub fn query<T: Serialize + ?Sized>(mut self, params: &T) -> Self {
+        match serde_urlencoded::to_string(params) {
+            Ok(q) if q.is_empty() => {}
+            Ok(q) => match &mut self.query {
+                Some(existing) => {
+                    existing.push('&');
+                    existing.push_str(&q);
+                }
+                None => self.query = Some(q),
+            },
+            Err(e) => self.invalid = Some(format!("query does not encode: {e}")),
+        }
+        self
+    }
+
+    /// Sends `value` as JSON (sets `Content-Type: application/json`).
+    pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(v) => {
+                self.body = v.into();
+                self.headers
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            Err(e) => self.invalid = Some(format!("JSON body does not encode: {e}")),
+        }
+        self
+    }
+
+    /// Sends `value` as a form (`application/x-www-form-urlencoded`).
+    pub fn form<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
+        match serde_urlencoded::to_string(value) {
+            Ok(v) => {
+                self.body = v.into();
+                self.headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                );
+            }
+            Err(e) => self.invalid = Some(format!("form body does not encode: {e}")),
+        }
+        self
+    }
+
+    /// Sends raw bytes.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// The request fails (category `http_status`) unless the status is `status`.
+    /// Without it, any status below 400 is a success.
+    pub fn expect_status(mut self, status: u16) -> Self {
+        match &mut self.expect {
+            Expect::Statuses(v) => v.push(status),
+            Expect::Default => self.expect = Expect::Statuses(vec![status]),
+        }
+        self
+    }
+
+    /// A check of the response (Locust's `catch_response`): an `Err(message)` marks the
+    /// request failed (category `check_failed`) without ending the user's task. It runs
+    /// only when the status was as expected.
+    pub fn check<F>(mut self, check: F) -> Self
+    where
+        F: FnOnce(&Response) -> Result<(), String> + Send + 'static,
+    {
+        self.check = Some(Box::new(check));
+        self
+    }
+
+    /// Sends the request, retrying idempotent ones on connection errors, timeouts and
+    /// 502/503/504; every attempt is recorded. Never fails: see [`Response::error`].
+    pub async fn send(self) -> Response {
+        let RequestBuilder {
+            client,
+            method,
+            path,
+            query,
+            name,
+            headers,
+            body,
+            expect,
+            check,
+            invalid,
+        } = self;
+        let plan = Plan {
+            method,
+            path,
+            query,
+            name,
+            headers,
+            body,
+            expect,
+        };
+        if let Some(message) = invalid {
+            return client.record_unsent(&plan, message);
+        }
+        let idempotent = matches!(
+            plan.method,
+            Method::GET
+                | Method::HEAD
+                | Method::PUT
+                | Method::DELETE
+                | Method::OPTIONS
+                | Method::TRACE
+        );
+        let mut attempt = 0u32;
+        loop {
+            let (mut response, meta) = client.attempt(&plan, attempt).await;
+            let retryable = response.error.as_ref().is_some_and(|e| {
+                matches!(
+                    e.category,
+                    ErrorCategory::Connect
+                        | ErrorCategory::Dns
+                        | ErrorCategory::Timeout
+                        | ErrorCategory::Reset
+                )
+            }) || matches!(response.status_code(), 502..=504);
+            response.attempts = attempt + 1;
+            if idempotent && retryable && attempt < client.settings.max_retries {
+                client.record_attempt(&plan, &response, &meta, attempt);
+                attempt += 1;
+                client.retries += 1;
+                // The backoff is outside every attempt's measured time.
+                tokio::time::sleep(client.backoff(attempt)).await;
+                continue;
+            }
+            // The final attempt: the user's check has its say before the record is made,
+            // so the request is counted once, with its verdict.
+            if response.error.is_none()
+                && let Some(check) = check
+                && let Err(message) = check(&response)
+            {
+                response.error = Some(RequestError {
+                    category: ErrorCategory::CheckFailed,
+                    message,
+                });
+            }
+            client.record_attempt(&plan, &response, &meta, attempt);
+            return response;
+        }
+    }
+}
+
+/// What an attempt measured besides the response itself.
+struct Meta {
+    sent_at_us: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+}
+
+struct Plan {
+    method: Method,
+    path: Cow<'static, str>,
+    query: Option<String>,
+    name: Option<Cow<'static, str>>,
+    headers: HeaderMap,
+    body: Bytes,
+    expect: Expect,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+impl HttpClient {
+    /// A GET request to `path` (relative to the host, or an absolute URL).
+    pub fn get(&mut self, path: impl Into<Cow<'static, str>>) -> RequestBuilder<'_> {
+        self.request(Method::GET, path)
+    }
+
+    /// A POST request.
+    pub fn post(&mut self, path: impl Into<Cow<'static, str>>) -> RequestBuilder<'_> {
+        self.request(Method::POST, path)
+    }
+
+    /// A PUT request.
+    pub fn put(&mut self, path: impl Into<Cow<'static, str>>) -> RequestBuilder<'_> {
+        self.request(Method::PUT, path)
+    }
+
+    /// A PATCH request.
+    pub fn patch(&mut self, path: impl Into<Cow<'static, str>>) -> RequestBuilder<'_> {
+        self.request(Method::PATCH, path)
+    }
+
+    /// A DELETE request.
+    pub fn delete(&mut self, path: impl Into<Cow<'static, str>>) -> RequestBuilder<'_> {
+        self.request(Method::DELETE, path)
+    }
+
+    /// A HEAD request.
+    pub fn head(&mut self, path: impl Into<Cow<'static, str>>) -> RequestBuilder<'_> {
+        self.request(Method::HEAD, path)
+    }
+
+    /// A request with any method.
+    pub fn request(
+        &mut self,
+        method: Method,
+        path: impl Into<Cow<'static, str>>,
+    ) -> RequestBuilder<'_> {
+        RequestBuilder {
+            client: self,
+            method,
+            path: path.into(),
+            query: None,
+            name: None,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            expect: Expect::Default,
+            check: None,
+            invalid: None,
+        }
+    }
+
+    /// The user's cookies.
+    pub fn cookies(&self) -> &CookieJar {
+        &self.cookies
+    }
+
+    /// Forgets every cookie.
+    pub fn clear_cookies(&mut self) {
+        self.cookies.clear();
+    }
+
+    /// Closes every connection; the next request opens a new one.
+    pub fn reset_connections(&mut self) {
+        self.conns.clear();
+    }
+
+    /// Called at the end of an iteration: applies the per-iteration reset settings and
+    /// flushes the recorder if its interval is due.
+    pub fn end_iteration(&mut self) {
+        if self.settings.reset_connections_per_iteration {
+            self.reset_connections();
+        }
+        if self.settings.clear_cookies_per_iteration {
+            self.clear_cookies();
+        }
+        self.recorder.flush_if_due(now_us());
+    }
+
+    /// How many attempts were retries.
+    pub fn retries(&self) -> u64 {
+        self.retries
+    }
+
+    /// How many connections this client has opened.
+    pub fn connections_opened(&self) -> u64 {
+        self.connections_opened
+    }
+
+    /// The recorder (to flush it, or to record non-HTTP work).
+    pub fn recorder(&mut self) -> &mut Recorder {
+        &mut self.recorder
+    }
+
+    fn backoff(&mut self, attempt: u32) -> Duration {
+        let exp = self
+            .settings
+            .retry_base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(RETRY_CAP);
+        // Full jitter: anywhere in [exp/2, exp], so retries of many users spread out.
+        exp.mul_f64(0.5 + self.rng.f64() * 0.5)
+    }
+
+    /// Resolves the target of `plan`: origin, request target (path and query), Host.
+    fn target_in<'s>(
+        settings: &'s Settings,
+        plan: &Plan,
+    ) -> Result<(Cow<'s, Base>, String), String> {
+        let (base, path) = if plan.path.starts_with("http://") || plan.path.starts_with("https://")
+        {
+            let uri: Uri = plan
+                .path
+                .parse()
+                .map_err(|e| format!("bad URL `{}`: {e}", plan.path))?;
+            let b = parse_base(&format!(
+                "{}://{}",
+                uri.scheme_str().unwrap_or("http"),
+                uri.authority().map_or("", |a| a.as_str())
+            ))
+            .map_err(|e| e.to_string())?;
+            let p = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+            (Cow::Owned(b), p)
+        } else {
+            let Some(b) = &settings.base else {
+                return Err(format!("relative path `{}` but no host is set", plan.path));
+            };
+            let extra = plan.query.as_ref().map_or(0, |q| q.len() + 1);
+            let mut p = String::with_capacity(b.prefix.len() + plan.path.len() + 1 + extra);
+            p.push_str(&b.prefix);
+            if !plan.path.starts_with('/') {
+                p.push('/');
+            }
+            p.push_str(&plan.path);
+            (Cow::Borrowed(b), p)
+        };
+        let mut target: String = path;
+        if let Some(q) = &plan.query {
+            target.push(if target.contains('?') { '&' } else { '?' });
+            target.push_str(q);
+        }
+        Ok((base, target))
+    }
+
+    /// One attempt, measured but not yet recorded.
+    async fn attempt(&mut self, plan: &Plan, _attempt: u32) -> (Response, Meta) {
+        let started = Instant::now();
+        let sent_at_us = now_us();
+        let failed = |category, message: String, duration: Duration, bytes: (u64, u64)| {
+            (
+                Response {
+                    status: None,
+                    headers: HeaderMap::new(),
+                    body: Bytes::new(),
+                    duration,
+                    error: Some(RequestError { category, message }),
+                    attempts: 1,
+                },
+                Meta {
+                    sent_at_us,
+                    bytes_sent: bytes.0,
+                    bytes_received: bytes.1,
+                },
+            )
+        };
+        // The settings are shared: holding them lets the origin be borrowed, not cloned.
+        let settings = Arc::clone(&self.settings);
+        let (base, target) = match HttpClient::target_in(&settings, plan) {
+            Ok(t) => t,
+            Err(message) => return failed(ErrorCategory::Other, message, Duration::ZERO, (0, 0)),
+        };
+        let (origin, authority) = (&base.origin, &base.authority);
+        let timeout = self.settings.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || format!("no complete response within {timeout:?}");
+
+        // A reused connection can turn out closed by the server while idle; then the
+        // request was never sent and goes once more on a fresh connection, unrecorded.
+        let mut fresh_tries = 0;
+        loop {
+            let conn_index = match self.connection(origin, deadline).await {
+                Ok(i) => i,
+                Err(e) => {
+                    let category = if e.category == ErrorCategory::Timeout {
+                        ErrorCategory::Timeout
+                    } else {
+                        e.category
+                    };
+                    return failed(category, e.message, started.elapsed(), (0, 0));
+                }
+            };
+            let https = origin.https;
+            let (is_new, baseline, h2) = {
+                let conn = &self.conns[conn_index].1;
+                let fresh = conn.requests == 0;
+                // A new connection's handshake bytes belong to the request that opened it.
+                let base = if fresh {
+                    (0, 0)
+                } else {
+                    (
+                        conn.counters.sent.load(Ordering::Relaxed),
+                        conn.counters.received.load(Ordering::Relaxed),
+                    )
+                };
+                (fresh, base, conn.is_h2())
+            };
+            let request = match self.build_request(plan, origin, &target, authority, h2, https) {
+                Ok(r) => r,
+                Err(message) => {
+                    return failed(ErrorCategory::Other, message, Duration::ZERO, (0, 0));
+                }
+            };
+            let conn = &mut self.conns[conn_index].1;
+            let sent = Instant::now();
+            let exchange = async {
+                let response = match &mut conn.sender {
+                    Sender::H1(s) => s.send_request(request).await?,
+                    Sender::H2(s) => s.send_request(request).await?,
+                };
+                let (parts, body) = response.into_parts();
+                let body = body.collect().await?.to_bytes();
+                Ok::<_, hyper::Error>((parts, body))
+            };
+            let result = self.timer.run(exchange, deadline, timeout).await;
+            let duration = sent.elapsed();
+            conn.requests += 1;
+            let bytes = (
+                conn.counters.sent.load(Ordering::Relaxed) - baseline.0,
+                conn.counters.received.load(Ordering::Relaxed) - baseline.1,
+            );
+            let (parts, body) = match result {
+                Err(_elapsed) => {
+                    // Mid-response: the connection cannot be reused.
+                    self.conns.swap_remove(conn_index);
+                    return failed(ErrorCategory::Timeout, timed_out(), duration, bytes);
+                }
+                Ok(Err(e)) => {
+                    self.conns.swap_remove(conn_index);
+                    if e.is_canceled() && !is_new && fresh_tries == 0 {
+                        fresh_tries += 1;
+                        continue;
+                    }
+                    let (category, message) = categorize(&e);
+                    return failed(category, message, duration, bytes);
+                }
+                Ok(Ok(r)) => r,
+            };
+            let now = SystemTime::now();
+            for value in parts.headers.get_all(SET_COOKIE) {
+                if let Ok(v) = value.to_str() {
+                    self.cookies.store(&origin.host, &target, v, now);
+                }
+            }
+            let code = parts.status.as_u16();
+            let error = match &plan.expect {
+                Expect::Default if code >= 400 => Some(format!("HTTP {code}")),
+                Expect::Statuses(want) if !want.contains(&code) => {
+                    Some(format!("HTTP {code}, expected {want:?}"))
+                }
+                _ => None,
+            };
+            return (
+                Response {
+                    status: Some(parts.status),
+                    headers: parts.headers,
+                    body,
+                    duration,
+                    error: error.map(|message| RequestError {
+                        category: ErrorCategory::HttpStatus,
+                        message,
+                    }),
+                    attempts: 1,
+                },
+                Meta {
+                    sent_at_us,
+                    bytes_sent: bytes.0,
+                    bytes_received: bytes.1,
+                },
+            );
+        }
+    }
+
+    /// The index of a ready connection to `origin`, reusing a live one.
+    async fn connection(
+        &mut self,
+        origin: &Origin,
+        deadline: tokio::time::Instant,
+    ) -> Result<usize, crate::conn::ConnectError> {
+        if let Some(i) = self.conns.iter().position(|(o, _)| o == origin) {
+            // The usual case, a kept-alive connection that is idle, needs no timer.
+            if self.conns[i].1.is_ready() {
+                return Ok(i);
+            }
+            let ready = tokio::time::timeout_at(deadline, self.conns[i].1.ready()).await;
+            if ready == Ok(true) {
+                return Ok(i);
+            }
+            self.conns.swap_remove(i);
+        }
+        let timeout = self.settings.timeout;
+        let conn =
+            match tokio::time::timeout_at(deadline, connect(origin, &self.settings.tls)).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(crate::conn::ConnectError {
+                        category: ErrorCategory::Timeout,
+                        message: format!(
+                            "could not connect to {}:{} within {timeout:?}",
+                            origin.host, origin.port
+                        ),
+                    });
+                }
+            };
+        self.connections_opened += 1;
+        self.conns.push((origin.clone(), conn));
+        Ok(self.conns.len() - 1)
+    }
+
+    fn build_request(
+        &mut self,
+        plan: &Plan,
+        origin: &Origin,
+        target: &str,
+        authority: &HeaderValue,
+        h2: bool,
+        https: bool,
+    ) -> Result<http::Request<Full<Bytes>>, String> {
+        let uri = if h2 {
+            // HTTP/2 carries the authority in the URI (:authority), not a Host header.
+            let scheme = if https { "https" } else { "http" };
+            let auth = authority.to_str().unwrap_or_default();
+            format!("{scheme}://{auth}{target}")
+        } else {
+            target.to_owned()
+        };
+        let mut request = http::Request::builder()
+            .method(plan.method.clone())
+            .uri(uri)
+            .body(Full::new(plan.body.clone()))
+            .map_err(|e| format!("invalid request: {e}"))?;
+        let headers = request.headers_mut();
+        headers.clone_from(&self.settings.default_headers);
+        for (name, value) in &plan.headers {
+            headers.append(name, value.clone());
+        }
+        if !h2 && !headers.contains_key(HOST) {
+            headers.insert(HOST, authority.clone());
+        }
+        if !self.cookies.is_empty()
+            && self.cookies.header_value(
+                &origin.host,
+                target,
+                https,
+                SystemTime::now(),
+                &mut self.cookie_buf,
+            )
+            && let Ok(v) = HeaderValue::from_str(&self.cookie_buf)
+        {
+            headers.insert(COOKIE, v);
+        }
+        Ok(request)
+    }
+
+    fn record_name<'a>(name_buf: &'a mut String, plan: &'a Plan) -> &'a str {
+        match &plan.name {
+            Some(n) => n,
+            None => {
+                name_for_path(&plan.path, name_buf);
+                name_buf
+            }
+        }
+    }
+
+    fn record_unsent(&mut self, plan: &Plan, message: String) -> Response {
+        let name = Self::record_name(&mut self.name_buf, plan);
+        self.recorder.record(&RequestRecord {
+            scenario: &self.settings.scenario,
+            name,
+            method: plan.method.as_str(),
+            status: None,
+            duration_us: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            error: Some(ErrorCategory::Other),
+            message: Some(&message),
+            time_us: now_us(),
+            attempt: 0,
+        });
+        Response {
+            status: None,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            duration: Duration::ZERO,
+            error: Some(RequestError {
+                category: ErrorCategory::Other,
+                message,
+            }),
+            attempts: 1,
+        }
+    }
+
+    fn record_attempt(&mut self, plan: &Plan, response: &Response, meta: &Meta, attempt: u32) {
+        let name = Self::record_name(&mut self.name_buf, plan);
+        let error = response.error.as_ref();
+        self.recorder.record(&RequestRecord {
+            scenario: &self.settings.scenario,
+            name,
+            method: plan.method.as_str(),
+            status: response.status.map(|s| s.as_u16()),
+            duration_us: u64::try_from(response.duration.as_micros()).unwrap_or(u64::MAX),
+            bytes_sent: meta.bytes_sent,
+            bytes_received: meta.bytes_received,
+            error: error.map(|e| e.category),
+            message: error.map(|e| e.message.as_str()),
+            time_us: meta.sent_at_us,
+            attempt,
+        });
+    }
+}
+
+/// The category and message of a failed exchange.
+fn categorize(e: &hyper::Error) -> (ErrorCategory, String) {
+    use std::error::Error as _;
+    let mut message = e.to_string();
+    let mut io_kind = None;
+    let mut tls = false;
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+        }
+        if s.downcast_ref::<rustls::Error>().is_some() {
+            tls = true;
+        }
+        source = s.source();
+    }
+    use std::io::ErrorKind::*;
+    let category = if tls {
+        ErrorCategory::Tls
+    } else if e.is_timeout() {
+        ErrorCategory::Timeout
+    } else if matches!(
+        io_kind,
+        Some(ConnectionReset | BrokenPipe | UnexpectedEof | ConnectionAborted)
+    ) || e.is_incomplete_message()
+        || e.is_canceled()
+        || e.is_closed()
+    {
+        ErrorCategory::Reset
+    } else if e.is_parse() || e.is_parse_status() || e.is_user() {
+        ErrorCategory::Protocol
+    } else {
+        ErrorCategory::Other
+    };
+    (category, message)
+}

@@ -1,0 +1,327 @@
+//! Connections: TCP (counted), optional TLS with ALPN, and a hyper HTTP/1.1 or HTTP/2
+//! handle. One connection per origin per user, kept alive between requests.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use aiotest_metrics::ErrorCategory;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+/// Where a connection goes: scheme, host and port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Origin {
+    pub(crate) https: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+/// A failure to open a connection, categorized.
+#[derive(Debug)]
+pub(crate) struct ConnectError {
+    pub(crate) category: ErrorCategory,
+    pub(crate) message: String,
+}
+
+/// Bytes that crossed the TCP connection (below TLS), both ways.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) sent: AtomicU64,
+    pub(crate) received: AtomicU64,
+}
+
+/// A stream that counts what it reads and writes.
+struct CountingIo<T> {
+    inner: T,
+    counters: Arc<Counters>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        self.counters.received.fetch_add(n, Ordering::Relaxed);
+        res
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = res {
+            self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        res
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = res {
+            self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+pub(crate) type Body = Full<Bytes>;
+
+/// The hyper handle of a live connection.
+pub(crate) enum Sender {
+    H1(http1::SendRequest<Body>),
+    H2(http2::SendRequest<Body>),
+}
+
+/// A live connection. Dropping it stops its driver task, closing the socket.
+pub(crate) struct Connection {
+    pub(crate) sender: Sender,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) requests: u64,
+    driver: JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl Connection {
+    /// Whether this is an HTTP/2 connection.
+    pub(crate) fn is_h2(&self) -> bool {
+        matches!(self.sender, Sender::H2(_))
+    }
+
+    /// Whether the connection can take a request right now, without waiting.
+    pub(crate) fn is_ready(&self) -> bool {
+        match &self.sender {
+            Sender::H1(s) => s.is_ready(),
+            Sender::H2(s) => s.is_ready(),
+        }
+    }
+
+    /// Whether the connection can take a request (waits for HTTP/1.1 readiness).
+    pub(crate) async fn ready(&mut self) -> bool {
+        match &mut self.sender {
+            Sender::H1(s) => s.ready().await.is_ok(),
+            Sender::H2(s) => s.ready().await.is_ok(),
+        }
+    }
+}
+
+fn err(category: ErrorCategory, message: String) -> ConnectError {
+    ConnectError { category, message }
+}
+
+/// Opens a connection to `origin`: resolve, connect, TLS with ALPN when https, then the
+/// HTTP handshake. Every failure is categorized.
+pub(crate) async fn connect(
+    origin: &Origin,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<Connection, ConnectError> {
+    let addrs: Vec<_> = tokio::net::lookup_host((origin.host.as_str(), origin.port))
+        .await
+        .map_err(|e| {
+            err(
+                ErrorCategory::Dns,
+                format!("cannot resolve {}: {e}", origin.host),
+            )
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(err(
+            ErrorCategory::Dns,
+            format!("{} has no address", origin.host),
+        ));
+    }
+    let mut last = None;
+    let mut tcp = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    let Some(tcp) = tcp else {
+        let msg = last.map_or_else(
+            || "no address".to_owned(),
+            |(a, e)| format!("connect to {a}: {e}"),
+        );
+        return Err(err(ErrorCategory::Connect, msg));
+    };
+    // Requests are small and latency matters more than packet count.
+    let _ = tcp.set_nodelay(true);
+    let counters = Arc::new(Counters::default());
+    let io = CountingIo {
+        inner: tcp,
+        counters: Arc::clone(&counters),
+    };
+    if !origin.https {
+        let (sender, conn) = http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| err(ErrorCategory::Protocol, format!("HTTP/1.1 handshake: {e}")))?;
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        return Ok(Connection {
+            sender: Sender::H1(sender),
+            counters,
+            requests: 0,
+            driver,
+        });
+    }
+    let name = ServerName::try_from(origin.host.clone()).map_err(|e| {
+        err(
+            ErrorCategory::Tls,
+            format!("invalid TLS server name {}: {e}", origin.host),
+        )
+    })?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::clone(tls))
+        .connect(name, io)
+        .await
+        .map_err(|e| {
+            err(
+                ErrorCategory::Tls,
+                format!("TLS handshake with {}: {e}", origin.host),
+            )
+        })?;
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(stream);
+    if h2 {
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| err(ErrorCategory::Protocol, format!("HTTP/2 handshake: {e}")))?;
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Connection {
+            sender: Sender::H2(sender),
+            counters,
+            requests: 0,
+            driver,
+        })
+    } else {
+        let (sender, conn) = http1::handshake(io)
+            .await
+            .map_err(|e| err(ErrorCategory::Protocol, format!("HTTP/1.1 handshake: {e}")))?;
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Connection {
+            sender: Sender::H1(sender),
+            counters,
+            requests: 0,
+            driver,
+        })
+    }
+}
+
+/// The TLS settings shared by all users of one [`crate::HttpUser`]: webpki roots and
+/// ALPN `h2, http/1.1`; with `verify` false, any certificate is accepted.
+pub(crate) fn tls_config(verify: bool) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()?;
+    let mut config = if verify {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// `verify_ssl = false`: for test environments with self-signed certificates. Signatures
+/// are still checked against the presented certificate, so the TLS session is sound; only
+/// the certificate's trust and name are not.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

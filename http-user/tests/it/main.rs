@@ -1,0 +1,411 @@
+//! Integration tests of the HTTP user against real servers on 127.0.0.1.
+
+// Test helpers outside #[test] functions unwrap too; a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod server;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use aiotest_http_user::{HttpClient, HttpUser};
+use aiotest_metrics::{
+    EndpointStats, ErrorCategory, MetricsCollector, MetricsConfig, RequestMetricsEvent, Snapshot,
+};
+use server::{Raw, start, start_raw};
+
+fn collector() -> MetricsCollector {
+    MetricsCollector::new(MetricsConfig::default(), RequestMetricsEvent::new()).unwrap()
+}
+
+fn client(host: &str, c: &MetricsCollector) -> HttpClient {
+    HttpUser::builder()
+        .host(host)
+        .retry_backoff(Duration::from_millis(1))
+        .build()
+        .unwrap()
+        .client(c.recorder())
+}
+
+/// Drops the client (flushing its recorder) and returns everything recorded.
+fn finish(client: HttpClient, c: &MetricsCollector) -> Snapshot {
+    drop(client);
+    let mut sink = Vec::new();
+    c.flush_to(&mut sink, u64::MAX);
+    let mut all = Snapshot::new();
+    for s in &sink {
+        all.merge(s);
+    }
+    all
+}
+
+fn endpoint<'a>(s: &'a Snapshot, name: &str, method: &str) -> &'a EndpointStats {
+    s.endpoints
+        .iter()
+        .find(|(k, _)| k.name == name && k.method == method)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {method} {name} in {:?}",
+                s.endpoints.keys().collect::<Vec<_>>()
+            )
+        })
+}
+
+#[tokio::test]
+async fn one_connection_serves_all_requests_of_a_user() {
+    let srv = start(false);
+    let c = collector();
+    let mut client = client(&srv.url("http"), &c);
+    for _ in 0..20 {
+        let r = client.get("/ok").send().await;
+        assert!(r.is_ok(), "{:?}", r.error());
+        assert_eq!(r.text(), "hello");
+    }
+    assert_eq!(client.connections_opened(), 1);
+    assert_eq!(srv.seen.connections.load(Ordering::Relaxed), 1);
+    let snap = finish(client, &c);
+    assert_eq!(endpoint(&snap, "/ok", "GET").requests, 20);
+}
+
+#[tokio::test]
+async fn each_user_keeps_its_own_cookies() {
+    let srv = start(false);
+    let c = collector();
+    let mut a = client(&srv.url("http"), &c);
+    let mut b = client(&srv.url("http"), &c);
+    a.get("/set-cookie").send().await;
+    assert_eq!(a.cookies().get("session"), Some("abc123"));
+    assert_eq!(a.get("/echo-cookie").send().await.text(), "session=abc123");
+    assert_eq!(b.get("/echo-cookie").send().await.text(), "");
+    a.clear_cookies();
+    assert_eq!(a.get("/echo-cookie").send().await.text(), "");
+}
+
+#[tokio::test]
+async fn requests_are_named_by_path_with_ids_or_explicitly() {
+    let srv = start(false);
+    let c = collector();
+    let mut client = client(&srv.url("http"), &c);
+    for id in [1, 22, 333] {
+        client.get(format!("/users/{id}?x=1")).send().await;
+    }
+    client
+        .get("/users/550e8400-e29b-41d4-a716-446655440000")
+        .send()
+        .await;
+    client.get("/users/7").name("one user").send().await;
+    client
+        .post("/echo")
+        .json(&serde_json::json!({"a": 1}))
+        .send()
+        .await;
+    let snap = finish(client, &c);
+    assert_eq!(endpoint(&snap, "/users/{id}", "GET").requests, 4);
+    assert_eq!(endpoint(&snap, "one user", "GET").requests, 1);
+    assert_eq!(endpoint(&snap, "/echo", "POST").requests, 1);
+    assert_eq!(snap.endpoints.len(), 3);
+}
+
+#[tokio::test]
+async fn bodies_queries_and_headers_reach_the_server() {
+    let srv = start(false);
+    let c = collector();
+    let mut client = client(&srv.url("http"), &c);
+    let r = client
+        .post("/echo")
+        .query(&[("q", "a b"), ("n", "1")])
+        .form(&[("user", "u1")])
+        .send()
+        .await;
+    assert_eq!(
+        r.text(),
+        "application/x-www-form-urlencoded|q=a+b&n=1|user=u1"
+    );
+    let r = client.put("/echo").json(&vec![1, 2]).send().await;
+    assert_eq!(r.text(), "application/json||[1,2]");
+    let parsed: serde_json::Value = client
+        .get("/echo")
+        .header("x-a", "b")
+        .send()
+        .await
+        .json()
+        .unwrap_or_default();
+    assert_eq!(
+        parsed,
+        serde_json::Value::Null,
+        "not JSON: json() is an error, not a panic"
+    );
+    let bad = client.get("/ok").header("bad header", "x").send().await;
+    assert_eq!(bad.error().unwrap().category, ErrorCategory::Other);
+    assert!(
+        bad.error()
+            .unwrap()
+            .message
+            .contains("invalid header `bad header`")
+    );
+}
+
+#[tokio::test]
+async fn status_and_checks_mark_failures_without_ending_the_task() {
+    let srv = start(false);
+    let c = collector();
+    let mut client = client(&srv.url("http"), &c);
+    let r = client.get("/status/404").send().await;
+    assert_eq!(r.status_code(), 404);
+    assert_eq!(r.error().unwrap().category, ErrorCategory::HttpStatus);
+    let r = client.get("/status/404").expect_status(404).send().await;
+    assert!(r.is_ok(), "an expected 404 is a success");
+    let r = client.get("/ok").expect_status(201).send().await;
+    assert_eq!(r.error().unwrap().message, "HTTP 200, expected [201]");
+    let r = client
+        .get("/ok")
+        .check(|r| {
+            if r.text() == "hello" {
+                Ok(())
+            } else {
+                Err("no greeting".into())
+            }
+        })
+        .send()
+        .await;
+    assert!(r.is_ok());
+    let r = client
+        .get("/ok")
+        .name("checked")
+        .check(|r| {
+            if r.text().contains("bye") {
+                Ok(())
+            } else {
+                Err(format!("body was {:?}", r.text()))
+            }
+        })
+        .send()
+        .await;
+    assert_eq!(r.error().unwrap().category, ErrorCategory::CheckFailed);
+    let snap = finish(client, &c);
+    let checked = endpoint(&snap, "checked", "GET");
+    assert_eq!((checked.requests, checked.failures), (1, 1));
+    assert_eq!(
+        checked.failures_by_category[ErrorCategory::CheckFailed.index()],
+        1
+    );
+    assert_eq!(checked.errors.kept[0].message, "body was \"hello\"");
+    let s404 = endpoint(&snap, "/status/{id}", "GET");
+    assert_eq!((s404.requests, s404.failures), (2, 1));
+    let ok = endpoint(&snap, "/ok", "GET");
+    assert_eq!((ok.requests, ok.failures), (2, 1));
+}
+
+#[tokio::test]
+async fn idempotent_requests_retry_on_503_each_attempt_recorded() {
+    let srv = start(false);
+    let c = collector();
+    let mut client = client(&srv.url("http"), &c);
+    let r = client.get("/flaky").send().await;
+    assert!(r.is_ok());
+    assert_eq!(r.attempts(), 3);
+    assert_eq!(client.retries(), 2);
+    let snap = finish(client, &c);
+    let flaky = endpoint(&snap, "/flaky", "GET");
+    assert_eq!((flaky.requests, flaky.failures, flaky.retries), (3, 2, 2));
+    assert_eq!(flaky.status_codes, vec![(200, 1), (503, 2)]);
+}
+
+#[tokio::test]
+async fn post_and_500_are_never_retried() {
+    let srv = start(false);
+    let c = collector();
+    let mut client = client(&srv.url("http"), &c);
+    let r = client.post("/flaky").send().await;
+    assert_eq!((r.status_code(), r.attempts()), (503, 1));
+    let r = client.get("/status/500").send().await;
+    assert_eq!((r.status_code(), r.attempts()), (500, 1));
+    assert_eq!(client.retries(), 0);
+    assert_eq!(srv.seen.requests.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test]
+async fn connection_refused_is_categorized_and_retried_up_to_max_retries() {
+    let c = collector();
+    let mut client = client(&format!("http://127.0.0.1:{}", server::closed_port()), &c);
+    let r = client.get("/ok").send().await;
+    let e = r.error().unwrap();
+    assert_eq!(e.category, ErrorCategory::Connect);
+    assert!(e.message.contains("refused"), "{}", e.message);
+    assert_eq!(r.attempts(), 4, "1 + max_retries (3)");
+    let snap = finish(client, &c);
+    let s = endpoint(&snap, "/ok", "GET");
+    assert_eq!((s.requests, s.failures, s.retries), (4, 4, 3));
+    assert_eq!(s.status_codes, vec![]);
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_cut_at_the_timeout() {
+    let srv = start(false);
+    let c = collector();
+    let http = HttpUser::builder()
+        .host(srv.url("http"))
+        .max_retries(0)
+        .build()
+        .unwrap();
+    let mut client = http.client(c.recorder());
+    // Connect on the real clock, then freeze it: the 30 s default timeout then passes
+    // in virtual time as soon as the client waits on the silent server.
+    assert!(client.get("/ok").send().await.is_ok());
+    tokio::time::pause();
+    let r = client.get("/never").send().await;
+    tokio::time::resume();
+    let e = r.error().unwrap();
+    assert_eq!(e.category, ErrorCategory::Timeout);
+    assert_eq!(e.message, "no complete response within 30s");
+    assert!(
+        r.duration() >= Duration::from_secs(30),
+        "{:?}",
+        r.duration()
+    );
+    assert!(r.duration() < Duration::from_secs(31), "{:?}", r.duration());
+    // The connection was mid-response: the next request opens a new one and works.
+    assert!(client.get("/ok").send().await.is_ok());
+    assert_eq!(client.connections_opened(), 2);
+}
+
+#[tokio::test]
+async fn bytes_are_counted_as_on_the_wire() {
+    let srv = start_raw(Raw::Keep);
+    let c = collector();
+    let mut client = client(&format!("http://{}", srv.addr), &c);
+    for _ in 0..5 {
+        assert!(
+            client
+                .get("/count")
+                .header("x-pad", "0123456789")
+                .send()
+                .await
+                .is_ok()
+        );
+    }
+    let snap = finish(client, &c);
+    let s = endpoint(&snap, "/count", "GET");
+    assert_eq!(s.bytes_sent, srv.read.load(Ordering::Relaxed));
+    assert_eq!(s.bytes_received, srv.written.load(Ordering::Relaxed));
+    assert_eq!(s.bytes_received, 5 * server::RAW_RESPONSE.len() as u64);
+}
+
+#[tokio::test]
+async fn a_reset_mid_body_is_a_reset_not_a_panic() {
+    let srv = start_raw(Raw::ResetMidBody);
+    let c = collector();
+    let http = HttpUser::builder()
+        .host(format!("http://{}", srv.addr))
+        .max_retries(1)
+        .retry_backoff(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let mut client = http.client(c.recorder());
+    let r = client.get("/partial").send().await;
+    let e = r.error().unwrap();
+    assert_eq!(e.category, ErrorCategory::Reset, "{}", e.message);
+    assert_eq!(r.attempts(), 2, "a reset GET is retried");
+    let snap = finish(client, &c);
+    assert_eq!(endpoint(&snap, "/partial", "GET").failures, 2);
+}
+
+#[tokio::test]
+async fn https_with_a_self_signed_certificate_fails_verification_unless_disabled() {
+    let srv = start(true);
+    let c = collector();
+    let strict = HttpUser::builder()
+        .host(srv.url("https"))
+        .max_retries(0)
+        .build()
+        .unwrap();
+    let mut client = strict.client(c.recorder());
+    let r = client.get("/ok").send().await;
+    let e = r.error().unwrap();
+    assert_eq!(e.category, ErrorCategory::Tls, "{}", e.message);
+
+    let lax = HttpUser::builder()
+        .host(srv.url("https"))
+        .verify_ssl(false)
+        .build()
+        .unwrap();
+    let mut client = lax.client(c.recorder());
+    let r = client.get("/ok").send().await;
+    assert!(r.is_ok(), "{:?}", r.error());
+    assert_eq!(r.text(), "hello");
+    // The server offers h2 over ALPN, so the user speaks HTTP/2.
+    assert_eq!(client.get("/version").send().await.text(), "HTTP/2.0");
+    for _ in 0..5 {
+        client.get("/ok").send().await;
+    }
+    assert_eq!(client.connections_opened(), 1, "one multiplexed connection");
+    let snap = finish(client, &c);
+    let ok = endpoint(&snap, "/ok", "GET");
+    assert_eq!(
+        ok.requests,
+        1 + 1 + 5 - 1,
+        "the strict client's failure is counted too"
+    );
+    assert!(ok.bytes_received > 0 && ok.bytes_sent > 0);
+}
+
+#[tokio::test]
+async fn connections_and_cookies_can_be_reset_per_iteration() {
+    let srv = start(false);
+    let c = collector();
+    let http = HttpUser::builder()
+        .host(srv.url("http"))
+        .reset_connections_per_iteration(true)
+        .clear_cookies_per_iteration(true)
+        .build()
+        .unwrap();
+    let mut client = http.client(c.recorder());
+    for _ in 0..3 {
+        client.get("/set-cookie").send().await;
+        assert_eq!(
+            client.get("/echo-cookie").send().await.text(),
+            "session=abc123"
+        );
+        client.end_iteration();
+        assert!(client.cookies().is_empty());
+    }
+    assert_eq!(client.connections_opened(), 3);
+}
+
+#[tokio::test]
+async fn bad_settings_are_refused_at_build() {
+    let cases = [
+        (
+            HttpUser::builder().host("ftp://x").build(),
+            "host `ftp://x`: the scheme must be http or https",
+        ),
+        (
+            HttpUser::builder().host("127.0.0.1:80").build(),
+            "host `127.0.0.1:80`: it must start with http:// or https://",
+        ),
+        (
+            HttpUser::builder().host("http://h/?q=1").build(),
+            "host `http://h/?q=1`: it must not have a query string",
+        ),
+        (
+            HttpUser::builder().header("bad name", "v").build(),
+            "default header `bad name`: invalid name or value",
+        ),
+        (
+            HttpUser::builder().timeout(Duration::ZERO).build(),
+            "timeout must be longer than zero",
+        ),
+    ];
+    for (result, msg) in cases {
+        assert_eq!(result.unwrap_err().to_string(), msg);
+    }
+    // No host: relative paths are a recorded failure, absolute URLs work.
+    let srv = start(false);
+    let c = collector();
+    let mut client = HttpUser::builder().build().unwrap().client(c.recorder());
+    let r = client.get("/ok").send().await;
+    assert!(r.error().unwrap().message.contains("no host is set"));
+    let r = client.get(format!("{}/ok", srv.url("http"))).send().await;
+    assert!(r.is_ok(), "{:?}", r.error());
+}
