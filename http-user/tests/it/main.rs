@@ -312,6 +312,17 @@ async fn a_reset_mid_body_is_a_reset_not_a_panic() {
 }
 
 #[tokio::test]
+async fn a_peer_that_does_not_speak_http_is_a_protocol_error() {
+    let srv = start_raw(Raw::Garbage);
+    let c = collector();
+    let mut client = client(&format!("http://{}", srv.addr), &c);
+    let r = client.get("/x").send().await;
+    let e = r.error().unwrap();
+    assert_eq!(e.category, ErrorCategory::Protocol, "{}", e.message);
+    assert_eq!(r.attempts(), 1, "a protocol error is not retried");
+}
+
+#[tokio::test]
 async fn https_with_a_self_signed_certificate_fails_verification_unless_disabled() {
     let srv = start(true);
     let c = collector();

@@ -181,6 +181,8 @@ pub(crate) const RAW_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\
 pub(crate) enum Raw {
     Keep,
     ResetMidBody,
+    /// Answers with bytes that are not HTTP.
+    Garbage,
 }
 
 pub(crate) fn start_raw(behaviour: Raw) -> RawServer {
@@ -206,6 +208,7 @@ pub(crate) fn start_raw(behaviour: Raw) -> RawServer {
                             Raw::ResetMidBody => {
                                 b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789"
                             }
+                            Raw::Garbage => b"SMTP READY \x00\x01\x02\r\n\r\n",
                         };
                         if stream.write_all(reply).is_err() {
                             return;
