@@ -27,9 +27,10 @@
 //! # Ok::<(), aiotest_core::user::UserTypeError>(())
 //! ```
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -57,12 +58,23 @@ pub enum ExecutionMode {
 }
 
 /// What a user type's factory is given for each virtual user.
-#[derive(Debug, Clone)]
 pub struct UserContext {
     user_id: u64,
     user_type: Arc<str>,
     host: Option<Arc<str>>,
     setup: Option<SetupData>,
+    extensions: Mutex<Vec<Box<dyn Any + Send>>>,
+}
+
+impl fmt::Debug for UserContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserContext")
+            .field("user_id", &self.user_id)
+            .field("user_type", &self.user_type)
+            .field("host", &self.host)
+            .field("setup", &self.setup)
+            .finish_non_exhaustive()
+    }
 }
 
 impl UserContext {
@@ -78,7 +90,27 @@ impl UserContext {
             user_type,
             host,
             setup,
+            extensions: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Adds a value for the factory to [`take`](Self::take): the runner hands each user
+    /// its own metrics recorder this way, without this crate knowing the type.
+    pub fn with<T: Send + 'static>(self, value: T) -> Self {
+        self.lock_extensions().push(Box::new(value));
+        self
+    }
+
+    /// Takes the value of type `T` the runner added, if any (each value once).
+    pub fn take<T: 'static>(&self) -> Option<T> {
+        let mut ext = self.lock_extensions();
+        let i = ext.iter().position(|v| v.is::<T>())?;
+        ext.swap_remove(i).downcast::<T>().ok().map(|b| *b)
+    }
+
+    fn lock_extensions(&self) -> std::sync::MutexGuard<'_, Vec<Box<dyn Any + Send>>> {
+        // Only ever held for a push or a take: a poisoned lock still holds a valid Vec.
+        self.extensions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// This user's number, unique within the run.

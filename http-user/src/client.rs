@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use aiotest_metrics::{ErrorCategory, Recorder, RequestRecord};
+use aiotest_core::user::UserContext;
+use aiotest_metrics::{ErrorCategory, MetricsCollector, Recorder, RequestRecord};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, COOKIE, HOST, HeaderName, HeaderValue, SET_COOKIE};
 use http::{HeaderMap, Method, StatusCode, Uri};
@@ -263,7 +264,40 @@ impl HttpUser {
     /// A client for one virtual user, recording into `recorder`: its own connections and
     /// cookie jar.
     pub fn client(&self, recorder: Recorder) -> HttpClient {
+        let base = self.settings.base.clone().map(Arc::new);
+        self.client_with_base(recorder, base)
+    }
+
+    /// A client for the virtual user of `ctx`, inside a runner: it records into the
+    /// recorder the runner put in the context, and targets the run's host (`--host`) when
+    /// there is one, else this user type's. Without a recorder in the context (a factory
+    /// called outside a runner), its records are not collected anywhere.
+    pub fn client_for(&self, ctx: &UserContext) -> HttpClient {
+        let recorder = ctx.take::<Recorder>().unwrap_or_else(|| {
+            tracing::warn!(
+                user = ctx.user_id(),
+                "no metrics recorder in the user context; this user's requests are not counted"
+            );
+            self.detached_recorder()
+        });
+        let base = match ctx.host().map(parse_base) {
+            Some(Ok(b)) => Some(Arc::new(b)),
+            Some(Err(e)) => {
+                tracing::error!("{e}; using the user type's host");
+                self.settings.base.clone().map(Arc::new)
+            }
+            None => self.settings.base.clone().map(Arc::new),
+        };
+        self.client_with_base(recorder, base)
+    }
+
+    fn detached_recorder(&self) -> Recorder {
+        MetricsCollector::with_defaults().recorder()
+    }
+
+    fn client_with_base(&self, recorder: Recorder, base: Option<Arc<Base>>) -> HttpClient {
         HttpClient {
+            base,
             settings: Arc::clone(&self.settings),
             conns: Vec::new(),
             cookies: CookieJar::new(),
@@ -291,6 +325,8 @@ pub struct HttpClient {
     retries: u64,
     connections_opened: u64,
     timer: crate::timer::CoarseTimer,
+    /// The base URL: the run's host if the context gave one, else the settings'.
+    base: Option<Arc<Base>>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -693,7 +729,7 @@ impl HttpClient {
 
     /// Resolves the target of `plan`: origin, request target (path and query), Host.
     fn target_in<'s>(
-        settings: &'s Settings,
+        base: Option<&'s Base>,
         plan: &Plan,
     ) -> Result<(Cow<'s, Base>, String), String> {
         let (base, path) = if plan.path.starts_with("http://") || plan.path.starts_with("https://")
@@ -711,7 +747,7 @@ impl HttpClient {
             let p = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
             (Cow::Owned(b), p)
         } else {
-            let Some(b) = &settings.base else {
+            let Some(b) = base else {
                 return Err(format!("relative path `{}` but no host is set", plan.path));
             };
             let extra = plan.query.as_ref().map_or(0, |q| q.len() + 1);
@@ -752,9 +788,9 @@ impl HttpClient {
                 },
             )
         };
-        // The settings are shared: holding them lets the origin be borrowed, not cloned.
-        let settings = Arc::clone(&self.settings);
-        let (base, target) = match HttpClient::target_in(&settings, plan) {
+        // The base is shared: holding it lets the origin be borrowed, not cloned.
+        let shared_base = self.base.clone();
+        let (base, target) = match HttpClient::target_in(shared_base.as_deref(), plan) {
             Ok(t) => t,
             Err(message) => return failed(ErrorCategory::Other, message, Duration::ZERO, (0, 0)),
         };

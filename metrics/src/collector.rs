@@ -135,10 +135,19 @@ impl std::fmt::Debug for MetricsCollector {
 }
 
 impl MetricsCollector {
+    /// A collector with the default settings and no event handlers.
+    pub fn with_defaults() -> Self {
+        Self::build(MetricsConfig::default(), RequestMetricsEvent::new())
+    }
+
     /// A collector with `config`, firing `request_metrics` on `event`.
     pub fn new(config: MetricsConfig, event: RequestMetricsEvent) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(MetricsCollector {
+        Ok(Self::build(config, event))
+    }
+
+    fn build(config: MetricsConfig, event: RequestMetricsEvent) -> Self {
+        MetricsCollector {
             shared: Arc::new(Shared {
                 config,
                 state: Mutex::new(State {
@@ -151,7 +160,7 @@ impl MetricsCollector {
                 }),
                 event,
             }),
-        })
+        }
     }
 
     /// The settings.

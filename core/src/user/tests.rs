@@ -297,3 +297,14 @@ fn context_carries_host_and_typed_setup_data() {
     assert_eq!(*ctx.setup::<Vec<u32>>().unwrap(), vec![1, 2, 3]);
     assert!(ctx.setup::<String>().is_none());
 }
+
+#[test]
+fn extensions_are_taken_once_by_type() {
+    let ctx = UserContext::new(1, "t".into(), None, None)
+        .with(7u32)
+        .with(String::from("rec"));
+    assert_eq!(ctx.take::<String>().as_deref(), Some("rec"));
+    assert_eq!(ctx.take::<String>(), None, "taken once");
+    assert_eq!(ctx.take::<u32>(), Some(7));
+    assert_eq!(ctx.take::<u64>(), None);
+}

@@ -385,6 +385,20 @@ async fn connections_and_cookies_can_be_reset_per_iteration() {
 }
 
 #[tokio::test]
+async fn inside_a_runner_the_context_gives_the_recorder_and_the_run_host() {
+    use aiotest_core::user::UserContext;
+    let srv = start(false);
+    let c = collector();
+    // The user type names another host; the run's host (the context's) wins.
+    let http = HttpUser::builder().host("http://127.0.0.1:1").build().unwrap();
+    let ctx = UserContext::new(1, "t".into(), Some(srv.url("http").into()), None).with(c.recorder());
+    let mut client = http.client_for(&ctx);
+    assert!(client.get("/ok").send().await.is_ok());
+    let snap = finish(client, &c);
+    assert_eq!(endpoint(&snap, "/ok", "GET").requests, 1);
+}
+
+#[tokio::test]
 async fn bad_settings_are_refused_at_build() {
     let cases = [
         (
