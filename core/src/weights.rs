@@ -73,13 +73,7 @@ impl WeightedSequence {
                 continue;
             }
             best = match best {
-                // Highest w / (a + 1); ties go to the earlier type.
-                Some(b)
-                    if u128::from(self.weights[b]) * u128::from(a + 1)
-                        >= u128::from(w) * u128::from(self.counts[b] + 1) =>
-                {
-                    Some(b)
-                }
+                Some(b) if !self.better(i, b, h, total) => Some(b),
                 _ => Some(i),
             };
         }
@@ -87,6 +81,21 @@ impl WeightedSequence {
         self.counts[chosen] += 1;
         self.assigned += 1;
         chosen
+    }
+
+    /// Whether type `i` should get the next user rather than `b`: the higher
+    /// `w / (a + 1)`; on a tie, the one further below its exact quota `h w / W`; then the
+    /// earlier type. (Without the second rule, 3 users over weights 3:1 would all go to
+    /// the first type, though 2 and 1 is closer to the quota.)
+    fn better(&self, i: usize, b: usize, h: u128, total: u128) -> bool {
+        let (wi, ai) = (u128::from(self.weights[i]), u128::from(self.counts[i]));
+        let (wb, ab) = (u128::from(self.weights[b]), u128::from(self.counts[b]));
+        match (wi * (ab + 1)).cmp(&(wb * (ai + 1))) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            // Deficits scaled by W: h w - a W (never negative for eligible types).
+            std::cmp::Ordering::Equal => h * wi - ai * total > h * wb - ab * total,
+        }
     }
 
     /// Users assigned so far, per type.
@@ -223,11 +232,11 @@ mod tests {
         let mut seq = WeightedSequence::new(&[1, 1, 1]).unwrap();
         let order: Vec<usize> = (0..6).map(|_| seq.next_index()).collect();
         assert_eq!(order, vec![0, 1, 2, 0, 1, 2]);
-        // Unequal weights interleave instead of bunching: 3:1 gives the light type its
-        // user within the first four.
+        // Unequal weights interleave instead of bunching: with 3:1 the light type gets the
+        // third user, where its quota (0.75) is furthest from being met.
         let mut seq = WeightedSequence::new(&[3, 1]).unwrap();
         let first_four: Vec<usize> = (0..4).map(|_| seq.next_index()).collect();
-        assert_eq!(first_four.iter().filter(|&&t| t == 1).count(), 1);
+        assert_eq!(first_four, [0, 0, 1, 0]);
     }
 
     #[test]

@@ -1,11 +1,43 @@
 //! aiotest's runners: they execute what `aiotest-core` describes.
 //!
-//! **Status:** this crate is a placeholder in the workspace layout; its contents arrive
-//! with the local-run work. It will hold the `UserManager` (reaching each load-shape
-//! target at its spawn rate, stopping the newest users first, replacing users that
-//! panic), the `LocalRunner`, `MasterRunner` and `WorkerRunner` (`initialize`, `start`,
-//! `stop`, `pause`, `resume`, `quit`), the k6 lifecycle (setup, teardown, summary hook)
-//! and the control and `/metrics` HTTP server.
+//! - [`LocalRunner`]: one process runs the test: setup once, users following the load
+//!   shape (polled at least every 250 ms, also during ramps), pause/resume/stop/quit acting
+//!   at once, a graceful stop period, the final metrics flush, teardown. Observed and
+//!   controlled through a [`RunnerHandle`].
+//! - [`UserManager`]: starts and stops users at the shape's spawn rate, newest first,
+//!   split over user types exactly by weight; a user whose task panics is replaced.
+//!
+//! The runner is generic over users: it knows user types from `aiotest-core` and metrics
+//! from `aiotest-metrics`, nothing of HTTP. Master and worker runners arrive with
+//! distributed mode.
 //!
 //! **Who should depend on it:** programs that embed a load test; most users go through
 //! `aiotest-cli` instead.
+//!
+//! ```
+//! use std::time::Duration;
+//! use aiotest_core::prelude::*;
+//! use aiotest_core::lifecycle::Hooks;
+//! use aiotest_runner::{LocalRunner, RunConfig};
+//!
+//! struct Idle;
+//! async fn nap(_: &mut Idle) -> TaskResult { Ok(()) }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let idle = UserType::builder("idle", |_ctx| Idle).task("nap", 1, nap).build()?;
+//! let shape = ConstantShape::new(3, 10.0, Some(Duration::from_secs(5)))?;
+//! let runner = LocalRunner::new(vec![idle], shape, Hooks::default(), RunConfig::default())?;
+//! let report = runner.run().await?;
+//! assert_eq!(report.run_time, Duration::from_secs(5));
+//! # Ok(())
+//! # }
+//! ```
+
+mod local;
+mod manager;
+mod user_loop;
+
+pub use local::{LocalRunner, RunConfig, RunError, RunReport, RunnerHandle, StopReason};
+pub use manager::UserManager;
+pub use user_loop::UserStats;

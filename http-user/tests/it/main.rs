@@ -390,8 +390,12 @@ async fn inside_a_runner_the_context_gives_the_recorder_and_the_run_host() {
     let srv = start(false);
     let c = collector();
     // The user type names another host; the run's host (the context's) wins.
-    let http = HttpUser::builder().host("http://127.0.0.1:1").build().unwrap();
-    let ctx = UserContext::new(1, "t".into(), Some(srv.url("http").into()), None).with(c.recorder());
+    let http = HttpUser::builder()
+        .host("http://127.0.0.1:1")
+        .build()
+        .unwrap();
+    let ctx =
+        UserContext::new(1, "t".into(), Some(srv.url("http").into()), None).with(c.recorder());
     let mut client = http.client_for(&ctx);
     assert!(client.get("/ok").send().await.is_ok());
     let snap = finish(client, &c);
