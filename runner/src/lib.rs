@@ -6,6 +6,8 @@
 //!   controlled through a [`RunnerHandle`].
 //! - [`UserManager`]: starts and stops users at the shape's spawn rate, newest first,
 //!   split over user types exactly by weight; a user whose task panics is replaced.
+//! - [`Summary`]: the end-of-run table and its JSON export; [`Threshold`]: k6-style
+//!   pass/fail criteria (`p95<300ms`, `failures<1%`, `rps>100`).
 //!
 //! The runner is generic over users: it knows user types from `aiotest-core` and metrics
 //! from `aiotest-metrics`, nothing of HTTP. Master and worker runners arrive with
@@ -36,8 +38,12 @@
 
 mod local;
 mod manager;
+pub mod summary;
+pub mod threshold;
 mod user_loop;
 
 pub use local::{LocalRunner, RunConfig, RunError, RunReport, RunnerHandle, StopReason};
 pub use manager::UserManager;
+pub use summary::Summary;
+pub use threshold::{Threshold, ThresholdError, ThresholdResult};
 pub use user_loop::UserStats;

@@ -1,0 +1,335 @@
+//! The end-of-run summary: a table per endpoint plus totals, and its JSON export.
+//!
+//! Everything is computed from the merged snapshot, so percentiles are the HDR
+//! histogram's (within 0.1%), never averages of per-user percentiles.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use aiotest_metrics::{EndpointStats, ErrorCategory, Snapshot};
+use serde::Serialize;
+
+use crate::threshold::ThresholdResult;
+
+/// One row of the summary: an endpoint, or the totals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    /// The scenario.
+    pub scenario: String,
+    /// The request name (`Total` for the totals row).
+    pub name: String,
+    /// The method (empty for the totals row).
+    pub method: String,
+    /// Requests made.
+    pub requests: u64,
+    /// Requests failed.
+    pub failures: u64,
+    /// Attempts that were retries.
+    pub retries: u64,
+    /// Requests per second over the run time.
+    pub rps: f64,
+    /// Shortest duration, ms.
+    pub min_ms: f64,
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// 90th percentile, ms.
+    pub p90_ms: f64,
+    /// 95th percentile, ms.
+    pub p95_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Longest duration, ms.
+    pub max_ms: f64,
+    /// Mean duration, ms.
+    pub mean_ms: f64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1_000.0
+}
+
+impl Row {
+    /// The row for `stats` over `secs` seconds.
+    pub fn new(scenario: &str, name: &str, method: &str, stats: &EndpointStats, secs: f64) -> Self {
+        Row {
+            scenario: scenario.to_owned(),
+            name: name.to_owned(),
+            method: method.to_owned(),
+            requests: stats.requests,
+            failures: stats.failures,
+            retries: stats.retries,
+            rps: if secs > 0.0 {
+                stats.requests as f64 / secs
+            } else {
+                0.0
+            },
+            min_ms: ms(stats.min_us.unwrap_or(0)),
+            p50_ms: ms(stats.percentile_us(0.50)),
+            p90_ms: ms(stats.percentile_us(0.90)),
+            p95_ms: ms(stats.percentile_us(0.95)),
+            p99_ms: ms(stats.percentile_us(0.99)),
+            max_ms: ms(stats.max_us.unwrap_or(0)),
+            mean_ms: stats.mean_us() / 1_000.0,
+            bytes_sent: stats.bytes_sent,
+            bytes_received: stats.bytes_received,
+        }
+    }
+}
+
+/// A distinct error and how often it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorRow {
+    /// The request name.
+    pub name: String,
+    /// The method.
+    pub method: String,
+    /// The error category.
+    pub category: String,
+    /// The message (`(other messages)` for the ones not kept individually).
+    pub message: String,
+    /// How many failures.
+    pub count: u64,
+}
+
+/// The run's summary, as printed and exported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Run time in seconds, pauses excluded.
+    pub duration_s: f64,
+    /// All endpoints together.
+    pub totals: Row,
+    /// Per endpoint, ordered by scenario, name, method.
+    pub endpoints: Vec<Row>,
+    /// Failures by message, most frequent first.
+    pub errors: Vec<ErrorRow>,
+    /// Threshold verdicts, in the order given.
+    pub thresholds: Vec<ThresholdResult>,
+}
+
+impl Summary {
+    /// The summary of `snapshot` over `run_time`.
+    pub fn new(snapshot: &Snapshot, run_time: Duration) -> Self {
+        let secs = run_time.as_secs_f64();
+        let endpoints: Vec<Row> = snapshot
+            .endpoints
+            .iter()
+            .map(|(k, s)| Row::new(&k.scenario, &k.name, &k.method, s, secs))
+            .collect();
+        let mut errors = Vec::new();
+        for (k, s) in &snapshot.endpoints {
+            for m in &s.errors.kept {
+                errors.push(ErrorRow {
+                    name: k.name.clone(),
+                    method: k.method.clone(),
+                    category: m.category.as_str().to_owned(),
+                    message: m.message.clone(),
+                    count: m.count,
+                });
+            }
+            if s.errors.other > 0 {
+                // Failures without a kept message: say their categories' share instead.
+                let kept_by_cat = |c: ErrorCategory| -> u64 {
+                    s.errors
+                        .kept
+                        .iter()
+                        .filter(|m| m.category == c)
+                        .map(|m| m.count)
+                        .sum()
+                };
+                for c in ErrorCategory::ALL {
+                    let n = s.failures_by_category[c.index()].saturating_sub(kept_by_cat(c));
+                    if n > 0 {
+                        errors.push(ErrorRow {
+                            name: k.name.clone(),
+                            method: k.method.clone(),
+                            category: c.as_str().to_owned(),
+                            message: "(other messages)".to_owned(),
+                            count: n,
+                        });
+                    }
+                }
+            }
+        }
+        errors.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+        Summary {
+            duration_s: secs,
+            totals: Row::new("", "Total", "", &snapshot.total(), secs),
+            endpoints,
+            errors,
+            thresholds: Vec::new(),
+        }
+    }
+
+    /// Whether every threshold passed (true without thresholds).
+    pub fn thresholds_ok(&self) -> bool {
+        self.thresholds.iter().all(|t| t.ok)
+    }
+
+    /// The JSON export (`--summary-export`).
+    pub fn to_json(&self) -> String {
+        // Serializing plain structs of numbers and strings cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The table printed at the end of a run.
+    pub fn render_table(&self) -> String {
+        let mut out = String::new();
+        let name_w = self
+            .endpoints
+            .iter()
+            .map(|r| r.name.len() + r.method.len() + 1)
+            .max()
+            .unwrap_or(5)
+            .clamp(5, 48);
+        let _ = writeln!(
+            out,
+            "{:<name_w$} {:>9} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "Endpoint",
+            "Requests",
+            "Fails",
+            "Req/s",
+            "Min ms",
+            "p50 ms",
+            "p90 ms",
+            "p95 ms",
+            "p99 ms",
+            "Max ms",
+            "Mean ms"
+        );
+        let line = |out: &mut String, label: &str, r: &Row| {
+            let label: String = label.chars().take(name_w).collect();
+            let _ = writeln!(
+                out,
+                "{label:<name_w$} {:>9} {:>8} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+                r.requests,
+                r.failures,
+                r.rps,
+                r.min_ms,
+                r.p50_ms,
+                r.p90_ms,
+                r.p95_ms,
+                r.p99_ms,
+                r.max_ms,
+                r.mean_ms
+            );
+        };
+        for r in &self.endpoints {
+            let label = format!("{} {}", r.method, r.name);
+            line(&mut out, &label, r);
+        }
+        line(&mut out, "Total", &self.totals);
+        let _ = writeln!(out, "Run time {:.1} s", self.duration_s);
+        if !self.errors.is_empty() {
+            let _ = writeln!(out, "\nErrors:");
+            for e in self.errors.iter().take(20) {
+                let _ = writeln!(
+                    out,
+                    "{:>9}  {} {} [{}] {}",
+                    e.count, e.method, e.name, e.category, e.message
+                );
+            }
+        }
+        if !self.thresholds.is_empty() {
+            let _ = writeln!(out, "\nThresholds:");
+            for t in &self.thresholds {
+                let mark = if t.ok { "ok    " } else { "FAILED" };
+                let _ = writeln!(out, "  {mark} {}  (value {})", t.expr, t.value);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiotest_metrics::RequestRecord;
+
+    fn snapshot() -> Snapshot {
+        let mut s = Snapshot::new();
+        for i in 1..=100u64 {
+            s.record(&RequestRecord::ok("/a", "GET", 200, i * 1_000));
+        }
+        for _ in 0..10 {
+            s.record(
+                &RequestRecord::ok("/b", "POST", 503, 500)
+                    .failed(ErrorCategory::HttpStatus, Some("HTTP 503")),
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn rows_have_exact_counts_and_hdr_percentiles() {
+        let sum = Summary::new(&snapshot(), Duration::from_secs(10));
+        assert_eq!(sum.duration_s, 10.0);
+        assert_eq!(sum.totals.requests, 110);
+        assert_eq!(sum.totals.failures, 10);
+        assert!((sum.totals.rps - 11.0).abs() < 1e-9);
+        let a = &sum.endpoints[0];
+        assert_eq!((a.name.as_str(), a.method.as_str()), ("/a", "GET"));
+        assert_eq!(a.min_ms, 1.0);
+        assert_eq!(a.max_ms, 100.0);
+        assert!((a.p50_ms - 50.0).abs() <= 0.05, "{}", a.p50_ms);
+        assert!((a.p99_ms - 99.0).abs() <= 0.1, "{}", a.p99_ms);
+        assert!((a.mean_ms - 50.5).abs() < 1e-9);
+        assert_eq!(
+            sum.errors,
+            vec![ErrorRow {
+                name: "/b".into(),
+                method: "POST".into(),
+                category: "http_status".into(),
+                message: "HTTP 503".into(),
+                count: 10
+            }]
+        );
+    }
+
+    #[test]
+    fn json_export_has_the_documented_fields() {
+        let sum = Summary::new(&snapshot(), Duration::from_secs(10));
+        let v: serde_json::Value = serde_json::from_str(&sum.to_json()).unwrap();
+        for field in ["duration_s", "totals", "endpoints", "errors", "thresholds"] {
+            assert!(v.get(field).is_some(), "{field}");
+        }
+        for field in ["requests", "failures", "rps"] {
+            assert!(v["totals"].get(field).is_some(), "totals.{field}");
+        }
+        let e = &v["endpoints"][0];
+        for field in [
+            "name", "method", "requests", "failures", "rps", "min_ms", "p50_ms", "p90_ms",
+            "p95_ms", "p99_ms", "max_ms", "mean_ms",
+        ] {
+            assert!(e.get(field).is_some(), "endpoints[].{field}");
+        }
+        for field in ["name", "category", "message", "count"] {
+            assert!(v["errors"][0].get(field).is_some(), "errors[].{field}");
+        }
+    }
+
+    #[test]
+    fn the_table_lists_endpoints_totals_and_errors() {
+        let table = Summary::new(&snapshot(), Duration::from_secs(10)).render_table();
+        assert!(table.contains("GET /a"), "{table}");
+        assert!(table.contains("POST /b"));
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("Total") && l.contains("110")),
+            "{table}"
+        );
+        assert!(table.contains("[http_status] HTTP 503"));
+    }
+
+    #[test]
+    fn an_empty_run_summarizes_to_zeros() {
+        let sum = Summary::new(&Snapshot::new(), Duration::ZERO);
+        assert_eq!(sum.totals.requests, 0);
+        assert_eq!(sum.totals.rps, 0.0);
+        assert!(sum.render_table().contains("Total"));
+    }
+}

@@ -1,0 +1,321 @@
+//! k6-style thresholds: pass/fail criteria checked at the end of a run (and, with
+//! `:abort`, while it runs).
+//!
+//! Grammar: `METRIC[{name=NAME}] OP VALUE[UNIT][:abort]`.
+//!
+//! | metric | meaning | value |
+//! |---|---|---|
+//! | `p50`, `p90`, `p95`, `p99`, `p99.9`, any `pNN` or `p(NN)` | duration percentile | `us`, `ms` (default), `s`, `m` |
+//! | `avg` or `mean`, `min`, `max` | duration | as above |
+//! | `failures` | failed requests: with `%` the rate, without it the count | `1%` or `10` |
+//! | `rps` | requests per second over the run | number |
+//! | `requests` | request count | number |
+//!
+//! `OP` is `<`, `<=`, `>` or `>=`. `{name=/login}` restricts the metric to requests of
+//! that name (all methods). Examples: `p95<300ms`, `p99{name=/login}<1s`, `failures<1%`,
+//! `rps>100`, `p95<500:abort`.
+
+use std::fmt;
+
+use aiotest_metrics::{EndpointStats, Snapshot};
+use serde::Serialize;
+
+/// A threshold expression that does not parse, with the expression and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("threshold `{expr}`: {reason}")]
+pub struct ThresholdError {
+    /// The expression given.
+    pub expr: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Metric {
+    Percentile(f64),
+    Mean,
+    Min,
+    Max,
+    FailureRate,
+    Failures,
+    Rps,
+    Requests,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// A parsed threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    expr: String,
+    metric: Metric,
+    name: Option<String>,
+    op: Op,
+    /// In the metric's base unit: ms for durations, a fraction for rates.
+    limit: f64,
+    abort: bool,
+}
+
+/// A threshold's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThresholdResult {
+    /// The expression as given.
+    pub expr: String,
+    /// Whether it held.
+    pub ok: bool,
+    /// The measured value, in the expression's unit (ms for durations, % for a rate).
+    pub value: f64,
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.expr)
+    }
+}
+
+impl Threshold {
+    /// Parses `expr`.
+    pub fn parse(expr: &str) -> Result<Self, ThresholdError> {
+        let err = |reason: &str| ThresholdError {
+            expr: expr.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let text: String = expr.chars().filter(|c| !c.is_whitespace()).collect();
+        let (text, abort) = match text.strip_suffix(":abort") {
+            Some(t) => (t.to_owned(), true),
+            None => (text, false),
+        };
+        let op_at = text
+            .find(['<', '>'])
+            .ok_or_else(|| err("no comparison: use <, <=, > or >="))?;
+        let (lhs, rest) = text.split_at(op_at);
+        let (op, value) = if let Some(v) = rest.strip_prefix("<=") {
+            (Op::Le, v)
+        } else if let Some(v) = rest.strip_prefix(">=") {
+            (Op::Ge, v)
+        } else if let Some(v) = rest.strip_prefix('<') {
+            (Op::Lt, v)
+        } else if let Some(v) = rest.strip_prefix('>') {
+            (Op::Gt, v)
+        } else {
+            return Err(err("no comparison: use <, <=, > or >="));
+        };
+        let (metric_text, name) = match lhs.split_once('{') {
+            Some((m, filter)) => {
+                let filter = filter
+                    .strip_suffix('}')
+                    .ok_or_else(|| err("unclosed `{` in the filter"))?;
+                let name = filter
+                    .strip_prefix("name=")
+                    .ok_or_else(|| err("the only filter is {name=...}"))?;
+                if name.is_empty() {
+                    return Err(err("empty name in the filter"));
+                }
+                (m, Some(name.to_owned()))
+            }
+            None => (lhs, None),
+        };
+        let metric = parse_metric(metric_text).ok_or_else(|| {
+            err("unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps or requests")
+        })?;
+        let (metric, limit) = parse_value(metric, value).map_err(|r| err(&r))?;
+        Ok(Threshold {
+            expr: expr.trim().to_owned(),
+            metric,
+            name,
+            op,
+            limit,
+            abort,
+        })
+    }
+
+    /// Whether a failure should stop the run at once.
+    pub fn aborts(&self) -> bool {
+        self.abort
+    }
+
+    /// The verdict for `snapshot` over `run_secs` seconds.
+    pub fn evaluate(&self, snapshot: &Snapshot, run_secs: f64) -> ThresholdResult {
+        let mut stats = EndpointStats::default();
+        for (k, s) in &snapshot.endpoints {
+            if self.name.as_deref().is_none_or(|n| n == k.name) {
+                stats.merge(s);
+            }
+        }
+        let (value, shown) = match self.metric {
+            Metric::Percentile(q) => {
+                let v = stats.percentile_us(q) as f64 / 1_000.0;
+                (v, v)
+            }
+            Metric::Mean => (stats.mean_us() / 1_000.0, stats.mean_us() / 1_000.0),
+            Metric::Min => {
+                let v = stats.min_us.unwrap_or(0) as f64 / 1_000.0;
+                (v, v)
+            }
+            Metric::Max => {
+                let v = stats.max_us.unwrap_or(0) as f64 / 1_000.0;
+                (v, v)
+            }
+            Metric::FailureRate => {
+                let rate = if stats.requests == 0 {
+                    0.0
+                } else {
+                    stats.failures as f64 / stats.requests as f64
+                };
+                (rate, rate * 100.0)
+            }
+            Metric::Failures => (stats.failures as f64, stats.failures as f64),
+            Metric::Rps => {
+                let v = if run_secs > 0.0 {
+                    stats.requests as f64 / run_secs
+                } else {
+                    0.0
+                };
+                (v, v)
+            }
+            Metric::Requests => (stats.requests as f64, stats.requests as f64),
+        };
+        let ok = match self.op {
+            Op::Lt => value < self.limit,
+            Op::Le => value <= self.limit,
+            Op::Gt => value > self.limit,
+            Op::Ge => value >= self.limit,
+        };
+        ThresholdResult {
+            expr: self.expr.clone(),
+            ok,
+            value: (shown * 1_000.0).round() / 1_000.0,
+        }
+    }
+}
+
+fn parse_metric(m: &str) -> Option<Metric> {
+    Some(match m {
+        "avg" | "mean" => Metric::Mean,
+        "min" => Metric::Min,
+        "max" => Metric::Max,
+        "failures" => Metric::Failures,
+        "rps" => Metric::Rps,
+        "requests" => Metric::Requests,
+        _ => {
+            let p = m.strip_prefix('p')?;
+            let p = p
+                .strip_prefix('(')
+                .and_then(|x| x.strip_suffix(')'))
+                .unwrap_or(p);
+            let q: f64 = p.parse().ok()?;
+            if !(0.0..=100.0).contains(&q) {
+                return None;
+            }
+            Metric::Percentile(q / 100.0)
+        }
+    })
+}
+
+/// The limit in the metric's base unit; `failures` becomes a rate when given in %.
+fn parse_value(metric: Metric, v: &str) -> Result<(Metric, f64), String> {
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("`{v}` is not a number"))?;
+    let duration = matches!(
+        metric,
+        Metric::Percentile(_) | Metric::Mean | Metric::Min | Metric::Max
+    );
+    match (metric, unit) {
+        (_, "us") if duration => Ok((metric, n / 1_000.0)),
+        (_, "" | "ms") if duration => Ok((metric, n)),
+        (_, "s") if duration => Ok((metric, n * 1_000.0)),
+        (_, "m") if duration => Ok((metric, n * 60_000.0)),
+        (Metric::Failures, "%") => Ok((Metric::FailureRate, n / 100.0)),
+        (Metric::Failures | Metric::Rps | Metric::Requests, "") => Ok((metric, n)),
+        _ => Err(format!("unit `{unit}` does not fit this metric")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiotest_metrics::{ErrorCategory, RequestRecord};
+
+    fn snapshot() -> Snapshot {
+        let mut s = Snapshot::new();
+        for i in 1..=100u64 {
+            s.record(&RequestRecord::ok("/fast", "GET", 200, i * 1_000)); // 1..100 ms
+        }
+        for _ in 0..10 {
+            s.record(&RequestRecord::ok("/login", "POST", 200, 2_000_000)); // 2 s
+        }
+        for _ in 0..2 {
+            s.record(
+                &RequestRecord::ok("/login", "POST", 500, 10)
+                    .failed(ErrorCategory::HttpStatus, None),
+            );
+        }
+        s
+    }
+
+    fn check(expr: &str) -> ThresholdResult {
+        Threshold::parse(expr).unwrap().evaluate(&snapshot(), 10.0)
+    }
+
+    #[test]
+    fn thresholds_pass_and_fail_on_the_right_values() {
+        let cases = [
+            ("p95{name=/fast}<100ms", true),
+            ("p95{name=/fast}<90ms", false),
+            ("p(50){name=/fast} <= 51", true),
+            ("p99{name=/login}<1s", false),
+            ("p99{name=/login}<3s", true),
+            ("max<2.5s", true),
+            ("min>=0.01ms", true),
+            ("avg{name=/fast}<60ms", true),
+            ("failures<1%", false), // 2 of 112
+            ("failures<2%", true),
+            ("failures<=2", true),
+            ("rps>10", true), // 112 requests in 10 s
+            ("rps>20", false),
+            ("requests>=112", true),
+            ("p99.9<3000", true),
+        ];
+        for (expr, want) in cases {
+            let r = check(expr);
+            assert_eq!(r.ok, want, "{expr}: value {}", r.value);
+        }
+        let r = check("failures<1%");
+        assert_eq!(r.value, 1.786, "shown in percent");
+        assert!(Threshold::parse("p95<500:abort").unwrap().aborts());
+    }
+
+    #[test]
+    fn bad_expressions_name_the_problem() {
+        let cases = [
+            ("p95", "no comparison: use <, <=, > or >="),
+            (
+                "latency<3",
+                "unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps or requests",
+            ),
+            ("p95<fast", "`fast` is not a number"),
+            ("p95<3kg", "unit `kg` does not fit this metric"),
+            ("rps>3ms", "unit `ms` does not fit this metric"),
+            ("p95{route=/x}<3", "the only filter is {name=...}"),
+            ("p95{name=/x<3", "unclosed `{` in the filter"),
+            (
+                "p101<3",
+                "unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps or requests",
+            ),
+        ];
+        for (expr, reason) in cases {
+            let e = Threshold::parse(expr).unwrap_err();
+            assert_eq!(e.reason, reason, "{expr}");
+            assert_eq!(e.to_string(), format!("threshold `{expr}`: {reason}"));
+        }
+    }
+}
