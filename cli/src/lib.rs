@@ -1,91 +1,72 @@
-//! The `aiotest` command line, and the same command line for your own Rust binaries.
+//! The `aiotest` command line.
 //!
-//! **Status:** the `run` command arrives with the local runner. Today the binary answers
-//! `--version` and `--help` and refuses everything else with exit code 2, so nothing
-//! pretends to run a test.
+//! `aiotest run --url URL` tests one URL; `aiotest run --demo` starts an embedded target on
+//! 127.0.0.1 and tests it; `-u`, `-r`, `-t` or `--stages` shape the load; `--threshold`
+//! sets pass/fail criteria; `--summary-export` writes the summary as JSON. A live progress
+//! line runs on stderr, the summary table goes to stdout. Ctrl-C stops gracefully, a
+//! second Ctrl-C at once; both still print the summary.
 //!
-//! **Who should depend on it:** Rust binaries that register their user types and want
-//! aiotest's full command line from one call in `main` (coming with the runner).
+//! Exit codes: 0 success, 99 a threshold failed, 2 bad usage or input, 1 the run itself
+//! failed (setup error, unwritable export, ...).
+//!
+//! **Who should depend on it:** Rust binaries that want aiotest's command line (a
+//! `main`-style entry for user-defined types arrives with scenario support).
 
-use std::io::Write;
+mod args;
+mod demo;
+mod progress;
+mod run;
 
-/// Exit code for bad usage or bad input.
+pub use args::{Cli, Command, RunArgs, WaitArg, parse_duration, parse_stages, parse_wait};
+
+/// Success.
+pub const EXIT_OK: i32 = 0;
+/// The run itself failed (setup failed, the summary could not be written, ...).
+pub const EXIT_FAILED: i32 = 1;
+/// Bad usage or bad input: nothing ran.
 pub const EXIT_USAGE: i32 = 2;
+/// A threshold failed.
+pub const EXIT_THRESHOLDS: i32 = 99;
 
-const HELP: &str = "aiotest: a load-testing framework
+use clap::Parser;
 
-usage:
-  aiotest --version    print the version
-  aiotest --help       print this help
-
-`aiotest run` is not available yet: the local runner is under construction.
-";
-
-/// Runs the command line `args` (without the program name), writing to `out` and `err`.
-/// Returns the process exit code; the binary passes it to `std::process::exit`.
-pub fn run_cli<I, S>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> i32
+/// Parses `args` (program name first) and runs the command on a new multi-threaded
+/// runtime. Returns the exit code; the binary passes it to `std::process::exit`.
+pub fn main_with_args<I, T>(args: I) -> i32
 where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
 {
-    let args: Vec<String> = args.into_iter().map(|s| s.as_ref().to_owned()).collect();
-    // Write errors (a closed pipe) are not worth a panic: the exit code still tells.
-    match args.first().map(String::as_str) {
-        Some("--version" | "-V") => {
-            let _ = writeln!(out, "aiotest {}", env!("CARGO_PKG_VERSION"));
-            0
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version are "errors" that print to stdout and succeed.
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let _ = e.print();
+            return code;
         }
-        Some("--help" | "-h") | None => {
-            let _ = write!(out, "{HELP}");
-            0
+    };
+    let Command::Run(run_args) = cli.command;
+    let level = if run_args.quiet {
+        tracing::Level::ERROR
+    } else {
+        run_args.loglevel
+    };
+    // Logs go to stderr with the progress line; the summary owns stdout.
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("aiotest: cannot start the async runtime: {e}");
+            return EXIT_FAILED;
         }
-        Some("run") => {
-            let _ = writeln!(
-                err,
-                "aiotest: `run` is not available yet: the local runner is under construction"
-            );
-            EXIT_USAGE
-        }
-        Some(other) => {
-            let _ = writeln!(
-                err,
-                "aiotest: unknown command `{other}`; try `aiotest --help`"
-            );
-            EXIT_USAGE
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(args: &[&str]) -> (i32, String, String) {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = run_cli(args, &mut out, &mut err);
-        (
-            code,
-            String::from_utf8(out).unwrap(),
-            String::from_utf8(err).unwrap(),
-        )
-    }
-
-    #[test]
-    fn version_and_help_succeed() {
-        let (code, out, _) = run(&["--version"]);
-        assert_eq!((code, out.trim()), (0, "aiotest 0.1.0"));
-        let (code, out, _) = run(&[]);
-        assert_eq!(code, 0);
-        assert!(out.contains("usage:"));
-    }
-
-    #[test]
-    fn unknown_commands_and_run_are_refused_with_exit_2() {
-        let (code, _, err) = run(&["frobnicate"]);
-        assert_eq!(code, EXIT_USAGE);
-        assert!(err.contains("unknown command `frobnicate`"), "{err}");
-        let (code, _, err) = run(&["run", "--url", "http://127.0.0.1:1"]);
-        assert_eq!(code, EXIT_USAGE);
-        assert!(err.contains("not available yet"), "{err}");
-    }
+    };
+    runtime.block_on(run::run(run_args))
 }

@@ -1,10 +1,5 @@
-//! The `aiotest` binary: a thin shell over [`aiotest_cli::run_cli`].
+//! The `aiotest` binary: a thin shell over [`aiotest_cli::main_with_args`].
 
 fn main() {
-    let code = aiotest_cli::run_cli(
-        std::env::args().skip(1),
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
-    );
-    std::process::exit(code);
+    std::process::exit(aiotest_cli::main_with_args(std::env::args_os()));
 }

@@ -86,6 +86,7 @@ enum Command {
     Resume,
     Stop,
     Quit,
+    Abort,
     SetUsers(u32),
 }
 
@@ -98,6 +99,8 @@ pub enum StopReason {
     Stopped,
     /// A quit command.
     Quit,
+    /// An abort command: users were cancelled without a graceful stop period.
+    Aborted,
 }
 
 /// What a finished run reports.
@@ -166,6 +169,17 @@ impl RunnerHandle {
     /// Like stop, and the runner ends in QUITTING.
     pub async fn quit(&self) {
         self.send(Command::Quit).await;
+    }
+
+    /// Stops at once: no graceful stop period (a second Ctrl-C). Requests in flight are
+    /// cancelled; everything recorded so far is still in the summary.
+    pub async fn abort(&self) {
+        self.send(Command::Abort).await;
+    }
+
+    /// Every request counted so far (as of the last flush), for live threshold checks.
+    pub fn total(&self) -> Snapshot {
+        lock(&self.shared.live).total().clone()
     }
 
     /// Overrides the shape's user count until the shape's target changes again.
@@ -345,7 +359,21 @@ impl LocalRunner {
         if self.states.get_current_state() == RunnerState::Paused || self.states.can_stop() {
             self.enter(RunnerState::Stopping);
         }
-        let cancelled = manager.stop_all_users(self.config.stop_timeout).await;
+        let grace = if reason == StopReason::Aborted {
+            Duration::ZERO
+        } else {
+            self.config.stop_timeout
+        };
+        let commands = &mut self.commands;
+        let abort = async move {
+            while let Some(c) = commands.recv().await {
+                if c == Command::Abort {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await;
+        };
+        let cancelled = manager.stop_all_users_or(grace, abort).await;
         self.publish_users(&manager);
         drop(manager);
         let shared = Arc::clone(&self.handle.shared);
@@ -486,6 +514,7 @@ impl LocalRunner {
                         }
                         Some(Command::Stop) => return (StopReason::Stopped, None),
                         Some(Command::Quit) | None => return (StopReason::Quit, None),
+                        Some(Command::Abort) => return (StopReason::Aborted, None),
                         Some(Command::SetUsers(n)) => {
                             let rate = manager.target().map_or(f64::INFINITY, |(_, r)| r);
                             manager.manage_users(n, rate, now);

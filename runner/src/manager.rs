@@ -195,6 +195,16 @@ impl UserManager {
     /// Stops every user: each finishes its task in flight and runs `on_stop` within
     /// `grace`; those still running then are cancelled. Returns how many were cancelled.
     pub async fn stop_all_users(&mut self, grace: Duration) -> usize {
+        self.stop_all_users_or(grace, std::future::pending()).await
+    }
+
+    /// As [`stop_all_users`](Self::stop_all_users), cutting the grace period short when
+    /// `abort` resolves (a second Ctrl-C).
+    pub async fn stop_all_users_or(
+        &mut self,
+        grace: Duration,
+        abort: impl std::future::Future<Output = ()>,
+    ) -> usize {
         self.ramp = None;
         self.target = None;
         for slot in self.users.drain(..) {
@@ -204,11 +214,15 @@ impl UserManager {
         let _ = self.paused.send(false);
         self.paused_at = None;
         let deadline = Instant::now() + grace;
+        let mut abort = std::pin::pin!(abort);
         loop {
-            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
-                Ok(Some(_)) => {}
-                Ok(None) => return 0,
-                Err(_) => break,
+            tokio::select! {
+                joined = tokio::time::timeout_at(deadline, self.tasks.join_next()) => match joined {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return 0,
+                    Err(_) => break,
+                },
+                () = &mut abort => break,
             }
         }
         let left = self.tasks.len();

@@ -1,0 +1,265 @@
+//! The command line's arguments and the parsers of their values.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aiotest_core::shape::Stage;
+use aiotest_core::wait::WaitTime;
+use clap::{Args, Parser, Subcommand};
+
+/// aiotest: a load-testing framework.
+#[derive(Debug, Parser)]
+#[command(name = "aiotest", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a load test.
+    Run(RunArgs),
+}
+
+/// `aiotest run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A scenario file (TOML).
+    pub scenario: Option<PathBuf>,
+    /// Test one URL with GET requests (like hey or oha).
+    #[arg(long, conflicts_with_all = ["scenario", "demo"])]
+    pub url: Option<String>,
+    /// Start an embedded target on 127.0.0.1 and test it: a first run needing nothing else.
+    #[arg(long, conflicts_with = "scenario")]
+    pub demo: bool,
+    /// The host to test, overriding the user types' hosts.
+    #[arg(short = 'H', long)]
+    pub host: Option<String>,
+    /// Number of users (default 1; 10 with --demo).
+    #[arg(short = 'u', long)]
+    pub users: Option<u32>,
+    /// Users started (or stopped) per second (default: all within a second).
+    #[arg(short = 'r', long, value_parser = parse_rate)]
+    pub spawn_rate: Option<f64>,
+    /// How long to run: 30s, 5m, 1h30m (default: until stopped; 10s with --demo).
+    #[arg(short = 't', long, value_parser = parse_duration)]
+    pub run_time: Option<Duration>,
+    /// k6-style stages instead of -u/-t: DURATION:USERS,... e.g. 10s:50,1m:50,10s:0.
+    #[arg(long, value_parser = parse_stages, conflicts_with_all = ["users", "run_time"])]
+    pub stages: Option<Vec<Stage>>,
+    /// Wait after each request for --url/--demo: seconds (0.5) or a range (0.5..1.5).
+    #[arg(long, value_parser = parse_wait)]
+    pub wait: Option<WaitArg>,
+    /// Skip setup.
+    #[arg(long)]
+    pub no_setup: bool,
+    /// Skip teardown.
+    #[arg(long)]
+    pub no_teardown: bool,
+    /// Graceful stop period for users to finish their task in flight.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub stop_timeout: Duration,
+    /// Write the summary as JSON to this file.
+    #[arg(long)]
+    pub summary_export: Option<PathBuf>,
+    /// A pass/fail criterion, e.g. "p95<300ms", "failures<1%", "rps>100" (repeatable).
+    #[arg(long = "threshold")]
+    pub thresholds: Vec<String>,
+    /// Serve /metrics and the control API here (not available yet).
+    #[arg(long)]
+    pub control_addr: Option<SocketAddr>,
+    /// No progress line and no logs; the summary is still printed.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(short = 'L', long, default_value = "warn", value_parser = parse_level)]
+    pub loglevel: tracing::Level,
+}
+
+/// A `--wait` value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WaitArg {
+    /// Always the same.
+    Fixed(f64),
+    /// Uniform in a range.
+    Between(f64, f64),
+}
+
+impl WaitArg {
+    /// As a core wait time.
+    pub fn to_wait_time(self) -> WaitTime {
+        match self {
+            WaitArg::Fixed(s) => WaitTime::fixed(s),
+            WaitArg::Between(a, b) => WaitTime::between(a, b),
+        }
+    }
+}
+
+/// Parses `30s`, `5m`, `1h30m`, `500ms`, `1.5s`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration `{s}`: use e.g. 500ms, 30s, 5m, 1h30m");
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| bad());
+    }
+    let mut total = 0.0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (num, tail) = rest.split_at(num_end);
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_end);
+        total += n * match unit {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3_600.0,
+            _ => return Err(bad()),
+        };
+        rest = next;
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
+}
+
+/// Parses `10s:50,1m:50,10s:0`.
+pub fn parse_stages(s: &str) -> Result<Vec<Stage>, String> {
+    let stages =
+        s.split(',')
+            .enumerate()
+            .map(|(i, part)| {
+                let (d, u) = part.split_once(':').ok_or_else(|| {
+                    format!(
+                        "stage {} (`{part}`): use DURATION:USERS, e.g. 30s:50",
+                        i + 1
+                    )
+                })?;
+                let duration = parse_duration(d).map_err(|e| format!("stage {}: {e}", i + 1))?;
+                let users = u.trim().parse::<u32>().map_err(|_| {
+                    format!("stage {} (`{part}`): `{u}` is not a user count", i + 1)
+                })?;
+                Ok(Stage::new(duration, users))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+    if stages.iter().all(|s| s.duration.is_zero()) {
+        return Err("the stages add up to no time at all".into());
+    }
+    Ok(stages)
+}
+
+/// Parses `0`, `0.5` or `0.5..1.5`.
+pub fn parse_wait(s: &str) -> Result<WaitArg, String> {
+    let num = |v: &str| -> Result<f64, String> {
+        let n: f64 = v
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid wait `{s}`: use seconds (0.5) or a range (0.5..1.5)"))?;
+        if !n.is_finite() || n < 0.0 {
+            return Err(format!("invalid wait `{s}`: seconds must be 0 or more"));
+        }
+        Ok(n)
+    };
+    match s.split_once("..") {
+        Some((a, b)) => {
+            let (a, b) = (num(a)?, num(b)?);
+            if a > b {
+                return Err(format!(
+                    "invalid wait `{s}`: the minimum is above the maximum"
+                ));
+            }
+            Ok(WaitArg::Between(a, b))
+        }
+        None => Ok(WaitArg::Fixed(num(s)?)),
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s
+        .parse()
+        .map_err(|_| format!("invalid spawn rate `{s}`: a number of users per second"))?;
+    if r.is_nan() || r <= 0.0 {
+        return Err(format!("invalid spawn rate `{s}`: must be above 0"));
+    }
+    Ok(r)
+}
+
+fn parse_level(s: &str) -> Result<tracing::Level, String> {
+    s.parse()
+        .map_err(|_| format!("invalid log level `{s}`: use error, warn, info, debug or trace"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("30s", 30.0),
+            ("5m", 300.0),
+            ("1h30m", 5_400.0),
+            ("500ms", 0.5),
+            ("1.5s", 1.5),
+            ("10", 10.0),
+            ("1m30s", 90.0),
+        ];
+        for (s, secs) in ok {
+            assert_eq!(
+                parse_duration(s).unwrap(),
+                Duration::from_secs_f64(secs),
+                "{s}"
+            );
+        }
+        for bad in ["", "abc", "5x", "-3s", "1h30", "s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_duration("5x").unwrap_err(),
+            "invalid duration `5x`: use e.g. 500ms, 30s, 5m, 1h30m"
+        );
+    }
+
+    #[test]
+    fn stages_and_waits() {
+        let st = parse_stages("10s:50,1m:50,10s:0").unwrap();
+        assert_eq!(
+            st,
+            vec![
+                Stage::new(Duration::from_secs(10), 50),
+                Stage::new(Duration::from_secs(60), 50),
+                Stage::new(Duration::from_secs(10), 0),
+            ]
+        );
+        assert_eq!(
+            parse_stages("10s").unwrap_err(),
+            "stage 1 (`10s`): use DURATION:USERS, e.g. 30s:50"
+        );
+        assert_eq!(
+            parse_stages("10s:5,3q:1").unwrap_err(),
+            "stage 2: invalid duration `3q`: use e.g. 500ms, 30s, 5m, 1h30m"
+        );
+        assert_eq!(
+            parse_stages("10s:x").unwrap_err(),
+            "stage 1 (`10s:x`): `x` is not a user count"
+        );
+        assert_eq!(parse_wait("0.5").unwrap(), WaitArg::Fixed(0.5));
+        assert_eq!(parse_wait("0.5..1.5").unwrap(), WaitArg::Between(0.5, 1.5));
+        assert!(
+            parse_wait("2..1")
+                .unwrap_err()
+                .contains("minimum is above the maximum")
+        );
+        assert!(parse_wait("-1").is_err());
+        assert!(parse_wait("soon").is_err());
+    }
+}

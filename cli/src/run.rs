@@ -1,0 +1,243 @@
+//! `aiotest run`: builds the user types and shape from the arguments, runs them, prints
+//! the summary and decides the exit code.
+
+use std::time::Duration;
+
+use aiotest_core::lifecycle::Hooks;
+use aiotest_core::prelude::*;
+use aiotest_http_user::{HttpClient, HttpUser};
+use aiotest_metrics::RequestMetricsEvent;
+use aiotest_runner::{LocalRunner, RunConfig, RunError, Summary, Threshold};
+
+use crate::args::RunArgs;
+use crate::{EXIT_FAILED, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE};
+
+/// A user of `--url`: one GET of one URL per task.
+struct UrlUser {
+    client: HttpClient,
+    path: &'static str,
+}
+
+async fn get_url(u: &mut UrlUser) -> TaskResult {
+    u.client.get(u.path).send().await;
+    Ok(())
+}
+
+/// A bad argument or input: reported with exit code 2 before anything runs.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+/// Splits `http://host:port/path?q` into the origin and the path with its query.
+fn split_url(url: &str) -> Result<(String, String), UsageError> {
+    let bad = |why: &str| UsageError(format!("--url `{url}`: {why}"));
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| bad("it must start with http:// or https://"))?;
+    if scheme != "http" && scheme != "https" {
+        return Err(bad("the scheme must be http or https"));
+    }
+    let path_at = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(path_at);
+    if authority.is_empty() {
+        return Err(bad("it names no host"));
+    }
+    let path = if path.is_empty() {
+        "/".to_owned()
+    } else if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_owned()
+    };
+    Ok((format!("{scheme}://{authority}"), path))
+}
+
+fn url_user_type(
+    url: &str,
+    wait: WaitTime,
+    host_override: Option<&str>,
+) -> Result<UserType, UsageError> {
+    let (origin, path) = split_url(url)?;
+    let http = HttpUser::builder()
+        .host(host_override.unwrap_or(&origin))
+        .build()
+        .map_err(|e| UsageError(format!("--url: {e}")))?;
+    // One string for the whole run, shared by every user without a copy per request.
+    let path: &'static str = Box::leak(path.into_boxed_str());
+    UserType::builder("url", move |ctx| UrlUser {
+        client: http.client_for(ctx),
+        path,
+    })
+    .wait_time(wait)
+    .task("get", 1, get_url)
+    .build()
+    .map_err(|e| UsageError(e.to_string()))
+}
+
+fn shape(
+    args: &RunArgs,
+    default_users: u32,
+    default_time: Option<Duration>,
+) -> Result<Box<dyn LoadUserShape>, UsageError> {
+    if let Some(stages) = &args.stages {
+        let s =
+            StagesShape::new(stages.clone()).map_err(|e| UsageError(format!("--stages: {e}")))?;
+        return Ok(Box::new(s));
+    }
+    let users = args.users.unwrap_or(default_users);
+    let rate = args.spawn_rate.unwrap_or(f64::from(users.max(1)));
+    let s = ConstantShape::new(users, rate, args.run_time.or(default_time))
+        .map_err(|e| UsageError(format!("-u/-r/-t: {e}")))?;
+    Ok(Box::new(s))
+}
+
+/// Runs `aiotest run` and returns the exit code.
+pub(crate) async fn run(args: RunArgs) -> i32 {
+    match prepare_and_run(args).await {
+        Ok(code) => code,
+        Err(UsageError(msg)) => {
+            eprintln!("aiotest: {msg}");
+            EXIT_USAGE
+        }
+    }
+}
+
+async fn prepare_and_run(args: RunArgs) -> Result<i32, UsageError> {
+    if args.control_addr.is_some() {
+        return Err(UsageError("--control-addr is not available yet".into()));
+    }
+    if let Some(path) = &args.scenario {
+        return Err(UsageError(format!(
+            "{}: scenario files are not supported yet; use --url or --demo",
+            path.display()
+        )));
+    }
+    let thresholds = args
+        .thresholds
+        .iter()
+        .map(|t| Threshold::parse(t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| UsageError(e.to_string()))?;
+    let wait = args.wait.map_or(WaitTime::none(), |w| w.to_wait_time());
+
+    let demo = if args.demo {
+        let target = crate::demo::start()
+            .await
+            .map_err(|e| UsageError(format!("--demo: cannot start the demo target: {e}")))?;
+        if !args.quiet {
+            eprintln!("aiotest: demo target listening on http://{}", target.addr);
+        }
+        Some(target)
+    } else {
+        None
+    };
+    let (user_types, default_users, default_time) = match (&args.url, &demo) {
+        (Some(url), _) => (
+            vec![url_user_type(url, wait, args.host.as_deref())?],
+            1,
+            None,
+        ),
+        (None, Some(target)) => {
+            let url = format!("http://{}/", target.addr);
+            (
+                vec![url_user_type(&url, wait, None)?],
+                10,
+                Some(Duration::from_secs(10)),
+            )
+        }
+        (None, None) => {
+            return Err(UsageError(
+                "nothing to run: give --url URL, --demo or a scenario file (see aiotest run --help)".into(),
+            ));
+        }
+    };
+    let shape = shape(&args, default_users, default_time)?;
+    let config = RunConfig {
+        host: args.host.clone(),
+        stop_timeout: args.stop_timeout,
+        no_setup: args.no_setup,
+        no_teardown: args.no_teardown,
+        ..RunConfig::default()
+    };
+    let total = args
+        .stages
+        .as_ref()
+        .map(|s| s.iter().map(|st| st.duration).sum())
+        .or(args.run_time)
+        .or(default_time);
+    let runner = LocalRunner::with_options(
+        user_types,
+        shape,
+        Hooks::default(),
+        config,
+        RequestMetricsEvent::new(),
+        None,
+    )
+    .map_err(|e| UsageError(e.to_string()))?;
+    let handle = runner.handle();
+    let progress = tokio::spawn(crate::progress::report(
+        handle.clone(),
+        total,
+        thresholds.clone(),
+        args.quiet,
+    ));
+    let signals = tokio::spawn(ctrl_c(handle.clone()));
+    let result = runner.run().await;
+    signals.abort();
+    // The progress task ends by itself once the run has stopped.
+    let _ = progress.await;
+    let report = match result {
+        Ok(r) => r,
+        Err(e @ RunError::Setup(_)) => {
+            eprintln!("aiotest: {e}");
+            return Ok(EXIT_FAILED);
+        }
+        Err(e) => {
+            eprintln!("aiotest: {e}");
+            return Ok(EXIT_FAILED);
+        }
+    };
+    let mut summary = Summary::new(&report.snapshot, report.run_time);
+    let secs = report.run_time.as_secs_f64();
+    summary.thresholds = thresholds
+        .iter()
+        .map(|t| t.evaluate(&report.snapshot, secs))
+        .collect();
+    print!("{}", summary.render_table());
+    if let Some(path) = &args.summary_export
+        && let Err(e) = std::fs::write(path, summary.to_json())
+    {
+        eprintln!(
+            "aiotest: cannot write the summary to {}: {e}",
+            path.display()
+        );
+        return Ok(EXIT_FAILED);
+    }
+    if let Some(target) = &demo {
+        let served = target.served.load(std::sync::atomic::Ordering::Relaxed);
+        println!("Demo target served {served} requests.");
+    }
+    if report.cancelled_users > 0 {
+        eprintln!(
+            "aiotest: {} users were still busy after the graceful stop period and were cancelled",
+            report.cancelled_users
+        );
+    }
+    Ok(if summary.thresholds_ok() {
+        EXIT_OK
+    } else {
+        EXIT_THRESHOLDS
+    })
+}
+
+/// First Ctrl-C: graceful stop. Second: stop at once. Both still print the summary.
+async fn ctrl_c(handle: aiotest_runner::RunnerHandle) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    eprintln!("\naiotest: stopping (Ctrl-C again to stop at once)");
+    handle.stop().await;
+    if tokio::signal::ctrl_c().await.is_ok() {
+        eprintln!("\naiotest: stopping at once");
+        handle.abort().await;
+    }
+}

@@ -1,0 +1,255 @@
+//! The `aiotest` binary against an in-process HTTP server on 127.0.0.1 that counts the
+//! requests it served.
+
+#![allow(clippy::unwrap_used)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+
+struct Target {
+    addr: SocketAddr,
+    served: Arc<AtomicU64>,
+}
+
+/// A counting server on its own thread and runtime; `/slow` answers after 50 ms.
+fn target() -> Target {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&served);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counter = Arc::clone(&counter);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let counter = Arc::clone(&counter);
+                            async move {
+                                if req.uri().path() == "/slow" {
+                                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                                }
+                                counter.fetch_add(1, Ordering::Relaxed);
+                                Ok::<_, Infallible>(hyper::Response::new(Full::new(
+                                    Bytes::from_static(b"ok"),
+                                )))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    });
+    Target { addr, served }
+}
+
+fn aiotest(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aiotest"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn export_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("aiotest-it-{}-{name}.json", std::process::id()))
+}
+
+#[test]
+fn the_summary_counts_exactly_what_the_server_served() {
+    let t = target();
+    let url = format!("http://{}/items/42?x=1", t.addr);
+    let export = export_path("exact");
+    let out = aiotest(&[
+        "run",
+        "--url",
+        &url,
+        "-u",
+        "5",
+        "-t",
+        "2s",
+        "-q",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let counted = json["totals"]["requests"].as_u64().unwrap();
+    assert!(counted > 100, "{counted}");
+    assert_eq!(
+        counted,
+        t.served.load(Ordering::Relaxed),
+        "every request counted once"
+    );
+    assert_eq!(json["endpoints"][0]["name"], "/items/{id}");
+    assert_eq!(json["endpoints"][0]["method"], "GET");
+    for f in [
+        "name", "method", "requests", "failures", "rps", "min_ms", "p50_ms", "p90_ms", "p95_ms",
+        "p99_ms", "max_ms", "mean_ms",
+    ] {
+        assert!(json["endpoints"][0].get(f).is_some(), "endpoints[].{f}");
+    }
+    for f in ["duration_s", "errors", "thresholds"] {
+        assert!(json.get(f).is_some(), "{f}");
+    }
+    assert!((json["duration_s"].as_f64().unwrap() - 2.0).abs() < 0.3);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("GET /items/{id}") && stdout.contains("Total"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_file(export);
+}
+
+#[test]
+fn thresholds_decide_the_exit_code() {
+    let t = target();
+    let url = format!("http://{}/slow", t.addr);
+    let export = export_path("thresholds");
+    let out = aiotest(&[
+        "run",
+        "--url",
+        &url,
+        "-u",
+        "2",
+        "-t",
+        "1s",
+        "-q",
+        "--threshold",
+        "p95>=40ms",
+        "--threshold",
+        "failures<1%",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    assert_eq!(json["thresholds"][0]["expr"], "p95>=40ms");
+    assert_eq!(json["thresholds"][0]["ok"], true);
+    assert!(json["thresholds"][0]["value"].as_f64().unwrap() >= 50.0);
+    let out = aiotest(&[
+        "run",
+        "--url",
+        &url,
+        "-u",
+        "2",
+        "-t",
+        "1s",
+        "-q",
+        "--threshold",
+        "p95<10ms",
+    ]);
+    assert_eq!(out.status.code(), Some(99));
+    assert!(
+        text(&out.stdout).contains("FAILED p95<10ms"),
+        "{}",
+        text(&out.stdout)
+    );
+    let _ = std::fs::remove_file(export);
+}
+
+#[test]
+fn bad_usage_exits_2_naming_what_is_wrong() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["run", "--url", "ftp://x"],
+            "--url `ftp://x`: the scheme must be http or https",
+        ),
+        (
+            &["run", "--url", "localhost:80"],
+            "it must start with http:// or https://",
+        ),
+        (&["run", "--demo", "-t", "5x"], "invalid duration `5x`"),
+        (
+            &["run", "--demo", "--stages", "10s:x"],
+            "`x` is not a user count",
+        ),
+        (
+            &["run", "--demo", "--wait", "2..1"],
+            "the minimum is above the maximum",
+        ),
+        (&["run", "--demo", "-r", "0"], "invalid spawn rate `0`"),
+        (
+            &["run", "--demo", "--threshold", "latency<3"],
+            "threshold `latency<3`: unknown metric",
+        ),
+        (&["run"], "nothing to run"),
+        (
+            &["run", "plan.toml"],
+            "plan.toml: scenario files are not supported yet",
+        ),
+        (&["fly"], "unrecognized subcommand 'fly'"),
+    ];
+    for (args, msg) in cases {
+        let out = aiotest(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(msg), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn ctrl_c_stops_gracefully_and_still_prints_the_summary() {
+    let t = target();
+    let url = format!("http://{}/", t.addr);
+    let child = Command::new(env!("CARGO_BIN_EXE_aiotest"))
+        .args(["run", "--url", &url, "-u", "3", "-q"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until traffic flows, then interrupt.
+    let started = std::time::Instant::now();
+    while t.served.load(Ordering::Relaxed) < 50
+        && started.elapsed() < std::time::Duration::from_secs(20)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let total: u64 = stdout
+        .lines()
+        .find(|l| l.starts_with("Total"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert_eq!(total, t.served.load(Ordering::Relaxed));
+}
