@@ -9,15 +9,17 @@
 //! Exit codes: 0 success, 99 a threshold failed, 2 bad usage or input, 1 the run itself
 //! failed (setup error, unwritable export, ...).
 //!
-//! **Who should depend on it:** Rust binaries that want aiotest's command line (a
-//! `main`-style entry for user-defined types arrives with scenario support).
+//! **Who should depend on it:** Rust binaries that define their own user types and want
+//! aiotest's whole command line from one call in `main`: see [`Test`].
 
 mod args;
 mod demo;
 mod progress;
 mod run;
+mod test;
 
 pub use args::{Cli, Command, RunArgs, WaitArg, parse_duration, parse_stages, parse_wait};
+pub use test::Test;
 
 /// Success.
 pub const EXIT_OK: i32 = 0;
@@ -33,6 +35,14 @@ use clap::Parser;
 /// Parses `args` (program name first) and runs the command on a new multi-threaded
 /// runtime. Returns the exit code; the binary passes it to `std::process::exit`.
 pub fn main_with_args<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    run_with(args, None)
+}
+
+fn run_with<I, T>(args: I, test: Option<Test>) -> i32
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -68,5 +78,5 @@ where
             return EXIT_FAILED;
         }
     };
-    runtime.block_on(run::run(run_args))
+    runtime.block_on(run::run(run_args, test))
 }

@@ -7,7 +7,9 @@ use aiotest_core::lifecycle::Hooks;
 use aiotest_core::prelude::*;
 use aiotest_http_user::{HttpClient, HttpUser};
 use aiotest_metrics::RequestMetricsEvent;
-use aiotest_runner::{LocalRunner, RunConfig, RunError, Summary, Threshold};
+use aiotest_runner::{LocalRunner, RunConfig, Summary, Threshold};
+
+use crate::Test;
 
 use crate::args::RunArgs;
 use crate::{EXIT_FAILED, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE};
@@ -90,9 +92,10 @@ fn shape(
     Ok(Box::new(s))
 }
 
-/// Runs `aiotest run` and returns the exit code.
-pub(crate) async fn run(args: RunArgs) -> i32 {
-    match prepare_and_run(args).await {
+/// Runs `aiotest run` (with the user types of a Rust binary, if given) and returns the
+/// exit code.
+pub(crate) async fn run(args: RunArgs, test: Option<Test>) -> i32 {
+    match prepare_and_run(args, test).await {
         Ok(code) => code,
         Err(UsageError(msg)) => {
             eprintln!("aiotest: {msg}");
@@ -101,7 +104,7 @@ pub(crate) async fn run(args: RunArgs) -> i32 {
     }
 }
 
-async fn prepare_and_run(args: RunArgs) -> Result<i32, UsageError> {
+async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, UsageError> {
     if args.control_addr.is_some() {
         return Err(UsageError("--control-addr is not available yet".into()));
     }
@@ -110,6 +113,11 @@ async fn prepare_and_run(args: RunArgs) -> Result<i32, UsageError> {
             "{}: scenario files are not supported yet; use --url or --demo",
             path.display()
         )));
+    }
+    if test.is_some() && args.url.is_some() {
+        return Err(UsageError(
+            "--url tests one URL; this binary defines its own user types".into(),
+        ));
     }
     let thresholds = args
         .thresholds
@@ -130,44 +138,65 @@ async fn prepare_and_run(args: RunArgs) -> Result<i32, UsageError> {
     } else {
         None
     };
-    let (user_types, default_users, default_time) = match (&args.url, &demo) {
-        (Some(url), _) => (
-            vec![url_user_type(url, wait, args.host.as_deref())?],
-            1,
-            None,
-        ),
-        (None, Some(target)) => {
-            let url = format!("http://{}/", target.addr);
-            (
-                vec![url_user_type(&url, wait, None)?],
-                10,
-                Some(Duration::from_secs(10)),
-            )
+    let demo_url = demo.as_ref().map(|t| format!("http://{}", t.addr));
+    let demo_time = demo.as_ref().map(|_| Duration::from_secs(10));
+    let mut host = args.host.clone();
+    let (user_types, code_shape, hooks, summary_hook, default_users) = match (
+        test, &args.url, &demo_url,
+    ) {
+        (Some(t), _, _) => {
+            // A binary's users test the demo target when asked, unless -H names a host.
+            if host.is_none() {
+                host.clone_from(&demo_url);
+            }
+            let users = if demo.is_some() { 10 } else { 1 };
+            (t.user_types, t.shape, t.hooks, t.summary_hook, users)
         }
-        (None, None) => {
+        (None, Some(url), _) => (
+            vec![url_user_type(url, wait, args.host.as_deref())?],
+            None,
+            Hooks::default(),
+            None,
+            1,
+        ),
+        (None, None, Some(url)) => (
+            vec![url_user_type(url, wait, None)?],
+            None,
+            Hooks::default(),
+            None,
+            10,
+        ),
+        (None, None, None) => {
             return Err(UsageError(
                 "nothing to run: give --url URL, --demo or a scenario file (see aiotest run --help)".into(),
             ));
         }
     };
-    let shape = shape(&args, default_users, default_time)?;
+    let cli_shapes_load = args.users.is_some() || args.run_time.is_some() || args.stages.is_some();
+    let (shape, total) = match code_shape {
+        // A shape written in code runs unless the command line sets the load itself.
+        Some(s) if !cli_shapes_load => (s, demo_time),
+        _ => {
+            let total = args
+                .stages
+                .as_ref()
+                .map(|s| s.iter().map(|st| st.duration).sum())
+                .or(args.run_time)
+                .or(demo_time);
+            (shape(&args, default_users, demo_time)?, total)
+        }
+    };
     let config = RunConfig {
-        host: args.host.clone(),
+        host,
         stop_timeout: args.stop_timeout,
         no_setup: args.no_setup,
         no_teardown: args.no_teardown,
         ..RunConfig::default()
     };
-    let total = args
-        .stages
-        .as_ref()
-        .map(|s| s.iter().map(|st| st.duration).sum())
-        .or(args.run_time)
-        .or(default_time);
     let runner = LocalRunner::with_options(
         user_types,
         shape,
-        Hooks::default(),
+        hooks,
         config,
         RequestMetricsEvent::new(),
         None,
@@ -187,11 +216,8 @@ async fn prepare_and_run(args: RunArgs) -> Result<i32, UsageError> {
     let _ = progress.await;
     let report = match result {
         Ok(r) => r,
-        Err(e @ RunError::Setup(_)) => {
-            eprintln!("aiotest: {e}");
-            return Ok(EXIT_FAILED);
-        }
         Err(e) => {
+            // Setup failed (teardown skipped), or the shape misbehaved.
             eprintln!("aiotest: {e}");
             return Ok(EXIT_FAILED);
         }
@@ -216,11 +242,20 @@ async fn prepare_and_run(args: RunArgs) -> Result<i32, UsageError> {
         let served = target.served.load(std::sync::atomic::Ordering::Relaxed);
         println!("Demo target served {served} requests.");
     }
+    if let Some(Err(e)) = &report.teardown {
+        eprintln!("aiotest: {e}");
+    }
     if report.cancelled_users > 0 {
         eprintln!(
             "aiotest: {} users were still busy after the graceful stop period and were cancelled",
             report.cancelled_users
         );
+    }
+    if let Some(hook) = summary_hook
+        && let Err(e) = hook.call(&summary)
+    {
+        eprintln!("aiotest: {e}");
+        return Ok(EXIT_FAILED);
     }
     Ok(if summary.thresholds_ok() {
         EXIT_OK

@@ -1,7 +1,10 @@
 //! Runnable aiotest examples. Each binary under `src/bin/` is one example:
 //!
 //! - `quickstart`: the README's example, a user with two weighted tasks, an `on_start`
-//!   login and a custom load shape (`cargo run -p aiotest-examples --bin quickstart`).
+//!   login and a custom load shape
+//!   (`cargo run -p aiotest-examples --bin quickstart -- run --demo`).
+//! - `lifecycle`: setup data shared with every user, teardown with it, a summary hook and
+//!   a closure as load shape (`cargo run -p aiotest-examples --bin lifecycle -- run --demo`).
 //!
 //! This library only exists to compile the README's code blocks as doc tests, so the
 //! README cannot drift from what compiles.

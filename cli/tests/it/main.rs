@@ -253,3 +253,103 @@ fn ctrl_c_stops_gracefully_and_still_prints_the_summary() {
         .unwrap();
     assert_eq!(total, t.served.load(Ordering::Relaxed));
 }
+
+mod binary_entry {
+    //! `aiotest_cli::Test`: a Rust binary's own users through the same command line.
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use aiotest_cli::Test;
+    use aiotest_core::prelude::*;
+    use aiotest_http_user::{HttpClient, HttpUser};
+    use aiotest_runner::Summary;
+
+    struct Reader {
+        client: HttpClient,
+        token: Option<Arc<String>>,
+        with_token: Arc<AtomicU64>,
+    }
+
+    async fn read(u: &mut Reader) -> TaskResult {
+        if u.token.as_deref().is_some_and(|t| t == "t-1") {
+            u.with_token.fetch_add(1, Ordering::Relaxed);
+        }
+        u.client.get("/read").send().await;
+        Ok(())
+    }
+
+    fn test(
+        with_token: &Arc<AtomicU64>,
+        torn: &Arc<AtomicU64>,
+        summarized: &Arc<AtomicU64>,
+        fail_setup: bool,
+    ) -> Test {
+        let http = HttpUser::builder().build().unwrap();
+        let counter = Arc::clone(with_token);
+        let reader = UserType::builder("reader", move |ctx| Reader {
+            client: http.client_for(ctx),
+            token: ctx.setup::<String>(),
+            with_token: Arc::clone(&counter),
+        })
+        .wait_time(0.05)
+        .task("read", 1, read)
+        .build()
+        .unwrap();
+        let t = Arc::clone(torn);
+        let lifecycle = Lifecycle::<String>::new()
+            .setup(move |_ctx| async move {
+                if fail_setup {
+                    Err("no accounts service".into())
+                } else {
+                    Ok("t-1".to_string())
+                }
+            })
+            .teardown(move |data: Option<Arc<String>>| {
+                if data.is_some_and(|d| *d == "t-1") {
+                    t.fetch_add(1, Ordering::Relaxed);
+                }
+                async { Ok(()) }
+            });
+        let s = Arc::clone(summarized);
+        Test::new()
+            .user_type(reader)
+            .lifecycle(lifecycle)
+            .on_summary(SummaryHook::new(move |sum: &Summary| {
+                s.store(sum.totals.requests, Ordering::Relaxed);
+                Ok(())
+            }))
+    }
+
+    #[test]
+    fn setup_data_reaches_every_user_and_teardown_and_the_summary_hook() {
+        let target = super::target();
+        let host = format!("http://{}", target.addr);
+        let (with_token, torn, summarized) = (Arc::default(), Arc::default(), Arc::default());
+        let code = test(&with_token, &torn, &summarized, false)
+            .run_args(["bin", "run", "-H", &host, "-u", "3", "-t", "1s", "-q"]);
+        assert_eq!(code, 0);
+        let served = target.served.load(Ordering::Relaxed);
+        assert!(served > 10, "{served}");
+        assert_eq!(
+            with_token.load(Ordering::Relaxed),
+            served,
+            "every request's user had the setup data"
+        );
+        assert_eq!(torn.load(Ordering::Relaxed), 1);
+        assert_eq!(summarized.load(Ordering::Relaxed), served);
+    }
+
+    #[test]
+    fn a_failed_setup_exits_1_without_users_or_teardown() {
+        let target = super::target();
+        let host = format!("http://{}", target.addr);
+        let (with_token, torn, summarized) = (Arc::default(), Arc::default(), Arc::default());
+        let code = test(&with_token, &torn, &summarized, true)
+            .run_args(["bin", "run", "-H", &host, "-u", "3", "-t", "1s", "-q"]);
+        assert_eq!(code, 1);
+        assert_eq!(target.served.load(Ordering::Relaxed), 0);
+        assert_eq!(torn.load(Ordering::Relaxed), 0);
+        assert_eq!(summarized.load(Ordering::Relaxed), 0);
+    }
+}

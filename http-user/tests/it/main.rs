@@ -285,9 +285,16 @@ async fn bytes_are_counted_as_on_the_wire() {
                 .is_ok()
         );
     }
+    let conns = client.connections_opened();
     let snap = finish(client, &c);
     let s = endpoint(&snap, "/count", "GET");
-    assert_eq!(s.bytes_sent, srv.read.load(Ordering::Relaxed));
+    assert_eq!(
+        s.bytes_sent,
+        srv.read.load(Ordering::Relaxed),
+        "connections {conns}, requests {}, written {}",
+        s.requests,
+        srv.written.load(Ordering::Relaxed)
+    );
     assert_eq!(s.bytes_received, srv.written.load(Ordering::Relaxed));
     assert_eq!(s.bytes_received, 5 * server::RAW_RESPONSE.len() as u64);
 }

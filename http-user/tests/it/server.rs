@@ -210,10 +210,12 @@ pub(crate) fn start_raw(behaviour: Raw) -> RawServer {
                             }
                             Raw::Garbage => b"SMTP READY \x00\x01\x02\r\n\r\n",
                         };
+                        // Counted before writing: the client may read the reply, and
+                        // the test check the count, before write_all even returns here.
+                        w.fetch_add(reply.len() as u64, Ordering::Relaxed);
                         if stream.write_all(reply).is_err() {
                             return;
                         }
-                        w.fetch_add(reply.len() as u64, Ordering::Relaxed);
                         if behaviour == Raw::ResetMidBody {
                             // Linger 0 makes close send a RST instead of a FIN.
                             let sock = socket_linger_zero(stream);
