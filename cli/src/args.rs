@@ -32,8 +32,9 @@ pub struct RunArgs {
     /// Test one URL with GET requests (like hey or oha).
     #[arg(long, conflicts_with_all = ["scenario", "demo"])]
     pub url: Option<String>,
-    /// Start an embedded target on 127.0.0.1 and test it: a first run needing nothing else.
-    #[arg(long, conflicts_with = "scenario")]
+    /// Start an embedded target on 127.0.0.1 and test it (with a scenario file: the file's
+    /// users test the embedded target).
+    #[arg(long)]
     pub demo: bool,
     /// The host to test, overriding the user types' hosts.
     #[arg(short = 'H', long)]

@@ -16,6 +16,7 @@ mod args;
 mod demo;
 mod progress;
 mod run;
+pub mod scenario;
 mod test;
 
 pub use args::{Cli, Command, RunArgs, WaitArg, parse_duration, parse_stages, parse_wait};

@@ -108,11 +108,15 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
     if args.control_addr.is_some() {
         return Err(UsageError("--control-addr is not available yet".into()));
     }
-    if let Some(path) = &args.scenario {
-        return Err(UsageError(format!(
-            "{}: scenario files are not supported yet; use --url or --demo",
-            path.display()
-        )));
+    // A scenario file is checked completely before anything starts.
+    let scenario = match &args.scenario {
+        Some(path) => Some(crate::scenario::load(path).map_err(|e| UsageError(e.to_string()))?),
+        None => None,
+    };
+    if test.is_some() && scenario.is_some() {
+        return Err(UsageError(
+            "this binary defines its own user types; a scenario file cannot be added".into(),
+        ));
     }
     if test.is_some() && args.url.is_some() {
         return Err(UsageError(
@@ -141,41 +145,50 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
     let demo_url = demo.as_ref().map(|t| format!("http://{}", t.addr));
     let demo_time = demo.as_ref().map(|_| Duration::from_secs(10));
     let mut host = args.host.clone();
-    let (user_types, code_shape, hooks, summary_hook, default_users) = match (
-        test, &args.url, &demo_url,
-    ) {
-        (Some(t), _, _) => {
-            // A binary's users test the demo target when asked, unless -H names a host.
-            if host.is_none() {
-                host.clone_from(&demo_url);
-            }
-            let users = if demo.is_some() { 10 } else { 1 };
-            (t.user_types, t.shape, t.hooks, t.summary_hook, users)
+    let mut scenario_total = None;
+    let (user_types, code_shape, hooks, summary_hook, default_users) = if let Some(s) = scenario {
+        // -H wins, then the embedded target with --demo, then the file's host.
+        if host.is_none() {
+            host = demo_url.clone().or(s.host);
         }
-        (None, Some(url), _) => (
-            vec![url_user_type(url, wait, args.host.as_deref())?],
-            None,
-            Hooks::default(),
-            None,
-            1,
-        ),
-        (None, None, Some(url)) => (
-            vec![url_user_type(url, wait, None)?],
-            None,
-            Hooks::default(),
-            None,
-            10,
-        ),
-        (None, None, None) => {
-            return Err(UsageError(
-                "nothing to run: give --url URL, --demo or a scenario file (see aiotest run --help)".into(),
-            ));
+        scenario_total = s.total;
+        let users = if demo.is_some() { 10 } else { 1 };
+        (s.user_types, s.shape, s.hooks, None, users)
+    } else {
+        match (test, &args.url, &demo_url) {
+            (Some(t), _, _) => {
+                // A binary's users test the demo target when asked, unless -H names a host.
+                if host.is_none() {
+                    host.clone_from(&demo_url);
+                }
+                let users = if demo.is_some() { 10 } else { 1 };
+                (t.user_types, t.shape, t.hooks, t.summary_hook, users)
+            }
+            (None, Some(url), _) => (
+                vec![url_user_type(url, wait, args.host.as_deref())?],
+                None,
+                Hooks::default(),
+                None,
+                1,
+            ),
+            (None, None, Some(url)) => (
+                vec![url_user_type(url, wait, None)?],
+                None,
+                Hooks::default(),
+                None,
+                10,
+            ),
+            (None, None, None) => {
+                return Err(UsageError(
+                    "nothing to run: give --url URL, --demo or a scenario file (see aiotest run --help)".into(),
+                ));
+            }
         }
     };
     let cli_shapes_load = args.users.is_some() || args.run_time.is_some() || args.stages.is_some();
     let (shape, total) = match code_shape {
         // A shape written in code runs unless the command line sets the load itself.
-        Some(s) if !cli_shapes_load => (s, demo_time),
+        Some(s) if !cli_shapes_load => (s, scenario_total.or(demo_time)),
         _ => {
             let total = args
                 .stages

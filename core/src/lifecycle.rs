@@ -141,16 +141,45 @@ impl fmt::Debug for SetupData {
     }
 }
 
-/// What setup is given: the run's target host, if one is configured.
-#[derive(Debug, Clone, Default)]
+/// What setup is given: the run's target host, if one is configured, and values the
+/// runner adds (the run's metrics recorder, so setup's own requests are counted).
+#[derive(Clone, Default)]
 pub struct SetupContext {
     host: Option<Arc<str>>,
+    extensions: Arc<std::sync::Mutex<Vec<Box<dyn Any + Send>>>>,
+}
+
+impl fmt::Debug for SetupContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SetupContext")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SetupContext {
     /// A context for a run against `host`.
     pub fn new(host: Option<Arc<str>>) -> Self {
-        SetupContext { host }
+        SetupContext {
+            host,
+            extensions: Arc::default(),
+        }
+    }
+
+    /// Adds a value for setup to [`take`](Self::take).
+    pub fn with<T: Send + 'static>(self, value: T) -> Self {
+        self.extensions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(value));
+        self
+    }
+
+    /// Takes the value of type `T` the runner added, if any (each value once).
+    pub fn take<T: 'static>(&self) -> Option<T> {
+        let mut ext = self.extensions.lock().unwrap_or_else(|e| e.into_inner());
+        let i = ext.iter().position(|v| v.is::<T>())?;
+        ext.swap_remove(i).downcast::<T>().ok().map(|b| *b)
     }
 
     /// The run's host (`--host`, or the scenario's), if any.

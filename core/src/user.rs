@@ -101,6 +101,14 @@ impl UserContext {
         self
     }
 
+    /// A clone of the value of type `T` the runner added, leaving it in place.
+    pub fn get_cloned<T: Clone + 'static>(&self) -> Option<T> {
+        self.lock_extensions()
+            .iter()
+            .find_map(|v| v.downcast_ref::<T>())
+            .cloned()
+    }
+
     /// Takes the value of type `T` the runner added, if any (each value once).
     pub fn take<T: 'static>(&self) -> Option<T> {
         let mut ext = self.lock_extensions();

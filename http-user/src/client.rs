@@ -269,17 +269,21 @@ impl HttpUser {
     }
 
     /// A client for the virtual user of `ctx`, inside a runner: it records into the
-    /// recorder the runner put in the context, and targets the run's host (`--host`) when
-    /// there is one, else this user type's. Without a recorder in the context (a factory
+    /// recorder the runner put in the context (a further client of the same user gets a
+    /// new recorder on the run's collector), and targets the run's host (`--host`) when
+    /// there is one, else this user type's. Without either in the context (a factory
     /// called outside a runner), its records are not collected anywhere.
     pub fn client_for(&self, ctx: &UserContext) -> HttpClient {
-        let recorder = ctx.take::<Recorder>().unwrap_or_else(|| {
-            tracing::warn!(
-                user = ctx.user_id(),
-                "no metrics recorder in the user context; this user's requests are not counted"
-            );
-            self.detached_recorder()
-        });
+        let recorder = ctx
+            .take::<Recorder>()
+            .or_else(|| ctx.get_cloned::<MetricsCollector>().map(|c| c.recorder()))
+            .unwrap_or_else(|| {
+                tracing::warn!(
+                    user = ctx.user_id(),
+                    "no metrics recorder in the user context; this user's requests are not counted"
+                );
+                self.detached_recorder()
+            });
         let base = match ctx.host().map(parse_base) {
             Some(Ok(b)) => Some(Arc::new(b)),
             Some(Err(e)) => {

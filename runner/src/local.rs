@@ -328,7 +328,9 @@ impl LocalRunner {
     /// quit arrives, graceful stop, final metrics flush, teardown.
     pub async fn run(mut self) -> Result<RunReport, RunError> {
         self.enter(RunnerState::Starting);
-        let setup = self.run_setup().await;
+        // Created before setup, so setup's own requests are counted like any other.
+        let collector = MetricsCollector::new(self.config.metrics.clone(), self.event.clone())?;
+        let setup = self.run_setup(&collector).await;
         if let SetupOutcome::Failed = setup.0 {
             self.enter(RunnerState::Stopping);
             self.enter(RunnerState::Ready);
@@ -340,7 +342,6 @@ impl LocalRunner {
             )));
         }
         let setup = setup.0;
-        let collector = MetricsCollector::new(self.config.metrics.clone(), self.event.clone())?;
         let stats = Arc::new(UserStats::default());
         let env = Arc::new(UserEnv {
             collector: collector.clone(),
@@ -411,11 +412,16 @@ impl LocalRunner {
         })
     }
 
-    async fn run_setup(&mut self) -> (SetupOutcome, Option<LifecycleError>) {
+    async fn run_setup(
+        &mut self,
+        collector: &MetricsCollector,
+    ) -> (SetupOutcome, Option<LifecycleError>) {
         if self.config.no_setup {
             return (SetupOutcome::Skipped, None);
         }
-        let ctx = SetupContext::new(self.config.host.as_deref().map(Arc::from));
+        let ctx = SetupContext::new(self.config.host.as_deref().map(Arc::from))
+            .with(collector.recorder())
+            .with(collector.clone());
         let Some(fut) = self.hooks.run_setup(ctx) else {
             return (SetupOutcome::NotDefined, None);
         };

@@ -172,13 +172,16 @@ pub(crate) async fn run_user(
     let mut rng = Rng::new();
     let name = user_type.name_arc();
     while !ctl.is_stopped() {
+        // The user's recorder, and the collector for any further recorder it needs (a
+        // concurrent user with one HTTP client per slot, say).
         let ctx = UserContext::new(
             user_id,
             Arc::clone(&name),
             env.host.clone(),
             env.setup.clone(),
         )
-        .with(env.collector.recorder());
+        .with(env.collector.recorder())
+        .with(env.collector.clone());
         let mut instance = match catch_unwind(AssertUnwindSafe(|| user_type.spawn(&ctx))) {
             Ok(i) => i,
             Err(p) => {

@@ -16,6 +16,8 @@ use hyper_util::rt::TokioIo;
 struct Target {
     addr: SocketAddr,
     served: Arc<AtomicU64>,
+    /// Requests that carried `authorization: Bearer t-9`.
+    authorized: Arc<AtomicU64>,
 }
 
 /// A counting server on its own thread and runtime; `/slow` answers after 50 ms.
@@ -24,7 +26,9 @@ fn target() -> Target {
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     let served = Arc::new(AtomicU64::new(0));
+    let authorized = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&served);
+    let auth = Arc::clone(&authorized);
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -37,17 +41,31 @@ fn target() -> Target {
                     continue;
                 };
                 let counter = Arc::clone(&counter);
+                let auth = Arc::clone(&auth);
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |req: hyper::Request<hyper::body::Incoming>| {
                             let counter = Arc::clone(&counter);
+                            let auth = Arc::clone(&auth);
                             async move {
                                 if req.uri().path() == "/slow" {
                                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                                 }
+                                if req
+                                    .headers()
+                                    .get("authorization")
+                                    .is_some_and(|v| v == "Bearer t-9")
+                                {
+                                    auth.fetch_add(1, Ordering::Relaxed);
+                                }
                                 counter.fetch_add(1, Ordering::Relaxed);
+                                let body: &'static [u8] = if req.uri().path() == "/login" {
+                                    br#"{"data":{"token":"t-9"}}"#
+                                } else {
+                                    b"ok"
+                                };
                                 Ok::<_, Infallible>(hyper::Response::new(Full::new(
-                                    Bytes::from_static(b"ok"),
+                                    Bytes::from_static(body),
                                 )))
                             }
                         },
@@ -59,7 +77,11 @@ fn target() -> Target {
             }
         });
     });
-    Target { addr, served }
+    Target {
+        addr,
+        served,
+        authorized,
+    }
 }
 
 fn aiotest(args: &[&str]) -> Output {
@@ -180,6 +202,92 @@ fn thresholds_decide_the_exit_code() {
 }
 
 #[test]
+fn a_scenario_file_runs_with_setup_captures_and_counts_every_request() {
+    let t = target();
+    let file =
+        std::env::temp_dir().join(format!("aiotest-it-{}-scenario.toml", std::process::id()));
+    let toml = r#"
+host = "http://ADDR"
+[load]
+users = 4
+run_time = "1s"
+
+[[setup]]
+method = "POST"
+path = "/login"
+capture = { token = "/data/token" }
+
+[[users]]
+name = "reader"
+wait_time = 0.01
+headers = { authorization = "Bearer {{setup.token}}" }
+
+[[users.tasks]]
+name = "read"
+path = "/items/{{setup.token}}"
+body_contains = "ok"
+"#
+    .replace("ADDR", &t.addr.to_string());
+    std::fs::write(&file, toml).unwrap();
+    let export = export_path("scenario");
+    let out = aiotest(&[
+        "run",
+        file.to_str().unwrap(),
+        "-q",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let served = t.served.load(Ordering::Relaxed);
+    assert!(served > 20, "{served}");
+    assert_eq!(
+        json["totals"]["requests"].as_u64().unwrap(),
+        served,
+        "setup's request counted too"
+    );
+    assert_eq!(
+        json["totals"]["failures"].as_u64().unwrap(),
+        0,
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        t.authorized.load(Ordering::Relaxed),
+        served - 1,
+        "every user request carried the captured token"
+    );
+    let names: Vec<&str> = json["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["/login", "read"]);
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(export);
+}
+
+#[test]
+fn a_bad_scenario_file_exits_2_before_anything_runs() {
+    let t = target();
+    let file = std::env::temp_dir().join(format!("aiotest-it-{}-bad.toml", std::process::id()));
+    let toml = "host = \"http://ADDR\"\n[[users]]\nname = \"u\"\nweight = 0\n[[users.tasks]]\npath = \"/\"\n"
+        .replace("ADDR", &t.addr.to_string());
+    std::fs::write(&file, toml).unwrap();
+    let out = aiotest(&["run", file.to_str().unwrap(), "-t", "1s"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(":4: users[0].weight: must be at least 1"),
+        "{err}"
+    );
+    assert_eq!(t.served.load(Ordering::Relaxed), 0, "nothing ran");
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
 fn bad_usage_exits_2_naming_what_is_wrong() {
     let cases: &[(&[&str], &str)] = &[
         (
@@ -206,8 +314,8 @@ fn bad_usage_exits_2_naming_what_is_wrong() {
         ),
         (&["run"], "nothing to run"),
         (
-            &["run", "plan.toml"],
-            "plan.toml: scenario files are not supported yet",
+            &["run", "/nonexistent/plan.toml"],
+            "/nonexistent/plan.toml: cannot read it",
         ),
         (&["fly"], "unrecognized subcommand 'fly'"),
     ];

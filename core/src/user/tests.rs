@@ -307,4 +307,7 @@ fn extensions_are_taken_once_by_type() {
     assert_eq!(ctx.take::<String>(), None, "taken once");
     assert_eq!(ctx.take::<u32>(), Some(7));
     assert_eq!(ctx.take::<u64>(), None);
+    let ctx = UserContext::new(1, "t".into(), None, None).with(5i64);
+    assert_eq!(ctx.get_cloned::<i64>(), Some(5));
+    assert_eq!(ctx.get_cloned::<i64>(), Some(5), "left in place");
 }

@@ -1,0 +1,913 @@
+//! Scenario files: user types, tasks, load and setup in TOML, for tests without Rust.
+//!
+//! A file is checked completely before anything runs; every problem is reported as
+//! `FILE:LINE: FIELD: what is wrong`. The format is documented in the README, and
+//! `examples/scenario.toml` uses every field.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiotest_core::lifecycle::{Hooks, Lifecycle};
+use aiotest_core::prelude::*;
+use aiotest_core::user::ExecutionMode;
+use aiotest_http_user::{HttpClient, HttpUser};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::args::parse_duration;
+
+type BoxedShape = Box<dyn LoadUserShape>;
+
+/// Most tasks one user type may have in a file.
+const MAX_TASKS: usize = 32;
+
+/// A problem in a scenario file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    /// The file.
+    pub file: PathBuf,
+    /// The line (1-based), when known.
+    pub line: Option<usize>,
+    /// The field, as a path like `users[0].tasks[1].weight`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if self.field.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.field, self.message)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSpec {
+    host: Option<Spanned<String>>,
+    load: Option<Spanned<LoadSpec>>,
+    #[serde(default)]
+    setup: Vec<Spanned<RequestSpec>>,
+    users: Option<Spanned<Vec<Spanned<UserSpec>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadSpec {
+    users: Option<Spanned<u32>>,
+    spawn_rate: Option<Spanned<f64>>,
+    run_time: Option<Spanned<String>>,
+    stages: Option<Spanned<Vec<Spanned<StageSpec>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StageSpec {
+    duration: Spanned<String>,
+    target: u32,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+enum WaitSpec {
+    Fixed(f64),
+    Range([f64; 2]),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserSpec {
+    name: Spanned<String>,
+    weight: Option<Spanned<u32>>,
+    wait_time: Option<Spanned<WaitSpec>>,
+    execution_mode: Option<Spanned<String>>,
+    max_concurrent_tasks: Option<Spanned<usize>>,
+    #[serde(default)]
+    headers: BTreeMap<String, Spanned<String>>,
+    tasks: Option<Spanned<Vec<Spanned<RequestSpec>>>>,
+}
+
+/// A task of a user, or a setup request: the same fields, checked by role.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestSpec {
+    name: Option<Spanned<String>>,
+    weight: Option<Spanned<u32>>,
+    method: Option<Spanned<String>>,
+    path: Spanned<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, Spanned<String>>,
+    body: Option<Spanned<String>>,
+    json: Option<Spanned<toml::Value>>,
+    expect_status: Option<Spanned<u16>>,
+    body_contains: Option<Spanned<String>>,
+    #[serde(default)]
+    capture: BTreeMap<String, Spanned<String>>,
+}
+
+/// A scenario, checked and ready to run.
+pub struct Scenario {
+    /// The user types.
+    pub user_types: Vec<UserType>,
+    /// Setup (and its captures).
+    pub hooks: Hooks,
+    /// The file's load, if it has one.
+    pub shape: Option<Box<dyn LoadUserShape>>,
+    /// The whole run's length, if known (for the progress line).
+    pub total: Option<Duration>,
+    /// The file's host.
+    pub host: Option<String>,
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn err<T>(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Result<T, ScenarioError> {
+        Err(ScenarioError {
+            file: self.file.to_owned(),
+            line: span.map(|s| self.line_of(s.start)),
+            field: field.into(),
+            message: message.into(),
+        })
+    }
+}
+
+/// Reads, checks and builds the scenario in `file`.
+pub fn load(file: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ScenarioError {
+        file: file.to_owned(),
+        line: None,
+        field: String::new(),
+        message: format!("cannot read it: {e}"),
+    })?;
+    parse(file, &text)
+}
+
+/// Checks and builds a scenario from `text` (named `file` in errors).
+pub fn parse(file: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    let cx = Ctx { file, text };
+    let spec: FileSpec = match toml::from_str(text) {
+        Ok(s) => s,
+        Err(e) => {
+            let line = e.span().map(|s| cx.line_of(s.start));
+            // Name the key of the offending line, when the message does not already.
+            let field = line
+                .and_then(|l| text.lines().nth(l - 1))
+                .and_then(|l| l.split_once('='))
+                .map(|(k, _)| k.trim().to_owned())
+                .unwrap_or_default();
+            return Err(ScenarioError {
+                file: file.to_owned(),
+                line,
+                field,
+                message: e.message().trim().to_owned(),
+            });
+        }
+    };
+    let host = match &spec.host {
+        Some(h) => {
+            let v = h.get_ref();
+            let authority = v
+                .strip_prefix("http://")
+                .or_else(|| v.strip_prefix("https://"));
+            if authority.is_none_or(|a| a.split(['/', '?']).next().unwrap_or("").is_empty()) {
+                return cx.err(
+                    Some(h.span()),
+                    "host",
+                    format!("`{v}` must be an http:// or https:// URL"),
+                );
+            }
+            Some(v.clone())
+        }
+        None => None,
+    };
+    let (shape, total) = load_shape(&cx, spec.load.as_ref())?;
+    let (hooks, captures) = setup(&cx, &spec.setup)?;
+    let Some(users) = &spec.users else {
+        return cx.err(None, "users", "at least one [[users]] table is needed");
+    };
+    if users.get_ref().is_empty() {
+        return cx.err(
+            Some(users.span()),
+            "users",
+            "at least one [[users]] table is needed",
+        );
+    }
+    let mut user_types = Vec::new();
+    for (i, u) in users.get_ref().iter().enumerate() {
+        let dup = users.get_ref()[..i]
+            .iter()
+            .any(|o| o.get_ref().name.get_ref() == u.get_ref().name.get_ref());
+        if dup {
+            let n = &u.get_ref().name;
+            return cx.err(
+                Some(n.span()),
+                format!("users[{i}].name"),
+                format!("`{}` is used twice", n.get_ref()),
+            );
+        }
+        user_types.push(user_type(&cx, i, u, &captures)?);
+    }
+    Ok(Scenario {
+        user_types,
+        hooks,
+        shape,
+        total,
+        host,
+    })
+}
+
+fn load_shape(
+    cx: &Ctx<'_>,
+    load: Option<&Spanned<LoadSpec>>,
+) -> Result<(Option<BoxedShape>, Option<Duration>), ScenarioError> {
+    let Some(load) = load else {
+        return Ok((None, None));
+    };
+    let l = load.get_ref();
+    if let Some(stages) = &l.stages {
+        if l.users.is_some() || l.run_time.is_some() {
+            return cx.err(
+                Some(load.span()),
+                "load",
+                "give either stages or users/run_time, not both",
+            );
+        }
+        let mut out = Vec::new();
+        for (i, st) in stages.get_ref().iter().enumerate() {
+            let d = &st.get_ref().duration;
+            let duration = parse_duration(d.get_ref())
+                .or_else(|e| cx.err(Some(d.span()), format!("load.stages[{i}].duration"), e))?;
+            out.push(Stage::new(duration, st.get_ref().target));
+        }
+        let total = out.iter().map(|s| s.duration).sum();
+        let shape = StagesShape::new(out)
+            .or_else(|e| cx.err(Some(stages.span()), "load.stages", e.to_string()))?;
+        return Ok((Some(Box::new(shape)), Some(total)));
+    }
+    let users = l.users.as_ref().map_or(1, |u| *u.get_ref());
+    let rate = match &l.spawn_rate {
+        Some(r) if r.get_ref().is_nan() || *r.get_ref() <= 0.0 => {
+            return cx.err(Some(r.span()), "load.spawn_rate", "must be above 0");
+        }
+        Some(r) => *r.get_ref(),
+        None => f64::from(users.max(1)),
+    };
+    let run_time = match &l.run_time {
+        Some(t) => Some(
+            parse_duration(t.get_ref()).or_else(|e| cx.err(Some(t.span()), "load.run_time", e))?,
+        ),
+        None => None,
+    };
+    let shape = ConstantShape::new(users, rate, run_time)
+        .or_else(|e| cx.err(Some(load.span()), "load", e.to_string()))?;
+    Ok((Some(Box::new(shape)), run_time))
+}
+
+/// Substitutes `{{setup.NAME}}` from `values`; names were checked against the captures.
+fn render(template: &str, values: Option<&serde_json::Value>) -> String {
+    if !template.contains("{{setup.") {
+        return template.to_owned();
+    }
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{setup.") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 8..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let name = &after[..end];
+        match values.and_then(|v| v.get(name)) {
+            Some(serde_json::Value::String(s)) => out.push_str(s),
+            Some(other) => out.push_str(&other.to_string()),
+            None => {}
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Every `{{setup.NAME}}` in `s` must name a capture.
+fn check_refs(
+    cx: &Ctx<'_>,
+    s: &Spanned<String>,
+    field: &str,
+    captures: &[String],
+) -> Result<(), ScenarioError> {
+    let mut rest = s.get_ref().as_str();
+    while let Some(start) = rest.find("{{setup.") {
+        let after = &rest[start + 8..];
+        let Some(end) = after.find("}}") else {
+            return cx.err(Some(s.span()), field, "unclosed `{{setup.`");
+        };
+        let name = &after[..end];
+        if !captures.iter().any(|c| c == name) {
+            return cx.err(
+                Some(s.span()),
+                field,
+                format!("`{{{{setup.{name}}}}}` is not captured by any [[setup]] request"),
+            );
+        }
+        rest = &after[end + 2..];
+    }
+    Ok(())
+}
+
+/// A request checked and with its templates unresolved.
+#[derive(Clone)]
+struct RequestPlan {
+    name: Option<String>,
+    method: http::Method,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+    json: Option<serde_json::Value>,
+    expect_status: Option<u16>,
+    body_contains: Option<String>,
+}
+
+fn request(
+    cx: &Ctx<'_>,
+    field: &str,
+    r: &Spanned<RequestSpec>,
+    captures: &[String],
+) -> Result<RequestPlan, ScenarioError> {
+    let spec = r.get_ref();
+    let method = match &spec.method {
+        Some(m) => {
+            let upper = m.get_ref().to_ascii_uppercase();
+            if upper.is_empty() || !upper.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return cx.err(
+                    Some(m.span()),
+                    format!("{field}.method"),
+                    format!("`{}` is not an HTTP method", m.get_ref()),
+                );
+            }
+            http::Method::from_bytes(upper.as_bytes()).or_else(|_| {
+                cx.err(
+                    Some(m.span()),
+                    format!("{field}.method"),
+                    format!("`{}` is not an HTTP method", m.get_ref()),
+                )
+            })?
+        }
+        None => http::Method::GET,
+    };
+    let p = spec.path.get_ref();
+    if !(p.starts_with('/') || p.starts_with("http://") || p.starts_with("https://")) {
+        return cx.err(
+            Some(spec.path.span()),
+            format!("{field}.path"),
+            format!("`{p}` must start with / or be an http(s) URL"),
+        );
+    }
+    check_refs(cx, &spec.path, &format!("{field}.path"), captures)?;
+    let mut headers = Vec::new();
+    for (k, v) in &spec.headers {
+        let hf = format!("{field}.headers.{k}");
+        if http::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            return cx.err(Some(v.span()), hf, "not a valid header name");
+        }
+        if http::header::HeaderValue::from_str(v.get_ref()).is_err() {
+            return cx.err(Some(v.span()), hf, "not a valid header value");
+        }
+        check_refs(cx, v, &hf, captures)?;
+        headers.push((k.clone(), v.get_ref().clone()));
+    }
+    if let (Some(_), Some(j)) = (&spec.body, &spec.json) {
+        return cx.err(
+            Some(j.span()),
+            format!("{field}.json"),
+            "give body or json, not both",
+        );
+    }
+    if let Some(b) = &spec.body {
+        check_refs(cx, b, &format!("{field}.body"), captures)?;
+    }
+    let json = match &spec.json {
+        Some(j) => Some(
+            serde_json::to_value(j.get_ref())
+                .or_else(|e| cx.err(Some(j.span()), format!("{field}.json"), e.to_string()))?,
+        ),
+        None => None,
+    };
+    if let Some(s) = &spec.expect_status
+        && !(100..=599).contains(s.get_ref())
+    {
+        return cx.err(
+            Some(s.span()),
+            format!("{field}.expect_status"),
+            format!("{} is not an HTTP status (100 to 599)", s.get_ref()),
+        );
+    }
+    Ok(RequestPlan {
+        name: spec.name.as_ref().map(|n| n.get_ref().clone()),
+        method,
+        path: p.clone(),
+        headers,
+        body: spec.body.as_ref().map(|b| b.get_ref().clone()),
+        json,
+        expect_status: spec.expect_status.as_ref().map(|s| *s.get_ref()),
+        body_contains: spec.body_contains.as_ref().map(|s| s.get_ref().clone()),
+    })
+}
+
+impl RequestPlan {
+    /// The same request with `{{setup.NAME}}` filled in.
+    fn rendered(&self, values: Option<&serde_json::Value>) -> RequestPlan {
+        let mut r = self.clone();
+        r.path = render(&self.path, values);
+        r.headers = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), render(v, values)))
+            .collect();
+        r.body = self.body.as_deref().map(|b| render(b, values));
+        r.json = self.json.as_ref().map(|j| render_json(j, values));
+        r
+    }
+
+    async fn send(&self, client: &mut HttpClient) -> aiotest_http_user::Response {
+        let mut req = client.request(self.method.clone(), self.path.clone());
+        if let Some(n) = &self.name {
+            req = req.name(n.clone());
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        if let Some(b) = &self.body {
+            req = req.body(b.clone());
+        }
+        if let Some(j) = &self.json {
+            req = req.json(j);
+        }
+        if let Some(s) = self.expect_status {
+            req = req.expect_status(s);
+        }
+        if let Some(needle) = self.body_contains.clone() {
+            req = req.check(move |r| {
+                if r.text().contains(needle.as_str()) {
+                    Ok(())
+                } else {
+                    Err(format!("body does not contain {needle:?}"))
+                }
+            });
+        }
+        req.send().await
+    }
+}
+
+fn render_json(v: &serde_json::Value, values: Option<&serde_json::Value>) -> serde_json::Value {
+    match v {
+        serde_json::Value::String(s) => serde_json::Value::String(render(s, values)),
+        serde_json::Value::Array(a) => a.iter().map(|x| render_json(x, values)).collect(),
+        serde_json::Value::Object(o) => o
+            .iter()
+            .map(|(k, x)| (k.clone(), render_json(x, values)))
+            .collect(),
+        other => other.clone(),
+    }
+}
+
+fn setup(
+    cx: &Ctx<'_>,
+    reqs: &[Spanned<RequestSpec>],
+) -> Result<(Hooks, Vec<String>), ScenarioError> {
+    let mut captures: Vec<String> = Vec::new();
+    let mut plans = Vec::new();
+    for (i, r) in reqs.iter().enumerate() {
+        let field = format!("setup[{i}]");
+        let spec = r.get_ref();
+        if let Some(w) = &spec.weight {
+            return cx.err(
+                Some(w.span()),
+                format!("{field}.weight"),
+                "setup requests run once, in order: no weight",
+            );
+        }
+        // A setup request may use what earlier ones captured.
+        let plan = request(cx, &field, r, &captures)?;
+        let mut caps = Vec::new();
+        for (name, pointer) in &spec.capture {
+            if !(pointer.get_ref().is_empty() || pointer.get_ref().starts_with('/')) {
+                return cx.err(
+                    Some(pointer.span()),
+                    format!("{field}.capture.{name}"),
+                    format!(
+                        "`{}` is not a JSON pointer (like /data/token)",
+                        pointer.get_ref()
+                    ),
+                );
+            }
+            caps.push((name.clone(), pointer.get_ref().clone()));
+        }
+        captures.extend(caps.iter().map(|(n, _)| n.clone()));
+        plans.push((plan, caps));
+    }
+    if plans.is_empty() {
+        return Ok((Hooks::default(), captures));
+    }
+    let plans = Arc::new(plans);
+    let hooks = Lifecycle::<serde_json::Value>::new()
+        .setup(move |ctx| {
+            let plans = Arc::clone(&plans);
+            async move {
+                let http = HttpUser::builder()
+                    .host(ctx.host().unwrap_or("http://127.0.0.1"))
+                    .build()?;
+                // Setup's requests are counted in the run's statistics, like any other.
+                let recorder = ctx
+                    .take::<aiotest_metrics::Recorder>()
+                    .unwrap_or_else(|| aiotest_metrics::MetricsCollector::with_defaults().recorder());
+                let mut client = http.client(recorder);
+                let mut values = serde_json::Map::new();
+                for (i, (plan, caps)) in plans.iter().enumerate() {
+                    let current = serde_json::Value::Object(values.clone());
+                    let r = plan.rendered(Some(&current)).send(&mut client).await;
+                    if let Some(e) = r.error() {
+                        return Err(format!("setup request {i} ({} {}): {}", plan.method, plan.path, e.message).into());
+                    }
+                    if caps.is_empty() {
+                        continue;
+                    }
+                    let body: serde_json::Value = r
+                        .json()
+                        .map_err(|e| format!("setup request {i} ({}): the response is not JSON: {e}", plan.path))?;
+                    for (name, pointer) in caps {
+                        let v = body.pointer(pointer).ok_or_else(|| {
+                            format!("setup request {i} ({}): capture `{name}`: nothing at {pointer} in the response", plan.path)
+                        })?;
+                        values.insert(name.clone(), v.clone());
+                    }
+                }
+                Ok(serde_json::Value::Object(values))
+            }
+        })
+        .into_hooks();
+    Ok((hooks, captures))
+}
+
+/// A scenario user: its clients (one per concurrent slot) and its tasks, rendered with
+/// setup's values when the user starts.
+struct ScenarioUser {
+    clients: Vec<tokio::sync::Mutex<HttpClient>>,
+    tasks: Arc<Vec<RequestPlan>>,
+}
+
+impl ScenarioUser {
+    async fn run(&self, i: usize) -> TaskResult {
+        let Some(plan) = self.tasks.get(i) else {
+            return Ok(());
+        };
+        // A concurrent user has one client per slot; a free one always exists.
+        for c in &self.clients {
+            if let Ok(mut client) = c.try_lock() {
+                plan.send(&mut client).await;
+                return Ok(());
+            }
+        }
+        if let Some(c) = self.clients.first() {
+            plan.send(&mut *c.lock().await).await;
+        }
+        Ok(())
+    }
+}
+
+async fn scenario_task<const I: usize>(u: &ScenarioUser) -> TaskResult {
+    u.run(I).await
+}
+
+/// Registers task `i` (one monomorphic function per index: tasks are plain fn items).
+fn add_task(
+    b: aiotest_core::user::UserTypeBuilder<ScenarioUser>,
+    i: usize,
+    name: String,
+    weight: u32,
+) -> aiotest_core::user::UserTypeBuilder<ScenarioUser> {
+    macro_rules! arms {
+        ($($n:literal)*) => {
+            match i {
+                $($n => b.shared_task(name, weight, scenario_task::<$n>),)*
+                _ => b,
+            }
+        };
+    }
+    arms!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31)
+}
+
+fn user_type(
+    cx: &Ctx<'_>,
+    i: usize,
+    u: &Spanned<UserSpec>,
+    captures: &[String],
+) -> Result<UserType, ScenarioError> {
+    let field = format!("users[{i}]");
+    let spec = u.get_ref();
+    let name = spec.name.get_ref().clone();
+    if name.trim().is_empty() {
+        return cx.err(
+            Some(spec.name.span()),
+            format!("{field}.name"),
+            "must not be empty",
+        );
+    }
+    let weight = match &spec.weight {
+        Some(w) if *w.get_ref() == 0 => {
+            return cx.err(
+                Some(w.span()),
+                format!("{field}.weight"),
+                "must be at least 1",
+            );
+        }
+        Some(w) => *w.get_ref(),
+        None => 1,
+    };
+    let wait = match &spec.wait_time {
+        None => WaitTime::fixed(1.0),
+        Some(w) => {
+            let wt = match *w.get_ref() {
+                WaitSpec::Fixed(s) => WaitTime::fixed(s),
+                WaitSpec::Range([a, b]) => WaitTime::between(a, b),
+            };
+            if let Err(e) = wt.validate() {
+                return cx.err(Some(w.span()), format!("{field}.wait_time"), e.to_string());
+            }
+            wt
+        }
+    };
+    let mode = match spec
+        .execution_mode
+        .as_ref()
+        .map(|m| (m, m.get_ref().as_str()))
+    {
+        None | Some((_, "sequential")) => ExecutionMode::Sequential,
+        Some((_, "concurrent")) => ExecutionMode::Concurrent,
+        Some((m, other)) => {
+            return cx.err(
+                Some(m.span()),
+                format!("{field}.execution_mode"),
+                format!("`{other}`: use sequential or concurrent"),
+            );
+        }
+    };
+    let slots = match (&spec.max_concurrent_tasks, mode) {
+        (Some(m), ExecutionMode::Sequential) => {
+            return cx.err(
+                Some(m.span()),
+                format!("{field}.max_concurrent_tasks"),
+                "applies to execution_mode = \"concurrent\" only",
+            );
+        }
+        (Some(m), _) if *m.get_ref() == 0 => {
+            return cx.err(
+                Some(m.span()),
+                format!("{field}.max_concurrent_tasks"),
+                "must be at least 1",
+            );
+        }
+        (Some(m), _) => *m.get_ref(),
+        (None, ExecutionMode::Concurrent) => {
+            spec.tasks.as_ref().map_or(1, |t| t.get_ref().len().max(1))
+        }
+        (None, ExecutionMode::Sequential) => 1,
+    };
+    let Some(tasks) = &spec.tasks else {
+        return cx.err(
+            Some(u.span()),
+            format!("{field}.tasks"),
+            "at least one [[users.tasks]] table is needed",
+        );
+    };
+    if tasks.get_ref().is_empty() {
+        return cx.err(
+            Some(tasks.span()),
+            format!("{field}.tasks"),
+            "at least one [[users.tasks]] table is needed",
+        );
+    }
+    if tasks.get_ref().len() > MAX_TASKS {
+        return cx.err(
+            Some(tasks.span()),
+            format!("{field}.tasks"),
+            format!("at most {MAX_TASKS} tasks per user type"),
+        );
+    }
+    let mut user_headers = Vec::new();
+    for (k, v) in &spec.headers {
+        let hf = format!("{field}.headers.{k}");
+        if http::header::HeaderName::from_bytes(k.as_bytes()).is_err()
+            || http::header::HeaderValue::from_str(v.get_ref()).is_err()
+        {
+            return cx.err(Some(v.span()), hf, "not a valid header");
+        }
+        check_refs(cx, v, &hf, captures)?;
+        user_headers.push((k.clone(), v.get_ref().clone()));
+    }
+    let mut plans = Vec::new();
+    let mut names_weights = Vec::new();
+    for (j, t) in tasks.get_ref().iter().enumerate() {
+        let tf = format!("{field}.tasks[{j}]");
+        if !t.get_ref().capture.is_empty() {
+            return cx.err(
+                Some(t.span()),
+                format!("{tf}.capture"),
+                "only [[setup]] requests capture values",
+            );
+        }
+        let mut plan = request(cx, &tf, t, captures)?;
+        // User-level headers first; a task's own header of the same name wins.
+        let mut headers: Vec<(String, String)> = user_headers
+            .iter()
+            .filter(|(k, _)| {
+                !plan
+                    .headers
+                    .iter()
+                    .any(|(tk, _)| tk.eq_ignore_ascii_case(k))
+            })
+            .cloned()
+            .collect();
+        headers.append(&mut plan.headers);
+        plan.headers = headers;
+        let w = match &t.get_ref().weight {
+            Some(w) if *w.get_ref() == 0 => {
+                return cx.err(Some(w.span()), format!("{tf}.weight"), "must be at least 1");
+            }
+            Some(w) => *w.get_ref(),
+            None => 1,
+        };
+        let tname = plan
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{} {}", plan.method, plan.path));
+        if names_weights
+            .iter()
+            .any(|(n, _): &(String, u32)| *n == tname)
+        {
+            return cx.err(
+                Some(t.span()),
+                format!("{tf}.name"),
+                format!("`{tname}` is used twice; give the tasks distinct names"),
+            );
+        }
+        names_weights.push((tname, w));
+        plans.push(plan);
+    }
+    let http = HttpUser::builder()
+        .build()
+        .or_else(|e| cx.err(Some(u.span()), field.clone(), e.to_string()))?;
+    let plans = Arc::new(plans);
+    let mut b = UserType::builder(name, move |ctx| {
+        let values = ctx.setup::<serde_json::Value>();
+        let tasks: Vec<RequestPlan> = plans
+            .iter()
+            .map(|p| p.rendered(values.as_deref()))
+            .collect();
+        // One client per concurrent slot, each with its own recorder on the run's
+        // collector.
+        let clients = (0..slots)
+            .map(|_| tokio::sync::Mutex::new(http.client_for(ctx)))
+            .collect();
+        ScenarioUser {
+            clients,
+            tasks: Arc::new(tasks),
+        }
+    })
+    .weight(weight)
+    .wait_time(wait)
+    .execution_mode(mode);
+    if mode == ExecutionMode::Concurrent {
+        b = b.max_concurrent_tasks(slots);
+    }
+    for (j, (tname, w)) in names_weights.into_iter().enumerate() {
+        b = add_task(b, j, tname, w);
+    }
+    b.build()
+        .or_else(|e| cx.err(Some(u.span()), field, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID_TAIL: &str = "[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\n";
+
+    fn check(text: &str) -> Result<Scenario, ScenarioError> {
+        parse(Path::new("s.toml"), text)
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let s = load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/scenario.toml"
+        )))
+        .unwrap();
+        let names: Vec<&str> = s.user_types.iter().map(UserType::name).collect();
+        assert_eq!(names, ["shopper", "api"]);
+        assert_eq!(s.user_types[0].weight(), 3);
+        assert_eq!(s.user_types[1].max_concurrent_tasks(), 4);
+        assert_eq!(s.total, Some(Duration::from_secs(20)));
+        assert_eq!(s.host.as_deref(), Some("http://127.0.0.1:8080"));
+        assert!(s.hooks.has_setup());
+    }
+
+    #[test]
+    fn setup_values_fill_templates() {
+        let values = serde_json::json!({"token": "abc", "n": 7});
+        assert_eq!(
+            render("/a/{{setup.token}}?n={{setup.n}}", Some(&values)),
+            "/a/abc?n=7"
+        );
+        assert_eq!(render("plain", Some(&values)), "plain");
+        let j = render_json(
+            &serde_json::json!({"t": "{{setup.token}}", "l": ["{{setup.n}}"]}),
+            Some(&values),
+        );
+        assert_eq!(j, serde_json::json!({"t": "abc", "l": ["7"]}));
+    }
+
+    #[test]
+    fn malformed_files_name_file_line_and_field() {
+        let cases: Vec<(String, &str)> = vec![
+            // TOML syntax
+            ("[[users]\nname = \"u\"".into(), "s.toml:1:"),
+            // unknown field, with its line
+            (format!("{VALID_TAIL}wieght = 3\n"), "s.toml:5: wieght: unknown field `wieght`"),
+            // wrong type
+            ("[[users]]\nname = \"u\"\nweight = \"three\"\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: weight: invalid type"),
+            // missing required field
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\nmethod = \"GET\"\n".into(), "missing field `path`"),
+            // no users at all
+            ("host = \"http://h\"\n".into(), "s.toml: users: at least one [[users]] table is needed"),
+            // a user without tasks
+            ("[[users]]\nname = \"u\"\n".into(), "users[0].tasks: at least one [[users.tasks]] table is needed"),
+            ("[[users]]\nname = \"u\"\nweight = 0\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].weight: must be at least 1"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nweight = 0\n".into(), "s.toml:5: users[0].tasks[0].weight: must be at least 1"),
+            ("[[users]]\nname = \"u\"\nwait_time = [2, 1]\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].wait_time: wait time range: min 2 is above max 1"),
+            ("[[users]]\nname = \"u\"\nwait_time = -1\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].wait_time: wait time must be between 0 and 1e9 seconds"),
+            ("[[users]]\nname = \"u\"\nexecution_mode = \"parallel\"\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].execution_mode: `parallel`: use sequential or concurrent"),
+            ("[[users]]\nname = \"u\"\nmax_concurrent_tasks = 2\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].max_concurrent_tasks: applies to execution_mode = \"concurrent\" only"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\nmethod = \"G3T\"\npath = \"/\"\n".into(), "s.toml:4: users[0].tasks[0].method: `G3T` is not an HTTP method"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"items\"\n".into(), "s.toml:4: users[0].tasks[0].path: `items` must start with / or be an http(s) URL"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nbody = \"x\"\njson = { a = 1 }\n".into(), "s.toml:6: users[0].tasks[0].json: give body or json, not both"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nexpect_status = 42\n".into(), "s.toml:5: users[0].tasks[0].expect_status: 42 is not an HTTP status"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/a/{{setup.token}}\"\n".into(), "s.toml:4: users[0].tasks[0].path: `{{setup.token}}` is not captured by any [[setup]] request"),
+            (format!("[load]\nrun_time = \"5x\"\n{VALID_TAIL}"), "s.toml:2: load.run_time: invalid duration `5x`"),
+            (format!("[load]\nusers = 5\nstages = [{{ duration = \"1s\", target = 1 }}]\n{VALID_TAIL}"), "load: give either stages or users/run_time, not both"),
+            (format!("[load]\nspawn_rate = 0.0\n{VALID_TAIL}"), "s.toml:2: load.spawn_rate: must be above 0"),
+            (format!("[load]\nstages = [{{ duration = \"soon\", target = 1 }}]\n{VALID_TAIL}"), "s.toml:2: load.stages[0].duration: invalid duration `soon`"),
+            (format!("{VALID_TAIL}{VALID_TAIL}"), "s.toml:6: users[1].name: `u` is used twice"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\ncapture = { t = \"/t\" }\n".into(), "users[0].tasks[0].capture: only [[setup]] requests capture values"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nheaders = { \"bad name\" = \"v\" }\n".into(), "s.toml:5: users[0].tasks[0].headers.bad name: not a valid header name"),
+            (format!("host = \"ftp://x\"\n{VALID_TAIL}"), "s.toml:1: host: `ftp://x` must be an http:// or https:// URL"),
+            (format!("[[setup]]\npath = \"/login\"\ncapture = {{ t = \"token\" }}\n{VALID_TAIL}"), "s.toml:3: setup[0].capture.t: `token` is not a JSON pointer"),
+            (format!("[[setup]]\npath = \"/login\"\nweight = 2\n{VALID_TAIL}"), "s.toml:3: setup[0].weight: setup requests run once, in order: no weight"),
+        ];
+        assert!(cases.len() >= 10);
+        for (text, want) in cases {
+            let err = match check(&text) {
+                Ok(_) => panic!("accepted:\n{text}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(want), "\n{text}\nwant: {want}\n got: {err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_naming_it() {
+        let err = load(Path::new("/nonexistent/plan.toml")).err().unwrap();
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/plan.toml: cannot read it:"),
+            "{err}"
+        );
+    }
+}
