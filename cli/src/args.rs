@@ -69,9 +69,13 @@ pub struct RunArgs {
     /// A pass/fail criterion, e.g. "p95<300ms", "failures<1%", "rps>100" (repeatable).
     #[arg(long = "threshold")]
     pub thresholds: Vec<String>,
-    /// Serve /metrics and the control API here (not available yet).
+    /// Serve /metrics and the control API (/api/state, pause, resume, stop, quit, users)
+    /// here, e.g. 127.0.0.1:8089. Off by default.
     #[arg(long)]
     pub control_addr: Option<SocketAddr>,
+    /// Bearer token for the control API; required when --control-addr is not loopback.
+    #[arg(long, requires = "control_addr")]
+    pub control_token: Option<String>,
     /// No progress line and no logs; the summary is still printed.
     #[arg(short = 'q', long)]
     pub quiet: bool,

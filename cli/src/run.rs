@@ -7,7 +7,10 @@ use aiotest_core::lifecycle::Hooks;
 use aiotest_core::prelude::*;
 use aiotest_http_user::{HttpClient, HttpUser};
 use aiotest_metrics::RequestMetricsEvent;
-use aiotest_runner::{LocalRunner, RunConfig, Summary, Threshold};
+use std::sync::Arc;
+
+use aiotest_metrics::PrometheusExporter;
+use aiotest_runner::{LocalRunner, RunConfig, Summary, Threshold, serve_control};
 
 use crate::Test;
 
@@ -105,9 +108,6 @@ pub(crate) async fn run(args: RunArgs, test: Option<Test>) -> i32 {
 }
 
 async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, UsageError> {
-    if args.control_addr.is_some() {
-        return Err(UsageError("--control-addr is not available yet".into()));
-    }
     // A scenario file is checked completely before anything starts.
     let scenario = match &args.scenario {
         Some(path) => Some(crate::scenario::load(path).map_err(|e| UsageError(e.to_string()))?),
@@ -206,16 +206,35 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
         no_teardown: args.no_teardown,
         ..RunConfig::default()
     };
+    let exporter = args
+        .control_addr
+        .map(|_| Arc::new(PrometheusExporter::new()));
     let runner = LocalRunner::with_options(
         user_types,
         shape,
         hooks,
         config,
         RequestMetricsEvent::new(),
-        None,
+        exporter,
     )
     .map_err(|e| UsageError(e.to_string()))?;
     let handle = runner.handle();
+    // Kept alive for the run; dropping it stops the server.
+    let _control = match args.control_addr {
+        Some(addr) => {
+            let server = serve_control(addr, handle.clone(), args.control_token.clone())
+                .await
+                .map_err(|e| UsageError(e.to_string()))?;
+            if !args.quiet {
+                eprintln!(
+                    "aiotest: control API and /metrics on http://{}",
+                    server.addr()
+                );
+            }
+            Some(server)
+        }
+        None => None,
+    };
     let progress = tokio::spawn(crate::progress::report(
         handle.clone(),
         total,

@@ -6,6 +6,8 @@
 //!   controlled through a [`RunnerHandle`].
 //! - [`UserManager`]: starts and stops users at the shape's spawn rate, newest first,
 //!   split over user types exactly by weight; a user whose task panics is replaced.
+//! - [`serve_control`]: `/metrics` and the control API (`/api/state`, pause, resume, stop,
+//!   quit, users), loopback by default, a bearer token required elsewhere.
 //! - [`Summary`]: the end-of-run table and its JSON export; [`Threshold`]: k6-style
 //!   pass/fail criteria (`p95<300ms`, `failures<1%`, `rps>100`).
 //!
@@ -36,12 +38,14 @@
 //! # }
 //! ```
 
+pub mod control;
 mod local;
 mod manager;
 pub mod summary;
 pub mod threshold;
 mod user_loop;
 
+pub use control::{ControlError, ControlServer, serve_control};
 pub use local::{LocalRunner, RunConfig, RunError, RunReport, RunnerHandle, StopReason};
 pub use manager::UserManager;
 pub use summary::Summary;

@@ -13,6 +13,8 @@ use aiotest_core::state::RunnerState;
 use aiotest_runner::{LocalRunner, RunConfig, RunError, StopReason};
 use serde::{Deserialize, Serialize};
 
+mod control;
+
 /// A user that counts its tasks into a counter shared with the test.
 struct Counter {
     hits: Arc<AtomicU64>,
