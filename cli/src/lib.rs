@@ -14,6 +14,7 @@
 
 mod args;
 mod demo;
+mod keyboard;
 mod progress;
 mod run;
 pub mod scenario;

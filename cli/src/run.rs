@@ -242,6 +242,12 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
         args.quiet,
     ));
     let signals = tokio::spawn(ctrl_c(handle.clone()));
+    // Restores the terminal when the run is over (dropped at the end of this function).
+    let _keyboard = if args.quiet {
+        None
+    } else {
+        crate::keyboard::start(handle.clone())
+    };
     let result = runner.run().await;
     signals.abort();
     // The progress task ends by itself once the run has stopped.
