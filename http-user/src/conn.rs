@@ -122,6 +122,23 @@ impl Drop for Connection {
 }
 
 impl Connection {
+    /// A connection whose hyper driver future `conn` runs on its own task, owned by the
+    /// connection (aborted when it is dropped).
+    fn driven<C>(sender: Sender, counters: Arc<Counters>, conn: C) -> Self
+    where
+        C: std::future::Future + Send + 'static,
+    {
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Connection {
+            sender,
+            counters,
+            requests: 0,
+            driver,
+        }
+    }
+
     /// Whether this is an HTTP/2 connection.
     pub(crate) fn is_h2(&self) -> bool {
         matches!(self.sender, Sender::H2(_))
@@ -198,15 +215,7 @@ pub(crate) async fn connect(
         let (sender, conn) = http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| err(ErrorCategory::Protocol, format!("HTTP/1.1 handshake: {e}")))?;
-        let driver = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        return Ok(Connection {
-            sender: Sender::H1(sender),
-            counters,
-            requests: 0,
-            driver,
-        });
+        return Ok(Connection::driven(Sender::H1(sender), counters, conn));
     }
     let name = ServerName::try_from(origin.host.clone()).map_err(|e| {
         err(
@@ -229,28 +238,12 @@ pub(crate) async fn connect(
         let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
             .await
             .map_err(|e| err(ErrorCategory::Protocol, format!("HTTP/2 handshake: {e}")))?;
-        let driver = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Connection {
-            sender: Sender::H2(sender),
-            counters,
-            requests: 0,
-            driver,
-        })
+        Ok(Connection::driven(Sender::H2(sender), counters, conn))
     } else {
         let (sender, conn) = http1::handshake(io)
             .await
             .map_err(|e| err(ErrorCategory::Protocol, format!("HTTP/1.1 handshake: {e}")))?;
-        let driver = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Connection {
-            sender: Sender::H1(sender),
-            counters,
-            requests: 0,
-            driver,
-        })
+        Ok(Connection::driven(Sender::H1(sender), counters, conn))
     }
 }
 
