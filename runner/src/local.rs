@@ -311,6 +311,13 @@ impl LocalRunner {
         self.handle.clone()
     }
 
+    /// Starts the run on its own task (the seed's `start`): control it with
+    /// [`handle`](Self::handle), taken before, and await the report from the join handle.
+    /// ([`new`](Self::new) does the seed's `initialize`: everything is checked there.)
+    pub fn start(self) -> tokio::task::JoinHandle<Result<RunReport, RunError>> {
+        tokio::spawn(self.run())
+    }
+
     fn enter(&mut self, to: RunnerState) {
         match self.states.transition_state(to) {
             Ok(_) => {

@@ -80,7 +80,7 @@ async fn stages_reach_each_stage_count() {
     )
     .unwrap();
     let handle = runner.handle();
-    let run = tokio::spawn(runner.run());
+    let run = runner.start();
     let users = |h: &aiotest_runner::RunnerHandle| h.users().iter().map(|(_, n)| n).sum::<u64>();
     tokio::time::sleep(Duration::from_millis(5_500)).await;
     let mid_ramp = users(&handle);
