@@ -1,0 +1,134 @@
+//! The Redis connection: from a URL (`redis://`, `rediss://` for TLS, user and password),
+//! with fred's reconnection.
+
+use fred::prelude::*;
+use fred::types::config::Config;
+
+/// A coordination failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoordError {
+    /// The Redis URL does not parse.
+    #[error("Redis URL `{url}`: {reason}")]
+    BadUrl {
+        /// The URL (password hidden).
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A subscription did not become active within 5 s.
+    #[error("subscription to `{0}` did not become active within 5 s")]
+    NotSubscribed(String),
+    /// Redis refused or failed a command, or the connection failed.
+    #[error("Redis: {0}")]
+    Redis(#[from] fred::error::Error),
+}
+
+/// A connection to the Redis a run coordinates through. Cheap to clone.
+#[derive(Clone)]
+pub struct Redis {
+    client: Client,
+    config: Config,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Redis")
+    }
+}
+
+fn hide_password(url: &str) -> String {
+    // redis://user:secret@host -> redis://user:***@host
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn policy() -> ReconnectPolicy {
+    // Forever, from 100 ms up to 2 s between attempts: a run outlives a Redis restart.
+    ReconnectPolicy::new_exponential(0, 100, 2_000, 2)
+}
+
+impl Redis {
+    /// Connects to `url` (`redis://[user:password@]host:port[/db]`, or `rediss://` for TLS).
+    pub async fn connect(url: &str) -> Result<Self, CoordError> {
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err(CoordError::BadUrl {
+                url: hide_password(url),
+                reason: "the scheme must be redis:// or rediss:// (TLS)".into(),
+            });
+        }
+        let config = Config::from_url(url).map_err(|e| CoordError::BadUrl {
+            url: hide_password(url),
+            reason: e.details().to_string(),
+        })?;
+        let client = Builder::from_config(config.clone())
+            .set_policy(policy())
+            .build()?;
+        client.init().await?;
+        Ok(Redis { client, config })
+    }
+
+    /// The command client.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// A new pub/sub client on the same server (it resubscribes after reconnecting).
+    pub(crate) async fn subscriber(&self) -> Result<fred::clients::SubscriberClient, CoordError> {
+        let sub = Builder::from_config(self.config.clone())
+            .set_policy(policy())
+            .build_subscriber_client()?;
+        sub.init().await?;
+        sub.manage_subscriptions();
+        Ok(sub)
+    }
+
+    /// Publishes raw bytes on a channel (tests use it to send garbage).
+    pub async fn publish_raw(&self, channel: &str, bytes: &[u8]) -> Result<(), CoordError> {
+        let _: i64 = self.client.publish(channel, bytes.to_vec()).await?;
+        Ok(())
+    }
+
+    /// Appends a raw entry to a stream (tests use it to send garbage).
+    pub async fn xadd_raw(&self, stream: &str, bytes: &[u8]) -> Result<(), CoordError> {
+        let _: String = self
+            .client
+            .xadd(stream, false, None, "*", vec![("m", bytes.to_vec())])
+            .await?;
+        Ok(())
+    }
+
+    /// The number of entries in a stream (0 when it does not exist).
+    pub async fn stream_len(&self, stream: &str) -> Result<u64, CoordError> {
+        Ok(self.client.xlen(stream).await?)
+    }
+
+    /// Closes the connection.
+    pub async fn quit(&self) {
+        let _ = self.client.quit().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_hidden_in_errors() {
+        assert_eq!(
+            super::hide_password("redis://u:secret@h:1/0"),
+            "redis://u:***@h:1/0"
+        );
+        assert_eq!(
+            super::hide_password("redis://:secret@h:1"),
+            "redis://:***@h:1"
+        );
+        assert_eq!(super::hide_password("redis://h:1"), "redis://h:1");
+    }
+}

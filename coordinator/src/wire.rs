@@ -1,0 +1,308 @@
+//! The wire protocol: every message between master and workers, in one versioned
+//! envelope, encoded with rmp-serde. Nothing else crosses processes.
+//!
+//! A message that does not decode, carries another protocol version, or belongs to
+//! another run is rejected here with a typed error; transports log and drop it.
+
+use aiotest_core::state::RunnerState;
+use aiotest_metrics::Snapshot;
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks. Peers with another version are refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The seed's channel types (`DistributedCoordinator.publish(channel_type, ...)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelType {
+    /// Master to one worker or all: spawn, pause, resume, stop, quit, setup data.
+    Command,
+    /// Workers to master: metrics snapshots, on a Redis Stream so none are lost.
+    RequestMetrics,
+    /// Both ways, every second.
+    Heartbeat,
+}
+
+impl ChannelType {
+    /// The name used in keys.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ChannelType::Command => "command",
+            ChannelType::RequestMetrics => "request_metrics",
+            ChannelType::Heartbeat => "heartbeat",
+        }
+    }
+}
+
+/// Whether a node is the master or a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeType {
+    /// The coordinating node.
+    Master,
+    /// A load-generating node.
+    Worker,
+}
+
+/// Everything a master and its workers say to each other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Message {
+    /// Worker → master: a worker is here, with the user types it can run.
+    Hello {
+        /// Names of the worker's user types.
+        user_types: Vec<String>,
+    },
+    /// Master → worker: run exactly these users per type (absolute, so repeating it is
+    /// harmless), moving at `spawn_rate` users per second.
+    Spawn {
+        /// Target users per user type name.
+        users: Vec<(String, u32)>,
+        /// Users per second.
+        spawn_rate: f64,
+    },
+    /// Master → workers: setup's data (JSON), before any spawn.
+    SetupData {
+        /// The JSON setup returned, if setup ran.
+        json: Option<Vec<u8>>,
+    },
+    /// Master → workers: pause users at their next task boundary.
+    Pause,
+    /// Master → workers: resume.
+    Resume,
+    /// Master → workers: stop users (graceful), flush metrics, stay connected.
+    Stop,
+    /// Master → workers: stop and exit.
+    Quit,
+    /// Both ways: alive, with the sender's state and user count.
+    Heartbeat {
+        /// The sender's runner state.
+        state: RunnerState,
+        /// Users running on the sender.
+        users: u64,
+    },
+    /// Worker → master: an interval's metrics. `batch` counts up per worker from 0, so
+    /// the master can tell a gap; `last` marks the final flush after a stop.
+    Metrics {
+        /// Per-worker batch number.
+        batch: u64,
+        /// The interval's statistics.
+        snapshot: Snapshot,
+        /// Whether this is the worker's final flush.
+        last: bool,
+    },
+}
+
+/// The envelope around every message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub version: u16,
+    /// The run the message belongs to.
+    pub run_id: String,
+    /// The sender's node id.
+    pub sender: String,
+    /// The sender's message counter (per channel type).
+    pub seq: u64,
+    /// The message.
+    pub message: Message,
+}
+
+/// A message that was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The bytes are not an envelope.
+    #[error("undecodable message ({len} bytes): {reason}")]
+    Malformed {
+        /// How many bytes arrived.
+        len: usize,
+        /// What rmp-serde said.
+        reason: String,
+    },
+    /// Another protocol version.
+    #[error("message from {sender} speaks protocol {got}, this node speaks {want}")]
+    Version {
+        /// The sender.
+        sender: String,
+        /// Its version.
+        got: u16,
+        /// Ours.
+        want: u16,
+    },
+    /// Another run.
+    #[error("message from {sender} belongs to run `{got}`, not `{want}`")]
+    RunId {
+        /// The sender.
+        sender: String,
+        /// Its run id.
+        got: String,
+        /// Ours.
+        want: String,
+    },
+}
+
+/// Encodes an envelope.
+pub fn encode(envelope: &Envelope) -> Vec<u8> {
+    // Plain structs of numbers, strings and byte arrays always encode.
+    rmp_serde::to_vec_named(envelope).unwrap_or_default()
+}
+
+/// The envelope header alone, decoded first so a message of another version is refused
+/// with a clear error even if its body changed shape.
+#[derive(Deserialize)]
+struct Header {
+    version: u16,
+    run_id: String,
+    sender: String,
+}
+
+/// Decodes `bytes` and checks they belong to `run_id` and this protocol version.
+pub fn decode(bytes: &[u8], run_id: &str) -> Result<Envelope, DecodeError> {
+    let malformed = |e: rmp_serde::decode::Error| DecodeError::Malformed {
+        len: bytes.len(),
+        reason: e.to_string(),
+    };
+    let header: Header = rmp_serde::from_slice(bytes).map_err(malformed)?;
+    if header.version != PROTOCOL_VERSION {
+        return Err(DecodeError::Version {
+            sender: header.sender,
+            got: header.version,
+            want: PROTOCOL_VERSION,
+        });
+    }
+    if header.run_id != run_id {
+        return Err(DecodeError::RunId {
+            sender: header.sender,
+            got: header.run_id,
+            want: run_id.to_owned(),
+        });
+    }
+    rmp_serde::from_slice(bytes).map_err(malformed)
+}
+
+/// Redis names for one run: every key and channel starts with `aiotest:{run_id}:`, so
+/// two tests can share a Redis without seeing each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// The names for `run_id`.
+    pub fn new(run_id: &str) -> Self {
+        Keys {
+            prefix: format!("aiotest:{run_id}:"),
+        }
+    }
+
+    /// The pub/sub channel of commands to `worker`, or to all workers.
+    pub fn command(&self, worker: Option<&str>) -> String {
+        match worker {
+            Some(w) => format!("{}command:{w}", self.prefix),
+            None => format!("{}command:all", self.prefix),
+        }
+    }
+
+    /// The pub/sub channel of heartbeats to the master (`None`) or to a worker.
+    pub fn heartbeat(&self, to: Option<&str>) -> String {
+        match to {
+            Some(w) => format!("{}heartbeat:{w}", self.prefix),
+            None => format!("{}heartbeat:master", self.prefix),
+        }
+    }
+
+    /// The stream of metrics snapshots (and hellos) from workers to the master.
+    pub fn metrics_stream(&self) -> String {
+        format!("{}request_metrics", self.prefix)
+    }
+
+    /// The key of lock `name`.
+    pub fn lock(&self, name: &str) -> String {
+        format!("{}lock:{name}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiotest_metrics::RequestRecord;
+
+    fn envelope(run: &str, message: Message) -> Envelope {
+        Envelope {
+            version: PROTOCOL_VERSION,
+            run_id: run.into(),
+            sender: "w1".into(),
+            seq: 7,
+            message,
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let mut snap = Snapshot::new();
+        snap.record(&RequestRecord::ok("/a", "GET", 200, 1_500));
+        let messages = vec![
+            Message::Hello {
+                user_types: vec!["shopper".into()],
+            },
+            Message::Spawn {
+                users: vec![("shopper".into(), 3)],
+                spawn_rate: f64::INFINITY,
+            },
+            Message::SetupData {
+                json: Some(b"{\"t\":1}".to_vec()),
+            },
+            Message::Pause,
+            Message::Resume,
+            Message::Stop,
+            Message::Quit,
+            Message::Heartbeat {
+                state: RunnerState::Running,
+                users: 12,
+            },
+            Message::Metrics {
+                batch: 3,
+                snapshot: snap,
+                last: true,
+            },
+        ];
+        for m in messages {
+            let e = envelope("run-1", m);
+            assert_eq!(decode(&encode(&e), "run-1").unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn other_runs_versions_and_garbage_are_refused() {
+        let e = envelope("run-2", Message::Pause);
+        assert!(matches!(
+            decode(&encode(&e), "run-1"),
+            Err(DecodeError::RunId { .. })
+        ));
+        let mut old = envelope("run-1", Message::Pause);
+        old.version = 0;
+        let err = decode(&encode(&old), "run-1").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "message from w1 speaks protocol 0, this node speaks 1"
+        );
+        for garbage in [&b""[..], b"hello", &[0xc1; 64], &[0x92, 0x01]] {
+            assert!(
+                matches!(decode(garbage, "run-1"), Err(DecodeError::Malformed { .. })),
+                "{garbage:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_are_namespaced_by_run() {
+        let k = Keys::new("nightly");
+        assert_eq!(k.command(None), "aiotest:nightly:command:all");
+        assert_eq!(k.command(Some("w1")), "aiotest:nightly:command:w1");
+        assert_eq!(k.heartbeat(None), "aiotest:nightly:heartbeat:master");
+        assert_eq!(k.metrics_stream(), "aiotest:nightly:request_metrics");
+        assert_eq!(k.lock("master"), "aiotest:nightly:lock:master");
+        assert_ne!(Keys::new("a").command(None), Keys::new("b").command(None));
+    }
+}

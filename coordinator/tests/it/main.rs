@@ -1,0 +1,381 @@
+//! Coordinator tests against a real redis-server on a free port of 127.0.0.1.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aiotest_coordinator::testutil::RedisServer;
+use aiotest_coordinator::wire::{ChannelType, Envelope, Keys, Message, NodeType};
+use aiotest_coordinator::{DistributedCoordinator, LockError, Redis, RedisLock};
+use aiotest_core::state::RunnerState;
+use aiotest_metrics::{RequestRecord, Snapshot};
+
+type Inbox = Arc<Mutex<Vec<Envelope>>>;
+
+fn inbox() -> (Inbox, impl Fn(Envelope) + Send + Sync + 'static) {
+    let inbox: Inbox = Arc::default();
+    let i = Arc::clone(&inbox);
+    (inbox, move |e| i.lock().unwrap().push(e))
+}
+
+/// Waits (up to 5 s) until `inbox` holds `n` messages.
+async fn wait_for(inbox: &Inbox, n: usize) -> Vec<Envelope> {
+    for _ in 0..500 {
+        if inbox.lock().unwrap().len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    inbox.lock().unwrap().clone()
+}
+
+async fn node(redis: &RedisServer, run: &str, id: &str, kind: NodeType) -> DistributedCoordinator {
+    DistributedCoordinator::new(Redis::connect(&redis.url()).await.unwrap(), run, id, kind)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_reach_all_workers_or_one() {
+    let srv = RedisServer::start().unwrap();
+    let master = node(&srv, "r", "master", NodeType::Master).await;
+    let w1 = node(&srv, "r", "w1", NodeType::Worker).await;
+    let w2 = node(&srv, "r", "w2", NodeType::Worker).await;
+    let (in1, h1) = inbox();
+    let (in2, h2) = inbox();
+    let _s1 = w1.subscribe(ChannelType::Command, h1).await.unwrap();
+    let _s2 = w2.subscribe(ChannelType::Command, h2).await.unwrap();
+    master
+        .publish(ChannelType::Command, Message::Pause, None)
+        .await
+        .unwrap();
+    let spawn = Message::Spawn {
+        users: vec![("shopper".into(), 4)],
+        spawn_rate: 2.0,
+    };
+    master
+        .publish(ChannelType::Command, spawn.clone(), Some("w2"))
+        .await
+        .unwrap();
+    let got1 = wait_for(&in1, 1).await;
+    let got2 = wait_for(&in2, 2).await;
+    assert_eq!(
+        got1.iter().map(|e| &e.message).collect::<Vec<_>>(),
+        [&Message::Pause]
+    );
+    assert_eq!(
+        got2.iter().map(|e| &e.message).collect::<Vec<_>>(),
+        [&Message::Pause, &spawn]
+    );
+    assert_eq!(got2[0].sender, "master");
+    assert_eq!((got2[0].seq, got2[1].seq), (0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_go_to_the_master_and_back() {
+    let srv = RedisServer::start().unwrap();
+    let master = node(&srv, "r", "master", NodeType::Master).await;
+    let w1 = node(&srv, "r", "w1", NodeType::Worker).await;
+    let (at_master, hm) = inbox();
+    let (at_worker, hw) = inbox();
+    let _sm = master.subscribe(ChannelType::Heartbeat, hm).await.unwrap();
+    let _sw = w1.subscribe(ChannelType::Heartbeat, hw).await.unwrap();
+    let beat = Message::Heartbeat {
+        state: RunnerState::Running,
+        users: 5,
+    };
+    w1.publish(ChannelType::Heartbeat, beat.clone(), None)
+        .await
+        .unwrap();
+    master
+        .publish(ChannelType::Heartbeat, beat.clone(), Some("w1"))
+        .await
+        .unwrap();
+    assert_eq!(wait_for(&at_master, 1).await[0].sender, "w1");
+    assert_eq!(wait_for(&at_worker, 1).await[0].sender, "master");
+}
+
+fn snapshot(n: u64) -> Snapshot {
+    let mut s = Snapshot::new();
+    for i in 0..n {
+        s.record(&RequestRecord::ok("/a", "GET", 200, 100 + i));
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_travel_through_the_stream_in_order_and_are_trimmed() {
+    let srv = RedisServer::start().unwrap();
+    let master = node(&srv, "r", "master", NodeType::Master).await;
+    let w1 = node(&srv, "r", "w1", NodeType::Worker).await;
+    // Sent before the master listens: the stream keeps them.
+    for batch in 0..3 {
+        let m = Message::Metrics {
+            batch,
+            snapshot: snapshot(batch + 1),
+            last: batch == 2,
+        };
+        w1.publish(ChannelType::RequestMetrics, m, None)
+            .await
+            .unwrap();
+    }
+    let (got, h) = inbox();
+    let sub = master
+        .subscribe(ChannelType::RequestMetrics, h)
+        .await
+        .unwrap();
+    let got = wait_for(&got, 3).await;
+    let batches: Vec<u64> = got
+        .iter()
+        .map(|e| match &e.message {
+            Message::Metrics {
+                batch, snapshot, ..
+            } => {
+                assert_eq!(snapshot.total().requests, batch + 1);
+                *batch
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(batches, [0, 1, 2]);
+    assert_eq!(sub.dropped(), 0);
+    // Handled entries are deleted from the stream.
+    let redis = Redis::connect(&srv.url()).await.unwrap();
+    let stream = Keys::new("r").metrics_stream();
+    for _ in 0..100 {
+        let len = redis.stream_len(&stream).await.unwrap();
+        if len == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the stream was not trimmed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_every_channel_is_dropped_and_delivery_goes_on() {
+    let srv = RedisServer::start().unwrap();
+    let master = node(&srv, "r", "master", NodeType::Master).await;
+    let w1 = node(&srv, "r", "w1", NodeType::Worker).await;
+    let (cmds, hc) = inbox();
+    let (beats, hb) = inbox();
+    let (metrics, hmx) = inbox();
+    let sc = w1.subscribe(ChannelType::Command, hc).await.unwrap();
+    let sb = master.subscribe(ChannelType::Heartbeat, hb).await.unwrap();
+    let sm = master
+        .subscribe(ChannelType::RequestMetrics, hmx)
+        .await
+        .unwrap();
+    let raw = Redis::connect(&srv.url()).await.unwrap();
+    let keys = Keys::new("r");
+    let garbage: [&[u8]; 4] = [b"", b"not msgpack", &[0xc1, 0xc1, 0xc1], &[0x85; 300]];
+    for g in garbage {
+        raw.publish_raw(&keys.command(None), g).await.unwrap();
+        raw.publish_raw(&keys.command(Some("w1")), g).await.unwrap();
+        raw.publish_raw(&keys.heartbeat(None), g).await.unwrap();
+        raw.xadd_raw(&keys.metrics_stream(), g).await.unwrap();
+    }
+    // A message of another run on our channel is dropped too.
+    let stranger = DistributedCoordinator::new(raw.clone(), "other-run", "x", NodeType::Master);
+    let foreign = aiotest_coordinator::wire::encode(&Envelope {
+        version: aiotest_coordinator::wire::PROTOCOL_VERSION,
+        run_id: "other-run".into(),
+        sender: "x".into(),
+        seq: 0,
+        message: Message::Quit,
+    });
+    raw.publish_raw(&keys.command(None), &foreign)
+        .await
+        .unwrap();
+    drop(stranger);
+    // Then valid messages: they must still arrive.
+    master
+        .publish(ChannelType::Command, Message::Resume, None)
+        .await
+        .unwrap();
+    w1.publish(
+        ChannelType::Heartbeat,
+        Message::Heartbeat {
+            state: RunnerState::Ready,
+            users: 0,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    w1.publish(
+        ChannelType::RequestMetrics,
+        Message::Metrics {
+            batch: 0,
+            snapshot: Snapshot::new(),
+            last: false,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(wait_for(&cmds, 1).await.len(), 1);
+    assert_eq!(wait_for(&beats, 1).await.len(), 1);
+    assert_eq!(wait_for(&metrics, 1).await.len(), 1);
+    assert_eq!(cmds.lock().unwrap()[0].message, Message::Resume);
+    assert_eq!(
+        sc.dropped(),
+        4 * 2 + 1,
+        "garbage on both command channels, and the foreign run"
+    );
+    assert_eq!(sb.dropped(), 4);
+    assert_eq!(sm.dropped(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_on_one_redis_do_not_see_each_other() {
+    let srv = RedisServer::start().unwrap();
+    let master_a = node(&srv, "a", "master", NodeType::Master).await;
+    let master_b = node(&srv, "b", "master", NodeType::Master).await;
+    let worker_a = node(&srv, "a", "w1", NodeType::Worker).await;
+    let worker_b = node(&srv, "b", "w1", NodeType::Worker).await;
+    let (in_a, ha) = inbox();
+    let (in_b, hb) = inbox();
+    let _sa = worker_a.subscribe(ChannelType::Command, ha).await.unwrap();
+    let _sb = worker_b.subscribe(ChannelType::Command, hb).await.unwrap();
+    master_a
+        .publish(ChannelType::Command, Message::Pause, None)
+        .await
+        .unwrap();
+    master_b
+        .publish(ChannelType::Command, Message::Stop, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_for(&in_a, 1)
+            .await
+            .iter()
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>(),
+        [Message::Pause]
+    );
+    assert_eq!(
+        wait_for(&in_b, 1)
+            .await
+            .iter()
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>(),
+        [Message::Stop]
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(in_a.lock().unwrap().len(), 1);
+    assert_eq!(in_b.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_one_contender_gets_the_lock_and_release_frees_it() {
+    let srv = RedisServer::start().unwrap();
+    let redis = Redis::connect(&srv.url()).await.unwrap();
+    let keys = Keys::new("r");
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let redis = redis.clone();
+            let keys = keys.clone();
+            tokio::spawn(async move {
+                RedisLock::with_lock(&redis, &keys, "master", Duration::from_secs(10)).await
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for a in attempts {
+        match a.await.unwrap() {
+            Ok(lock) => held.push(lock),
+            Err(LockError::Held { name }) => {
+                assert_eq!(name, "master");
+                refused += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((held.len(), refused), (1, 7));
+    let err = RedisLock::with_lock(&redis, &keys, "master", Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "lock `master` is held by another process");
+    held.pop().unwrap().release().await.unwrap();
+    let again = RedisLock::with_lock(&redis, &keys, "master", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(again.is_held());
+    // Another run's lock of the same name is independent.
+    RedisLock::with_lock(
+        &redis,
+        &Keys::new("other"),
+        "master",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lock_is_renewed_and_a_dead_holders_lock_expires() {
+    let srv = RedisServer::start().unwrap();
+    let redis = Redis::connect(&srv.url()).await.unwrap();
+    let keys = Keys::new("r");
+    let ttl = Duration::from_millis(300);
+    let alive = RedisLock::with_lock(&redis, &keys, "alive", ttl)
+        .await
+        .unwrap();
+    // Three timeouts later a live holder still has it: renewal works.
+    tokio::time::sleep(ttl * 3).await;
+    assert!(alive.is_held());
+    assert!(
+        RedisLock::with_lock(&redis, &keys, "alive", ttl)
+            .await
+            .is_err()
+    );
+    // A holder that dies (dropped without release: renewal stops) loses it after the ttl.
+    let dead = RedisLock::with_lock(&redis, &keys, "dead", ttl)
+        .await
+        .unwrap();
+    drop(dead);
+    let mut taken = None;
+    for _ in 0..50 {
+        if let Ok(l) = RedisLock::with_lock(&redis, &keys, "dead", ttl).await {
+            taken = Some(l);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        taken.is_some(),
+        "the dead holder's lock expired and was taken"
+    );
+    assert!(matches!(
+        RedisLock::with_lock(&redis, &keys, "x", Duration::ZERO).await,
+        Err(LockError::ZeroTimeout { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_comes_from_the_url_and_bad_urls_are_named() {
+    let srv = RedisServer::start_with_password("s3cret").unwrap();
+    let redis = Redis::connect(&srv.url()).await.unwrap();
+    RedisLock::with_lock(&redis, &Keys::new("r"), "p", Duration::from_secs(1))
+        .await
+        .unwrap();
+    let wrong = format!("redis://:nope@127.0.0.1:{}", srv.port());
+    assert!(
+        Redis::connect(&wrong).await.is_err(),
+        "a wrong password is refused"
+    );
+    let err = Redis::connect("http://127.0.0.1:1").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Redis URL `http://127.0.0.1:1`: the scheme must be redis:// or rediss:// (TLS)"
+    );
+    let err = Redis::connect("redis://:pw@127.0.0.1:notaport")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("Redis URL `redis://:***@127.0.0.1:notaport`"),
+        "{err}"
+    );
+}
