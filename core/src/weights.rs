@@ -129,6 +129,40 @@ pub fn split_by_weight(total: u64, weights: &[u32]) -> Result<Vec<u64>, WeightEr
     Ok(seq.counts)
 }
 
+/// Splits `total` users over `workers` workers and over types by `weights`: the result is
+/// `[worker][type]` user counts (absolute, as a master sends them).
+///
+/// Global user k has the type the [`WeightedSequence`] gives it and runs on worker
+/// `k % workers`, so: every type's count over all workers is exactly its split of the
+/// total; worker totals differ by at most one; and going from N to N+1 users adds one user
+/// on one worker and removes none.
+///
+/// ```
+/// use aiotest_core::weights::split_over_workers;
+///
+/// // 10 users, types 3:1, 3 workers.
+/// let split = split_over_workers(10, &[3, 1], 3)?;
+/// assert_eq!(split.iter().map(|w| w.iter().sum::<u64>()).collect::<Vec<_>>(), [4, 3, 3]);
+/// assert_eq!((0..2).map(|t| split.iter().map(|w| w[t]).sum::<u64>()).collect::<Vec<_>>(), [8, 2]);
+/// # Ok::<(), aiotest_core::weights::WeightError>(())
+/// ```
+pub fn split_over_workers(
+    total: u64,
+    weights: &[u32],
+    workers: usize,
+) -> Result<Vec<Vec<u64>>, WeightError> {
+    let mut seq = WeightedSequence::new(weights)?;
+    let mut out = vec![vec![0u64; weights.len()]; workers];
+    if workers == 0 {
+        return Ok(out);
+    }
+    for k in 0..total {
+        let t = seq.next_index();
+        out[(k % workers as u64) as usize][t] += 1;
+    }
+    Ok(out)
+}
+
 /// Random choice by weight (tasks of a concurrent user, like Locust's `@task(n)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WeightedChoice {
@@ -248,6 +282,37 @@ mod tests {
         );
         assert!(WeightedChoice::new(&[0]).is_err());
         assert_eq!(split_by_weight(0, &[4, 4]).unwrap(), vec![0, 0]);
+    }
+
+    #[test]
+    fn worker_split_is_exact_per_type_balanced_and_monotone() {
+        for weights in weight_sets().into_iter().take(60) {
+            for workers in 1..=5usize {
+                let mut prev = split_over_workers(0, &weights, workers).unwrap();
+                for n in 1..=120u64 {
+                    let split = split_over_workers(n, &weights, workers).unwrap();
+                    let per_type: Vec<u64> = (0..weights.len())
+                        .map(|t| split.iter().map(|w| w[t]).sum())
+                        .collect();
+                    assert_eq!(
+                        per_type,
+                        split_by_weight(n, &weights).unwrap(),
+                        "{weights:?} n={n} w={workers}"
+                    );
+                    let totals: Vec<u64> = split.iter().map(|w| w.iter().sum()).collect();
+                    let (lo, hi) = (totals.iter().min().unwrap(), totals.iter().max().unwrap());
+                    assert!(hi - lo <= 1, "{totals:?}");
+                    for (a, b) in split.iter().flatten().zip(prev.iter().flatten()) {
+                        assert!(a >= b, "{weights:?} n={n}: a count went down");
+                    }
+                    prev = split;
+                }
+            }
+        }
+        assert_eq!(
+            split_over_workers(5, &[1], 0).unwrap(),
+            Vec::<Vec<u64>>::new()
+        );
     }
 
     #[test]

@@ -23,10 +23,22 @@ struct Slot {
     type_index: usize,
 }
 
+/// One paced step of a ramp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// Start the next user of the weighted sequence.
+    StartNext,
+    /// Start a user of this type.
+    StartType(usize),
+    /// Stop the newest user.
+    StopNewest,
+    /// Stop the newest user of this type.
+    StopNewestOfType(usize),
+}
+
 struct Ramp {
-    up: bool,
-    total: u32,
-    done: u32,
+    actions: Vec<Action>,
+    done: usize,
     rate: f64,
     started: Instant,
 }
@@ -43,6 +55,7 @@ pub struct UserManager {
     env: Arc<UserEnv>,
     next_id: u64,
     target: Option<(u32, f64)>,
+    type_targets: Option<(Vec<u32>, f64)>,
     ramp: Option<Ramp>,
 }
 
@@ -60,6 +73,7 @@ impl UserManager {
             env,
             next_id: 0,
             target: None,
+            type_targets: None,
             ramp: None,
         })
     }
@@ -90,10 +104,67 @@ impl UserManager {
             return;
         }
         self.target = Some((target, rate));
+        self.type_targets = None;
         let current = u32::try_from(self.users.len()).unwrap_or(u32::MAX);
-        self.ramp = (target != current).then(|| Ramp {
-            up: target > current,
-            total: target.abs_diff(current),
+        let action = if target > current {
+            Action::StartNext
+        } else {
+            Action::StopNewest
+        };
+        self.start_ramp(vec![action; target.abs_diff(current) as usize], rate, now);
+    }
+
+    /// Moves to exactly `targets[t]` users of each type `t` (in the order the types were
+    /// given), at `rate` users per second in all: what a worker does with the absolute
+    /// per-type counts its master sends. Repeating the same targets keeps the ramp going.
+    pub fn manage_users_by_type(&mut self, targets: &[u32], rate: f64, now: Instant) {
+        if self
+            .type_targets
+            .as_ref()
+            .is_some_and(|(t, r)| t.as_slice() == targets && *r == rate)
+        {
+            return;
+        }
+        self.type_targets = Some((targets.to_vec(), rate));
+        self.target = Some((targets.iter().sum(), rate));
+        let mut current = vec![0u32; self.types.len()];
+        for u in &self.users {
+            current[u.type_index] += 1;
+        }
+        // Interleave the types, one action each in turn, so a partial ramp stays close
+        // to the final mix; stops first, to stay within the target while moving.
+        let mut stops: Vec<u32> = (0..self.types.len())
+            .map(|t| current[t].saturating_sub(targets.get(t).copied().unwrap_or(0)))
+            .collect();
+        let mut starts: Vec<u32> = (0..self.types.len())
+            .map(|t| {
+                targets
+                    .get(t)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(current[t])
+            })
+            .collect();
+        let mut actions = Vec::new();
+        for (pending, make) in [
+            (&mut stops, Action::StopNewestOfType as fn(usize) -> Action),
+            (&mut starts, Action::StartType as fn(usize) -> Action),
+        ] {
+            while pending.iter().any(|&n| n > 0) {
+                for (t, n) in pending.iter_mut().enumerate() {
+                    if *n > 0 {
+                        *n -= 1;
+                        actions.push(make(t));
+                    }
+                }
+            }
+        }
+        self.start_ramp(actions, rate, now);
+    }
+
+    fn start_ramp(&mut self, actions: Vec<Action>, rate: f64, now: Instant) {
+        self.ramp = (!actions.is_empty()).then_some(Ramp {
+            actions,
             done: 0,
             rate,
             started: now,
@@ -105,40 +176,44 @@ impl UserManager {
         if self.paused_at.is_some() {
             return None;
         }
-        let ramp = self.ramp.as_ref()?;
-        let (up, total, rate, started) = (ramp.up, ramp.total, ramp.rate, ramp.started);
-        let allowed = if rate.is_finite() {
-            let elapsed = now.saturating_duration_since(started).as_secs_f64();
+        let mut ramp = self.ramp.take()?;
+        let total = ramp.actions.len();
+        let allowed = if ramp.rate.is_finite() {
+            let elapsed = now.saturating_duration_since(ramp.started).as_secs_f64();
             // The first action at once, then one every 1/rate seconds.
-            ((rate * elapsed).floor() as u64 + 1).min(u64::from(total)) as u32
+            ((ramp.rate * elapsed).floor() as usize)
+                .saturating_add(1)
+                .min(total)
         } else {
             total
         };
-        let mut done = ramp.done;
-        while done < allowed {
-            if up {
-                self.start_user();
-            } else {
-                self.stop_newest();
+        while ramp.done < allowed {
+            match ramp.actions[ramp.done] {
+                Action::StartNext => {
+                    let k = self.users.len();
+                    while self.type_of.len() <= k {
+                        self.type_of.push(self.sequence.next_index());
+                    }
+                    self.start_user(self.type_of[k]);
+                }
+                Action::StartType(t) => self.start_user(t),
+                Action::StopNewest => self.stop_newest(None),
+                Action::StopNewestOfType(t) => self.stop_newest(Some(t)),
             }
-            done += 1;
+            ramp.done += 1;
         }
-        if done >= total {
-            self.ramp = None;
+        if ramp.done >= total {
             return None;
         }
-        if let Some(r) = self.ramp.as_mut() {
-            r.done = done;
-        }
-        Some(started + Duration::from_secs_f64(f64::from(done) / rate))
+        let next = ramp.started + Duration::from_secs_f64(ramp.done as f64 / ramp.rate);
+        self.ramp = Some(ramp);
+        Some(next)
     }
 
-    fn start_user(&mut self) {
-        let k = self.users.len();
-        while self.type_of.len() <= k {
-            self.type_of.push(self.sequence.next_index());
+    fn start_user(&mut self, type_index: usize) {
+        if type_index >= self.types.len() {
+            return;
         }
-        let type_index = self.type_of[k];
         let (stop, stop_rx) = watch::channel(false);
         let control = Control {
             stop: stop_rx,
@@ -155,8 +230,13 @@ impl UserManager {
         self.users.push(Slot { stop, type_index });
     }
 
-    fn stop_newest(&mut self) {
-        if let Some(slot) = self.users.pop() {
+    fn stop_newest(&mut self, of_type: Option<usize>) {
+        let at = match of_type {
+            None => self.users.len().checked_sub(1),
+            Some(t) => self.users.iter().rposition(|u| u.type_index == t),
+        };
+        if let Some(i) = at {
+            let slot = self.users.remove(i);
             // The user finishes its task in flight, runs on_stop and ends.
             let _ = slot.stop.send(true);
         }
@@ -207,6 +287,7 @@ impl UserManager {
     ) -> usize {
         self.ramp = None;
         self.target = None;
+        self.type_targets = None;
         for slot in self.users.drain(..) {
             let _ = slot.stop.send(true);
         }
@@ -232,5 +313,66 @@ impl UserManager {
         );
         self.tasks.shutdown().await;
         left
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::user_loop::UserStats;
+    use aiotest_core::user::TaskResult;
+
+    struct Idle;
+    async fn idle(_: &mut Idle) -> TaskResult {
+        Ok(())
+    }
+
+    fn manager() -> UserManager {
+        let types = ["a", "b"]
+            .iter()
+            .map(|n| {
+                UserType::builder(*n, |_ctx| Idle)
+                    .task("idle", 1, idle)
+                    .build()
+                    .expect("valid user type")
+            })
+            .collect();
+        let env = Arc::new(UserEnv {
+            collector: aiotest_metrics::MetricsCollector::with_defaults(),
+            host: None,
+            setup: None,
+            stats: Arc::new(UserStats::default()),
+        });
+        UserManager::new(types, env).expect("valid weights")
+    }
+
+    fn counts(m: &UserManager) -> Vec<u64> {
+        m.counts_by_type().into_iter().map(|(_, n)| n).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn per_type_targets_are_reached_exactly_at_the_rate() {
+        let mut m = manager();
+        let t0 = Instant::now();
+        m.manage_users_by_type(&[3, 1], f64::INFINITY, t0);
+        assert_eq!(m.step(t0), None);
+        assert_eq!(counts(&m), [3, 1]);
+        // Two users a second: one stop of `a` and one start of `b` now-ish, the rest paced.
+        m.manage_users_by_type(&[1, 2], 2.0, t0);
+        let next = m.step(t0).expect("more to do");
+        assert_eq!(counts(&m), [2, 1], "the first action at once: a stop");
+        assert_eq!(next, t0 + Duration::from_millis(500));
+        assert_eq!(
+            m.step(t0 + Duration::from_millis(500)),
+            Some(t0 + Duration::from_secs(1))
+        );
+        assert_eq!(counts(&m), [1, 1]);
+        assert_eq!(m.step(t0 + Duration::from_secs(1)), None);
+        assert_eq!(counts(&m), [1, 2]);
+        assert_eq!(m.active_user_count(), 3);
+        // Repeating the same absolute targets changes nothing.
+        m.manage_users_by_type(&[1, 2], 2.0, t0 + Duration::from_secs(5));
+        assert_eq!(m.step(t0 + Duration::from_secs(5)), None);
+        assert_eq!(m.stop_all_users(Duration::from_secs(1)).await, 0);
     }
 }
