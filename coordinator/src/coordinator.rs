@@ -224,12 +224,16 @@ impl DistributedCoordinator {
                         .client()
                         .publish(probe_channel.as_str(), nonce.as_bytes().to_vec())
                         .await?;
-                    let waited = tokio::time::timeout(
-                        std::time::Duration::from_millis(50),
-                        live_rx.wait_for(|l| *l),
-                    )
-                    .await;
-                    if matches!(waited, Ok(Ok(_))) {
+                    // A bool at once: the watch borrow must not live across an await.
+                    let live = matches!(
+                        tokio::time::timeout(
+                            std::time::Duration::from_millis(50),
+                            live_rx.wait_for(|l| *l),
+                        )
+                        .await,
+                        Ok(Ok(_))
+                    );
+                    if live {
                         break;
                     }
                     if tokio::time::Instant::now() >= deadline {

@@ -80,6 +80,9 @@ pub enum Message {
         state: RunnerState,
         /// Users running on the sender.
         users: u64,
+        /// From a worker: whether it has the run's setup data (the master resends it
+        /// until it has; pub/sub can lose one copy).
+        has_setup: bool,
     },
     /// Worker → master: an interval's metrics. `batch` counts up per worker from 0, so
     /// the master can tell a gap; `last` marks the final flush after a stop.
@@ -260,6 +263,7 @@ mod tests {
             Message::Heartbeat {
                 state: RunnerState::Running,
                 users: 12,
+                has_setup: true,
             },
             Message::Metrics {
                 batch: 3,

@@ -11,9 +11,12 @@
 //! - [`Summary`]: the end-of-run table and its JSON export; [`Threshold`]: k6-style
 //!   pass/fail criteria (`p95<300ms`, `failures<1%`, `rps>100`).
 //!
+//! - [`MasterRunner`] and [`WorkerRunner`]: a distributed run over Redis
+//!   (`aiotest-coordinator`): exact per-worker splits, heartbeats, MISSING workers' users
+//!   moved, every worker's final flush in the summary.
+//!
 //! The runner is generic over users: it knows user types from `aiotest-core` and metrics
-//! from `aiotest-metrics`, nothing of HTTP. Master and worker runners arrive with
-//! distributed mode.
+//! from `aiotest-metrics`, nothing of HTTP.
 //!
 //! **Who should depend on it:** programs that embed a load test; most users go through
 //! `aiotest-cli` instead.
@@ -39,6 +42,7 @@
 //! ```
 
 pub mod control;
+pub mod distributed;
 mod local;
 mod manager;
 pub mod summary;
@@ -46,6 +50,7 @@ pub mod threshold;
 mod user_loop;
 
 pub use control::{ControlError, ControlServer, serve_control};
+pub use distributed::{DistributedConfig, MasterRunner, WorkerReport, WorkerRunner};
 pub use local::{LocalRunner, RunConfig, RunError, RunReport, RunnerHandle, StopReason};
 pub use manager::UserManager;
 pub use summary::Summary;

@@ -77,11 +77,25 @@ pub enum RunError {
     /// The load shape returned an unusable tick.
     #[error("load shape: {0}")]
     Shape(#[from] ShapeError),
+    /// Another master holds this run id.
+    #[error("another master is running this run id; use another --run-id")]
+    MasterExists,
+    /// Fewer workers than expected arrived in time.
+    #[error("{got} of {want} workers arrived in time")]
+    NotEnoughWorkers {
+        /// Workers that arrived.
+        got: usize,
+        /// Workers expected.
+        want: usize,
+    },
+    /// Redis failed.
+    #[error("coordination: {0}")]
+    Coordination(String),
 }
 
 /// Commands a [`RunnerHandle`] sends.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Command {
+pub(crate) enum Command {
     Pause,
     Resume,
     Stop,
@@ -124,12 +138,14 @@ pub struct RunReport {
     pub tasks: u64,
     /// Users cancelled because they outlived the graceful stop period.
     pub cancelled_users: usize,
+    /// Distributed runs: workers that went MISSING (their users moved to the others).
+    pub missing_workers: Vec<String>,
 }
 
-struct Shared {
-    live: Mutex<LiveView>,
-    users: Mutex<Vec<(String, u64)>>,
-    exporter: Option<Arc<PrometheusExporter>>,
+pub(crate) struct Shared {
+    pub(crate) live: Mutex<LiveView>,
+    pub(crate) users: Mutex<Vec<(String, u64)>>,
+    pub(crate) exporter: Option<Arc<PrometheusExporter>>,
 }
 
 /// Controls and observes a running [`LocalRunner`]. Cheap to clone.
@@ -140,12 +156,39 @@ pub struct RunnerHandle {
     shared: Arc<Shared>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Held only to copy or merge small values, never across an await.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl RunnerHandle {
+    /// A handle with its command receiver and state sender, for the runners of this crate.
+    pub(crate) fn create(
+        exporter: Option<Arc<PrometheusExporter>>,
+    ) -> (
+        RunnerHandle,
+        mpsc::Receiver<Command>,
+        watch::Sender<RunnerState>,
+    ) {
+        let (state_tx, state_rx) = watch::channel(RunnerState::Ready);
+        // Commands are rare and small; a handful in flight is plenty.
+        let (cmd_tx, commands) = mpsc::channel(16);
+        let handle = RunnerHandle {
+            commands: cmd_tx,
+            state: state_rx,
+            shared: Arc::new(Shared {
+                live: Mutex::new(LiveView::default()),
+                users: Mutex::new(Vec::new()),
+                exporter,
+            }),
+        };
+        (handle, commands, state_tx)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     async fn send(&self, c: Command) {
         // A closed channel means the run is over: there is nothing left to control.
         let _ = self.commands.send(c).await;
@@ -213,16 +256,16 @@ impl RunnerHandle {
     }
 }
 
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Hands closed intervals to the live view and the Prometheus exporter.
-struct Sinks<'a> {
-    live: &'a Mutex<LiveView>,
-    exporter: Option<&'a PrometheusExporter>,
+pub(crate) struct Sinks<'a> {
+    pub(crate) live: &'a Mutex<LiveView>,
+    pub(crate) exporter: Option<&'a PrometheusExporter>,
 }
 
 impl MetricsSink for Sinks<'_> {
@@ -281,18 +324,7 @@ impl LocalRunner {
         config.metrics.validate()?;
         let weights: Vec<u32> = types.iter().map(UserType::weight).collect();
         aiotest_core::weights::split_by_weight(0, &weights)?;
-        let (state_tx, state_rx) = watch::channel(RunnerState::Ready);
-        // Commands are rare and small; a handful in flight is plenty.
-        let (cmd_tx, commands) = mpsc::channel(16);
-        let handle = RunnerHandle {
-            commands: cmd_tx,
-            state: state_rx,
-            shared: Arc::new(Shared {
-                live: Mutex::new(LiveView::default()),
-                users: Mutex::new(Vec::new()),
-                exporter,
-            }),
-        };
+        let (handle, commands, state_tx) = RunnerHandle::create(exporter);
         Ok(LocalRunner {
             types,
             shape,
@@ -416,6 +448,7 @@ impl LocalRunner {
             panics: stats.panics.load(Ordering::Relaxed),
             tasks: stats.tasks.load(Ordering::Relaxed),
             cancelled_users: cancelled,
+            missing_workers: Vec::new(),
         })
     }
 

@@ -82,6 +82,7 @@ async fn heartbeats_go_to_the_master_and_back() {
     let beat = Message::Heartbeat {
         state: RunnerState::Running,
         users: 5,
+        has_setup: false,
     };
     w1.publish(ChannelType::Heartbeat, beat.clone(), None)
         .await
@@ -197,6 +198,7 @@ async fn garbage_on_every_channel_is_dropped_and_delivery_goes_on() {
         Message::Heartbeat {
             state: RunnerState::Ready,
             users: 0,
+            has_setup: false,
         },
         None,
     )

@@ -14,6 +14,7 @@ use aiotest_runner::{LocalRunner, RunConfig, RunError, StopReason};
 use serde::{Deserialize, Serialize};
 
 mod control;
+mod distributed;
 
 /// A user that counts its tasks into a counter shared with the test.
 struct Counter {
