@@ -76,6 +76,30 @@ pub struct RunArgs {
     /// Bearer token for the control API; required when --control-addr is not loopback.
     #[arg(long, requires = "control_addr")]
     pub control_token: Option<String>,
+    /// Run as the master of a distributed test (with --redis and --expect-workers).
+    #[arg(long, conflicts_with = "worker", requires = "redis")]
+    pub master: bool,
+    /// Run as a worker of a distributed test: no scenario needed, the master sends it.
+    #[arg(long, requires = "redis", conflicts_with_all = ["url", "demo", "scenario"])]
+    pub worker: bool,
+    /// The Redis a distributed test meets in: `redis://[user:password@]host:port`, or `rediss://`.
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// Distributed runs with the same id meet; different ids share a Redis unseen.
+    #[arg(long, default_value = "default")]
+    pub run_id: String,
+    /// Master: workers to wait for before starting.
+    #[arg(long, default_value_t = 1)]
+    pub expect_workers: usize,
+    /// Master: how long to wait for them.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub worker_wait: Duration,
+    /// Seconds of silence after which the master marks a worker MISSING.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub liveness_timeout: Duration,
+    /// Worker: exit when the master is lost instead of waiting for a new one.
+    #[arg(long)]
+    pub exit_on_master_loss: bool,
     /// No progress line and no logs; the summary is still printed.
     #[arg(short = 'q', long)]
     pub quiet: bool,

@@ -14,6 +14,7 @@
 
 mod args;
 mod demo;
+mod distributed;
 mod keyboard;
 mod progress;
 mod run;

@@ -10,7 +10,34 @@ use aiotest_metrics::RequestMetricsEvent;
 use std::sync::Arc;
 
 use aiotest_metrics::PrometheusExporter;
-use aiotest_runner::{LocalRunner, RunConfig, Summary, Threshold, serve_control};
+use aiotest_runner::{
+    LocalRunner, MasterRunner, RunConfig, RunError, RunReport, RunnerHandle, Summary, Threshold,
+    serve_control,
+};
+
+/// The local runner, or the master of a distributed run: the same handle and report.
+// Built once per process: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum AnyRunner {
+    Local(LocalRunner),
+    Master(Box<MasterRunner>),
+}
+
+impl AnyRunner {
+    fn handle(&self) -> RunnerHandle {
+        match self {
+            AnyRunner::Local(r) => r.handle(),
+            AnyRunner::Master(r) => r.handle(),
+        }
+    }
+
+    async fn run(self) -> Result<RunReport, RunError> {
+        match self {
+            AnyRunner::Local(r) => r.run().await,
+            AnyRunner::Master(r) => r.run().await,
+        }
+    }
+}
 
 use crate::Test;
 
@@ -56,7 +83,7 @@ fn split_url(url: &str) -> Result<(String, String), UsageError> {
     Ok((format!("{scheme}://{authority}"), path))
 }
 
-fn url_user_type(
+pub(crate) fn url_user_type(
     url: &str,
     wait: WaitTime,
     host_override: Option<&str>,
@@ -108,6 +135,9 @@ pub(crate) async fn run(args: RunArgs, test: Option<Test>) -> i32 {
 }
 
 async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, UsageError> {
+    if args.worker {
+        return crate::distributed::run_worker(args, test).await;
+    }
     // A scenario file is checked completely before anything starts.
     let scenario = match &args.scenario {
         Some(path) => Some(crate::scenario::load(path).map_err(|e| UsageError(e.to_string()))?),
@@ -209,15 +239,59 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
     let exporter = args
         .control_addr
         .map(|_| Arc::new(PrometheusExporter::new()));
-    let runner = LocalRunner::with_options(
-        user_types,
-        shape,
-        hooks,
-        config,
-        RequestMetricsEvent::new(),
-        exporter,
-    )
-    .map_err(|e| UsageError(e.to_string()))?;
+    let runner = if args.master {
+        let redis = crate::distributed::connect(&args).await?;
+        // Workers need no files: they read what to run from Redis.
+        let scenario_text = match &args.scenario {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| UsageError(format!("{}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let plan = crate::distributed::Plan {
+            url: args.url.clone().or_else(|| {
+                demo_url
+                    .as_ref()
+                    .filter(|_| scenario_text.is_none())
+                    .map(|u| format!("{u}/"))
+            }),
+            scenario: scenario_text,
+            wait: crate::distributed::Plan::wait_arg(args.wait),
+            host: config.host.clone(),
+        };
+        crate::distributed::publish_plan(&redis, &args.run_id, &plan).await?;
+        if !args.quiet {
+            eprintln!(
+                "aiotest: master of run `{}`, waiting for {} workers",
+                args.run_id, args.expect_workers
+            );
+        }
+        AnyRunner::Master(Box::new(
+            MasterRunner::new(
+                user_types,
+                shape,
+                hooks,
+                config,
+                crate::distributed::dist_config(&args),
+                redis,
+                exporter,
+            )
+            .map_err(|e| UsageError(e.to_string()))?,
+        ))
+    } else {
+        AnyRunner::Local(
+            LocalRunner::with_options(
+                user_types,
+                shape,
+                hooks,
+                config,
+                RequestMetricsEvent::new(),
+                exporter,
+            )
+            .map_err(|e| UsageError(e.to_string()))?,
+        )
+    };
     let handle = runner.handle();
     // Kept alive for the run; dropping it stops the server.
     let _control = match args.control_addr {
@@ -282,6 +356,12 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
     }
     if let Some(Err(e)) = &report.teardown {
         eprintln!("aiotest: {e}");
+    }
+    if !report.missing_workers.is_empty() {
+        eprintln!(
+            "aiotest: workers went MISSING during the run (their users moved to the others): {}",
+            report.missing_workers.join(", ")
+        );
     }
     if report.cancelled_users > 0 {
         eprintln!(

@@ -23,6 +23,7 @@ pub struct Subscription {
     task: JoinHandle<()>,
     dropped: Arc<AtomicU64>,
     subscriber: Option<fred::clients::SubscriberClient>,
+    reader: Option<fred::clients::Client>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -49,13 +50,17 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         self.task.abort();
         // A fred client keeps its connection open until it quits.
-        if let (Some(sub), Ok(rt)) = (
-            self.subscriber.take(),
-            tokio::runtime::Handle::try_current(),
-        ) {
-            rt.spawn(async move {
-                let _ = sub.quit().await;
-            });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            if let Some(sub) = self.subscriber.take() {
+                rt.spawn(async move {
+                    let _ = sub.quit().await;
+                });
+            }
+            if let Some(reader) = self.reader.take() {
+                rt.spawn(async move {
+                    let _ = reader.quit().await;
+                });
+            }
         }
     }
 }
@@ -162,6 +167,8 @@ impl DistributedCoordinator {
     {
         let dropped = Arc::new(AtomicU64::new(0));
         let run_id = self.run_id.clone();
+        // Set by the stream branch; the pub/sub branch returns before it is read.
+        let reader;
         let task = match channel {
             ChannelType::Command | ChannelType::Heartbeat => {
                 let channels = match channel {
@@ -246,10 +253,14 @@ impl DistributedCoordinator {
                     task,
                     dropped,
                     subscriber: Some(sub),
+                    reader: None,
                 });
             }
             ChannelType::RequestMetrics => {
-                let client = self.redis.client().clone();
+                // Its own connection: a blocking XREAD on the shared one would hold up
+                // every command and heartbeat behind it for up to a second.
+                let client = self.redis.dedicated().await?;
+                reader = Some(client.clone());
                 let stream = self.keys.metrics_stream();
                 let dropped = Arc::clone(&dropped);
                 tokio::spawn(async move {
@@ -302,6 +313,7 @@ impl DistributedCoordinator {
             task,
             dropped,
             subscriber: None,
+            reader,
         })
     }
 }

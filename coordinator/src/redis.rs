@@ -81,6 +81,16 @@ impl Redis {
         &self.client
     }
 
+    /// A new command client with its own connection, for blocking reads (XREAD BLOCK) that
+    /// must not hold up the shared connection's other commands.
+    pub(crate) async fn dedicated(&self) -> Result<Client, CoordError> {
+        let client = Builder::from_config(self.config.clone())
+            .set_policy(policy())
+            .build()?;
+        client.init().await?;
+        Ok(client)
+    }
+
     /// A new pub/sub client on the same server (it resubscribes after reconnecting).
     pub(crate) async fn subscriber(&self) -> Result<fred::clients::SubscriberClient, CoordError> {
         let sub = Builder::from_config(self.config.clone())
@@ -104,6 +114,26 @@ impl Redis {
             .xadd(stream, false, None, "*", vec![("m", bytes.to_vec())])
             .await?;
         Ok(())
+    }
+
+    /// Stores `bytes` at `key`, expiring after `ttl`.
+    pub async fn set_bytes(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ttl: std::time::Duration,
+    ) -> Result<(), CoordError> {
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let _: Option<String> = self
+            .client
+            .set(key, bytes.to_vec(), Some(Expiration::PX(ms)), None, false)
+            .await?;
+        Ok(())
+    }
+
+    /// The bytes at `key`, if any.
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, CoordError> {
+        Ok(self.client.get(key).await?)
     }
 
     /// The number of entries in a stream (0 when it does not exist).

@@ -220,6 +220,11 @@ impl Keys {
         format!("{}request_metrics", self.prefix)
     }
 
+    /// The key holding the run's plan (what workers run), set by the master.
+    pub fn plan(&self) -> String {
+        format!("{}plan", self.prefix)
+    }
+
     /// The key of lock `name`.
     pub fn lock(&self, name: &str) -> String {
         format!("{}lock:{name}", self.prefix)

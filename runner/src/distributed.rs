@@ -52,6 +52,9 @@ pub struct DistributedConfig {
     pub wait_timeout: Duration,
     /// Worker: exit when the master is lost instead of waiting for a new one.
     pub exit_on_master_loss: bool,
+    /// Master: tell workers to quit (not just stop) when the run ends, so worker
+    /// processes exit with it.
+    pub quit_workers_at_end: bool,
 }
 
 impl Default for DistributedConfig {
@@ -64,6 +67,7 @@ impl Default for DistributedConfig {
             expect_workers: 1,
             wait_timeout: Duration::from_secs(60),
             exit_on_master_loss: false,
+            quit_workers_at_end: false,
         }
     }
 }
@@ -269,7 +273,7 @@ impl MasterRunner {
         for info in lock(&workers).values_mut() {
             info.final_seen = false;
         }
-        let stop = if reason == StopReason::Quit {
+        let stop = if reason == StopReason::Quit || self.dist.quit_workers_at_end {
             Message::Quit
         } else {
             Message::Stop

@@ -66,6 +66,7 @@ fn dist(run: &str, workers: usize) -> DistributedConfig {
         expect_workers: workers,
         wait_timeout: Duration::from_secs(10),
         exit_on_master_loss: false,
+        quit_workers_at_end: false,
     }
 }
 
