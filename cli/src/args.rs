@@ -49,8 +49,8 @@ pub struct RunArgs {
     #[arg(short = 't', long, value_parser = parse_duration)]
     pub run_time: Option<Duration>,
     /// k6-style stages instead of -u/-t: DURATION:USERS,... e.g. 10s:50,1m:50,10s:0.
-    #[arg(long, value_parser = parse_stages, conflicts_with_all = ["users", "run_time"])]
-    pub stages: Option<Vec<Stage>>,
+    #[arg(long, value_parser = parse_stages_arg, conflicts_with_all = ["users", "run_time"])]
+    pub stages: Option<StagesArg>,
     /// Wait after each request for --url/--demo: seconds (0.5) or a range (0.5..1.5).
     #[arg(long, value_parser = parse_wait)]
     pub wait: Option<WaitArg>,
@@ -159,6 +159,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         rest = next;
     }
     Duration::try_from_secs_f64(total).map_err(|_| bad())
+}
+
+/// A `--stages` value. A newtype so clap takes the list as one value: for an
+/// `Option<Vec<T>>` field clap expects many values of `T`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagesArg(pub Vec<Stage>);
+
+fn parse_stages_arg(s: &str) -> Result<StagesArg, String> {
+    parse_stages(s).map(StagesArg)
 }
 
 /// Parses `10s:50,1m:50,10s:0`.

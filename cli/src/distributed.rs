@@ -144,10 +144,10 @@ pub(crate) async fn run_worker(args: RunArgs, test: Option<Test>) -> Result<i32,
         .map_err(|e| UsageError(e.to_string()))?;
     match worker.run().await {
         Ok(report) => {
-            if !args.quiet {
+            {
                 eprintln!(
-                    "aiotest: worker done: {} metrics batches sent, {} users cancelled",
-                    report.batches, report.cancelled_users
+                    "aiotest: worker done: {} requests in {} metrics batches, {} users cancelled",
+                    report.requests, report.batches, report.cancelled_users
                 );
             }
             Ok(EXIT_OK)

@@ -21,7 +21,9 @@ mod run;
 pub mod scenario;
 mod test;
 
-pub use args::{Cli, Command, RunArgs, WaitArg, parse_duration, parse_stages, parse_wait};
+pub use args::{
+    Cli, Command, RunArgs, StagesArg, WaitArg, parse_duration, parse_stages, parse_wait,
+};
 pub use test::Test;
 
 /// Success.

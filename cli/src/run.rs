@@ -112,7 +112,7 @@ fn shape(
 ) -> Result<Box<dyn LoadUserShape>, UsageError> {
     if let Some(stages) = &args.stages {
         let s =
-            StagesShape::new(stages.clone()).map_err(|e| UsageError(format!("--stages: {e}")))?;
+            StagesShape::new(stages.0.clone()).map_err(|e| UsageError(format!("--stages: {e}")))?;
         return Ok(Box::new(s));
     }
     let users = args.users.unwrap_or(default_users);
@@ -223,7 +223,7 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
             let total = args
                 .stages
                 .as_ref()
-                .map(|s| s.iter().map(|st| st.duration).sum())
+                .map(|s| s.0.iter().map(|st| st.duration).sum())
                 .or(args.run_time)
                 .or(demo_time);
             (shape(&args, default_users, demo_time)?, total)

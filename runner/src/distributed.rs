@@ -547,6 +547,8 @@ async fn dispatch(
 pub struct WorkerReport {
     /// Metrics batches sent.
     pub batches: u64,
+    /// Requests counted in them.
+    pub requests: u64,
     /// Users cancelled after the graceful stop period.
     pub cancelled_users: usize,
     /// Times the master was lost.
@@ -809,6 +811,7 @@ impl WorkerRunner {
         }
         let n = pending.len();
         for (i, snapshot) in pending.into_iter().enumerate() {
+            report.requests += snapshot.total().requests;
             let m = Message::Metrics {
                 batch: report.batches,
                 snapshot,

@@ -3,7 +3,8 @@
 //! - `cargo xtask test`: formatting, clippy with warnings denied, every test in the
 //!   workspace (doc tests too), and the docs with warnings denied. The one test command.
 //! - `cargo xtask bench`: the criterion benchmarks.
-//! - `cargo xtask dist-test`: the distributed smoke test (arrives with distributed mode).
+//! - `cargo xtask dist-test`: the distributed smoke test: a private redis-server, a
+//!   counting target, one master and three worker processes (also run by `test`).
 //!
 //! Only the standard library: xtask must build fast on a fresh clone.
 
@@ -17,7 +18,8 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: cargo xtask <test | bench | dist-test>
 
-  test       fmt check, clippy (-D warnings), all tests incl. doc tests, rustdoc (-D warnings)
+  test       fmt check, clippy (-D warnings), rustdoc (-D warnings), all tests incl. doc
+             tests, then dist-test
   bench      run the criterion benchmarks (extra args go to cargo bench)
   dist-test  distributed smoke test: master + 3 workers over a private redis-server
 ";

@@ -2,7 +2,7 @@
 
 use crate::util::{Counts, cargo, run as step, run_counting};
 
-/// Formatting, lints, docs, tests (with doc tests). Extra args go to `cargo test`.
+/// Formatting, lints, docs, tests (with doc tests), then the distributed smoke test. Extra args go to `cargo test`.
 pub(crate) fn run(extra: &[String]) -> Result<(), String> {
     // Redis-backed tests need a real redis-server; get it before anything else so a
     // missing one fails fast with the command to run.
@@ -50,6 +50,13 @@ pub(crate) fn run(extra: &[String]) -> Result<(), String> {
     if counts.passed == 0 {
         return Err("no test ran".into());
     }
+    // The distributed smoke test: real processes, a real redis-server.
+    crate::dist_test::run(&[])?;
+    // The closing line again, last, for whoever reads only the end.
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        counts.passed, counts.failed, counts.ignored
+    );
     eprintln!("xtask: test: all checks passed");
     Ok(())
 }

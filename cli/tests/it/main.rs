@@ -288,6 +288,37 @@ fn a_bad_scenario_file_exits_2_before_anything_runs() {
 }
 
 #[test]
+fn a_stages_run_ramps_up_and_down_and_ends() {
+    let t = target();
+    let url = format!("http://{}/", t.addr);
+    let export = export_path("stages");
+    let out = aiotest(&[
+        "run",
+        "--url",
+        &url,
+        "--stages",
+        "500ms:4,500ms:4,500ms:0",
+        "--wait",
+        "0.01",
+        "-q",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    assert!(
+        (json["duration_s"].as_f64().unwrap() - 1.5).abs() < 0.3,
+        "{json}"
+    );
+    assert_eq!(
+        json["totals"]["requests"].as_u64().unwrap(),
+        t.served.load(Ordering::Relaxed)
+    );
+    let _ = std::fs::remove_file(export);
+}
+
+#[test]
 fn bad_usage_exits_2_naming_what_is_wrong() {
     let cases: &[(&[&str], &str)] = &[
         (
