@@ -55,6 +55,9 @@ pub struct DistributedConfig {
     /// Master: tell workers to quit (not just stop) when the run ends, so worker
     /// processes exit with it.
     pub quit_workers_at_end: bool,
+    /// Master: the run lock's timeout; a master that dies frees the run id after it
+    /// (default 10 s; the lock is renewed every third of it while the master lives).
+    pub lock_timeout: Duration,
 }
 
 impl Default for DistributedConfig {
@@ -68,6 +71,7 @@ impl Default for DistributedConfig {
             wait_timeout: Duration::from_secs(60),
             exit_on_master_loss: false,
             quit_workers_at_end: false,
+            lock_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -145,7 +149,7 @@ impl MasterRunner {
     pub async fn run(mut self) -> Result<RunReport, RunError> {
         let keys = Keys::new(&self.dist.run_id);
         let run_lock =
-            RedisLock::with_lock(&self.redis, &keys, "master", Duration::from_secs(10)).await?;
+            RedisLock::with_lock(&self.redis, &keys, "master", self.dist.lock_timeout).await?;
         let coord = DistributedCoordinator::new(
             self.redis.clone(),
             &self.dist.run_id,
@@ -219,12 +223,23 @@ impl MasterRunner {
             })
             .await?;
 
-        // Wait for the expected workers.
+        // Wait for the expected workers, announcing this master to all of them: a worker
+        // that lost its previous master says hello again when it hears one.
         let deadline = Instant::now() + self.dist.wait_timeout;
+        let mut next_announce = Instant::now();
         loop {
             let ready = lock(&workers).values().filter(|w| w.compatible).count();
             if ready >= self.dist.expect_workers {
                 break;
+            }
+            if Instant::now() >= next_announce {
+                next_announce = Instant::now() + self.dist.heartbeat_interval;
+                let hb = Message::Heartbeat {
+                    state: RunnerState::Ready,
+                    users: 0,
+                    has_setup: true,
+                };
+                coord.publish(ChannelType::Command, hb, None).await?;
             }
             if Instant::now() >= deadline {
                 return Err(RunError::NotEnoughWorkers {
@@ -442,6 +457,14 @@ impl MasterRunner {
                         .map(|(id, w)| (id.clone(), w.has_setup))
                         .collect()
                 };
+                // Broadcast too: a worker this master counts as MISSING gets no heartbeat of
+                // its own, and needs one to rejoin.
+                let announce = Message::Heartbeat {
+                    state: self.states.get_current_state(),
+                    users: 0,
+                    has_setup: true,
+                };
+                coord.publish(ChannelType::Command, announce, None).await?;
                 for (id, has_setup) in &ids {
                     let hb = Message::Heartbeat {
                         state: self.states.get_current_state(),
@@ -616,12 +639,20 @@ impl WorkerRunner {
         );
         // Commands are absolute and repeated: when the queue is full, dropping one is safe.
         let (tx, mut rx) = mpsc::channel::<Message>(256);
+        let (seen_tx, seen_rx) = watch::channel(Instant::now());
+        let seen_tx = Arc::new(seen_tx);
+        let seen = Arc::clone(&seen_tx);
         let _cmds = coord
             .subscribe(ChannelType::Command, move |env| {
-                let _ = tx.try_send(env.message);
+                // The master's broadcast heartbeat: how a worker that lost its master
+                // learns that a (new) master is there, before it knows this worker.
+                if matches!(env.message, Message::Heartbeat { .. }) {
+                    seen.send_replace(Instant::now());
+                } else {
+                    let _ = tx.try_send(env.message);
+                }
             })
             .await?;
-        let (seen_tx, seen_rx) = watch::channel(Instant::now());
         let _beats = coord
             .subscribe(ChannelType::Heartbeat, move |_env| {
                 seen_tx.send_replace(Instant::now());

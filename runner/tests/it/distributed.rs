@@ -67,6 +67,7 @@ fn dist(run: &str, workers: usize) -> DistributedConfig {
         wait_timeout: Duration::from_secs(10),
         exit_on_master_loss: false,
         quit_workers_at_end: false,
+        lock_timeout: Duration::from_secs(2),
     }
 }
 
@@ -264,4 +265,70 @@ async fn a_second_master_is_refused_and_missing_workers_time_out() {
     assert!(matches!(err, RunError::MasterExists), "{err}");
     let err = first.await.unwrap().unwrap_err();
     assert_eq!(err.to_string(), "0 of 2 workers arrived in time");
+}
+
+async fn relay_master(url: &str) -> MasterRunner {
+    let rec = rec_type(&Arc::new(Counters::default()));
+    let shape = ConstantShape::new(4, IMMEDIATE, None).unwrap();
+    MasterRunner::new(
+        vec![rec],
+        Box::new(shape),
+        Hooks::default(),
+        config(),
+        dist("relay", 2),
+        Redis::connect(url).await.unwrap(),
+        None,
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_stop_when_the_master_is_lost_and_rejoin_a_new_one() {
+    let srv = RedisServer::start().unwrap();
+    let (counters, workers) = start_workers(&srv, "relay", 2).await;
+    let first = tokio::spawn(relay_master(&srv.url()).await.run());
+    wait_until("2 users on each worker", Duration::from_secs(10), || {
+        live(&counters) == [2, 2]
+    })
+    .await;
+    // The master dies without a word.
+    first.abort();
+    // master_timeout is 3 s here: the workers stop their users within it (plus a beat).
+    wait_until(
+        "workers to stop their users",
+        Duration::from_secs(5),
+        || live(&counters) == [0, 0],
+    )
+    .await;
+    // A new master: refused while the dead one's lock lives (up to 10 s), then it runs.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let (handle, run) = loop {
+        let master = relay_master(&srv.url()).await;
+        let handle = master.handle();
+        let run = tokio::spawn(master.run());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if !run.is_finished() {
+            break (handle, run);
+        }
+        match run.await.unwrap() {
+            Err(RunError::MasterExists) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the lock never expired"
+            ),
+            other => panic!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    wait_until(
+        "the workers to rejoin and run again",
+        Duration::from_secs(10),
+        || live(&counters) == [2, 2],
+    )
+    .await;
+    handle.stop().await;
+    let report = run.await.unwrap().unwrap();
+    assert!(report.snapshot.total().requests > 0);
+    for w in workers {
+        w.abort();
+    }
 }
