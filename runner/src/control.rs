@@ -4,7 +4,7 @@
 //! | route | does |
 //! |---|---|
 //! | `GET /metrics` | Prometheus text exposition (`aiotest_*`) |
-//! | `GET /api/state` | `{"state", "users", "requests", "failures", "rps", "p95_ms"}` |
+//! | `GET /api/state` | `{"state", "users", "requests", "failures", "rps", "p95_ms", "workers"}` |
 //! | `POST /api/pause`, `/api/resume`, `/api/stop`, `/api/quit` | the runner commands |
 //! | `POST /api/users` | body `{"users": N}`: change the target user count |
 //!
@@ -182,6 +182,7 @@ async fn route(
                     "failures": live.total_failures,
                     "rps": live.totals.rps,
                     "p95_ms": live.totals.p95_us as f64 / 1_000.0,
+                    "workers": handle.workers(),
                 }),
             )
         }

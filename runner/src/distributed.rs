@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use crate::local::{Command, Shared, Sinks, lock, now_us};
 use crate::manager::UserManager;
 use crate::user_loop::{UserEnv, UserStats};
-use crate::{RunConfig, RunError, RunReport, RunnerHandle, StopReason};
+use crate::{RunConfig, RunError, RunReport, RunnerHandle, StopReason, WorkerView};
 
 /// Settings shared by masters and workers.
 #[derive(Debug, Clone)]
@@ -80,6 +80,7 @@ impl Default for DistributedConfig {
 #[derive(Debug, Clone)]
 struct WorkerInfo {
     last_seen: Instant,
+    state: RunnerState,
     users: u64,
     has_setup: bool,
     missing: bool,
@@ -163,11 +164,14 @@ impl MasterRunner {
         let _beats = coord
             .subscribe(ChannelType::Heartbeat, move |env| {
                 if let Message::Heartbeat {
-                    users, has_setup, ..
+                    state,
+                    users,
+                    has_setup,
                 } = env.message
                     && let Some(info) = lock(&w).get_mut(&env.sender)
                 {
                     info.last_seen = Instant::now();
+                    info.state = state;
                     info.users = users;
                     info.has_setup = has_setup;
                 }
@@ -192,6 +196,7 @@ impl MasterRunner {
                         env.sender.clone(),
                         WorkerInfo {
                             last_seen: Instant::now(),
+                            state: RunnerState::Ready,
                             users: 0,
                             has_setup: false,
                             missing: false,
@@ -457,6 +462,7 @@ impl MasterRunner {
                         .map(|(id, w)| (id.clone(), w.has_setup))
                         .collect()
                 };
+                publish_workers(&shared, workers);
                 // Broadcast too: a worker this master counts as MISSING gets no heartbeat of
                 // its own, and needs one to rejoin.
                 let announce = Message::Heartbeat {
@@ -563,6 +569,33 @@ async fn dispatch(
         .zip(by_type)
         .collect();
     Ok(())
+}
+
+/// Publishes the workers' view (handle, `/api/state`) and the Prometheus gauge.
+fn publish_workers(shared: &Shared, workers: &Workers) {
+    let views: Vec<WorkerView> = lock(workers)
+        .iter()
+        .map(|(id, w)| WorkerView {
+            id: id.clone(),
+            state: if w.missing {
+                RunnerState::Missing
+            } else {
+                w.state
+            },
+            users: if w.missing { 0 } else { w.users },
+        })
+        .collect();
+    if let Some(e) = &shared.exporter {
+        let mut by_state: Vec<(RunnerState, u64)> = Vec::new();
+        for v in &views {
+            match by_state.iter_mut().find(|(s, _)| *s == v.state) {
+                Some((_, n)) => *n += 1,
+                None => by_state.push((v.state, 1)),
+            }
+        }
+        e.set_workers(&by_state);
+    }
+    *lock(&shared.workers) = views;
 }
 
 /// What a worker reports when it ends.

@@ -51,7 +51,9 @@ mod user_loop;
 
 pub use control::{ControlError, ControlServer, serve_control};
 pub use distributed::{DistributedConfig, MasterRunner, WorkerReport, WorkerRunner};
-pub use local::{LocalRunner, RunConfig, RunError, RunReport, RunnerHandle, StopReason};
+pub use local::{
+    LocalRunner, RunConfig, RunError, RunReport, RunnerHandle, StopReason, WorkerView,
+};
 pub use manager::UserManager;
 pub use summary::Summary;
 pub use threshold::{Threshold, ThresholdError, ThresholdResult};

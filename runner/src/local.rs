@@ -145,7 +145,19 @@ pub struct RunReport {
 pub(crate) struct Shared {
     pub(crate) live: Mutex<LiveView>,
     pub(crate) users: Mutex<Vec<(String, u64)>>,
+    pub(crate) workers: Mutex<Vec<WorkerView>>,
     pub(crate) exporter: Option<Arc<PrometheusExporter>>,
+}
+
+/// A distributed run's worker, as its master sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerView {
+    /// The worker's node id.
+    pub id: String,
+    /// Its state (MISSING when silent past the liveness timeout).
+    pub state: RunnerState,
+    /// Users it reported in its last heartbeat.
+    pub users: u64,
 }
 
 /// Controls and observes a running [`LocalRunner`]. Cheap to clone.
@@ -179,6 +191,7 @@ impl RunnerHandle {
             shared: Arc::new(Shared {
                 live: Mutex::new(LiveView::default()),
                 users: Mutex::new(Vec::new()),
+                workers: Mutex::new(Vec::new()),
                 exporter,
             }),
         };
@@ -243,6 +256,11 @@ impl RunnerHandle {
     /// Totals and the current window's figures.
     pub fn live(&self) -> LiveStats {
         lock(&self.shared.live).current(now_us())
+    }
+
+    /// A distributed run's workers as the master sees them (empty for a local run).
+    pub fn workers(&self) -> Vec<WorkerView> {
+        lock(&self.shared.workers).clone()
     }
 
     /// Running users per user type.

@@ -492,3 +492,167 @@ mod binary_entry {
         assert_eq!(summarized.load(Ordering::Relaxed), 0);
     }
 }
+
+mod distributed {
+    //! Real master and worker processes over a private redis-server.
+
+    use std::io::{Read, Write};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use aiotest_coordinator::testutil::RedisServer;
+
+    /// Kills the process when dropped, so a failing test leaves nothing running.
+    struct Proc(Child);
+
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn spawn(args: &[&str]) -> Proc {
+        Proc(
+            Command::new(env!("CARGO_BIN_EXE_aiotest"))
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn http(port: u16, method: &str, path: &str) -> Option<serde_json::Value> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        serde_json::from_str(out.split_once("\r\n\r\n")?.1).ok()
+    }
+
+    fn worker_views(port: u16) -> Vec<(String, String, u64)> {
+        http(port, "GET", "/api/state")
+            .and_then(|v| v["workers"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|w| {
+                (
+                    w["id"].as_str().unwrap_or("").to_owned(),
+                    w["state"].as_str().unwrap_or("").to_owned(),
+                    w["users"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    #[test]
+    fn a_worker_killed_with_sigkill_goes_missing_and_its_users_move() {
+        let redis = RedisServer::start().unwrap();
+        let t = super::target();
+        let url = format!("http://{}/", t.addr);
+        let control = free_port();
+        let control_addr = format!("127.0.0.1:{control}");
+        let master = spawn(&[
+            "run",
+            "--url",
+            &url,
+            "--master",
+            "--expect-workers",
+            "3",
+            "--redis",
+            &redis.url(),
+            "--run-id",
+            "sigkill",
+            "-u",
+            "9",
+            "--wait",
+            "0.01",
+            "--control-addr",
+            &control_addr,
+            "-q",
+        ]);
+        let mut workers: Vec<Proc> = (0..3)
+            .map(|_| {
+                spawn(&[
+                    "run",
+                    "--worker",
+                    "--redis",
+                    &redis.url(),
+                    "--run-id",
+                    "sigkill",
+                    "-q",
+                ])
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let w = worker_views(control);
+            if w.len() == 3 && w.iter().all(|(_, s, u)| s == "RUNNING" && *u == 3) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "workers never ran 3 users each: {w:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // SIGKILL one worker: no goodbye, no final flush.
+        let victim = workers.remove(0);
+        let mut victim = victim;
+        victim.0.kill().unwrap();
+        let _ = victim.0.wait();
+        let killed = Instant::now();
+        let moved = loop {
+            let w = worker_views(control);
+            let missing = w.iter().filter(|(_, s, _)| s == "MISSING").count();
+            let carried: u64 = w
+                .iter()
+                .filter(|(_, s, _)| s == "RUNNING")
+                .map(|(_, _, u)| u)
+                .sum();
+            if missing == 1 && carried == 9 {
+                break killed.elapsed();
+            }
+            assert!(
+                killed.elapsed() < Duration::from_secs(10),
+                "not moved: {w:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(
+            moved < Duration::from_secs(7),
+            "MISSING and users moved after {moved:?}"
+        );
+        assert!(http(control, "POST", "/api/stop").is_some());
+        let mut master = master;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while master.0.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the master did not exit");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for mut w in workers {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while w.0.try_wait().unwrap().is_none() {
+                assert!(
+                    Instant::now() < deadline,
+                    "a worker did not exit after the master"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
