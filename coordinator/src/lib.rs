@@ -13,7 +13,7 @@
 //! - [`RedisLock`]: `with_lock(redis, keys, name, timeout)`: `SET NX PX` with a random
 //!   token, renewal while held, compare-and-delete release.
 //! - Feature `test-util`: `testutil::RedisServer`, a private `redis-server` on a free
-//!   port, stopped on drop.
+//!   port (plain, with a password, or TLS-only with a fresh CA), stopped on drop.
 //!
 //! **Who should depend on it:** the runner's master and worker, and tools that talk to a
 //! running distributed test. The master and worker runners themselves are not built yet.

@@ -76,6 +76,37 @@ impl Redis {
         Ok(Redis { client, config })
     }
 
+    /// Connects to a `rediss://` URL whose server certificate is signed by `ca_pem` (a
+    /// private CA) rather than a CA the system trusts.
+    pub async fn connect_with_root_ca(url: &str, ca_pem: &[u8]) -> Result<Self, CoordError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let bad = |reason: String| CoordError::BadUrl {
+            url: hide_password(url),
+            reason,
+        };
+        let mut config = Config::from_url(url).map_err(|e| bad(e.details().to_string()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
+            let cert = cert.map_err(|e| bad(format!("CA certificate: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| bad(format!("CA certificate: {e}")))?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(format!("TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.tls = Some(tls.into());
+        let client = Builder::from_config(config.clone())
+            .set_policy(policy())
+            .build()?;
+        client.init().await?;
+        Ok(Redis { client, config })
+    }
+
     /// The command client.
     pub(crate) fn client(&self) -> &Client {
         &self.client

@@ -11,6 +11,8 @@ pub struct RedisServer {
     child: Child,
     port: u16,
     password: Option<String>,
+    /// With TLS: the directory holding the certificate files (removed on drop).
+    tls_dir: Option<std::path::PathBuf>,
 }
 
 /// Why the server did not start.
@@ -62,6 +64,7 @@ impl RedisServer {
             child,
             port,
             password,
+            tls_dir: None,
         };
         server.wait_ready()?;
         Ok(server)
@@ -81,6 +84,76 @@ impl RedisServer {
         )))
     }
 
+    /// Starts a server speaking only TLS, with a certificate for 127.0.0.1 and localhost
+    /// signed by a fresh CA. Returns the server and the CA's PEM, which clients must trust
+    /// (`Redis::connect_with_root_ca`); its URL is `rediss://`.
+    pub fn start_tls() -> Result<(Self, String), RedisServerError> {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let tls = |e: rcgen::Error| RedisServerError::NotReady(format!("test certificate: {e}"));
+        let ca_key = KeyPair::generate().map_err(tls)?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(tls)?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).map_err(tls)?;
+        let key = KeyPair::generate().map_err(tls)?;
+        let params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .map_err(tls)?;
+        let cert = params
+            .signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))
+            .map_err(tls)?;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| RedisServerError::NotReady(format!("no free port: {e}")))?
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("aiotest-redis-tls-{}-{port}", std::process::id()));
+        let io =
+            |e: std::io::Error| RedisServerError::NotReady(format!("writing certificates: {e}"));
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let (cert_file, key_file, ca_file) = (
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
+            dir.join("ca.pem"),
+        );
+        std::fs::write(&cert_file, cert.pem()).map_err(io)?;
+        std::fs::write(&key_file, key.serialize_pem()).map_err(io)?;
+        std::fs::write(&ca_file, ca.pem()).map_err(io)?;
+        let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args([
+                "--tls-cert-file",
+                &path(&cert_file),
+                "--tls-key-file",
+                &path(&key_file),
+            ])
+            .args([
+                "--tls-ca-cert-file",
+                &path(&ca_file),
+                "--tls-auth-clients",
+                "no",
+            ])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(RedisServerError::Spawn)?;
+        let server = RedisServer {
+            child,
+            port,
+            password: None,
+            tls_dir: Some(dir),
+        };
+        server.wait_ready()?;
+        Ok((server, ca.pem()))
+    }
+
     /// The port.
     pub fn port(&self) -> u16 {
         self.port
@@ -88,9 +161,14 @@ impl RedisServer {
 
     /// A `redis://` URL for this server (with the password, if any).
     pub fn url(&self) -> String {
+        let scheme = if self.tls_dir.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         match &self.password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(p) => format!("{scheme}://:{p}@127.0.0.1:{}", self.port),
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
         }
     }
 }
@@ -99,5 +177,8 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.tls_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

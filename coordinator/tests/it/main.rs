@@ -381,3 +381,39 @@ async fn a_password_comes_from_the_url_and_bad_urls_are_named() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_works_with_a_trusted_ca_and_fails_without() {
+    let (srv, ca) = RedisServer::start_tls().unwrap();
+    assert!(srv.url().starts_with("rediss://127.0.0.1:"));
+    let redis = Redis::connect_with_root_ca(&srv.url(), ca.as_bytes())
+        .await
+        .unwrap();
+    let lock = RedisLock::with_lock(&redis, &Keys::new("tls"), "m", Duration::from_secs(5))
+        .await
+        .unwrap();
+    lock.release().await.unwrap();
+    // The same coordination works over TLS.
+    let master = DistributedCoordinator::new(redis.clone(), "tls", "master", NodeType::Master);
+    let worker = DistributedCoordinator::new(
+        Redis::connect_with_root_ca(&srv.url(), ca.as_bytes())
+            .await
+            .unwrap(),
+        "tls",
+        "w1",
+        NodeType::Worker,
+    );
+    let (got, h) = inbox();
+    let _s = worker.subscribe(ChannelType::Command, h).await.unwrap();
+    master
+        .publish(ChannelType::Command, Message::Pause, None)
+        .await
+        .unwrap();
+    assert_eq!(wait_for(&got, 1).await.len(), 1);
+    // Without the CA the certificate is not trusted.
+    let untrusted = tokio::time::timeout(Duration::from_secs(5), Redis::connect(&srv.url())).await;
+    assert!(
+        !matches!(untrusted, Ok(Ok(_))),
+        "an untrusted certificate must not connect"
+    );
+}
