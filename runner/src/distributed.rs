@@ -19,9 +19,7 @@ use std::time::Duration;
 use aiotest_coordinator::wire::{ChannelType, Keys, Message, NodeType};
 use aiotest_coordinator::{CoordError, DistributedCoordinator, LockError, Redis, RedisLock};
 use aiotest_core::clock::RunClock;
-use aiotest_core::lifecycle::{
-    Hooks, LifecycleError, Phase, SetupContext, SetupOutcome, teardown_runs,
-};
+use aiotest_core::lifecycle::{Hooks, LifecycleError, Phase, SetupOutcome, teardown_runs};
 use aiotest_core::shape::{LoadUserShape, validate_spawn_rate};
 use aiotest_core::state::{Role, RunnerState, StateManager};
 use aiotest_core::user::UserType;
@@ -30,7 +28,7 @@ use aiotest_metrics::{MetricsCollector, MetricsSink, RequestMetricsEvent, Snapsh
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::local::{Command, Shared, Sinks, lock, now_us};
+use crate::local::{Command, Shared, Sinks, lock, now_us, run_setup, run_teardown};
 use crate::manager::UserManager;
 use crate::user_loop::{UserEnv, UserStats};
 use crate::{RunConfig, RunError, RunReport, RunnerHandle, StopReason, WorkerView};
@@ -256,7 +254,20 @@ impl MasterRunner {
         }
 
         self.enter(RunnerState::Starting);
-        let (setup, setup_error) = self.run_setup().await;
+        // Setup's own requests are counted: they merge into the run's totals.
+        let setup_metrics =
+            MetricsCollector::new(self.config.metrics.clone(), RequestMetricsEvent::new())?;
+        let (setup, setup_error) = run_setup(&self.hooks, &self.config, &setup_metrics).await;
+        {
+            let shared = Arc::clone(self.handle.shared());
+            setup_metrics.flush_to(
+                &mut Sinks {
+                    live: &shared.live,
+                    exporter: shared.exporter.as_deref(),
+                },
+                now_us(),
+            );
+        }
         if let SetupOutcome::Failed = setup {
             self.enter(RunnerState::Stopping);
             self.enter(RunnerState::Ready);
@@ -321,7 +332,7 @@ impl MasterRunner {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let teardown = if teardown_runs(&self.hooks, &setup, self.config.no_teardown) {
-            Some(self.run_teardown(setup.data().cloned()).await)
+            Some(run_teardown(&self.hooks, setup.data().cloned()).await)
         } else {
             None
         };
@@ -349,45 +360,6 @@ impl MasterRunner {
             cancelled_users: 0,
             missing_workers,
         })
-    }
-
-    async fn run_setup(&mut self) -> (SetupOutcome, Option<LifecycleError>) {
-        if self.config.no_setup {
-            return (SetupOutcome::Skipped, None);
-        }
-        let ctx = SetupContext::new(self.config.host.as_deref().map(Arc::from));
-        let Some(fut) = self.hooks.run_setup(ctx) else {
-            return (SetupOutcome::NotDefined, None);
-        };
-        let timeout = self.hooks.setup_timeout();
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(Ok(data)) => (SetupOutcome::Done(data), None),
-            Ok(Err(e)) => (SetupOutcome::Failed, Some(e)),
-            Err(_) => (
-                SetupOutcome::Failed,
-                Some(LifecycleError::Timeout {
-                    phase: Phase::Setup,
-                    after: timeout,
-                }),
-            ),
-        }
-    }
-
-    async fn run_teardown(
-        &mut self,
-        data: Option<aiotest_core::lifecycle::SetupData>,
-    ) -> Result<(), LifecycleError> {
-        let Some(fut) = self.hooks.run_teardown(data) else {
-            return Ok(());
-        };
-        let timeout = self.hooks.teardown_timeout();
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(LifecycleError::Timeout {
-                phase: Phase::Teardown,
-                after: timeout,
-            }),
-        }
     }
 
     async fn control_loop(

@@ -387,7 +387,7 @@ impl LocalRunner {
         self.enter(RunnerState::Starting);
         // Created before setup, so setup's own requests are counted like any other.
         let collector = MetricsCollector::new(self.config.metrics.clone(), self.event.clone())?;
-        let setup = self.run_setup(&collector).await;
+        let setup = run_setup(&self.hooks, &self.config, &collector).await;
         if let SetupOutcome::Failed = setup.0 {
             self.enter(RunnerState::Stopping);
             self.enter(RunnerState::Ready);
@@ -443,7 +443,7 @@ impl LocalRunner {
             now_us(),
         );
         let teardown = if teardown_runs(&self.hooks, &setup, self.config.no_teardown) {
-            Some(self.run_teardown(setup.data().cloned()).await)
+            Some(run_teardown(&self.hooks, setup.data().cloned()).await)
         } else {
             None
         };
@@ -468,58 +468,6 @@ impl LocalRunner {
             cancelled_users: cancelled,
             missing_workers: Vec::new(),
         })
-    }
-
-    async fn run_setup(
-        &mut self,
-        collector: &MetricsCollector,
-    ) -> (SetupOutcome, Option<LifecycleError>) {
-        if self.config.no_setup {
-            return (SetupOutcome::Skipped, None);
-        }
-        let ctx = SetupContext::new(self.config.host.as_deref().map(Arc::from))
-            .with(collector.recorder())
-            .with(collector.clone());
-        let Some(fut) = self.hooks.run_setup(ctx) else {
-            return (SetupOutcome::NotDefined, None);
-        };
-        let timeout = self.hooks.setup_timeout();
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(Ok(data)) => (SetupOutcome::Done(data), None),
-            Ok(Err(e)) => {
-                tracing::error!("{e}");
-                (SetupOutcome::Failed, Some(e))
-            }
-            Err(_) => {
-                let e = LifecycleError::Timeout {
-                    phase: Phase::Setup,
-                    after: timeout,
-                };
-                tracing::error!("{e}");
-                (SetupOutcome::Failed, Some(e))
-            }
-        }
-    }
-
-    async fn run_teardown(
-        &mut self,
-        data: Option<aiotest_core::lifecycle::SetupData>,
-    ) -> Result<(), LifecycleError> {
-        let Some(fut) = self.hooks.run_teardown(data) else {
-            return Ok(());
-        };
-        let timeout = self.hooks.teardown_timeout();
-        let result = match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(LifecycleError::Timeout {
-                phase: Phase::Teardown,
-                after: timeout,
-            }),
-        };
-        if let Err(e) = &result {
-            tracing::error!("{e}");
-        }
-        result
     }
 
     fn publish_users(&self, manager: &UserManager) {
@@ -635,4 +583,55 @@ impl LocalRunner {
             }
         }
     }
+}
+
+/// Runs setup under its timeout, if there is one and it is not skipped. Setup gets the
+/// run's recorder (and collector) in its context, so its own requests are counted.
+pub(crate) async fn run_setup(
+    hooks: &Hooks,
+    config: &RunConfig,
+    collector: &MetricsCollector,
+) -> (SetupOutcome, Option<LifecycleError>) {
+    if config.no_setup {
+        return (SetupOutcome::Skipped, None);
+    }
+    let ctx = SetupContext::new(config.host.as_deref().map(Arc::from))
+        .with(collector.recorder())
+        .with(collector.clone());
+    let Some(fut) = hooks.run_setup(ctx) else {
+        return (SetupOutcome::NotDefined, None);
+    };
+    let timeout = hooks.setup_timeout();
+    let error = match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(data)) => return (SetupOutcome::Done(data), None),
+        Ok(Err(e)) => e,
+        Err(_) => LifecycleError::Timeout {
+            phase: Phase::Setup,
+            after: timeout,
+        },
+    };
+    tracing::error!("{error}");
+    (SetupOutcome::Failed, Some(error))
+}
+
+/// Runs teardown under its timeout, if there is one.
+pub(crate) async fn run_teardown(
+    hooks: &Hooks,
+    data: Option<aiotest_core::lifecycle::SetupData>,
+) -> Result<(), LifecycleError> {
+    let Some(fut) = hooks.run_teardown(data) else {
+        return Ok(());
+    };
+    let timeout = hooks.teardown_timeout();
+    let result = match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(LifecycleError::Timeout {
+            phase: Phase::Teardown,
+            after: timeout,
+        }),
+    };
+    if let Err(e) = &result {
+        tracing::error!("{e}");
+    }
+    result
 }
