@@ -22,7 +22,8 @@
 //! ## Cost
 //!
 //! A kept-alive GET against a local hyper server, client thread only, counted in
-//! instructions by callgrind (deterministic; CPU time on the 2-core VM varies ±20%):
+//! instructions by callgrind (deterministic; CPU time on the 2-core VM varies ±20%), with
+//! the `callgrind_probe` example (its docs give the commands):
 //!
 //! | loop | instructions per request |
 //! |---|---|
