@@ -12,6 +12,7 @@ use aiotest_core::user::UserContext;
 use aiotest_metrics::{ErrorCategory, MetricsCollector, Recorder, RequestRecord};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, COOKIE, HOST, HeaderName, HeaderValue, SET_COOKIE};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
@@ -20,6 +21,8 @@ use serde::de::DeserializeOwned;
 use crate::conn::{Connection, Origin, Sender, connect, tls_config};
 use crate::cookies::CookieJar;
 use crate::naming::name_for_path;
+use crate::target::{Targets, join};
+use crate::timer::{CoarseTimer, WallClock};
 
 /// A setting of [`HttpUser`] that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,6 +74,8 @@ struct Base {
     prefix: String,
     /// `host[:port]` as written, for the Host header.
     authority: HeaderValue,
+    /// The same, for HTTP/2 request URIs.
+    uri_authority: Authority,
 }
 
 /// The settings of an HTTP user type, as in the seed's `HttpUser`: `host`, `timeout`
@@ -252,6 +257,7 @@ fn parse_base(host: &str) -> Result<Base, HttpConfigError> {
         prefix: uri.path().trim_end_matches('/').to_owned(),
         authority: HeaderValue::from_str(authority.as_str())
             .map_err(|_| bad("invalid authority"))?,
+        uri_authority: authority.clone(),
     })
 }
 
@@ -311,7 +317,9 @@ impl HttpUser {
             rng: aiotest_core::fastrand::Rng::new(),
             retries: 0,
             connections_opened: 0,
-            timer: crate::timer::CoarseTimer::default(),
+            timer: CoarseTimer::default(),
+            wall: WallClock::default(),
+            targets: Targets::default(),
         }
     }
 }
@@ -328,7 +336,10 @@ pub struct HttpClient {
     rng: aiotest_core::fastrand::Rng,
     retries: u64,
     connections_opened: u64,
-    timer: crate::timer::CoarseTimer,
+    timer: CoarseTimer,
+    wall: WallClock,
+    /// Parsed targets and names of the paths this user requested.
+    targets: Targets,
     /// The base URL: the run's host if the context gave one, else the settings'.
     base: Option<Arc<Base>>,
 }
@@ -569,7 +580,7 @@ impl<'c> RequestBuilder<'c> {
         );
         let mut attempt = 0u32;
         loop {
-            let (mut response, meta) = client.attempt(&plan, attempt).await;
+            let (mut response, meta) = client.attempt(&plan).await;
             let retryable = response.error.as_ref().is_some_and(|e| {
                 matches!(
                     e.category,
@@ -585,7 +596,7 @@ impl<'c> RequestBuilder<'c> {
                 attempt += 1;
                 client.retries += 1;
                 // The backoff is outside every attempt's measured time.
-                tokio::time::sleep(client.backoff(attempt)).await;
+                Box::pin(tokio::time::sleep(client.backoff(attempt))).await;
                 continue;
             }
             // The final attempt: the user's check has its say before the record is made,
@@ -610,6 +621,8 @@ struct Meta {
     sent_at_us: u64,
     bytes_sent: u64,
     bytes_received: u64,
+    /// The path's entry in the client's target table, if it has one.
+    entry: Option<usize>,
 }
 
 struct Plan {
@@ -731,13 +744,14 @@ impl HttpClient {
         exp.mul_f64(0.5 + self.rng.f64() * 0.5)
     }
 
-    /// Resolves the target of `plan`: origin, request target (path and query), Host.
-    fn target_in<'s>(
+    /// Resolves the target of `plan`: the base (origin, Host) and the request target
+    /// (path and query), with its entry in `targets` when the path is kept there.
+    fn resolve<'s>(
         base: Option<&'s Base>,
+        targets: &mut Targets,
         plan: &Plan,
-    ) -> Result<(Cow<'s, Base>, String), String> {
-        let (base, path) = if plan.path.starts_with("http://") || plan.path.starts_with("https://")
-        {
+    ) -> Result<(Cow<'s, Base>, PathAndQuery, Option<usize>), String> {
+        if plan.path.starts_with("http://") || plan.path.starts_with("https://") {
             let uri: Uri = plan
                 .path
                 .parse()
@@ -748,34 +762,31 @@ impl HttpClient {
                 uri.authority().map_or("", |a| a.as_str())
             ))
             .map_err(|e| e.to_string())?;
-            let p = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-            (Cow::Owned(b), p)
-        } else {
-            let Some(b) = base else {
-                return Err(format!("relative path `{}` but no host is set", plan.path));
-            };
-            let extra = plan.query.as_ref().map_or(0, |q| q.len() + 1);
-            let mut p = String::with_capacity(b.prefix.len() + plan.path.len() + 1 + extra);
-            p.push_str(&b.prefix);
-            if !plan.path.starts_with('/') {
-                p.push('/');
-            }
-            p.push_str(&plan.path);
-            (Cow::Borrowed(b), p)
-        };
-        let mut target: String = path;
-        if let Some(q) = &plan.query {
-            target.push(if target.contains('?') { '&' } else { '?' });
-            target.push_str(q);
+            let path = uri.path_and_query().map_or("/", |p| p.as_str());
+            let target = join("", path, plan.query.as_deref())
+                .map_err(|e| format!("bad URL `{}`: {e}", plan.path))?;
+            return Ok((Cow::Owned(b), target, None));
         }
-        Ok((base, target))
+        let Some(b) = base else {
+            return Err(format!("relative path `{}` but no host is set", plan.path));
+        };
+        if plan.query.is_none()
+            && let Some(i) = targets.index(&b.prefix, &plan.path)
+        {
+            return Ok((Cow::Borrowed(b), targets.target(i).clone(), Some(i)));
+        }
+        let target = join(&b.prefix, &plan.path, plan.query.as_deref())
+            .map_err(|e| format!("bad path `{}`: {e}", plan.path))?;
+        Ok((Cow::Borrowed(b), target, None))
     }
 
     /// One attempt, measured but not yet recorded.
-    async fn attempt(&mut self, plan: &Plan, _attempt: u32) -> (Response, Meta) {
+    async fn attempt(&mut self, plan: &Plan) -> (Response, Meta) {
+        // One clock read starts the attempt; when a kept-alive connection is ready at
+        // once, it is also the moment the request is sent.
         let started = Instant::now();
-        let sent_at_us = now_us();
-        let failed = |category, message: String, duration: Duration, bytes: (u64, u64)| {
+        let sent_at_us = self.wall.micros_at(started);
+        let failed = |category, message: String, duration: Duration, bytes: (u64, u64), entry| {
             (
                 Response {
                     status: None,
@@ -789,36 +800,41 @@ impl HttpClient {
                     sent_at_us,
                     bytes_sent: bytes.0,
                     bytes_received: bytes.1,
+                    entry,
                 },
             )
         };
         // The base is shared: holding it lets the origin be borrowed, not cloned.
         let shared_base = self.base.clone();
-        let (base, target) = match HttpClient::target_in(shared_base.as_deref(), plan) {
-            Ok(t) => t,
-            Err(message) => return failed(ErrorCategory::Other, message, Duration::ZERO, (0, 0)),
-        };
-        let (origin, authority) = (&base.origin, &base.authority);
+        let (base, target, entry) =
+            match HttpClient::resolve(shared_base.as_deref(), &mut self.targets, plan) {
+                Ok(t) => t,
+                Err(message) => {
+                    return failed(ErrorCategory::Other, message, Duration::ZERO, (0, 0), None);
+                }
+            };
+        let origin = &base.origin;
         let timeout = self.settings.timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = started + timeout;
         let timed_out = || format!("no complete response within {timeout:?}");
 
         // A reused connection can turn out closed by the server while idle; then the
         // request was never sent and goes once more on a fresh connection, unrecorded.
         let mut fresh_tries = 0;
         loop {
-            let conn_index = match self.connection(origin, deadline).await {
-                Ok(i) => i,
-                Err(e) => {
-                    let category = if e.category == ErrorCategory::Timeout {
-                        ErrorCategory::Timeout
-                    } else {
-                        e.category
-                    };
-                    return failed(category, e.message, started.elapsed(), (0, 0));
+            let (conn_index, sent) = match self.ready_connection(origin) {
+                Some(i) if fresh_tries == 0 => (i, started),
+                _ => {
+                    // The slow path (wait, or connect and handshake) is boxed: its
+                    // future is large and would otherwise be moved on every request.
+                    match Box::pin(self.open_connection(origin, deadline)).await {
+                        Ok(i) => (i, Instant::now()),
+                        Err(e) => {
+                            return failed(e.category, e.message, started.elapsed(), (0, 0), entry);
+                        }
+                    }
                 }
             };
-            let https = origin.https;
             let (is_new, baseline, h2) = {
                 let conn = &self.conns[conn_index].1;
                 let fresh = conn.requests == 0;
@@ -833,14 +849,13 @@ impl HttpClient {
                 };
                 (fresh, base, conn.is_h2())
             };
-            let request = match self.build_request(plan, origin, &target, authority, h2, https) {
+            let request = match self.build_request(plan, &base, target.clone(), h2) {
                 Ok(r) => r,
                 Err(message) => {
-                    return failed(ErrorCategory::Other, message, Duration::ZERO, (0, 0));
+                    return failed(ErrorCategory::Other, message, Duration::ZERO, (0, 0), entry);
                 }
             };
             let conn = &mut self.conns[conn_index].1;
-            let sent = Instant::now();
             let exchange = async {
                 let response = match &mut conn.sender {
                     Sender::H1(s) => s.send_request(request).await?,
@@ -850,7 +865,12 @@ impl HttpClient {
                 let body = body.collect().await?.to_bytes();
                 Ok::<_, hyper::Error>((parts, body))
             };
-            let result = self.timer.run(exchange, deadline, timeout).await;
+            self.timer.arm(deadline, timeout);
+            let result = {
+                let mut exchange = std::pin::pin!(exchange);
+                let timer = &mut self.timer;
+                std::future::poll_fn(|cx| timer.poll(cx, exchange.as_mut(), deadline)).await
+            };
             let duration = sent.elapsed();
             conn.requests += 1;
             let bytes = (
@@ -861,7 +881,7 @@ impl HttpClient {
                 Err(_elapsed) => {
                     // Mid-response: the connection cannot be reused.
                     self.conns.swap_remove(conn_index);
-                    return failed(ErrorCategory::Timeout, timed_out(), duration, bytes);
+                    return failed(ErrorCategory::Timeout, timed_out(), duration, bytes, entry);
                 }
                 Ok(Err(e)) => {
                     self.conns.swap_remove(conn_index);
@@ -870,14 +890,17 @@ impl HttpClient {
                         continue;
                     }
                     let (category, message) = categorize(&e);
-                    return failed(category, message, duration, bytes);
+                    return failed(category, message, duration, bytes, entry);
                 }
                 Ok(Ok(r)) => r,
             };
-            let now = SystemTime::now();
-            for value in parts.headers.get_all(SET_COOKIE) {
-                if let Ok(v) = value.to_str() {
-                    self.cookies.store(&origin.host, &target, v, now);
+            // Most responses set no cookie: a scan of the names is cheaper than a lookup.
+            if parts.headers.keys().any(|k| k == SET_COOKIE) {
+                let now = SystemTime::now();
+                for value in parts.headers.get_all(SET_COOKIE) {
+                    if let Ok(v) = value.to_str() {
+                        self.cookies.store(&origin.host, target.as_str(), v, now);
+                    }
                 }
             }
             let code = parts.status.as_u16();
@@ -904,22 +927,27 @@ impl HttpClient {
                     sent_at_us,
                     bytes_sent: bytes.0,
                     bytes_received: bytes.1,
+                    entry,
                 },
             );
         }
     }
 
-    /// The index of a ready connection to `origin`, reusing a live one.
-    async fn connection(
+    /// The index of a kept-alive connection to `origin` that can take a request now.
+    fn ready_connection(&self, origin: &Origin) -> Option<usize> {
+        self.conns
+            .iter()
+            .position(|(o, c)| o == origin && c.is_ready())
+    }
+
+    /// The index of a ready connection to `origin`: a live one once it is ready, else a
+    /// new one.
+    async fn open_connection(
         &mut self,
         origin: &Origin,
-        deadline: tokio::time::Instant,
+        deadline: Instant,
     ) -> Result<usize, crate::conn::ConnectError> {
         if let Some(i) = self.conns.iter().position(|(o, _)| o == origin) {
-            // The usual case, a kept-alive connection that is idle, needs no timer.
-            if self.conns[i].1.is_ready() {
-                return Ok(i);
-            }
             let ready = tokio::time::timeout_at(deadline, self.conns[i].1.ready()).await;
             if ready == Ok(true) {
                 return Ok(i);
@@ -945,55 +973,62 @@ impl HttpClient {
         Ok(self.conns.len() - 1)
     }
 
+    /// The request for one attempt. HTTP/2 carries the authority in the URI
+    /// (`:authority`); HTTP/1.1 in a Host header.
     fn build_request(
         &mut self,
         plan: &Plan,
-        origin: &Origin,
-        target: &str,
-        authority: &HeaderValue,
+        base: &Base,
+        target: PathAndQuery,
         h2: bool,
-        https: bool,
     ) -> Result<http::Request<Full<Bytes>>, String> {
-        let uri = if h2 {
-            // HTTP/2 carries the authority in the URI (:authority), not a Host header.
-            let scheme = if https { "https" } else { "http" };
-            let auth = authority.to_str().unwrap_or_default();
-            format!("{scheme}://{auth}{target}")
-        } else {
-            target.to_owned()
-        };
-        let mut request = http::Request::builder()
-            .method(plan.method.clone())
-            .uri(uri)
-            .body(Full::new(plan.body.clone()))
-            .map_err(|e| format!("invalid request: {e}"))?;
-        let headers = request.headers_mut();
-        headers.clone_from(&self.settings.default_headers);
-        for (name, value) in &plan.headers {
-            headers.append(name, value.clone());
-        }
-        if !h2 && !headers.contains_key(HOST) {
-            headers.insert(HOST, authority.clone());
-        }
-        if !self.cookies.is_empty()
+        let https = base.origin.https;
+        let cookie = !self.cookies.is_empty()
             && self.cookies.header_value(
-                &origin.host,
-                target,
+                &base.origin.host,
+                target.as_str(),
                 https,
                 SystemTime::now(),
                 &mut self.cookie_buf,
-            )
-            && let Ok(v) = HeaderValue::from_str(&self.cookie_buf)
-        {
+            );
+        let uri = if h2 {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(if https { Scheme::HTTPS } else { Scheme::HTTP });
+            parts.authority = Some(base.uri_authority.clone());
+            parts.path_and_query = Some(target);
+            Uri::from_parts(parts).map_err(|e| format!("invalid request URI: {e}"))?
+        } else {
+            Uri::from(target)
+        };
+        let mut request = http::Request::new(Full::new(plan.body.clone()));
+        *request.method_mut() = plan.method.clone();
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        if !self.settings.default_headers.is_empty() {
+            headers.clone_from(&self.settings.default_headers);
+        }
+        for (name, value) in &plan.headers {
+            headers.append(name, value.clone());
+        }
+        if !h2 && (headers.is_empty() || !headers.contains_key(HOST)) {
+            headers.insert(HOST, base.authority.clone());
+        }
+        if cookie && let Ok(v) = HeaderValue::from_str(&self.cookie_buf) {
             headers.insert(COOKIE, v);
         }
         Ok(request)
     }
 
-    fn record_name<'a>(name_buf: &'a mut String, plan: &'a Plan) -> &'a str {
-        match &plan.name {
-            Some(n) => n,
-            None => {
+    fn record_name<'a>(
+        name_buf: &'a mut String,
+        targets: &'a Targets,
+        plan: &'a Plan,
+        entry: Option<usize>,
+    ) -> &'a str {
+        match (&plan.name, entry) {
+            (Some(n), _) => n,
+            (None, Some(i)) => targets.name(i),
+            (None, None) => {
                 name_for_path(&plan.path, name_buf);
                 name_buf
             }
@@ -1001,7 +1036,7 @@ impl HttpClient {
     }
 
     fn record_unsent(&mut self, plan: &Plan, message: String) -> Response {
-        let name = Self::record_name(&mut self.name_buf, plan);
+        let name = Self::record_name(&mut self.name_buf, &self.targets, plan, None);
         self.recorder.record(&RequestRecord {
             scenario: &self.settings.scenario,
             name,
@@ -1029,7 +1064,7 @@ impl HttpClient {
     }
 
     fn record_attempt(&mut self, plan: &Plan, response: &Response, meta: &Meta, attempt: u32) {
-        let name = Self::record_name(&mut self.name_buf, plan);
+        let name = Self::record_name(&mut self.name_buf, &self.targets, plan, meta.entry);
         let error = response.error.as_ref();
         self.recorder.record(&RequestRecord {
             scenario: &self.settings.scenario,

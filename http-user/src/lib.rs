@@ -64,6 +64,7 @@ mod client;
 mod conn;
 pub mod cookies;
 pub mod naming;
+mod target;
 mod timer;
 
 pub use client::{

@@ -108,6 +108,43 @@ async fn requests_are_named_by_path_with_ids_or_explicitly() {
 }
 
 #[tokio::test]
+async fn many_distinct_paths_each_reach_their_target_and_name() {
+    // More distinct paths than a client keeps parsed (32), each asked twice, under a host
+    // with a path prefix: the kept ones and the ones built per request must agree.
+    let srv = start(false);
+    let c = collector();
+    let mut client = client(&format!("{}/api/", srv.url("http")), &c);
+    for round in 0..2 {
+        for i in 0..40 {
+            let r = client
+                .get(format!("/page{i}/item/{}", 1000 + i))
+                .send()
+                .await;
+            assert_eq!(
+                r.text(),
+                format!("/api/page{i}/item/{}", 1000 + i),
+                "round {round}"
+            );
+        }
+        let r = client
+            .get("/page3/item/9")
+            .query(&[("q", round)])
+            .send()
+            .await;
+        assert_eq!(r.text(), "/api/page3/item/9");
+    }
+    let snap = finish(client, &c);
+    for i in 0..40 {
+        let expected = if i == 3 { 4 } else { 2 };
+        assert_eq!(
+            endpoint(&snap, &format!("/page{i}/item/{{id}}"), "GET").requests,
+            expected
+        );
+    }
+    assert_eq!(snap.endpoints.len(), 40);
+}
+
+#[tokio::test]
 async fn bodies_queries_and_headers_reach_the_server() {
     let srv = start(false);
     let c = collector();

@@ -1,0 +1,69 @@
+//! Instruction counts per request, client thread only, for the loops of `aiotest-bench`:
+//! `bare` (hyper conn loop), `recorded` (the same plus timing and the metrics record),
+//! `timed` (`recorded` under `tokio::time::timeout`) and `client` (`HttpClient`), N
+//! kept-alive GETs each against an in-process server.
+//!
+//! ```sh
+//! cargo build --release -p aiotest-bench --bin callgrind_probe
+//! for m in bare recorded timed client; do for n in 1000 3000; do
+//!   valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file=/tmp/cg.$m.$n \
+//!     target/release/callgrind_probe $m $n
+//! done; done
+//! # per request = (summary of /tmp/cg.$m.3000-01 - of /tmp/cg.$m.1000-01) / 2000
+//! ```
+//!
+//! The difference of two run lengths cancels start-up, connection set-up and exit.
+
+use aiotest_bench::{Bare, aiotest_client, aiotest_get, client_runtime, start_server};
+use aiotest_metrics::MetricsCollector;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_default();
+    let n: u64 = match args.next().map(|s| s.parse()) {
+        None => 1000,
+        Some(Ok(n)) => n,
+        Some(Err(e)) => {
+            eprintln!("callgrind_probe: bad request count: {e}");
+            std::process::exit(2);
+        }
+    };
+    let addr = start_server();
+    let collector = MetricsCollector::with_defaults();
+    client_runtime().block_on(async {
+        match mode.as_str() {
+            "bare" => {
+                let mut bare = Bare::connect(addr).await;
+                for _ in 0..n {
+                    std::hint::black_box(bare.get().await);
+                }
+            }
+            "recorded" => {
+                let mut bare = Bare::connect(addr).await;
+                let mut recorder = collector.recorder();
+                for _ in 0..n {
+                    std::hint::black_box(bare.get_recorded(&mut recorder).await);
+                }
+            }
+            "timed" => {
+                let mut bare = Bare::connect(addr).await;
+                let mut recorder = collector.recorder();
+                for _ in 0..n {
+                    std::hint::black_box(bare.get_recorded_with_timeout(&mut recorder).await);
+                }
+            }
+            "client" => {
+                let mut client = aiotest_client(addr, collector.recorder());
+                for _ in 0..n {
+                    std::hint::black_box(aiotest_get(&mut client).await);
+                }
+            }
+            other => {
+                eprintln!(
+                    "callgrind_probe: unknown mode `{other}` (bare, recorded, timed, client)"
+                );
+                std::process::exit(2);
+            }
+        }
+    });
+}

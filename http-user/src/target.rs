@@ -1,0 +1,140 @@
+//! Request targets and names, built once per path and client.
+//!
+//! A virtual user asks for the same few paths again and again. Turning a path into a
+//! request target (base prefix joined, parsed into an [`http::uri::PathAndQuery`]) and
+//! into a statistics name (ids replaced) costs a few allocations and a scan; the client
+//! does that once per distinct path and keeps the result here. Later requests to the path
+//! clone the parsed target (a reference count) and borrow the name.
+//!
+//! The table is small and never evicts: paths that change every request (ids in them)
+//! would only churn it. Once full, new paths are built per request, exactly as without
+//! the table, so a user with thousands of distinct paths pays a short scan and nothing
+//! more.
+
+use http::uri::PathAndQuery;
+
+use crate::naming::name_for_path;
+
+/// Distinct paths kept per client.
+pub(crate) const CAPACITY: usize = 32;
+
+/// One remembered path.
+struct Entry {
+    /// The path as the task wrote it (relative to the base).
+    path: Box<str>,
+    /// The request target: base prefix and path, parsed.
+    target: PathAndQuery,
+    /// The statistics name.
+    name: Box<str>,
+}
+
+/// Targets and names of the paths a client has used.
+#[derive(Default)]
+pub(crate) struct Targets {
+    entries: Vec<Entry>,
+}
+
+impl Targets {
+    /// The index of `path`'s entry, creating it when there is room. `None` when the path
+    /// is not (and cannot be) kept; the caller then builds the target itself.
+    pub(crate) fn index(&mut self, prefix: &str, path: &str) -> Option<usize> {
+        if let Some(i) = self.entries.iter().position(|e| &*e.path == path) {
+            return Some(i);
+        }
+        if self.entries.len() >= CAPACITY {
+            return None;
+        }
+        let target = join(prefix, path, None).ok()?;
+        let mut name = String::new();
+        name_for_path(path, &mut name);
+        self.entries.push(Entry {
+            path: path.into(),
+            target,
+            name: name.into_boxed_str(),
+        });
+        Some(self.entries.len() - 1)
+    }
+
+    /// The parsed target of entry `i`.
+    pub(crate) fn target(&self, i: usize) -> &PathAndQuery {
+        &self.entries[i].target
+    }
+
+    /// The statistics name of entry `i`.
+    pub(crate) fn name(&self, i: usize) -> &str {
+        &self.entries[i].name
+    }
+
+    /// How many paths are kept.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// The request target for `path` under the base URL's path `prefix`, with `query` (already
+/// encoded) appended.
+pub(crate) fn join(
+    prefix: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Result<PathAndQuery, http::uri::InvalidUri> {
+    let extra = query.map_or(0, |q| q.len() + 1);
+    let mut t = String::with_capacity(prefix.len() + path.len() + 1 + extra);
+    t.push_str(prefix);
+    if !path.starts_with('/') {
+        t.push('/');
+    }
+    t.push_str(path);
+    if let Some(q) = query {
+        t.push(if t.contains('?') { '&' } else { '?' });
+        t.push_str(q);
+    }
+    PathAndQuery::try_from(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_built_once_and_found_again() {
+        let mut t = Targets::default();
+        let a = t.index("/api", "/users/42").unwrap();
+        assert_eq!(t.target(a).as_str(), "/api/users/42");
+        assert_eq!(t.name(a), "/users/{id}");
+        let b = t.index("/api", "items").unwrap();
+        assert_eq!(t.target(b).as_str(), "/api/items");
+        assert_eq!(t.index("/api", "/users/42"), Some(a));
+        // The same text from another string finds the same entry.
+        assert_eq!(t.index("/api", &String::from("/users/42")), Some(a));
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn a_full_table_keeps_what_it_has_and_takes_nothing_new() {
+        let mut t = Targets::default();
+        for i in 0..CAPACITY {
+            assert_eq!(t.index("", &format!("/p/{i}")), Some(i));
+        }
+        assert_eq!(t.index("", "/new"), None);
+        assert_eq!(t.index("", "/p/3"), Some(3));
+        assert_eq!(t.len(), CAPACITY);
+    }
+
+    #[test]
+    fn an_unparsable_path_is_not_kept() {
+        let mut t = Targets::default();
+        assert_eq!(t.index("", "/a b"), None);
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn join_appends_the_query_after_an_existing_one() {
+        assert_eq!(
+            join("", "/a?x=1", Some("y=2")).unwrap().as_str(),
+            "/a?x=1&y=2"
+        );
+        assert_eq!(join("/p", "a", Some("y=2")).unwrap().as_str(), "/p/a?y=2");
+    }
+}
