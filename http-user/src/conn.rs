@@ -17,7 +17,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
+use tokio::task::AbortHandle;
 
 /// Where a connection goes: scheme, host and port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -112,7 +112,7 @@ pub(crate) struct Connection {
     pub(crate) sender: Sender,
     pub(crate) counters: Arc<Counters>,
     pub(crate) requests: u64,
-    driver: JoinHandle<()>,
+    driver: AbortHandle,
 }
 
 impl Drop for Connection {
@@ -127,10 +127,10 @@ impl Connection {
     fn driven<C>(sender: Sender, counters: Arc<Counters>, conn: C) -> Self
     where
         C: std::future::Future + Send + 'static,
+        C::Output: Send,
     {
-        let driver = tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        // Spawned as it is, not wrapped: the driver is polled several times per request.
+        let driver = tokio::spawn(conn).abort_handle();
         Connection {
             sender,
             counters,

@@ -30,7 +30,8 @@ fn main() {
     };
     let addr = start_server();
     let collector = MetricsCollector::with_defaults();
-    client_runtime().block_on(async {
+    // The loop runs as a spawned task, as a virtual user does in a runner.
+    let user = async move {
         match mode.as_str() {
             "bare" => {
                 let mut bare = Bare::connect(addr).await;
@@ -65,5 +66,10 @@ fn main() {
                 std::process::exit(2);
             }
         }
-    });
+    };
+    let rt = client_runtime();
+    if let Err(e) = rt.block_on(rt.spawn(user)) {
+        eprintln!("callgrind_probe: the loop failed: {e}");
+        std::process::exit(1);
+    }
 }
