@@ -278,6 +278,25 @@ async fn connection_refused_is_categorized_and_retried_up_to_max_retries() {
 }
 
 #[tokio::test]
+async fn a_name_that_does_not_resolve_is_a_dns_error() {
+    // `.invalid` never resolves (RFC 2606): the system resolver fails at once, with or
+    // without a reachable name server.
+    let c = collector();
+    let mut client = HttpUser::builder()
+        .host("http://no-such-host.invalid:8080")
+        .max_retries(0)
+        .build()
+        .unwrap()
+        .client(c.recorder());
+    let r = client.get("/ok").send().await;
+    let e = r.error().unwrap();
+    assert_eq!(e.category, ErrorCategory::Dns, "{}", e.message);
+    assert!(e.message.contains("no-such-host.invalid"), "{}", e.message);
+    let snap = finish(client, &c);
+    assert_eq!(endpoint(&snap, "/ok", "GET").failures, 1);
+}
+
+#[tokio::test]
 async fn a_server_that_never_answers_is_cut_at_the_timeout() {
     let srv = start(false);
     let c = collector();
