@@ -392,11 +392,78 @@ pub(crate) mod histogram_v2 {
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Histogram<u64>, D::Error> {
         let bytes = d.deserialize_bytes(BytesVisitor)?;
+        let inflated =
+            checked_inflate(&bytes).map_err(|e| de::Error::custom(format!("histogram {e}")))?;
         let mut h: Histogram<u64> = HdrDe::new()
-            .deserialize(&mut bytes.as_slice())
+            .deserialize(&mut inflated.as_slice())
             .map_err(|e| de::Error::custom(format!("histogram: {e:?}")))?;
         h.auto(true);
         Ok(h)
+    }
+
+    /// The most a histogram may inflate to. Ours, at 3 significant digits over the whole
+    /// `u64` range, stay under 600 kB even with every bucket filled.
+    pub(crate) const MAX_INFLATED: usize = 4 << 20;
+    /// The most significant digits accepted: what aiotest records with.
+    const MAX_DIGITS: u32 = super::HISTOGRAM_SIGFIG as u32;
+    const V2_COOKIE: u32 = 0x1c84_9313;
+    const V2_DEFLATE_COOKIE: u32 = 0x1c84_9314;
+
+    /// Inflates an HDR V2 deflate histogram and checks its header before any histogram
+    /// is built from it. hdrhistogram trusts the declared sizes: a garbage or hostile
+    /// snapshot declaring a 4 GB payload or 5-digit precision over the whole range would
+    /// make it allocate that much before failing. Here the inflated size is capped, the
+    /// declared payload must be present, and the precision must be aiotest's.
+    pub(crate) fn checked_inflate(bytes: &[u8]) -> Result<Vec<u8>, String> {
+        use std::io::Read as _;
+        let (cookie, rest) = split_u32(bytes)?;
+        if cookie != V2_DEFLATE_COOKIE {
+            return Err(format!(
+                "is not HDR V2 deflate (cookie {cookie:#010x}, expected {V2_DEFLATE_COOKIE:#010x})"
+            ));
+        }
+        let (len, rest) = split_u32(rest)?;
+        let Some(compressed) = rest.get(..len as usize) else {
+            return Err(format!(
+                "declares {len} compressed bytes but carries {}",
+                rest.len()
+            ));
+        };
+        let mut inflated = Vec::new();
+        flate2::read::ZlibDecoder::new(compressed)
+            .take(MAX_INFLATED as u64 + 1)
+            .read_to_end(&mut inflated)
+            .map_err(|e| format!("does not inflate: {e}"))?;
+        if inflated.len() > MAX_INFLATED {
+            return Err(format!("inflates to more than {MAX_INFLATED} bytes"));
+        }
+        let (cookie, rest) = split_u32(&inflated)?;
+        if cookie != V2_COOKIE {
+            return Err(format!("inflates to a bad cookie {cookie:#010x}"));
+        }
+        let (payload, rest) = split_u32(rest)?;
+        // Then: normalizing offset (4), digits (4), lowest (8), highest (8), ratio (8).
+        let carried = rest.len().saturating_sub(32);
+        if payload as usize > carried {
+            return Err(format!(
+                "declares a {payload}-byte payload but carries {carried}"
+            ));
+        }
+        let (_offset, rest) = split_u32(rest)?;
+        let (digits, _) = split_u32(rest)?;
+        if digits > MAX_DIGITS {
+            return Err(format!(
+                "has {digits} significant digits, more than the {MAX_DIGITS} aiotest records"
+            ));
+        }
+        Ok(inflated)
+    }
+
+    fn split_u32(b: &[u8]) -> Result<(u32, &[u8]), String> {
+        match b.split_first_chunk::<4>() {
+            Some((head, rest)) => Ok((u32::from_be_bytes(*head), rest)),
+            None => Err("is cut short in its header".to_owned()),
+        }
     }
 
     /// Accepts bytes (MessagePack bin) or a sequence of numbers (JSON).

@@ -149,3 +149,67 @@ fn merge_adds_and_widens_the_span() {
     assert_eq!(total.status_codes, vec![(200, 2), (404, 1)]);
     assert!(!a.is_empty() && Snapshot::new().is_empty());
 }
+
+/// An HDR V2 deflate blob with the given inner header and payload bytes.
+fn hdr_blob(payload_len: u32, digits: u32, high: u64, payload: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut inner = Vec::new();
+    inner.extend_from_slice(&0x1c84_9313u32.to_be_bytes());
+    inner.extend_from_slice(&payload_len.to_be_bytes());
+    inner.extend_from_slice(&0u32.to_be_bytes());
+    inner.extend_from_slice(&digits.to_be_bytes());
+    inner.extend_from_slice(&1u64.to_be_bytes());
+    inner.extend_from_slice(&high.to_be_bytes());
+    inner.extend_from_slice(&1.0f64.to_be_bytes());
+    inner.extend_from_slice(payload);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&inner).unwrap();
+    let compressed = z.finish().unwrap();
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&0x1c84_9314u32.to_be_bytes());
+    blob.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+    blob.extend_from_slice(&compressed);
+    blob
+}
+
+/// Deserializes a histogram the way a snapshot field is (JSON byte array).
+fn decode_histogram(blob: &[u8]) -> Result<hdrhistogram::Histogram<u64>, String> {
+    let json = serde_json::to_string(blob).unwrap();
+    histogram_v2::deserialize(&mut serde_json::Deserializer::from_str(&json))
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn hostile_histograms_are_refused_before_anything_is_allocated_for_them() {
+    // A real histogram still decodes.
+    let mut s = EndpointStats::default();
+    s.record(&rec("/a", Some(200), 1_234, 1));
+    let json = serde_json::to_string(&s).unwrap();
+    let back: EndpointStats = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.requests, 1);
+
+    let cases: [(Vec<u8>, &str); 6] = [
+        // hdrhistogram would allocate the declared 4 GiB payload buffer first.
+        (
+            hdr_blob(u32::MAX, 3, 1 << 40, &[]),
+            "declares a 4294967295-byte payload",
+        ),
+        // 5 digits over the whole range: a 50 MB counts array.
+        (hdr_blob(0, 5, u64::MAX / 2, &[]), "5 significant digits"),
+        // A deflate bomb: 8 MiB of zeros compress to a few kB.
+        (
+            hdr_blob(0, 3, 1 << 40, &vec![0; 8 << 20]),
+            "inflates to more than",
+        ),
+        (
+            vec![0x1c, 0x84, 0x93, 0x14, 0, 0, 0, 99, 1, 2],
+            "declares 99 compressed bytes",
+        ),
+        (b"hello".to_vec(), "is not HDR V2 deflate"),
+        (vec![0x1c, 0x84], "cut short"),
+    ];
+    for (blob, expected) in cases {
+        let err = decode_histogram(&blob).unwrap_err();
+        assert!(err.contains(expected), "{err} (expected {expected})");
+    }
+}
