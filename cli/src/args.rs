@@ -85,6 +85,9 @@ pub struct RunArgs {
     /// The Redis a distributed test meets in: `redis://[user:password@]host:port`, or `rediss://`.
     #[arg(long)]
     pub redis: Option<String>,
+    /// A PEM file of CA certificates to trust for a `rediss://` Redis (a private CA).
+    #[arg(long, requires = "redis", value_name = "PEM")]
+    pub redis_ca: Option<std::path::PathBuf>,
     /// Distributed runs with the same id meet; different ids share a Redis unseen.
     #[arg(long, default_value = "default")]
     pub run_id: String,

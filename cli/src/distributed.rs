@@ -54,9 +54,21 @@ pub(crate) fn dist_config(args: &RunArgs) -> DistributedConfig {
 
 pub(crate) async fn connect(args: &RunArgs) -> Result<Redis, UsageError> {
     let url = args.redis.as_deref().unwrap_or_default();
-    Redis::connect(url)
+    let Some(path) = &args.redis_ca else {
+        return Redis::connect(url)
+            .await
+            .map_err(|e| UsageError(e.to_string()));
+    };
+    let named = |what: String| UsageError(format!("--redis-ca {}: {what}", path.display()));
+    if !url.starts_with("rediss://") {
+        return Err(named(
+            "a CA is for TLS; --redis must be a rediss:// URL".into(),
+        ));
+    }
+    let pem = std::fs::read(path).map_err(|e| named(format!("cannot read it: {e}")))?;
+    Redis::connect_with_root_ca(url, &pem)
         .await
-        .map_err(|e| UsageError(e.to_string()))
+        .map_err(|e| named(e.to_string()))
 }
 
 /// The master stores the plan before workers are needed.

@@ -93,6 +93,9 @@ impl Redis {
                 .add(cert)
                 .map_err(|e| bad(format!("CA certificate: {e}")))?;
         }
+        if roots.is_empty() {
+            return Err(bad("the CA file holds no PEM certificate".into()));
+        }
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

@@ -349,6 +349,39 @@ fn bad_usage_exits_2_naming_what_is_wrong() {
             "/nonexistent/plan.toml: cannot read it",
         ),
         (&["fly"], "unrecognized subcommand 'fly'"),
+        (
+            &[
+                "run",
+                "--worker",
+                "--redis",
+                "redis://127.0.0.1:1",
+                "--redis-ca",
+                "/x.pem",
+            ],
+            "--redis-ca /x.pem: a CA is for TLS; --redis must be a rediss:// URL",
+        ),
+        (
+            &[
+                "run",
+                "--worker",
+                "--redis",
+                "rediss://127.0.0.1:1",
+                "--redis-ca",
+                "/nonexistent/ca.pem",
+            ],
+            "--redis-ca /nonexistent/ca.pem: cannot read it",
+        ),
+        (
+            &[
+                "run",
+                "--worker",
+                "--redis",
+                "rediss://127.0.0.1:1",
+                "--redis-ca",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+            ],
+            "holds no PEM certificate",
+        ),
     ];
     for (args, msg) in cases {
         let out = aiotest(args);
@@ -557,6 +590,61 @@ mod distributed {
             .local_addr()
             .unwrap()
             .port()
+    }
+
+    #[test]
+    fn a_run_over_tls_with_a_private_ca_counts_every_request() {
+        let (redis, ca_pem) = RedisServer::start_tls().unwrap();
+        let ca = std::env::temp_dir().join(format!("aiotest-it-ca-{}.pem", std::process::id()));
+        std::fs::write(&ca, ca_pem).unwrap();
+        let ca_arg = ca.to_str().unwrap();
+        let t = super::target();
+        let url = format!("http://{}/", t.addr);
+        let _worker = spawn(&[
+            "run",
+            "--worker",
+            "--redis",
+            &redis.url(),
+            "--redis-ca",
+            ca_arg,
+            "--run-id",
+            "tls",
+            "-q",
+        ]);
+        let export = super::export_path("tls");
+        let out = super::aiotest(&[
+            "run",
+            "--url",
+            &url,
+            "--master",
+            "--expect-workers",
+            "1",
+            "--worker-wait",
+            "30s",
+            "--redis",
+            &redis.url(),
+            "--redis-ca",
+            ca_arg,
+            "--run-id",
+            "tls",
+            "-u",
+            "2",
+            "-t",
+            "2s",
+            "--wait",
+            "0.01",
+            "-q",
+            "--summary-export",
+            export.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", super::text(&out.stderr));
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+        let counted = json["totals"]["requests"].as_u64().unwrap();
+        assert!(counted > 10, "{counted}");
+        assert_eq!(counted, t.served.load(std::sync::atomic::Ordering::Relaxed));
+        let _ = std::fs::remove_file(export);
+        let _ = std::fs::remove_file(ca);
     }
 
     #[test]
