@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use aiotest_bench::{
-    Bare, aiotest_client, aiotest_get, client_runtime, start_server, thread_cpu_ns,
+    Bare, BareLoop, aiotest_client, aiotest_get, client_runtime, start_server, thread_cpu_ns,
 };
 use aiotest_metrics::MetricsCollector;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -25,49 +25,20 @@ fn bench(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(8));
     let collector = MetricsCollector::with_defaults();
 
-    group.bench_function("bare_hyper_conn_http1", |b| {
-        let rt = client_runtime();
-        let mut bare = rt.block_on(Bare::connect(addr));
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = thread_cpu_ns();
-                for _ in 0..iters {
-                    std::hint::black_box(bare.get().await);
-                }
-                Duration::from_nanos(thread_cpu_ns() - start)
+    for bare_loop in BareLoop::ALL {
+        group.bench_function(bare_loop.name(), |b| {
+            let rt = client_runtime();
+            let mut bare = rt.block_on(Bare::connect(addr));
+            let mut recorder = collector.recorder();
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = thread_cpu_ns();
+                    bare_loop.run(&mut bare, &mut recorder, iters).await;
+                    Duration::from_nanos(thread_cpu_ns() - start)
+                })
             })
-        })
-    });
-
-    group.bench_function("bare_plus_metrics_record", |b| {
-        let rt = client_runtime();
-        let mut bare = rt.block_on(Bare::connect(addr));
-        let mut recorder = collector.recorder();
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = thread_cpu_ns();
-                for _ in 0..iters {
-                    std::hint::black_box(bare.get_recorded(&mut recorder).await);
-                }
-                Duration::from_nanos(thread_cpu_ns() - start)
-            })
-        })
-    });
-
-    group.bench_function("bare_plus_metrics_record_and_timeout", |b| {
-        let rt = client_runtime();
-        let mut bare = rt.block_on(Bare::connect(addr));
-        let mut recorder = collector.recorder();
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = thread_cpu_ns();
-                for _ in 0..iters {
-                    std::hint::black_box(bare.get_recorded_with_timeout(&mut recorder).await);
-                }
-                Duration::from_nanos(thread_cpu_ns() - start)
-            })
-        })
-    });
+        });
+    }
 
     group.bench_function("aiotest_http_client_with_metrics", |b| {
         let rt = client_runtime();

@@ -139,6 +139,43 @@ impl Bare {
     }
 }
 
+/// The bare loops measured beside the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareLoop {
+    /// [`Bare::get`].
+    Bare,
+    /// [`Bare::get_recorded`].
+    Recorded,
+    /// [`Bare::get_recorded_with_timeout`].
+    Timed,
+}
+
+impl BareLoop {
+    /// All three, in order of what they add.
+    pub const ALL: [BareLoop; 3] = [BareLoop::Bare, BareLoop::Recorded, BareLoop::Timed];
+
+    /// The benchmark's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BareLoop::Bare => "bare_hyper_conn_http1",
+            BareLoop::Recorded => "bare_plus_metrics_record",
+            BareLoop::Timed => "bare_plus_metrics_record_and_timeout",
+        }
+    }
+
+    /// Runs `n` requests of this loop on `bare`.
+    pub async fn run(self, bare: &mut Bare, recorder: &mut Recorder, n: u64) {
+        for _ in 0..n {
+            let body = match self {
+                BareLoop::Bare => bare.get().await,
+                BareLoop::Recorded => bare.get_recorded(recorder).await,
+                BareLoop::Timed => bare.get_recorded_with_timeout(recorder).await,
+            };
+            std::hint::black_box(body);
+        }
+    }
+}
+
 /// The HTTP user's client for `addr`, recording into `recorder`, with default settings
 /// (30 s timeout, retries, cookies).
 pub fn aiotest_client(addr: SocketAddr, recorder: Recorder) -> HttpClient {

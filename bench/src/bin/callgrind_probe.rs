@@ -14,7 +14,7 @@
 //!
 //! The difference of two run lengths cancels start-up, connection set-up and exit.
 
-use aiotest_bench::{Bare, aiotest_client, aiotest_get, client_runtime, start_server};
+use aiotest_bench::{Bare, BareLoop, aiotest_client, aiotest_get, client_runtime, start_server};
 use aiotest_metrics::MetricsCollector;
 
 fn main() {
@@ -33,25 +33,14 @@ fn main() {
     // The loop runs as a spawned task, as a virtual user does in a runner.
     let user = async move {
         match mode.as_str() {
-            "bare" => {
+            "bare" | "recorded" | "timed" => {
+                let bare_loop = match mode.as_str() {
+                    "bare" => BareLoop::Bare,
+                    "recorded" => BareLoop::Recorded,
+                    _ => BareLoop::Timed,
+                };
                 let mut bare = Bare::connect(addr).await;
-                for _ in 0..n {
-                    std::hint::black_box(bare.get().await);
-                }
-            }
-            "recorded" => {
-                let mut bare = Bare::connect(addr).await;
-                let mut recorder = collector.recorder();
-                for _ in 0..n {
-                    std::hint::black_box(bare.get_recorded(&mut recorder).await);
-                }
-            }
-            "timed" => {
-                let mut bare = Bare::connect(addr).await;
-                let mut recorder = collector.recorder();
-                for _ in 0..n {
-                    std::hint::black_box(bare.get_recorded_with_timeout(&mut recorder).await);
-                }
+                bare_loop.run(&mut bare, &mut collector.recorder(), n).await;
             }
             "client" => {
                 let mut client = aiotest_client(addr, collector.recorder());

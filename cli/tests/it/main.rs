@@ -600,19 +600,18 @@ mod distributed {
         let ca_arg = ca.to_str().unwrap();
         let t = super::target();
         let url = format!("http://{}/", t.addr);
-        let _worker = spawn(&[
-            "run",
-            "--worker",
+        let redis_url = redis.url();
+        let meet = [
             "--redis",
-            &redis.url(),
+            &redis_url,
             "--redis-ca",
             ca_arg,
             "--run-id",
             "tls",
-            "-q",
-        ]);
+        ];
+        let _worker = spawn(&[&["run", "--worker", "-q"][..], &meet].concat());
         let export = super::export_path("tls");
-        let out = super::aiotest(&[
+        let master = [
             "run",
             "--url",
             &url,
@@ -621,12 +620,6 @@ mod distributed {
             "1",
             "--worker-wait",
             "30s",
-            "--redis",
-            &redis.url(),
-            "--redis-ca",
-            ca_arg,
-            "--run-id",
-            "tls",
             "-u",
             "2",
             "-t",
@@ -636,7 +629,8 @@ mod distributed {
             "-q",
             "--summary-export",
             export.to_str().unwrap(),
-        ]);
+        ];
+        let out = super::aiotest(&[&master[..], &meet].concat());
         assert_eq!(out.status.code(), Some(0), "{}", super::text(&out.stderr));
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
