@@ -21,14 +21,14 @@ use aiotest_coordinator::{CoordError, DistributedCoordinator, LockError, Redis, 
 use aiotest_core::clock::RunClock;
 use aiotest_core::lifecycle::{Hooks, LifecycleError, Phase, SetupOutcome, teardown_runs};
 use aiotest_core::shape::{LoadUserShape, validate_spawn_rate};
-use aiotest_core::state::{Role, RunnerState, StateManager};
+use aiotest_core::state::{Role, RunnerState};
 use aiotest_core::user::UserType;
 use aiotest_core::weights::split_over_workers;
 use aiotest_metrics::{MetricsCollector, MetricsSink, RequestMetricsEvent, Snapshot};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::local::{Command, Shared, Sinks, lock, now_us, run_setup, run_teardown};
+use crate::local::{Command, PublishedState, Shared, Sinks, lock, now_us, run_setup, run_teardown};
 use crate::manager::UserManager;
 use crate::user_loop::{UserEnv, UserStats};
 use crate::{RunConfig, RunError, RunReport, RunnerHandle, StopReason, WorkerView};
@@ -97,8 +97,7 @@ pub struct MasterRunner {
     config: RunConfig,
     dist: DistributedConfig,
     redis: Redis,
-    states: StateManager,
-    state_tx: watch::Sender<RunnerState>,
+    states: PublishedState,
     commands: mpsc::Receiver<Command>,
     handle: RunnerHandle,
 }
@@ -118,7 +117,7 @@ impl MasterRunner {
         if types.is_empty() {
             return Err(RunError::NoUserTypes);
         }
-        let (handle, commands, state_tx) = RunnerHandle::create(exporter);
+        let (handle, commands, states) = RunnerHandle::create(exporter, Role::Master);
         Ok(MasterRunner {
             types,
             shape,
@@ -126,8 +125,7 @@ impl MasterRunner {
             config,
             dist,
             redis,
-            states: StateManager::new(Role::Master),
-            state_tx,
+            states,
             commands,
             handle,
         })
@@ -136,12 +134,6 @@ impl MasterRunner {
     /// A handle to control and observe the whole run.
     pub fn handle(&self) -> RunnerHandle {
         self.handle.clone()
-    }
-
-    fn enter(&mut self, to: RunnerState) {
-        if self.states.transition_state(to).is_ok() {
-            let _ = self.state_tx.send(to);
-        }
     }
 
     /// Runs the whole distributed test; see the [module docs](self).
@@ -253,7 +245,7 @@ impl MasterRunner {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
 
-        self.enter(RunnerState::Starting);
+        self.states.enter(RunnerState::Starting);
         // Setup's own requests are counted: they merge into the run's totals.
         let setup_metrics =
             MetricsCollector::new(self.config.metrics.clone(), RequestMetricsEvent::new())?;
@@ -269,8 +261,8 @@ impl MasterRunner {
             );
         }
         if let SetupOutcome::Failed = setup {
-            self.enter(RunnerState::Stopping);
-            self.enter(RunnerState::Ready);
+            self.states.enter(RunnerState::Stopping);
+            self.states.enter(RunnerState::Ready);
             let _ = run_lock.release().await;
             return Err(RunError::Setup(setup_error.unwrap_or(
                 LifecycleError::Timeout {
@@ -297,7 +289,7 @@ impl MasterRunner {
             .await?;
         let run_time = clock.run_time(Instant::now().into_std());
         if self.states.can_stop() {
-            self.enter(RunnerState::Stopping);
+            self.states.enter(RunnerState::Stopping);
         }
 
         // Stop every worker and wait for each live one's final flush.
@@ -342,7 +334,7 @@ impl MasterRunner {
             .filter(|(_, w)| w.missing)
             .map(|(id, _)| id.clone())
             .collect();
-        self.enter(if reason == StopReason::Quit {
+        self.states.enter(if reason == StopReason::Quit {
             RunnerState::Quitting
         } else {
             RunnerState::Ready
@@ -390,12 +382,12 @@ impl MasterRunner {
                         Some(Command::Pause) if self.states.can_pause() => {
                             coord.publish(ChannelType::Command, Message::Pause, None).await?;
                             clock.pause(now.into_std());
-                            self.enter(RunnerState::Paused);
+                            self.states.enter(RunnerState::Paused);
                         }
                         Some(Command::Resume) if self.states.can_resume() => {
                             coord.publish(ChannelType::Command, Message::Resume, None).await?;
                             clock.resume(now.into_std());
-                            self.enter(RunnerState::Running);
+                            self.states.enter(RunnerState::Running);
                             next_poll = now;
                         }
                         Some(Command::Stop | Command::Abort) => return Ok(StopReason::Stopped),
@@ -488,7 +480,7 @@ impl MasterRunner {
             }
             if !running {
                 running = true;
-                self.enter(RunnerState::Running);
+                self.states.enter(RunnerState::Running);
             }
         }
     }
@@ -591,9 +583,8 @@ pub struct WorkerRunner {
     dist: DistributedConfig,
     redis: Redis,
     node_id: String,
-    states: StateManager,
+    states: PublishedState,
     handle: RunnerHandle,
-    state_tx: watch::Sender<RunnerState>,
 }
 
 impl WorkerRunner {
@@ -609,7 +600,7 @@ impl WorkerRunner {
         if types.is_empty() {
             return Err(RunError::NoUserTypes);
         }
-        let (handle, _commands, state_tx) = RunnerHandle::create(None);
+        let (handle, _commands, states) = RunnerHandle::create(None, Role::Worker);
         Ok(WorkerRunner {
             types,
             hooks,
@@ -617,21 +608,14 @@ impl WorkerRunner {
             dist,
             redis,
             node_id: node_id.to_owned(),
-            states: StateManager::new(Role::Worker),
+            states,
             handle,
-            state_tx,
         })
     }
 
     /// A handle to observe the worker (its commands come from the master).
     pub fn handle(&self) -> RunnerHandle {
         self.handle.clone()
-    }
-
-    fn enter(&mut self, to: RunnerState) {
-        if self.states.transition_state(to).is_ok() {
-            let _ = self.state_tx.send(to);
-        }
     }
 
     /// Runs until the master says quit (or, with `exit_on_master_loss`, until it is lost).
@@ -726,8 +710,8 @@ impl WorkerRunner {
                         m.manage_users_by_type(&targets, spawn_rate, now);
                         due = Some(now);
                         if self.states.can_start() {
-                            self.enter(RunnerState::Starting);
-                            self.enter(RunnerState::Running);
+                            self.states.enter(RunnerState::Starting);
+                            self.states.enter(RunnerState::Running);
                         }
                     }
                 }
@@ -736,7 +720,7 @@ impl WorkerRunner {
                         && self.states.can_pause()
                     {
                         m.pause_all_users(now);
-                        self.enter(RunnerState::Paused);
+                        self.states.enter(RunnerState::Paused);
                     }
                 }
                 Some(Message::Resume) => {
@@ -744,7 +728,7 @@ impl WorkerRunner {
                         && self.states.can_resume()
                     {
                         m.resume_all_users(now);
-                        self.enter(RunnerState::Running);
+                        self.states.enter(RunnerState::Running);
                         due = Some(now);
                     }
                 }
@@ -785,13 +769,13 @@ impl WorkerRunner {
                     report.master_losses += 1;
                     self.stop_and_flush(&coord, &collector, manager.as_mut(), &mut report, true)
                         .await?;
-                    self.enter(RunnerState::Missing);
+                    self.states.enter(RunnerState::Missing);
                     if self.dist.exit_on_master_loss {
                         quit = true;
                     }
                 } else if !silent && state == RunnerState::Missing {
                     // A master is back: rejoin, idle, with the same setup data.
-                    self.enter(RunnerState::Ready);
+                    self.states.enter(RunnerState::Ready);
                     coord
                         .publish(
                             ChannelType::RequestMetrics,
@@ -806,7 +790,7 @@ impl WorkerRunner {
             if quit {
                 self.stop_and_flush(&coord, &collector, manager.as_mut(), &mut report, true)
                     .await?;
-                self.enter(RunnerState::Quitting);
+                self.states.enter(RunnerState::Quitting);
                 return Ok(report);
             }
         }
@@ -822,11 +806,11 @@ impl WorkerRunner {
     ) -> Result<(), RunError> {
         if let Some(m) = manager {
             if self.states.can_stop() {
-                self.enter(RunnerState::Stopping);
+                self.states.enter(RunnerState::Stopping);
             }
             report.cancelled_users += m.stop_all_users(self.config.stop_timeout).await;
             if self.states.get_current_state() == RunnerState::Stopping {
-                self.enter(RunnerState::Ready);
+                self.states.enter(RunnerState::Ready);
             }
         }
         self.flush(coord, collector, report, last).await

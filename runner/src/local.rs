@@ -173,15 +173,46 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A runner's state machine and where its state is published: the watch channel its
+/// handles read and the Prometheus `aiotest_runner_state` gauge. Reads go to the state
+/// machine (`Deref`); every transition goes through [`enter`](Self::enter).
+pub(crate) struct PublishedState {
+    states: StateManager,
+    tx: watch::Sender<RunnerState>,
+    exporter: Option<Arc<PrometheusExporter>>,
+}
+
+impl PublishedState {
+    /// Moves to `to` and publishes it. The runners only ask for legal transitions; an
+    /// illegal one is logged, never a crash.
+    pub(crate) fn enter(&mut self, to: RunnerState) {
+        match self.states.transition_state(to) {
+            Ok(_) => {
+                let _ = self.tx.send(to);
+                if let Some(e) = &self.exporter {
+                    e.set_runner_state(to);
+                }
+            }
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+}
+
+impl std::ops::Deref for PublishedState {
+    type Target = StateManager;
+
+    fn deref(&self) -> &StateManager {
+        &self.states
+    }
+}
+
 impl RunnerHandle {
-    /// A handle with its command receiver and state sender, for the runners of this crate.
+    /// A handle with its command receiver and the published state machine of a runner in
+    /// `role`, for the runners of this crate.
     pub(crate) fn create(
         exporter: Option<Arc<PrometheusExporter>>,
-    ) -> (
-        RunnerHandle,
-        mpsc::Receiver<Command>,
-        watch::Sender<RunnerState>,
-    ) {
+        role: Role,
+    ) -> (RunnerHandle, mpsc::Receiver<Command>, PublishedState) {
         let (state_tx, state_rx) = watch::channel(RunnerState::Ready);
         // Commands are rare and small; a handful in flight is plenty.
         let (cmd_tx, commands) = mpsc::channel(16);
@@ -192,10 +223,15 @@ impl RunnerHandle {
                 live: Mutex::new(LiveView::default()),
                 users: Mutex::new(Vec::new()),
                 workers: Mutex::new(Vec::new()),
-                exporter,
+                exporter: exporter.clone(),
             }),
         };
-        (handle, commands, state_tx)
+        let states = PublishedState {
+            states: StateManager::new(role),
+            tx: state_tx,
+            exporter,
+        };
+        (handle, commands, states)
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -303,8 +339,7 @@ pub struct LocalRunner {
     hooks: Hooks,
     config: RunConfig,
     event: RequestMetricsEvent,
-    states: StateManager,
-    state_tx: watch::Sender<RunnerState>,
+    states: PublishedState,
     commands: mpsc::Receiver<Command>,
     handle: RunnerHandle,
 }
@@ -342,15 +377,14 @@ impl LocalRunner {
         config.metrics.validate()?;
         let weights: Vec<u32> = types.iter().map(UserType::weight).collect();
         aiotest_core::weights::split_by_weight(0, &weights)?;
-        let (handle, commands, state_tx) = RunnerHandle::create(exporter);
+        let (handle, commands, states) = RunnerHandle::create(exporter, Role::Local);
         Ok(LocalRunner {
             types,
             shape,
             hooks,
             config,
             event,
-            states: StateManager::new(Role::Local),
-            state_tx,
+            states,
             commands,
             handle,
         })
@@ -368,29 +402,16 @@ impl LocalRunner {
         tokio::spawn(self.run())
     }
 
-    fn enter(&mut self, to: RunnerState) {
-        match self.states.transition_state(to) {
-            Ok(_) => {
-                let _ = self.state_tx.send(to);
-                if let Some(e) = &self.handle.shared.exporter {
-                    e.set_runner_state(to);
-                }
-            }
-            // The loop only asks for legal transitions; log rather than crash if not.
-            Err(e) => tracing::error!("{e}"),
-        }
-    }
-
     /// Runs the whole test: setup, users following the shape until it ends or a stop or
     /// quit arrives, graceful stop, final metrics flush, teardown.
     pub async fn run(mut self) -> Result<RunReport, RunError> {
-        self.enter(RunnerState::Starting);
+        self.states.enter(RunnerState::Starting);
         // Created before setup, so setup's own requests are counted like any other.
         let collector = MetricsCollector::new(self.config.metrics.clone(), self.event.clone())?;
         let setup = run_setup(&self.hooks, &self.config, &collector).await;
         if let SetupOutcome::Failed = setup.0 {
-            self.enter(RunnerState::Stopping);
-            self.enter(RunnerState::Ready);
+            self.states.enter(RunnerState::Stopping);
+            self.states.enter(RunnerState::Ready);
             return Err(RunError::Setup(setup.1.unwrap_or(
                 LifecycleError::Timeout {
                     phase: Phase::Setup,
@@ -415,7 +436,7 @@ impl LocalRunner {
             .await;
         let run_time = clock.run_time(Instant::now().into_std());
         if self.states.get_current_state() == RunnerState::Paused || self.states.can_stop() {
-            self.enter(RunnerState::Stopping);
+            self.states.enter(RunnerState::Stopping);
         }
         let grace = if reason == StopReason::Aborted {
             Duration::ZERO
@@ -448,7 +469,7 @@ impl LocalRunner {
             None
         };
         let snapshot = lock(&shared.live).total().clone();
-        self.enter(if reason == StopReason::Quit {
+        self.states.enter(if reason == StopReason::Quit {
             RunnerState::Quitting
         } else {
             RunnerState::Ready
@@ -516,12 +537,12 @@ impl LocalRunner {
                         Some(Command::Pause) if self.states.can_pause() => {
                             manager.pause_all_users(now);
                             clock.pause(now.into_std());
-                            self.enter(RunnerState::Paused);
+                            self.states.enter(RunnerState::Paused);
                         }
                         Some(Command::Resume) if self.states.can_resume() => {
                             manager.resume_all_users(now);
                             clock.resume(now.into_std());
-                            self.enter(RunnerState::Running);
+                            self.states.enter(RunnerState::Running);
                             next_poll = now;
                         }
                         Some(Command::Stop) => return (StopReason::Stopped, None),
@@ -579,7 +600,7 @@ impl LocalRunner {
             self.publish_users(manager);
             if !running {
                 running = true;
-                self.enter(RunnerState::Running);
+                self.states.enter(RunnerState::Running);
             }
         }
     }
@@ -634,4 +655,32 @@ pub(crate) async fn run_teardown(
         tracing::error!("{e}");
     }
     result
+}
+
+#[cfg(test)]
+mod published_state_tests {
+    use super::*;
+
+    #[test]
+    fn every_transition_reaches_the_handles_and_the_gauge_and_illegal_ones_change_nothing() {
+        let exporter = Arc::new(PrometheusExporter::new());
+        for role in [Role::Local, Role::Master, Role::Worker] {
+            let (handle, _commands, mut states) =
+                RunnerHandle::create(Some(Arc::clone(&exporter)), role);
+            states.enter(RunnerState::Starting);
+            states.enter(RunnerState::Running);
+            assert_eq!(*handle.state.borrow(), RunnerState::Running, "{role:?}");
+            assert!(
+                exporter
+                    .render()
+                    .contains("aiotest_runner_state{state=\"RUNNING\"} 1"),
+                "{role:?}: {}",
+                exporter.render()
+            );
+            // Running -> Starting is illegal: logged, nothing published.
+            states.enter(RunnerState::Starting);
+            assert_eq!(states.get_current_state(), RunnerState::Running);
+            assert_eq!(*handle.state.borrow(), RunnerState::Running);
+        }
+    }
 }
