@@ -15,6 +15,7 @@
 
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -30,6 +31,18 @@ const MAX_RECORDER_MESSAGES: usize = 64;
 const NO_MESSAGE: u16 = u16::MAX;
 const NO_CATEGORY: u8 = u8::MAX;
 const NO_STATUS: u16 = 0;
+
+/// Source of [`Shared::id`].
+static NEXT_COLLECTOR_ID: AtomicU64 = AtomicU64::new(0);
+
+/// An endpoint (scenario, name, method) a [`Recorder`] has resolved, to record against
+/// with [`Recorder::record_at`] without looking the three strings up again. Valid for
+/// every recorder of the collector it came from; elsewhere it is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    collector: u64,
+    id: u32,
+}
 
 /// Batching settings, named as in AioTest's `MetricsCollector`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +120,8 @@ struct State {
 }
 
 struct Shared {
+    /// Unique per collector: tells an [`Endpoint`] of this collector from another's.
+    id: u64,
     config: MetricsConfig,
     state: Mutex<State>,
     event: RequestMetricsEvent,
@@ -149,6 +164,7 @@ impl MetricsCollector {
     fn build(config: MetricsConfig, event: RequestMetricsEvent) -> Self {
         MetricsCollector {
             shared: Arc::new(Shared {
+                id: NEXT_COLLECTOR_ID.fetch_add(1, Ordering::Relaxed),
                 config,
                 state: Mutex::new(State {
                     keys: Vec::new(),
@@ -330,10 +346,38 @@ impl Recorder {
     /// Records one request, firing `request_metrics` first if it has handlers.
     #[inline]
     pub fn record(&mut self, r: &RequestRecord<'_>) {
+        let endpoint = self.endpoint_id(r.scenario, r.name, r.method);
+        self.push(endpoint, r);
+    }
+
+    /// The endpoint of `scenario`, `name` and `method`, for [`record_at`](Self::record_at).
+    pub fn endpoint(&mut self, scenario: &str, name: &str, method: &str) -> Endpoint {
+        Endpoint {
+            collector: self.shared.id,
+            id: self.endpoint_id(scenario, name, method),
+        }
+    }
+
+    /// Records one request against `endpoint`, which must be the endpoint of `r`'s
+    /// scenario, name and method: the lookup [`record`](Self::record) makes is skipped
+    /// (`r`'s strings still go to `request_metrics` handlers). For callers that record
+    /// the same endpoint again and again, such as an HTTP client with its paths. An
+    /// endpoint of another collector is not trusted: `r`'s strings are looked up.
+    #[inline]
+    pub fn record_at(&mut self, endpoint: Endpoint, r: &RequestRecord<'_>) {
+        let id = if endpoint.collector == self.shared.id {
+            endpoint.id
+        } else {
+            self.endpoint_id(r.scenario, r.name, r.method)
+        };
+        self.push(id, r);
+    }
+
+    #[inline]
+    fn push(&mut self, endpoint: u32, r: &RequestRecord<'_>) {
         if self.shared.event.is_active() {
             self.shared.event.fire(r);
         }
-        let endpoint = self.endpoint_id(r.scenario, r.name, r.method);
         let message = match (r.error, r.message) {
             (Some(_), Some(m)) => self.message_id(m),
             _ => NO_MESSAGE,

@@ -57,7 +57,9 @@ pub mod prometheus;
 pub mod record;
 pub mod stats;
 
-pub use collector::{ConfigError, MetricsCollector, MetricsConfig, MetricsSink, Recorder};
+pub use collector::{
+    ConfigError, Endpoint, MetricsCollector, MetricsConfig, MetricsSink, Recorder,
+};
 pub use event::RequestMetricsEvent;
 pub use live::{LiveRow, LiveStats, LiveView};
 pub use prometheus::{PrometheusApp, PrometheusExporter, create_prometheus_app};

@@ -159,6 +159,27 @@ fn failures_keep_their_messages_up_to_a_bound() {
 }
 
 #[test]
+fn a_resolved_endpoint_records_like_its_strings_and_only_on_its_collector() {
+    let c = collector(1, 16);
+    let mut r = c.recorder();
+    let a = r.endpoint("default", "/a", "GET");
+    assert_eq!(r.endpoint("default", "/a", "GET"), a);
+    r.record_at(a, &ok("/a", 1));
+    r.record(&ok("/a", 2));
+    // An endpoint of another collector is not trusted: the record's strings decide.
+    let other = collector(1, 16).recorder().endpoint("default", "/z", "GET");
+    r.record_at(other, &ok("/b", 3));
+    c.close_interval(10);
+    let snap = c.take_pending().remove(0);
+    let count = |name: &str| {
+        snap.endpoints
+            .get(&EndpointKey::new("default", name, "GET"))
+            .map_or(0, |e| e.requests)
+    };
+    assert_eq!((count("/a"), count("/b"), count("/z")), (2, 1, 0));
+}
+
+#[test]
 fn handlers_see_every_record() {
     let event = RequestMetricsEvent::new();
     let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
