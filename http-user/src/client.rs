@@ -2,6 +2,7 @@
 //! retries, and a metrics record for every attempt.
 
 use std::borrow::Cow;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,11 +11,12 @@ use tokio::time::Instant;
 
 use aiotest_core::user::UserContext;
 use aiotest_metrics::{ErrorCategory, MetricsCollector, Recorder, RequestRecord};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, COOKIE, HOST, HeaderName, HeaderValue, SET_COOKIE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
+use hyper::body::{Body as _, Incoming};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -69,7 +71,8 @@ struct Settings {
 
 #[derive(Clone)]
 struct Base {
-    origin: Origin,
+    /// Shared with the client's connections to it: a connection is found by address.
+    origin: Arc<Origin>,
     /// Path prefix of the host URL, without a trailing slash (often empty).
     prefix: String,
     /// `host[:port]` as written, for the Host header.
@@ -249,11 +252,11 @@ fn parse_base(host: &str) -> Result<Base, HttpConfigError> {
         return Err(bad("it names no host"));
     }
     Ok(Base {
-        origin: Origin {
+        origin: Arc::new(Origin {
             https,
             host: name.to_owned(),
             port,
-        },
+        }),
         prefix: uri.path().trim_end_matches('/').to_owned(),
         authority: HeaderValue::from_str(authority.as_str())
             .map_err(|_| bad("invalid authority"))?,
@@ -328,7 +331,7 @@ impl HttpUser {
 /// own cookie jar, like a browser. Every attempt is recorded into the user's recorder.
 pub struct HttpClient {
     settings: Arc<Settings>,
-    conns: Vec<(Origin, Connection)>,
+    conns: Vec<(Arc<Origin>, Connection)>,
     cookies: CookieJar,
     recorder: Recorder,
     name_buf: String,
@@ -856,18 +859,19 @@ impl HttpClient {
                 }
             };
             let conn = &mut self.conns[conn_index].1;
-            let exchange = async {
-                let response = match &mut conn.sender {
-                    Sender::H1(s) => s.send_request(request).await?,
-                    Sender::H2(s) => s.send_request(request).await?,
-                };
-                let (parts, body) = response.into_parts();
-                let body = body.collect().await?.to_bytes();
-                Ok::<_, hyper::Error>((parts, body))
-            };
             self.timer.arm(deadline, timeout);
             let result = {
-                let mut exchange = std::pin::pin!(exchange);
+                // Built in place: the exchange future is large, and pinning a local
+                // would copy it.
+                let mut exchange = std::pin::pin!(async {
+                    let response = match &mut conn.sender {
+                        Sender::H1(s) => s.send_request(request).await?,
+                        Sender::H2(s) => s.send_request(request).await?,
+                    };
+                    let (parts, mut body) = response.into_parts();
+                    let body = read_body(&mut body).await?;
+                    Ok::<_, hyper::Error>((parts.status, parts.headers, body))
+                });
                 let timer = &mut self.timer;
                 std::future::poll_fn(|cx| timer.poll(cx, exchange.as_mut(), deadline)).await
             };
@@ -877,7 +881,7 @@ impl HttpClient {
                 conn.counters.sent.load(Ordering::Relaxed) - baseline.0,
                 conn.counters.received.load(Ordering::Relaxed) - baseline.1,
             );
-            let (parts, body) = match result {
+            let (status, headers, body) = match result {
                 Err(_elapsed) => {
                     // Mid-response: the connection cannot be reused.
                     self.conns.swap_remove(conn_index);
@@ -895,15 +899,15 @@ impl HttpClient {
                 Ok(Ok(r)) => r,
             };
             // Most responses set no cookie: a scan of the names is cheaper than a lookup.
-            if parts.headers.keys().any(|k| k == SET_COOKIE) {
+            if headers.keys().any(|k| k == SET_COOKIE) {
                 let now = SystemTime::now();
-                for value in parts.headers.get_all(SET_COOKIE) {
+                for value in headers.get_all(SET_COOKIE) {
                     if let Ok(v) = value.to_str() {
                         self.cookies.store(&origin.host, target.as_str(), v, now);
                     }
                 }
             }
-            let code = parts.status.as_u16();
+            let code = status.as_u16();
             let error = match &plan.expect {
                 Expect::Default if code >= 400 => Some(format!("HTTP {code}")),
                 Expect::Statuses(want) if !want.contains(&code) => {
@@ -913,8 +917,8 @@ impl HttpClient {
             };
             return (
                 Response {
-                    status: Some(parts.status),
-                    headers: parts.headers,
+                    status: Some(status),
+                    headers,
                     body,
                     duration,
                     error: error.map(|message| RequestError {
@@ -934,17 +938,18 @@ impl HttpClient {
     }
 
     /// The index of a kept-alive connection to `origin` that can take a request now.
-    fn ready_connection(&self, origin: &Origin) -> Option<usize> {
+    fn ready_connection(&self, origin: &Arc<Origin>) -> Option<usize> {
+        // A relative path's origin is the base's own: found by address, not compared.
         self.conns
             .iter()
-            .position(|(o, c)| o == origin && c.is_ready())
+            .position(|(o, c)| (Arc::ptr_eq(o, origin) || o == origin) && c.is_ready())
     }
 
     /// The index of a ready connection to `origin`: a live one once it is ready, else a
     /// new one.
     async fn open_connection(
         &mut self,
-        origin: &Origin,
+        origin: &Arc<Origin>,
         deadline: Instant,
     ) -> Result<usize, crate::conn::ConnectError> {
         if let Some(i) = self.conns.iter().position(|(o, _)| o == origin) {
@@ -969,7 +974,7 @@ impl HttpClient {
                 }
             };
         self.connections_opened += 1;
-        self.conns.push((origin.clone(), conn));
+        self.conns.push((Arc::clone(origin), conn));
         Ok(self.conns.len() - 1)
     }
 
@@ -1064,9 +1069,19 @@ impl HttpClient {
     }
 
     fn record_attempt(&mut self, plan: &Plan, response: &Response, meta: &Meta, attempt: u32) {
+        // A kept path without an explicit name has its metrics endpoint remembered.
+        let endpoint = match (&plan.name, meta.entry) {
+            (None, Some(i)) => {
+                let (recorder, scenario) = (&mut self.recorder, &self.settings.scenario);
+                Some(self.targets.endpoint(i, &plan.method, |name| {
+                    recorder.endpoint(scenario, name, plan.method.as_str())
+                }))
+            }
+            _ => None,
+        };
         let name = Self::record_name(&mut self.name_buf, &self.targets, plan, meta.entry);
         let error = response.error.as_ref();
-        self.recorder.record(&RequestRecord {
+        let record = RequestRecord {
             scenario: &self.settings.scenario,
             name,
             method: plan.method.as_str(),
@@ -1078,8 +1093,39 @@ impl HttpClient {
             message: error.map(|e| e.message.as_str()),
             time_us: meta.sent_at_us,
             attempt,
-        });
+        };
+        match endpoint {
+            Some(endpoint) => self.recorder.record_at(endpoint, &record),
+            None => self.recorder.record(&record),
+        }
     }
+}
+
+/// The whole body of a response. Unlike `BodyExt::collect`, this keeps no list of
+/// buffers: a body that arrives in one frame (most do) is that frame's bytes, uncopied;
+/// later frames are appended to one buffer. Trailers are not kept.
+async fn read_body(body: &mut Incoming) -> Result<Bytes, hyper::Error> {
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        match &first {
+            None => first = Some(data),
+            Some(head) => {
+                if joined.is_empty() {
+                    joined.extend_from_slice(head);
+                }
+                joined.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(if joined.is_empty() {
+        first.unwrap_or_default()
+    } else {
+        joined.freeze()
+    })
 }
 
 /// The category and message of a failed exchange.

@@ -11,6 +11,11 @@
 //! the table, so a user with thousands of distinct paths pays a short scan and nothing
 //! more.
 
+use std::borrow::Cow;
+
+use aiotest_metrics::Endpoint;
+use bytes::Bytes;
+use http::Method;
 use http::uri::PathAndQuery;
 
 use crate::naming::name_for_path;
@@ -20,12 +25,15 @@ pub(crate) const CAPACITY: usize = 32;
 
 /// One remembered path.
 struct Entry {
-    /// The path as the task wrote it (relative to the base).
-    path: Box<str>,
+    /// The path as the task wrote it (relative to the base). A `&'static str` is kept
+    /// as it is, so the same literal is found again by its address.
+    path: Cow<'static, str>,
     /// The request target: base prefix and path, parsed.
     target: PathAndQuery,
     /// The statistics name.
     name: Box<str>,
+    /// The metrics endpoint of the last method used with this path.
+    endpoint: Option<(Method, Endpoint)>,
 }
 
 /// Targets and names of the paths a client has used.
@@ -37,20 +45,35 @@ pub(crate) struct Targets {
 impl Targets {
     /// The index of `path`'s entry, creating it when there is room. `None` when the path
     /// is not (and cannot be) kept; the caller then builds the target itself.
-    pub(crate) fn index(&mut self, prefix: &str, path: &str) -> Option<usize> {
-        if let Some(i) = self.entries.iter().position(|e| &*e.path == path) {
+    #[allow(clippy::ptr_arg)] // a `&'static str` is kept, not copied, so the `Cow` matters
+    pub(crate) fn index(&mut self, prefix: &str, path: &Cow<'static, str>) -> Option<usize> {
+        // Tasks mostly pass string literals: the same address and length is the same
+        // text (an entry's own string is alive, so no other string shares its address).
+        let same_str = |e: &Entry| e.path.as_ptr() == path.as_ptr() && e.path.len() == path.len();
+        if let Some(i) = self.entries.iter().position(same_str) {
+            return Some(i);
+        }
+        if let Some(i) = self.entries.iter().position(|e| e.path == *path) {
             return Some(i);
         }
         if self.entries.len() >= CAPACITY {
             return None;
         }
-        let target = join(prefix, path, None).ok()?;
+        let target = match path {
+            // A literal that is already the whole target is referenced, not copied:
+            // cloning it later touches no reference count.
+            Cow::Borrowed(p) if prefix.is_empty() && p.starts_with('/') => {
+                PathAndQuery::from_maybe_shared(Bytes::from_static(p.as_bytes())).ok()?
+            }
+            _ => join(prefix, path, None).ok()?,
+        };
         let mut name = String::new();
         name_for_path(path, &mut name);
         self.entries.push(Entry {
-            path: path.into(),
+            path: path.clone(),
             target,
             name: name.into_boxed_str(),
+            endpoint: None,
         });
         Some(self.entries.len() - 1)
     }
@@ -63,6 +86,25 @@ impl Targets {
     /// The statistics name of entry `i`.
     pub(crate) fn name(&self, i: usize) -> &str {
         &self.entries[i].name
+    }
+
+    /// The metrics endpoint of entry `i` requested with `method`: remembered for the
+    /// path's last method, else resolved by `resolve` from the entry's name.
+    pub(crate) fn endpoint(
+        &mut self,
+        i: usize,
+        method: &Method,
+        resolve: impl FnOnce(&str) -> Endpoint,
+    ) -> Endpoint {
+        let entry = &mut self.entries[i];
+        match &entry.endpoint {
+            Some((m, endpoint)) if m == method => *endpoint,
+            _ => {
+                let endpoint = resolve(&entry.name);
+                entry.endpoint = Some((method.clone(), endpoint));
+                endpoint
+            }
+        }
     }
 
     /// How many paths are kept.
@@ -100,14 +142,25 @@ mod tests {
     #[test]
     fn a_path_is_built_once_and_found_again() {
         let mut t = Targets::default();
-        let a = t.index("/api", "/users/42").unwrap();
+        let a = t.index("/api", &"/users/42".into()).unwrap();
         assert_eq!(t.target(a).as_str(), "/api/users/42");
         assert_eq!(t.name(a), "/users/{id}");
-        let b = t.index("/api", "items").unwrap();
+        let b = t.index("/api", &"items".into()).unwrap();
         assert_eq!(t.target(b).as_str(), "/api/items");
-        assert_eq!(t.index("/api", "/users/42"), Some(a));
+        assert_eq!(t.index("/api", &"/users/42".into()), Some(a));
         // The same text from another string finds the same entry.
-        assert_eq!(t.index("/api", &String::from("/users/42")), Some(a));
+        assert_eq!(t.index("/api", &String::from("/users/42").into()), Some(a));
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn a_literal_and_an_owned_copy_of_it_share_an_entry() {
+        let mut t = Targets::default();
+        let a = t.index("", &"/items".into()).unwrap();
+        assert_eq!(t.target(a).as_str(), "/items");
+        assert_eq!(t.index("", &String::from("/items").into()), Some(a));
+        let b = t.index("", &String::from("/owned").into()).unwrap();
+        assert_eq!(t.index("", &"/owned".into()), Some(b));
         assert_eq!(t.len(), 2);
     }
 
@@ -115,17 +168,17 @@ mod tests {
     fn a_full_table_keeps_what_it_has_and_takes_nothing_new() {
         let mut t = Targets::default();
         for i in 0..CAPACITY {
-            assert_eq!(t.index("", &format!("/p/{i}")), Some(i));
+            assert_eq!(t.index("", &format!("/p/{i}").into()), Some(i));
         }
-        assert_eq!(t.index("", "/new"), None);
-        assert_eq!(t.index("", "/p/3"), Some(3));
+        assert_eq!(t.index("", &"/new".into()), None);
+        assert_eq!(t.index("", &"/p/3".into()), Some(3));
         assert_eq!(t.len(), CAPACITY);
     }
 
     #[test]
     fn an_unparsable_path_is_not_kept() {
         let mut t = Targets::default();
-        assert_eq!(t.index("", "/a b"), None);
+        assert_eq!(t.index("", &"/a b".into()), None);
         assert_eq!(t.len(), 0);
     }
 

@@ -100,11 +100,20 @@ async fn requests_are_named_by_path_with_ids_or_explicitly() {
         .json(&serde_json::json!({"a": 1}))
         .send()
         .await;
+    // One path, alternating methods and an explicit name: each record finds its own
+    // endpoint although the client remembers one per path.
+    for _ in 0..2 {
+        client.get("/echo").send().await;
+        client.post("/echo").send().await;
+        client.get("/echo").name("named echo").send().await;
+    }
     let snap = finish(client, &c);
     assert_eq!(endpoint(&snap, "/users/{id}", "GET").requests, 4);
     assert_eq!(endpoint(&snap, "one user", "GET").requests, 1);
-    assert_eq!(endpoint(&snap, "/echo", "POST").requests, 1);
-    assert_eq!(snap.endpoints.len(), 3);
+    assert_eq!(endpoint(&snap, "/echo", "POST").requests, 3);
+    assert_eq!(endpoint(&snap, "/echo", "GET").requests, 2);
+    assert_eq!(endpoint(&snap, "named echo", "GET").requests, 2);
+    assert_eq!(snap.endpoints.len(), 5);
 }
 
 #[tokio::test]
@@ -353,6 +362,27 @@ async fn bytes_are_counted_as_on_the_wire() {
     );
     assert_eq!(s.bytes_received, srv.written.load(Ordering::Relaxed));
     assert_eq!(s.bytes_received, 5 * server::RAW_RESPONSE.len() as u64);
+}
+
+#[tokio::test]
+async fn a_body_in_many_chunks_arrives_whole_and_counted() {
+    let srv = start_raw(Raw::Chunked);
+    let c = collector();
+    let mut client = client(&format!("http://{}", srv.addr), &c);
+    for _ in 0..3 {
+        let r = client.get("/chunks").send().await;
+        assert!(r.is_ok(), "{:?}", r.error());
+        assert_eq!(r.text(), "hello, world");
+    }
+    assert_eq!(
+        client.connections_opened(),
+        1,
+        "the trailer ends the message"
+    );
+    let snap = finish(client, &c);
+    let s = endpoint(&snap, "/chunks", "GET");
+    assert_eq!(s.bytes_received, 3 * server::CHUNKED_RESPONSE.len() as u64);
+    assert_eq!(s.bytes_received, srv.written.load(Ordering::Relaxed));
 }
 
 #[tokio::test]

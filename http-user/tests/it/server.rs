@@ -183,7 +183,13 @@ pub(crate) enum Raw {
     ResetMidBody,
     /// Answers with bytes that are not HTTP.
     Garbage,
+    /// Answers with [`CHUNKED_RESPONSE`]: a body in several chunks, then a trailer.
+    Chunked,
 }
+
+/// `hello, world` in three chunks and an empty one, with a trailer.
+pub(crate) const CHUNKED_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+    3\r\nhel\r\n4\r\nlo, \r\n5\r\nworld\r\n0\r\nx-done: yes\r\n\r\n";
 
 pub(crate) fn start_raw(behaviour: Raw) -> RawServer {
     let listener = StdListener::bind("127.0.0.1:0").expect("bind");
@@ -209,6 +215,7 @@ pub(crate) fn start_raw(behaviour: Raw) -> RawServer {
                                 b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789"
                             }
                             Raw::Garbage => b"SMTP READY \x00\x01\x02\r\n\r\n",
+                            Raw::Chunked => CHUNKED_RESPONSE,
                         };
                         // Counted before writing: the client may read the reply, and
                         // the test check the count, before write_all even returns here.
