@@ -39,6 +39,27 @@ pub fn client_runtime() -> tokio::runtime::Runtime {
         .expect("a current-thread runtime builds")
 }
 
+/// What else the client's runtime holds while a loop runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surroundings {
+    /// Nothing: the loop's own timers are the only ones.
+    Idle,
+    /// A timer pending all along, as in every aiotest run (the runner's control loop
+    /// always waits on its next metrics flush). While any timer is pending, tokio's time
+    /// driver reads the clock and scans its wheel at every park; an idle runtime spares a
+    /// loop without a timeout that work, which no loop inside a runner is spared.
+    Run,
+}
+
+impl Surroundings {
+    /// Sets `rt` up accordingly (call before the loop starts).
+    pub fn prepare(self, rt: &tokio::runtime::Runtime) {
+        if self == Surroundings::Run {
+            rt.spawn(async { tokio::time::sleep(Duration::from_secs(24 * 3600)).await });
+        }
+    }
+}
+
 /// Starts a hyper HTTP/1.1 server answering `hello` to everything, on 127.0.0.1 and its
 /// own thread (so its work is counted on another thread), and returns its address.
 pub fn start_server() -> SocketAddr {
