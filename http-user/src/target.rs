@@ -45,14 +45,22 @@ pub(crate) struct Targets {
 impl Targets {
     /// The index of `path`'s entry, creating it when there is room. `None` when the path
     /// is not (and cannot be) kept; the caller then builds the target itself.
+    #[inline]
     #[allow(clippy::ptr_arg)] // a `&'static str` is kept, not copied, so the `Cow` matters
     pub(crate) fn index(&mut self, prefix: &str, path: &Cow<'static, str>) -> Option<usize> {
         // Tasks mostly pass string literals: the same address and length is the same
         // text (an entry's own string is alive, so no other string shares its address).
         let same_str = |e: &Entry| e.path.as_ptr() == path.as_ptr() && e.path.len() == path.len();
-        if let Some(i) = self.entries.iter().position(same_str) {
-            return Some(i);
+        match self.entries.iter().position(same_str) {
+            Some(i) => Some(i),
+            None => self.find_or_add(prefix, path),
         }
+    }
+
+    /// [`index`](Self::index) for a path not found by address.
+    #[cold]
+    #[allow(clippy::ptr_arg)] // as in `index`
+    fn find_or_add(&mut self, prefix: &str, path: &Cow<'static, str>) -> Option<usize> {
         if let Some(i) = self.entries.iter().position(|e| e.path == *path) {
             return Some(i);
         }
@@ -90,21 +98,30 @@ impl Targets {
 
     /// The metrics endpoint of entry `i` requested with `method`: remembered for the
     /// path's last method, else resolved by `resolve` from the entry's name.
+    #[inline]
     pub(crate) fn endpoint(
         &mut self,
         i: usize,
         method: &Method,
         resolve: impl FnOnce(&str) -> Endpoint,
     ) -> Endpoint {
-        let entry = &mut self.entries[i];
-        match &entry.endpoint {
+        match &self.entries[i].endpoint {
             Some((m, endpoint)) if m == method => *endpoint,
-            _ => {
-                let endpoint = resolve(&entry.name);
-                entry.endpoint = Some((method.clone(), endpoint));
-                endpoint
-            }
+            _ => self.resolve_endpoint(i, method, resolve),
         }
+    }
+
+    #[cold]
+    fn resolve_endpoint(
+        &mut self,
+        i: usize,
+        method: &Method,
+        resolve: impl FnOnce(&str) -> Endpoint,
+    ) -> Endpoint {
+        let entry = &mut self.entries[i];
+        let endpoint = resolve(&entry.name);
+        entry.endpoint = Some((method.clone(), endpoint));
+        endpoint
     }
 
     /// How many paths are kept.

@@ -20,54 +20,64 @@ use tokio::time::{Instant, Sleep};
 /// sixteenth of the timeout, if that is smaller).
 const MAX_SLACK: Duration = Duration::from_secs(1);
 
-/// One reusable timer per client.
-#[derive(Default)]
+/// One reusable timer per client, for waits that must end `timeout` after they start.
 pub(crate) struct CoarseTimer {
+    timeout: Duration,
+    slack: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
-    /// The deadline the sleep is set to, and the latest needed deadline it still serves
-    /// (it then fires at most the slack early).
-    armed: Option<(Instant, Instant)>,
+    /// The starts the armed sleep serves: a wait started in this window has its deadline
+    /// at most the slack after the sleep's, so the sleep fires at most that early.
+    window: Option<(Instant, Instant)>,
     /// The waker the sleep holds, when it is registered and has not fired since. While
     /// the same task waits, the sleep need not be polled again: it wakes that task.
     registered: Option<Waker>,
 }
 
 impl CoarseTimer {
-    /// Prepares the timer for a wait that must end by `deadline` (`timeout` after now).
-    pub(crate) fn arm(&mut self, deadline: Instant, timeout: Duration) {
-        // Deadlines only move forward (now + a fixed timeout), so the armed one is never
-        // later than the needed one: firing can be early, never late.
-        if let Some((armed, rearm_after)) = self.armed
-            && armed <= deadline
-            && deadline <= rearm_after
+    /// A timer for waits of `timeout`.
+    pub(crate) fn new(timeout: Duration) -> Self {
+        CoarseTimer {
+            timeout,
+            slack: MAX_SLACK.min(timeout / 16),
+            sleep: None,
+            window: None,
+            registered: None,
+        }
+    }
+
+    /// Prepares the timer for a wait started at `started`. Most calls find the armed
+    /// sleep good enough and compare two instants; the deadline is not even computed.
+    pub(crate) fn arm(&mut self, started: Instant) {
+        if let Some((from, to)) = self.window
+            && from <= started
+            && started <= to
         {
             return;
         }
+        let deadline = started + self.timeout;
         match &mut self.sleep {
             Some(sleep) => sleep.as_mut().reset(deadline),
             None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
-        self.armed = Some((deadline, deadline + MAX_SLACK.min(timeout / 16)));
+        self.window = Some((started, started + self.slack));
         self.registered = None;
     }
 
     /// Polls `fut` under the armed timer: `Ready(Ok)` when it completes, `Ready(Err(()))`
-    /// once `deadline` has passed.
+    /// once the wait started at `started` has lasted the timeout.
     pub(crate) fn poll<F: Future>(
         &mut self,
         cx: &mut Context<'_>,
         fut: Pin<&mut F>,
-        deadline: Instant,
+        started: Instant,
     ) -> Poll<Result<F::Output, ()>> {
         if let Poll::Ready(v) = fut.poll(cx) {
             return Poll::Ready(Ok(v));
         }
         let Some(sleep) = &mut self.sleep else {
             // Not armed: a caller error, but never a panic; arm it now.
-            self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline)));
-            self.armed = Some((deadline, deadline));
-            self.registered = None;
-            return self.poll_sleep(cx, deadline);
+            self.arm(started);
+            return self.poll_sleep(cx, started);
         };
         let holds_this_waker = self
             .registered
@@ -76,10 +86,10 @@ impl CoarseTimer {
         if holds_this_waker && !sleep.is_elapsed() {
             return Poll::Pending;
         }
-        self.poll_sleep(cx, deadline)
+        self.poll_sleep(cx, started)
     }
 
-    fn poll_sleep<T>(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<Result<T, ()>> {
+    fn poll_sleep<T>(&mut self, cx: &mut Context<'_>, started: Instant) -> Poll<Result<T, ()>> {
         let Some(sleep) = &mut self.sleep else {
             return Poll::Pending;
         };
@@ -89,30 +99,32 @@ impl CoarseTimer {
                     self.registered = Some(cx.waker().clone());
                     return Poll::Pending;
                 }
-                Poll::Ready(()) if Instant::now() >= deadline => {
-                    self.registered = None;
-                    return Poll::Ready(Err(()));
-                }
                 Poll::Ready(()) => {
-                    // Fired early: wait out the rest of the real deadline.
+                    let deadline = started + self.timeout;
+                    if Instant::now() >= deadline {
+                        self.registered = None;
+                        return Poll::Ready(Err(()));
+                    }
+                    // Fired early: wait out the rest of the real deadline. The window
+                    // closes, so the next wait re-arms.
                     sleep.as_mut().reset(deadline);
-                    self.armed = Some((deadline, deadline));
+                    self.window = None;
                 }
             }
         }
     }
 
-    /// Runs `fut` until it completes (`Ok`) or `deadline` passes (`Err(())`).
+    /// Runs `fut`, started at `started`, until it completes (`Ok`) or times out
+    /// (`Err(())`).
     #[cfg(test)]
     pub(crate) async fn run<F: Future>(
         &mut self,
         fut: F,
-        deadline: Instant,
-        timeout: Duration,
+        started: Instant,
     ) -> Result<F::Output, ()> {
-        self.arm(deadline, timeout);
+        self.arm(started);
         let mut fut = std::pin::pin!(fut);
-        std::future::poll_fn(|cx| self.poll(cx, fut.as_mut(), deadline)).await
+        std::future::poll_fn(|cx| self.poll(cx, fut.as_mut(), started)).await
     }
 }
 
@@ -163,22 +175,22 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_latest_waker_is_the_one_woken_at_the_deadline() {
         use std::sync::Arc;
-        let mut timer = CoarseTimer::default();
         let timeout = Duration::from_secs(10);
-        let deadline = Instant::now() + timeout;
-        timer.arm(deadline, timeout);
+        let mut timer = CoarseTimer::new(timeout);
+        let started = Instant::now();
+        timer.arm(started);
         let mut fut = std::pin::pin!(std::future::pending::<()>());
         let (a, b) = (Arc::new(Flag::default()), Arc::new(Flag::default()));
         let (wa, wb) = (Waker::from(Arc::clone(&a)), Waker::from(Arc::clone(&b)));
         // Polled by one task, then (same wait) by another: the second must be woken.
         assert!(
             timer
-                .poll(&mut Context::from_waker(&wa), fut.as_mut(), deadline)
+                .poll(&mut Context::from_waker(&wa), fut.as_mut(), started)
                 .is_pending()
         );
         assert!(
             timer
-                .poll(&mut Context::from_waker(&wb), fut.as_mut(), deadline)
+                .poll(&mut Context::from_waker(&wb), fut.as_mut(), started)
                 .is_pending()
         );
         tokio::time::sleep(timeout).await;
@@ -187,7 +199,7 @@ mod tests {
             "the new waker"
         );
         assert_eq!(
-            timer.poll(&mut Context::from_waker(&wb), fut.as_mut(), deadline),
+            timer.poll(&mut Context::from_waker(&wb), fut.as_mut(), started),
             Poll::Ready(Err(()))
         );
     }
@@ -219,41 +231,35 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn times_out_exactly_at_the_deadline_even_when_armed_early() {
-        let mut timer = CoarseTimer::default();
         let timeout = Duration::from_secs(30);
+        let mut timer = CoarseTimer::new(timeout);
         let t0 = Instant::now();
         // A fast request arms the timer at t0 + 30 s.
-        assert_eq!(timer.run(async { 1 }, t0 + timeout, timeout).await, Ok(1));
+        assert_eq!(timer.run(async { 1 }, t0).await, Ok(1));
         // 900 ms later (within the slack) the timer is not re-armed: it would fire 900 ms
         // early for the next request, which must still wait its full 30 s.
         tokio::time::sleep(Duration::from_millis(900)).await;
         let start = Instant::now();
-        let r = timer
-            .run(std::future::pending::<()>(), start + timeout, timeout)
-            .await;
+        let r = timer.run(std::future::pending::<()>(), start).await;
         assert_eq!(r, Err(()));
         assert_eq!(Instant::now() - start, timeout);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_stale_timer_is_re_armed_and_completion_wins() {
-        let mut timer = CoarseTimer::default();
         let timeout = Duration::from_millis(800);
+        let mut timer = CoarseTimer::new(timeout);
         let t0 = Instant::now();
-        assert_eq!(timer.run(async {}, t0 + timeout, timeout).await, Ok(()));
+        assert_eq!(timer.run(async {}, t0).await, Ok(()));
         tokio::time::sleep(Duration::from_secs(5)).await;
         let start = Instant::now();
         let slow = async {
             tokio::time::sleep(Duration::from_millis(500)).await;
             "done"
         };
-        assert_eq!(timer.run(slow, start + timeout, timeout).await, Ok("done"));
+        assert_eq!(timer.run(slow, start).await, Ok("done"));
         let r = timer
-            .run(
-                std::future::pending::<()>(),
-                Instant::now() + timeout,
-                timeout,
-            )
+            .run(std::future::pending::<()>(), Instant::now())
             .await;
         assert_eq!(r, Err(()));
     }
