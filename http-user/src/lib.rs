@@ -58,10 +58,9 @@
 //! endpoint resolved once, no `http::request::Builder`.
 //! `cargo bench -p aiotest-bench` measures the same four loops as thread CPU time
 //! (`/proc/thread-self/schedstat`), kernel work on the client thread included. Two runs
-//! gave medians of 30.5, 31.0, 30.0 and 31.5 µs, then 30.8, 32.8, 32.1 and 34.1 µs (in
-//! the table's order), with overlapping intervals: the loopback system calls (the same
-//! count for all four) dominate, and one loop moves by up to 2.6 µs between runs, more
-//! than callgrind's whole spread between the loops (5%, about 1.5 µs).
+//! gave medians of 30.7, 33.9, 32.2 and 32.2 µs, then 30.8, 30.3, 32.4 and 32.9 µs (in
+//! the table's order): the loopback system calls (the same count for all four) dominate,
+//! and one loop moves by up to 3.6 µs between runs, more than the loops differ.
 //!
 //! ```no_run
 //! use aiotest_http_user::HttpUser;
