@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aiotest_core::shape::Stage;
+use aiotest_core::shape::{Stage, validate_users};
 use aiotest_core::wait::WaitTime;
 use clap::{Args, Parser, Subcommand};
 
@@ -37,10 +37,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub demo: bool,
     /// The host to test, overriding the user types' hosts.
-    #[arg(short = 'H', long)]
+    #[arg(short = 'H', long, value_parser = parse_host)]
     pub host: Option<String>,
-    /// Number of users (default 1; 10 with --demo).
-    #[arg(short = 'u', long)]
+    /// Number of users (default 1; 10 with --demo; at most 1000000).
+    #[arg(short = 'u', long, value_parser = parse_users)]
     pub users: Option<u32>,
     /// Users started (or stopped) per second (default: all within a second).
     #[arg(short = 'r', long, value_parser = parse_rate)]
@@ -88,17 +88,18 @@ pub struct RunArgs {
     /// A PEM file of CA certificates to trust for a `rediss://` Redis (a private CA).
     #[arg(long, requires = "redis", value_name = "PEM")]
     pub redis_ca: Option<std::path::PathBuf>,
-    /// Distributed runs with the same id meet; different ids share a Redis unseen.
-    #[arg(long, default_value = "default")]
+    /// Distributed runs with the same id meet; different ids share a Redis unseen
+    /// (letters, digits, `.`, `_`, `-`; at most 64).
+    #[arg(long, default_value = "default", value_parser = parse_run_id)]
     pub run_id: String,
-    /// Master: workers to wait for before starting.
-    #[arg(long, default_value_t = 1)]
+    /// Master: workers to wait for before starting (1 to 10000).
+    #[arg(long, default_value = "1", value_parser = parse_workers)]
     pub expect_workers: usize,
     /// Master: how long to wait for them.
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub worker_wait: Duration,
-    /// Seconds of silence after which the master marks a worker MISSING.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    /// Silence after which the master marks a worker MISSING (at least 2s: two heartbeats).
+    #[arg(long, value_parser = parse_liveness, default_value = "5s")]
     pub liveness_timeout: Duration,
     /// Worker: exit when the master is lost instead of waiting for a new one.
     #[arg(long)]
@@ -186,9 +187,11 @@ pub fn parse_stages(s: &str) -> Result<Vec<Stage>, String> {
                     )
                 })?;
                 let duration = parse_duration(d).map_err(|e| format!("stage {}: {e}", i + 1))?;
-                let users = u.trim().parse::<u32>().map_err(|_| {
+                let users = u.trim().parse::<u64>().map_err(|_| {
                     format!("stage {} (`{part}`): `{u}` is not a user count", i + 1)
                 })?;
+                let users = validate_users(users)
+                    .map_err(|e| format!("stage {} (`{part}`): {e}", i + 1))?;
                 Ok(Stage::new(duration, users))
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -222,6 +225,47 @@ pub fn parse_wait(s: &str) -> Result<WaitArg, String> {
         }
         None => Ok(WaitArg::Fixed(num(s)?)),
     }
+}
+
+/// Parses a user count: a whole number up to `MAX_USERS`.
+fn parse_users(s: &str) -> Result<u32, String> {
+    let n: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a user count (a whole number)"))?;
+    validate_users(n).map_err(|e| e.to_string())
+}
+
+/// Checks a `-H` URL the way every runner and client does: a bad port is an error.
+fn parse_host(s: &str) -> Result<String, String> {
+    let u = aiotest_core::url::parse_base_url(s).map_err(|e| format!("`{s}`: {e}"))?;
+    if u.rest.contains(['?', '#']) {
+        return Err(format!("`{s}`: a host must not have a query string"));
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_run_id(s: &str) -> Result<String, String> {
+    aiotest_coordinator::wire::check_run_id(s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
+}
+
+fn parse_workers(s: &str) -> Result<usize, String> {
+    let max = aiotest_runner::distributed::MAX_WORKERS;
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a worker count from 1 to {max}")),
+    }
+}
+
+fn parse_liveness(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(2) {
+        return Err(format!(
+            "`{s}` is under two heartbeats (2s): healthy workers would go MISSING"
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

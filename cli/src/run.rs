@@ -59,20 +59,13 @@ async fn get_url(u: &mut UrlUser) -> TaskResult {
 #[derive(Debug)]
 pub(crate) struct UsageError(pub(crate) String);
 
-/// Splits `http://host:port/path?q` into the origin and the path with its query.
+/// Splits `http://host:port/path?q` into the origin and the path with its query, after
+/// the checks every front end shares: a port that does not parse, or a path no request
+/// line can carry, is an error here, before any request.
 fn split_url(url: &str) -> Result<(String, String), UsageError> {
-    let bad = |why: &str| UsageError(format!("--url `{url}`: {why}"));
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| bad("it must start with http:// or https://"))?;
-    if scheme != "http" && scheme != "https" {
-        return Err(bad("the scheme must be http or https"));
-    }
-    let path_at = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(path_at);
-    if authority.is_empty() {
-        return Err(bad("it names no host"));
-    }
+    let bad = |why: String| UsageError(format!("--url `{url}`: {why}"));
+    let u = aiotest_core::url::parse_base_url(url).map_err(|e| bad(e.to_string()))?;
+    let path = u.rest.split('#').next().unwrap_or("");
     let path = if path.is_empty() {
         "/".to_owned()
     } else if path.starts_with('?') {
@@ -80,7 +73,9 @@ fn split_url(url: &str) -> Result<(String, String), UsageError> {
     } else {
         path.to_owned()
     };
-    Ok((format!("{scheme}://{authority}"), path))
+    aiotest_core::url::check_path(&path).map_err(|e| bad(e.to_string()))?;
+    let scheme = if u.https { "https" } else { "http" };
+    Ok((format!("{scheme}://{}", u.authority), path))
 }
 
 pub(crate) fn url_user_type(
@@ -180,6 +175,11 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
         // -H wins, then the embedded target with --demo, then the file's host.
         if host.is_none() {
             host = demo_url.clone().or(s.host);
+        }
+        if let (None, Some(at)) = (&host, &s.relative_path) {
+            return Err(UsageError(format!(
+                "{at}: a relative path needs a host: set `host` in the file, -H URL or --demo"
+            )));
         }
         scenario_total = s.total;
         let users = if demo.is_some() { 10 } else { 1 };

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use aiotest_core::lifecycle::{Hooks, Lifecycle};
 use aiotest_core::prelude::*;
+use aiotest_core::shape::validate_users;
 use aiotest_core::user::ExecutionMode;
 use aiotest_http_user::{HttpClient, HttpUser};
 use serde::Deserialize;
@@ -64,7 +65,8 @@ struct FileSpec {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LoadSpec {
-    users: Option<Spanned<u32>>,
+    // Wider than any valid count, so a huge one gets the limit's message.
+    users: Option<Spanned<u64>>,
     spawn_rate: Option<Spanned<f64>>,
     run_time: Option<Spanned<String>>,
     stages: Option<Spanned<Vec<Spanned<StageSpec>>>>,
@@ -74,7 +76,7 @@ struct LoadSpec {
 #[serde(deny_unknown_fields)]
 struct StageSpec {
     duration: Spanned<String>,
-    target: u32,
+    target: Spanned<u64>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -127,6 +129,9 @@ pub struct Scenario {
     pub total: Option<Duration>,
     /// The file's host.
     pub host: Option<String>,
+    /// Where the first relative path is (`FILE:LINE: FIELD`), if any: such a file needs a
+    /// host from the file, `-H` or `--demo`.
+    pub relative_path: Option<String>,
 }
 
 struct Ctx<'a> {
@@ -192,15 +197,12 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, ScenarioError> {
     let host = match &spec.host {
         Some(h) => {
             let v = h.get_ref();
-            let authority = v
-                .strip_prefix("http://")
-                .or_else(|| v.strip_prefix("https://"));
-            if authority.is_none_or(|a| a.split(['/', '?']).next().unwrap_or("").is_empty()) {
-                return cx.err(
-                    Some(h.span()),
-                    "host",
-                    format!("`{v}` must be an http:// or https:// URL"),
-                );
+            match aiotest_core::url::parse_base_url(v) {
+                Ok(u) if u.rest.contains(['?', '#']) => {
+                    return cx.err(Some(h.span()), "host", format!("`{v}`: no query string"));
+                }
+                Ok(_) => {}
+                Err(e) => return cx.err(Some(h.span()), "host", format!("`{v}`: {e}")),
             }
             Some(v.clone())
         }
@@ -233,12 +235,49 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         }
         user_types.push(user_type(&cx, i, u, &captures)?);
     }
+    let relative_path = first_relative_path(&cx, &spec);
     Ok(Scenario {
         user_types,
         hooks,
         shape,
         total,
         host,
+        relative_path,
+    })
+}
+
+/// `FILE:LINE: FIELD` of the first request whose path is relative.
+fn first_relative_path(cx: &Ctx<'_>, spec: &FileSpec) -> Option<String> {
+    let located = |field: String, r: &Spanned<RequestSpec>| {
+        let p = &r.get_ref().path;
+        p.get_ref().starts_with('/').then(|| {
+            format!(
+                "{}:{}: {field}.path",
+                cx.file.display(),
+                cx.line_of(p.span().start)
+            )
+        })
+    };
+    let setup = spec
+        .setup
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| located(format!("setup[{i}]"), r));
+    setup.or_else(|| {
+        spec.users
+            .as_ref()?
+            .get_ref()
+            .iter()
+            .enumerate()
+            .find_map(|(i, u)| {
+                u.get_ref()
+                    .tasks
+                    .as_ref()?
+                    .get_ref()
+                    .iter()
+                    .enumerate()
+                    .find_map(|(j, t)| located(format!("users[{i}].tasks[{j}]"), t))
+            })
     })
 }
 
@@ -263,14 +302,26 @@ fn load_shape(
             let d = &st.get_ref().duration;
             let duration = parse_duration(d.get_ref())
                 .or_else(|e| cx.err(Some(d.span()), format!("load.stages[{i}].duration"), e))?;
-            out.push(Stage::new(duration, st.get_ref().target));
+            let t = &st.get_ref().target;
+            let target = validate_users(*t.get_ref()).or_else(|e| {
+                cx.err(
+                    Some(t.span()),
+                    format!("load.stages[{i}].target"),
+                    e.to_string(),
+                )
+            })?;
+            out.push(Stage::new(duration, target));
         }
         let total = out.iter().map(|s| s.duration).sum();
         let shape = StagesShape::new(out)
             .or_else(|e| cx.err(Some(stages.span()), "load.stages", e.to_string()))?;
         return Ok((Some(Box::new(shape)), Some(total)));
     }
-    let users = l.users.as_ref().map_or(1, |u| *u.get_ref());
+    let users = match &l.users {
+        Some(u) => validate_users(*u.get_ref())
+            .or_else(|e| cx.err(Some(u.span()), "load.users", e.to_string()))?,
+        None => 1,
+    };
     let rate = match &l.spawn_rate {
         Some(r) if r.get_ref().is_nan() || *r.get_ref() <= 0.0 => {
             return cx.err(Some(r.span()), "load.spawn_rate", "must be above 0");
@@ -387,6 +438,13 @@ fn request(
             Some(spec.path.span()),
             format!("{field}.path"),
             format!("`{p}` must start with / or be an http(s) URL"),
+        );
+    }
+    if let Err(e) = aiotest_core::url::check_path_or_url(p) {
+        return cx.err(
+            Some(spec.path.span()),
+            format!("{field}.path"),
+            format!("`{p}`: {e}"),
         );
     }
     check_refs(cx, &spec.path, &format!("{field}.path"), captures)?;
@@ -540,9 +598,13 @@ fn setup(
         .setup(move |ctx| {
             let plans = Arc::clone(&plans);
             async move {
-                let http = HttpUser::builder()
-                    .host(ctx.host().unwrap_or("http://127.0.0.1"))
-                    .build()?;
+                // No host: relative paths fail (the command line refuses to start such a
+                // run); load never goes to a host nobody named.
+                let mut http = HttpUser::builder();
+                if let Some(h) = ctx.host() {
+                    http = http.host(h);
+                }
+                let http = http.build()?;
                 // Setup's requests are counted in the run's statistics, like any other.
                 let recorder = ctx
                     .take::<aiotest_metrics::Recorder>()
@@ -887,7 +949,14 @@ mod tests {
             (format!("{VALID_TAIL}{VALID_TAIL}"), "s.toml:6: users[1].name: `u` is used twice"),
             ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\ncapture = { t = \"/t\" }\n".into(), "users[0].tasks[0].capture: only [[setup]] requests capture values"),
             ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nheaders = { \"bad name\" = \"v\" }\n".into(), "s.toml:5: users[0].tasks[0].headers.bad name: not a valid header name"),
-            (format!("host = \"ftp://x\"\n{VALID_TAIL}"), "s.toml:1: host: `ftp://x` must be an http:// or https:// URL"),
+            (format!("host = \"ftp://x\"\n{VALID_TAIL}"), "s.toml:1: host: `ftp://x`: the scheme must be http or https, not `ftp`"),
+            (format!("host = \"http://h:65536\"\n{VALID_TAIL}"), "s.toml:1: host: `http://h:65536`: port `65536` is not a port number (1 to 65535)"),
+            (format!("host = \"http://h?q=1\"\n{VALID_TAIL}"), "s.toml:1: host: `http://h?q=1`: no query string"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/a\\tb\"\n".into(), "s.toml:4: users[0].tasks[0].path: `/a\tb`: a tab or line break at byte 2"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"http://h:0/x\"\n".into(), "s.toml:4: users[0].tasks[0].path: `http://h:0/x`: port `0` is not a port number"),
+            (format!("[[setup]]\npath = \"/lo gin\"\n{VALID_TAIL}"), "s.toml:2: setup[0].path: `/lo gin`: a space at byte 3"),
+            (format!("[load]\nusers = 1000001\n{VALID_TAIL}"), "s.toml:2: load.users: 1000001 users is above the limit of 1000000 users per run"),
+            ("[[users]]\nname = \"u\"\nexecution_mode = \"concurrent\"\nmax_concurrent_tasks = 4294967295\n[[users.tasks]]\npath = \"/\"\n".into(), "users[0]: user type `u`: max_concurrent_tasks must be at most 1000"),
             (format!("[[setup]]\npath = \"/login\"\ncapture = {{ t = \"token\" }}\n{VALID_TAIL}"), "s.toml:3: setup[0].capture.t: `token` is not a JSON pointer"),
             (format!("[[setup]]\npath = \"/login\"\nweight = 2\n{VALID_TAIL}"), "s.toml:3: setup[0].weight: setup requests run once, in order: no weight"),
         ];

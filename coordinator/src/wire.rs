@@ -184,6 +184,42 @@ pub fn decode(bytes: &[u8], run_id: &str) -> Result<Envelope, DecodeError> {
     rmp_serde::from_slice(bytes).map_err(malformed)
 }
 
+/// Longest run id: ids go into every key and channel name.
+pub const MAX_RUN_ID_LEN: usize = 64;
+
+/// A run id that cannot name a run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunIdError {
+    /// The empty string.
+    #[error("the run id is empty")]
+    Empty,
+    /// Over [`MAX_RUN_ID_LEN`] bytes.
+    #[error("the run id is over {MAX_RUN_ID_LEN} characters")]
+    TooLong,
+    /// A character outside `A-Z a-z 0-9 . _ -`.
+    #[error("the run id `{0}` may hold only letters, digits, `.`, `_` and `-`")]
+    BadChar(String),
+}
+
+/// Checks a run id: 1 to [`MAX_RUN_ID_LEN`] of `A-Z a-z 0-9 . _ -`, so it can neither be
+/// empty nor reach into another run's keys (`a:b` would, with `:` as the separator).
+pub fn check_run_id(run_id: &str) -> Result<(), RunIdError> {
+    if run_id.is_empty() {
+        return Err(RunIdError::Empty);
+    }
+    if run_id.len() > MAX_RUN_ID_LEN {
+        return Err(RunIdError::TooLong);
+    }
+    if !run_id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(RunIdError::BadChar(run_id.to_owned()));
+    }
+    Ok(())
+}
+
 /// Redis names for one run: every key and channel starts with `aiotest:{run_id}:`, so
 /// two tests can share a Redis without seeing each other.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,6 +271,18 @@ impl Keys {
 mod tests {
     use super::*;
     use aiotest_metrics::RequestRecord;
+
+    #[test]
+    fn run_ids_are_checked() {
+        for ok in ["default", "shop-2026.11_a", "x"] {
+            assert_eq!(check_run_id(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(check_run_id(""), Err(RunIdError::Empty));
+        assert_eq!(check_run_id(&"a".repeat(65)), Err(RunIdError::TooLong));
+        for bad in ["a:b", "a b", "a*", "caf\u{e9}"] {
+            assert!(check_run_id(bad).is_err(), "{bad}");
+        }
+    }
 
     fn envelope(run: &str, message: Message) -> Envelope {
         Envelope {

@@ -11,6 +11,7 @@
 //! - [`wait`]: wait times between tasks.
 //! - [`weights`]: exact, monotone splits of users over types, and weighted task choice.
 //! - [`lifecycle`]: setup data, setup/teardown hooks with timeouts, the summary hook.
+//! - [`url`]: the checks of hosts, ports and paths every front end shares.
 //!
 //! **Who should depend on this crate:** anyone writing user types or load shapes, and the
 //! other aiotest crates. It does no I/O and pulls in no async runtime, HTTP or Redis
@@ -43,6 +44,7 @@ pub mod clock;
 pub mod lifecycle;
 pub mod shape;
 pub mod state;
+pub mod url;
 pub mod user;
 pub mod wait;
 pub mod weights;
@@ -59,7 +61,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub mod prelude {
     pub use crate::lifecycle::{Lifecycle, SetupContext, SetupData, SummaryHook};
     pub use crate::shape::{
-        ConstantShape, IMMEDIATE, LoadUserShape, SpikeShape, Stage, StagesShape, StepShape,
+        ConstantShape, IMMEDIATE, LoadUserShape, MAX_USERS, SpikeShape, Stage, StagesShape,
+        StepShape,
     };
     pub use crate::user::{ExecutionMode, TaskResult, UserContext, UserType};
     pub use crate::wait::WaitTime;

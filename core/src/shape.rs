@@ -14,6 +14,12 @@ use std::time::Duration;
 /// A spawn rate meaning "all at once".
 pub const IMMEDIATE: f64 = f64::INFINITY;
 
+/// Most users a run may have, over all its user types and workers. A virtual user holds a
+/// task, its own connections and cookie jar (about 20 KB idle): a million is ~20 GB, more
+/// than most machines can give one run. Every shape, the runners and the control API
+/// refuse more.
+pub const MAX_USERS: u32 = 1_000_000;
+
 /// A shape answers, for a run time, the target user count and spawn rate, or the end.
 ///
 /// Implement it for a custom shape; closures of the same signature implement it too.
@@ -67,6 +73,12 @@ pub enum ShapeError {
         /// The rate given.
         rate: f64,
     },
+    /// A user count above [`MAX_USERS`].
+    #[error("{users} users is above the limit of {MAX_USERS} users per run")]
+    TooManyUsers {
+        /// The count asked for.
+        users: u64,
+    },
     /// A duration that must be positive was zero.
     #[error("{what} must be longer than zero")]
     ZeroDuration {
@@ -106,6 +118,15 @@ pub fn validate_spawn_rate(rate: f64) -> Result<(), ShapeError> {
     Ok(())
 }
 
+/// Checks a user count against [`MAX_USERS`]. The runner applies this to every tick of a
+/// user-written shape and to every count set through a runner's handle.
+pub fn validate_users(users: u64) -> Result<u32, ShapeError> {
+    match u32::try_from(users) {
+        Ok(n) if n <= MAX_USERS => Ok(n),
+        _ => Err(ShapeError::TooManyUsers { users }),
+    }
+}
+
 /// A fixed user count, optionally for a fixed time (Locust's `-u N -r R -t T`, k6's
 /// `constant-vus`). Without a duration it runs until stopped.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +144,7 @@ impl ConstantShape {
         duration: Option<Duration>,
     ) -> Result<Self, ShapeError> {
         validate_spawn_rate(spawn_rate)?;
+        validate_users(users.into())?;
         if duration == Some(Duration::ZERO) {
             return Err(ShapeError::ZeroDuration { what: "run time" });
         }
@@ -181,15 +203,19 @@ impl StagesShape {
         if stages.iter().all(|s| s.duration.is_zero()) {
             return Err(ShapeError::StagesTakeNoTime);
         }
+        for s in &stages {
+            validate_users(s.target.into())?;
+        }
         Ok(StagesShape {
             start_users: 0,
             stages,
         })
     }
 
-    /// Starts the first stage from `users` instead of zero (k6's `startVUs`).
+    /// Starts the first stage from `users` instead of zero (k6's `startVUs`); at most
+    /// [`MAX_USERS`].
     pub fn with_start_users(mut self, users: u32) -> Self {
-        self.start_users = users;
+        self.start_users = users.min(MAX_USERS);
         self
     }
 
@@ -257,6 +283,7 @@ impl StepShape {
         if step_users == 0 {
             return Err(ShapeError::ZeroStep);
         }
+        validate_users(max_users.into())?;
         if step_duration.is_zero() {
             return Err(ShapeError::ZeroDuration {
                 what: "step duration",
@@ -311,6 +338,8 @@ impl SpikeShape {
         spawn_rate: f64,
     ) -> Result<Self, ShapeError> {
         validate_spawn_rate(spawn_rate)?;
+        validate_users(base_users.into())?;
+        validate_users(spike_users.into())?;
         if length.is_zero() {
             return Err(ShapeError::ZeroDuration {
                 what: "spike length",
@@ -360,6 +389,35 @@ mod tests {
         for &(t, want) in table {
             assert_eq!(shape.tick(t), want, "tick({t:?})");
         }
+    }
+
+    #[test]
+    fn user_counts_above_the_limit_are_refused_by_every_shape() {
+        let too_many = ShapeError::TooManyUsers {
+            users: u64::from(u32::MAX),
+        };
+        assert_eq!(validate_users(u64::from(MAX_USERS)), Ok(MAX_USERS));
+        assert_eq!(validate_users(u64::from(u32::MAX)), Err(too_many.clone()));
+        assert_eq!(
+            too_many.to_string(),
+            "4294967295 users is above the limit of 1000000 users per run"
+        );
+        assert_eq!(
+            ConstantShape::new(u32::MAX, 1.0, None),
+            Err(too_many.clone())
+        );
+        assert_eq!(
+            StagesShape::new(vec![Stage::new(s(1), u32::MAX)]),
+            Err(too_many.clone())
+        );
+        assert_eq!(
+            StepShape::new(1, s(1), u32::MAX, 1.0, s(10)),
+            Err(too_many.clone())
+        );
+        assert_eq!(
+            SpikeShape::new(1, u32::MAX, s(1), s(1), s(5), 1.0),
+            Err(too_many)
+        );
     }
 
     #[test]

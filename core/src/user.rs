@@ -231,6 +231,10 @@ pub struct TaskInfo {
     pub shared: bool,
 }
 
+/// Most tasks one concurrent user may run at once: each slot may hold its own connection,
+/// so a thousand already make one user a crowd.
+pub const MAX_CONCURRENT_TASKS: usize = 1_000;
+
 /// A user type definition that was refused, with the user type (and task) named.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -275,15 +279,16 @@ pub enum UserTypeError {
         #[source]
         source: WaitTimeError,
     },
-    /// The host is not an `http://` or `https://` URL.
-    #[error(
-        "user type `{user_type}`: host `{host}` must start with http:// or https:// and name a host"
-    )]
+    /// The host is not a usable `http://` or `https://` URL.
+    #[error("user type `{user_type}`: host `{host}`: {source}")]
     BadHost {
         /// The user type.
         user_type: String,
         /// The host given.
         host: String,
+        /// What is wrong with it.
+        #[source]
+        source: crate::url::UrlError,
     },
     /// `max_concurrent_tasks` is 0, or set for a sequential user.
     #[error("user type `{user_type}`: {reason}")]
@@ -444,9 +449,10 @@ impl<U: Send + Sync + 'static> UserTypeBuilder<U> {
                 source,
             })?;
         if let Some(host) = &self.host {
-            validate_host(host).map_err(|()| UserTypeError::BadHost {
+            crate::url::parse_base_url(host).map_err(|source| UserTypeError::BadHost {
                 user_type: user_type(),
                 host: host.clone(),
+                source,
             })?;
         }
         let max_concurrent_tasks = match (self.mode, self.max_concurrent_tasks) {
@@ -461,6 +467,12 @@ impl<U: Send + Sync + 'static> UserTypeBuilder<U> {
                 return Err(UserTypeError::MaxConcurrentTasks {
                     user_type: user_type(),
                     reason: "max_concurrent_tasks must be at least 1",
+                });
+            }
+            (ExecutionMode::Concurrent, Some(n)) if n > MAX_CONCURRENT_TASKS => {
+                return Err(UserTypeError::MaxConcurrentTasks {
+                    user_type: user_type(),
+                    reason: "max_concurrent_tasks must be at most 1000",
                 });
             }
             (ExecutionMode::Concurrent, Some(n)) => n,
@@ -492,18 +504,6 @@ impl<U: Send + Sync + 'static> UserTypeBuilder<U> {
 }
 
 /// `http://` or `https://`, then a non-empty authority without spaces.
-fn validate_host(host: &str) -> Result<(), ()> {
-    let rest = host
-        .strip_prefix("http://")
-        .or_else(|| host.strip_prefix("https://"))
-        .ok_or(())?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.is_empty() || host.contains(char::is_whitespace) {
-        return Err(());
-    }
-    Ok(())
-}
-
 struct Definition<U> {
     factory: Factory<U>,
     on_start: Option<Box<dyn MutTask<U>>>,

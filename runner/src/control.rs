@@ -16,6 +16,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use aiotest_core::shape::validate_users;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -141,7 +142,8 @@ fn authorized(req: &Request<Incoming>, token: Option<&str>) -> bool {
 
 #[derive(Deserialize)]
 struct UsersBody {
-    users: u32,
+    // Wider than any valid count, so a huge one gets the limit's message, not serde's.
+    users: u64,
 }
 
 async fn route(
@@ -208,18 +210,18 @@ async fn route(
                 Ok(b) => b.to_bytes(),
                 Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body over 4 KiB"),
             };
-            match serde_json::from_slice::<UsersBody>(&body) {
-                Ok(b) => {
-                    handle.set_users(b.users).await;
+            match serde_json::from_slice::<UsersBody>(&body)
+                .map_err(|e| format!("expected {{\"users\": N}}: {e}"))
+                .and_then(|b| validate_users(b.users).map_err(|e| e.to_string()))
+            {
+                Ok(users) => {
+                    handle.set_users(users).await;
                     json(
                         StatusCode::ACCEPTED,
-                        &serde_json::json!({ "ok": true, "users": b.users }),
+                        &serde_json::json!({ "ok": true, "users": users }),
                     )
                 }
-                Err(e) => error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("expected {{\"users\": N}}: {e}"),
-                ),
+                Err(e) => error(StatusCode::BAD_REQUEST, &e),
             }
         }
         (

@@ -20,7 +20,7 @@ use aiotest_coordinator::wire::{ChannelType, Keys, Message, NodeType};
 use aiotest_coordinator::{CoordError, DistributedCoordinator, LockError, Redis, RedisLock};
 use aiotest_core::clock::RunClock;
 use aiotest_core::lifecycle::{Hooks, LifecycleError, Phase, SetupOutcome, teardown_runs};
-use aiotest_core::shape::{LoadUserShape, validate_spawn_rate};
+use aiotest_core::shape::{LoadUserShape, validate_spawn_rate, validate_users};
 use aiotest_core::state::{Role, RunnerState};
 use aiotest_core::user::UserType;
 use aiotest_core::weights::split_over_workers;
@@ -74,6 +74,50 @@ impl Default for DistributedConfig {
     }
 }
 
+/// Most workers a master waits for.
+pub const MAX_WORKERS: usize = 10_000;
+
+impl DistributedConfig {
+    /// Checks the settings: a valid run id, a liveness timeout of at least two heartbeats
+    /// (shorter marks a healthy worker MISSING between two of its heartbeats), a master
+    /// timeout of at least two heartbeats, 1 to [`MAX_WORKERS`] expected workers.
+    pub fn validate(&self) -> Result<(), RunError> {
+        let invalid = |what, reason: String| Err(RunError::InvalidConfig { what, reason });
+        if let Err(e) = aiotest_coordinator::wire::check_run_id(&self.run_id) {
+            return invalid("run id", e.to_string());
+        }
+        if self.heartbeat_interval.is_zero() {
+            return invalid("heartbeat interval", "must be longer than zero".into());
+        }
+        let two_beats = self.heartbeat_interval * 2;
+        if self.liveness_timeout < two_beats {
+            return invalid(
+                "liveness timeout",
+                format!(
+                    "{:?} is under two heartbeats ({two_beats:?}): healthy workers would go MISSING",
+                    self.liveness_timeout
+                ),
+            );
+        }
+        if self.master_timeout < two_beats {
+            return invalid(
+                "master timeout",
+                format!(
+                    "{:?} is under two heartbeats ({two_beats:?})",
+                    self.master_timeout
+                ),
+            );
+        }
+        if !(1..=MAX_WORKERS).contains(&self.expect_workers) {
+            return invalid(
+                "expected workers",
+                format!("{} is not between 1 and {MAX_WORKERS}", self.expect_workers),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// What the master knows of a worker.
 #[derive(Debug, Clone)]
 struct WorkerInfo {
@@ -117,6 +161,8 @@ impl MasterRunner {
         if types.is_empty() {
             return Err(RunError::NoUserTypes);
         }
+        config.validate()?;
+        dist.validate()?;
         let (handle, commands, states) = RunnerHandle::create(exporter, Role::Master);
         Ok(MasterRunner {
             types,
@@ -392,7 +438,7 @@ impl MasterRunner {
                         }
                         Some(Command::Stop | Command::Abort) => return Ok(StopReason::Stopped),
                         Some(Command::Quit) | None => return Ok(StopReason::Quit),
-                        Some(Command::SetUsers(n)) => {
+                        Some(Command::SetUsers(n)) if validate_users(n.into()).is_ok() => {
                             let rate = target.map_or(f64::INFINITY, |(_, r)| r);
                             target = Some((n, rate));
                             dispatch(&self.types, &shared, coord, workers, (n, rate)).await?;
@@ -471,6 +517,7 @@ impl MasterRunner {
                     None => return Ok(StopReason::ShapeEnded),
                     Some((users, rate)) => {
                         validate_spawn_rate(rate)?;
+                        validate_users(users.into())?;
                         if target != Some((users, rate)) {
                             target = Some((users, rate));
                             dispatch(&self.types, &shared, coord, workers, (users, rate)).await?;
@@ -600,6 +647,8 @@ impl WorkerRunner {
         if types.is_empty() {
             return Err(RunError::NoUserTypes);
         }
+        config.validate()?;
+        dist.validate()?;
         let (handle, _commands, states) = RunnerHandle::create(None, Role::Worker);
         Ok(WorkerRunner {
             types,

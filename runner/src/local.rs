@@ -14,7 +14,7 @@ use aiotest_core::clock::RunClock;
 use aiotest_core::lifecycle::{
     Hooks, LifecycleError, Phase, SetupContext, SetupOutcome, teardown_runs,
 };
-use aiotest_core::shape::{LoadUserShape, ShapeError, validate_spawn_rate};
+use aiotest_core::shape::{LoadUserShape, ShapeError, validate_spawn_rate, validate_users};
 use aiotest_core::state::{Role, RunnerState, StateManager};
 use aiotest_core::user::UserType;
 use aiotest_core::weights::WeightError;
@@ -91,6 +91,29 @@ pub enum RunError {
     /// Redis failed.
     #[error("coordination: {0}")]
     Coordination(String),
+    /// A setting of the run is unusable.
+    #[error("{what}: {reason}")]
+    InvalidConfig {
+        /// The setting.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl RunConfig {
+    /// Checks the settings: the host must be a usable URL (a port that does not parse is
+    /// never read as the default one), the metrics settings consistent.
+    pub fn validate(&self) -> Result<(), RunError> {
+        if let Some(host) = &self.host {
+            aiotest_core::url::parse_base_url(host).map_err(|e| RunError::InvalidConfig {
+                what: "host",
+                reason: format!("`{host}`: {e}"),
+            })?;
+        }
+        self.metrics.validate()?;
+        Ok(())
+    }
 }
 
 /// Commands a [`RunnerHandle`] sends.
@@ -374,7 +397,7 @@ impl LocalRunner {
         if types.is_empty() {
             return Err(RunError::NoUserTypes);
         }
-        config.metrics.validate()?;
+        config.validate()?;
         let weights: Vec<u32> = types.iter().map(UserType::weight).collect();
         aiotest_core::weights::split_by_weight(0, &weights)?;
         let (handle, commands, states) = RunnerHandle::create(exporter, Role::Local);
@@ -548,7 +571,7 @@ impl LocalRunner {
                         Some(Command::Stop) => return (StopReason::Stopped, None),
                         Some(Command::Quit) | None => return (StopReason::Quit, None),
                         Some(Command::Abort) => return (StopReason::Aborted, None),
-                        Some(Command::SetUsers(n)) => {
+                        Some(Command::SetUsers(n)) if validate_users(n.into()).is_ok() => {
                             let rate = manager.target().map_or(f64::INFINITY, |(_, r)| r);
                             manager.manage_users(n, rate, now);
                             manager_due = Some(now);
@@ -583,7 +606,9 @@ impl LocalRunner {
                 match self.shape.tick(clock.run_time(now.into_std())) {
                     None => return (StopReason::ShapeEnded, None),
                     Some((users, rate)) => {
-                        if let Err(e) = validate_spawn_rate(rate) {
+                        if let Err(e) =
+                            validate_spawn_rate(rate).and(validate_users(users.into()).map(drop))
+                        {
                             tracing::error!("load shape: {e}");
                             return (StopReason::Stopped, Some(e));
                         }

@@ -391,6 +391,179 @@ fn bad_usage_exits_2_naming_what_is_wrong() {
     }
 }
 
+/// Input that would send load where nobody asked (a port read as 80), or crash the
+/// process (a count that allocates gigabytes), or fail every request (a path with a
+/// space): each exits 2 naming the input, before a single request is sent.
+#[test]
+fn dangerous_input_exits_2_before_any_request() {
+    let t = target();
+    let addr = t.addr.to_string();
+    let url = format!("http://{addr}/");
+    let dir = std::env::temp_dir();
+    let file = |name: &str, toml: String| {
+        let path = dir.join(format!("aiotest-it-{}-{name}.toml", std::process::id()));
+        std::fs::write(&path, toml).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let tail = "[[users]]\nname = \"u\"\nwait_time = 0\n[[users.tasks]]\npath = \"/\"\n";
+    let bad_host = file(
+        "bad-host",
+        format!("host = \"http://127.0.0.1:99999\"\n{tail}"),
+    );
+    let huge = file(
+        "huge",
+        format!("host = \"http://{addr}\"\n[load]\nusers = 4294967295\n{tail}"),
+    );
+    let huge_stage = file(
+        "huge-stage",
+        format!(
+            "host = \"http://{addr}\"\n[load]\nstages = [{{ duration = \"1s\", target = 2000000 }}]\n{tail}"
+        ),
+    );
+    let space = file(
+        "space",
+        format!(
+            "host = \"http://{addr}\"\n[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/a b\"\n"
+        ),
+    );
+    let no_host_url = file(
+        "no-host-url",
+        format!(
+            "host = \"http://{addr}\"\n[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"http://\"\n"
+        ),
+    );
+    let relative = file("relative", tail.to_owned());
+    let spaced_url = format!("http://{addr}/a b");
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["--url", "http://127.0.0.1:99999/"],
+            "--url `http://127.0.0.1:99999/`: port `99999` is not a port number (1 to 65535)"
+                .into(),
+        ),
+        (
+            vec!["--url", "http://127.0.0.1:65536/"],
+            "port `65536` is not a port number".into(),
+        ),
+        (
+            vec!["--url", "http://127.0.0.1:abc/"],
+            "port `abc` is not a port number".into(),
+        ),
+        (
+            vec!["--url", "http://127.0.0.1:-1/"],
+            "port `-1` is not a port number".into(),
+        ),
+        (
+            vec!["--url", &url, "-H", "http://127.0.0.1:99999"],
+            "invalid value 'http://127.0.0.1:99999' for '--host <HOST>'".into(),
+        ),
+        (
+            vec![&bad_host],
+            format!(
+                "{bad_host}:1: host: `http://127.0.0.1:99999`: port `99999` is not a port number"
+            ),
+        ),
+        (
+            vec!["--url", &url, "-u", "4294967295"],
+            "4294967295 users is above the limit of 1000000 users per run".into(),
+        ),
+        (
+            vec!["--url", &url, "--stages", "1s:4294967295"],
+            "stage 1 (`1s:4294967295`): 4294967295 users is above the limit".into(),
+        ),
+        (
+            vec![&huge],
+            format!(
+                "{huge}:3: load.users: 4294967295 users is above the limit of 1000000 users per run"
+            ),
+        ),
+        (
+            vec![&huge_stage],
+            format!("{huge_stage}:3: load.stages[0].target: 2000000 users is above the limit"),
+        ),
+        (
+            vec!["--url", &spaced_url],
+            format!("--url `{spaced_url}`: a space at byte"),
+        ),
+        (
+            vec![&space],
+            format!(
+                "{space}:5: users[0].tasks[0].path: `/a b`: a space at byte 2: percent-encode it (write it as %20)"
+            ),
+        ),
+        (
+            vec![&no_host_url],
+            format!("{no_host_url}:5: users[0].tasks[0].path: `http://`: it names no host"),
+        ),
+        (
+            vec![&relative],
+            format!("{relative}:5: users[0].tasks[0].path: a relative path needs a host"),
+        ),
+        (
+            vec![
+                "--url",
+                &url,
+                "--master",
+                "--redis",
+                "redis://127.0.0.1:1",
+                "--liveness-timeout",
+                "0s",
+            ],
+            "`0s` is under two heartbeats (2s)".into(),
+        ),
+        (
+            vec![
+                "--url",
+                &url,
+                "--master",
+                "--redis",
+                "redis://127.0.0.1:1",
+                "--run-id",
+                "",
+            ],
+            "the run id is empty".into(),
+        ),
+        (
+            vec![
+                "--url",
+                &url,
+                "--master",
+                "--redis",
+                "redis://127.0.0.1:1",
+                "--run-id",
+                "a:b",
+            ],
+            "may hold only letters, digits".into(),
+        ),
+        (
+            vec![
+                "--url",
+                &url,
+                "--master",
+                "--redis",
+                "redis://127.0.0.1:1",
+                "--expect-workers",
+                "0",
+            ],
+            "`0` is not a worker count from 1 to 10000".into(),
+        ),
+    ];
+    for (args, msg) in &cases {
+        let mut all = vec!["run", "-t", "2s", "-q"];
+        all.extend(args);
+        let out = aiotest(&all);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(msg.as_str()),
+            "{args:?}\nwant: {msg}\n got: {err}"
+        );
+    }
+    assert_eq!(t.served.load(Ordering::Relaxed), 0, "no request was sent");
+    for f in [bad_host, huge, huge_stage, space, no_host_url, relative] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
 #[test]
 fn ctrl_c_stops_gracefully_and_still_prints_the_summary() {
     let t = target();

@@ -199,7 +199,7 @@ fn bad_definitions_are_errors_when_built_naming_type_and_task() {
         ),
         (
             l().task("browse", 1, browse).host("example.com").build(),
-            "user type `logger`: host `example.com` must start with http:// or https:// and name a host",
+            "user type `logger`: host `example.com`: it must start with http:// or https://",
         ),
         (
             l().task("browse", 1, browse)
@@ -235,7 +235,14 @@ fn host_validation() {
         "http://h/path?q=1",
         "http://[::1]:80",
     ] {
-        assert!(validate_host(ok).is_ok(), "{ok}");
+        assert!(
+            logger_type(&Arc::default())
+                .host(ok)
+                .task("t", 1, browse)
+                .build()
+                .is_ok(),
+            "{ok}"
+        );
     }
     for bad in [
         "",
@@ -245,9 +252,29 @@ fn host_validation() {
         "https:///path",
         "http://a b",
         "http:/x",
+        "http://127.0.0.1:99999",
     ] {
-        assert!(validate_host(bad).is_err(), "{bad}");
+        assert!(
+            logger_type(&Arc::default())
+                .host(bad)
+                .task("t", 1, browse)
+                .build()
+                .is_err(),
+            "{bad}"
+        );
     }
+    let e = logger_type(&Arc::default())
+        .host("http://127.0.0.1:65536/")
+        .task("t", 1, browse)
+        .build()
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        e.as_deref(),
+        Some(
+            "user type `logger`: host `http://127.0.0.1:65536/`: port `65536` is not a port number (1 to 65535)"
+        )
+    );
 }
 
 #[test]

@@ -500,7 +500,15 @@ async fn bad_settings_are_refused_at_build() {
     let cases = [
         (
             HttpUser::builder().host("ftp://x").build(),
-            "host `ftp://x`: the scheme must be http or https",
+            "host `ftp://x`: the scheme must be http or https, not `ftp`",
+        ),
+        (
+            HttpUser::builder().host("http://127.0.0.1:99999").build(),
+            "host `http://127.0.0.1:99999`: port `99999` is not a port number (1 to 65535)",
+        ),
+        (
+            HttpUser::builder().host("http://127.0.0.1:abc/").build(),
+            "host `http://127.0.0.1:abc/`: port `abc` is not a port number (1 to 65535)",
         ),
         (
             HttpUser::builder().host("127.0.0.1:80").build(),

@@ -132,6 +132,15 @@ async fn the_api_pauses_resumes_resizes_and_stops_a_run() {
     let (status, body) = http(addr, "POST", "/api/users", "seven", None).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("expected {\\\"users\\\": N}"), "{body}");
+    // A count above the limit is refused with the reason, and changes nothing.
+    let (status, body) = http(addr, "POST", "/api/users", r#"{"users": 4294967295}"#, None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("4294967295 users is above the limit of 1000000 users per run"),
+        "{body}"
+    );
+    let (_, body) = http(addr, "GET", "/api/state", "", None).await;
+    assert!(body.contains("\"ticker\":7"), "{body}");
 
     let (status, metrics) = http(addr, "GET", "/metrics", "", None).await;
     assert_eq!(status, 200);
