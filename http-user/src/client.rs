@@ -576,9 +576,20 @@ impl<'c> RequestBuilder<'c> {
                 | Method::OPTIONS
                 | Method::TRACE
         );
+        // Should the run cancel this user while an attempt is in flight (the graceful
+        // stop period ran out), dropping this future records the attempt as interrupted.
+        let mut flight = InFlight {
+            client,
+            plan,
+            armed: false,
+        };
         let mut attempt = 0u32;
         loop {
-            let (mut response, meta) = client.attempt(&plan).await;
+            flight.armed = true;
+            let (mut response, meta) = flight.client.attempt(&flight.plan).await;
+            flight.armed = false;
+            let client = &mut *flight.client;
+            let plan = &flight.plan;
             let retryable = response.error.as_ref().is_some_and(|e| {
                 matches!(
                     e.category,
@@ -590,7 +601,7 @@ impl<'c> RequestBuilder<'c> {
             }) || matches!(response.status_code(), 502..=504);
             response.attempts = attempt + 1;
             if idempotent && retryable && attempt < client.settings.max_retries {
-                client.record_attempt(&plan, &response, &meta, attempt);
+                client.record_attempt(plan, &response, &meta, attempt);
                 attempt += 1;
                 client.retries += 1;
                 // The backoff is outside every attempt's measured time.
@@ -608,8 +619,24 @@ impl<'c> RequestBuilder<'c> {
                     message,
                 });
             }
-            client.record_attempt(&plan, &response, &meta, attempt);
+            client.record_attempt(plan, &response, &meta, attempt);
             return response;
+        }
+    }
+}
+
+/// A request being sent; see [`RequestBuilder::send`].
+struct InFlight<'c> {
+    client: &'c mut HttpClient,
+    plan: Plan,
+    /// An attempt is in flight: connecting, sending or waiting for the response.
+    armed: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.client.record_interrupted(&self.plan);
         }
     }
 }
@@ -1062,6 +1089,26 @@ impl HttpClient {
             }),
             attempts: 1,
         }
+    }
+
+    /// Records an attempt cancelled in flight: a request and a failure, with no duration
+    /// (its latency is unknown; the statistics keep it out of every percentile).
+    #[cold]
+    fn record_interrupted(&mut self, plan: &Plan) {
+        let name = Self::record_name(&mut self.name_buf, &self.targets, plan, None);
+        self.recorder.record(&RequestRecord {
+            scenario: &self.settings.scenario,
+            name,
+            method: plan.method.as_str(),
+            status: None,
+            duration_us: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            error: Some(ErrorCategory::Interrupted),
+            message: Some("still in flight when the run's graceful stop period ended"),
+            time_us: now_us(),
+            attempt: 0,
+        });
     }
 
     fn record_attempt(&mut self, plan: &Plan, response: &Response, meta: &Meta, attempt: u32) {

@@ -27,11 +27,15 @@ pub enum ErrorCategory {
     CheckFailed,
     /// Anything else.
     Other,
+    /// Still in flight when the run's graceful stop period ended: the request was sent
+    /// (or being sent) and no response was complete. Counted as a request and a failure,
+    /// with no duration: its latency is unknown, so it stays out of every percentile.
+    Interrupted,
 }
 
 impl ErrorCategory {
     /// How many categories there are.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 
     /// Every category, in declaration order (which is also [`index`](Self::index) order).
     pub const ALL: [ErrorCategory; Self::COUNT] = [
@@ -44,6 +48,7 @@ impl ErrorCategory {
         ErrorCategory::HttpStatus,
         ErrorCategory::CheckFailed,
         ErrorCategory::Other,
+        ErrorCategory::Interrupted,
     ];
 
     /// The label used in summaries and metrics.
@@ -58,6 +63,7 @@ impl ErrorCategory {
             ErrorCategory::HttpStatus => "http_status",
             ErrorCategory::CheckFailed => "check_failed",
             ErrorCategory::Other => "other",
+            ErrorCategory::Interrupted => "interrupted",
         }
     }
 
@@ -140,5 +146,11 @@ impl<'a> RequestRecord<'a> {
     /// Whether the request failed.
     pub fn is_failure(&self) -> bool {
         self.error.is_some()
+    }
+
+    /// Whether its duration is a latency: false for a request whose response never
+    /// completed because the run stopped it ([`ErrorCategory::Interrupted`]).
+    pub fn is_timed(&self) -> bool {
+        self.error != Some(ErrorCategory::Interrupted)
     }
 }

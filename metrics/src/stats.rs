@@ -233,13 +233,16 @@ impl EndpointStats {
         message: Option<&str>,
         time_us: u64,
     ) {
-        let d = duration_us.clamp(HISTOGRAM_LOW_US, HISTOGRAM_HIGH_US);
-        // Cannot fail: d is within the bounds and the histogram grows on demand.
-        let _ = self.histogram.record(d);
         self.requests += 1;
-        self.duration_sum_us = self.duration_sum_us.saturating_add(duration_us);
-        self.min_us = min_opt(self.min_us, Some(duration_us));
-        self.max_us = max_opt(self.max_us, Some(duration_us));
+        // An interrupted request has no latency: it counts, but times nothing.
+        if error != Some(ErrorCategory::Interrupted) {
+            let d = duration_us.clamp(HISTOGRAM_LOW_US, HISTOGRAM_HIGH_US);
+            // Cannot fail: d is within the bounds and the histogram grows on demand.
+            let _ = self.histogram.record(d);
+            self.duration_sum_us = self.duration_sum_us.saturating_add(duration_us);
+            self.min_us = min_opt(self.min_us, Some(duration_us));
+            self.max_us = max_opt(self.max_us, Some(duration_us));
+        }
         self.first_time_us = min_opt(self.first_time_us, Some(time_us));
         self.last_time_us = max_opt(self.last_time_us, Some(time_us));
         self.bytes_sent += bytes_sent;
@@ -294,7 +297,7 @@ impl EndpointStats {
     /// Within 0.1% of the true value, and never outside the exact min and max: HDR answers
     /// with the top of a value's bucket, which could otherwise put p99 above the maximum.
     pub fn percentile_us(&self, quantile: f64) -> u64 {
-        if self.requests == 0 {
+        if self.timed() == 0 {
             return 0;
         }
         let q = if quantile.is_nan() {
@@ -309,12 +312,22 @@ impl EndpointStats {
         }
     }
 
-    /// The exact mean duration in microseconds; 0 when empty.
+    /// The exact mean duration in microseconds, over the timed requests; 0 when none.
     pub fn mean_us(&self) -> f64 {
-        if self.requests == 0 {
-            return 0.0;
+        match self.timed() {
+            0 => 0.0,
+            n => self.duration_sum_us as f64 / n as f64,
         }
-        self.duration_sum_us as f64 / self.requests as f64
+    }
+
+    /// Requests with a duration: all but the interrupted ones.
+    pub fn timed(&self) -> u64 {
+        self.histogram.len()
+    }
+
+    /// Requests still in flight when the run's graceful stop ended.
+    pub fn interrupted(&self) -> u64 {
+        self.failures_by_category[ErrorCategory::Interrupted.index()]
     }
 }
 

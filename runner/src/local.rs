@@ -314,7 +314,7 @@ impl RunnerHandle {
 
     /// Totals and the current window's figures.
     pub fn live(&self) -> LiveStats {
-        lock(&self.shared.live).current(now_us())
+        lock(&self.shared.live).current()
     }
 
     /// A distributed run's workers as the master sees them (empty for a local run).

@@ -336,6 +336,44 @@ async fn a_server_that_never_answers_is_cut_at_the_timeout() {
 }
 
 #[tokio::test]
+async fn a_request_cancelled_in_flight_is_recorded_as_interrupted_without_latency() {
+    let srv = start(false);
+    let c = collector();
+    let mut client = client(&srv.url("http"), &c);
+    assert!(client.get("/ok").send().await.is_ok());
+    // The user's task is cancelled while its request waits on a silent server, as the
+    // runner cancels users that outlive the graceful stop period.
+    let task = tokio::spawn(async move {
+        client.get("/never").send().await;
+        client
+    });
+    while srv.seen.requests.load(Ordering::Relaxed) < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let mut sink = Vec::new();
+    c.flush_to(&mut sink, u64::MAX);
+    let mut all = Snapshot::new();
+    for s in &sink {
+        all.merge(s);
+    }
+    let never = endpoint(&all, "/never", "GET");
+    assert_eq!(
+        (never.requests, never.failures, never.interrupted()),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        never.timed(),
+        0,
+        "no latency for a request that never completed"
+    );
+    assert_eq!(endpoint(&all, "/ok", "GET").requests, 1);
+    // A request that completed before the cancel is not also interrupted.
+    assert_eq!(all.total().interrupted(), 1);
+}
+
+#[tokio::test]
 async fn bytes_are_counted_as_on_the_wire() {
     let srv = start_raw(Raw::Keep);
     let c = collector();

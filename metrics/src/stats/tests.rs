@@ -34,6 +34,32 @@ fn endpoint_stats_count_everything_exactly() {
 }
 
 #[test]
+fn interrupted_requests_count_as_failures_but_stay_out_of_every_latency() {
+    let mut s = EndpointStats::default();
+    s.record(&rec("/a", Some(200), 1_000, 50));
+    s.record(&rec("/a", None, 4_000_000, 60).failed(ErrorCategory::Interrupted, None));
+    s.record(&rec("/a", None, 0, 70).failed(ErrorCategory::Interrupted, None));
+    assert_eq!(
+        (s.requests, s.failures, s.timed(), s.interrupted()),
+        (3, 2, 1, 2)
+    );
+    assert_eq!((s.min_us, s.max_us), (Some(1_000), Some(1_000)));
+    assert_eq!(s.mean_us(), 1_000.0);
+    assert_eq!(s.percentile_us(0.99), 1_000);
+    // A merge keeps the distinction.
+    let mut m = EndpointStats::default();
+    m.merge(&s);
+    assert_eq!((m.requests, m.timed(), m.interrupted()), (3, 1, 2));
+    // Only interrupted requests: no latency at all, not a zero one.
+    let mut only = EndpointStats::default();
+    only.record(&rec("/b", None, 9, 0).failed(ErrorCategory::Interrupted, None));
+    assert_eq!(
+        (only.percentile_us(0.5), only.mean_us(), only.min_us),
+        (0, 0.0, None)
+    );
+}
+
+#[test]
 fn percentiles_are_exact_to_three_significant_digits() {
     let mut s = EndpointStats::default();
     for us in 1..=100_000 {
