@@ -104,6 +104,14 @@ pub struct RunArgs {
     /// Worker: exit when the master is lost instead of waiting for a new one.
     #[arg(long)]
     pub exit_on_master_loss: bool,
+    /// How long Redis may be unreachable before a master ends its run (exit 1, with the
+    /// summary of what arrived) or a waiting worker exits.
+    #[arg(long, value_parser = parse_liveness, default_value = "30s")]
+    pub redis_timeout: Duration,
+    /// Keep the control API (--control-addr) up after the run, with the final figures,
+    /// until POST /api/quit or Ctrl-C.
+    #[arg(long)]
+    pub linger: bool,
     /// No progress line and no logs; the summary is still printed.
     #[arg(short = 'q', long)]
     pub quiet: bool,

@@ -1,14 +1,12 @@
-//! `--master` and `--worker`: the plan a master ships so workers need no files, and the
-//! worker's side of the command line.
+//! `--master` and `--worker`: the plan a master ships with its run instance so workers
+//! need no files, and the worker's side of the command line.
 
 use std::path::Path;
-use std::time::Duration;
 
 use aiotest_coordinator::Redis;
-use aiotest_coordinator::wire::Keys;
 use aiotest_core::lifecycle::Hooks;
 use aiotest_core::wait::WaitTime;
-use aiotest_runner::{DistributedConfig, RunConfig, WorkerRunner};
+use aiotest_runner::{DistributedConfig, Planned, RunConfig, WorkerRunner};
 use serde::{Deserialize, Serialize};
 
 use crate::args::{RunArgs, WaitArg};
@@ -37,9 +35,6 @@ impl Plan {
     }
 }
 
-/// How long a plan stays in Redis: longer than any sensible run, short enough to clean up.
-const PLAN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-
 pub(crate) fn dist_config(args: &RunArgs) -> DistributedConfig {
     DistributedConfig {
         run_id: args.run_id.clone(),
@@ -48,6 +43,7 @@ pub(crate) fn dist_config(args: &RunArgs) -> DistributedConfig {
         wait_timeout: args.worker_wait,
         exit_on_master_loss: args.exit_on_master_loss,
         quit_workers_at_end: true,
+        redis_timeout: args.redis_timeout,
         ..DistributedConfig::default()
     }
 }
@@ -57,7 +53,7 @@ pub(crate) async fn connect(args: &RunArgs) -> Result<Redis, UsageError> {
     let Some(path) = &args.redis_ca else {
         return Redis::connect(url)
             .await
-            .map_err(|e| UsageError(e.to_string()));
+            .map_err(|e| UsageError(format!("--redis {}: {e}", redacted(url))));
     };
     let named = |what: String| UsageError(format!("--redis-ca {}: {what}", path.display()));
     if !url.starts_with("rediss://") {
@@ -71,17 +67,39 @@ pub(crate) async fn connect(args: &RunArgs) -> Result<Redis, UsageError> {
         .map_err(|e| named(e.to_string()))
 }
 
-/// The master stores the plan before workers are needed.
-pub(crate) async fn publish_plan(
-    redis: &Redis,
-    run_id: &str,
-    plan: &Plan,
-) -> Result<(), UsageError> {
-    let bytes = serde_json::to_vec(plan).map_err(|e| UsageError(format!("plan: {e}")))?;
-    redis
-        .set_bytes(&Keys::new(run_id).plan(), &bytes, PLAN_TTL)
-        .await
-        .map_err(|e| UsageError(e.to_string()))
+/// `url` without its password.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// What the master's workers run: the `--url` test or the scenario file's text, so
+/// workers need no files.
+pub(crate) fn worker_plan(
+    args: &RunArgs,
+    demo_url: Option<&str>,
+    config: &RunConfig,
+) -> Result<Vec<u8>, UsageError> {
+    let scenario = match &args.scenario {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| UsageError(format!("{}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let plan = Plan {
+        url: args.url.clone().or_else(|| {
+            demo_url
+                .filter(|_| scenario.is_none())
+                .map(|u| format!("{u}/"))
+        }),
+        scenario,
+        wait: Plan::wait_arg(args.wait),
+        host: config.host.clone(),
+    };
+    serde_json::to_vec(&plan).map_err(|e| UsageError(format!("plan: {e}")))
 }
 
 fn node_id() -> String {
@@ -97,71 +115,97 @@ fn node_id() -> String {
     )
 }
 
-/// `aiotest run --worker`: waits for the master's plan (unless the binary has its own
-/// user types), then works until the master says quit.
+/// Builds what a master's plan asks for; `host` (the worker's own `-H`) wins over the
+/// plan's.
+fn build_from_plan(bytes: Option<&[u8]>, host: Option<&str>) -> Result<Planned, String> {
+    let bytes = bytes.ok_or("the master stored no plan: is it a Rust binary's master? Run the same binary as its worker")?;
+    let plan: Plan = serde_json::from_slice(bytes)
+        .map_err(|e| format!("the master's plan does not decode: {e}"))?;
+    let host = host.map(str::to_owned).or(plan.host.clone());
+    match (&plan.url, &plan.scenario) {
+        (Some(url), _) => {
+            let wait = plan
+                .wait
+                .map_or(WaitTime::none(), |(a, b)| WaitTime::between(a, b));
+            Ok(Planned {
+                types: vec![url_user_type(url, wait, host.as_deref()).map_err(|e| e.0)?],
+                hooks: Hooks::default(),
+                host,
+            })
+        }
+        (None, Some(text)) => {
+            let s = crate::scenario::parse(Path::new("(scenario from the master)"), text)
+                .map_err(|e| e.to_string())?;
+            Ok(Planned {
+                types: s.user_types,
+                hooks: s.hooks,
+                host: host.or(s.host),
+            })
+        }
+        (None, None) => Err("the master's plan names no test".into()),
+    }
+}
+
+/// `aiotest run --worker`: joins whatever instance a master of the run id announces,
+/// runs what its plan says (or the binary's own user types), until told to quit.
 pub(crate) async fn run_worker(args: RunArgs, test: Option<Test>) -> Result<i32, UsageError> {
     let redis = connect(&args).await?;
-    let (types, hooks, host) = match test {
-        Some(t) => (t.user_types, t.hooks, args.host.clone()),
-        None => {
-            let key = Keys::new(&args.run_id).plan();
-            if !args.quiet {
-                eprintln!(
-                    "aiotest: worker waiting for a master on run `{}`",
-                    args.run_id
-                );
-            }
-            let plan = loop {
-                match redis.get_bytes(&key).await {
-                    Ok(Some(bytes)) => match serde_json::from_slice::<Plan>(&bytes) {
-                        Ok(p) => break p,
-                        Err(e) => {
-                            return Err(UsageError(format!(
-                                "the master's plan does not decode: {e}"
-                            )));
-                        }
-                    },
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!("reading the plan: {e}"),
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            };
-            let host = args.host.clone().or(plan.host.clone());
-            match (&plan.url, &plan.scenario) {
-                (Some(url), _) => {
-                    let wait = plan
-                        .wait
-                        .map_or(WaitTime::none(), |(a, b)| WaitTime::between(a, b));
-                    (
-                        vec![url_user_type(url, wait, host.as_deref())?],
-                        Hooks::default(),
-                        host,
-                    )
-                }
-                (None, Some(text)) => {
-                    let s = crate::scenario::parse(Path::new("(scenario from the master)"), text)
-                        .map_err(|e| UsageError(e.to_string()))?;
-                    (s.user_types, s.hooks, host.or(s.host))
-                }
-                (None, None) => return Err(UsageError("the master's plan names no test".into())),
-            }
-        }
-    };
     let config = RunConfig {
-        host,
+        host: args.host.clone(),
         stop_timeout: args.stop_timeout,
         ..RunConfig::default()
     };
-    let worker = WorkerRunner::new(types, hooks, config, dist_config(&args), redis, &node_id())
-        .map_err(|e| UsageError(e.to_string()))?;
-    match worker.run().await {
-        Ok(report) => {
-            {
-                eprintln!(
-                    "aiotest: worker done: {} requests in {} metrics batches, {} users cancelled",
-                    report.requests, report.batches, report.cancelled_users
-                );
+    let node = node_id();
+    let worker = match test {
+        Some(t) => {
+            let w = WorkerRunner::new(
+                t.user_types,
+                t.hooks,
+                config,
+                dist_config(&args),
+                redis,
+                &node,
+            )
+            .map_err(|e| UsageError(e.to_string()))?;
+            // Per-request handlers run where the requests are made.
+            if t.requests.is_empty() {
+                w
+            } else {
+                w.output(t.requests)
             }
+        }
+        None => {
+            let host = args.host.clone();
+            WorkerRunner::from_plan(
+                move |plan: Option<&[u8]>| build_from_plan(plan, host.as_deref()),
+                config,
+                dist_config(&args),
+                redis,
+                &node,
+            )
+            .map_err(|e| UsageError(e.to_string()))?
+        }
+    };
+    if !args.quiet {
+        eprintln!(
+            "aiotest: worker {node} waiting for a master on run `{}`",
+            args.run_id
+        );
+    }
+    let handle = worker.handle();
+    // A signal ends the worker: its users stop, their last metrics go to the master.
+    let signals = tokio::spawn(async move {
+        crate::signals::first_signal().await;
+        handle.quit().await;
+    });
+    let result = worker.run().await;
+    signals.abort();
+    match result {
+        Ok(report) => {
+            eprintln!(
+                "aiotest: worker done: {} requests in {} metrics batches over {} runs, {} users cancelled",
+                report.requests, report.batches, report.runs, report.cancelled_users
+            );
             Ok(EXIT_OK)
         }
         Err(e) => {

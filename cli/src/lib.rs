@@ -19,6 +19,7 @@ mod keyboard;
 mod progress;
 mod run;
 pub mod scenario;
+mod signals;
 mod test;
 
 pub use args::{

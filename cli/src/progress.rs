@@ -1,58 +1,54 @@
-//! The live progress line, and live checks of `:abort` thresholds.
+//! The live progress line: an output of the run, fed every closed interval.
 
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
 
+use aiotest_core::BoxError;
 use aiotest_core::state::RunnerState;
-use aiotest_runner::{RunnerHandle, Threshold};
-use tokio::time::Instant;
+use aiotest_runner::Summary;
+use aiotest_runner::output::{IntervalView, Output, Verdict};
 
-/// Prints progress every second until the run ends: one refreshing line on a terminal,
-/// a plain line every 5 s otherwise, nothing when `quiet`. Aborting thresholds are checked
-/// every second; one that fails stops the run.
-pub(crate) async fn report(
-    handle: RunnerHandle,
-    total: Option<Duration>,
-    thresholds: Vec<Threshold>,
+/// One refreshing line on a terminal, a plain line every 5 intervals otherwise, nothing
+/// when quiet.
+pub(crate) struct Progress {
+    tty: bool,
     quiet: bool,
-) {
-    let tty = std::io::stderr().is_terminal();
-    let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut n = 0u64;
-    loop {
-        tick.tick().await;
-        n += 1;
-        let state = handle.state();
-        if matches!(state, RunnerState::Stopping | RunnerState::Quitting)
-            || (n > 1 && state == RunnerState::Ready)
-        {
-            break;
+    intervals: u64,
+    printed: bool,
+}
+
+impl Progress {
+    pub(crate) fn new(quiet: bool) -> Self {
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            quiet,
+            intervals: 0,
+            printed: false,
         }
-        let elapsed = started.elapsed().as_secs_f64();
-        for t in thresholds.iter().filter(|t| t.aborts()) {
-            let verdict = t.evaluate(&handle.total(), elapsed);
-            if !verdict.ok {
-                eprintln!(
-                    "\naiotest: threshold `{}` failed (value {}); stopping",
-                    verdict.expr, verdict.value
-                );
-                handle.stop().await;
-                return;
-            }
+    }
+}
+
+impl Output for Progress {
+    fn name(&self) -> &str {
+        "progress"
+    }
+
+    fn interval(&mut self, view: &IntervalView<'_>) -> Verdict {
+        self.intervals += 1;
+        if self.quiet || (!self.tty && !self.intervals.is_multiple_of(5)) {
+            return Verdict::Continue;
         }
-        if quiet || (!tty && !n.is_multiple_of(5)) {
-            continue;
-        }
-        let live = handle.live();
-        let users: u64 = handle.users().iter().map(|(_, u)| u).sum();
+        let live = view.live;
+        let users: u64 = view.users.iter().map(|(_, u)| u).sum();
         let fail_pct = if live.total_requests == 0 {
             0.0
         } else {
             100.0 * live.total_failures as f64 / live.total_requests as f64
         };
-        let of = total.map_or(String::new(), |t| format!("/{:.0}s", t.as_secs_f64()));
-        let paused = if state == RunnerState::Paused {
+        let elapsed = view.run_time.as_secs_f64();
+        let of = view
+            .planned
+            .map_or(String::new(), |t| format!("/{:.0}s", t.as_secs_f64()));
+        let paused = if view.state == RunnerState::Paused {
             " PAUSED"
         } else {
             ""
@@ -64,14 +60,20 @@ pub(crate) async fn report(
             live.total_requests,
         );
         let mut err = std::io::stderr().lock();
-        let _ = if tty {
+        let _ = if self.tty {
             write!(err, "\r\x1b[2K{line}")
         } else {
             writeln!(err, "{line}")
         };
         let _ = err.flush();
+        self.printed = true;
+        Verdict::Continue
     }
-    if tty && !quiet {
-        eprintln!();
+
+    fn end(&mut self, _: &Summary) -> Result<(), BoxError> {
+        if self.tty && self.printed {
+            eprintln!();
+        }
+        Ok(())
     }
 }

@@ -1,19 +1,22 @@
 //! `aiotest run`: builds the user types and shape from the arguments, runs them, prints
 //! the summary and decides the exit code.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aiotest_core::lifecycle::Hooks;
 use aiotest_core::prelude::*;
 use aiotest_http_user::{HttpClient, HttpUser};
-use aiotest_metrics::RequestMetricsEvent;
-use std::sync::Arc;
-
 use aiotest_metrics::PrometheusExporter;
+use aiotest_runner::output::{JsonExport, Output, SummaryHookOutput, Thresholds};
 use aiotest_runner::{
-    LocalRunner, MasterRunner, RunConfig, RunError, RunReport, RunnerHandle, Summary, Threshold,
+    LocalRunner, MasterRunner, RunConfig, RunError, RunReport, RunnerHandle, Threshold,
     serve_control,
 };
+
+use crate::Test;
+use crate::args::RunArgs;
+use crate::{EXIT_FAILED, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE};
 
 /// The local runner, or the master of a distributed run: the same handle and report.
 // Built once per process: the variants' sizes do not matter.
@@ -31,6 +34,13 @@ impl AnyRunner {
         }
     }
 
+    fn output(self, o: Box<dyn Output>) -> Self {
+        match self {
+            AnyRunner::Local(r) => AnyRunner::Local(r.output(o)),
+            AnyRunner::Master(r) => AnyRunner::Master(Box::new(r.output(o))),
+        }
+    }
+
     async fn run(self) -> Result<RunReport, RunError> {
         match self {
             AnyRunner::Local(r) => r.run().await,
@@ -38,11 +48,6 @@ impl AnyRunner {
         }
     }
 }
-
-use crate::Test;
-
-use crate::args::RunArgs;
-use crate::{EXIT_FAILED, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE};
 
 /// A user of `--url`: one GET of one URL per task.
 struct UrlUser {
@@ -129,6 +134,24 @@ pub(crate) async fn run(args: RunArgs, test: Option<Test>) -> i32 {
     }
 }
 
+/// What to run, from a scenario file, a Rust binary's `Test`, `--url` or `--demo`.
+struct Plan {
+    user_types: Vec<UserType>,
+    shape: Option<Box<dyn LoadUserShape>>,
+    hooks: Hooks,
+    outputs: Vec<Box<dyn Output>>,
+    default_users: u32,
+    /// Every request name the run can make, when known before it runs.
+    names: Option<Vec<String>>,
+}
+
+/// The name the HTTP user records a request to `path` under.
+pub(crate) fn request_name(path: &str) -> String {
+    let mut name = String::new();
+    aiotest_http_user::naming::name_for_path(path, &mut name);
+    name
+}
+
 async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, UsageError> {
     if args.worker {
         return crate::distributed::run_worker(args, test).await;
@@ -146,6 +169,11 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
     if test.is_some() && args.url.is_some() {
         return Err(UsageError(
             "--url tests one URL; this binary defines its own user types".into(),
+        ));
+    }
+    if args.linger && args.control_addr.is_none() {
+        return Err(UsageError(
+            "--linger keeps the control API up after the run: give --control-addr too".into(),
         ));
     }
     let thresholds = args
@@ -170,8 +198,7 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
     let demo_url = demo.as_ref().map(|t| format!("http://{}", t.addr));
     let demo_time = demo.as_ref().map(|_| Duration::from_secs(10));
     let mut host = args.host.clone();
-    let mut scenario_total = None;
-    let (user_types, code_shape, hooks, summary_hook, default_users) = if let Some(s) = scenario {
+    let plan = if let Some(s) = scenario {
         // -H wins, then the embedded target with --demo, then the file's host.
         if host.is_none() {
             host = demo_url.clone().or(s.host);
@@ -181,9 +208,14 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
                 "{at}: a relative path needs a host: set `host` in the file, -H URL or --demo"
             )));
         }
-        scenario_total = s.total;
-        let users = if demo.is_some() { 10 } else { 1 };
-        (s.user_types, s.shape, s.hooks, None, users)
+        Plan {
+            user_types: s.user_types,
+            shape: s.shape,
+            hooks: s.hooks,
+            outputs: Vec::new(),
+            default_users: if demo.is_some() { 10 } else { 1 },
+            names: s.request_names,
+        }
     } else {
         match (test, &args.url, &demo_url) {
             (Some(t), _, _) => {
@@ -191,23 +223,38 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
                 if host.is_none() {
                     host.clone_from(&demo_url);
                 }
-                let users = if demo.is_some() { 10 } else { 1 };
-                (t.user_types, t.shape, t.hooks, t.summary_hook, users)
+                let mut outputs = t.outputs;
+                if !t.requests.is_empty() {
+                    outputs.push(Box::new(t.requests));
+                }
+                if let Some(hook) = t.summary_hook {
+                    outputs.push(Box::new(SummaryHookOutput::new(hook)));
+                }
+                Plan {
+                    user_types: t.user_types,
+                    shape: t.shape,
+                    hooks: t.hooks,
+                    outputs,
+                    default_users: if demo.is_some() { 10 } else { 1 },
+                    names: None,
+                }
             }
-            (None, Some(url), _) => (
-                vec![url_user_type(url, wait, args.host.as_deref())?],
-                None,
-                Hooks::default(),
-                None,
-                1,
-            ),
-            (None, None, Some(url)) => (
-                vec![url_user_type(url, wait, None)?],
-                None,
-                Hooks::default(),
-                None,
-                10,
-            ),
+            (None, Some(url), _) => Plan {
+                names: Some(vec![request_name(&split_url(url)?.1)]),
+                user_types: vec![url_user_type(url, wait, args.host.as_deref())?],
+                shape: None,
+                hooks: Hooks::default(),
+                outputs: Vec::new(),
+                default_users: 1,
+            },
+            (None, None, Some(url)) => Plan {
+                names: Some(vec!["/".to_owned()]),
+                user_types: vec![url_user_type(url, wait, None)?],
+                shape: None,
+                hooks: Hooks::default(),
+                outputs: Vec::new(),
+                default_users: 10,
+            },
             (None, None, None) => {
                 return Err(UsageError(
                     "nothing to run: give --url URL, --demo or a scenario file (see aiotest run --help)".into(),
@@ -215,19 +262,12 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
             }
         }
     };
+    check_threshold_names(&thresholds, plan.names.as_deref())?;
     let cli_shapes_load = args.users.is_some() || args.run_time.is_some() || args.stages.is_some();
-    let (shape, total) = match code_shape {
-        // A shape written in code runs unless the command line sets the load itself.
-        Some(s) if !cli_shapes_load => (s, scenario_total.or(demo_time)),
-        _ => {
-            let total = args
-                .stages
-                .as_ref()
-                .map(|s| s.0.iter().map(|st| st.duration).sum())
-                .or(args.run_time)
-                .or(demo_time);
-            (shape(&args, default_users, demo_time)?, total)
-        }
+    let shape = match plan.shape {
+        // A shape written in code (or a file) runs unless the command line sets the load.
+        Some(s) if !cli_shapes_load => s,
+        _ => shape(&args, plan.default_users, demo_time)?,
     };
     let config = RunConfig {
         host,
@@ -239,28 +279,10 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
     let exporter = args
         .control_addr
         .map(|_| Arc::new(PrometheusExporter::new()));
-    let runner = if args.master {
+    let mut runner = if args.master {
         let redis = crate::distributed::connect(&args).await?;
-        // Workers need no files: they read what to run from Redis.
-        let scenario_text = match &args.scenario {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| UsageError(format!("{}: {e}", path.display())))?,
-            ),
-            None => None,
-        };
-        let plan = crate::distributed::Plan {
-            url: args.url.clone().or_else(|| {
-                demo_url
-                    .as_ref()
-                    .filter(|_| scenario_text.is_none())
-                    .map(|u| format!("{u}/"))
-            }),
-            scenario: scenario_text,
-            wait: crate::distributed::Plan::wait_arg(args.wait),
-            host: config.host.clone(),
-        };
-        crate::distributed::publish_plan(&redis, &args.run_id, &plan).await?;
+        // Workers need no files: they read what to run from the plan of this instance.
+        let worker_plan = crate::distributed::worker_plan(&args, demo_url.as_deref(), &config)?;
         if !args.quiet {
             eprintln!(
                 "aiotest: master of run `{}`, waiting for {} workers",
@@ -269,32 +291,35 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
         }
         AnyRunner::Master(Box::new(
             MasterRunner::new(
-                user_types,
+                plan.user_types,
                 shape,
-                hooks,
+                plan.hooks,
                 config,
                 crate::distributed::dist_config(&args),
                 redis,
                 exporter,
             )
-            .map_err(|e| UsageError(e.to_string()))?,
+            .map_err(|e| UsageError(e.to_string()))?
+            .plan(worker_plan),
         ))
     } else {
         AnyRunner::Local(
-            LocalRunner::with_options(
-                user_types,
-                shape,
-                hooks,
-                config,
-                RequestMetricsEvent::new(),
-                exporter,
-            )
-            .map_err(|e| UsageError(e.to_string()))?,
+            LocalRunner::with_exporter(plan.user_types, shape, plan.hooks, config, exporter)
+                .map_err(|e| UsageError(e.to_string()))?,
         )
     };
+    runner = runner
+        .output(Box::new(Thresholds::new(thresholds)))
+        .output(Box::new(crate::progress::Progress::new(args.quiet)));
+    if let Some(path) = &args.summary_export {
+        runner = runner.output(Box::new(JsonExport::new(path)));
+    }
+    for o in plan.outputs {
+        runner = runner.output(o);
+    }
     let handle = runner.handle();
-    // Kept alive for the run; dropping it stops the server.
-    let _control = match args.control_addr {
+    // Kept alive for the run (and the linger); dropping it stops the server.
+    let control = match args.control_addr {
         Some(addr) => {
             let server = serve_control(addr, handle.clone(), args.control_token.clone())
                 .await
@@ -309,88 +334,86 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
         }
         None => None,
     };
-    let progress = tokio::spawn(crate::progress::report(
-        handle.clone(),
-        total,
-        thresholds.clone(),
-        args.quiet,
-    ));
-    let signals = tokio::spawn(ctrl_c(handle.clone()));
+    let signals = tokio::spawn(crate::signals::stop_on_signals(handle.clone()));
     // Restores the terminal when the run is over (dropped at the end of this function).
-    let _keyboard = if args.quiet {
+    let keyboard = if args.quiet {
         None
     } else {
         crate::keyboard::start(handle.clone())
     };
     let result = runner.run().await;
     signals.abort();
-    // The progress task ends by itself once the run has stopped.
-    let _ = progress.await;
+    drop(keyboard);
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            // Setup failed (teardown skipped), or the shape misbehaved.
+            // Setup failed (teardown skipped), or the run could not start.
             eprintln!("aiotest: {e}");
             return Ok(EXIT_FAILED);
         }
     };
-    let mut summary = Summary::new(&report.snapshot, report.run_time);
-    let secs = report.run_time.as_secs_f64();
-    summary.thresholds = thresholds
-        .iter()
-        .map(|t| t.evaluate(&report.snapshot, secs))
-        .collect();
-    print!("{}", summary.render_table());
-    if let Some(path) = &args.summary_export
-        && let Err(e) = std::fs::write(path, summary.to_json())
-    {
-        eprintln!(
-            "aiotest: cannot write the summary to {}: {e}",
-            path.display()
-        );
-        return Ok(EXIT_FAILED);
-    }
+    print!("{}", report.summary.render_table());
     if let Some(target) = &demo {
         let served = target.served.load(std::sync::atomic::Ordering::Relaxed);
         println!("Demo target served {served} requests.");
     }
+    let code = exit_code(&report);
+    if let (true, Some(server)) = (args.linger, &control) {
+        if !args.quiet {
+            eprintln!(
+                "aiotest: run over; the final figures stay at http://{} until POST /api/quit or Ctrl-C",
+                server.addr()
+            );
+        }
+        tokio::select! {
+            () = handle.quit_requested() => {}
+            () = crate::signals::first_signal() => {}
+        }
+    }
+    drop(control);
+    Ok(code)
+}
+
+/// The exit code of a finished run, after saying what went wrong.
+fn exit_code(report: &RunReport) -> i32 {
     if let Some(Err(e)) = &report.teardown {
         eprintln!("aiotest: {e}");
     }
-    if !report.missing_workers.is_empty() {
-        eprintln!(
-            "aiotest: workers went MISSING during the run (their users moved to the others): {}",
-            report.missing_workers.join(", ")
-        );
-    }
-    if report.cancelled_users > 0 {
-        eprintln!(
-            "aiotest: {} users were still busy after the graceful stop period and were cancelled",
-            report.cancelled_users
-        );
-    }
-    if let Some(hook) = summary_hook
-        && let Err(e) = hook.call(&summary)
-    {
+    for e in &report.output_errors {
         eprintln!("aiotest: {e}");
-        return Ok(EXIT_FAILED);
     }
-    Ok(if summary.thresholds_ok() {
+    if let Some(fault) = &report.fault {
+        eprintln!("aiotest: the run ended early: {fault}");
+        return EXIT_FAILED;
+    }
+    if !report.output_errors.is_empty() {
+        return EXIT_FAILED;
+    }
+    if report.summary.thresholds_ok() {
         EXIT_OK
     } else {
         EXIT_THRESHOLDS
-    })
+    }
 }
 
-/// First Ctrl-C: graceful stop. Second: stop at once. Both still print the summary.
-async fn ctrl_c(handle: aiotest_runner::RunnerHandle) {
-    if tokio::signal::ctrl_c().await.is_err() {
-        return;
+/// A threshold that names a request no run of this test can make is a mistake caught
+/// before the run (a typo would otherwise fail the run for nothing).
+fn check_threshold_names(
+    thresholds: &[Threshold],
+    names: Option<&[String]>,
+) -> Result<(), UsageError> {
+    let Some(names) = names else {
+        return Ok(());
+    };
+    for t in thresholds {
+        if let Some(n) = t.name()
+            && !names.iter().any(|known| known == n)
+        {
+            return Err(UsageError(format!(
+                "threshold `{t}`: no request of this test is named `{n}`; the names are: {}",
+                names.join(", ")
+            )));
+        }
     }
-    eprintln!("\naiotest: stopping (Ctrl-C again to stop at once)");
-    handle.stop().await;
-    if tokio::signal::ctrl_c().await.is_ok() {
-        eprintln!("\naiotest: stopping at once");
-        handle.abort().await;
-    }
+    Ok(())
 }

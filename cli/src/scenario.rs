@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use aiotest_core::lifecycle::{Hooks, Lifecycle};
 use aiotest_core::prelude::*;
@@ -125,8 +124,9 @@ pub struct Scenario {
     pub hooks: Hooks,
     /// The file's load, if it has one.
     pub shape: Option<Box<dyn LoadUserShape>>,
-    /// The whole run's length, if known (for the progress line).
-    pub total: Option<Duration>,
+    /// Every request name the file's requests are recorded under, when all are known
+    /// before the run (`None` when a name depends on setup's captures).
+    pub request_names: Option<Vec<String>>,
     /// The file's host.
     pub host: Option<String>,
     /// Where the first relative path is (`FILE:LINE: FIELD`), if any: such a file needs a
@@ -208,7 +208,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         }
         None => None,
     };
-    let (shape, total) = load_shape(&cx, spec.load.as_ref())?;
+    let shape = load_shape(&cx, spec.load.as_ref())?;
     let (hooks, captures) = setup(&cx, &spec.setup)?;
     let Some(users) = &spec.users else {
         return cx.err(None, "users", "at least one [[users]] table is needed");
@@ -240,10 +240,33 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         user_types,
         hooks,
         shape,
-        total,
+        request_names: request_names(&spec),
         host,
         relative_path,
     })
+}
+
+/// The names the file's requests are recorded under: explicit, or the path's.
+fn request_names(spec: &FileSpec) -> Option<Vec<String>> {
+    let tasks = spec
+        .users
+        .iter()
+        .flat_map(|u| u.get_ref().iter())
+        .flat_map(|u| u.get_ref().tasks.iter().flat_map(|t| t.get_ref().iter()));
+    let mut names = Vec::new();
+    for r in spec.setup.iter().chain(tasks) {
+        let r = r.get_ref();
+        let name = match &r.name {
+            Some(n) => n.get_ref().clone(),
+            // A templated path's name is only known once setup has run.
+            None if r.path.get_ref().contains("{{") => return None,
+            None => crate::run::request_name(r.path.get_ref()),
+        };
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Some(names)
 }
 
 /// `FILE:LINE: FIELD` of the first request whose path is relative.
@@ -284,9 +307,9 @@ fn first_relative_path(cx: &Ctx<'_>, spec: &FileSpec) -> Option<String> {
 fn load_shape(
     cx: &Ctx<'_>,
     load: Option<&Spanned<LoadSpec>>,
-) -> Result<(Option<BoxedShape>, Option<Duration>), ScenarioError> {
+) -> Result<Option<BoxedShape>, ScenarioError> {
     let Some(load) = load else {
-        return Ok((None, None));
+        return Ok(None);
     };
     let l = load.get_ref();
     if let Some(stages) = &l.stages {
@@ -312,10 +335,9 @@ fn load_shape(
             })?;
             out.push(Stage::new(duration, target));
         }
-        let total = out.iter().map(|s| s.duration).sum();
         let shape = StagesShape::new(out)
             .or_else(|e| cx.err(Some(stages.span()), "load.stages", e.to_string()))?;
-        return Ok((Some(Box::new(shape)), Some(total)));
+        return Ok(Some(Box::new(shape)));
     }
     let users = match &l.users {
         Some(u) => validate_users(*u.get_ref())
@@ -337,7 +359,7 @@ fn load_shape(
     };
     let shape = ConstantShape::new(users, rate, run_time)
         .or_else(|e| cx.err(Some(load.span()), "load", e.to_string()))?;
-    Ok((Some(Box::new(shape)), run_time))
+    Ok(Some(Box::new(shape)))
 }
 
 /// Substitutes `{{setup.NAME}}` from `values`; names were checked against the captures.
@@ -887,6 +909,7 @@ mod tests {
 
     #[test]
     fn the_example_file_is_valid() {
+        use std::time::Duration;
         let s = load(Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../examples/scenario.toml"
@@ -896,7 +919,22 @@ mod tests {
         assert_eq!(names, ["shopper", "api"]);
         assert_eq!(s.user_types[0].weight(), 3);
         assert_eq!(s.user_types[1].max_concurrent_tasks(), 4);
-        assert_eq!(s.total, Some(Duration::from_secs(20)));
+        assert_eq!(
+            s.shape.as_ref().and_then(|sh| sh.duration()),
+            Some(Duration::from_secs(20))
+        );
+        let names = s.request_names.expect("no path uses a capture");
+        assert!(names.contains(&"/login".to_owned()), "{names:?}");
+        assert!(names.contains(&"browse".to_owned()), "{names:?}");
+        let templated = check(
+            "[[setup]]\npath = \"/login\"\ncapture = { id = \"/id\" }\n\
+             [[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/items/{{setup.id}}\"\n",
+        )
+        .unwrap();
+        assert!(
+            templated.request_names.is_none(),
+            "a templated path's name is unknown"
+        );
         assert_eq!(s.host.as_deref(), Some("http://127.0.0.1:8080"));
         assert!(s.hooks.has_setup());
     }

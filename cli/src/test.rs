@@ -3,7 +3,9 @@
 use aiotest_core::lifecycle::{Hooks, SummaryHook};
 use aiotest_core::shape::LoadUserShape;
 use aiotest_core::user::UserType;
+use aiotest_metrics::RequestRecord;
 use aiotest_runner::Summary;
+use aiotest_runner::output::{Output, RequestMetricsOutput};
 
 /// A test defined in code: user types, optionally a load shape, a lifecycle and a summary
 /// hook. [`Test::main`] gives it the whole `aiotest run` command line.
@@ -33,6 +35,8 @@ pub struct Test {
     pub(crate) shape: Option<Box<dyn LoadUserShape>>,
     pub(crate) hooks: Hooks,
     pub(crate) summary_hook: Option<SummaryHook<Summary>>,
+    pub(crate) outputs: Vec<Box<dyn Output>>,
+    pub(crate) requests: RequestMetricsOutput,
 }
 
 impl Test {
@@ -62,6 +66,23 @@ impl Test {
     /// Called with the final summary (k6's `handleSummary`); an error makes the exit code 1.
     pub fn on_summary(mut self, hook: SummaryHook<Summary>) -> Self {
         self.summary_hook = Some(hook);
+        self
+    }
+
+    /// Adds an output (`aiotest_runner::output::Output`): it runs where the run's figures
+    /// are, in a local run or on the master of a distributed one.
+    pub fn output(mut self, output: impl Output + 'static) -> Self {
+        self.outputs.push(Box::new(output));
+        self
+    }
+
+    /// Adds a `request_metrics` handler with `priority` (higher runs first): it sees every
+    /// request as it is recorded, where requests are made (a local run, or each worker).
+    pub fn on_request<F>(mut self, priority: i32, handler: F) -> Self
+    where
+        F: Fn(&RequestRecord<'_>) + Send + Sync + 'static,
+    {
+        self.requests = self.requests.handler(priority, handler);
         self
     }
 

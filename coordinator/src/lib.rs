@@ -16,7 +16,7 @@
 //!   port (plain, with a password, or TLS-only with a fresh CA), stopped on drop.
 //!
 //! **Who should depend on it:** the runner's master and worker, and tools that talk to a
-//! running distributed test. The master and worker runners themselves are not built yet.
+//! running distributed test.
 
 mod coordinator;
 mod lock;
@@ -27,4 +27,4 @@ pub mod wire;
 
 pub use coordinator::{DistributedCoordinator, Subscription};
 pub use lock::{LockError, RedisLock};
-pub use redis::{CoordError, Redis};
+pub use redis::{COMMAND_TIMEOUT, CoordError, Redis};

@@ -1,10 +1,13 @@
 //! `RedisLock::with_lock(redis, name, timeout)`: a lock a process holds while it lives.
 //!
 //! Acquired with `SET key token NX PX timeout` and a random token; renewed every third of
-//! the timeout while held, by a Lua script that extends it only if the token is still
-//! ours; released by a Lua compare-and-delete, so a holder never deletes a lock that
+//! the timeout while held (and at once after a reconnection), by a Lua script that extends
+//! it only if the token is still ours, and takes it back if the key is gone (a Redis
+//! restart without persistence loses it; without taking it back, a second holder would be
+//! admitted); released by a Lua compare-and-delete, so a holder never deletes a lock that
 //! expired and was taken by someone else. A holder that dies stops renewing, and the lock
-//! expires after `timeout`.
+//! expires after `timeout`. A holder that finds someone else's token has lost the lock:
+//! [`RedisLock::is_held`] turns false, and it must stop acting as the holder.
 
 use std::time::Duration;
 
@@ -14,7 +17,11 @@ use tokio::task::JoinHandle;
 use crate::redis::{CoordError, Redis};
 use crate::wire::Keys;
 
-const RENEW: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
+/// 1: ours, extended; 2: the key was gone, taken back; 0: someone else holds it.
+const RENEW: &str = "local v = redis.call('get', KEYS[1]) \
+    if v == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) \
+    elseif v == false then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 \
+    else return 0 end";
 const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 /// Why a lock was not acquired.
@@ -115,8 +122,19 @@ impl Drop for RedisLock {
 
 async fn renew(redis: Redis, key: String, token: String, ms: u64) {
     let every = Duration::from_millis((ms / 3).max(1));
+    // After a reconnection the server may be a fresh one: check at once, so the lock is
+    // ours again before anyone else can take it.
+    let mut reconnects = redis.client().reconnect_rx();
+    let mut failing = false;
     loop {
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            r = reconnects.recv() => {
+                if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    reconnects = redis.client().reconnect_rx();
+                }
+            }
+        }
         let extended: Result<i64, _> = redis
             .client()
             .eval(
@@ -126,13 +144,22 @@ async fn renew(redis: Redis, key: String, token: String, ms: u64) {
             )
             .await;
         match extended {
-            Ok(1) => {}
+            Ok(1) => failing = false,
+            Ok(2) => {
+                failing = false;
+                tracing::warn!(key, "the lock had vanished (Redis restarted?); taken back");
+            }
             Ok(_) => {
-                tracing::error!(key, "lock lost: it expired and is held by someone else now");
+                tracing::error!(key, "lock lost: another process holds it now");
                 return;
             }
             // A passing Redis error: try again next round; the lock lives `ms` meanwhile.
-            Err(e) => tracing::warn!(key, "lock renewal failed: {e}"),
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(key, "lock renewal failed: {}", crate::redis::plain(&e));
+                    failing = true;
+                }
+            }
         }
     }
 }

@@ -20,8 +20,37 @@ pub enum CoordError {
     #[error("subscription to `{0}` did not become active within 5 s")]
     NotSubscribed(String),
     /// Redis refused or failed a command, or the connection failed.
-    #[error("Redis: {0}")]
+    #[error("Redis: {}", plain(.0))]
     Redis(#[from] fred::error::Error),
+}
+
+/// A Redis error in plain words: `connection refused`, not `IO Error: Os { code: 111,
+/// kind: ConnectionRefused, ... }`.
+pub(crate) fn plain(e: &fred::error::Error) -> String {
+    use fred::error::ErrorKind;
+    let details = e.details();
+    match e.kind() {
+        ErrorKind::IO => {
+            // fred keeps an I/O error as its Debug text; its `message: "..."` is the
+            // operating system's own words.
+            let os = details
+                .split_once("message: \"")
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map(|(m, _)| m.to_lowercase());
+            match os {
+                Some(m) => format!("cannot reach the server: {m}"),
+                None if details.contains("UnexpectedEof") => {
+                    "the server closed the connection".to_owned()
+                }
+                None => format!("connection failed: {details}"),
+            }
+        }
+        ErrorKind::Timeout => "no answer in time".to_owned(),
+        ErrorKind::Auth => format!("authentication failed: {details}"),
+        ErrorKind::Canceled => "the request was cancelled (connection lost)".to_owned(),
+        ErrorKind::Backpressure => "too many commands waiting".to_owned(),
+        _ => details.to_owned(),
+    }
 }
 
 /// A connection to the Redis a run coordinates through. Cheap to clone.
@@ -56,6 +85,18 @@ fn policy() -> ReconnectPolicy {
     ReconnectPolicy::new_exponential(0, 100, 2_000, 2)
 }
 
+/// Longest wait for any one command: while Redis is away, fred queues commands until it
+/// reconnects, and a caller must learn of the outage instead of waiting for good.
+pub const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn builder(config: Config) -> Builder {
+    let mut b = Builder::from_config(config);
+    b.set_policy(policy());
+    b.with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT);
+    b.with_connection_config(|c| c.connection_timeout = COMMAND_TIMEOUT);
+    b
+}
+
 impl Redis {
     /// Connects to `url` (`redis://[user:password@]host:port[/db]`, or `rediss://` for TLS).
     pub async fn connect(url: &str) -> Result<Self, CoordError> {
@@ -69,9 +110,7 @@ impl Redis {
             url: hide_password(url),
             reason: e.details().to_string(),
         })?;
-        let client = Builder::from_config(config.clone())
-            .set_policy(policy())
-            .build()?;
+        let client = builder(config.clone()).build()?;
         client.init().await?;
         Ok(Redis { client, config })
     }
@@ -103,9 +142,7 @@ impl Redis {
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.tls = Some(tls.into());
-        let client = Builder::from_config(config.clone())
-            .set_policy(policy())
-            .build()?;
+        let client = builder(config.clone()).build()?;
         client.init().await?;
         Ok(Redis { client, config })
     }
@@ -118,18 +155,14 @@ impl Redis {
     /// A new command client with its own connection, for blocking reads (XREAD BLOCK) that
     /// must not hold up the shared connection's other commands.
     pub(crate) async fn dedicated(&self) -> Result<Client, CoordError> {
-        let client = Builder::from_config(self.config.clone())
-            .set_policy(policy())
-            .build()?;
+        let client = builder(self.config.clone()).build()?;
         client.init().await?;
         Ok(client)
     }
 
     /// A new pub/sub client on the same server (it resubscribes after reconnecting).
     pub(crate) async fn subscriber(&self) -> Result<fred::clients::SubscriberClient, CoordError> {
-        let sub = Builder::from_config(self.config.clone())
-            .set_policy(policy())
-            .build_subscriber_client()?;
+        let sub = builder(self.config.clone()).build_subscriber_client()?;
         sub.init().await?;
         sub.manage_subscriptions();
         Ok(sub)
@@ -170,9 +203,34 @@ impl Redis {
         Ok(self.client.get(key).await?)
     }
 
+    /// Makes `keys` expire after `ttl` (keys that do not exist are skipped).
+    pub async fn expire(
+        &self,
+        keys: &[String],
+        ttl: std::time::Duration,
+    ) -> Result<(), CoordError> {
+        let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1);
+        for k in keys {
+            let _: i64 = self.client.expire(k.as_str(), secs, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `keys`.
+    pub async fn del(&self, keys: &[String]) -> Result<(), CoordError> {
+        let _: i64 = self.client.del(keys.to_vec()).await?;
+        Ok(())
+    }
+
     /// The number of entries in a stream (0 when it does not exist).
     pub async fn stream_len(&self, stream: &str) -> Result<u64, CoordError> {
         Ok(self.client.xlen(stream).await?)
+    }
+
+    /// Checks the server answers.
+    pub async fn ping(&self) -> Result<(), CoordError> {
+        let _: String = self.client.ping(None).await?;
+        Ok(())
     }
 
     /// Closes the connection.
@@ -183,6 +241,27 @@ impl Redis {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn redis_errors_are_said_in_plain_words() {
+        use fred::error::{Error, ErrorKind};
+        let e = Error::new(
+            ErrorKind::IO,
+            "Os { code: 111, kind: ConnectionRefused, message: \"Connection refused\" }",
+        );
+        assert_eq!(
+            super::plain(&e),
+            "cannot reach the server: connection refused"
+        );
+        assert_eq!(
+            super::CoordError::from(e).to_string(),
+            "Redis: cannot reach the server: connection refused"
+        );
+        assert_eq!(
+            super::plain(&Error::new(ErrorKind::Timeout, "Request timed out.")),
+            "no answer in time"
+        );
+    }
+
     #[test]
     fn passwords_are_hidden_in_errors() {
         assert_eq!(

@@ -43,31 +43,34 @@ impl RedisServer {
             .and_then(|l| l.local_addr())
             .map_err(|e| RedisServerError::NotReady(format!("no free port: {e}")))?
             .port();
-        let mut cmd = Command::new("redis-server");
-        cmd.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        if let Some(p) = &password {
-            cmd.args(["--requirepass", p]);
-        }
-        let child = cmd.spawn().map_err(RedisServerError::Spawn)?;
         let server = RedisServer {
-            child,
+            child: spawn_plain(port, password.as_deref())?,
             port,
             password,
             tls_dir: None,
         };
         server.wait_ready()?;
         Ok(server)
+    }
+
+    /// Stops the server (as a crash would: no persistence, everything lost) and starts a
+    /// fresh one on the same port, like a Redis restart.
+    pub fn restart(&mut self) -> Result<(), RedisServerError> {
+        if self.tls_dir.is_some() {
+            return Err(RedisServerError::NotReady(
+                "restart is for plain servers".into(),
+            ));
+        }
+        self.kill();
+        self.child = spawn_plain(self.port, self.password.as_deref())?;
+        self.wait_ready()
+    }
+
+    /// Kills the server for good (until [`restart`](Self::restart)): what a Redis that
+    /// died looks like to its clients.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     fn wait_ready(&self) -> Result<(), RedisServerError> {
@@ -171,6 +174,27 @@ impl RedisServer {
             None => format!("{scheme}://127.0.0.1:{}", self.port),
         }
     }
+}
+
+/// A plain redis-server on `port`, without persistence.
+fn spawn_plain(port: u16, password: Option<&str>) -> Result<Child, RedisServerError> {
+    let mut cmd = Command::new("redis-server");
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    if let Some(p) = password {
+        cmd.args(["--requirepass", p]);
+    }
+    cmd.spawn().map_err(RedisServerError::Spawn)
 }
 
 impl Drop for RedisServer {

@@ -9,7 +9,7 @@ use aiotest_metrics::Snapshot;
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. Peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The seed's channel types (`DistributedCoordinator.publish(channel_type, ...)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -74,6 +74,13 @@ pub enum Message {
     Stop,
     /// Master → workers: stop and exit.
     Quit,
+    /// Master → anyone on the run id (the run-level announce channel), every heartbeat:
+    /// a master is here, running the instance named in the envelope. Workers join only
+    /// an instance a live master announces, never one they find stored.
+    Announce {
+        /// Whether the master takes workers now (false once its run is ending).
+        accepting: bool,
+    },
     /// Both ways: alive, with the sender's state and user count.
     Heartbeat {
         /// The sender's runner state.
@@ -93,7 +100,43 @@ pub enum Message {
         snapshot: Snapshot,
         /// Whether this is the worker's final flush.
         last: bool,
+        /// Task outcomes since the previous batch.
+        counts: TaskCounts,
     },
+}
+
+/// What users' tasks did, beyond their requests: sent by workers as deltas with each
+/// metrics batch, summed by the master.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCounts {
+    /// Tasks run to completion (successful or not).
+    pub tasks: u64,
+    /// Tasks (and hooks) that returned an error.
+    pub task_errors: u64,
+    /// Tasks, hooks or factories that panicked (each replaced its user).
+    pub panics: u64,
+    /// Users cancelled because they outlived the graceful stop period.
+    pub cancelled_users: u64,
+}
+
+impl TaskCounts {
+    /// The counts of `self` not yet in `earlier`.
+    pub fn since(&self, earlier: &TaskCounts) -> TaskCounts {
+        TaskCounts {
+            tasks: self.tasks.saturating_sub(earlier.tasks),
+            task_errors: self.task_errors.saturating_sub(earlier.task_errors),
+            panics: self.panics.saturating_sub(earlier.panics),
+            cancelled_users: self.cancelled_users.saturating_sub(earlier.cancelled_users),
+        }
+    }
+
+    /// Adds `other` in.
+    pub fn add(&mut self, other: &TaskCounts) {
+        self.tasks += other.tasks;
+        self.task_errors += other.task_errors;
+        self.panics += other.panics;
+        self.cancelled_users += other.cancelled_users;
+    }
 }
 
 /// The envelope around every message.
@@ -103,6 +146,9 @@ pub struct Envelope {
     pub version: u16,
     /// The run the message belongs to.
     pub run_id: String,
+    /// The run's instance: a master's start creates one, so two starts on one run id
+    /// (one after the other, or a new master after one died) never mix.
+    pub instance: String,
     /// The sender's node id.
     pub sender: String,
     /// The sender's message counter (per channel type).
@@ -143,6 +189,16 @@ pub enum DecodeError {
         /// Ours.
         want: String,
     },
+    /// Another instance of this run (an earlier master's, say).
+    #[error("message from {sender} belongs to instance `{got}` of this run, not `{want}`")]
+    Instance {
+        /// The sender.
+        sender: String,
+        /// Its instance.
+        got: String,
+        /// Ours.
+        want: String,
+    },
 }
 
 /// Encodes an envelope.
@@ -157,11 +213,13 @@ pub fn encode(envelope: &Envelope) -> Vec<u8> {
 struct Header {
     version: u16,
     run_id: String,
+    instance: String,
     sender: String,
 }
 
-/// Decodes `bytes` and checks they belong to `run_id` and this protocol version.
-pub fn decode(bytes: &[u8], run_id: &str) -> Result<Envelope, DecodeError> {
+/// Decodes `bytes` and checks they belong to `run_id` (and `instance`, when given) and
+/// this protocol version.
+pub fn decode(bytes: &[u8], run_id: &str, instance: Option<&str>) -> Result<Envelope, DecodeError> {
     let malformed = |e: rmp_serde::decode::Error| DecodeError::Malformed {
         len: bytes.len(),
         reason: e.to_string(),
@@ -181,7 +239,25 @@ pub fn decode(bytes: &[u8], run_id: &str) -> Result<Envelope, DecodeError> {
             want: run_id.to_owned(),
         });
     }
+    if let Some(want) = instance
+        && header.instance != want
+    {
+        return Err(DecodeError::Instance {
+            sender: header.sender,
+            got: header.instance,
+            want: want.to_owned(),
+        });
+    }
     rmp_serde::from_slice(bytes).map_err(malformed)
+}
+
+/// A new instance id: milliseconds since the epoch and 32 random bits, in hex, so ids
+/// sort by start and never repeat in practice.
+pub fn new_instance_id() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{ms:x}-{:08x}", aiotest_core::fastrand::u32(..))
 }
 
 /// Longest run id: ids go into every key and channel name.
@@ -220,19 +296,29 @@ pub fn check_run_id(run_id: &str) -> Result<(), RunIdError> {
     Ok(())
 }
 
-/// Redis names for one run: every key and channel starts with `aiotest:{run_id}:`, so
-/// two tests can share a Redis without seeing each other.
+/// Redis names for one run instance: every key and channel starts with
+/// `aiotest:{run_id}:{instance}:`, so two tests can share a Redis without seeing each
+/// other, and a run id used again never meets what an earlier instance left. The run's
+/// lock and its announce channel are per run id (`aiotest:{run_id}:`), shared by all
+/// its instances.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
+    run_prefix: String,
     prefix: String,
 }
 
 impl Keys {
-    /// The names for `run_id`.
-    pub fn new(run_id: &str) -> Self {
+    /// The names for instance `instance` of `run_id`.
+    pub fn new(run_id: &str, instance: &str) -> Self {
         Keys {
-            prefix: format!("aiotest:{run_id}:"),
+            run_prefix: format!("aiotest:{run_id}:"),
+            prefix: format!("aiotest:{run_id}:{instance}:"),
         }
+    }
+
+    /// The run-level pub/sub channel on which a live master announces its instance.
+    pub fn announce(&self) -> String {
+        format!("{}announce", self.run_prefix)
     }
 
     /// The pub/sub channel of commands to `worker`, or to all workers.
@@ -261,9 +347,9 @@ impl Keys {
         format!("{}plan", self.prefix)
     }
 
-    /// The key of lock `name`.
+    /// The key of the run-level lock `name` (one master per run id).
     pub fn lock(&self, name: &str) -> String {
-        format!("{}lock:{name}", self.prefix)
+        format!("{}lock:{name}", self.run_prefix)
     }
 }
 
@@ -288,6 +374,7 @@ mod tests {
         Envelope {
             version: PROTOCOL_VERSION,
             run_id: run.into(),
+            instance: "i1".into(),
             sender: "w1".into(),
             seq: 7,
             message,
@@ -322,11 +409,19 @@ mod tests {
                 batch: 3,
                 snapshot: snap,
                 last: true,
+                counts: TaskCounts {
+                    tasks: 9,
+                    task_errors: 1,
+                    panics: 2,
+                    cancelled_users: 3,
+                },
             },
+            Message::Announce { accepting: true },
         ];
         for m in messages {
             let e = envelope("run-1", m);
-            assert_eq!(decode(&encode(&e), "run-1").unwrap(), e);
+            assert_eq!(decode(&encode(&e), "run-1", Some("i1")).unwrap(), e);
+            assert_eq!(decode(&encode(&e), "run-1", None).unwrap(), e);
         }
     }
 
@@ -334,32 +429,56 @@ mod tests {
     fn other_runs_versions_and_garbage_are_refused() {
         let e = envelope("run-2", Message::Pause);
         assert!(matches!(
-            decode(&encode(&e), "run-1"),
+            decode(&encode(&e), "run-1", None),
             Err(DecodeError::RunId { .. })
         ));
+        let e = envelope("run-1", Message::Pause);
+        assert_eq!(
+            decode(&encode(&e), "run-1", Some("i2"))
+                .unwrap_err()
+                .to_string(),
+            "message from w1 belongs to instance `i1` of this run, not `i2`"
+        );
         let mut old = envelope("run-1", Message::Pause);
         old.version = 0;
-        let err = decode(&encode(&old), "run-1").unwrap_err();
+        let err = decode(&encode(&old), "run-1", None).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "message from w1 speaks protocol 0, this node speaks 1"
+            "message from w1 speaks protocol 0, this node speaks 2"
         );
         for garbage in [&b""[..], b"hello", &[0xc1; 64], &[0x92, 0x01]] {
             assert!(
-                matches!(decode(garbage, "run-1"), Err(DecodeError::Malformed { .. })),
+                matches!(
+                    decode(garbage, "run-1", None),
+                    Err(DecodeError::Malformed { .. })
+                ),
                 "{garbage:?}"
             );
         }
     }
 
     #[test]
-    fn keys_are_namespaced_by_run() {
-        let k = Keys::new("nightly");
-        assert_eq!(k.command(None), "aiotest:nightly:command:all");
-        assert_eq!(k.command(Some("w1")), "aiotest:nightly:command:w1");
-        assert_eq!(k.heartbeat(None), "aiotest:nightly:heartbeat:master");
-        assert_eq!(k.metrics_stream(), "aiotest:nightly:request_metrics");
+    fn keys_are_namespaced_by_run_and_instance() {
+        let k = Keys::new("nightly", "i7");
+        assert_eq!(k.command(None), "aiotest:nightly:i7:command:all");
+        assert_eq!(k.command(Some("w1")), "aiotest:nightly:i7:command:w1");
+        assert_eq!(k.heartbeat(None), "aiotest:nightly:i7:heartbeat:master");
+        assert_eq!(k.metrics_stream(), "aiotest:nightly:i7:request_metrics");
+        assert_eq!(k.plan(), "aiotest:nightly:i7:plan");
+        // One master per run id, whatever its instance; one announce channel per run id.
         assert_eq!(k.lock("master"), "aiotest:nightly:lock:master");
-        assert_ne!(Keys::new("a").command(None), Keys::new("b").command(None));
+        assert_eq!(k.announce(), "aiotest:nightly:announce");
+        assert_eq!(Keys::new("nightly", "i8").lock("master"), k.lock("master"));
+        assert_ne!(
+            Keys::new("a", "i").command(None),
+            Keys::new("b", "i").command(None)
+        );
+        assert_ne!(
+            Keys::new("a", "i1").metrics_stream(),
+            Keys::new("a", "i2").metrics_stream()
+        );
+        let id = new_instance_id();
+        assert!(check_run_id(&id).is_ok(), "{id}");
+        assert_ne!(id, new_instance_id());
     }
 }

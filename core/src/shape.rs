@@ -46,6 +46,12 @@ pub const MAX_USERS: u32 = 1_000_000;
 pub trait LoadUserShape: Send {
     /// The target `(user_count, spawn_rate)` at `run_time`, or `None` when the test is over.
     fn tick(&mut self, run_time: Duration) -> Option<(u32, f64)>;
+
+    /// How long the test lasts, when the shape knows (for progress displays); `None` for
+    /// a shape that runs until stopped or decides as it goes.
+    fn duration(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl<F> LoadUserShape for F
@@ -60,6 +66,10 @@ where
 impl LoadUserShape for Box<dyn LoadUserShape> {
     fn tick(&mut self, run_time: Duration) -> Option<(u32, f64)> {
         (**self).tick(run_time)
+    }
+
+    fn duration(&self) -> Option<Duration> {
+        (**self).duration()
     }
 }
 
@@ -163,6 +173,10 @@ impl LoadUserShape for ConstantShape {
             _ => Some((self.users, self.spawn_rate)),
         }
     }
+
+    fn duration(&self) -> Option<Duration> {
+        self.duration
+    }
 }
 
 /// One k6-style stage: move linearly to `target` users over `duration`.
@@ -226,6 +240,10 @@ impl StagesShape {
 }
 
 impl LoadUserShape for StagesShape {
+    fn duration(&self) -> Option<Duration> {
+        Some(self.total_duration())
+    }
+
     fn tick(&mut self, run_time: Duration) -> Option<(u32, f64)> {
         let mut from = self.start_users;
         let mut rate = IMMEDIATE;
@@ -303,6 +321,10 @@ impl StepShape {
 }
 
 impl LoadUserShape for StepShape {
+    fn duration(&self) -> Option<Duration> {
+        Some(self.total)
+    }
+
     fn tick(&mut self, run_time: Duration) -> Option<(u32, f64)> {
         if run_time >= self.total {
             return None;
@@ -360,6 +382,10 @@ impl SpikeShape {
 }
 
 impl LoadUserShape for SpikeShape {
+    fn duration(&self) -> Option<Duration> {
+        Some(self.total)
+    }
+
     fn tick(&mut self, run_time: Duration) -> Option<(u32, f64)> {
         if run_time >= self.total {
             return None;

@@ -43,18 +43,28 @@
 
 pub mod control;
 pub mod distributed;
+mod engine;
+mod handle;
 mod local;
 mod manager;
+mod master;
+pub mod output;
+mod report;
+pub mod series;
 pub mod summary;
 pub mod threshold;
 mod user_loop;
+mod worker;
 
 pub use control::{ControlError, ControlServer, serve_control};
-pub use distributed::{DistributedConfig, MasterRunner, WorkerReport, WorkerRunner};
-pub use local::{
-    LocalRunner, RunConfig, RunError, RunReport, RunnerHandle, StopReason, WorkerView,
-};
+pub use distributed::{DistributedConfig, MAX_WORKERS};
+pub use engine::RunConfig;
+pub use handle::{RunnerHandle, WorkerView};
+pub use local::LocalRunner;
 pub use manager::UserManager;
+pub use master::MasterRunner;
+pub use report::{RunError, RunReport, StopReason};
 pub use summary::Summary;
 pub use threshold::{Threshold, ThresholdError, ThresholdResult};
 pub use user_loop::UserStats;
+pub use worker::{Planned, WorkerPlan, WorkerReport, WorkerRunner};

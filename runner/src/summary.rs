@@ -24,6 +24,9 @@ pub struct Row {
     pub requests: u64,
     /// Requests failed.
     pub failures: u64,
+    /// Requests still in flight when the graceful stop period ended: counted in
+    /// `requests` and `failures`, with no latency (outside every percentile).
+    pub interrupted: u64,
     /// Attempts that were retries.
     pub retries: u64,
     /// Requests per second over the run time.
@@ -61,6 +64,7 @@ impl Row {
             method: method.to_owned(),
             requests: stats.requests,
             failures: stats.failures,
+            interrupted: stats.interrupted(),
             retries: stats.retries,
             rps: if secs > 0.0 {
                 stats.requests as f64 / secs
@@ -108,6 +112,9 @@ pub struct Summary {
     pub errors: Vec<ErrorRow>,
     /// Threshold verdicts, in the order given.
     pub thresholds: Vec<ThresholdResult>,
+    /// What the figures leave out, and why: interrupted requests, users cancelled,
+    /// workers whose last metrics never arrived, a run that ended early.
+    pub notes: Vec<String>,
 }
 
 impl Summary {
@@ -161,6 +168,7 @@ impl Summary {
             endpoints,
             errors,
             thresholds: Vec::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -237,7 +245,20 @@ impl Summary {
             let _ = writeln!(out, "\nThresholds:");
             for t in &self.thresholds {
                 let mark = if t.ok { "ok    " } else { "FAILED" };
-                let _ = writeln!(out, "  {mark} {}  (value {})", t.expr, t.value);
+                match &t.reason {
+                    Some(why) => {
+                        let _ = writeln!(out, "  {mark} {}  ({why})", t.expr);
+                    }
+                    None => {
+                        let _ = writeln!(out, "  {mark} {}  (value {})", t.expr, t.value);
+                    }
+                }
+            }
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(out, "\nNotes:");
+            for n in &self.notes {
+                let _ = writeln!(out, "  {n}");
             }
         }
         out

@@ -67,10 +67,16 @@ pub struct Threshold {
 pub struct ThresholdResult {
     /// The expression as given.
     pub expr: String,
-    /// Whether it held.
+    /// Whether it held. A threshold that matched no request fails: a check that cannot
+    /// fail is no check.
     pub ok: bool,
     /// The measured value, in the expression's unit (ms for durations, % for a rate).
     pub value: f64,
+    /// Requests its selector matched.
+    pub matched: u64,
+    /// Why it failed when the value says nothing (`no requests matched`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl fmt::Display for Threshold {
@@ -86,13 +92,27 @@ impl Threshold {
             expr: expr.to_owned(),
             reason: reason.to_owned(),
         };
-        let text: String = expr.chars().filter(|c| !c.is_whitespace()).collect();
+        // Spaces are insignificant outside the filter; inside it they are part of the
+        // name (`{name=/search results}`).
+        let mut text = String::with_capacity(expr.len());
+        let mut in_filter = false;
+        for c in expr.chars() {
+            match c {
+                '{' => in_filter = true,
+                '}' => in_filter = false,
+                c if c.is_whitespace() && !in_filter => continue,
+                _ => {}
+            }
+            text.push(c);
+        }
         let (text, abort) = match text.strip_suffix(":abort") {
             Some(t) => (t.to_owned(), true),
             None => (text, false),
         };
-        let op_at = text
+        let after_filter = text.rfind('}').map_or(0, |i| i + 1);
+        let op_at = text[after_filter..]
             .find(['<', '>'])
+            .map(|i| i + after_filter)
             .ok_or_else(|| err("no comparison: use <, <=, > or >="))?;
         let (lhs, rest) = text.split_at(op_at);
         let (op, value) = if let Some(v) = rest.strip_prefix("<=") {
@@ -140,6 +160,11 @@ impl Threshold {
         self.abort
     }
 
+    /// The request name its selector names (`{name=...}`), if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
     /// The verdict for `snapshot` over `run_secs` seconds.
     pub fn evaluate(&self, snapshot: &Snapshot, run_secs: f64) -> ThresholdResult {
         let mut stats = EndpointStats::default();
@@ -181,16 +206,29 @@ impl Threshold {
             }
             Metric::Requests => (stats.requests as f64, stats.requests as f64),
         };
-        let ok = match self.op {
+        let holds = match self.op {
             Op::Lt => value < self.limit,
             Op::Le => value <= self.limit,
             Op::Gt => value > self.limit,
             Op::Ge => value >= self.limit,
         };
+        // A latency threshold needs timed requests: interrupted ones have no latency.
+        let judged = match self.metric {
+            Metric::Percentile(_) | Metric::Mean | Metric::Min | Metric::Max => stats.timed(),
+            _ => stats.requests,
+        };
         ThresholdResult {
             expr: self.expr.clone(),
-            ok,
+            ok: holds && judged > 0,
             value: (shown * 1_000.0).round() / 1_000.0,
+            matched: stats.requests,
+            reason: (judged == 0).then(|| {
+                if stats.requests == 0 {
+                    "no requests matched".to_owned()
+                } else {
+                    "no request it matched has a duration (all were interrupted)".to_owned()
+                }
+            }),
         }
     }
 }
@@ -291,7 +329,33 @@ mod tests {
         }
         let r = check("failures<1%");
         assert_eq!(r.value, 1.786, "shown in percent");
+        assert_eq!(r.matched, 112);
         assert!(Threshold::parse("p95<500:abort").unwrap().aborts());
+    }
+
+    #[test]
+    fn a_threshold_that_matched_no_request_fails() {
+        for expr in [
+            "p95{name=/nope}<1ms",
+            "failures{name=/nope}<1%",
+            "requests{name=/nope}<10",
+            "max{name=/with space}<1s",
+        ] {
+            let r = check(expr);
+            assert!(!r.ok, "{expr} cannot pass on nothing");
+            assert_eq!(r.matched, 0);
+            assert_eq!(r.reason.as_deref(), Some("no requests matched"), "{expr}");
+        }
+        let empty = Threshold::parse("failures<1%")
+            .unwrap()
+            .evaluate(&Snapshot::new(), 10.0);
+        assert!(!empty.ok, "a run without requests fails its thresholds");
+        assert!(check("p95{name=/fast}<100ms").reason.is_none());
+        // A name with a space is that name, not the name without the space.
+        assert_eq!(
+            Threshold::parse("p95{name=/a b} < 3").unwrap().name(),
+            Some("/a b")
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aiotest_coordinator::testutil::RedisServer;
-use aiotest_coordinator::wire::{ChannelType, Envelope, Keys, Message, NodeType};
+use aiotest_coordinator::wire::{ChannelType, Envelope, Keys, Message, NodeType, TaskCounts};
 use aiotest_coordinator::{DistributedCoordinator, LockError, Redis, RedisLock};
 use aiotest_core::state::RunnerState;
 use aiotest_metrics::{RequestRecord, Snapshot};
@@ -31,7 +31,13 @@ async fn wait_for(inbox: &Inbox, n: usize) -> Vec<Envelope> {
 }
 
 async fn node(redis: &RedisServer, run: &str, id: &str, kind: NodeType) -> DistributedCoordinator {
-    DistributedCoordinator::new(Redis::connect(&redis.url()).await.unwrap(), run, id, kind)
+    DistributedCoordinator::new(
+        Redis::connect(&redis.url()).await.unwrap(),
+        run,
+        "i1",
+        id,
+        kind,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,6 +120,7 @@ async fn metrics_travel_through_the_stream_in_order_and_are_trimmed() {
             batch,
             snapshot: snapshot(batch + 1),
             last: batch == 2,
+            counts: TaskCounts::default(),
         };
         w1.publish(ChannelType::RequestMetrics, m, None)
             .await
@@ -139,9 +146,12 @@ async fn metrics_travel_through_the_stream_in_order_and_are_trimmed() {
         .collect();
     assert_eq!(batches, [0, 1, 2]);
     assert_eq!(sub.dropped(), 0);
+    // An idle stream (blocking reads that time out with nil) is no error.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(sub.read_errors(), 0);
     // Handled entries are deleted from the stream.
     let redis = Redis::connect(&srv.url()).await.unwrap();
-    let stream = Keys::new("r").metrics_stream();
+    let stream = Keys::new("r", "i1").metrics_stream();
     for _ in 0..100 {
         let len = redis.stream_len(&stream).await.unwrap();
         if len == 0 {
@@ -167,7 +177,7 @@ async fn garbage_on_every_channel_is_dropped_and_delivery_goes_on() {
         .await
         .unwrap();
     let raw = Redis::connect(&srv.url()).await.unwrap();
-    let keys = Keys::new("r");
+    let keys = Keys::new("r", "i1");
     let garbage: [&[u8]; 4] = [b"", b"not msgpack", &[0xc1, 0xc1, 0xc1], &[0x85; 300]];
     for g in garbage {
         raw.publish_raw(&keys.command(None), g).await.unwrap();
@@ -176,18 +186,23 @@ async fn garbage_on_every_channel_is_dropped_and_delivery_goes_on() {
         raw.xadd_raw(&keys.metrics_stream(), g).await.unwrap();
     }
     // A message of another run on our channel is dropped too.
-    let stranger = DistributedCoordinator::new(raw.clone(), "other-run", "x", NodeType::Master);
-    let foreign = aiotest_coordinator::wire::encode(&Envelope {
-        version: aiotest_coordinator::wire::PROTOCOL_VERSION,
-        run_id: "other-run".into(),
-        sender: "x".into(),
-        seq: 0,
-        message: Message::Quit,
-    });
-    raw.publish_raw(&keys.command(None), &foreign)
-        .await
-        .unwrap();
-    drop(stranger);
+    // So is one of an earlier instance of this run (a dead master's leftovers).
+    for (run, instance) in [("other-run", "i1"), ("r", "i0")] {
+        let foreign = aiotest_coordinator::wire::encode(&Envelope {
+            version: aiotest_coordinator::wire::PROTOCOL_VERSION,
+            run_id: run.into(),
+            instance: instance.into(),
+            sender: "x".into(),
+            seq: 0,
+            message: Message::Quit,
+        });
+        raw.publish_raw(&keys.command(None), &foreign)
+            .await
+            .unwrap();
+        raw.xadd_raw(&keys.metrics_stream(), &foreign)
+            .await
+            .unwrap();
+    }
     // Then valid messages: they must still arrive.
     master
         .publish(ChannelType::Command, Message::Resume, None)
@@ -210,6 +225,7 @@ async fn garbage_on_every_channel_is_dropped_and_delivery_goes_on() {
             batch: 0,
             snapshot: Snapshot::new(),
             last: false,
+            counts: TaskCounts::default(),
         },
         None,
     )
@@ -221,11 +237,11 @@ async fn garbage_on_every_channel_is_dropped_and_delivery_goes_on() {
     assert_eq!(cmds.lock().unwrap()[0].message, Message::Resume);
     assert_eq!(
         sc.dropped(),
-        4 * 2 + 1,
-        "garbage on both command channels, and the foreign run"
+        4 * 2 + 2,
+        "garbage on both command channels, the foreign run and the old instance"
     );
     assert_eq!(sb.dropped(), 4);
-    assert_eq!(sm.dropped(), 4);
+    assert_eq!(sm.dropped(), 4 + 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,7 +288,7 @@ async fn two_runs_on_one_redis_do_not_see_each_other() {
 async fn only_one_contender_gets_the_lock_and_release_frees_it() {
     let srv = RedisServer::start().unwrap();
     let redis = Redis::connect(&srv.url()).await.unwrap();
-    let keys = Keys::new("r");
+    let keys = Keys::new("r", "i1");
     let attempts: Vec<_> = (0..8)
         .map(|_| {
             let redis = redis.clone();
@@ -307,7 +323,7 @@ async fn only_one_contender_gets_the_lock_and_release_frees_it() {
     // Another run's lock of the same name is independent.
     RedisLock::with_lock(
         &redis,
-        &Keys::new("other"),
+        &Keys::new("other", "i1"),
         "master",
         Duration::from_secs(10),
     )
@@ -319,7 +335,7 @@ async fn only_one_contender_gets_the_lock_and_release_frees_it() {
 async fn a_held_lock_is_renewed_and_a_dead_holders_lock_expires() {
     let srv = RedisServer::start().unwrap();
     let redis = Redis::connect(&srv.url()).await.unwrap();
-    let keys = Keys::new("r");
+    let keys = Keys::new("r", "i1");
     let ttl = Duration::from_millis(300);
     let alive = RedisLock::with_lock(&redis, &keys, "alive", ttl)
         .await
@@ -356,16 +372,87 @@ async fn a_held_lock_is_renewed_and_a_dead_holders_lock_expires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_restart_the_holder_takes_its_lock_back_and_others_are_refused() {
+    let mut srv = RedisServer::start().unwrap();
+    let redis = Redis::connect(&srv.url()).await.unwrap();
+    let keys = Keys::new("r", "i1");
+    let ttl = Duration::from_secs(10);
+    let held = RedisLock::with_lock(&redis, &keys, "master", ttl)
+        .await
+        .unwrap();
+    // A restart without persistence forgets the lock.
+    srv.restart().unwrap();
+    let probe = Redis::connect(&srv.url()).await.unwrap();
+    // The holder takes it back as soon as it reconnects, long before its renewal period
+    // (a third of 10 s) comes round.
+    let mut back = false;
+    for _ in 0..100 {
+        if probe
+            .get_bytes(&keys.lock("master"))
+            .await
+            .unwrap()
+            .is_some()
+        {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(back, "the lock was not taken back after the restart");
+    assert!(held.is_held());
+    let second = RedisLock::with_lock(&probe, &keys, "master", ttl).await;
+    assert!(matches!(second, Err(LockError::Held { .. })), "{second:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_finds_another_token_has_lost_the_lock() {
+    let srv = RedisServer::start().unwrap();
+    let redis = Redis::connect(&srv.url()).await.unwrap();
+    let keys = Keys::new("r", "i1");
+    let ttl = Duration::from_millis(300);
+    let held = RedisLock::with_lock(&redis, &keys, "master", ttl)
+        .await
+        .unwrap();
+    redis
+        .set_bytes(
+            &keys.lock("master"),
+            b"someone-else",
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        if !held.is_held() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the holder still believes it holds the lock");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_comes_from_the_url_and_bad_urls_are_named() {
     let srv = RedisServer::start_with_password("s3cret").unwrap();
     let redis = Redis::connect(&srv.url()).await.unwrap();
-    RedisLock::with_lock(&redis, &Keys::new("r"), "p", Duration::from_secs(1))
+    RedisLock::with_lock(&redis, &Keys::new("r", "i1"), "p", Duration::from_secs(1))
         .await
         .unwrap();
     let wrong = format!("redis://:nope@127.0.0.1:{}", srv.port());
     assert!(
         Redis::connect(&wrong).await.is_err(),
         "a wrong password is refused"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = Redis::connect(&format!("redis://127.0.0.1:{closed}"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Redis: cannot reach the server: connection refused"
     );
     let err = Redis::connect("http://127.0.0.1:1").await.unwrap_err();
     assert_eq!(
@@ -389,17 +476,19 @@ async fn rediss_works_with_a_trusted_ca_and_fails_without() {
     let redis = Redis::connect_with_root_ca(&srv.url(), ca.as_bytes())
         .await
         .unwrap();
-    let lock = RedisLock::with_lock(&redis, &Keys::new("tls"), "m", Duration::from_secs(5))
+    let lock = RedisLock::with_lock(&redis, &Keys::new("tls", "i1"), "m", Duration::from_secs(5))
         .await
         .unwrap();
     lock.release().await.unwrap();
     // The same coordination works over TLS.
-    let master = DistributedCoordinator::new(redis.clone(), "tls", "master", NodeType::Master);
+    let master =
+        DistributedCoordinator::new(redis.clone(), "tls", "i1", "master", NodeType::Master);
     let worker = DistributedCoordinator::new(
         Redis::connect_with_root_ca(&srv.url(), ca.as_bytes())
             .await
             .unwrap(),
         "tls",
+        "i1",
         "w1",
         NodeType::Worker,
     );

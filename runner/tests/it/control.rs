@@ -8,7 +8,7 @@ use std::time::Duration;
 use aiotest_core::lifecycle::Hooks;
 use aiotest_core::prelude::*;
 use aiotest_core::state::RunnerState;
-use aiotest_metrics::{PrometheusExporter, RequestMetricsEvent};
+use aiotest_metrics::PrometheusExporter;
 use aiotest_runner::{ControlError, LocalRunner, RunConfig, StopReason, serve_control};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -77,12 +77,11 @@ async fn the_api_pauses_resumes_resizes_and_stops_a_run() {
         },
         ..RunConfig::default()
     };
-    let runner = LocalRunner::with_options(
+    let runner = LocalRunner::with_exporter(
         vec![ut],
         Box::new(shape),
         Hooks::default(),
         config,
-        RequestMetricsEvent::new(),
         Some(exporter),
     )
     .unwrap();

@@ -68,6 +68,7 @@ fn dist(run: &str, workers: usize) -> DistributedConfig {
         exit_on_master_loss: false,
         quit_workers_at_end: false,
         lock_timeout: Duration::from_secs(2),
+        redis_timeout: Duration::from_secs(5),
     }
 }
 

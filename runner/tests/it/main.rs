@@ -400,10 +400,12 @@ async fn users_split_over_types_by_weight_and_set_users_overrides() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_shape_with_a_bad_rate_ends_the_run_with_an_error() {
+async fn a_shape_with_a_bad_rate_ends_the_run_with_an_error_and_a_summary() {
     let hits = Arc::new(AtomicU64::new(0));
-    let shape = |t: Duration| (t < secs(5)).then_some((3, f64::NAN));
-    let err = LocalRunner::new(
+    // Good ticks for 2 s, then a NaN rate.
+    let shape =
+        |t: Duration| (t < secs(5)).then_some((3, if t < secs(2) { 10.0 } else { f64::NAN }));
+    let report = LocalRunner::new(
         vec![counter_type("c", 1, &hits, 1.0)],
         shape,
         Hooks::default(),
@@ -412,10 +414,26 @@ async fn a_shape_with_a_bad_rate_ends_the_run_with_an_error() {
     .unwrap()
     .run()
     .await
-    .unwrap_err();
+    .unwrap();
+    assert_eq!(report.reason, StopReason::Fault);
+    let err = report.fault.expect("the fault is reported");
     assert!(
         err.to_string()
             .starts_with("load shape: spawn rate must be"),
         "{err}"
+    );
+    assert!(
+        report.run_time >= secs(2) && report.run_time < secs(3),
+        "{:?}",
+        report.run_time
+    );
+    assert!(
+        hits.load(Ordering::Relaxed) > 0,
+        "users ran until the bad tick"
+    );
+    assert!(
+        report.summary.notes[0].starts_with("The run ended early: load shape: spawn rate"),
+        "{:?}",
+        report.summary.notes
     );
 }

@@ -1,0 +1,867 @@
+//! The run engine: the one lifecycle and the one control loop of every runner.
+//!
+//! [`Engine::run`] goes READY → STARTING (the placement prepares, setup runs) → RUNNING
+//! (the shape's targets go to the placement; PAUSED in between as asked) → STOPPING
+//! (graceful stop, teardown, final metrics) → READY, or QUITTING when asked to quit.
+//! Whatever ends the run (the shape, a command, an output, a fault of the placement), it
+//! ends the same way and its report has a summary.
+//!
+//! What differs between runners is a [`Placement`]: where users run (this process's user
+//! manager, or workers reached through Redis) and where metrics come from besides the
+//! run's own collector. A worker is an engine too: without a shape, driven by the
+//! commands its master sends (k6's externally controlled executor).
+//!
+//! Metrics: every flush interval the engine closes its collector's interval, takes the
+//! placement's (workers' snapshots), and files each snapshot under the interval of the
+//! run's grid its end falls in. An interval closes once every source has reported past
+//! it (the placement's watermark); then the live view, the interval series and every
+//! output see it. Totals take every snapshot as it arrives, so nothing is lost to a late
+//! one: it joins the next open interval.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiotest_coordinator::wire::TaskCounts;
+use aiotest_core::clock::RunClock;
+use aiotest_core::lifecycle::{
+    Hooks, LifecycleError, Phase, SetupContext, SetupData, SetupOutcome, teardown_runs,
+};
+use aiotest_core::shape::{IMMEDIATE, LoadUserShape, validate_spawn_rate, validate_users};
+use aiotest_core::state::{Role, RunnerState};
+use aiotest_core::user::UserType;
+use aiotest_metrics::{
+    MetricsCollector, MetricsConfig, PrometheusExporter, RequestMetricsEvent, Snapshot,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::handle::{Command, RunnerCore, WorkerView, lock, now_us};
+use crate::output::{IntervalView, Output, PrometheusOutput, RunInfo, Verdict};
+use crate::report::{RunError, RunReport, StopReason};
+use crate::series::SeriesPoint;
+use crate::summary::Summary;
+
+/// How a run is carried out.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The host users target (`--host`), overriding user types' hosts.
+    pub host: Option<String>,
+    /// Graceful stop period: users finish their task in flight within it (default 30 s).
+    pub stop_timeout: Duration,
+    /// Skip setup (`--no-setup`).
+    pub no_setup: bool,
+    /// Skip teardown (`--no-teardown`).
+    pub no_teardown: bool,
+    /// Metrics batching; `flush_interval` is also the length of the run's intervals.
+    pub metrics: MetricsConfig,
+    /// How often the shape is polled (default 250 ms).
+    pub shape_poll: Duration,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            host: None,
+            stop_timeout: Duration::from_secs(30),
+            no_setup: false,
+            no_teardown: false,
+            metrics: MetricsConfig::default(),
+            shape_poll: Duration::from_millis(250),
+        }
+    }
+}
+
+impl RunConfig {
+    /// Checks the settings: the host must be a usable URL (a port that does not parse is
+    /// never read as the default one), the metrics settings consistent.
+    pub fn validate(&self) -> Result<(), RunError> {
+        if let Some(host) = &self.host {
+            aiotest_core::url::parse_base_url(host).map_err(|e| RunError::InvalidConfig {
+                what: "host",
+                reason: format!("`{host}`: {e}"),
+            })?;
+        }
+        self.metrics.validate()?;
+        Ok(())
+    }
+}
+
+/// What a placement gets when users may start.
+pub(crate) struct Begin<'a> {
+    /// The run's collector: users record into it.
+    pub(crate) collector: &'a MetricsCollector,
+    /// Setup's data, if setup ran and returned some.
+    pub(crate) setup: Option<SetupData>,
+}
+
+/// What a placement reports when it is done.
+#[derive(Default)]
+pub(crate) struct Finish {
+    pub(crate) missing_workers: Vec<String>,
+    pub(crate) missing_flushes: Vec<String>,
+}
+
+/// A future the placement's stop races: resolves on an abort (a second Ctrl-C).
+pub(crate) type Abort<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
+
+/// Where a run's users are and where its metrics come from: what local, master and
+/// worker runs differ in. Nothing here may block: a placement that does I/O hands it to
+/// a task of its own, so the control loop always serves commands at once.
+pub(crate) trait Placement: Send {
+    /// Before setup (a master takes its lock and waits for workers). `Ok(false)` when the
+    /// run was stopped meanwhile by a command from `commands`.
+    fn prepare(
+        &mut self,
+        commands: &mut mpsc::Receiver<Command>,
+    ) -> impl Future<Output = Result<bool, RunError>> + Send;
+
+    /// Users may start: setup is done.
+    fn begin(&mut self, begin: Begin<'_>) -> Result<(), RunError>;
+
+    /// A new target for all users, moved to at `rate` users per second.
+    fn set_target(&mut self, users: u32, rate: f64, now: Instant);
+
+    /// Absolute users per user type (a worker told by its master).
+    fn set_type_targets(&mut self, targets: &[u32], rate: f64, now: Instant);
+
+    /// The current target.
+    fn target(&self) -> Option<(u32, f64)>;
+
+    /// Pause users at their next task boundary.
+    fn pause(&mut self, now: Instant);
+
+    /// Let them go on.
+    fn resume(&mut self, now: Instant);
+
+    /// Does what is due at `now`; says when it next has something due. An error ends
+    /// the run (gracefully, with a summary): the placement cannot go on.
+    fn step(&mut self, now: Instant) -> Result<Option<Instant>, RunError>;
+
+    /// Snapshots from elsewhere (workers) since the last call.
+    fn take_intervals(&mut self, into: &mut Vec<Snapshot>);
+
+    /// The time (µs since the epoch) up to which every source of snapshots has reported:
+    /// intervals ending by then may close.
+    fn watermark(&self, now_us: u64, interval_us: u64) -> u64;
+
+    /// Running users per user type.
+    fn users(&self) -> Vec<(String, u64)>;
+
+    /// A master's workers.
+    fn workers(&self) -> Vec<WorkerView>;
+
+    /// What users' tasks did so far.
+    fn counts(&self) -> TaskCounts;
+
+    /// Stops every user: within `grace`, then cancelled; `abort` cuts the grace short.
+    fn stop(
+        &mut self,
+        quit: bool,
+        grace: Duration,
+        abort: Abort<'_>,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// After the run: release what the placement holds.
+    fn finish(&mut self) -> impl Future<Output = Finish> + Send;
+}
+
+/// The run's intervals on a grid of `flush_interval` from the start; see the
+/// [module docs](self).
+struct Aggregator {
+    origin_us: u64,
+    step_us: u64,
+    /// The next grid interval to close (1 is the first).
+    next: u64,
+    open: BTreeMap<u64, Snapshot>,
+    total: Snapshot,
+}
+
+impl Aggregator {
+    fn new(origin_us: u64, step: Duration) -> Self {
+        Aggregator {
+            origin_us,
+            step_us: u64::try_from(step.as_micros()).unwrap_or(u64::MAX).max(1),
+            next: 1,
+            open: BTreeMap::new(),
+            total: Snapshot::new(),
+        }
+    }
+
+    fn add(&mut self, s: Snapshot) {
+        self.total.merge(&s);
+        // The grid interval nearest its end; a late one joins the next open interval.
+        let k = s.end_us.map_or(self.next, |e| {
+            (e.saturating_sub(self.origin_us) + self.step_us / 2) / self.step_us
+        });
+        self.open.entry(k.max(self.next)).or_default().merge(&s);
+    }
+
+    fn end_of(&self, k: u64) -> u64 {
+        self.origin_us + k * self.step_us
+    }
+
+    /// Closes every interval ending by `watermark_us`, oldest first.
+    fn close_until(&mut self, watermark_us: u64, out: &mut Vec<Snapshot>) {
+        while self.end_of(self.next) <= watermark_us {
+            out.push(self.take(self.next, None));
+            self.next += 1;
+        }
+    }
+
+    /// Closes everything, the last interval ending at `final_us`.
+    fn close_all(&mut self, final_us: u64, out: &mut Vec<Snapshot>) {
+        let last = self
+            .open
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+            .max(self.next);
+        while self.next <= last {
+            let end = (self.next == last).then_some(final_us);
+            out.push(self.take(self.next, end));
+            self.next += 1;
+        }
+    }
+
+    fn take(&mut self, k: u64, end: Option<u64>) -> Snapshot {
+        let mut s = self.open.remove(&k).unwrap_or_default();
+        let start = self.end_of(k - 1);
+        s.start_us = Some(start);
+        s.end_us = Some(end.map_or(self.end_of(k), |e| e.clamp(start, self.end_of(k))));
+        s
+    }
+}
+
+/// Maps the tokio clock onto wall-clock microseconds from one reading, so every interval
+/// of a run sits on one grid (and on tokio's paused clock in tests).
+struct TimeBase {
+    at: Instant,
+    wall_us: u64,
+}
+
+impl TimeBase {
+    fn now() -> Self {
+        TimeBase {
+            at: Instant::now(),
+            wall_us: now_us(),
+        }
+    }
+
+    fn wall_us(&self, t: Instant) -> u64 {
+        let since = t.saturating_duration_since(self.at).as_micros();
+        self.wall_us
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+    }
+}
+
+/// How the control loop ended.
+struct Ending {
+    reason: StopReason,
+    fault: Option<RunError>,
+    stopped_by: Option<String>,
+}
+
+impl Ending {
+    fn because(reason: StopReason) -> Self {
+        Ending {
+            reason,
+            fault: None,
+            stopped_by: None,
+        }
+    }
+}
+
+/// The state of one run inside [`Engine::run`].
+struct Run {
+    collector: MetricsCollector,
+    clock: RunClock,
+    base: TimeBase,
+    agg: Aggregator,
+    next_flush: Instant,
+    planned: Option<Duration>,
+}
+
+/// What the local runner and the master hold alike: the runner's core, the test, and the
+/// outputs; they differ only in the placement they run it with.
+pub(crate) struct Runner {
+    pub(crate) core: RunnerCore,
+    pub(crate) types: Vec<UserType>,
+    shape: Box<dyn LoadUserShape>,
+    hooks: Hooks,
+    pub(crate) config: RunConfig,
+    outputs: Vec<Box<dyn Output>>,
+}
+
+impl Runner {
+    /// Checks the test and settings; with an exporter, its output is the first.
+    pub(crate) fn new(
+        role: Role,
+        types: Vec<UserType>,
+        shape: Box<dyn LoadUserShape>,
+        hooks: Hooks,
+        config: RunConfig,
+        exporter: Option<Arc<PrometheusExporter>>,
+    ) -> Result<Self, RunError> {
+        if types.is_empty() {
+            return Err(RunError::NoUserTypes);
+        }
+        config.validate()?;
+        let weights: Vec<u32> = types.iter().map(UserType::weight).collect();
+        aiotest_core::weights::split_by_weight(0, &weights)?;
+        let mut outputs: Vec<Box<dyn Output>> = Vec::new();
+        if let Some(e) = &exporter {
+            outputs.push(Box::new(PrometheusOutput::new(Arc::clone(e))));
+        }
+        Ok(Runner {
+            core: RunnerCore::new(role, exporter),
+            types,
+            shape,
+            hooks,
+            config,
+            outputs,
+        })
+    }
+
+    pub(crate) fn add_output(&mut self, output: Box<dyn Output>) {
+        self.outputs.push(output);
+    }
+
+    /// Runs the test once, with users where `placement` puts them.
+    pub(crate) async fn run<P: Placement>(&mut self, placement: P) -> Result<RunReport, RunError> {
+        let names = self.types.iter().map(|t| t.name().to_owned()).collect();
+        Engine {
+            core: &mut self.core,
+            placement,
+            shape: Some(&mut self.shape),
+            hooks: &self.hooks,
+            config: &self.config,
+            setup_given: None,
+            outputs: &mut self.outputs,
+            user_types: names,
+        }
+        .run()
+        .await
+    }
+}
+
+/// One run of a runner; see the [module docs](self).
+pub(crate) struct Engine<'r, P: Placement> {
+    pub(crate) core: &'r mut RunnerCore,
+    pub(crate) placement: P,
+    /// `None`: externally controlled (a worker's master sends the targets).
+    pub(crate) shape: Option<&'r mut Box<dyn LoadUserShape>>,
+    pub(crate) hooks: &'r Hooks,
+    pub(crate) config: &'r RunConfig,
+    /// A worker's setup data, from its master: setup does not run here.
+    pub(crate) setup_given: Option<Option<SetupData>>,
+    pub(crate) outputs: &'r mut [Box<dyn Output>],
+    pub(crate) user_types: Vec<String>,
+}
+
+impl<P: Placement> Engine<'_, P> {
+    /// Runs the whole lifecycle; see the [module docs](self).
+    pub(crate) async fn run(mut self) -> Result<RunReport, RunError> {
+        let event = RequestMetricsEvent::new();
+        let planned = self.shape.as_ref().and_then(|s| s.duration());
+        for o in self.outputs.iter_mut() {
+            let info = RunInfo {
+                role: self.core.role,
+                user_types: &self.user_types,
+                planned,
+                request_metrics: &event,
+            };
+            o.start(&info).map_err(|e| RunError::Output {
+                name: o.name().to_owned(),
+                reason: e.to_string(),
+            })?;
+        }
+        // Created before setup, so setup's own requests are counted like any other.
+        let collector = MetricsCollector::new(self.config.metrics.clone(), event)?;
+        let proceed = match self.placement.prepare(&mut self.core.commands).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.placement.finish().await;
+                return Err(e);
+            }
+        };
+        if self.core.states.state() == RunnerState::Missing {
+            self.core.states.enter(RunnerState::Ready);
+        }
+        self.core.states.enter(RunnerState::Starting);
+        let (setup, setup_error) = match self.setup_given.take() {
+            Some(data) => (data.map_or(SetupOutcome::Skipped, SetupOutcome::Done), None),
+            None if proceed => run_setup(self.hooks, self.config, &collector).await,
+            None => (SetupOutcome::Skipped, None),
+        };
+        if let SetupOutcome::Failed = setup {
+            self.core.states.enter(RunnerState::Stopping);
+            self.core.states.enter(RunnerState::Ready);
+            self.placement.finish().await;
+            return Err(RunError::Setup(setup_error.unwrap_or(
+                LifecycleError::Timeout {
+                    phase: Phase::Setup,
+                    after: self.hooks.setup_timeout(),
+                },
+            )));
+        }
+        if let Err(e) = self.placement.begin(Begin {
+            collector: &collector,
+            setup: setup.data().cloned(),
+        }) {
+            self.placement.finish().await;
+            return Err(e);
+        }
+        let base = TimeBase::now();
+        let mut clock = RunClock::new();
+        clock.start(base.at.into_std());
+        let flush_every = self.config.metrics.flush_interval;
+        let mut run = Run {
+            collector,
+            clock,
+            agg: Aggregator::new(base.wall_us, flush_every),
+            next_flush: base.at + flush_every,
+            base,
+            planned,
+        };
+        let ending = if proceed {
+            self.control_loop(&mut run).await
+        } else {
+            Ending::because(StopReason::Stopped)
+        };
+        let run_time = run.clock.run_time(Instant::now().into_std());
+        self.core.states.enter(RunnerState::Stopping);
+        self.stop_users(&ending).await;
+        let teardown = if teardown_runs(self.hooks, &setup, self.config.no_teardown) {
+            Some(run_teardown(self.hooks, setup.data().cloned()).await)
+        } else {
+            None
+        };
+        let finish = self.placement.finish().await;
+        let (summary, output_errors) = self.finish_metrics(&mut run, run_time, &ending, &finish);
+        let counts = self.placement.counts();
+        let snapshot = run.agg.total;
+        self.core
+            .states
+            .enter(if ending.reason == StopReason::Quit {
+                RunnerState::Quitting
+            } else {
+                RunnerState::Ready
+            });
+        Ok(RunReport {
+            summary,
+            snapshot,
+            run_time,
+            reason: ending.reason,
+            fault: ending.fault,
+            stopped_by: ending.stopped_by,
+            setup,
+            teardown,
+            task_errors: counts.task_errors,
+            panics: counts.panics,
+            tasks: counts.tasks,
+            cancelled_users: usize::try_from(counts.cancelled_users).unwrap_or(usize::MAX),
+            missing_workers: finish.missing_workers,
+            missing_flushes: finish.missing_flushes,
+            output_errors,
+        })
+    }
+
+    /// Stops every user; a second abort-type command cuts the graceful period short.
+    async fn stop_users(&mut self, ending: &Ending) {
+        let grace = if ending.reason == StopReason::Aborted {
+            Duration::ZERO
+        } else {
+            self.config.stop_timeout
+        };
+        let commands = &mut self.core.commands;
+        let mut abort = std::pin::pin!(async move {
+            while let Some(c) = commands.recv().await {
+                if c == Command::Abort {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await;
+        });
+        let quit = ending.reason == StopReason::Quit;
+        self.placement.stop(quit, grace, abort.as_mut()).await;
+    }
+
+    /// Polls the shape, serves commands, steps the placement and closes intervals until
+    /// the run ends. Never blocks on any one of them.
+    async fn control_loop(&mut self, run: &mut Run) -> Ending {
+        let poll_every = self.config.shape_poll.max(Duration::from_millis(1));
+        let mut next_poll = Instant::now();
+        let mut last_tick: Option<(u32, f64)> = None;
+        let mut due: Option<Instant> = None;
+        let mut running = false;
+        loop {
+            let paused = self.core.states.state() == RunnerState::Paused;
+            let mut wake = run.next_flush;
+            if !paused && self.shape.is_some() {
+                wake = wake.min(next_poll);
+            }
+            if let Some(d) = due {
+                wake = wake.min(d);
+            }
+            let cmd = tokio::select! {
+                biased;
+                // The core keeps a handle, so the queue never closes under the loop.
+                c = self.core.commands.recv() => Some(c.unwrap_or(Command::Quit)),
+                () = tokio::time::sleep_until(wake) => None,
+            };
+            let now = Instant::now();
+            if let Some(c) = cmd {
+                if let Some(ending) = self.command(c, now, run) {
+                    return ending;
+                }
+                if self.core.states.state() == RunnerState::Running && paused {
+                    next_poll = now;
+                }
+            }
+            let paused = self.core.states.state() == RunnerState::Paused;
+            if !paused
+                && now >= next_poll
+                && let Some(shape) = self.shape.as_mut()
+            {
+                // Polls sit on the run clock's grid, so a shape ending at 10 s is seen at
+                // 10 s even after a pause shifted wall time.
+                let run_time = run.clock.run_time(now.into_std());
+                let into =
+                    Duration::from_nanos((run_time.as_nanos() % poll_every.as_nanos()) as u64);
+                next_poll = now + (poll_every - into);
+                match shape.tick(run_time) {
+                    None => return Ending::because(StopReason::ShapeEnded),
+                    Some((users, rate)) => {
+                        let checked = validate_spawn_rate(rate)
+                            .and_then(|()| validate_users(users.into()).map(drop));
+                        if let Err(e) = checked {
+                            tracing::error!("load shape: {e}");
+                            return Ending {
+                                reason: StopReason::Fault,
+                                fault: Some(RunError::Shape(e)),
+                                stopped_by: None,
+                            };
+                        }
+                        // A new shape target replaces any manual override.
+                        if last_tick != Some((users, rate)) {
+                            last_tick = Some((users, rate));
+                            self.placement.set_target(users, rate, now);
+                        }
+                    }
+                }
+            }
+            due = match self.placement.step(now) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return Ending {
+                        reason: StopReason::Fault,
+                        fault: Some(e),
+                        stopped_by: None,
+                    };
+                }
+            };
+            self.publish_users();
+            if now >= run.next_flush {
+                while run.next_flush <= now {
+                    run.next_flush += self.config.metrics.flush_interval;
+                }
+                if let Some(why) = self.flush(run, now, false) {
+                    tracing::warn!("stopping: {why}");
+                    return Ending {
+                        reason: StopReason::OutputStopped,
+                        fault: None,
+                        stopped_by: Some(why),
+                    };
+                }
+            }
+            if !running {
+                running = true;
+                if self.core.states.state() == RunnerState::Starting {
+                    self.core.states.enter(RunnerState::Running);
+                }
+            }
+        }
+    }
+
+    /// Serves one command; `Some` when it ends the run.
+    fn command(&mut self, c: Command, now: Instant, run: &mut Run) -> Option<Ending> {
+        let states = &mut self.core.states;
+        match c {
+            Command::Pause if states.can_pause() => {
+                self.placement.pause(now);
+                run.clock.pause(now.into_std());
+                states.enter(RunnerState::Paused);
+            }
+            Command::Resume if states.can_resume() => {
+                self.placement.resume(now);
+                run.clock.resume(now.into_std());
+                states.enter(RunnerState::Running);
+            }
+            Command::Stop => return Some(Ending::because(StopReason::Stopped)),
+            Command::Quit => return Some(Ending::because(StopReason::Quit)),
+            Command::Abort => return Some(Ending::because(StopReason::Aborted)),
+            Command::End(reason) => return Some(Ending::because(reason)),
+            Command::SetUsers(n) => match validate_users(n.into()) {
+                Ok(n) => {
+                    let rate = self.placement.target().map_or(IMMEDIATE, |(_, r)| r);
+                    self.placement.set_target(n, rate, now);
+                }
+                Err(e) => tracing::warn!("set users: {e}"),
+            },
+            Command::SetTypeTargets(targets, rate) => {
+                if validate_spawn_rate(rate).is_ok() {
+                    self.placement.set_type_targets(&targets, rate, now);
+                }
+            }
+            other => {
+                tracing::debug!(?other, state = %states.state(), "command ignored in this state");
+            }
+        }
+        None
+    }
+
+    /// Users and workers, for handles and the control API: at once, not per interval.
+    fn publish_users(&self) {
+        *lock(&self.core.shared.users) = self.placement.users();
+        let workers = self.placement.workers();
+        if !workers.is_empty() {
+            *lock(&self.core.shared.workers) = workers;
+        }
+    }
+
+    /// Closes what can close at `now` (everything when `last`), feeding the live view, the
+    /// series and the outputs. Returns an output's reason to stop, if one asked.
+    fn flush(&mut self, run: &mut Run, now: Instant, last: bool) -> Option<String> {
+        let now_us = run.base.wall_us(now);
+        run.collector.close_interval(now_us);
+        let mut arrived = run.collector.take_pending();
+        self.placement.take_intervals(&mut arrived);
+        for s in arrived {
+            run.agg.add(s);
+        }
+        let mut closed = Vec::new();
+        if last {
+            run.agg.close_all(now_us, &mut closed);
+        } else {
+            let watermark = self
+                .placement
+                .watermark(now_us, run.agg.step_us)
+                .min(now_us);
+            run.agg.close_until(watermark, &mut closed);
+        }
+        if closed.is_empty() {
+            return None;
+        }
+        let users = self.placement.users();
+        let workers = self.placement.workers();
+        let counts = self.placement.counts();
+        let run_time = run.clock.run_time(now.into_std());
+        let state = self.core.states.state();
+        let mut stop = None;
+        for interval in closed {
+            let span = (
+                interval.start_us.unwrap_or(now_us),
+                interval.end_us.unwrap_or(now_us),
+            );
+            let live = {
+                let mut view = lock(&self.core.shared.live);
+                view.push(interval.clone());
+                view.current()
+            };
+            let total_users = users.iter().map(|(_, n)| n).sum();
+            lock(&self.core.shared.series).push(SeriesPoint::new(
+                &interval,
+                span,
+                run_time.as_secs_f64(),
+                total_users,
+            ));
+            let view = IntervalView {
+                start_us: span.0,
+                end_us: span.1,
+                interval: &interval,
+                total: &run.agg.total,
+                live: &live,
+                run_time,
+                planned: run.planned,
+                users: &users,
+                state,
+                counts: &counts,
+                workers: &workers,
+            };
+            for o in self.outputs.iter_mut() {
+                if let Verdict::Stop(why) = o.interval(&view)
+                    && stop.is_none()
+                    && !last
+                {
+                    stop = Some(format!("{}: {why}", o.name()));
+                }
+            }
+        }
+        stop
+    }
+
+    /// The last intervals, the summary and the outputs' last word.
+    fn finish_metrics(
+        &mut self,
+        run: &mut Run,
+        run_time: Duration,
+        ending: &Ending,
+        finish: &Finish,
+    ) -> (Summary, Vec<String>) {
+        self.flush(run, Instant::now(), true);
+        let total = &run.agg.total;
+        let mut summary = Summary::new(total, run_time);
+        summary.notes = notes(total, &self.placement.counts(), ending, finish);
+        for o in self.outputs.iter_mut() {
+            o.summary(&mut summary, total);
+        }
+        let mut errors = Vec::new();
+        for o in self.outputs.iter_mut() {
+            if let Err(e) = o.end(&summary) {
+                tracing::error!("{}: {e}", o.name());
+                errors.push(format!("{}: {e}", o.name()));
+            }
+        }
+        *lock(&self.core.shared.summary) = Some(summary.clone());
+        (summary, errors)
+    }
+}
+
+/// What the figures leave out, and why.
+fn notes(total: &Snapshot, counts: &TaskCounts, ending: &Ending, finish: &Finish) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(fault) = &ending.fault {
+        notes.push(format!("The run ended early: {fault}."));
+    }
+    if let Some(why) = &ending.stopped_by {
+        notes.push(format!("Stopped by {why}."));
+    }
+    let interrupted = total.total().interrupted();
+    if interrupted > 0 {
+        notes.push(format!(
+            "{interrupted} requests were still in flight when the graceful stop period ended: \
+             counted as failed (interrupted), without a duration."
+        ));
+    }
+    if counts.cancelled_users > 0 {
+        notes.push(format!(
+            "{} users were still busy after the graceful stop period and were cancelled.",
+            counts.cancelled_users
+        ));
+    }
+    if !finish.missing_workers.is_empty() {
+        notes.push(format!(
+            "Workers went MISSING during the run (their users moved to the others): {}.",
+            finish.missing_workers.join(", ")
+        ));
+    }
+    if !finish.missing_flushes.is_empty() {
+        notes.push(format!(
+            "No final metrics arrived from {}: their last interval (about a second of \
+             requests each) is missing from these figures.",
+            finish.missing_flushes.join(", ")
+        ));
+    }
+    notes
+}
+
+/// Runs setup under its timeout, if there is one and it is not skipped. Setup gets the
+/// run's recorder (and collector) in its context, so its own requests are counted.
+async fn run_setup(
+    hooks: &Hooks,
+    config: &RunConfig,
+    collector: &MetricsCollector,
+) -> (SetupOutcome, Option<LifecycleError>) {
+    if config.no_setup {
+        return (SetupOutcome::Skipped, None);
+    }
+    let ctx = SetupContext::new(config.host.as_deref().map(Arc::from))
+        .with(collector.recorder())
+        .with(collector.clone());
+    let Some(fut) = hooks.run_setup(ctx) else {
+        return (SetupOutcome::NotDefined, None);
+    };
+    let timeout = hooks.setup_timeout();
+    let error = match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(data)) => return (SetupOutcome::Done(data), None),
+        Ok(Err(e)) => e,
+        Err(_) => LifecycleError::Timeout {
+            phase: Phase::Setup,
+            after: timeout,
+        },
+    };
+    tracing::error!("{error}");
+    (SetupOutcome::Failed, Some(error))
+}
+
+/// Runs teardown under its timeout, if there is one.
+async fn run_teardown(hooks: &Hooks, data: Option<SetupData>) -> Result<(), LifecycleError> {
+    let Some(fut) = hooks.run_teardown(data) else {
+        return Ok(());
+    };
+    let timeout = hooks.teardown_timeout();
+    let result = match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(LifecycleError::Timeout {
+            phase: Phase::Teardown,
+            after: timeout,
+        }),
+    };
+    if let Err(e) = &result {
+        tracing::error!("{e}");
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiotest_metrics::RequestRecord;
+
+    const S: u64 = 1_000_000;
+
+    fn snap(end: u64, n: u64) -> Snapshot {
+        let mut s = Snapshot::new();
+        for _ in 0..n {
+            s.record(&RequestRecord::ok("/a", "GET", 200, 100));
+        }
+        s.start_us = Some(end.saturating_sub(S));
+        s.end_us = Some(end);
+        s
+    }
+
+    #[test]
+    fn snapshots_land_on_the_grid_interval_nearest_their_end_and_late_ones_are_kept() {
+        let mut agg = Aggregator::new(100 * S, Duration::from_secs(1));
+        // Two workers, out of phase with the grid by 0.3 s and 0.6 s.
+        agg.add(snap(101 * S + 300_000, 5));
+        agg.add(snap(101 * S + 600_000, 7));
+        let mut out = Vec::new();
+        agg.close_until(102 * S, &mut out);
+        let counts: Vec<u64> = out.iter().map(|s| s.total().requests).collect();
+        assert_eq!(counts, [5, 7], "1.3 s is nearest 1 s; 1.6 s nearest 2 s");
+        assert_eq!(
+            (out[1].start_us, out[1].end_us),
+            (Some(101 * S), Some(102 * S))
+        );
+        // A snapshot for an interval already closed joins the next open one: counted.
+        agg.add(snap(101 * S, 3));
+        out.clear();
+        agg.close_until(104 * S, &mut out);
+        let counts: Vec<u64> = out.iter().map(|s| s.total().requests).collect();
+        assert_eq!(counts, [3, 0], "empty intervals close too");
+        assert_eq!(agg.total.total().requests, 15);
+        // The end closes everything, the last one at the run's end.
+        agg.add(snap(105 * S + 200_000, 1));
+        out.clear();
+        agg.close_all(105 * S + 200_000, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].end_us, Some(105 * S));
+        assert_eq!(agg.total.total().requests, 16);
+    }
+}

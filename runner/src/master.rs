@@ -1,0 +1,712 @@
+//! The master: the engine with users on workers, reached through Redis.
+//!
+//! The master holds its run id's lock, announces a fresh instance every heartbeat, waits
+//! for the expected workers, ships setup's data, turns each target into absolute
+//! per-worker, per-type user counts ([`split_over_workers`]) repeated every heartbeat,
+//! marks silent workers MISSING and moves their users, merges the workers' interval
+//! snapshots, and on stop waits for every live worker's final flush.
+//!
+//! Nothing here waits on Redis inside the control loop: messages go through an outbox to
+//! a task of their own, and what arrives lands in an inbox the loop drains. So the master
+//! answers pause, stop or quit at once even with Redis gone, and it ends the run when
+//! Redis stays unreachable for `redis_timeout`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aiotest_coordinator::wire::{
+    ChannelType, Keys, Message, NodeType, TaskCounts, new_instance_id,
+};
+use aiotest_coordinator::{
+    COMMAND_TIMEOUT, DistributedCoordinator, Redis, RedisLock, Subscription,
+};
+use aiotest_core::lifecycle::Hooks;
+use aiotest_core::shape::LoadUserShape;
+use aiotest_core::state::{Role, RunnerState};
+use aiotest_core::user::UserType;
+use aiotest_core::weights::split_over_workers;
+use aiotest_metrics::{PrometheusExporter, Snapshot};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::distributed::{DistributedConfig, INSTANCE_KEY_TTL};
+use crate::engine::{Abort, Begin, Finish, Placement, RunConfig, Runner};
+use crate::handle::{Command, RunnerHandle, WorkerView, lock};
+use crate::output::Output;
+use crate::report::{RunError, RunReport};
+
+/// What the master knows of a worker.
+#[derive(Debug, Clone)]
+struct WorkerInfo {
+    last_seen: Instant,
+    state: RunnerState,
+    users: u64,
+    has_setup: bool,
+    missing: bool,
+    final_seen: bool,
+    last_batch: Option<u64>,
+    compatible: bool,
+    /// End of its newest snapshot (µs since the epoch): how far it has reported.
+    reported_to_us: Option<u64>,
+}
+
+/// What the subscriptions received, waiting for the control loop.
+#[derive(Default)]
+struct Inbox {
+    hellos: Vec<(String, Vec<String>)>,
+    beats: Vec<(String, RunnerState, u64, bool)>,
+    metrics: Vec<(String, u64, Snapshot, bool, TaskCounts)>,
+}
+
+/// A message for the I/O task.
+enum Out {
+    Command(Message, Option<String>),
+    Announce(Message),
+    Touch(Vec<String>),
+}
+
+/// When Redis last did what it was asked.
+struct Health {
+    last_ok: Mutex<Instant>,
+}
+
+impl Health {
+    fn since_ok(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(*lock(&self.last_ok))
+    }
+}
+
+/// Publishes what the control loop queued, never making it wait: commands are absolute
+/// and repeated every heartbeat, so a full outbox drops one harmlessly.
+async fn io_loop(
+    coord: Arc<DistributedCoordinator>,
+    redis: Redis,
+    mut rx: mpsc::Receiver<Out>,
+    health: Arc<Health>,
+) {
+    let mut failing = false;
+    while let Some(out) = rx.recv().await {
+        let op = async {
+            match out {
+                Out::Command(m, to) => coord.publish(ChannelType::Command, m, to.as_deref()).await,
+                Out::Announce(m) => coord.announce(m).await,
+                Out::Touch(keys) => redis.expire(&keys, INSTANCE_KEY_TTL).await,
+            }
+        };
+        // fred's own command timeout applies; this is the backstop.
+        match tokio::time::timeout(COMMAND_TIMEOUT + Duration::from_secs(1), op).await {
+            Ok(Ok(())) => {
+                *lock(&health.last_ok) = Instant::now();
+                if failing {
+                    tracing::warn!("Redis answers again");
+                    failing = false;
+                }
+            }
+            Ok(Err(e)) => {
+                if !failing {
+                    tracing::warn!("cannot reach the workers: {e}");
+                    failing = true;
+                }
+            }
+            Err(_) => {
+                if !failing {
+                    tracing::warn!("cannot reach the workers: Redis did not answer in time");
+                    failing = true;
+                }
+            }
+        }
+    }
+}
+
+/// Users on workers; see the [module docs](self).
+pub(crate) struct WorkersPlacement {
+    names: Vec<String>,
+    weights: Vec<u32>,
+    dist: DistributedConfig,
+    redis: Redis,
+    keys: Keys,
+    coord: Arc<DistributedCoordinator>,
+    plan: Option<Vec<u8>>,
+    lock: Option<RedisLock>,
+    subscriptions: Vec<Subscription>,
+    inbox: Arc<Mutex<Inbox>>,
+    arrived: Arc<Notify>,
+    outbox: Option<mpsc::Sender<Out>>,
+    io: Option<JoinHandle<()>>,
+    health: Arc<Health>,
+    workers: BTreeMap<String, WorkerInfo>,
+    ever_missing: BTreeSet<String>,
+    target: Option<(u32, f64)>,
+    dispatched: Vec<u64>,
+    redispatch: bool,
+    paused: bool,
+    accepting: bool,
+    setup_json: Option<Vec<u8>>,
+    /// Setup is done: workers may be sent its data.
+    begun: bool,
+    next_beat: Instant,
+    next_touch: Instant,
+    intervals: Vec<Snapshot>,
+    counts: TaskCounts,
+    missing_flushes: Vec<String>,
+}
+
+impl WorkersPlacement {
+    fn new(
+        types: &[UserType],
+        dist: DistributedConfig,
+        redis: Redis,
+        plan: Option<Vec<u8>>,
+    ) -> Self {
+        let instance = new_instance_id();
+        let coord = DistributedCoordinator::new(
+            redis.clone(),
+            &dist.run_id,
+            &instance,
+            "master",
+            NodeType::Master,
+        );
+        let now = Instant::now();
+        WorkersPlacement {
+            names: types.iter().map(|t| t.name().to_owned()).collect(),
+            weights: types.iter().map(UserType::weight).collect(),
+            keys: Keys::new(&dist.run_id, &instance),
+            dist,
+            redis,
+            coord: Arc::new(coord),
+            plan,
+            lock: None,
+            subscriptions: Vec::new(),
+            inbox: Arc::default(),
+            arrived: Arc::default(),
+            outbox: None,
+            io: None,
+            health: Arc::new(Health {
+                last_ok: Mutex::new(now),
+            }),
+            workers: BTreeMap::new(),
+            ever_missing: BTreeSet::new(),
+            target: None,
+            dispatched: vec![0; types.len()],
+            redispatch: false,
+            paused: false,
+            accepting: true,
+            setup_json: None,
+            begun: false,
+            next_beat: now,
+            next_touch: now,
+            intervals: Vec::new(),
+            counts: TaskCounts::default(),
+            missing_flushes: Vec::new(),
+        }
+    }
+
+    fn send(&self, out: Out) {
+        if let Some(tx) = &self.outbox {
+            // Full: Redis is slow or gone; what is dropped is repeated next heartbeat.
+            let _ = tx.try_send(out);
+        }
+    }
+
+    fn broadcast(&self, m: Message) {
+        self.send(Out::Command(m, None));
+    }
+
+    fn live(&self) -> impl Iterator<Item = (&String, &WorkerInfo)> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| w.compatible && !w.missing)
+    }
+
+    /// Subscribes to the workers' heartbeats and metrics stream, and starts the I/O task.
+    async fn connect(&mut self) -> Result<(), RunError> {
+        let inbox = Arc::clone(&self.inbox);
+        let beats = self
+            .coord
+            .subscribe(ChannelType::Heartbeat, move |env| {
+                if let Message::Heartbeat {
+                    state,
+                    users,
+                    has_setup,
+                } = env.message
+                {
+                    lock(&inbox)
+                        .beats
+                        .push((env.sender, state, users, has_setup));
+                }
+            })
+            .await?;
+        let inbox = Arc::clone(&self.inbox);
+        let arrived = Arc::clone(&self.arrived);
+        let metrics = self
+            .coord
+            .subscribe(ChannelType::RequestMetrics, move |env| {
+                match env.message {
+                    Message::Hello { user_types } => {
+                        lock(&inbox).hellos.push((env.sender, user_types));
+                    }
+                    Message::Metrics {
+                        batch,
+                        snapshot,
+                        last,
+                        counts,
+                    } => {
+                        lock(&inbox)
+                            .metrics
+                            .push((env.sender, batch, snapshot, last, counts));
+                    }
+                    _ => return,
+                }
+                arrived.notify_one();
+            })
+            .await?;
+        self.subscriptions = vec![beats, metrics];
+        // Room for a few heartbeats' worth of messages to every worker.
+        let (tx, rx) = mpsc::channel(1_024);
+        self.outbox = Some(tx);
+        self.io = Some(tokio::spawn(io_loop(
+            Arc::clone(&self.coord),
+            self.redis.clone(),
+            rx,
+            Arc::clone(&self.health),
+        )));
+        Ok(())
+    }
+
+    /// Takes what the subscriptions received.
+    fn drain(&mut self, now: Instant) {
+        let inbox = std::mem::take(&mut *lock(&self.inbox));
+        for (id, types) in inbox.hellos {
+            let missing: Vec<&String> = self.names.iter().filter(|t| !types.contains(t)).collect();
+            if !missing.is_empty() {
+                tracing::error!(
+                    worker = id,
+                    ?missing,
+                    "worker lacks user types; it gets no users"
+                );
+            }
+            // A worker (re)joins: it starts idle, without setup data, and with a new run.
+            self.workers.insert(
+                id,
+                WorkerInfo {
+                    last_seen: now,
+                    state: RunnerState::Ready,
+                    users: 0,
+                    has_setup: false,
+                    missing: false,
+                    final_seen: false,
+                    last_batch: None,
+                    compatible: missing.is_empty(),
+                    reported_to_us: None,
+                },
+            );
+            self.redispatch = true;
+        }
+        for (id, state, users, has_setup) in inbox.beats {
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.last_seen = now;
+                w.state = state;
+                w.users = users;
+                w.has_setup = has_setup;
+            }
+        }
+        for (id, batch, snapshot, last, counts) in inbox.metrics {
+            match self.workers.get_mut(&id) {
+                Some(w) => {
+                    if w.last_batch.is_some_and(|b| b + 1 != batch) {
+                        tracing::warn!(worker = id, batch, "metrics batch gap");
+                    }
+                    w.last_batch = Some(batch);
+                    w.final_seen |= last;
+                    w.last_seen = now;
+                    w.reported_to_us = w.reported_to_us.max(snapshot.end_us);
+                }
+                // Counted all the same: a request sent is a request counted.
+                None => tracing::warn!(worker = id, "metrics from a worker that never said hello"),
+            }
+            self.counts.add(&counts);
+            self.intervals.push(snapshot);
+        }
+    }
+
+    /// Sends each live worker its absolute per-type counts.
+    fn dispatch(&mut self) {
+        self.redispatch = false;
+        let Some((users, rate)) = self.target else {
+            return;
+        };
+        let live: Vec<String> = self.live().map(|(id, _)| id.clone()).collect();
+        if live.is_empty() || self.paused {
+            return;
+        }
+        let split =
+            split_over_workers(u64::from(users), &self.weights, live.len()).unwrap_or_default();
+        // Every worker moves at its share of the rate, so the whole ramp keeps its rate.
+        let rate = rate / live.len() as f64;
+        let mut by_type = vec![0u64; self.names.len()];
+        for (id, counts) in live.iter().zip(&split) {
+            let users = self
+                .names
+                .iter()
+                .zip(counts)
+                .map(|(t, n)| (t.clone(), u32::try_from(*n).unwrap_or(u32::MAX)))
+                .collect();
+            for (sum, n) in by_type.iter_mut().zip(counts) {
+                *sum += n;
+            }
+            self.send(Out::Command(
+                Message::Spawn {
+                    users,
+                    spawn_rate: rate,
+                },
+                Some(id.clone()),
+            ));
+        }
+        self.dispatched = by_type;
+    }
+
+    /// Every heartbeat: liveness, announcements, setup data and targets again.
+    fn beat(&mut self, now: Instant) -> Result<(), RunError> {
+        let mut changed = false;
+        for (id, w) in self.workers.iter_mut() {
+            let silent = now.saturating_duration_since(w.last_seen) > self.dist.liveness_timeout;
+            if silent != w.missing {
+                changed = true;
+                if silent {
+                    tracing::warn!(
+                        worker = id,
+                        "worker silent: MISSING; its users move to the others"
+                    );
+                    self.ever_missing.insert(id.clone());
+                }
+            }
+            w.missing = silent;
+        }
+        self.send(Out::Announce(Message::Announce {
+            accepting: self.accepting,
+        }));
+        // The master's own heartbeat, with its state: absolute, so a worker that missed
+        // a pause or a resume catches up.
+        self.broadcast(Message::Heartbeat {
+            state: if self.paused {
+                RunnerState::Paused
+            } else {
+                RunnerState::Running
+            },
+            users: self.dispatched.iter().sum(),
+            has_setup: true,
+        });
+        let lacking: Vec<String> = self
+            .live()
+            .filter(|(_, w)| !w.has_setup)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in lacking.into_iter().filter(|_| self.begun) {
+            self.send(Out::Command(
+                Message::SetupData {
+                    json: self.setup_json.clone(),
+                },
+                Some(id),
+            ));
+        }
+        if changed || self.target.is_some() {
+            // Absolute targets, repeated: a lost command, a new or returning worker, or a
+            // missing one all converge here.
+            self.dispatch();
+        }
+        if now >= self.next_touch {
+            self.next_touch = now + Duration::from_secs(60);
+            self.send(Out::Touch(vec![
+                self.keys.plan(),
+                self.keys.metrics_stream(),
+            ]));
+        }
+        if self.lock.as_ref().is_some_and(|l| !l.is_held()) {
+            return Err(RunError::LockLost);
+        }
+        if self.health.since_ok(now) > self.dist.redis_timeout {
+            return Err(RunError::RedisUnreachable(self.dist.redis_timeout));
+        }
+        Ok(())
+    }
+}
+
+impl Placement for WorkersPlacement {
+    async fn prepare(&mut self, commands: &mut mpsc::Receiver<Command>) -> Result<bool, RunError> {
+        self.lock = Some(
+            RedisLock::with_lock(&self.redis, &self.keys, "master", self.dist.lock_timeout).await?,
+        );
+        if let Some(plan) = &self.plan {
+            self.redis
+                .set_bytes(&self.keys.plan(), plan, INSTANCE_KEY_TTL)
+                .await?;
+        }
+        self.connect().await?;
+        let deadline = Instant::now() + self.dist.wait_timeout;
+        loop {
+            let now = Instant::now();
+            self.drain(now);
+            let ready = self.workers.values().filter(|w| w.compatible).count();
+            if ready >= self.dist.expect_workers {
+                return Ok(true);
+            }
+            if now >= self.next_beat {
+                self.next_beat = now + self.dist.heartbeat_interval;
+                self.send(Out::Announce(Message::Announce { accepting: true }));
+                if self.health.since_ok(now) > self.dist.redis_timeout {
+                    return Err(RunError::RedisUnreachable(self.dist.redis_timeout));
+                }
+            }
+            if now >= deadline {
+                return Err(RunError::NotEnoughWorkers {
+                    got: ready,
+                    want: self.dist.expect_workers,
+                });
+            }
+            tokio::select! {
+                c = commands.recv() => {
+                    if matches!(c, Some(Command::Stop | Command::Quit | Command::Abort | Command::End(_)) | None) {
+                        return Ok(false);
+                    }
+                }
+                () = self.arrived.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+
+    fn begin(&mut self, begin: Begin<'_>) -> Result<(), RunError> {
+        self.setup_json = begin.setup.map(|d| d.json().to_vec());
+        self.begun = true;
+        self.broadcast(Message::SetupData {
+            json: self.setup_json.clone(),
+        });
+        Ok(())
+    }
+
+    fn set_target(&mut self, users: u32, rate: f64, _now: Instant) {
+        self.target = Some((users, rate));
+        self.redispatch = true;
+    }
+
+    fn set_type_targets(&mut self, _: &[u32], _: f64, _: Instant) {
+        tracing::warn!("a master places users by total, not by type; ignored");
+    }
+
+    fn target(&self) -> Option<(u32, f64)> {
+        self.target
+    }
+
+    fn pause(&mut self, _now: Instant) {
+        self.paused = true;
+        self.broadcast(Message::Pause);
+    }
+
+    fn resume(&mut self, _now: Instant) {
+        self.paused = false;
+        self.broadcast(Message::Resume);
+        self.redispatch = true;
+    }
+
+    fn step(&mut self, now: Instant) -> Result<Option<Instant>, RunError> {
+        self.drain(now);
+        if now >= self.next_beat {
+            self.next_beat = now + self.dist.heartbeat_interval;
+            self.beat(now)?;
+        }
+        if self.redispatch {
+            self.dispatch();
+        }
+        Ok(Some(self.next_beat))
+    }
+
+    fn take_intervals(&mut self, into: &mut Vec<Snapshot>) {
+        into.append(&mut self.intervals);
+    }
+
+    fn watermark(&self, now_us: u64, interval_us: u64) -> u64 {
+        // Every live worker has reported up to here; one that lags (or died without a
+        // word) holds intervals back for three intervals at most.
+        let floor = now_us.saturating_sub(3 * interval_us);
+        self.live()
+            .map(|(_, w)| w.reported_to_us.map_or(floor, |t| t + interval_us / 2))
+            .min()
+            .unwrap_or(now_us)
+            .max(floor)
+    }
+
+    fn users(&self) -> Vec<(String, u64)> {
+        self.names
+            .iter()
+            .cloned()
+            .zip(self.dispatched.iter().copied())
+            .collect()
+    }
+
+    fn workers(&self) -> Vec<WorkerView> {
+        self.workers
+            .iter()
+            .map(|(id, w)| WorkerView {
+                id: id.clone(),
+                state: if w.missing {
+                    RunnerState::Missing
+                } else {
+                    w.state
+                },
+                users: if w.missing { 0 } else { w.users },
+            })
+            .collect()
+    }
+
+    fn counts(&self) -> TaskCounts {
+        self.counts
+    }
+
+    async fn stop(&mut self, quit: bool, grace: Duration, mut abort: Abort<'_>) {
+        self.accepting = false;
+        self.send(Out::Announce(Message::Announce { accepting: false }));
+        let stop = if quit || self.dist.quit_workers_at_end {
+            Message::Quit
+        } else {
+            Message::Stop
+        };
+        let now = Instant::now();
+        // With Redis gone nobody can answer: the workers stop on their own when the
+        // master falls silent, and waiting here would only delay the summary.
+        let reachable = self.health.since_ok(now) <= COMMAND_TIMEOUT * 2;
+        let deadline = now
+            + if reachable {
+                grace + Duration::from_secs(5)
+            } else {
+                Duration::from_secs(1)
+            };
+        let mut next_send = now;
+        loop {
+            let now = Instant::now();
+            self.drain(now);
+            if now >= next_send {
+                next_send = now + Duration::from_millis(200);
+                self.broadcast(stop.clone());
+            }
+            let pending: Vec<String> = self
+                .live()
+                .filter(|(_, w)| !w.final_seen)
+                .map(|(id, _)| id.clone())
+                .collect();
+            if pending.is_empty() {
+                return;
+            }
+            if now >= deadline {
+                tracing::error!(
+                    ?pending,
+                    "workers sent no final flush; their last records are missing"
+                );
+                self.missing_flushes = pending;
+                return;
+            }
+            tokio::select! {
+                () = &mut abort => {
+                    self.missing_flushes = pending;
+                    return;
+                }
+                () = self.arrived.notified() => {}
+                () = tokio::time::sleep_until(next_send.min(deadline)) => {}
+            }
+        }
+    }
+
+    async fn finish(&mut self) -> Finish {
+        self.outbox = None;
+        if let Some(io) = self.io.take() {
+            // The outbox is closed: the task ends once what it holds is sent, or gives up.
+            if tokio::time::timeout(Duration::from_secs(2), io)
+                .await
+                .is_err()
+            {
+                tracing::debug!("the I/O task did not finish in time");
+            }
+        }
+        self.subscriptions.clear();
+        let cleanup = async {
+            let _ = self
+                .redis
+                .del(&[self.keys.plan(), self.keys.metrics_stream()])
+                .await;
+            if let Some(l) = self.lock.take() {
+                let _ = l.release().await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(2), cleanup)
+            .await
+            .is_err()
+        {
+            tracing::warn!("could not clean up in Redis; the keys expire on their own");
+        }
+        Finish {
+            missing_workers: self.ever_missing.iter().cloned().collect(),
+            missing_flushes: std::mem::take(&mut self.missing_flushes),
+        }
+    }
+}
+
+/// Runs a distributed test's master: the engine with users on workers.
+pub struct MasterRunner {
+    runner: Runner,
+    dist: DistributedConfig,
+    redis: Redis,
+    plan: Option<Vec<u8>>,
+}
+
+impl MasterRunner {
+    /// A master for `types` (their names and weights; workers register the same types)
+    /// following `shape`.
+    pub fn new(
+        types: Vec<UserType>,
+        shape: Box<dyn LoadUserShape>,
+        hooks: Hooks,
+        config: RunConfig,
+        dist: DistributedConfig,
+        redis: Redis,
+        exporter: Option<Arc<PrometheusExporter>>,
+    ) -> Result<Self, RunError> {
+        dist.validate()?;
+        Ok(MasterRunner {
+            runner: Runner::new(Role::Master, types, shape, hooks, config, exporter)?,
+            dist,
+            redis,
+            plan: None,
+        })
+    }
+
+    /// What workers built from a plan run (see `WorkerRunner::from_plan`): stored with
+    /// this master's instance, so only workers that join it read it.
+    pub fn plan(mut self, plan: Vec<u8>) -> Self {
+        self.plan = Some(plan);
+        self
+    }
+
+    /// Adds an output; it sees the intervals merged from every worker.
+    pub fn output(mut self, output: impl Output + 'static) -> Self {
+        self.runner.add_output(Box::new(output));
+        self
+    }
+
+    /// A handle to control and observe the whole run.
+    pub fn handle(&self) -> RunnerHandle {
+        self.runner.core.handle.clone()
+    }
+
+    /// Runs the whole distributed test: the lock, the workers, setup, the run, their
+    /// final flushes, teardown, the summary.
+    pub async fn run(mut self) -> Result<RunReport, RunError> {
+        let placement = WorkersPlacement::new(
+            &self.runner.types,
+            self.dist.clone(),
+            self.redis.clone(),
+            self.plan.take(),
+        );
+        self.runner.run(placement).await
+    }
+}

@@ -1,0 +1,220 @@
+//! The run's interval series: one point per closed interval (a second by default), with
+//! the figures charts and history files need, merged from every worker in a distributed
+//! run. Memory stays bounded: past [`MAX_POINTS`] points, neighbours merge in pairs and
+//! each point then covers twice the time, so an eight-hour run keeps 1,024 points of
+//! about 30 s.
+//!
+//! Counts merge exactly. Percentiles are exact for points of one interval; a merged
+//! point's percentile is the request-weighted mean of its parts' (the histograms are not
+//! kept per point: a thousand endpoints times a thousand points would not fit). The
+//! run's exact percentiles are in the summary.
+
+use aiotest_metrics::{EndpointKey, EndpointStats, Snapshot};
+use serde::Serialize;
+
+/// Most points a series keeps.
+pub const MAX_POINTS: usize = 1_024;
+
+/// Figures of one endpoint (or of all) over one point's time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PointRow {
+    /// Requests.
+    pub requests: u64,
+    /// Failed requests.
+    pub failures: u64,
+    /// Median duration, µs.
+    pub p50_us: u64,
+    /// 95th percentile, µs.
+    pub p95_us: u64,
+    /// 99th percentile, µs.
+    pub p99_us: u64,
+}
+
+impl PointRow {
+    fn of(stats: &EndpointStats) -> Self {
+        PointRow {
+            requests: stats.requests,
+            failures: stats.failures,
+            p50_us: stats.percentile_us(0.50),
+            p95_us: stats.percentile_us(0.95),
+            p99_us: stats.percentile_us(0.99),
+        }
+    }
+
+    fn absorb(&mut self, other: &PointRow) {
+        let (a, b) = (self.requests, other.requests);
+        let weighted = |x: u64, y: u64| {
+            if a + b == 0 {
+                0
+            } else {
+                ((u128::from(x) * u128::from(a) + u128::from(y) * u128::from(b))
+                    / u128::from(a + b)) as u64
+            }
+        };
+        self.p50_us = weighted(self.p50_us, other.p50_us);
+        self.p95_us = weighted(self.p95_us, other.p95_us);
+        self.p99_us = weighted(self.p99_us, other.p99_us);
+        self.requests += other.requests;
+        self.failures += other.failures;
+    }
+}
+
+/// One point of the series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesPoint {
+    /// Start of the point's time, µs since the Unix epoch.
+    pub start_us: u64,
+    /// Its end.
+    pub end_us: u64,
+    /// Run time at its end, pauses excluded, in seconds.
+    pub run_time_s: f64,
+    /// Users running at its end.
+    pub users: u64,
+    /// All endpoints together.
+    pub total: PointRow,
+    /// Per endpoint, ordered by key.
+    pub endpoints: Vec<(EndpointKey, PointRow)>,
+}
+
+impl SeriesPoint {
+    /// The point of `interval` (its figures), covering `start_us..end_us`.
+    pub fn new(
+        interval: &Snapshot,
+        (start_us, end_us): (u64, u64),
+        run_time_s: f64,
+        users: u64,
+    ) -> Self {
+        SeriesPoint {
+            start_us,
+            end_us,
+            run_time_s,
+            users,
+            total: PointRow::of(&interval.total()),
+            endpoints: interval
+                .endpoints
+                .iter()
+                .map(|(k, s)| (k.clone(), PointRow::of(s)))
+                .collect(),
+        }
+    }
+
+    /// The point's length in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.end_us.saturating_sub(self.start_us) as f64 / 1e6
+    }
+
+    fn absorb(&mut self, later: SeriesPoint) {
+        self.end_us = later.end_us;
+        self.run_time_s = later.run_time_s;
+        self.users = later.users;
+        self.total.absorb(&later.total);
+        for (k, row) in later.endpoints {
+            match self.endpoints.binary_search_by(|(mine, _)| mine.cmp(&k)) {
+                Ok(i) => self.endpoints[i].1.absorb(&row),
+                Err(i) => self.endpoints.insert(i, (k, row)),
+            }
+        }
+    }
+}
+
+/// The bounded series; see the [module docs](self).
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    points: Vec<SeriesPoint>,
+    /// How many intervals each point covers now (doubles at every downsampling).
+    per_point: u32,
+    /// Intervals in the last point.
+    in_last: u32,
+}
+
+impl Series {
+    /// Adds the point of one closed interval.
+    pub fn push(&mut self, point: SeriesPoint) {
+        let per_point = self.per_point.max(1);
+        match self.points.last_mut() {
+            Some(last) if self.in_last < per_point => {
+                last.absorb(point);
+                self.in_last += 1;
+            }
+            _ => {
+                if self.points.len() >= MAX_POINTS {
+                    self.halve();
+                    return self.push(point);
+                }
+                self.points.push(point);
+                self.in_last = 1;
+            }
+        }
+    }
+
+    fn halve(&mut self) {
+        let old = std::mem::take(&mut self.points);
+        let lone_last = old.len() % 2 == 1;
+        let mut it = old.into_iter();
+        while let Some(mut a) = it.next() {
+            if let Some(b) = it.next() {
+                a.absorb(b);
+            }
+            self.points.push(a);
+        }
+        let before = self.per_point.max(1);
+        self.per_point = before * 2;
+        // A lone last point keeps its old width and takes more until it is full.
+        self.in_last = if lone_last { before } else { self.per_point };
+    }
+
+    /// The points, oldest first.
+    pub fn points(&self) -> &[SeriesPoint] {
+        &self.points
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiotest_metrics::RequestRecord;
+
+    fn interval(n: u64, us: u64) -> Snapshot {
+        let mut s = Snapshot::new();
+        for _ in 0..n {
+            s.record(&RequestRecord::ok("/a", "GET", 200, us));
+        }
+        s
+    }
+
+    #[test]
+    fn a_long_run_keeps_a_bounded_series_with_exact_counts() {
+        let mut series = Series::default();
+        let intervals = 5 * MAX_POINTS as u64 + 3;
+        for i in 0..intervals {
+            let p = SeriesPoint::new(
+                &interval(10, 1_000),
+                (i * 1_000_000, (i + 1) * 1_000_000),
+                (i + 1) as f64,
+                7,
+            );
+            series.push(p);
+        }
+        let points = series.points();
+        assert!(points.len() <= MAX_POINTS, "{}", points.len());
+        assert!(points.len() > MAX_POINTS / 4, "{}", points.len());
+        let requests: u64 = points.iter().map(|p| p.total.requests).sum();
+        assert_eq!(requests, 10 * intervals, "no request lost by downsampling");
+        // The points tile the run without gaps or overlaps.
+        assert_eq!(points[0].start_us, 0);
+        assert_eq!(points.last().map(|p| p.end_us), Some(intervals * 1_000_000));
+        for w in points.windows(2) {
+            assert_eq!(w[0].end_us, w[1].start_us);
+        }
+        assert!(points.iter().all(|p| p.total.p50_us.abs_diff(1_000) <= 1));
+    }
+
+    #[test]
+    fn a_merged_point_weights_percentiles_by_requests() {
+        let mut a = SeriesPoint::new(&interval(30, 1_000), (0, 1), 1.0, 1);
+        a.absorb(SeriesPoint::new(&interval(10, 5_000), (1, 2), 2.0, 2));
+        assert_eq!(a.total.requests, 40);
+        assert_eq!(a.total.p50_us, 2_000, "(30 x 1000 + 10 x 5000) / 40");
+        assert_eq!((a.start_us, a.end_us, a.users), (0, 2, 2));
+    }
+}

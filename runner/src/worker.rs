@@ -1,0 +1,566 @@
+//! The worker: the engine with users in this process and no shape of its own, driven by
+//! the commands its master sends (k6's externally controlled executor).
+//!
+//! A worker waits for a master to announce an instance of its run id, reads that
+//! instance's plan (if its user types come from one), says hello, and runs the engine
+//! until the master stops it (then it waits for the next instance), tells it to quit,
+//! or falls silent for `master_timeout` (then it stops its users, so no load goes
+//! unrecorded, and waits for a master again). Its intervals go to the master on the
+//! instance's metrics stream, numbered, the last one marked.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aiotest_coordinator::wire::{ChannelType, Keys, Message, NodeType, TaskCounts};
+use aiotest_coordinator::{DistributedCoordinator, Redis};
+use aiotest_core::lifecycle::{Hooks, SetupData};
+use aiotest_core::state::{Role, RunnerState};
+use aiotest_core::user::UserType;
+use aiotest_metrics::Snapshot;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::distributed::DistributedConfig;
+use crate::engine::{Engine, RunConfig};
+use crate::handle::{Command, RunnerCore, RunnerHandle, lock};
+use crate::local::LocalPlacement;
+use crate::output::{IntervalView, Output, Verdict};
+use crate::report::{RunError, StopReason};
+
+/// What a worker runs in one instance.
+pub struct Planned {
+    /// The user types.
+    pub types: Vec<UserType>,
+    /// Their lifecycle (a worker runs neither setup nor teardown, but decodes setup's
+    /// data with it).
+    pub hooks: Hooks,
+    /// The host users target, if the plan names one (else the worker's `RunConfig`'s).
+    pub host: Option<String>,
+}
+
+/// What a worker runs: built from the plan its master ships with the instance (`None`
+/// when the master ships none).
+pub trait WorkerPlan: Send {
+    /// What to run for `plan`; an error skips this instance.
+    fn build(&mut self, plan: Option<&[u8]>) -> Result<Planned, String>;
+}
+
+/// A worker with its user types in code: the plan is not needed.
+struct FixedPlan {
+    types: Vec<UserType>,
+    hooks: Hooks,
+}
+
+impl WorkerPlan for FixedPlan {
+    fn build(&mut self, _: Option<&[u8]>) -> Result<Planned, String> {
+        Ok(Planned {
+            types: self.types.clone(),
+            hooks: self.hooks.clone(),
+            host: None,
+        })
+    }
+}
+
+impl<F> WorkerPlan for F
+where
+    F: FnMut(Option<&[u8]>) -> Result<Planned, String> + Send,
+{
+    fn build(&mut self, plan: Option<&[u8]>) -> Result<Planned, String> {
+        self(plan)
+    }
+}
+
+/// What a worker reports when it ends.
+#[derive(Debug, Default)]
+pub struct WorkerReport {
+    /// Metrics batches sent.
+    pub batches: u64,
+    /// Requests counted in them.
+    pub requests: u64,
+    /// Users cancelled after the graceful stop period.
+    pub cancelled_users: usize,
+    /// Times the master was lost.
+    pub master_losses: u64,
+    /// Runs (instances) this worker took part in.
+    pub runs: u64,
+}
+
+/// How a worker left an instance.
+enum Left {
+    Stopped,
+    Quit,
+    MasterLost,
+}
+
+/// Intervals waiting to go to the master, oldest first. Bounded: past 16, the two
+/// oldest merge, so a slow Redis costs time resolution, never a count.
+#[derive(Default)]
+struct ShipQueue {
+    items: VecDeque<(Snapshot, TaskCounts)>,
+    closed: bool,
+}
+
+/// Sends a worker's intervals on the instance's metrics stream, on a task of its own.
+struct Shipper {
+    queue: Arc<Mutex<ShipQueue>>,
+    wake: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl Shipper {
+    fn start(coord: Arc<DistributedCoordinator>, batches: Arc<AtomicU64>) -> Self {
+        let queue: Arc<Mutex<ShipQueue>> = Arc::default();
+        let wake: Arc<Notify> = Arc::default();
+        let task = tokio::spawn(ship(coord, Arc::clone(&queue), Arc::clone(&wake), batches));
+        Shipper { queue, wake, task }
+    }
+
+    fn output(&self) -> ShipOutput {
+        ShipOutput {
+            queue: Arc::clone(&self.queue),
+            wake: Arc::clone(&self.wake),
+            sent: TaskCounts::default(),
+        }
+    }
+
+    /// Marks the end and waits (at most `limit`) until everything, the last one marked,
+    /// is sent.
+    async fn finish(self, limit: Duration) {
+        lock(&self.queue).closed = true;
+        self.wake.notify_one();
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(limit, self.task).await.is_err() {
+            abort.abort();
+            tracing::warn!("could not send the final metrics to the master in time");
+        }
+    }
+}
+
+async fn ship(
+    coord: Arc<DistributedCoordinator>,
+    queue: Arc<Mutex<ShipQueue>>,
+    wake: Arc<Notify>,
+    batches: Arc<AtomicU64>,
+) {
+    loop {
+        // Taken out while it is sent, so the queue's merging never touches it. Once the
+        // queue is closed, its last item goes marked; an empty one if nothing is left.
+        let next = {
+            let mut q = lock(&queue);
+            match q.items.pop_front() {
+                Some(item) => Some((item, q.closed && q.items.is_empty())),
+                None if q.closed => Some(((Snapshot::new(), TaskCounts::default()), true)),
+                None => None,
+            }
+        };
+        let Some(((snapshot, counts), last)) = next else {
+            wake.notified().await;
+            continue;
+        };
+        let m = Message::Metrics {
+            batch: batches.load(Ordering::Relaxed),
+            snapshot: snapshot.clone(),
+            last,
+            counts,
+        };
+        match coord.publish(ChannelType::RequestMetrics, m, None).await {
+            Ok(()) => {
+                batches.fetch_add(1, Ordering::Relaxed);
+                if last {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot send metrics to the master: {e}; retrying");
+                lock(&queue).items.push_front((snapshot, counts));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// The worker's output: every closed interval goes to the shipper.
+struct ShipOutput {
+    queue: Arc<Mutex<ShipQueue>>,
+    wake: Arc<Notify>,
+    sent: TaskCounts,
+}
+
+impl Output for ShipOutput {
+    fn name(&self) -> &str {
+        "master"
+    }
+
+    fn interval(&mut self, view: &IntervalView<'_>) -> Verdict {
+        let delta = view.counts.since(&self.sent);
+        self.sent = *view.counts;
+        {
+            let mut q = lock(&self.queue);
+            q.items.push_back((view.interval.clone(), delta));
+            while q.items.len() > 16 {
+                if let (Some((mut a, mut ca)), Some((b, cb))) =
+                    (q.items.pop_front(), q.items.pop_front())
+                {
+                    a.merge(&b);
+                    ca.add(&cb);
+                    q.items.push_front((a, ca));
+                }
+            }
+        }
+        self.wake.notify_one();
+        Verdict::Continue
+    }
+}
+
+/// Runs a distributed test's worker: it waits for a master to announce a run instance of
+/// its run id, joins it, runs users as the master says and sends it their metrics; when
+/// the master goes silent it stops its users (so no load goes unrecorded) and waits for a
+/// master again.
+pub struct WorkerRunner {
+    core: RunnerCore,
+    plan: Box<dyn WorkerPlan>,
+    config: RunConfig,
+    dist: DistributedConfig,
+    redis: Redis,
+    node_id: String,
+    outputs: Vec<Box<dyn Output>>,
+    batches: Arc<AtomicU64>,
+    report: WorkerReport,
+}
+
+impl WorkerRunner {
+    /// A worker named `node_id` (unique within the run) able to run `types`.
+    pub fn new(
+        types: Vec<UserType>,
+        hooks: Hooks,
+        config: RunConfig,
+        dist: DistributedConfig,
+        redis: Redis,
+        node_id: &str,
+    ) -> Result<Self, RunError> {
+        if types.is_empty() {
+            return Err(RunError::NoUserTypes);
+        }
+        Self::from_plan(FixedPlan { types, hooks }, config, dist, redis, node_id)
+    }
+
+    /// A worker whose user types come from the plan each master ships with its instance
+    /// (`MasterRunner::plan`).
+    pub fn from_plan(
+        plan: impl WorkerPlan + 'static,
+        config: RunConfig,
+        dist: DistributedConfig,
+        redis: Redis,
+        node_id: &str,
+    ) -> Result<Self, RunError> {
+        config.validate()?;
+        dist.validate()?;
+        Ok(WorkerRunner {
+            core: RunnerCore::new(Role::Worker, None),
+            plan: Box::new(plan),
+            config,
+            dist,
+            redis,
+            node_id: node_id.to_owned(),
+            outputs: Vec::new(),
+            batches: Arc::default(),
+            report: WorkerReport::default(),
+        })
+    }
+
+    /// Adds an output: it sees this worker's own intervals, in each run it takes part
+    /// in (a [`RequestMetricsOutput`](crate::output::RequestMetricsOutput) sees its
+    /// requests).
+    pub fn output(mut self, output: impl Output + 'static) -> Self {
+        self.outputs.push(Box::new(output));
+        self
+    }
+
+    /// A handle to observe the worker; `quit` ends it.
+    pub fn handle(&self) -> RunnerHandle {
+        self.core.handle.clone()
+    }
+
+    /// Works until told to quit (by the master, or its handle), or, with
+    /// `exit_on_master_loss`, until its master is lost.
+    pub async fn run(mut self) -> Result<WorkerReport, RunError> {
+        let (ann_tx, mut announced) = watch::channel::<Option<(String, bool)>>(None);
+        let _announcements = DistributedCoordinator::subscribe_announcements(
+            &self.redis,
+            &self.dist.run_id,
+            move |env| {
+                if let Message::Announce { accepting } = env.message {
+                    ann_tx.send_replace(Some((env.instance, accepting)));
+                }
+            },
+        )
+        .await?;
+        let mut done_with: Option<String> = None;
+        loop {
+            let Some(instance) = self
+                .wait_for_master(&mut announced, done_with.as_deref())
+                .await?
+            else {
+                self.core.states.enter(RunnerState::Quitting);
+                return Ok(self.report);
+            };
+            let keys = Keys::new(&self.dist.run_id, &instance);
+            let plan = match self.redis.get_bytes(&keys.plan()).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!("cannot read the plan of instance {instance}: {e}");
+                    tokio::time::sleep(self.dist.heartbeat_interval).await;
+                    continue;
+                }
+            };
+            let planned = match self.plan.build(plan.as_deref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!("cannot run what the master of instance {instance} sends: {e}");
+                    done_with = Some(instance);
+                    continue;
+                }
+            };
+            match self.join(&instance, planned).await? {
+                Left::Quit => {
+                    self.core.states.enter(RunnerState::Quitting);
+                    return Ok(self.report);
+                }
+                Left::Stopped => done_with = Some(instance),
+                Left::MasterLost => {
+                    self.report.master_losses += 1;
+                    self.core.states.enter(RunnerState::Missing);
+                    if self.dist.exit_on_master_loss {
+                        self.core.states.enter(RunnerState::Quitting);
+                        return Ok(self.report);
+                    }
+                    // The same instance may come back (a partition healed): rejoin it.
+                    done_with = None;
+                }
+            }
+        }
+    }
+
+    /// Waits for a live master's instance other than `done_with`; `None` when told to
+    /// quit meanwhile. Redis unreachable for `redis_timeout` is an error.
+    async fn wait_for_master(
+        &mut self,
+        announced: &mut watch::Receiver<Option<(String, bool)>>,
+        done_with: Option<&str>,
+    ) -> Result<Option<String>, RunError> {
+        let mut last_ok = Instant::now();
+        loop {
+            if let Some((instance, true)) = announced.borrow_and_update().clone()
+                && done_with != Some(instance.as_str())
+            {
+                return Ok(Some(instance));
+            }
+            tokio::select! {
+                changed = announced.changed() => {
+                    if changed.is_err() {
+                        return Err(RunError::Coordination("the announcement subscription ended".into()));
+                    }
+                }
+                c = self.core.commands.recv() => {
+                    if matches!(c, Some(Command::Quit | Command::Stop | Command::Abort) | None) {
+                        return Ok(None);
+                    }
+                }
+                () = tokio::time::sleep(self.dist.heartbeat_interval) => {
+                    let now = Instant::now();
+                    match tokio::time::timeout(self.dist.heartbeat_interval * 2, self.redis.ping()).await {
+                        Ok(Ok(())) => last_ok = now,
+                        _ if now.saturating_duration_since(last_ok) > self.dist.redis_timeout => {
+                            return Err(RunError::RedisUnreachable(self.dist.redis_timeout));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes part in `instance` until it stops this worker, tells it to quit, or goes
+    /// silent.
+    async fn join(&mut self, instance: &str, planned: Planned) -> Result<Left, RunError> {
+        let Planned { types, hooks, host } = planned;
+        let coord = Arc::new(DistributedCoordinator::new(
+            self.redis.clone(),
+            &self.dist.run_id,
+            instance,
+            &self.node_id,
+            NodeType::Worker,
+        ));
+        let names: Vec<String> = types.iter().map(|t| t.name().to_owned()).collect();
+        let last_seen = Arc::new(Mutex::new(Instant::now()));
+        let (setup_tx, mut setup_rx) = watch::channel::<Option<Option<Vec<u8>>>>(None);
+        let _commands = coord
+            .subscribe(
+                ChannelType::Command,
+                bridge(
+                    self.core.handle.clone(),
+                    names.clone(),
+                    Arc::clone(&last_seen),
+                    setup_tx,
+                ),
+            )
+            .await?;
+        coord
+            .publish(
+                ChannelType::RequestMetrics,
+                Message::Hello {
+                    user_types: names.clone(),
+                },
+                None,
+            )
+            .await?;
+        let has_setup = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let beats = tokio::spawn(heartbeats(
+            Arc::clone(&coord),
+            self.core.handle.clone(),
+            Arc::clone(&has_setup),
+            Arc::clone(&last_seen),
+            self.dist.clone(),
+        ));
+        let _beats = AbortOnDrop(beats);
+        // The master sends setup's data (repeatedly, until this worker's heartbeat says it
+        // has it) before any user count.
+        let json = loop {
+            if let Some(json) = setup_rx.borrow_and_update().clone() {
+                break json;
+            }
+            tokio::select! {
+                _ = setup_rx.changed() => {}
+                c = self.core.commands.recv() => match c {
+                    Some(Command::Quit | Command::Abort) | None => return Ok(Left::Quit),
+                    Some(Command::Stop | Command::End(StopReason::Stopped)) => return Ok(Left::Stopped),
+                    Some(Command::End(StopReason::MasterLost)) => return Ok(Left::MasterLost),
+                    _ => {}
+                },
+            }
+        };
+        let setup: Option<SetupData> = match json.as_deref().map(|j| hooks.decode_setup_data(j)) {
+            Some(Ok(d)) => Some(d),
+            Some(Err(e)) => {
+                tracing::error!("setup data from the master: {e}");
+                return Ok(Left::Stopped);
+            }
+            None => None,
+        };
+        has_setup.store(true, Ordering::Relaxed);
+        let shipper = Shipper::start(Arc::clone(&coord), Arc::clone(&self.batches));
+        let mut outputs = std::mem::take(&mut self.outputs);
+        outputs.push(Box::new(shipper.output()));
+        let config = RunConfig {
+            no_setup: true,
+            no_teardown: true,
+            host: host.or_else(|| self.config.host.clone()),
+            ..self.config.clone()
+        };
+        config.validate()?;
+        let placement = LocalPlacement::new(types, &config);
+        let result = Engine {
+            core: &mut self.core,
+            placement,
+            shape: None,
+            hooks: &hooks,
+            config: &config,
+            setup_given: Some(setup),
+            outputs: &mut outputs,
+            user_types: names,
+        }
+        .run()
+        .await;
+        outputs.pop();
+        self.outputs = outputs;
+        shipper.finish(self.dist.master_timeout).await;
+        self.report.batches = self.batches.load(Ordering::Relaxed);
+        let report = result?;
+        self.report.runs += 1;
+        self.report.requests += report.snapshot.total().requests;
+        self.report.cancelled_users += report.cancelled_users;
+        Ok(match report.reason {
+            StopReason::Quit => Left::Quit,
+            StopReason::MasterLost => Left::MasterLost,
+            _ => Left::Stopped,
+        })
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Turns the master's messages into the worker's commands. Every message from the master
+/// is a sign of life.
+fn bridge(
+    handle: RunnerHandle,
+    names: Vec<String>,
+    last_seen: Arc<Mutex<Instant>>,
+    setup: watch::Sender<Option<Option<Vec<u8>>>>,
+) -> impl Fn(aiotest_coordinator::wire::Envelope) + Send + Sync + 'static {
+    move |env| {
+        *lock(&last_seen) = Instant::now();
+        // Commands are absolute and repeated: when the queue is full, dropping one is safe.
+        let _ = match env.message {
+            Message::Heartbeat { state, .. } => match state {
+                RunnerState::Paused => handle.try_send(Command::Pause),
+                RunnerState::Running => handle.try_send(Command::Resume),
+                _ => true,
+            },
+            Message::SetupData { json } => {
+                setup.send_replace(Some(json));
+                true
+            }
+            Message::Spawn { users, spawn_rate } => {
+                let targets = names
+                    .iter()
+                    .map(|n| users.iter().find(|(t, _)| t == n).map_or(0, |(_, c)| *c))
+                    .collect();
+                handle.try_send(Command::SetTypeTargets(targets, spawn_rate))
+            }
+            Message::Pause => handle.try_send(Command::Pause),
+            Message::Resume => handle.try_send(Command::Resume),
+            Message::Stop => handle.try_send(Command::End(StopReason::Stopped)),
+            Message::Quit => handle.try_send(Command::Quit),
+            _ => true,
+        };
+    }
+}
+
+/// The worker's heartbeat to its master, and the watch on the master's: silent for
+/// `master_timeout`, and the run ends (users stop, so no load goes unrecorded).
+async fn heartbeats(
+    coord: Arc<DistributedCoordinator>,
+    handle: RunnerHandle,
+    has_setup: Arc<std::sync::atomic::AtomicBool>,
+    last_seen: Arc<Mutex<Instant>>,
+    dist: DistributedConfig,
+) {
+    let mut lost = false;
+    loop {
+        let hb = Message::Heartbeat {
+            state: handle.state(),
+            users: handle.users().iter().map(|(_, n)| n).sum(),
+            has_setup: has_setup.load(Ordering::Relaxed),
+        };
+        let send = coord.publish(ChannelType::Heartbeat, hb, None);
+        if let Ok(Err(e)) = tokio::time::timeout(dist.heartbeat_interval, send).await {
+            tracing::debug!("heartbeat: {e}");
+        }
+        let silent = Instant::now().saturating_duration_since(*lock(&last_seen));
+        if silent > dist.master_timeout && !lost {
+            tracing::warn!("master silent for {silent:?}; stopping users");
+            lost = handle.try_send(Command::End(StopReason::MasterLost));
+        }
+        tokio::time::sleep(dist.heartbeat_interval).await;
+    }
+}
