@@ -104,9 +104,13 @@ pub struct RunArgs {
     /// Worker: exit when the master is lost instead of waiting for a new one.
     #[arg(long)]
     pub exit_on_master_loss: bool,
+    /// Worker: a master silent this long is lost; the worker stops its users (so no load
+    /// goes unrecorded) and waits for a master again (at least 2s).
+    #[arg(long, value_parser = parse_two_beats, default_value = "10s")]
+    pub master_timeout: Duration,
     /// How long Redis may be unreachable before a master ends its run (exit 1, with the
     /// summary of what arrived) or a waiting worker exits.
-    #[arg(long, value_parser = parse_liveness, default_value = "30s")]
+    #[arg(long, value_parser = parse_two_beats, default_value = "30s")]
     pub redis_timeout: Duration,
     /// Keep the control API (--control-addr) up after the run, with the final figures,
     /// until POST /api/quit or Ctrl-C.
@@ -267,11 +271,15 @@ fn parse_workers(s: &str) -> Result<usize, String> {
 }
 
 fn parse_liveness(s: &str) -> Result<Duration, String> {
+    parse_two_beats(s).map_err(|e| format!("{e}: healthy workers would go MISSING"))
+}
+
+/// A timeout of at least two heartbeats (2 s): anything shorter fires between two of
+/// them.
+fn parse_two_beats(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < Duration::from_secs(2) {
-        return Err(format!(
-            "`{s}` is under two heartbeats (2s): healthy workers would go MISSING"
-        ));
+        return Err(format!("`{s}` is under two heartbeats (2s)"));
     }
     Ok(d)
 }

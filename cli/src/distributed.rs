@@ -44,6 +44,7 @@ pub(crate) fn dist_config(args: &RunArgs) -> DistributedConfig {
         exit_on_master_loss: args.exit_on_master_loss,
         quit_workers_at_end: true,
         redis_timeout: args.redis_timeout,
+        master_timeout: args.master_timeout,
         ..DistributedConfig::default()
     }
 }
@@ -118,7 +119,7 @@ fn node_id() -> String {
 /// Builds what a master's plan asks for; `host` (the worker's own `-H`) wins over the
 /// plan's.
 fn build_from_plan(bytes: Option<&[u8]>, host: Option<&str>) -> Result<Planned, String> {
-    let bytes = bytes.ok_or("the master stored no plan: is it a Rust binary's master? Run the same binary as its worker")?;
+    let bytes = bytes.ok_or("the master stored no plan")?;
     let plan: Plan = serde_json::from_slice(bytes)
         .map_err(|e| format!("the master's plan does not decode: {e}"))?;
     let host = host.map(str::to_owned).or(plan.host.clone());
@@ -142,7 +143,9 @@ fn build_from_plan(bytes: Option<&[u8]>, host: Option<&str>) -> Result<Planned, 
                 host: host.or(s.host),
             })
         }
-        (None, None) => Err("the master's plan names no test".into()),
+        (None, None) => Err(
+            "the master runs a Rust binary's own user types: run that binary as its worker".into(),
+        ),
     }
 }
 
@@ -156,11 +159,20 @@ pub(crate) async fn run_worker(args: RunArgs, test: Option<Test>) -> Result<i32,
         ..RunConfig::default()
     };
     let node = node_id();
+    let host = args.host.clone();
     let worker = match test {
         Some(t) => {
-            let w = WorkerRunner::new(
-                t.user_types,
-                t.hooks,
+            // The binary's own user types; the host is its -H, else the master's.
+            let (types, hooks) = (t.user_types, t.hooks);
+            let w = WorkerRunner::from_plan(
+                move |plan: Option<&[u8]>| {
+                    let planned = plan.and_then(|p| serde_json::from_slice::<Plan>(p).ok());
+                    Ok(Planned {
+                        types: types.clone(),
+                        hooks: hooks.clone(),
+                        host: host.clone().or(planned.and_then(|p| p.host)),
+                    })
+                },
                 config,
                 dist_config(&args),
                 redis,
@@ -174,17 +186,14 @@ pub(crate) async fn run_worker(args: RunArgs, test: Option<Test>) -> Result<i32,
                 w.output(t.requests)
             }
         }
-        None => {
-            let host = args.host.clone();
-            WorkerRunner::from_plan(
-                move |plan: Option<&[u8]>| build_from_plan(plan, host.as_deref()),
-                config,
-                dist_config(&args),
-                redis,
-                &node,
-            )
-            .map_err(|e| UsageError(e.to_string()))?
-        }
+        None => WorkerRunner::from_plan(
+            move |plan: Option<&[u8]>| build_from_plan(plan, host.as_deref()),
+            config,
+            dist_config(&args),
+            redis,
+            &node,
+        )
+        .map_err(|e| UsageError(e.to_string()))?,
     };
     if !args.quiet {
         eprintln!(

@@ -74,6 +74,9 @@ pub enum Message {
     Stop,
     /// Master → workers: stop and exit.
     Quit,
+    /// Master → workers: stop at once, without a graceful stop period (a second Ctrl-C
+    /// on the master); requests in flight are counted as interrupted.
+    Abort,
     /// Master → anyone on the run id (the run-level announce channel), every heartbeat:
     /// a master is here, running the instance named in the envelope. Workers join only
     /// an instance a live master announces, never one they find stored.
@@ -400,6 +403,7 @@ mod tests {
             Message::Resume,
             Message::Stop,
             Message::Quit,
+            Message::Abort,
             Message::Heartbeat {
                 state: RunnerState::Running,
                 users: 12,

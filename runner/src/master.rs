@@ -67,14 +67,19 @@ enum Out {
     Touch(Vec<String>),
 }
 
-/// When Redis last did what it was asked.
+/// When Redis last did what it was asked, and whether its latest answer was a failure.
 struct Health {
     last_ok: Mutex<Instant>,
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl Health {
     fn since_ok(&self, now: Instant) -> Duration {
         now.saturating_duration_since(*lock(&self.last_ok))
+    }
+
+    fn failing(&self) -> bool {
+        self.failing.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -86,8 +91,8 @@ async fn io_loop(
     mut rx: mpsc::Receiver<Out>,
     health: Arc<Health>,
 ) {
-    let mut failing = false;
     while let Some(out) = rx.recv().await {
+        let failing = health.failing();
         let op = async {
             match out {
                 Out::Command(m, to) => coord.publish(ChannelType::Command, m, to.as_deref()).await,
@@ -101,20 +106,26 @@ async fn io_loop(
                 *lock(&health.last_ok) = Instant::now();
                 if failing {
                     tracing::warn!("Redis answers again");
-                    failing = false;
                 }
+                health
+                    .failing
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
             }
             Ok(Err(e)) => {
                 if !failing {
                     tracing::warn!("cannot reach the workers: {e}");
-                    failing = true;
                 }
+                health
+                    .failing
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             }
             Err(_) => {
                 if !failing {
                     tracing::warn!("cannot reach the workers: Redis did not answer in time");
-                    failing = true;
                 }
+                health
+                    .failing
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
@@ -185,6 +196,7 @@ impl WorkersPlacement {
             io: None,
             health: Arc::new(Health {
                 last_ok: Mutex::new(now),
+                failing: Default::default(),
             }),
             workers: BTreeMap::new(),
             ever_missing: BTreeSet::new(),
@@ -567,22 +579,18 @@ impl Placement for WorkersPlacement {
     async fn stop(&mut self, quit: bool, grace: Duration, mut abort: Abort<'_>) {
         self.accepting = false;
         self.send(Out::Announce(Message::Announce { accepting: false }));
-        let stop = if quit || self.dist.quit_workers_at_end {
+        let mut stop = if grace.is_zero() {
+            Message::Abort
+        } else if quit || self.dist.quit_workers_at_end {
             Message::Quit
         } else {
             Message::Stop
         };
         let now = Instant::now();
-        // With Redis gone nobody can answer: the workers stop on their own when the
-        // master falls silent, and waiting here would only delay the summary.
-        let reachable = self.health.since_ok(now) <= COMMAND_TIMEOUT * 2;
-        let deadline = now
-            + if reachable {
-                grace + Duration::from_secs(5)
-            } else {
-                Duration::from_secs(1)
-            };
+        let mut deadline = now + grace + Duration::from_secs(5);
+        let mut gave_up = false;
         let mut next_send = now;
+        let mut aborted = false;
         loop {
             let now = Instant::now();
             self.drain(now);
@@ -598,6 +606,13 @@ impl Placement for WorkersPlacement {
             if pending.is_empty() {
                 return;
             }
+            // With Redis gone nobody can answer: the workers stop on their own when the
+            // master falls silent, and waiting on would only delay the summary.
+            if !gave_up && self.health.failing() {
+                gave_up = true;
+                tracing::warn!("Redis is unreachable: not waiting for the workers' final flushes");
+                deadline = deadline.min(now + Duration::from_secs(1));
+            }
             if now >= deadline {
                 tracing::error!(
                     ?pending,
@@ -607,9 +622,13 @@ impl Placement for WorkersPlacement {
                 return;
             }
             tokio::select! {
-                () = &mut abort => {
-                    self.missing_flushes = pending;
-                    return;
+                () = &mut abort, if !aborted => {
+                    // Stop at once: workers cancel their users; their final flushes are
+                    // awaited a little longer, never a whole grace period.
+                    aborted = true;
+                    stop = Message::Abort;
+                    next_send = Instant::now();
+                    deadline = deadline.min(Instant::now() + Duration::from_secs(2));
                 }
                 () = self.arrived.notified() => {}
                 () = tokio::time::sleep_until(next_send.min(deadline)) => {}

@@ -88,6 +88,14 @@ pub struct WorkerReport {
     pub runs: u64,
 }
 
+/// A master's latest announcement.
+#[derive(Clone)]
+struct Announced {
+    instance: String,
+    accepting: bool,
+    at: Instant,
+}
+
 /// How a worker left an instance.
 enum Left {
     Stopped,
@@ -287,13 +295,17 @@ impl WorkerRunner {
     /// Works until told to quit (by the master, or its handle), or, with
     /// `exit_on_master_loss`, until its master is lost.
     pub async fn run(mut self) -> Result<WorkerReport, RunError> {
-        let (ann_tx, mut announced) = watch::channel::<Option<(String, bool)>>(None);
+        let (ann_tx, mut announced) = watch::channel::<Option<Announced>>(None);
         let _announcements = DistributedCoordinator::subscribe_announcements(
             &self.redis,
             &self.dist.run_id,
             move |env| {
                 if let Message::Announce { accepting } = env.message {
-                    ann_tx.send_replace(Some((env.instance, accepting)));
+                    ann_tx.send_replace(Some(Announced {
+                        instance: env.instance,
+                        accepting,
+                        at: Instant::now(),
+                    }));
                 }
             },
         )
@@ -348,15 +360,19 @@ impl WorkerRunner {
     /// quit meanwhile. Redis unreachable for `redis_timeout` is an error.
     async fn wait_for_master(
         &mut self,
-        announced: &mut watch::Receiver<Option<(String, bool)>>,
+        announced: &mut watch::Receiver<Option<Announced>>,
         done_with: Option<&str>,
     ) -> Result<Option<String>, RunError> {
         let mut last_ok = Instant::now();
         loop {
-            if let Some((instance, true)) = announced.borrow_and_update().clone()
-                && done_with != Some(instance.as_str())
+            // Only a master heard lately is alive: it announces every heartbeat.
+            let fresh = self.dist.heartbeat_interval * 2;
+            if let Some(a) = announced.borrow_and_update().clone()
+                && a.accepting
+                && a.at.elapsed() <= fresh
+                && done_with != Some(a.instance.as_str())
             {
-                return Ok(Some(instance));
+                return Ok(Some(a.instance));
             }
             tokio::select! {
                 changed = announced.changed() => {
@@ -531,6 +547,7 @@ fn bridge(
             Message::Resume => handle.try_send(Command::Resume),
             Message::Stop => handle.try_send(Command::End(StopReason::Stopped)),
             Message::Quit => handle.try_send(Command::Quit),
+            Message::Abort => handle.try_send(Command::Abort),
             _ => true,
         };
     }

@@ -4,8 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::convert::Infallible;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,14 +14,15 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 
-struct Target {
+pub(crate) struct Target {
     addr: SocketAddr,
-    served: Arc<AtomicU64>,
+    pub(crate) served: Arc<AtomicU64>,
     /// Requests that carried `authorization: Bearer t-9`.
     authorized: Arc<AtomicU64>,
 }
 
-/// A counting server on its own thread and runtime; `/slow` answers after 50 ms.
+/// A counting server on its own thread and runtime; `/slow` answers after 50 ms, `/hang`
+/// never (each request is counted when it arrives).
 fn target() -> Target {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -50,6 +52,10 @@ fn target() -> Target {
                             async move {
                                 if req.uri().path() == "/slow" {
                                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                                }
+                                if req.uri().path() == "/hang" {
+                                    counter.fetch_add(1, Ordering::Relaxed);
+                                    std::future::pending::<()>().await;
                                 }
                                 if req
                                     .headers()
@@ -697,228 +703,202 @@ mod binary_entry {
         assert_eq!(torn.load(Ordering::Relaxed), 0);
         assert_eq!(summarized.load(Ordering::Relaxed), 0);
     }
-}
 
-mod distributed {
-    //! Real master and worker processes over a private redis-server.
+    /// An output that counts the requests of every interval it sees.
+    struct IntervalCount(Arc<AtomicU64>);
 
-    use std::io::{Read, Write};
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
+    impl aiotest_runner::output::Output for IntervalCount {
+        fn name(&self) -> &str {
+            "interval-count"
+        }
 
-    use aiotest_coordinator::testutil::RedisServer;
-
-    /// Kills the process when dropped, so a failing test leaves nothing running.
-    struct Proc(Child);
-
-    impl Drop for Proc {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+        fn interval(
+            &mut self,
+            view: &aiotest_runner::output::IntervalView<'_>,
+        ) -> aiotest_runner::output::Verdict {
+            self.0
+                .fetch_add(view.interval.total().requests, Ordering::Relaxed);
+            aiotest_runner::output::Verdict::Continue
         }
     }
 
-    fn spawn(args: &[&str]) -> Proc {
-        Proc(
-            Command::new(env!("CARGO_BIN_EXE_aiotest"))
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    }
-
-    fn http(port: u16, method: &str, path: &str) -> Option<serde_json::Value> {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
-        )
-        .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        serde_json::from_str(out.split_once("\r\n\r\n")?.1).ok()
-    }
-
-    fn worker_views(port: u16) -> Vec<(String, String, u64)> {
-        http(port, "GET", "/api/state")
-            .and_then(|v| v["workers"].as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .map(|w| {
-                (
-                    w["id"].as_str().unwrap_or("").to_owned(),
-                    w["state"].as_str().unwrap_or("").to_owned(),
-                    w["users"].as_u64().unwrap_or(0),
-                )
+    /// A binary's outputs and `request_metrics` handlers run through `Test::main`: the
+    /// handler sees every request, the output every interval; a threshold naming a
+    /// request nobody makes fails the run ("no requests matched") instead of passing.
+    #[test]
+    fn outputs_and_request_handlers_run_and_an_unmatched_threshold_fails() {
+        let target = super::target();
+        let host = format!("http://{}", target.addr);
+        let (with_token, torn, summarized) = (Arc::default(), Arc::default(), Arc::default());
+        let (handled, intervals) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let h = Arc::clone(&handled);
+        let code = test(&with_token, &torn, &summarized, false)
+            .on_request(0, move |_| {
+                h.fetch_add(1, Ordering::Relaxed);
             })
-            .collect()
+            .output(IntervalCount(Arc::clone(&intervals)))
+            .run_args([
+                "bin",
+                "run",
+                "-H",
+                &host,
+                "-u",
+                "2",
+                "-t",
+                "1s",
+                "-q",
+                "--threshold",
+                "p95{name=/nope}<1s",
+            ]);
+        assert_eq!(code, 99, "a threshold that matched nothing fails");
+        let served = target.served.load(Ordering::Relaxed);
+        assert!(served > 5, "{served}");
+        assert_eq!(handled.load(Ordering::Relaxed), served);
+        assert_eq!(intervals.load(Ordering::Relaxed), served);
     }
 
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
+    /// The same binary as master and as worker (threads here, processes in practice):
+    /// the worker's `request_metrics` handler sees every request, the master's output
+    /// every merged interval.
     #[test]
-    fn a_run_over_tls_with_a_private_ca_counts_every_request() {
-        let (redis, ca_pem) = RedisServer::start_tls().unwrap();
-        let ca = std::env::temp_dir().join(format!("aiotest-it-ca-{}.pem", std::process::id()));
-        std::fs::write(&ca, ca_pem).unwrap();
-        let ca_arg = ca.to_str().unwrap();
-        let t = super::target();
-        let url = format!("http://{}/", t.addr);
-        let redis_url = redis.url();
-        let meet = [
-            "--redis",
-            &redis_url,
-            "--redis-ca",
-            ca_arg,
-            "--run-id",
-            "tls",
-        ];
-        let _worker = spawn(&[&["run", "--worker", "-q"][..], &meet].concat());
-        let export = super::export_path("tls");
-        let master = [
-            "run",
-            "--url",
-            &url,
-            "--master",
-            "--expect-workers",
-            "1",
-            "--worker-wait",
-            "30s",
-            "-u",
-            "2",
-            "-t",
-            "2s",
-            "--wait",
-            "0.01",
-            "-q",
-            "--summary-export",
-            export.to_str().unwrap(),
-        ];
-        let out = super::aiotest(&[&master[..], &meet].concat());
-        assert_eq!(out.status.code(), Some(0), "{}", super::text(&out.stderr));
-        let json: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
-        let counted = json["totals"]["requests"].as_u64().unwrap();
-        assert!(counted > 10, "{counted}");
-        assert_eq!(counted, t.served.load(std::sync::atomic::Ordering::Relaxed));
-        let _ = std::fs::remove_file(export);
-        let _ = std::fs::remove_file(ca);
-    }
-
-    #[test]
-    fn a_worker_killed_with_sigkill_goes_missing_and_its_users_move() {
-        let redis = RedisServer::start().unwrap();
-        let t = super::target();
-        let url = format!("http://{}/", t.addr);
-        let control = free_port();
-        let control_addr = format!("127.0.0.1:{control}");
-        let master = spawn(&[
-            "run",
-            "--url",
-            &url,
-            "--master",
-            "--expect-workers",
-            "3",
-            "--redis",
-            &redis.url(),
-            "--run-id",
-            "sigkill",
-            "-u",
-            "9",
-            "--wait",
-            "0.01",
-            "--control-addr",
-            &control_addr,
-            "-q",
-        ]);
-        let mut workers: Vec<Proc> = (0..3)
-            .map(|_| {
-                spawn(&[
+    fn request_handlers_run_on_workers_and_outputs_on_the_master() {
+        let redis = aiotest_coordinator::testutil::RedisServer::start().unwrap();
+        let target = super::target();
+        let host = format!("http://{}", target.addr);
+        let url = redis.url();
+        let (handled, intervals) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let h = Arc::clone(&handled);
+        let worker_url = url.clone();
+        let worker = std::thread::spawn(move || {
+            let (a, b, c) = (Arc::default(), Arc::default(), Arc::default());
+            test(&a, &b, &c, false)
+                .on_request(0, move |_| {
+                    h.fetch_add(1, Ordering::Relaxed);
+                })
+                .run_args([
+                    "bin",
                     "run",
                     "--worker",
                     "--redis",
-                    &redis.url(),
+                    &worker_url,
                     "--run-id",
-                    "sigkill",
+                    "bin",
                     "-q",
                 ])
-            })
-            .collect();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let w = worker_views(control);
-            if w.len() == 3 && w.iter().all(|(_, s, u)| s == "RUNNING" && *u == 3) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "workers never ran 3 users each: {w:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // SIGKILL one worker: no goodbye, no final flush.
-        let victim = workers.remove(0);
-        let mut victim = victim;
-        victim.0.kill().unwrap();
-        let _ = victim.0.wait();
-        let killed = Instant::now();
-        let mut missing_after = None;
-        loop {
-            let w = worker_views(control);
-            if missing_after.is_none() && w.iter().any(|(_, s, _)| s == "MISSING") {
-                missing_after = Some(killed.elapsed());
-            }
-            let carried: u64 = w
-                .iter()
-                .filter(|(_, s, _)| s == "RUNNING")
-                .map(|(_, _, u)| u)
-                .sum();
-            if missing_after.is_some() && carried == 9 {
-                break;
-            }
-            assert!(
-                killed.elapsed() < Duration::from_secs(10),
-                "not moved: {w:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let missing_after = missing_after.unwrap_or_default();
-        // Liveness 5 s, heartbeats every second: MISSING within 6 s of the kill.
-        assert!(
-            missing_after <= Duration::from_secs(6),
-            "MISSING after {missing_after:?}"
+        });
+        let (a, b, c) = (Arc::default(), Arc::default(), Arc::default());
+        let code = test(&a, &b, &c, false)
+            .output(IntervalCount(Arc::clone(&intervals)))
+            .run_args([
+                "bin", "run", "--master", "--redis", &url, "--run-id", "bin", "-H", &host, "-u",
+                "2", "-t", "2s", "-q",
+            ]);
+        assert_eq!(code, 0);
+        assert_eq!(
+            worker.join().unwrap(),
+            0,
+            "the worker quits with its master"
         );
-        // Its users are then running on the other two (seen in their next heartbeats).
-        assert!(
-            killed.elapsed() < Duration::from_secs(8),
-            "users moved after {:?}",
-            killed.elapsed()
+        let served = target.served.load(Ordering::Relaxed);
+        assert!(served > 5, "{served}");
+        assert_eq!(
+            handled.load(Ordering::Relaxed),
+            served,
+            "every request, on the worker"
         );
-        assert!(http(control, "POST", "/api/stop").is_some());
-        let mut master = master;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while master.0.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the master did not exit");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        for mut w in workers {
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while w.0.try_wait().unwrap().is_none() {
-                assert!(
-                    Instant::now() < deadline,
-                    "a worker did not exit after the master"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
+        assert_eq!(
+            intervals.load(Ordering::Relaxed),
+            served,
+            "every request, on the master"
+        );
     }
 }
+
+/// Kills the process when dropped, so a failing test leaves nothing running.
+pub(crate) struct Proc(pub(crate) Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub(crate) fn spawn(args: &[&str]) -> Proc {
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_aiotest"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The body of a request to the control API on `port`, if it answered.
+pub(crate) fn http_text(port: u16, method: &str, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out.split_once("\r\n\r\n")?.1.to_owned())
+}
+
+/// The JSON answer of the control API on `port`, if it answered.
+pub(crate) fn http(port: u16, method: &str, path: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(&http_text(port, method, path)?).ok()
+}
+
+/// Starts the binary with its output captured.
+pub(crate) fn spawn_piped(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_aiotest"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (at most `limit`) for `child` to exit; kills it and fails the test otherwise.
+pub(crate) fn wait_exit(child: Child, limit: std::time::Duration, what: &str) -> Output {
+    let started = std::time::Instant::now();
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{what} did not exit within {limit:?}\nstderr: {}",
+                text(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Waits until `f` holds, at most `limit`.
+pub(crate) fn wait_for(what: &str, limit: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !f() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+mod distributed;
+mod endings;

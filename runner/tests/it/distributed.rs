@@ -333,3 +333,405 @@ async fn workers_stop_when_the_master_is_lost_and_rejoin_a_new_one() {
         w.abort();
     }
 }
+
+/// A user whose task fails every 5th call and panics every 40th.
+struct Flaky {
+    recorder: Option<Recorder>,
+    counters: Arc<Counters>,
+    calls: u64,
+}
+
+impl Drop for Flaky {
+    fn drop(&mut self) {
+        self.counters.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn flaky_send(u: &mut Flaky) -> TaskResult {
+    u.calls += 1;
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    if let Some(r) = u.recorder.as_mut() {
+        r.record(&RequestRecord::ok("/x", "GET", 200, 100).at(t));
+        u.counters.sent.fetch_add(1, Ordering::Relaxed);
+    }
+    if u.calls.is_multiple_of(40) {
+        panic!("flaky user panics");
+    }
+    if u.calls.is_multiple_of(5) {
+        return Err("flaky task error".into());
+    }
+    Ok(())
+}
+
+fn flaky_type(counters: &Arc<Counters>) -> UserType {
+    let c = Arc::clone(counters);
+    UserType::builder("rec", move |ctx| {
+        c.live.fetch_add(1, Ordering::Relaxed);
+        Flaky {
+            recorder: ctx.take::<Recorder>(),
+            counters: Arc::clone(&c),
+            calls: 0,
+        }
+    })
+    .wait_time(0.005)
+    .task("send", 1, flaky_send)
+    .build()
+    .unwrap()
+}
+
+async fn start_typed_workers(
+    srv: &RedisServer,
+    run: &str,
+    n: usize,
+    make: fn(&Arc<Counters>) -> UserType,
+) -> (Vec<Arc<Counters>>, Vec<tokio::task::JoinHandle<()>>) {
+    let mut counters = Vec::new();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let c = Arc::new(Counters::default());
+        let w = WorkerRunner::new(
+            vec![make(&c)],
+            Hooks::default(),
+            config(),
+            dist(run, n),
+            Redis::connect(&srv.url()).await.unwrap(),
+            &format!("w{i}"),
+        )
+        .unwrap();
+        tasks.push(tokio::spawn(async move {
+            let _ = w.run().await;
+        }));
+        counters.push(c);
+    }
+    (counters, tasks)
+}
+
+fn http_post(addr: std::net::SocketAddr, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The master is the same engine as a local run: the shape's clock stops while paused,
+/// POST /api/users resizes the run, and the workers' task errors and panics reach the
+/// report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_pauses_resizes_and_reports_its_workers_task_outcomes() {
+    let srv = RedisServer::start().unwrap();
+    let (counters, workers) = start_typed_workers(&srv, "same", 2, flaky_type).await;
+    let shape = ConstantShape::new(4, IMMEDIATE, Some(Duration::from_secs(3))).unwrap();
+    let master = MasterRunner::new(
+        vec![flaky_type(&Arc::new(Counters::default()))],
+        Box::new(shape),
+        Hooks::default(),
+        config(),
+        dist("same", 2),
+        Redis::connect(&srv.url()).await.unwrap(),
+        None,
+    )
+    .unwrap();
+    let handle = master.handle();
+    let control =
+        aiotest_runner::serve_control("127.0.0.1:0".parse().unwrap(), handle.clone(), None)
+            .await
+            .unwrap();
+    let run = tokio::spawn(master.run());
+    wait_until("4 users", Duration::from_secs(10), || {
+        live(&counters).iter().sum::<i64>() == 4
+    })
+    .await;
+    handle.pause().await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    handle.resume().await;
+    let addr = control.addr();
+    let answer =
+        tokio::task::spawn_blocking(move || http_post(addr, "/api/users", r#"{"users": 6}"#))
+            .await
+            .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    wait_until(
+        "6 users after POST /api/users",
+        Duration::from_secs(5),
+        || live(&counters).iter().sum::<i64>() == 6,
+    )
+    .await;
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.reason, StopReason::ShapeEnded);
+    // 3 s of run time; the 1.5 s pause is not in it.
+    assert!(
+        report.run_time >= Duration::from_secs(3) && report.run_time < Duration::from_millis(3_600),
+        "{:?}",
+        report.run_time
+    );
+    assert!(
+        report.tasks > 0,
+        "tasks counted on workers reach the master"
+    );
+    assert!(report.task_errors > 0 && report.task_errors < report.tasks);
+    assert!(report.panics > 0, "panics on workers reach the master");
+    assert_eq!(report.snapshot.total().requests, sent(&counters));
+    for w in workers {
+        w.abort();
+    }
+}
+
+/// A user whose task takes ten seconds.
+async fn slow_send(u: &mut Rec) -> TaskResult {
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    send(u).await
+}
+
+fn slow_type(counters: &Arc<Counters>) -> UserType {
+    let c = Arc::clone(counters);
+    UserType::builder("rec", move |ctx| {
+        c.live.fetch_add(1, Ordering::Relaxed);
+        Rec {
+            recorder: ctx.take::<Recorder>(),
+            counters: Arc::clone(&c),
+        }
+    })
+    .task("send", 1, slow_send)
+    .build()
+    .unwrap()
+}
+
+/// Abort (a second Ctrl-C) on a master reaches the workers: their users are cancelled at
+/// once, not after the graceful stop period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_on_the_master_cancels_the_workers_users_at_once() {
+    let srv = RedisServer::start().unwrap();
+    let (counters, workers) = start_typed_workers(&srv, "abort", 2, slow_type).await;
+    let mut cfg = config();
+    cfg.stop_timeout = Duration::from_secs(30);
+    let master = MasterRunner::new(
+        vec![slow_type(&Arc::new(Counters::default()))],
+        Box::new(ConstantShape::new(4, IMMEDIATE, None).unwrap()),
+        Hooks::default(),
+        cfg,
+        dist("abort", 2),
+        Redis::connect(&srv.url()).await.unwrap(),
+        None,
+    )
+    .unwrap();
+    let handle = master.handle();
+    let run = tokio::spawn(master.run());
+    wait_until("4 users", Duration::from_secs(10), || {
+        live(&counters).iter().sum::<i64>() == 4
+    })
+    .await;
+    let started = tokio::time::Instant::now();
+    handle.abort().await;
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.reason, StopReason::Aborted);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_until(
+        "the workers' users cancelled",
+        Duration::from_secs(3),
+        || live(&counters).iter().sum::<i64>() == 0,
+    )
+    .await;
+    assert_eq!(report.cancelled_users, 4, "{:?}", report.summary.notes);
+    for w in workers {
+        w.abort();
+    }
+}
+
+/// A shape that returns an unusable tick ends a distributed run like any other ending:
+/// workers stopped and flushed, teardown run, the lock released, the fault reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_shape_tick_on_the_master_still_ends_the_run_properly() {
+    let srv = RedisServer::start().unwrap();
+    let (counters, workers) = start_workers(&srv, "bad", 2).await;
+    let torn = Arc::new(AtomicU64::new(0));
+    let t = Arc::clone(&torn);
+    let hooks: Hooks = Lifecycle::<String>::new()
+        .setup(|_| async { Ok("data".to_owned()) })
+        .teardown(move |_| {
+            t.fetch_add(1, Ordering::Relaxed);
+            async { Ok(()) }
+        })
+        .into();
+    let shape = |t: Duration| {
+        Some((
+            4,
+            if t < Duration::from_secs(1) {
+                100.0
+            } else {
+                -1.0
+            },
+        ))
+    };
+    let master = MasterRunner::new(
+        vec![rec_type(&Arc::new(Counters::default()))],
+        Box::new(shape),
+        hooks,
+        config(),
+        dist("bad", 2),
+        Redis::connect(&srv.url()).await.unwrap(),
+        None,
+    )
+    .unwrap();
+    let report = master.run().await.unwrap();
+    assert_eq!(report.reason, StopReason::Fault);
+    assert!(
+        report
+            .fault
+            .as_ref()
+            .is_some_and(|f| f.to_string().starts_with("load shape: spawn rate")),
+        "{:?}",
+        report.fault
+    );
+    assert_eq!(torn.load(Ordering::Relaxed), 1, "teardown ran");
+    assert!(
+        report.missing_flushes.is_empty(),
+        "every worker sent its final flush"
+    );
+    assert_eq!(
+        report.snapshot.total().requests,
+        sent(&counters),
+        "counted exactly"
+    );
+    wait_until(
+        "the workers to stop their users",
+        Duration::from_secs(3),
+        || live(&counters).iter().sum::<i64>() == 0,
+    )
+    .await;
+    // The lock was released: another master of the run id starts at once.
+    let next = MasterRunner::new(
+        vec![rec_type(&Arc::new(Counters::default()))],
+        Box::new(ConstantShape::new(2, IMMEDIATE, Some(Duration::from_millis(500))).unwrap()),
+        Hooks::default(),
+        config(),
+        dist("bad", 2),
+        Redis::connect(&srv.url()).await.unwrap(),
+        None,
+    )
+    .unwrap();
+    let report = next.run().await.unwrap();
+    assert_eq!(report.reason, StopReason::ShapeEnded);
+    for w in workers {
+        w.abort();
+    }
+}
+
+/// After a Redis restart (which forgets the lock), the running master takes its lock back
+/// at once and a second master of the same run id is refused; the run goes on and ends
+/// with every request counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_restart_the_master_keeps_its_lock_and_a_second_is_refused() {
+    let mut srv = RedisServer::start().unwrap();
+    let (counters, workers) = start_workers(&srv, "restart", 2).await;
+    let master = MasterRunner::new(
+        vec![rec_type(&Arc::new(Counters::default()))],
+        Box::new(ConstantShape::new(4, IMMEDIATE, None).unwrap()),
+        Hooks::default(),
+        config(),
+        dist("restart", 2),
+        Redis::connect(&srv.url()).await.unwrap(),
+        None,
+    )
+    .unwrap();
+    let handle = master.handle();
+    let run = tokio::spawn(master.run());
+    wait_until("4 users", Duration::from_secs(10), || {
+        live(&counters).iter().sum::<i64>() == 4
+    })
+    .await;
+    srv.restart().unwrap();
+    let probe = Redis::connect(&srv.url()).await.unwrap();
+    let lock_key = aiotest_coordinator::wire::Keys::new("restart", "-").lock("master");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while probe.get_bytes(&lock_key).await.unwrap().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lock was not taken back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = MasterRunner::new(
+        vec![rec_type(&Arc::new(Counters::default()))],
+        Box::new(ConstantShape::new(1, IMMEDIATE, None).unwrap()),
+        Hooks::default(),
+        config(),
+        dist("restart", 2),
+        probe,
+        None,
+    )
+    .unwrap();
+    let err = second.run().await.unwrap_err();
+    assert!(matches!(err, RunError::MasterExists), "{err}");
+    // The run goes on after the restart: workers resubscribe and keep sending.
+    let before = sent(&counters);
+    wait_until("traffic after the restart", Duration::from_secs(5), || {
+        sent(&counters) > before + 20
+    })
+    .await;
+    handle.stop().await;
+    let report = run.await.unwrap().unwrap();
+    assert!(report.fault.is_none(), "{:?}", report.fault);
+    assert!(report.snapshot.total().requests > 0);
+    for w in workers {
+        w.abort();
+    }
+}
+
+/// `request_metrics` handlers run where the requests are made: on the workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_metrics_handlers_run_on_workers() {
+    let srv = RedisServer::start().unwrap();
+    let seen = Arc::new(AtomicU64::new(0));
+    let counters = Arc::new(Counters::default());
+    let s = Arc::clone(&seen);
+    let worker = WorkerRunner::new(
+        vec![rec_type(&counters)],
+        Hooks::default(),
+        config(),
+        dist("event", 1),
+        Redis::connect(&srv.url()).await.unwrap(),
+        "w0",
+    )
+    .unwrap()
+    .output(
+        aiotest_runner::output::RequestMetricsOutput::new().handler(0, move |_| {
+            s.fetch_add(1, Ordering::Relaxed);
+        }),
+    );
+    let worker = tokio::spawn(worker.run());
+    let report = MasterRunner::new(
+        vec![rec_type(&Arc::new(Counters::default()))],
+        Box::new(ConstantShape::new(2, IMMEDIATE, Some(Duration::from_secs(1))).unwrap()),
+        Hooks::default(),
+        config(),
+        dist("event", 1),
+        Redis::connect(&srv.url()).await.unwrap(),
+        None,
+    )
+    .unwrap()
+    .run()
+    .await
+    .unwrap();
+    let sent = counters.sent.load(Ordering::Relaxed);
+    assert!(sent > 10, "{sent}");
+    assert_eq!(
+        seen.load(Ordering::Relaxed),
+        sent,
+        "the handler saw every request"
+    );
+    assert_eq!(report.snapshot.total().requests, sent);
+    worker.abort();
+}

@@ -1,0 +1,414 @@
+//! Real master and worker processes over a private redis-server.
+
+use std::time::{Duration, Instant};
+
+use aiotest_coordinator::testutil::RedisServer;
+
+use super::{Proc, free_port, http, spawn};
+
+fn worker_views(port: u16) -> Vec<(String, String, u64)> {
+    http(port, "GET", "/api/state")
+        .and_then(|v| v["workers"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|w| {
+            (
+                w["id"].as_str().unwrap_or("").to_owned(),
+                w["state"].as_str().unwrap_or("").to_owned(),
+                w["users"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_over_tls_with_a_private_ca_counts_every_request() {
+    let (redis, ca_pem) = RedisServer::start_tls().unwrap();
+    let ca = std::env::temp_dir().join(format!("aiotest-it-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca, ca_pem).unwrap();
+    let ca_arg = ca.to_str().unwrap();
+    let t = super::target();
+    let url = format!("http://{}/", t.addr);
+    let redis_url = redis.url();
+    let meet = [
+        "--redis",
+        &redis_url,
+        "--redis-ca",
+        ca_arg,
+        "--run-id",
+        "tls",
+    ];
+    let _worker = spawn(&[&["run", "--worker", "-q"][..], &meet].concat());
+    let export = super::export_path("tls");
+    let master = [
+        "run",
+        "--url",
+        &url,
+        "--master",
+        "--expect-workers",
+        "1",
+        "--worker-wait",
+        "30s",
+        "-u",
+        "2",
+        "-t",
+        "2s",
+        "--wait",
+        "0.01",
+        "-q",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ];
+    let out = super::aiotest(&[&master[..], &meet].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", super::text(&out.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let counted = json["totals"]["requests"].as_u64().unwrap();
+    assert!(counted > 10, "{counted}");
+    assert_eq!(counted, t.served.load(std::sync::atomic::Ordering::Relaxed));
+    let _ = std::fs::remove_file(export);
+    let _ = std::fs::remove_file(ca);
+}
+
+#[test]
+fn a_worker_killed_with_sigkill_goes_missing_and_its_users_move() {
+    let redis = RedisServer::start().unwrap();
+    let t = super::target();
+    let url = format!("http://{}/", t.addr);
+    let control = free_port();
+    let control_addr = format!("127.0.0.1:{control}");
+    let master = spawn(&[
+        "run",
+        "--url",
+        &url,
+        "--master",
+        "--expect-workers",
+        "3",
+        "--redis",
+        &redis.url(),
+        "--run-id",
+        "sigkill",
+        "-u",
+        "9",
+        "--wait",
+        "0.01",
+        "--control-addr",
+        &control_addr,
+        "-q",
+    ]);
+    let mut workers: Vec<Proc> = (0..3)
+        .map(|_| {
+            spawn(&[
+                "run",
+                "--worker",
+                "--redis",
+                &redis.url(),
+                "--run-id",
+                "sigkill",
+                "-q",
+            ])
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let w = worker_views(control);
+        if w.len() == 3 && w.iter().all(|(_, s, u)| s == "RUNNING" && *u == 3) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "workers never ran 3 users each: {w:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SIGKILL one worker: no goodbye, no final flush.
+    let victim = workers.remove(0);
+    let mut victim = victim;
+    victim.0.kill().unwrap();
+    let _ = victim.0.wait();
+    let killed = Instant::now();
+    let mut missing_after = None;
+    loop {
+        let w = worker_views(control);
+        if missing_after.is_none() && w.iter().any(|(_, s, _)| s == "MISSING") {
+            missing_after = Some(killed.elapsed());
+        }
+        let carried: u64 = w
+            .iter()
+            .filter(|(_, s, _)| s == "RUNNING")
+            .map(|(_, _, u)| u)
+            .sum();
+        if missing_after.is_some() && carried == 9 {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "not moved: {w:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let missing_after = missing_after.unwrap_or_default();
+    // Liveness 5 s, heartbeats every second: MISSING within 6 s of the kill.
+    assert!(
+        missing_after <= Duration::from_secs(6),
+        "MISSING after {missing_after:?}"
+    );
+    // Its users are then running on the other two (seen in their next heartbeats).
+    assert!(
+        killed.elapsed() < Duration::from_secs(8),
+        "users moved after {:?}",
+        killed.elapsed()
+    );
+    assert!(http(control, "POST", "/api/stop").is_some());
+    let mut master = master;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while master.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the master did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for mut w in workers {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while w.0.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "a worker did not exit after the master"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn spawn_logged(args: &[&str]) -> super::Proc {
+    super::Proc(super::spawn_piped(args))
+}
+
+fn served(t: &super::Target) -> u64 {
+    t.served.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Redis killed for good in the middle of a run: the master ends with exit 1 and the
+/// summary of what it received (within its --redis-timeout), the worker stops its users
+/// when its master falls silent (so the target's count freezes) and exits when Redis
+/// stays away.
+#[test]
+fn redis_killed_for_good_ends_the_master_and_stops_the_workers() {
+    let mut redis = RedisServer::start().unwrap();
+    let t = super::target();
+    let url = format!("http://{}/", t.addr);
+    let export = super::export_path("redis-gone");
+    let _ = std::fs::remove_file(&export);
+    let meet = [
+        "--redis",
+        &redis.url(),
+        "--run-id",
+        "gone",
+        "--redis-timeout",
+        "3s",
+    ];
+    let worker = spawn_logged(
+        &[
+            &["run", "--worker", "--master-timeout", "3s", "-q"][..],
+            &meet,
+        ]
+        .concat(),
+    );
+    let master = super::spawn_piped(
+        &[
+            &[
+                "run",
+                "--url",
+                &url,
+                "--master",
+                "-u",
+                "2",
+                "--wait",
+                "0.01",
+                "-q",
+                "--summary-export",
+                export.to_str().unwrap(),
+            ][..],
+            &meet,
+        ]
+        .concat(),
+    );
+    super::wait_for("traffic", Duration::from_secs(30), || served(&t) > 100);
+    // Long enough for metrics to reach the master.
+    std::thread::sleep(Duration::from_secs(2));
+    redis.kill();
+    let killed = Instant::now();
+    let out = super::wait_exit(master, Duration::from_secs(15), "the master");
+    let err = super::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Redis has been unreachable for 3s"), "{err}");
+    assert!(
+        super::text(&out.stdout).contains("Total"),
+        "the summary is printed"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let counted = json["totals"]["requests"].as_u64().unwrap();
+    assert!(counted > 0 && counted <= served(&t), "{counted}");
+    let notes = json["notes"].to_string();
+    assert!(notes.contains("The run ended early"), "{notes}");
+    assert!(notes.contains("No final metrics arrived from"), "{notes}");
+    // The worker stops its users once its master is silent for 3 s (plus a heartbeat).
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(killed.elapsed()));
+    let frozen = served(&t);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        served(&t),
+        frozen,
+        "no load after the worker lost its master"
+    );
+    let mut worker = worker;
+    let w = super::wait_exit(
+        std::mem::replace(
+            &mut worker.0,
+            std::process::Command::new("true").spawn().unwrap(),
+        ),
+        Duration::from_secs(15),
+        "the worker",
+    );
+    assert_eq!(w.status.code(), Some(1), "{}", super::text(&w.stderr));
+    assert!(
+        super::text(&w.stderr).contains("Redis has been unreachable"),
+        "{}",
+        super::text(&w.stderr)
+    );
+    let _ = std::fs::remove_file(export);
+}
+
+/// With Redis gone, the master still obeys: `POST /api/quit` ends it at once, with a
+/// summary, instead of answering 202 and doing nothing.
+#[test]
+fn a_master_whose_redis_died_still_obeys_quit() {
+    let mut redis = RedisServer::start().unwrap();
+    let t = super::target();
+    let url = format!("http://{}/", t.addr);
+    let control = free_port();
+    let control_addr = format!("127.0.0.1:{control}");
+    let meet = ["--redis", &redis.url(), "--run-id", "quit-gone"];
+    let _worker = spawn(&[&["run", "--worker", "-q"][..], &meet].concat());
+    let master = super::spawn_piped(
+        &[
+            &[
+                "run",
+                "--url",
+                &url,
+                "--master",
+                "-u",
+                "2",
+                "--wait",
+                "0.01",
+                "-q",
+                "--control-addr",
+                &control_addr,
+            ][..],
+            &meet,
+        ]
+        .concat(),
+    );
+    super::wait_for("traffic", Duration::from_secs(30), || served(&t) > 100);
+    redis.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(http(control, "POST", "/api/quit").is_some());
+    let out = super::wait_exit(
+        master,
+        Duration::from_secs(10),
+        "the master after /api/quit",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", super::text(&out.stderr));
+    assert!(super::text(&out.stdout).contains("Total"));
+}
+
+/// Deletes a key, as its expiry would.
+fn delete_key(url: &str, key: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let redis = aiotest_coordinator::Redis::connect(url).await.unwrap();
+        redis.del(&[key.to_owned()]).await.unwrap();
+    });
+}
+
+/// A run id used again: the first master dies (SIGKILL) leaving its plan and its worker's
+/// last metrics in Redis; a worker started before the next master waits for it instead
+/// of running the stored plan; the next master's run sends load only to its own URL and
+/// counts only its own requests.
+#[test]
+fn a_reused_run_id_sends_load_only_where_the_new_master_says() {
+    let redis = RedisServer::start().unwrap();
+    let old = super::target();
+    let new = super::target();
+    let meet = ["--redis", &redis.url(), "--run-id", "reused"];
+    let w1 = spawn(
+        &[
+            &["run", "--worker", "--master-timeout", "2s", "-q"][..],
+            &meet,
+        ]
+        .concat(),
+    );
+    let old_url = format!("http://{}/", old.addr);
+    let mut first = spawn(
+        &[
+            &[
+                "run", "--url", &old_url, "--master", "-u", "2", "--wait", "0.01", "-q",
+            ][..],
+            &meet,
+        ]
+        .concat(),
+    );
+    super::wait_for("traffic to the old target", Duration::from_secs(30), || {
+        served(&old) > 100
+    });
+    first.0.kill().unwrap();
+    let _ = first.0.wait();
+    // The first worker stops its users within its master timeout; then a second worker
+    // starts, before any master: it must not run what it finds in Redis.
+    std::thread::sleep(Duration::from_secs(4));
+    let w2 = spawn(&[&["run", "--worker", "-q"][..], &meet].concat());
+    std::thread::sleep(Duration::from_secs(2));
+    let old_served = served(&old);
+    // The dead master's lock expires in 10 s; deleting it is the same, sooner.
+    delete_key(&redis.url(), "aiotest:reused:lock:master");
+    let new_url = format!("http://{}/", new.addr);
+    let export = super::export_path("reused");
+    let out = super::aiotest(
+        &[
+            &[
+                "run",
+                "--url",
+                &new_url,
+                "--master",
+                "--expect-workers",
+                "2",
+                "-u",
+                "4",
+                "-t",
+                "2s",
+                "--wait",
+                "0.01",
+                "-q",
+                "--summary-export",
+                export.to_str().unwrap(),
+            ][..],
+            &meet,
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", super::text(&out.stderr));
+    assert_eq!(served(&old), old_served, "no load to the old URL");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let counted = json["totals"]["requests"].as_u64().unwrap();
+    assert!(counted > 50, "{counted}");
+    assert_eq!(
+        counted,
+        served(&new),
+        "only the new run's requests are counted"
+    );
+    drop((w1, w2));
+    let _ = std::fs::remove_file(export);
+}

@@ -1,0 +1,277 @@
+//! How local runs end: a target that hangs, a threshold that matches nothing, SIGTERM,
+//! `--linger`, and live figures that are right.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::{
+    aiotest, export_path, free_port, http, http_text, spawn_piped, target, text, wait_exit,
+    wait_for,
+};
+
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// A target that accepts and never answers: the requests it received are in the summary
+/// as interrupted failures, and `failures<1%` fails the run (it used to pass on "0
+/// requests").
+#[test]
+fn a_hung_target_gives_interrupted_requests_and_fails_the_threshold() {
+    let t = target();
+    let url = format!("http://{}/hang", t.addr);
+    let export = export_path("hang");
+    let out = aiotest(&[
+        "run",
+        "--url",
+        &url,
+        "-u",
+        "5",
+        "-t",
+        "3s",
+        "--stop-timeout",
+        "1s",
+        "--threshold",
+        "failures<1%",
+        "-q",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(99), "{}", text(&out.stderr));
+    let json = read_json(&export);
+    let served = t.served.load(Ordering::Relaxed);
+    assert_eq!(served, 5, "each user sent one request");
+    assert_eq!(json["totals"]["requests"].as_u64(), Some(served));
+    assert_eq!(json["totals"]["interrupted"].as_u64(), Some(served));
+    assert_eq!(json["totals"]["failures"].as_u64(), Some(served));
+    assert_eq!(json["thresholds"][0]["ok"], false);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("5 requests were still in flight when the graceful stop period ended"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_file(export);
+}
+
+/// A threshold whose selector names a request the test never makes: a usage error
+/// before anything runs when the names are known (`--url`, scenario files).
+#[test]
+fn a_threshold_naming_no_request_of_the_test_is_refused_before_the_run() {
+    let t = target();
+    let url = format!("http://{}/items/42", t.addr);
+    let out = aiotest(&[
+        "run",
+        "--url",
+        &url,
+        "-t",
+        "1s",
+        "--threshold",
+        "p95{name=/nope}<1ms",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "threshold `p95{name=/nope}<1ms`: no request of this test is named `/nope`; the names are: /items/{id}"
+        ),
+        "{err}"
+    );
+    assert_eq!(t.served.load(Ordering::Relaxed), 0, "nothing ran");
+    // The right name runs, and passes.
+    let out = aiotest(&[
+        "run",
+        "--url",
+        &url,
+        "-t",
+        "1s",
+        "-q",
+        "--threshold",
+        "p95{name=/items/{id}}<10s",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(t.served.load(Ordering::Relaxed) > 0);
+}
+
+/// SIGTERM (what `timeout`, docker and CI cancellation send) stops the run gracefully
+/// and still writes the summary and the export.
+#[test]
+fn sigterm_stops_gracefully_and_writes_the_export() {
+    let t = target();
+    let url = format!("http://{}/", t.addr);
+    let export = export_path("sigterm");
+    let child = spawn_piped(&[
+        "run",
+        "--url",
+        &url,
+        "-u",
+        "3",
+        "-q",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    wait_for("traffic", Duration::from_secs(20), || {
+        t.served.load(Ordering::Relaxed) > 50
+    });
+    signal(child.id(), "-TERM");
+    let out = wait_exit(child, Duration::from_secs(15), "aiotest after SIGTERM");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json = read_json(&export);
+    assert_eq!(
+        json["totals"]["requests"].as_u64(),
+        Some(t.served.load(Ordering::Relaxed)),
+        "every request counted once"
+    );
+    assert!(text(&out.stdout).contains("Total"));
+    let _ = std::fs::remove_file(export);
+}
+
+/// A second SIGTERM stops at once: users stuck on a silent target are cancelled, their
+/// requests counted as interrupted, and the export still written.
+#[test]
+fn a_second_sigterm_stops_at_once_and_still_writes_the_export() {
+    let t = target();
+    let url = format!("http://{}/hang", t.addr);
+    let export = export_path("sigterm2");
+    let child = spawn_piped(&[
+        "run",
+        "--url",
+        &url,
+        "-u",
+        "3",
+        "--stop-timeout",
+        "60s",
+        "-q",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    wait_for("3 hung requests", Duration::from_secs(20), || {
+        t.served.load(Ordering::Relaxed) == 3
+    });
+    signal(child.id(), "-TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    signal(child.id(), "-TERM");
+    let out = wait_exit(child, Duration::from_secs(5), "aiotest after two SIGTERMs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json = read_json(&export);
+    assert_eq!(json["totals"]["requests"].as_u64(), Some(3));
+    assert_eq!(json["totals"]["interrupted"].as_u64(), Some(3));
+    let _ = std::fs::remove_file(export);
+}
+
+/// The sum of a Prometheus counter over all its series.
+fn counter_sum(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `--linger` keeps the control API up after the run: `/metrics` and `/api/state` give
+/// the final totals (the JSON export's), until `POST /api/quit`.
+#[test]
+fn linger_serves_the_final_totals_until_quit() {
+    let t = target();
+    let url = format!("http://{}/", t.addr);
+    let export = export_path("linger");
+    let _ = std::fs::remove_file(&export);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = spawn_piped(&[
+        "run",
+        "--url",
+        &url,
+        "-u",
+        "3",
+        "--wait",
+        "0.01",
+        "-t",
+        "2s",
+        "--control-addr",
+        &addr,
+        "--linger",
+        "-q",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    wait_for("the run to end", Duration::from_secs(20), || {
+        export.exists()
+    });
+    // Written at the end: give the writer a moment to finish the file.
+    std::thread::sleep(Duration::from_millis(200));
+    let json = read_json(&export);
+    let total = json["totals"]["requests"].as_u64().unwrap();
+    assert_eq!(total, t.served.load(Ordering::Relaxed));
+    assert!(child.try_wait().unwrap().is_none(), "it lingers");
+    let metrics = http_text(port, "GET", "/metrics").unwrap();
+    assert_eq!(
+        counter_sum(&metrics, "aiotest_requests_total") as u64,
+        total,
+        "{metrics}"
+    );
+    let state = http(port, "GET", "/api/state").unwrap();
+    assert_eq!(state["requests"].as_u64(), Some(total));
+    assert_eq!(state["state"], "READY");
+    assert!(http(port, "POST", "/api/quit").is_some());
+    let out = wait_exit(child, Duration::from_secs(5), "aiotest after /api/quit");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let _ = std::fs::remove_file(export);
+}
+
+/// At steady state the live requests/s (`/api/state`, the progress line) is the rate the
+/// target serves, within 3%: rates divide by the time the closed intervals span, not by
+/// the time up to now (which read ~10% low).
+#[test]
+fn the_live_rate_at_steady_state_is_the_served_rate() {
+    let t = target();
+    let url = format!("http://{}/", t.addr);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    // Users that mostly wait: a rate the machine holds steady whatever else runs.
+    let mut child = spawn_piped(&[
+        "run",
+        "--url",
+        &url,
+        "-u",
+        "5",
+        "--wait",
+        "0.02",
+        "--control-addr",
+        &addr,
+        "-q",
+    ]);
+    wait_for("traffic", Duration::from_secs(20), || {
+        t.served.load(Ordering::Relaxed) > 0
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let from = (Instant::now(), t.served.load(Ordering::Relaxed));
+    std::thread::sleep(Duration::from_secs(8));
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        live.push(
+            http(port, "GET", "/api/state").unwrap()["rps"]
+                .as_f64()
+                .unwrap(),
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let served =
+        (t.served.load(Ordering::Relaxed) - from.1) as f64 / from.0.elapsed().as_secs_f64();
+    let live = live.iter().sum::<f64>() / live.len() as f64;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(served > 50.0, "{served}");
+    assert!(
+        (live - served).abs() / served < 0.03,
+        "live {live:.1} req/s, served {served:.1} req/s"
+    );
+}
