@@ -1,19 +1,23 @@
-//! aiotest's runners: they execute what `aiotest-core` describes.
+//! aiotest's runners: they execute what `aiotest-core` describes, with one engine.
 //!
-//! - [`LocalRunner`]: one process runs the test: setup once, users following the load
-//!   shape (polled at least every 250 ms, also during ramps), pause/resume/stop/quit acting
-//!   at once, a graceful stop period, the final metrics flush, teardown. Observed and
-//!   controlled through a [`RunnerHandle`].
+//! - One lifecycle and one control loop for every runner (setup once, users following the
+//!   shape polled on the run clock, pause/resume/stop/quit/abort acting at once, a
+//!   graceful stop period, teardown, final metrics, a summary); runners differ only in
+//!   where users run.
+//! - [`LocalRunner`]: users in this process. [`MasterRunner`] and [`WorkerRunner`]: a
+//!   distributed run over Redis (`aiotest-coordinator`): exact per-worker splits,
+//!   heartbeats, MISSING workers' users moved, every worker's final flush in the summary,
+//!   one master per run id, a fresh run instance per master start. Each is controlled and
+//!   observed through a [`RunnerHandle`], and ends with a [`RunReport`] whatever ends it.
+//! - [`output`]: what a run reports to, as plug-ins: thresholds, the JSON export,
+//!   Prometheus, `request_metrics` handlers, the summary hook, and your own.
 //! - [`UserManager`]: starts and stops users at the shape's spawn rate, newest first,
 //!   split over user types exactly by weight; a user whose task panics is replaced.
 //! - [`serve_control`]: `/metrics` and the control API (`/api/state`, pause, resume, stop,
 //!   quit, users), loopback by default, a bearer token required elsewhere.
-//! - [`Summary`]: the end-of-run table and its JSON export; [`Threshold`]: k6-style
-//!   pass/fail criteria (`p95<300ms`, `failures<1%`, `rps>100`).
-//!
-//! - [`MasterRunner`] and [`WorkerRunner`]: a distributed run over Redis
-//!   (`aiotest-coordinator`): exact per-worker splits, heartbeats, MISSING workers' users
-//!   moved, every worker's final flush in the summary.
+//! - [`Summary`]: the end-of-run table, its notes and its JSON export; [`Threshold`]:
+//!   k6-style pass/fail criteria (`p95<300ms`, `failures<1%`, `rps>100`); [`series`]: the
+//!   run's bounded interval series.
 //!
 //! The runner is generic over users: it knows user types from `aiotest-core` and metrics
 //! from `aiotest-metrics`, nothing of HTTP.
