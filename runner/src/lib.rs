@@ -45,6 +45,7 @@
 //! # }
 //! ```
 
+mod aggregate;
 pub mod control;
 pub mod distributed;
 mod engine;

@@ -83,6 +83,48 @@ fn config() -> RunConfig {
     }
 }
 
+/// A master of `run` expecting `workers`, with `hooks` and `cfg`.
+async fn new_master_with(
+    url: &str,
+    run: &str,
+    workers: usize,
+    user_type: UserType,
+    shape: impl LoadUserShape + 'static,
+    hooks: Hooks,
+    cfg: RunConfig,
+) -> MasterRunner {
+    MasterRunner::new(
+        vec![user_type],
+        Box::new(shape),
+        hooks,
+        cfg,
+        dist(run, workers),
+        Redis::connect(url).await.unwrap(),
+        None,
+    )
+    .unwrap()
+}
+
+/// A master of `run` expecting `workers`, with no lifecycle and the test's settings.
+async fn new_master(
+    url: &str,
+    run: &str,
+    workers: usize,
+    user_type: UserType,
+    shape: impl LoadUserShape + 'static,
+) -> MasterRunner {
+    new_master_with(
+        url,
+        run,
+        workers,
+        user_type,
+        shape,
+        Hooks::default(),
+        config(),
+    )
+    .await
+}
+
 async fn start_workers(
     srv: &RedisServer,
     run: &str,
@@ -135,16 +177,7 @@ async fn three_workers_exact_totals_pause_and_every_worker_takes_part() {
     let (counters, workers) = start_workers(&srv, "exact", 3).await;
     let rec = rec_type(&Arc::new(Counters::default()));
     let shape = ConstantShape::new(9, IMMEDIATE, None).unwrap();
-    let master = MasterRunner::new(
-        vec![rec],
-        Box::new(shape),
-        Hooks::default(),
-        config(),
-        dist("exact", 3),
-        Redis::connect(&srv.url()).await.unwrap(),
-        None,
-    )
-    .unwrap();
+    let master = new_master(&srv.url(), "exact", 3, rec, shape).await;
     let handle = master.handle();
     let run = tokio::spawn(master.run());
     wait_until("3 users on each worker", Duration::from_secs(10), || {
@@ -188,16 +221,7 @@ async fn a_killed_worker_goes_missing_and_its_users_move() {
     let (counters, workers) = start_workers(&srv, "kill", 3).await;
     let rec = rec_type(&Arc::new(Counters::default()));
     let shape = ConstantShape::new(9, IMMEDIATE, None).unwrap();
-    let master = MasterRunner::new(
-        vec![rec],
-        Box::new(shape),
-        Hooks::default(),
-        config(),
-        dist("kill", 3),
-        Redis::connect(&srv.url()).await.unwrap(),
-        None,
-    )
-    .unwrap();
+    let master = new_master(&srv.url(), "kill", 3, rec, shape).await;
     let handle = master.handle();
     let run = tokio::spawn(master.run());
     wait_until("3 users on each worker", Duration::from_secs(10), || {
@@ -430,16 +454,14 @@ async fn the_master_pauses_resizes_and_reports_its_workers_task_outcomes() {
     let srv = RedisServer::start().unwrap();
     let (counters, workers) = start_typed_workers(&srv, "same", 2, flaky_type).await;
     let shape = ConstantShape::new(4, IMMEDIATE, Some(Duration::from_secs(3))).unwrap();
-    let master = MasterRunner::new(
-        vec![flaky_type(&Arc::new(Counters::default()))],
-        Box::new(shape),
-        Hooks::default(),
-        config(),
-        dist("same", 2),
-        Redis::connect(&srv.url()).await.unwrap(),
-        None,
+    let master = new_master(
+        &srv.url(),
+        "same",
+        2,
+        flaky_type(&Arc::new(Counters::default())),
+        shape,
     )
-    .unwrap();
+    .await;
     let handle = master.handle();
     let control =
         aiotest_runner::serve_control("127.0.0.1:0".parse().unwrap(), handle.clone(), None)
@@ -513,16 +535,16 @@ async fn abort_on_the_master_cancels_the_workers_users_at_once() {
     let (counters, workers) = start_typed_workers(&srv, "abort", 2, slow_type).await;
     let mut cfg = config();
     cfg.stop_timeout = Duration::from_secs(30);
-    let master = MasterRunner::new(
-        vec![slow_type(&Arc::new(Counters::default()))],
-        Box::new(ConstantShape::new(4, IMMEDIATE, None).unwrap()),
+    let master = new_master_with(
+        &srv.url(),
+        "abort",
+        2,
+        slow_type(&Arc::new(Counters::default())),
+        ConstantShape::new(4, IMMEDIATE, None).unwrap(),
         Hooks::default(),
         cfg,
-        dist("abort", 2),
-        Redis::connect(&srv.url()).await.unwrap(),
-        None,
     )
-    .unwrap();
+    .await;
     let handle = master.handle();
     let run = tokio::spawn(master.run());
     wait_until("4 users", Duration::from_secs(10), || {
@@ -575,16 +597,16 @@ async fn a_bad_shape_tick_on_the_master_still_ends_the_run_properly() {
             },
         ))
     };
-    let master = MasterRunner::new(
-        vec![rec_type(&Arc::new(Counters::default()))],
-        Box::new(shape),
+    let master = new_master_with(
+        &srv.url(),
+        "bad",
+        2,
+        rec_type(&Arc::new(Counters::default())),
+        shape,
         hooks,
         config(),
-        dist("bad", 2),
-        Redis::connect(&srv.url()).await.unwrap(),
-        None,
     )
-    .unwrap();
+    .await;
     let report = master.run().await.unwrap();
     assert_eq!(report.reason, StopReason::Fault);
     assert!(
@@ -612,16 +634,14 @@ async fn a_bad_shape_tick_on_the_master_still_ends_the_run_properly() {
     )
     .await;
     // The lock was released: another master of the run id starts at once.
-    let next = MasterRunner::new(
-        vec![rec_type(&Arc::new(Counters::default()))],
-        Box::new(ConstantShape::new(2, IMMEDIATE, Some(Duration::from_millis(500))).unwrap()),
-        Hooks::default(),
-        config(),
-        dist("bad", 2),
-        Redis::connect(&srv.url()).await.unwrap(),
-        None,
+    let next = new_master(
+        &srv.url(),
+        "bad",
+        2,
+        rec_type(&Arc::new(Counters::default())),
+        ConstantShape::new(2, IMMEDIATE, Some(Duration::from_millis(500))).unwrap(),
     )
-    .unwrap();
+    .await;
     let report = next.run().await.unwrap();
     assert_eq!(report.reason, StopReason::ShapeEnded);
     for w in workers {
@@ -636,16 +656,14 @@ async fn a_bad_shape_tick_on_the_master_still_ends_the_run_properly() {
 async fn after_a_redis_restart_the_master_keeps_its_lock_and_a_second_is_refused() {
     let mut srv = RedisServer::start().unwrap();
     let (counters, workers) = start_workers(&srv, "restart", 2).await;
-    let master = MasterRunner::new(
-        vec![rec_type(&Arc::new(Counters::default()))],
-        Box::new(ConstantShape::new(4, IMMEDIATE, None).unwrap()),
-        Hooks::default(),
-        config(),
-        dist("restart", 2),
-        Redis::connect(&srv.url()).await.unwrap(),
-        None,
+    let master = new_master(
+        &srv.url(),
+        "restart",
+        2,
+        rec_type(&Arc::new(Counters::default())),
+        ConstantShape::new(4, IMMEDIATE, None).unwrap(),
     )
-    .unwrap();
+    .await;
     let handle = master.handle();
     let run = tokio::spawn(master.run());
     wait_until("4 users", Duration::from_secs(10), || {
@@ -712,16 +730,14 @@ async fn request_metrics_handlers_run_on_workers() {
         }),
     );
     let worker = tokio::spawn(worker.run());
-    let report = MasterRunner::new(
-        vec![rec_type(&Arc::new(Counters::default()))],
-        Box::new(ConstantShape::new(2, IMMEDIATE, Some(Duration::from_secs(1))).unwrap()),
-        Hooks::default(),
-        config(),
-        dist("event", 1),
-        Redis::connect(&srv.url()).await.unwrap(),
-        None,
+    let report = new_master(
+        &srv.url(),
+        "event",
+        1,
+        rec_type(&Arc::new(Counters::default())),
+        ConstantShape::new(2, IMMEDIATE, Some(Duration::from_secs(1))).unwrap(),
     )
-    .unwrap()
+    .await
     .run()
     .await
     .unwrap();
