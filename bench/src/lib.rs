@@ -147,6 +147,7 @@ impl Bare {
             message: None,
             time_us,
             attempt: 0,
+            lateness_us: None,
         });
         body
     }

@@ -8,6 +8,7 @@
 //!   (constant, k6-style stages, step, spike).
 //! - [`user`]: user types, tasks, execution modes, and the erased
 //!   [`UserInstance`](user::UserInstance) the runner drives.
+//! - [`scenario`]: k6's scenarios and executors, arrival schedules and exact splits.
 //! - [`wait`]: wait times between tasks.
 //! - [`weights`]: exact, monotone splits of users over types, and weighted task choice.
 //! - [`lifecycle`]: setup data, setup/teardown hooks with timeouts, the summary hook.
@@ -42,6 +43,7 @@ use std::pin::Pin;
 
 pub mod clock;
 pub mod lifecycle;
+pub mod scenario;
 pub mod shape;
 pub mod state;
 pub mod url;
@@ -60,6 +62,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The names most user code needs, in one import.
 pub mod prelude {
     pub use crate::lifecycle::{Lifecycle, SetupContext, SetupData, SummaryHook};
+    pub use crate::scenario::{Executor, RateStage, Scenario};
     pub use crate::shape::{
         ConstantShape, IMMEDIATE, LoadUserShape, MAX_USERS, SpikeShape, Stage, StagesShape,
         StepShape,

@@ -61,6 +61,7 @@ pub enum ExecutionMode {
 pub struct UserContext {
     user_id: u64,
     user_type: Arc<str>,
+    scenario: Option<Arc<str>>,
     host: Option<Arc<str>>,
     setup: Option<SetupData>,
     extensions: Mutex<Vec<Box<dyn Any + Send>>>,
@@ -88,10 +89,22 @@ impl UserContext {
         UserContext {
             user_id,
             user_type,
+            scenario: None,
             host,
             setup,
             extensions: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The same context, for a user of scenario `name`.
+    pub fn in_scenario(mut self, name: Arc<str>) -> Self {
+        self.scenario = Some(name);
+        self
+    }
+
+    /// The scenario this user runs in, when the runner says (metrics carry it).
+    pub fn scenario(&self) -> Option<&str> {
+        self.scenario.as_deref()
     }
 
     /// Adds a value for the factory to [`take`](Self::take): the runner hands each user

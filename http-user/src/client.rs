@@ -20,6 +20,8 @@ use hyper::body::{Body as _, Incoming};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use aiotest_core::scenario::IterationLateness;
+
 use crate::conn::{Connection, Origin, Sender, connect, tls_config};
 use crate::cookies::CookieJar;
 use crate::naming::name_for_path;
@@ -294,7 +296,12 @@ impl HttpUser {
             }
             None => self.settings.base.clone().map(Arc::new),
         };
-        self.client_with_base(recorder, base)
+        let mut client = self.client_with_base(recorder, base);
+        if let Some(scenario) = ctx.scenario() {
+            client.scenario = Arc::from(scenario);
+        }
+        client.lateness = ctx.get_cloned::<IterationLateness>();
+        client
     }
 
     fn detached_recorder(&self) -> Recorder {
@@ -304,6 +311,8 @@ impl HttpUser {
     fn client_with_base(&self, recorder: Recorder, base: Option<Arc<Base>>) -> HttpClient {
         HttpClient {
             base,
+            scenario: Arc::clone(&self.settings.scenario),
+            lateness: None,
             settings: Arc::clone(&self.settings),
             conns: Vec::new(),
             cookies: CookieJar::new(),
@@ -338,6 +347,11 @@ pub struct HttpClient {
     targets: Targets,
     /// The base URL: the run's host if the context gave one, else the settings'.
     base: Option<Arc<Base>>,
+    /// The scenario recorded with every request: the runner's, else the settings'.
+    scenario: Arc<str>,
+    /// In an open-model scenario, how late the current iteration started: latencies then
+    /// count from the intended start.
+    lateness: Option<IterationLateness>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -1066,7 +1080,7 @@ impl HttpClient {
     fn record_unsent(&mut self, plan: &Plan, message: String) -> Response {
         let name = Self::record_name(&mut self.name_buf, &self.targets, plan, None);
         self.recorder.record(&RequestRecord {
-            scenario: &self.settings.scenario,
+            scenario: &self.scenario,
             name,
             method: plan.method.as_str(),
             status: None,
@@ -1077,6 +1091,7 @@ impl HttpClient {
             message: Some(&message),
             time_us: now_us(),
             attempt: 0,
+            lateness_us: None,
         });
         Response {
             status: None,
@@ -1097,7 +1112,7 @@ impl HttpClient {
     fn record_interrupted(&mut self, plan: &Plan) {
         let name = Self::record_name(&mut self.name_buf, &self.targets, plan, None);
         self.recorder.record(&RequestRecord {
-            scenario: &self.settings.scenario,
+            scenario: &self.scenario,
             name,
             method: plan.method.as_str(),
             status: None,
@@ -1108,6 +1123,7 @@ impl HttpClient {
             message: Some("still in flight when the run's graceful stop period ended"),
             time_us: now_us(),
             attempt: 0,
+            lateness_us: None,
         });
     }
 
@@ -1115,7 +1131,7 @@ impl HttpClient {
         // A kept path without an explicit name has its metrics endpoint remembered.
         let endpoint = match (&plan.name, meta.entry) {
             (None, Some(i)) => {
-                let (recorder, scenario) = (&mut self.recorder, &self.settings.scenario);
+                let (recorder, scenario) = (&mut self.recorder, &self.scenario);
                 Some(self.targets.endpoint(i, &plan.method, |name| {
                     recorder.endpoint(scenario, name, plan.method.as_str())
                 }))
@@ -1125,7 +1141,7 @@ impl HttpClient {
         let name = Self::record_name(&mut self.name_buf, &self.targets, plan, meta.entry);
         let error = response.error.as_ref();
         let record = RequestRecord {
-            scenario: &self.settings.scenario,
+            scenario: &self.scenario,
             name,
             method: plan.method.as_str(),
             status: response.status.map(|s| s.as_u16()),
@@ -1136,6 +1152,7 @@ impl HttpClient {
             message: error.map(|e| e.message.as_str()),
             time_us: meta.sent_at_us,
             attempt,
+            lateness_us: self.lateness.as_ref().and_then(IterationLateness::get_us),
         };
         match endpoint {
             Some(endpoint) => self.recorder.record_at(endpoint, &record),

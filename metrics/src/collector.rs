@@ -22,6 +22,7 @@ use std::time::Duration;
 use hashbrown::{Equivalent, HashMap};
 
 use crate::event::RequestMetricsEvent;
+use crate::iterations::ScenarioStats;
 use crate::record::{ErrorCategory, RequestRecord};
 use crate::stats::{EndpointKey, EndpointStats, MAX_ERROR_MESSAGE_LEN, Snapshot, truncate};
 
@@ -31,6 +32,7 @@ const MAX_RECORDER_MESSAGES: usize = 64;
 const NO_MESSAGE: u16 = u16::MAX;
 const NO_CATEGORY: u8 = u8::MAX;
 const NO_STATUS: u16 = 0;
+const NO_LATENESS: u64 = u64::MAX;
 
 /// Source of [`Shared::id`].
 static NEXT_COLLECTOR_ID: AtomicU64 = AtomicU64::new(0);
@@ -114,6 +116,8 @@ struct State {
     index: std::collections::HashMap<EndpointKey, u32>,
     /// The open interval, by endpoint id.
     current: Vec<Option<EndpointStats>>,
+    /// The open interval's iterations, by scenario.
+    scenarios: std::collections::BTreeMap<String, ScenarioStats>,
     opened_us: Option<u64>,
     pending: VecDeque<Snapshot>,
     merged_intervals: u64,
@@ -170,6 +174,7 @@ impl MetricsCollector {
                     keys: Vec::new(),
                     index: std::collections::HashMap::new(),
                     current: Vec::new(),
+                    scenarios: Default::default(),
                     opened_us: None,
                     pending: VecDeque::new(),
                     merged_intervals: 0,
@@ -191,17 +196,47 @@ impl MetricsCollector {
 
     /// A new recorder for one user (or thread).
     pub fn recorder(&self) -> Recorder {
-        let batch_size = self.shared.config.batch_size;
+        let mut r = self.recorder_with(self.shared.config.batch_size);
+        // Requests are the hot path: their buffer is there before the first one.
+        r.buf.reserve_exact(r.batch_size);
+        r
+    }
+
+    /// A recorder that buffers at most `batch` records of each kind: a runner's per-user
+    /// recorder of iterations, which records one every few requests, needs no more than
+    /// a few.
+    pub fn recorder_with(&self, batch: usize) -> Recorder {
+        let batch_size = batch.clamp(1, self.shared.config.batch_size);
         Recorder {
             shared: Arc::clone(&self.shared),
             endpoints: HashMap::new(),
             slots: Vec::new(),
             last: 0,
-            buf: Vec::with_capacity(batch_size),
+            buf: Vec::new(),
+            iterations: Vec::new(),
+            scenario_names: Vec::new(),
             messages: Vec::new(),
             batch_size,
             flush_interval_us: duration_us(self.shared.config.flush_interval),
             flush_due_us: None,
+        }
+    }
+
+    /// Counts `n` iterations of `scenario` that were due and dropped (no user was free).
+    pub fn add_dropped(&self, scenario: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut state = self.shared.lock();
+        match state.scenarios.get_mut(scenario) {
+            Some(s) => s.dropped += n,
+            None => {
+                let stats = ScenarioStats {
+                    dropped: n,
+                    ..ScenarioStats::default()
+                };
+                state.scenarios.insert(scenario.to_owned(), stats);
+            }
         }
     }
 
@@ -213,6 +248,7 @@ impl MetricsCollector {
             start_us: state.opened_us,
             end_us: Some(now_us),
             endpoints: Default::default(),
+            scenarios: std::mem::take(&mut state.scenarios),
         };
         // Endpoint ids stay valid: the new interval has a slot for every known endpoint.
         let slots = state.keys.len();
@@ -313,6 +349,8 @@ struct Raw {
     message: u16,
     retry: bool,
     duration_us: u64,
+    /// `NO_LATENESS` in the closed model.
+    lateness_us: u64,
     bytes_sent: u64,
     bytes_received: u64,
     time_us: u64,
@@ -327,6 +365,9 @@ pub struct Recorder {
     /// The slot of the previous record's endpoint.
     last: usize,
     buf: Vec<Raw>,
+    /// Iterations: (index in `scenario_names`, duration, interrupted).
+    iterations: Vec<(u16, u64, bool)>,
+    scenario_names: Vec<Box<str>>,
     messages: Vec<Box<str>>,
     batch_size: usize,
     flush_interval_us: u64,
@@ -389,6 +430,7 @@ impl Recorder {
             message,
             retry: r.attempt > 0,
             duration_us: r.duration_us,
+            lateness_us: r.lateness_us.unwrap_or(NO_LATENESS),
             bytes_sent: r.bytes_sent,
             bytes_received: r.bytes_received,
             time_us: r.time_us,
@@ -416,11 +458,50 @@ impl Recorder {
 
     /// Records buffered and not yet flushed.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.iterations.len()
+    }
+
+    /// Records one iteration of `scenario` that took `duration_us`: completed, or cut off
+    /// by the end of the graceful stop period (`interrupted`).
+    pub fn record_iteration(&mut self, scenario: &str, duration_us: u64, interrupted: bool) {
+        let id = match self.scenario_names.iter().position(|n| &**n == scenario) {
+            Some(i) => i,
+            None => {
+                self.scenario_names.push(scenario.into());
+                self.scenario_names.len() - 1
+            }
+        };
+        self.iterations.push((
+            u16::try_from(id).unwrap_or(u16::MAX),
+            duration_us,
+            interrupted,
+        ));
+        if self.iterations.len() >= self.batch_size {
+            self.flush_now();
+        }
     }
 
     fn flush_now(&mut self) {
         self.flush_due_us = None;
+        if !self.iterations.is_empty() {
+            let mut state = self.shared.lock();
+            for &(id, us, interrupted) in &self.iterations {
+                let Some(name) = self.scenario_names.get(usize::from(id)) else {
+                    continue;
+                };
+                let stats = match state.scenarios.get_mut(&**name) {
+                    Some(s) => s,
+                    None => state.scenarios.entry(name.to_string()).or_default(),
+                };
+                if interrupted {
+                    stats.interrupted += 1;
+                } else {
+                    stats.completed(us);
+                }
+            }
+            drop(state);
+            self.iterations.clear();
+        }
         if self.buf.is_empty() {
             return;
         }
@@ -444,6 +525,7 @@ impl Recorder {
             stats.record_parts(
                 (r.status != NO_STATUS).then_some(r.status),
                 r.duration_us,
+                (r.lateness_us != NO_LATENESS).then_some(r.lateness_us),
                 r.bytes_sent,
                 r.bytes_received,
                 ErrorCategory::from_index(r.category),

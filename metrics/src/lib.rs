@@ -52,6 +52,7 @@
 
 pub mod collector;
 pub mod event;
+pub mod iterations;
 pub mod live;
 pub mod prometheus;
 pub mod record;
@@ -61,7 +62,8 @@ pub use collector::{
     ConfigError, Endpoint, MetricsCollector, MetricsConfig, MetricsSink, Recorder,
 };
 pub use event::RequestMetricsEvent;
+pub use iterations::ScenarioStats;
 pub use live::{LiveRow, LiveStats, LiveView};
 pub use prometheus::{PrometheusApp, PrometheusExporter, create_prometheus_app};
 pub use record::{ErrorCategory, RequestRecord};
-pub use stats::{EndpointKey, EndpointStats, ErrorMessage, ErrorMessages, Snapshot};
+pub use stats::{EndpointKey, EndpointStats, ErrorMessage, ErrorMessages, ServiceTime, Snapshot};

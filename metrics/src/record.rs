@@ -109,6 +109,11 @@ pub struct RequestRecord<'a> {
     pub time_us: u64,
     /// 0 for a first attempt, n for the n-th retry of the same request.
     pub attempt: u32,
+    /// For a request of an open-model (arrival-rate) iteration: how late the iteration
+    /// started after its intended start, µs. Its latency then counts from the intended
+    /// start (`duration_us` plus this), and `duration_us` is kept as its service time.
+    /// `None` in the closed model.
+    pub lateness_us: Option<u64>,
 }
 
 impl<'a> RequestRecord<'a> {
@@ -127,6 +132,7 @@ impl<'a> RequestRecord<'a> {
             message: None,
             time_us: 0,
             attempt: 0,
+            lateness_us: None,
         }
     }
 

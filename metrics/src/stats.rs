@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::iterations::ScenarioStats;
 use crate::record::{ErrorCategory, RequestRecord};
 
 /// Lowest trackable duration: 1 microsecond.
@@ -171,6 +172,71 @@ pub struct EndpointStats {
     pub last_time_us: Option<u64>,
     /// Error messages, bounded.
     pub errors: ErrorMessages,
+    /// Requests of open-model (arrival-rate) iterations: their plain service time. For
+    /// them, `histogram`, `min_us`, `max_us` and `duration_sum_us` count from the
+    /// iteration's *intended* start (coordinated-omission corrected); this keeps the time
+    /// from sending to the last byte beside it. `None` when no such request was made.
+    #[serde(default)]
+    pub service: Option<ServiceTime>,
+}
+
+/// Plain service times of open-model requests; see [`EndpointStats::service`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceTime {
+    /// Durations from sending to the last byte, µs.
+    #[serde(with = "crate::stats::histogram_v2")]
+    pub histogram: Histogram<u64>,
+    /// Their sum.
+    pub sum_us: u64,
+    /// The longest.
+    pub max_us: u64,
+}
+
+impl ServiceTime {
+    fn record(&mut self, us: u64) {
+        let _ = self
+            .histogram
+            .record(us.clamp(HISTOGRAM_LOW_US, HISTOGRAM_HIGH_US));
+        self.sum_us = self.sum_us.saturating_add(us);
+        self.max_us = self.max_us.max(us);
+    }
+
+    fn merge(&mut self, other: &ServiceTime) {
+        let _ = self.histogram.add(&other.histogram);
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
+        self.max_us = self.max_us.max(other.max_us);
+    }
+
+    /// The service time at `quantile`, µs (never above the exact maximum).
+    pub fn percentile_us(&self, quantile: f64) -> u64 {
+        if self.histogram.is_empty() {
+            return 0;
+        }
+        let q = if quantile.is_nan() {
+            0.5
+        } else {
+            quantile.clamp(0.0, 1.0)
+        };
+        self.histogram.value_at_quantile(q).min(self.max_us)
+    }
+
+    /// The mean service time, µs.
+    pub fn mean_us(&self) -> f64 {
+        match self.histogram.len() {
+            0 => 0.0,
+            n => self.sum_us as f64 / n as f64,
+        }
+    }
+}
+
+impl Default for ServiceTime {
+    fn default() -> Self {
+        ServiceTime {
+            histogram: new_histogram(),
+            sum_us: 0,
+            max_us: 0,
+        }
+    }
 }
 
 impl Default for EndpointStats {
@@ -190,6 +256,7 @@ impl Default for EndpointStats {
             first_time_us: None,
             last_time_us: None,
             errors: ErrorMessages::default(),
+            service: None,
         }
     }
 }
@@ -211,6 +278,7 @@ impl EndpointStats {
         self.record_parts(
             r.status,
             r.duration_us,
+            r.lateness_us,
             r.bytes_sent,
             r.bytes_received,
             r.error,
@@ -227,6 +295,7 @@ impl EndpointStats {
         &mut self,
         status: Option<u16>,
         duration_us: u64,
+        lateness_us: Option<u64>,
         bytes_sent: u64,
         bytes_received: u64,
         error: Option<ErrorCategory>,
@@ -236,12 +305,23 @@ impl EndpointStats {
         self.requests += 1;
         // An interrupted request has no latency: it counts, but times nothing.
         if error != Some(ErrorCategory::Interrupted) {
-            let d = duration_us.clamp(HISTOGRAM_LOW_US, HISTOGRAM_HIGH_US);
+            // An open-model request's latency counts from its intended start; its plain
+            // service time goes beside it.
+            let latency = match lateness_us {
+                Some(late) => {
+                    self.service
+                        .get_or_insert_with(ServiceTime::default)
+                        .record(duration_us);
+                    duration_us.saturating_add(late)
+                }
+                None => duration_us,
+            };
+            let d = latency.clamp(HISTOGRAM_LOW_US, HISTOGRAM_HIGH_US);
             // Cannot fail: d is within the bounds and the histogram grows on demand.
             let _ = self.histogram.record(d);
-            self.duration_sum_us = self.duration_sum_us.saturating_add(duration_us);
-            self.min_us = min_opt(self.min_us, Some(duration_us));
-            self.max_us = max_opt(self.max_us, Some(duration_us));
+            self.duration_sum_us = self.duration_sum_us.saturating_add(latency);
+            self.min_us = min_opt(self.min_us, Some(latency));
+            self.max_us = max_opt(self.max_us, Some(latency));
         }
         self.first_time_us = min_opt(self.first_time_us, Some(time_us));
         self.last_time_us = max_opt(self.last_time_us, Some(time_us));
@@ -290,6 +370,11 @@ impl EndpointStats {
         self.first_time_us = min_opt(self.first_time_us, other.first_time_us);
         self.last_time_us = max_opt(self.last_time_us, other.last_time_us);
         self.errors.merge(&other.errors);
+        if let Some(theirs) = &other.service {
+            self.service
+                .get_or_insert_with(ServiceTime::default)
+                .merge(theirs);
+        }
     }
 
     /// The duration at `quantile` (0.0 to 1.0), in microseconds; 0 when empty.
@@ -341,6 +426,9 @@ pub struct Snapshot {
     /// Statistics per endpoint, ordered by key.
     #[serde(with = "crate::stats::endpoint_list")]
     pub endpoints: BTreeMap<EndpointKey, EndpointStats>,
+    /// Iterations per scenario.
+    #[serde(default)]
+    pub scenarios: BTreeMap<String, ScenarioStats>,
 }
 
 impl Snapshot {
@@ -367,11 +455,20 @@ impl Snapshot {
                 }
             }
         }
+        for (name, stats) in &other.scenarios {
+            match self.scenarios.get_mut(name) {
+                Some(mine) => mine.merge(stats),
+                None => {
+                    self.scenarios.insert(name.clone(), stats.clone());
+                }
+            }
+        }
     }
 
-    /// Whether no request is counted.
+    /// Whether no request (and no iteration) is counted.
     pub fn is_empty(&self) -> bool {
         self.endpoints.values().all(|e| e.requests == 0)
+            && self.scenarios.values().all(ScenarioStats::is_empty)
     }
 
     /// All endpoints merged into one (the "Total" row of a summary).

@@ -60,6 +60,33 @@ fn interrupted_requests_count_as_failures_but_stay_out_of_every_latency() {
 }
 
 #[test]
+fn open_model_requests_count_from_their_intended_start_and_keep_their_service_time() {
+    let mut s = EndpointStats::default();
+    // Served in 5 ms, but its iteration started 900 ms late.
+    let late = RequestRecord {
+        lateness_us: Some(900_000),
+        ..rec("/a", Some(200), 5_000, 0)
+    };
+    s.record(&late);
+    s.record(&RequestRecord {
+        lateness_us: Some(0),
+        ..rec("/a", Some(200), 5_000, 0)
+    });
+    assert_eq!(s.max_us, Some(905_000), "latency from the intended start");
+    assert_eq!(s.percentile_us(1.0), 905_000);
+    let service = s.service.as_ref().expect("service time kept");
+    assert_eq!(service.max_us, 5_000);
+    assert_eq!(service.percentile_us(0.99), 5_000);
+    assert_eq!(service.mean_us(), 5_000.0);
+    // Closed-model requests keep no service time apart.
+    let mut closed = EndpointStats::default();
+    closed.record(&rec("/a", Some(200), 5_000, 0));
+    assert!(closed.service.is_none());
+    closed.merge(&s);
+    assert_eq!(closed.service.as_ref().map(|t| t.histogram.len()), Some(2));
+}
+
+#[test]
 fn percentiles_are_exact_to_three_significant_digits() {
     let mut s = EndpointStats::default();
     for us in 1..=100_000 {

@@ -21,6 +21,8 @@ struct Req {
     time_us: u64,
     attempt: u32,
     part: usize,
+    /// Open-model requests: how late their iteration started.
+    lateness: Option<u64>,
 }
 
 fn req() -> impl Strategy<Value = Req> {
@@ -43,18 +45,32 @@ fn req() -> impl Strategy<Value = Req> {
         0u64..10_000,
         (0u64..1_000_000_000, 0u32..3),
         0usize..4,
+        prop::option::of(0u64..2_000_000),
     )
         .prop_map(
-            |(name, method, duration_us, status, error, bytes, (time_us, attempt), part)| Req {
+            |(
                 name,
                 method,
                 duration_us,
                 status,
                 error,
                 bytes,
-                time_us,
-                attempt,
+                (time_us, attempt),
                 part,
+                lateness,
+            )| {
+                Req {
+                    name,
+                    method,
+                    duration_us,
+                    status,
+                    error,
+                    bytes,
+                    time_us,
+                    attempt,
+                    part,
+                    lateness,
+                }
             },
         )
 }
@@ -73,6 +89,7 @@ fn with_record<T>(r: &Req, f: impl FnOnce(&RequestRecord<'_>) -> T) -> T {
         message: msg.as_deref(),
         time_us: r.time_us,
         attempt: r.attempt,
+        lateness_us: r.lateness,
     };
     f(&record)
 }
