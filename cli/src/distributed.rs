@@ -128,20 +128,13 @@ fn build_from_plan(bytes: Option<&[u8]>, host: Option<&str>) -> Result<Planned, 
             let wait = plan
                 .wait
                 .map_or(WaitTime::none(), |(a, b)| WaitTime::between(a, b));
-            Ok(Planned {
-                types: vec![url_user_type(url, wait, host.as_deref()).map_err(|e| e.0)?],
-                hooks: Hooks::default(),
-                host,
-            })
+            let types = vec![url_user_type(url, wait, host.as_deref()).map_err(|e| e.0)?];
+            Planned::from_types(types, Hooks::default(), host).map_err(|e| e.to_string())
         }
         (None, Some(text)) => {
             let s = crate::scenario::parse(Path::new("(scenario from the master)"), text)
                 .map_err(|e| e.to_string())?;
-            Ok(Planned {
-                types: s.user_types,
-                hooks: s.hooks,
-                host: host.or(s.host),
-            })
+            Planned::from_types(s.user_types, s.hooks, host.or(s.host)).map_err(|e| e.to_string())
         }
         (None, None) => Err(
             "the master runs a Rust binary's own user types: run that binary as its worker".into(),
@@ -167,11 +160,12 @@ pub(crate) async fn run_worker(args: RunArgs, test: Option<Test>) -> Result<i32,
             let w = WorkerRunner::from_plan(
                 move |plan: Option<&[u8]>| {
                     let planned = plan.and_then(|p| serde_json::from_slice::<Plan>(p).ok());
-                    Ok(Planned {
-                        types: types.clone(),
-                        hooks: hooks.clone(),
-                        host: host.clone().or(planned.and_then(|p| p.host)),
-                    })
+                    Planned::from_types(
+                        types.clone(),
+                        hooks.clone(),
+                        host.clone().or(planned.and_then(|p| p.host)),
+                    )
+                    .map_err(|e| e.to_string())
                 },
                 config,
                 dist_config(&args),

@@ -4,6 +4,7 @@
 //! A message that does not decode, carries another protocol version, or belongs to
 //! another run is rejected here with a typed error; transports log and drop it.
 
+use aiotest_core::scenario::Share;
 use aiotest_core::state::RunnerState;
 use aiotest_metrics::Snapshot;
 use serde::{Deserialize, Serialize};
@@ -52,14 +53,42 @@ pub enum Message {
     Hello {
         /// Names of the worker's user types.
         user_types: Vec<String>,
+        /// Names of the worker's scenarios.
+        scenarios: Vec<String>,
     },
     /// Master → worker: run exactly these users per type (absolute, so repeating it is
     /// harmless), moving at `spawn_rate` users per second.
     Spawn {
+        /// The scenario.
+        scenario: String,
         /// Target users per user type name.
         users: Vec<(String, u32)>,
         /// Users per second.
         spawn_rate: f64,
+    },
+    /// Master → worker: run your part of an iteration or arrival-rate scenario (absolute,
+    /// repeated every heartbeat; a new part when the workers change).
+    StartScenario {
+        /// The scenario.
+        scenario: String,
+        /// This worker's share of the arrival schedule.
+        share: Share,
+        /// Users: fixed (iterations) or pre-allocated (arrival rate).
+        vus: u32,
+        /// Most users (arrival rate).
+        max_vus: u32,
+        /// Iterations: this worker's (shared-iterations) or each user's (per-vu).
+        budget: u64,
+        /// How far into the scenario the part starts, µs.
+        elapsed_us: u64,
+    },
+    /// Master → workers: the scenario ends; users finish their iteration within the
+    /// graceful stop period.
+    EndScenario {
+        /// The scenario.
+        scenario: String,
+        /// The graceful stop period, µs.
+        grace_us: u64,
     },
     /// Master → workers: setup's data (JSON), before any spawn.
     SetupData {
@@ -93,6 +122,9 @@ pub enum Message {
         /// From a worker: whether it has the run's setup data (the master resends it
         /// until it has; pub/sub can lose one copy).
         has_setup: bool,
+        /// From a worker: scenarios whose users here are all done.
+        #[serde(default)]
+        done: Vec<String>,
     },
     /// Worker → master: an interval's metrics. `batch` counts up per worker from 0, so
     /// the master can tell a gap; `last` marks the final flush after a stop.
@@ -391,10 +423,28 @@ mod tests {
         let messages = vec![
             Message::Hello {
                 user_types: vec!["shopper".into()],
+                scenarios: vec!["default".into()],
             },
             Message::Spawn {
+                scenario: "default".into(),
                 users: vec![("shopper".into(), 3)],
                 spawn_rate: f64::INFINITY,
+            },
+            Message::StartScenario {
+                scenario: "rate".into(),
+                share: Share {
+                    index: 1,
+                    of: 3,
+                    from: 40,
+                },
+                vus: 2,
+                max_vus: 10,
+                budget: 0,
+                elapsed_us: 1_500_000,
+            },
+            Message::EndScenario {
+                scenario: "rate".into(),
+                grace_us: 30_000_000,
             },
             Message::SetupData {
                 json: Some(b"{\"t\":1}".to_vec()),
@@ -408,6 +458,7 @@ mod tests {
                 state: RunnerState::Running,
                 users: 12,
                 has_setup: true,
+                done: vec!["warmup".into()],
             },
             Message::Metrics {
                 batch: 3,

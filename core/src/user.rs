@@ -662,6 +662,21 @@ impl UserType {
         &self.0.tasks
     }
 
+    /// Tasks in one iteration: one pass of the sequence for a sequential user (a task of
+    /// weight `n` counts `n` times), one weighted pick for a concurrent one.
+    pub fn iteration_len(&self) -> usize {
+        match self.0.mode {
+            ExecutionMode::Sequential => self
+                .0
+                .tasks
+                .iter()
+                .map(|t| t.weight as usize)
+                .sum::<usize>()
+                .max(1),
+            ExecutionMode::Concurrent => 1,
+        }
+    }
+
     /// Makes one virtual user.
     pub fn spawn(&self, ctx: &UserContext) -> Box<dyn UserInstance> {
         Arc::clone(&self.0.spawner).spawn(ctx)

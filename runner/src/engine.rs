@@ -1,15 +1,15 @@
 //! The run engine: the one lifecycle and the one control loop of every runner.
 //!
 //! [`Engine::run`] goes READY → STARTING (the placement prepares, setup runs) → RUNNING
-//! (the shape's targets go to the placement; PAUSED in between as asked) → STOPPING
-//! (graceful stop, teardown, final metrics) → READY, or QUITTING when asked to quit.
-//! Whatever ends the run (the shape, a command, an output, a fault of the placement), it
-//! ends the same way and its report has a summary.
+//! (the scenarios start, run and end as their executors say; PAUSED in between as asked)
+//! → STOPPING (graceful stop, teardown, final metrics) → READY, or QUITTING when asked to
+//! quit. Whatever ends the run (its scenarios are done, a command, an output, a fault of
+//! the placement), it ends the same way and its report has a summary.
 //!
 //! What differs between runners is a [`Placement`]: where users run (this process's user
-//! manager, or workers reached through Redis) and where metrics come from besides the
-//! run's own collector. A worker is an engine too: without a shape, driven by the
-//! commands its master sends (k6's externally controlled executor).
+//! managers, or workers reached through Redis) and where metrics come from besides the
+//! run's own collector. A worker is an engine too: its scenarios are driven by the
+//! commands its master sends, not by their executors here.
 //!
 //! Metrics: every flush interval the engine closes its collector's interval, takes the
 //! placement's (workers' snapshots), and files each snapshot under the interval of the
@@ -28,7 +28,8 @@ use aiotest_core::clock::RunClock;
 use aiotest_core::lifecycle::{
     Hooks, LifecycleError, Phase, SetupContext, SetupData, SetupOutcome, teardown_runs,
 };
-use aiotest_core::shape::{IMMEDIATE, LoadUserShape, validate_spawn_rate, validate_users};
+use aiotest_core::scenario::{Scenario, validate_scenarios};
+use aiotest_core::shape::{IMMEDIATE, validate_spawn_rate, validate_users};
 use aiotest_core::state::{Role, RunnerState};
 use aiotest_core::user::UserType;
 use aiotest_metrics::{
@@ -38,9 +39,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::aggregate::Aggregator;
-use crate::handle::{Command, RunnerCore, WorkerView, lock, now_us};
+use crate::handle::{Command, RunnerCore, ScenarioCommand, WorkerView, lock, now_us};
 use crate::output::{IntervalView, Output, PrometheusOutput, RunInfo, Verdict};
 use crate::report::{RunError, RunReport, StopReason};
+use crate::scenarios::{Part, Scenarios};
 use crate::series::SeriesPoint;
 use crate::summary::Summary;
 
@@ -57,7 +59,7 @@ pub struct RunConfig {
     pub no_teardown: bool,
     /// Metrics batching; `flush_interval` is also the length of the run's intervals.
     pub metrics: MetricsConfig,
-    /// How often the shape is polled (default 250 ms).
+    /// How often closed-model executors (load shapes) are polled (default 250 ms).
     pub shape_poll: Duration,
 }
 
@@ -121,14 +123,25 @@ pub(crate) trait Placement: Send {
     /// Users may start: setup is done.
     fn begin(&mut self, begin: Begin<'_>) -> Result<(), RunError>;
 
-    /// A new target for all users, moved to at `rate` users per second.
-    fn set_target(&mut self, users: u32, rate: f64, now: Instant);
+    /// Scenario `i` starts: a closed-model one waits for targets; an iteration or
+    /// arrival-rate one starts its part.
+    fn start_scenario(&mut self, i: usize, part: Part, now: Instant);
 
-    /// Absolute users per user type (a worker told by its master).
-    fn set_type_targets(&mut self, targets: &[u32], rate: f64, now: Instant);
+    /// A new user target for scenario `i`, moved to at `rate` users per second.
+    fn set_target(&mut self, i: usize, users: u32, rate: f64, now: Instant);
 
-    /// The current target.
-    fn target(&self) -> Option<(u32, f64)>;
+    /// Absolute users per user type of scenario `i` (a worker told by its master).
+    fn set_type_targets(&mut self, i: usize, targets: &[u32], rate: f64, now: Instant);
+
+    /// Scenario `i`'s current target.
+    fn target(&self, i: usize) -> Option<(u32, f64)>;
+
+    /// Scenario `i` ends: its users finish their iteration within `grace`.
+    fn end_scenario(&mut self, i: usize, grace: Duration, now: Instant);
+
+    /// Whether scenario `i` has nothing left running: its users are gone (its budget
+    /// spent, or it ended).
+    fn scenario_done(&mut self, i: usize) -> bool;
 
     /// Pause users at their next task boundary.
     fn pause(&mut self, now: Instant);
@@ -195,6 +208,8 @@ struct Ending {
     reason: StopReason,
     fault: Option<RunError>,
     stopped_by: Option<String>,
+    /// The scenarios ended on their own at this run time (graceful stops not in it).
+    run_time: Option<Duration>,
 }
 
 impl Ending {
@@ -203,6 +218,7 @@ impl Ending {
             reason,
             fault: None,
             stopped_by: None,
+            run_time: None,
         }
     }
 }
@@ -221,8 +237,7 @@ struct Run {
 /// outputs; they differ only in the placement they run it with.
 pub(crate) struct Runner {
     pub(crate) core: RunnerCore,
-    pub(crate) types: Vec<UserType>,
-    shape: Box<dyn LoadUserShape>,
+    pub(crate) scenarios: Vec<Scenario>,
     hooks: Hooks,
     pub(crate) config: RunConfig,
     outputs: Vec<Box<dyn Output>>,
@@ -232,26 +247,27 @@ impl Runner {
     /// Checks the test and settings; with an exporter, its output is the first.
     pub(crate) fn new(
         role: Role,
-        types: Vec<UserType>,
-        shape: Box<dyn LoadUserShape>,
+        scenarios: Vec<Scenario>,
         hooks: Hooks,
         config: RunConfig,
         exporter: Option<Arc<PrometheusExporter>>,
     ) -> Result<Self, RunError> {
-        if types.is_empty() {
+        if scenarios.is_empty() {
             return Err(RunError::NoUserTypes);
         }
+        validate_scenarios(&scenarios)?;
         config.validate()?;
-        let weights: Vec<u32> = types.iter().map(UserType::weight).collect();
-        aiotest_core::weights::split_by_weight(0, &weights)?;
+        for sc in &scenarios {
+            let weights: Vec<u32> = sc.user_types().iter().map(UserType::weight).collect();
+            aiotest_core::weights::split_by_weight(0, &weights)?;
+        }
         let mut outputs: Vec<Box<dyn Output>> = Vec::new();
         if let Some(e) = &exporter {
             outputs.push(Box::new(PrometheusOutput::new(Arc::clone(e))));
         }
         Ok(Runner {
             core: RunnerCore::new(role, exporter),
-            types,
-            shape,
+            scenarios,
             hooks,
             config,
             outputs,
@@ -264,45 +280,79 @@ impl Runner {
 
     /// Runs the test once, with users where `placement` puts them.
     pub(crate) async fn run<P: Placement>(&mut self, placement: P) -> Result<RunReport, RunError> {
-        let names = self.types.iter().map(|t| t.name().to_owned()).collect();
         Engine {
             core: &mut self.core,
             placement,
-            shape: Some(&mut self.shape),
+            scenarios: &self.scenarios,
+            driven: false,
             hooks: &self.hooks,
             config: &self.config,
             setup_given: None,
             outputs: &mut self.outputs,
-            user_types: names,
         }
         .run()
         .await
     }
 }
 
+/// The one scenario of a test given as user types and a load shape.
+pub(crate) fn single_scenario(
+    types: Vec<UserType>,
+    shape: Box<dyn aiotest_core::shape::LoadUserShape>,
+    graceful_stop: Duration,
+) -> Result<Vec<Scenario>, RunError> {
+    if types.is_empty() {
+        return Err(RunError::NoUserTypes);
+    }
+    let executor =
+        aiotest_core::scenario::Executor::Shape(aiotest_core::scenario::SharedShape::new(shape));
+    Ok(vec![
+        Scenario::new(aiotest_core::scenario::DEFAULT_SCENARIO, types, executor)?
+            .graceful_stop(graceful_stop),
+    ])
+}
+
 /// One run of a runner; see the [module docs](self).
 pub(crate) struct Engine<'r, P: Placement> {
     pub(crate) core: &'r mut RunnerCore,
     pub(crate) placement: P,
-    /// `None`: externally controlled (a worker's master sends the targets).
-    pub(crate) shape: Option<&'r mut Box<dyn LoadUserShape>>,
+    pub(crate) scenarios: &'r [Scenario],
+    /// A worker: its master starts, drives and ends the scenarios.
+    pub(crate) driven: bool,
     pub(crate) hooks: &'r Hooks,
     pub(crate) config: &'r RunConfig,
     /// A worker's setup data, from its master: setup does not run here.
     pub(crate) setup_given: Option<Option<SetupData>>,
     pub(crate) outputs: &'r mut [Box<dyn Output>],
-    pub(crate) user_types: Vec<String>,
 }
 
 impl<P: Placement> Engine<'_, P> {
     /// Runs the whole lifecycle; see the [module docs](self).
     pub(crate) async fn run(mut self) -> Result<RunReport, RunError> {
         let event = RequestMetricsEvent::new();
-        let planned = self.shape.as_ref().and_then(|s| s.duration());
+        // The run's length, when every scenario's is known.
+        let planned = if self.driven {
+            None
+        } else {
+            self.scenarios
+                .iter()
+                .map(Scenario::ends_by)
+                .collect::<Option<Vec<_>>>()
+                .and_then(|ends| ends.into_iter().max())
+        };
+        let mut user_types: Vec<String> = Vec::new();
+        for sc in self.scenarios {
+            for t in sc.user_types() {
+                if !user_types.iter().any(|n| n == t.name()) {
+                    user_types.push(t.name().to_owned());
+                }
+            }
+        }
         for o in self.outputs.iter_mut() {
             let info = RunInfo {
                 role: self.core.role,
-                user_types: &self.user_types,
+                user_types: &user_types,
+                scenarios: self.scenarios,
                 planned,
                 request_metrics: &event,
             };
@@ -364,7 +414,9 @@ impl<P: Placement> Engine<'_, P> {
         } else {
             Ending::because(StopReason::Stopped)
         };
-        let run_time = run.clock.run_time(Instant::now().into_std());
+        let run_time = ending
+            .run_time
+            .unwrap_or_else(|| run.clock.run_time(Instant::now().into_std()));
         self.core.states.enter(RunnerState::Stopping);
         self.stop_users(&ending).await;
         let teardown = if teardown_runs(self.hooks, &setup, self.config.no_teardown) {
@@ -422,19 +474,21 @@ impl<P: Placement> Engine<'_, P> {
         self.placement.stop(quit, grace, abort.as_mut()).await;
     }
 
-    /// Polls the shape, serves commands, steps the placement and closes intervals until
-    /// the run ends. Never blocks on any one of them.
+    /// Drives the scenarios, serves commands, steps the placement and closes intervals
+    /// until the run ends. Never blocks on any one of them.
     async fn control_loop(&mut self, run: &mut Run) -> Ending {
-        let poll_every = self.config.shape_poll.max(Duration::from_millis(1));
-        let mut next_poll = Instant::now();
-        let mut last_tick: Option<(u32, f64)> = None;
+        let mut scenarios =
+            Scenarios::new(self.scenarios.len(), self.config.shape_poll, Instant::now());
         let mut due: Option<Instant> = None;
         let mut running = false;
         loop {
             let paused = self.core.states.state() == RunnerState::Paused;
             let mut wake = run.next_flush;
-            if !paused && self.shape.is_some() {
-                wake = wake.min(next_poll);
+            if !paused
+                && !self.driven
+                && let Some(p) = scenarios.next_poll(self.scenarios)
+            {
+                wake = wake.min(p);
             }
             if let Some(d) = due {
                 wake = wake.min(d);
@@ -446,43 +500,29 @@ impl<P: Placement> Engine<'_, P> {
                 () = tokio::time::sleep_until(wake) => None,
             };
             let now = Instant::now();
-            if let Some(c) = cmd {
-                if let Some(ending) = self.command(c, now, run) {
-                    return ending;
-                }
-                if self.core.states.state() == RunnerState::Running && paused {
-                    next_poll = now;
-                }
-            }
-            let paused = self.core.states.state() == RunnerState::Paused;
-            if !paused
-                && now >= next_poll
-                && let Some(shape) = self.shape.as_mut()
+            if let Some(c) = cmd
+                && let Some(ending) = self.command(c, now, run, &scenarios)
             {
-                // Polls sit on the run clock's grid, so a shape ending at 10 s is seen at
-                // 10 s even after a pause shifted wall time.
+                return ending;
+            }
+            if self.core.states.state() != RunnerState::Paused && !self.driven {
                 let run_time = run.clock.run_time(now.into_std());
-                let into =
-                    Duration::from_nanos((run_time.as_nanos() % poll_every.as_nanos()) as u64);
-                next_poll = now + (poll_every - into);
-                match shape.tick(run_time) {
-                    None => return Ending::because(StopReason::ShapeEnded),
-                    Some((users, rate)) => {
-                        let checked = validate_spawn_rate(rate)
-                            .and_then(|()| validate_users(users.into()).map(drop));
-                        if let Err(e) = checked {
-                            tracing::error!("load shape: {e}");
-                            return Ending {
-                                reason: StopReason::Fault,
-                                fault: Some(RunError::Shape(e)),
-                                stopped_by: None,
-                            };
-                        }
-                        // A new shape target replaces any manual override.
-                        if last_tick != Some((users, rate)) {
-                            last_tick = Some((users, rate));
-                            self.placement.set_target(users, rate, now);
-                        }
+                match scenarios.advance(self.scenarios, &mut self.placement, run_time, now) {
+                    Ok(true) => {
+                        return Ending {
+                            run_time: Some(scenarios.ended_at()),
+                            ..Ending::because(StopReason::ShapeEnded)
+                        };
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        return Ending {
+                            reason: StopReason::Fault,
+                            fault: Some(e),
+                            stopped_by: None,
+                            run_time: None,
+                        };
                     }
                 }
             }
@@ -494,10 +534,11 @@ impl<P: Placement> Engine<'_, P> {
                         reason: StopReason::Fault,
                         fault: Some(e),
                         stopped_by: None,
+                        run_time: None,
                     };
                 }
             };
-            self.publish_users();
+            self.publish_users(&scenarios);
             if now >= run.next_flush {
                 while run.next_flush <= now {
                     run.next_flush += self.config.metrics.flush_interval;
@@ -508,6 +549,7 @@ impl<P: Placement> Engine<'_, P> {
                         reason: StopReason::OutputStopped,
                         fault: None,
                         stopped_by: Some(why),
+                        run_time: None,
                     };
                 }
             }
@@ -521,7 +563,13 @@ impl<P: Placement> Engine<'_, P> {
     }
 
     /// Serves one command; `Some` when it ends the run.
-    fn command(&mut self, c: Command, now: Instant, run: &mut Run) -> Option<Ending> {
+    fn command(
+        &mut self,
+        c: Command,
+        now: Instant,
+        run: &mut Run,
+        scenarios: &Scenarios,
+    ) -> Option<Ending> {
         let states = &mut self.core.states;
         match c {
             Command::Pause if states.can_pause() => {
@@ -538,18 +586,27 @@ impl<P: Placement> Engine<'_, P> {
             Command::Quit => return Some(Ending::because(StopReason::Quit)),
             Command::Abort => return Some(Ending::because(StopReason::Aborted)),
             Command::End(reason) => return Some(Ending::because(reason)),
-            Command::SetUsers(n) => match validate_users(n.into()) {
-                Ok(n) => {
-                    let rate = self.placement.target().map_or(IMMEDIATE, |(_, r)| r);
-                    self.placement.set_target(n, rate, now);
-                }
-                Err(e) => tracing::warn!("set users: {e}"),
-            },
-            Command::SetTypeTargets(targets, rate) => {
-                if validate_spawn_rate(rate).is_ok() {
-                    self.placement.set_type_targets(&targets, rate, now);
+            Command::SetUsers(n) => {
+                match (validate_users(n.into()), scenarios.manual(self.scenarios)) {
+                    (Ok(n), Some(i)) => {
+                        let rate = self.placement.target(i).map_or(IMMEDIATE, |(_, r)| r);
+                        self.placement.set_target(i, n, rate, now);
+                    }
+                    (Ok(_), None) => tracing::warn!(
+                        "set users: no running scenario takes a number of users (its executor decides)"
+                    ),
+                    (Err(e), _) => tracing::warn!("set users: {e}"),
                 }
             }
+            Command::Scenario(i, sc) if i < self.scenarios.len() => match sc {
+                ScenarioCommand::TypeTargets { targets, rate } => {
+                    if validate_spawn_rate(rate).is_ok() {
+                        self.placement.set_type_targets(i, &targets, rate, now);
+                    }
+                }
+                ScenarioCommand::Start(part) => self.placement.start_scenario(i, part, now),
+                ScenarioCommand::End(grace) => self.placement.end_scenario(i, grace, now),
+            },
             other => {
                 tracing::debug!(?other, state = %states.state(), "command ignored in this state");
             }
@@ -557,13 +614,26 @@ impl<P: Placement> Engine<'_, P> {
         None
     }
 
-    /// Users and workers, for handles and the control API: at once, not per interval.
-    fn publish_users(&self) {
+    /// Users, workers and finished scenarios, for handles and the control API: at
+    /// once, not per interval.
+    fn publish_users(&mut self, scenarios: &Scenarios) {
         *lock(&self.core.shared.users) = self.placement.users();
         let workers = self.placement.workers();
         if !workers.is_empty() {
             *lock(&self.core.shared.workers) = workers;
         }
+        let done: Vec<String> = if self.driven {
+            let mut names = Vec::new();
+            for (i, sc) in self.scenarios.iter().enumerate() {
+                if self.placement.scenario_done(i) {
+                    names.push(sc.name().to_owned());
+                }
+            }
+            names
+        } else {
+            scenarios.done_names(self.scenarios)
+        };
+        *lock(&self.core.shared.scenarios_done) = done;
     }
 
     /// Closes what can close at `now` (everything when `last`), feeding the live view, the

@@ -22,10 +22,21 @@ pub(crate) enum Command {
     Quit,
     Abort,
     SetUsers(u32),
-    /// A worker's absolute users per type (in its types' order), at a rate.
-    SetTypeTargets(Vec<u32>, f64),
+    /// What a worker's master asks of scenario `i` (its index in the test).
+    Scenario(usize, ScenarioCommand),
     /// End the run for this reason (a worker whose master stopped it or went silent).
     End(StopReason),
+}
+
+/// What a master asks of one scenario on a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ScenarioCommand {
+    /// Absolute users per user type (in the scenario's types' order), at a rate.
+    TypeTargets { targets: Vec<u32>, rate: f64 },
+    /// Start (or re-share) an iteration or arrival-rate scenario with this part.
+    Start(crate::scenarios::Part),
+    /// End it: users finish their iteration within this graceful stop period.
+    End(std::time::Duration),
 }
 
 /// A distributed run's worker, as its master sees it.
@@ -48,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) workers: Mutex<Vec<WorkerView>>,
     pub(crate) series: Mutex<Series>,
     pub(crate) summary: Mutex<Option<Summary>>,
+    /// Scenarios whose users are all done (a worker reports them to its master).
+    pub(crate) scenarios_done: Mutex<Vec<String>>,
     pub(crate) exporter: Option<Arc<PrometheusExporter>>,
     /// Set by [`RunnerHandle::quit`]: also after the run ended (`--linger`).
     pub(crate) quit: watch::Sender<bool>,
@@ -123,6 +136,7 @@ impl RunnerCore {
             workers: Mutex::new(Vec::new()),
             series: Mutex::new(Series::default()),
             summary: Mutex::new(None),
+            scenarios_done: Mutex::new(Vec::new()),
             exporter: exporter.clone(),
             quit: watch::channel(false).0,
         });
@@ -233,6 +247,11 @@ impl RunnerHandle {
     /// The final summary, once the run has ended.
     pub fn summary(&self) -> Option<Summary> {
         lock(&self.shared.summary).clone()
+    }
+
+    /// Scenarios whose users are all done.
+    pub(crate) fn scenarios_done(&self) -> Vec<String> {
+        lock(&self.shared.scenarios_done).clone()
     }
 
     /// A distributed run's workers as the master sees them (empty for a local run).

@@ -46,6 +46,7 @@
 //! ```
 
 mod aggregate;
+mod arrival;
 pub mod control;
 pub mod distributed;
 mod engine;
@@ -55,6 +56,7 @@ mod manager;
 mod master;
 pub mod output;
 mod report;
+mod scenarios;
 pub mod series;
 pub mod summary;
 pub mod threshold;

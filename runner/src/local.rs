@@ -2,11 +2,12 @@
 //! [`LocalRunner`], the engine with it.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aiotest_coordinator::wire::TaskCounts;
 use aiotest_core::lifecycle::Hooks;
+use aiotest_core::scenario::{Executor, Scenario};
 use aiotest_core::shape::LoadUserShape;
 use aiotest_core::state::Role;
 use aiotest_core::user::UserType;
@@ -14,30 +15,109 @@ use aiotest_metrics::{PrometheusExporter, Snapshot};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::engine::{Abort, Begin, Finish, Placement, RunConfig, Runner};
+use crate::arrival::ArrivalRun;
+use crate::engine::{Abort, Begin, Finish, Placement, RunConfig, Runner, single_scenario};
 use crate::handle::{Command, RunnerHandle, WorkerView};
 use crate::manager::UserManager;
 use crate::output::Output;
 use crate::report::{RunError, RunReport};
-use crate::user_loop::{UserEnv, UserStats};
+use crate::scenarios::Part;
+use crate::user_loop::{UserEnv, UserStats, Work};
 
-/// Users run by this process's [`UserManager`].
+/// One scenario's users here.
+enum Run {
+    Waiting,
+    /// Closed model: users follow targets.
+    Targets(UserManager),
+    /// A fixed number of users with an iteration budget: shared by them
+    /// (shared-iterations) or each one's (per-vu-iterations), as last given.
+    Iterations(UserManager, Option<Arc<AtomicU64>>, Part),
+    /// Open model: a schedule and its pool.
+    Arrivals(ArrivalRun),
+}
+
+impl Run {
+    fn users(&self) -> Option<&UserManager> {
+        match self {
+            Run::Waiting => None,
+            Run::Targets(m) | Run::Iterations(m, ..) => Some(m),
+            Run::Arrivals(a) => Some(a.users()),
+        }
+    }
+
+    fn users_mut(&mut self) -> Option<&mut UserManager> {
+        match self {
+            Run::Waiting => None,
+            Run::Targets(m) | Run::Iterations(m, ..) => Some(m),
+            Run::Arrivals(a) => Some(a.users_mut()),
+        }
+    }
+}
+
+/// A running iteration scenario's new part: more iterations for its shared budget, or
+/// more users (a lost worker's share moved here).
+fn reshare_iterations(
+    m: &mut UserManager,
+    budget: Option<&Arc<AtomicU64>>,
+    old: &mut Part,
+    new: Part,
+) {
+    if *old == new || m.ended() {
+        return;
+    }
+    if let Some(b) = budget {
+        if new.budget > old.budget {
+            b.fetch_add(new.budget - old.budget, Ordering::AcqRel);
+        } else {
+            let less = old.budget - new.budget;
+            let _ = b.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(less))
+            });
+        }
+    }
+    if new.vus.0 > old.vus.0 {
+        let more = new.vus.0 - old.vus.0;
+        match budget {
+            Some(b) => m.start_with(more, || Work::Shared(Arc::clone(b))),
+            None => m.start_with(more, || Work::PerUser(new.budget)),
+        }
+    }
+    *old = new;
+}
+
+/// Users run by this process: one [`UserManager`] per scenario.
 pub(crate) struct LocalPlacement {
-    types: Vec<UserType>,
+    scenarios: Vec<Scenario>,
+    runs: Vec<Run>,
     host: Option<Arc<str>>,
     stats: Arc<UserStats>,
-    manager: Option<UserManager>,
-    cancelled: u64,
+    env: Option<Arc<UserEnv>>,
+    paused_at: Option<Instant>,
 }
 
 impl LocalPlacement {
-    pub(crate) fn new(types: Vec<UserType>, config: &RunConfig) -> Self {
+    pub(crate) fn new(scenarios: Vec<Scenario>, config: &RunConfig) -> Self {
         LocalPlacement {
-            types,
+            runs: scenarios.iter().map(|_| Run::Waiting).collect(),
+            scenarios,
             host: config.host.as_deref().map(Arc::from),
             stats: Arc::default(),
-            manager: None,
-            cancelled: 0,
+            env: None,
+            paused_at: None,
+        }
+    }
+
+    fn manager(&self, i: usize) -> Option<UserManager> {
+        let sc = self.scenarios.get(i)?;
+        let env = Arc::clone(self.env.as_ref()?);
+        UserManager::new(sc.user_types().to_vec(), sc.name_arc(), env).ok()
+    }
+
+    fn each_manager(&mut self, mut f: impl FnMut(&mut UserManager)) {
+        for run in &mut self.runs {
+            if let Some(m) = run.users_mut() {
+                f(m);
+            }
         }
     }
 }
@@ -48,50 +128,152 @@ impl Placement for LocalPlacement {
     }
 
     fn begin(&mut self, begin: Begin<'_>) -> Result<(), RunError> {
-        let env = Arc::new(UserEnv {
+        self.env = Some(Arc::new(UserEnv {
             collector: begin.collector.clone(),
             host: self.host.clone(),
             setup: begin.setup,
             stats: Arc::clone(&self.stats),
-        });
-        self.manager = Some(UserManager::new(self.types.clone(), env)?);
+            next_id: Default::default(),
+        }));
         Ok(())
     }
 
-    fn set_target(&mut self, users: u32, rate: f64, now: Instant) {
-        if let Some(m) = self.manager.as_mut() {
+    fn start_scenario(&mut self, i: usize, part: Part, now: Instant) {
+        // A scenario already running gets its new part (a worker's master re-shares it
+        // when the workers change); a repeated start changes nothing.
+        match self.runs.get_mut(i) {
+            None => return,
+            Some(Run::Waiting) => {}
+            Some(Run::Arrivals(a)) => {
+                a.reshare(part.share, part.vus.1, part.elapsed, now);
+                return;
+            }
+            Some(Run::Iterations(m, budget, old)) => {
+                reshare_iterations(m, budget.as_ref(), old, part);
+                return;
+            }
+            Some(Run::Targets(_)) => return,
+        }
+        let (Some(sc), Some(mut users)) = (self.scenarios.get(i), self.manager(i)) else {
+            return;
+        };
+        let run = match sc.executor() {
+            Executor::SharedIterations { .. } => {
+                let budget = Arc::new(AtomicU64::new(part.budget));
+                users.start_with(part.vus.0, || Work::Shared(Arc::clone(&budget)));
+                Run::Iterations(users, Some(budget), part)
+            }
+            Executor::PerVuIterations { .. } => {
+                users.start_with(part.vus.0, || Work::PerUser(part.budget));
+                Run::Iterations(users, None, part)
+            }
+            e => match (e.arrivals(), self.env.as_ref()) {
+                (Some(schedule), Some(env)) => Run::Arrivals(ArrivalRun::start(
+                    schedule,
+                    part.share,
+                    part.vus,
+                    users,
+                    env.collector.clone(),
+                    part.elapsed,
+                    now,
+                )),
+                _ => Run::Targets(users),
+            },
+        };
+        self.runs[i] = run;
+        if let (Some(at), Some(m)) = (self.paused_at, self.runs[i].users_mut()) {
+            m.pause_all_users(at);
+        }
+    }
+
+    fn set_target(&mut self, i: usize, users: u32, rate: f64, now: Instant) {
+        if let Some(Run::Targets(m)) = self.runs.get_mut(i) {
             m.manage_users(users, rate, now);
         }
     }
 
-    fn set_type_targets(&mut self, targets: &[u32], rate: f64, now: Instant) {
-        if let Some(m) = self.manager.as_mut() {
+    fn set_type_targets(&mut self, i: usize, targets: &[u32], rate: f64, now: Instant) {
+        if matches!(self.runs.get(i), Some(Run::Waiting)) {
+            // A worker's closed-model scenario starts with its first targets.
+            self.start_scenario(i, Part::whole(self.scenarios[i].executor()), now);
+        }
+        if let Some(Run::Targets(m)) = self.runs.get_mut(i) {
             m.manage_users_by_type(targets, rate, now);
         }
     }
 
-    fn target(&self) -> Option<(u32, f64)> {
-        self.manager.as_ref().and_then(UserManager::target)
+    fn target(&self, i: usize) -> Option<(u32, f64)> {
+        match self.runs.get(i)? {
+            Run::Targets(m) => m.target(),
+            _ => None,
+        }
+    }
+
+    fn end_scenario(&mut self, i: usize, grace: Duration, now: Instant) {
+        match self.runs.get_mut(i) {
+            Some(Run::Targets(m) | Run::Iterations(m, ..)) => m.end(now + grace),
+            Some(Run::Arrivals(a)) => a.end(now + grace),
+            _ => {}
+        }
+    }
+
+    fn scenario_done(&mut self, i: usize) -> bool {
+        if let Some(m) = self.runs.get_mut(i).and_then(Run::users_mut) {
+            m.cleanup_inactive_users();
+        }
+        match self.runs.get(i) {
+            Some(Run::Targets(m)) => m.ended() && m.live_user_count() == 0,
+            Some(Run::Iterations(m, ..)) => m.live_user_count() == 0,
+            Some(Run::Arrivals(a)) => a.users().ended() && a.users().live_user_count() == 0,
+            _ => false,
+        }
     }
 
     fn pause(&mut self, now: Instant) {
-        if let Some(m) = self.manager.as_mut() {
-            m.pause_all_users(now);
+        self.paused_at = Some(now);
+        for run in &mut self.runs {
+            match run {
+                Run::Arrivals(a) => a.pause(now),
+                other => {
+                    if let Some(m) = other.users_mut() {
+                        m.pause_all_users(now);
+                    }
+                }
+            }
         }
     }
 
     fn resume(&mut self, now: Instant) {
-        if let Some(m) = self.manager.as_mut() {
-            m.resume_all_users(now);
+        self.paused_at = None;
+        for run in &mut self.runs {
+            match run {
+                Run::Arrivals(a) => a.resume(now),
+                other => {
+                    if let Some(m) = other.users_mut() {
+                        m.resume_all_users(now);
+                    }
+                }
+            }
         }
     }
 
     fn step(&mut self, now: Instant) -> Result<Option<Instant>, RunError> {
-        let Some(m) = self.manager.as_mut() else {
-            return Ok(None);
-        };
-        let due = m.step(now);
-        m.cleanup_inactive_users();
+        let mut due: Option<Instant> = None;
+        for run in &mut self.runs {
+            let d = match run {
+                Run::Waiting => None,
+                Run::Targets(m) | Run::Iterations(m, ..) => {
+                    let d = m.step(now);
+                    m.cleanup_inactive_users();
+                    d
+                }
+                Run::Arrivals(a) => a.step(now),
+            };
+            due = match (due, d) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
         Ok(due)
     }
 
@@ -102,18 +284,22 @@ impl Placement for LocalPlacement {
     }
 
     fn users(&self) -> Vec<(String, u64)> {
-        match &self.manager {
-            Some(m) => m
-                .counts_by_type()
-                .into_iter()
-                .map(|(n, c)| (n.to_owned(), c))
-                .collect(),
-            None => self
-                .types
-                .iter()
-                .map(|t| (t.name().to_owned(), 0))
-                .collect(),
+        // Per user type, over all scenarios, in the order the types first appear.
+        let mut out: Vec<(String, u64)> = Vec::new();
+        for (sc, run) in self.scenarios.iter().zip(&self.runs) {
+            let counts = run.users().map(UserManager::counts_by_type);
+            for (k, t) in sc.user_types().iter().enumerate() {
+                let n = counts
+                    .as_ref()
+                    .and_then(|c| c.get(k))
+                    .map_or(0, |(_, n)| *n);
+                match out.iter_mut().find(|(name, _)| name == t.name()) {
+                    Some((_, total)) => *total += n,
+                    None => out.push((t.name().to_owned(), n)),
+                }
+            }
         }
+        out
     }
 
     fn workers(&self) -> Vec<WorkerView> {
@@ -125,19 +311,28 @@ impl Placement for LocalPlacement {
             tasks: self.stats.tasks.load(Ordering::Relaxed),
             task_errors: self.stats.task_errors.load(Ordering::Relaxed),
             panics: self.stats.panics.load(Ordering::Relaxed),
-            cancelled_users: self.cancelled,
+            cancelled_users: self
+                .runs
+                .iter()
+                .filter_map(Run::users)
+                .map(UserManager::cancelled)
+                .sum(),
         }
     }
 
-    async fn stop(&mut self, _quit: bool, grace: Duration, abort: Abort<'_>) {
-        if let Some(m) = self.manager.as_mut() {
-            self.cancelled += m.stop_all_users_or(grace, abort).await as u64;
+    async fn stop(&mut self, _quit: bool, grace: Duration, mut abort: Abort<'_>) {
+        // Every scenario's users are told at once, and share one deadline.
+        let deadline = Instant::now() + grace;
+        self.each_manager(|m| m.end(deadline));
+        for run in &mut self.runs {
+            if let Some(m) = run.users_mut() {
+                m.finish(abort.as_mut()).await;
+            }
         }
     }
 
     async fn finish(&mut self) -> Finish {
         // Users are gone; their recorders flushed as they ended.
-        self.manager = None;
         Finish::default()
     }
 }
@@ -149,7 +344,8 @@ pub struct LocalRunner {
 }
 
 impl LocalRunner {
-    /// A runner for `types` following `shape`, with lifecycle `hooks`.
+    /// A runner for `types` following `shape`, with lifecycle `hooks`: one scenario,
+    /// `default`, whose graceful stop period is the config's `stop_timeout`.
     pub fn new(
         types: Vec<UserType>,
         shape: impl LoadUserShape + 'static,
@@ -168,8 +364,19 @@ impl LocalRunner {
         config: RunConfig,
         exporter: Option<Arc<PrometheusExporter>>,
     ) -> Result<Self, RunError> {
+        let scenarios = single_scenario(types, shape, config.stop_timeout)?;
+        Self::scenarios(scenarios, hooks, config, exporter)
+    }
+
+    /// A runner for a test of several scenarios (k6's `options.scenarios`).
+    pub fn scenarios(
+        scenarios: Vec<Scenario>,
+        hooks: Hooks,
+        config: RunConfig,
+        exporter: Option<Arc<PrometheusExporter>>,
+    ) -> Result<Self, RunError> {
         Ok(LocalRunner {
-            runner: Runner::new(Role::Local, types, shape, hooks, config, exporter)?,
+            runner: Runner::new(Role::Local, scenarios, hooks, config, exporter)?,
         })
     }
 
@@ -191,11 +398,11 @@ impl LocalRunner {
         tokio::spawn(self.run())
     }
 
-    /// Runs the whole test: setup, users following the shape until it ends or a stop or
-    /// quit arrives, graceful stop, teardown, final metrics, summary. Every ending that
-    /// got past setup is a report.
+    /// Runs the whole test: setup, the scenarios until they are done or a stop or quit
+    /// arrives, graceful stop, teardown, final metrics, summary. Every ending that got
+    /// past setup is a report.
     pub async fn run(mut self) -> Result<RunReport, RunError> {
-        let placement = LocalPlacement::new(self.runner.types.clone(), &self.runner.config);
+        let placement = LocalPlacement::new(self.runner.scenarios.clone(), &self.runner.config);
         self.runner.run(placement).await
     }
 }

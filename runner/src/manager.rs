@@ -1,11 +1,13 @@
-//! The user manager: starts and stops users to reach the load shape's target at its
-//! spawn rate, without blocking anything.
+//! The user manager: the users of one scenario on this node. It starts and stops users
+//! to reach a target at its spawn rate (closed-model executors), starts a fixed number
+//! with their work (iteration and arrival-rate executors), and ends them, without
+//! blocking anything.
 //!
 //! The manager never sleeps: [`UserManager::step`] does what is due at `now` and says when
 //! the next action is due, so the runner's loop keeps polling the shape, serving commands
-//! and flushing metrics during a ramp. User k always has the same type (see
-//! `aiotest_core::weights`), and the newest users stop first, so the split by weight is
-//! exact at every count.
+//! and flushing metrics during a ramp or a scenario's graceful stop. User k always has the
+//! same type (see `aiotest_core::weights`), and the newest users stop first, so the split
+//! by weight is exact at every count.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +18,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::user_loop::{Control, UserEnv, run_user};
+use crate::user_loop::{Control, UserEnv, Work, run_user};
 
 struct Slot {
     stop: watch::Sender<bool>,
     type_index: usize,
+    task: tokio::task::Id,
 }
 
 /// One paced step of a ramp.
@@ -43,9 +46,10 @@ struct Ramp {
     started: Instant,
 }
 
-/// Starts, stops, pauses and resumes a run's users.
+/// Starts, stops, pauses and resumes one scenario's users.
 pub struct UserManager {
     types: Vec<UserType>,
+    scenario: Arc<str>,
     sequence: WeightedSequence,
     type_of: Vec<usize>,
     users: Vec<Slot>,
@@ -53,29 +57,74 @@ pub struct UserManager {
     paused: watch::Sender<bool>,
     paused_at: Option<Instant>,
     env: Arc<UserEnv>,
-    next_id: u64,
     target: Option<(u32, f64)>,
     type_targets: Option<(Vec<u32>, f64)>,
     ramp: Option<Ramp>,
+    /// Ending: users still running then are cancelled.
+    cancel_at: Option<Instant>,
+    cancelled: u64,
 }
 
 impl UserManager {
-    pub(crate) fn new(types: Vec<UserType>, env: Arc<UserEnv>) -> Result<Self, WeightError> {
+    pub(crate) fn new(
+        types: Vec<UserType>,
+        scenario: Arc<str>,
+        env: Arc<UserEnv>,
+    ) -> Result<Self, WeightError> {
         let weights: Vec<u32> = types.iter().map(UserType::weight).collect();
         Ok(UserManager {
             sequence: WeightedSequence::new(&weights)?,
             types,
+            scenario,
             type_of: Vec::new(),
             users: Vec::new(),
             tasks: JoinSet::new(),
             paused: watch::channel(false).0,
             paused_at: None,
             env,
-            next_id: 0,
             target: None,
             type_targets: None,
             ramp: None,
+            cancel_at: None,
+            cancelled: 0,
         })
+    }
+
+    /// Users whose task has not ended yet (stopping ones included).
+    pub fn live_user_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Users cancelled because they outlived a graceful stop period.
+    pub fn cancelled(&self) -> u64 {
+        self.cancelled
+    }
+
+    /// Starts the next `n` users of the weighted sequence at once, each with the work
+    /// `work` gives it (iteration and arrival-rate executors).
+    pub(crate) fn start_with(&mut self, n: u32, mut work: impl FnMut() -> Work) {
+        for _ in 0..n {
+            let k = self.users.len();
+            while self.type_of.len() <= k {
+                self.type_of.push(self.sequence.next_index());
+            }
+            self.start_user(self.type_of[k], work());
+        }
+    }
+
+    /// Ends the scenario: every user finishes its iteration in flight by `deadline`; the
+    /// ones still running then are cancelled by [`step`](Self::step).
+    pub(crate) fn end(&mut self, deadline: Instant) {
+        self.ramp = None;
+        self.target = None;
+        self.type_targets = None;
+        for slot in &self.users {
+            let _ = slot.stop.send(true);
+        }
+        // Paused users must wake up to see the stop.
+        let _ = self.paused.send(false);
+        self.paused_at = None;
+        self.cancel_at = Some(self.cancel_at.map_or(deadline, |d| d.min(deadline)));
     }
 
     /// Users running (stopping ones not counted).
@@ -171,8 +220,28 @@ impl UserManager {
         });
     }
 
-    /// Does the starts and stops due at `now`; returns when the next one is due.
+    /// Does the starts, stops and cancellations due at `now`; returns when the next one
+    /// is due.
     pub fn step(&mut self, now: Instant) -> Option<Instant> {
+        if let Some(at) = self.cancel_at {
+            if self.tasks.is_empty() {
+                return None;
+            }
+            if now < at {
+                return Some(at);
+            }
+            let left = self.tasks.len();
+            tracing::warn!(
+                scenario = &*self.scenario,
+                users = left,
+                "users still busy after the graceful stop period; cancelling them"
+            );
+            self.cancelled += left as u64;
+            // Cancelling drops their futures: requests and iterations in flight are
+            // recorded as interrupted, recorders flush.
+            self.tasks.abort_all();
+            return None;
+        }
         if self.paused_at.is_some() {
             return None;
         }
@@ -194,9 +263,9 @@ impl UserManager {
                     while self.type_of.len() <= k {
                         self.type_of.push(self.sequence.next_index());
                     }
-                    self.start_user(self.type_of[k]);
+                    self.start_user(self.type_of[k], Work::Loop);
                 }
-                Action::StartType(t) => self.start_user(t),
+                Action::StartType(t) => self.start_user(t, Work::Loop),
                 Action::StopNewest => self.stop_newest(None),
                 Action::StopNewestOfType(t) => self.stop_newest(Some(t)),
             }
@@ -210,7 +279,7 @@ impl UserManager {
         Some(next)
     }
 
-    fn start_user(&mut self, type_index: usize) {
+    fn start_user(&mut self, type_index: usize, work: Work) {
         if type_index >= self.types.len() {
             return;
         }
@@ -219,15 +288,26 @@ impl UserManager {
             stop: stop_rx,
             paused: self.paused.subscribe(),
         };
-        let id = self.next_id;
-        self.next_id += 1;
-        self.tasks.spawn(run_user(
-            self.types[type_index].clone(),
-            id,
-            Arc::clone(&self.env),
-            control,
-        ));
-        self.users.push(Slot { stop, type_index });
+        let id = self
+            .env
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let task = self
+            .tasks
+            .spawn(run_user(
+                self.types[type_index].clone(),
+                id,
+                Arc::clone(&self.scenario),
+                Arc::clone(&self.env),
+                control,
+                work,
+            ))
+            .id();
+        self.users.push(Slot {
+            stop,
+            type_index,
+            task,
+        });
     }
 
     fn stop_newest(&mut self, of_type: Option<usize>) {
@@ -260,14 +340,21 @@ impl UserManager {
         }
     }
 
-    /// Reaps users that have ended.
+    /// Reaps users that have ended (stopped, their work done, or cancelled).
     pub fn cleanup_inactive_users(&mut self) {
-        while let Some(result) = self.tasks.try_join_next() {
-            if let Err(e) = result
-                && e.is_panic()
-            {
-                // run_user catches task panics; this would be a bug in the loop itself.
-                tracing::error!("a user task panicked outside its tasks: {e}");
+        while let Some(result) = self.tasks.try_join_next_with_id() {
+            let id = match result {
+                Ok((id, ())) => id,
+                Err(e) => {
+                    if e.is_panic() {
+                        // run_user catches task panics; this would be a bug in the loop.
+                        tracing::error!("a user task panicked outside its tasks: {e}");
+                    }
+                    e.id()
+                }
+            };
+            if let Some(i) = self.users.iter().position(|u| u.task == id) {
+                self.users.remove(i);
             }
         }
     }
@@ -285,16 +372,15 @@ impl UserManager {
         grace: Duration,
         abort: impl std::future::Future<Output = ()>,
     ) -> usize {
-        self.ramp = None;
-        self.target = None;
-        self.type_targets = None;
-        for slot in self.users.drain(..) {
-            let _ = slot.stop.send(true);
-        }
-        // Paused users must wake up to see the stop.
-        let _ = self.paused.send(false);
-        self.paused_at = None;
-        let deadline = Instant::now() + grace;
+        self.end(Instant::now() + grace);
+        self.users.clear();
+        self.finish(abort).await
+    }
+
+    /// After [`end`](Self::end): waits for the users until the deadline (or `abort`),
+    /// then cancels the rest. Returns how many were cancelled.
+    pub(crate) async fn finish(&mut self, abort: impl std::future::Future<Output = ()>) -> usize {
+        let deadline = self.cancel_at.unwrap_or_else(Instant::now);
         let mut abort = std::pin::pin!(abort);
         loop {
             tokio::select! {
@@ -308,11 +394,23 @@ impl UserManager {
         }
         let left = self.tasks.len();
         tracing::warn!(
+            scenario = &*self.scenario,
             users = left,
             "users still busy after the graceful stop period; cancelling them"
         );
         self.tasks.shutdown().await;
+        self.cancelled += left as u64;
         left
+    }
+
+    /// The scenario's name.
+    pub(crate) fn scenario(&self) -> Arc<str> {
+        Arc::clone(&self.scenario)
+    }
+
+    /// Whether it was told to end.
+    pub(crate) fn ended(&self) -> bool {
+        self.cancel_at.is_some()
     }
 }
 
@@ -342,8 +440,9 @@ mod tests {
             host: None,
             setup: None,
             stats: Arc::new(UserStats::default()),
+            next_id: Default::default(),
         });
-        UserManager::new(types, env).expect("valid weights")
+        UserManager::new(types, "default".into(), env).expect("valid weights")
     }
 
     fn counts(m: &UserManager) -> Vec<u64> {

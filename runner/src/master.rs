@@ -22,6 +22,7 @@ use aiotest_coordinator::{
     COMMAND_TIMEOUT, DistributedCoordinator, Redis, RedisLock, Subscription,
 };
 use aiotest_core::lifecycle::Hooks;
+use aiotest_core::scenario::{Drive, Executor, Scenario};
 use aiotest_core::shape::LoadUserShape;
 use aiotest_core::state::{Role, RunnerState};
 use aiotest_core::user::UserType;
@@ -32,10 +33,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::distributed::{DistributedConfig, INSTANCE_KEY_TTL};
-use crate::engine::{Abort, Begin, Finish, Placement, RunConfig, Runner};
+use crate::engine::{Abort, Begin, Finish, Placement, RunConfig, Runner, single_scenario};
 use crate::handle::{Command, RunnerHandle, WorkerView, lock};
 use crate::output::Output;
 use crate::report::{RunError, RunReport};
+use crate::scenarios::{Part, split_weighted};
 
 /// What the master knows of a worker.
 #[derive(Debug, Clone)]
@@ -50,13 +52,15 @@ struct WorkerInfo {
     compatible: bool,
     /// End of its newest snapshot (µs since the epoch): how far it has reported.
     reported_to_us: Option<u64>,
+    /// Scenarios whose users are all done there.
+    done: Vec<String>,
 }
 
 /// What the subscriptions received, waiting for the control loop.
 #[derive(Default)]
 struct Inbox {
-    hellos: Vec<(String, Vec<String>)>,
-    beats: Vec<(String, RunnerState, u64, bool)>,
+    hellos: Vec<(String, Vec<String>, Vec<String>)>,
+    beats: Vec<(String, RunnerState, u64, bool, Vec<String>)>,
     metrics: Vec<(String, u64, Snapshot, bool, TaskCounts)>,
 }
 
@@ -131,10 +135,55 @@ async fn io_loop(
     }
 }
 
+/// One scenario as the master runs it over its workers.
+struct ScenarioPlan {
+    name: String,
+    types: Vec<String>,
+    weights: Vec<u32>,
+    executor: Executor,
+    drive: Drive,
+    /// Closed model: the target, and the users it last placed per type.
+    target: Option<(u32, f64)>,
+    dispatched: Vec<u64>,
+    redispatch: bool,
+    /// Self-scheduled: when it started (moved forward by pauses), and each worker's
+    /// part, last sent.
+    started: Option<Instant>,
+    parts: BTreeMap<String, Part>,
+    /// Iterations each worker reported done (shared-iterations re-splits).
+    done_by: BTreeMap<String, u64>,
+    /// Ended, with this graceful stop period.
+    ended: Option<Duration>,
+}
+
+impl ScenarioPlan {
+    fn new(sc: &Scenario) -> Self {
+        ScenarioPlan {
+            name: sc.name().to_owned(),
+            types: sc
+                .user_types()
+                .iter()
+                .map(|t| t.name().to_owned())
+                .collect(),
+            weights: sc.user_types().iter().map(UserType::weight).collect(),
+            executor: sc.executor().clone(),
+            drive: sc.executor().drive(),
+            target: None,
+            dispatched: vec![0; sc.user_types().len()],
+            redispatch: false,
+            started: None,
+            parts: BTreeMap::new(),
+            done_by: BTreeMap::new(),
+            ended: None,
+        }
+    }
+}
+
 /// Users on workers; see the [module docs](self).
 pub(crate) struct WorkersPlacement {
+    plans: Vec<ScenarioPlan>,
+    /// Every user type of the test, for the workers' hello.
     names: Vec<String>,
-    weights: Vec<u32>,
     dist: DistributedConfig,
     redis: Redis,
     keys: Keys,
@@ -149,10 +198,8 @@ pub(crate) struct WorkersPlacement {
     health: Arc<Health>,
     workers: BTreeMap<String, WorkerInfo>,
     ever_missing: BTreeSet<String>,
-    target: Option<(u32, f64)>,
-    dispatched: Vec<u64>,
-    redispatch: bool,
     paused: bool,
+    paused_at: Option<Instant>,
     accepting: bool,
     setup_json: Option<Vec<u8>>,
     /// Setup is done: workers may be sent its data.
@@ -166,7 +213,7 @@ pub(crate) struct WorkersPlacement {
 
 impl WorkersPlacement {
     fn new(
-        types: &[UserType],
+        scenarios: &[Scenario],
         dist: DistributedConfig,
         redis: Redis,
         plan: Option<Vec<u8>>,
@@ -180,9 +227,17 @@ impl WorkersPlacement {
             NodeType::Master,
         );
         let now = Instant::now();
+        let mut names: Vec<String> = Vec::new();
+        for sc in scenarios {
+            for t in sc.user_types() {
+                if !names.iter().any(|n| n == t.name()) {
+                    names.push(t.name().to_owned());
+                }
+            }
+        }
         WorkersPlacement {
-            names: types.iter().map(|t| t.name().to_owned()).collect(),
-            weights: types.iter().map(UserType::weight).collect(),
+            plans: scenarios.iter().map(ScenarioPlan::new).collect(),
+            names,
             keys: Keys::new(&dist.run_id, &instance),
             dist,
             redis,
@@ -200,10 +255,8 @@ impl WorkersPlacement {
             }),
             workers: BTreeMap::new(),
             ever_missing: BTreeSet::new(),
-            target: None,
-            dispatched: vec![0; types.len()],
-            redispatch: false,
             paused: false,
+            paused_at: None,
             accepting: true,
             setup_json: None,
             begun: false,
@@ -226,10 +279,12 @@ impl WorkersPlacement {
         self.send(Out::Command(m, None));
     }
 
-    fn live(&self) -> impl Iterator<Item = (&String, &WorkerInfo)> {
+    fn live_ids(&self) -> Vec<String> {
         self.workers
             .iter()
             .filter(|(_, w)| w.compatible && !w.missing)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Subscribes to the workers' heartbeats and metrics stream, and starts the I/O task.
@@ -242,11 +297,12 @@ impl WorkersPlacement {
                     state,
                     users,
                     has_setup,
+                    done,
                 } = env.message
                 {
                     lock(&inbox)
                         .beats
-                        .push((env.sender, state, users, has_setup));
+                        .push((env.sender, state, users, has_setup, done));
                 }
             })
             .await?;
@@ -256,8 +312,13 @@ impl WorkersPlacement {
             .coord
             .subscribe(ChannelType::RequestMetrics, move |env| {
                 match env.message {
-                    Message::Hello { user_types } => {
-                        lock(&inbox).hellos.push((env.sender, user_types));
+                    Message::Hello {
+                        user_types,
+                        scenarios,
+                    } => {
+                        lock(&inbox)
+                            .hellos
+                            .push((env.sender, user_types, scenarios));
                     }
                     Message::Metrics {
                         batch,
@@ -290,13 +351,18 @@ impl WorkersPlacement {
     /// Takes what the subscriptions received.
     fn drain(&mut self, now: Instant) {
         let inbox = std::mem::take(&mut *lock(&self.inbox));
-        for (id, types) in inbox.hellos {
-            let missing: Vec<&String> = self.names.iter().filter(|t| !types.contains(t)).collect();
+        for (id, types, scenarios) in inbox.hellos {
+            let missing: Vec<&String> = self
+                .names
+                .iter()
+                .chain(self.plans.iter().map(|p| &p.name))
+                .filter(|t| !types.contains(t) && !scenarios.contains(t))
+                .collect();
             if !missing.is_empty() {
                 tracing::error!(
                     worker = id,
                     ?missing,
-                    "worker lacks user types; it gets no users"
+                    "worker lacks user types or scenarios; it gets no users"
                 );
             }
             // A worker (re)joins: it starts idle, without setup data, and with a new run.
@@ -312,16 +378,20 @@ impl WorkersPlacement {
                     last_batch: None,
                     compatible: missing.is_empty(),
                     reported_to_us: None,
+                    done: Vec::new(),
                 },
             );
-            self.redispatch = true;
+            for p in &mut self.plans {
+                p.redispatch = true;
+            }
         }
-        for (id, state, users, has_setup) in inbox.beats {
+        for (id, state, users, has_setup, done) in inbox.beats {
             if let Some(w) = self.workers.get_mut(&id) {
                 w.last_seen = now;
                 w.state = state;
                 w.users = users;
                 w.has_setup = has_setup;
+                w.done = done;
             }
         }
         for (id, batch, snapshot, last, counts) in inbox.metrics {
@@ -338,29 +408,46 @@ impl WorkersPlacement {
                 // Counted all the same: a request sent is a request counted.
                 None => tracing::warn!(worker = id, "metrics from a worker that never said hello"),
             }
+            for p in &mut self.plans {
+                if let Some(s) = snapshot.scenarios.get(&p.name) {
+                    *p.done_by.entry(id.clone()).or_default() += s.iterations;
+                }
+            }
             self.counts.add(&counts);
             self.intervals.push(snapshot);
         }
     }
 
-    /// Sends each live worker its absolute per-type counts.
-    fn dispatch(&mut self) {
-        self.redispatch = false;
-        let Some((users, rate)) = self.target else {
+    /// How far into scenario `i` the run is (pauses excluded).
+    fn elapsed(&self, i: usize, now: Instant) -> Duration {
+        let Some(started) = self.plans[i].started else {
+            return Duration::ZERO;
+        };
+        self.paused_at
+            .unwrap_or(now)
+            .saturating_duration_since(started)
+    }
+
+    /// Sends each live worker its absolute per-type counts of closed-model scenario `i`.
+    fn dispatch(&mut self, i: usize) {
+        let live = self.live_ids();
+        let plan = &mut self.plans[i];
+        plan.redispatch = false;
+        let Some((users, rate)) = plan.target else {
             return;
         };
-        let live: Vec<String> = self.live().map(|(id, _)| id.clone()).collect();
-        if live.is_empty() || self.paused {
+        if live.is_empty() || self.paused || plan.ended.is_some() {
             return;
         }
         let split =
-            split_over_workers(u64::from(users), &self.weights, live.len()).unwrap_or_default();
+            split_over_workers(u64::from(users), &plan.weights, live.len()).unwrap_or_default();
         // Every worker moves at its share of the rate, so the whole ramp keeps its rate.
         let rate = rate / live.len() as f64;
-        let mut by_type = vec![0u64; self.names.len()];
+        let mut by_type = vec![0u64; plan.types.len()];
+        let mut out = Vec::with_capacity(live.len());
         for (id, counts) in live.iter().zip(&split) {
-            let users = self
-                .names
+            let users = plan
+                .types
                 .iter()
                 .zip(counts)
                 .map(|(t, n)| (t.clone(), u32::try_from(*n).unwrap_or(u32::MAX)))
@@ -368,31 +455,93 @@ impl WorkersPlacement {
             for (sum, n) in by_type.iter_mut().zip(counts) {
                 *sum += n;
             }
-            self.send(Out::Command(
+            out.push(Out::Command(
                 Message::Spawn {
+                    scenario: plan.name.clone(),
                     users,
                     spawn_rate: rate,
                 },
                 Some(id.clone()),
             ));
         }
-        self.dispatched = by_type;
+        plan.dispatched = by_type;
+        for o in out {
+            self.send(o);
+        }
+    }
+
+    /// Sends each live worker its part of self-scheduled scenario `i`; a changed set of
+    /// workers gets new parts from now on (a lost worker's share moves to the others).
+    fn send_parts(&mut self, i: usize, now: Instant) {
+        let live = self.live_ids();
+        let elapsed = self.elapsed(i, now);
+        let plan = &mut self.plans[i];
+        if plan.started.is_none() || plan.ended.is_some() || live.is_empty() {
+            return;
+        }
+        let same =
+            plan.parts.len() == live.len() && live.iter().all(|id| plan.parts.contains_key(id));
+        if !same {
+            let first = plan.parts.is_empty();
+            let mut parts = BTreeMap::new();
+            // Iterations already run by workers gone are not run again (shared budget).
+            let done: u64 = plan.done_by.values().sum();
+            let remaining = match plan.executor {
+                Executor::SharedIterations { iterations, .. } => iterations.saturating_sub(done),
+                _ => 0,
+            };
+            for (k, id) in live.iter().enumerate() {
+                let mut part = Part::of(&plan.executor, k, live.len());
+                if !first {
+                    part.elapsed = elapsed;
+                    part.share.from = plan
+                        .executor
+                        .arrivals()
+                        .map_or(0, |a| a.due_before(elapsed));
+                    if matches!(plan.executor, Executor::SharedIterations { .. }) {
+                        let users: Vec<u64> = (0..live.len())
+                            .map(|j| u64::from(Part::of(&plan.executor, j, live.len()).vus.0))
+                            .collect();
+                        let extra = split_weighted(remaining, &users)[k];
+                        part.budget = plan.done_by.get(id).copied().unwrap_or(0) + extra;
+                    }
+                }
+                parts.insert(id.clone(), part);
+            }
+            plan.parts = parts;
+        }
+        let out: Vec<Out> = plan
+            .parts
+            .iter()
+            .map(|(id, part)| {
+                Out::Command(
+                    Message::StartScenario {
+                        scenario: plan.name.clone(),
+                        share: part.share,
+                        vus: part.vus.0,
+                        max_vus: part.vus.1,
+                        budget: part.budget,
+                        elapsed_us: u64::try_from(part.elapsed.as_micros()).unwrap_or(u64::MAX),
+                    },
+                    Some(id.clone()),
+                )
+            })
+            .collect();
+        for o in out {
+            self.send(o);
+        }
     }
 
     /// Every heartbeat: liveness, announcements, setup data and targets again.
     fn beat(&mut self, now: Instant) -> Result<(), RunError> {
-        let mut changed = false;
         for (id, w) in self.workers.iter_mut() {
             let silent = now.saturating_duration_since(w.last_seen) > self.dist.liveness_timeout;
-            if silent != w.missing {
-                changed = true;
-                if silent {
-                    tracing::warn!(
-                        worker = id,
-                        "worker silent: MISSING; its users move to the others"
-                    );
-                    self.ever_missing.insert(id.clone());
-                }
+            if silent && !w.missing {
+                tracing::warn!(
+                    worker = id,
+                    "worker silent: MISSING; its users move to the others"
+                );
+                self.ever_missing.insert(id.clone());
             }
             w.missing = silent;
         }
@@ -407,13 +556,14 @@ impl WorkersPlacement {
             } else {
                 RunnerState::Running
             },
-            users: self.dispatched.iter().sum(),
+            users: self.plans.iter().flat_map(|p| &p.dispatched).sum(),
             has_setup: true,
+            done: Vec::new(),
         });
         let lacking: Vec<String> = self
-            .live()
-            .filter(|(_, w)| !w.has_setup)
-            .map(|(id, _)| id.clone())
+            .live_ids()
+            .into_iter()
+            .filter(|id| self.workers.get(id).is_some_and(|w| !w.has_setup))
             .collect();
         for id in lacking.into_iter().filter(|_| self.begun) {
             self.send(Out::Command(
@@ -423,10 +573,17 @@ impl WorkersPlacement {
                 Some(id),
             ));
         }
-        if changed || self.target.is_some() {
-            // Absolute targets, repeated: a lost command, a new or returning worker, or a
-            // missing one all converge here.
-            self.dispatch();
+        // Absolute targets and parts, repeated: a lost command, a new or returning
+        // worker, or a missing one all converge here.
+        for i in 0..self.plans.len() {
+            match (self.plans[i].drive, self.plans[i].ended) {
+                (_, Some(grace)) => self.broadcast(Message::EndScenario {
+                    scenario: self.plans[i].name.clone(),
+                    grace_us: u64::try_from(grace.as_micros()).unwrap_or(u64::MAX),
+                }),
+                (Drive::Targets, None) => self.dispatch(i),
+                (_, None) => self.send_parts(i, now),
+            }
         }
         if now >= self.next_touch {
             self.next_touch = now + Duration::from_secs(60);
@@ -498,28 +655,82 @@ impl Placement for WorkersPlacement {
         Ok(())
     }
 
-    fn set_target(&mut self, users: u32, rate: f64, _now: Instant) {
-        self.target = Some((users, rate));
-        self.redispatch = true;
+    fn start_scenario(&mut self, i: usize, _part: Part, now: Instant) {
+        if let Some(plan) = self.plans.get_mut(i)
+            && plan.drive != Drive::Targets
+            && plan.started.is_none()
+        {
+            plan.started = Some(now);
+            self.send_parts(i, now);
+        }
     }
 
-    fn set_type_targets(&mut self, _: &[u32], _: f64, _: Instant) {
+    fn set_target(&mut self, i: usize, users: u32, rate: f64, _now: Instant) {
+        if let Some(plan) = self.plans.get_mut(i) {
+            plan.target = Some((users, rate));
+            plan.redispatch = true;
+        }
+    }
+
+    fn set_type_targets(&mut self, _: usize, _: &[u32], _: f64, _: Instant) {
         tracing::warn!("a master places users by total, not by type; ignored");
     }
 
-    fn target(&self) -> Option<(u32, f64)> {
-        self.target
+    fn target(&self, i: usize) -> Option<(u32, f64)> {
+        self.plans.get(i)?.target
     }
 
-    fn pause(&mut self, _now: Instant) {
+    fn end_scenario(&mut self, i: usize, grace: Duration, _now: Instant) {
+        if let Some(plan) = self.plans.get_mut(i) {
+            plan.ended = Some(grace);
+            let m = Message::EndScenario {
+                scenario: plan.name.clone(),
+                grace_us: u64::try_from(grace.as_micros()).unwrap_or(u64::MAX),
+            };
+            self.broadcast(m);
+        }
+    }
+
+    fn scenario_done(&mut self, i: usize) -> bool {
+        let Some(plan) = self.plans.get(i) else {
+            return true;
+        };
+        // A closed-model scenario is done once ended; the others also when every live
+        // worker has spent its part.
+        if plan.drive == Drive::Targets && plan.ended.is_none() {
+            return false;
+        }
+        if plan.drive != Drive::Targets && plan.started.is_none() {
+            return false;
+        }
+        let live = self.live_ids();
+        live.iter().all(|id| {
+            self.workers
+                .get(id)
+                .is_some_and(|w| w.done.contains(&plan.name))
+        })
+    }
+
+    fn pause(&mut self, now: Instant) {
         self.paused = true;
+        self.paused_at = Some(now);
         self.broadcast(Message::Pause);
     }
 
-    fn resume(&mut self, _now: Instant) {
+    fn resume(&mut self, now: Instant) {
         self.paused = false;
+        if let Some(at) = self.paused_at.take() {
+            let paused_for = now.saturating_duration_since(at);
+            for plan in &mut self.plans {
+                if let Some(s) = plan.started.as_mut() {
+                    *s += paused_for;
+                }
+            }
+        }
         self.broadcast(Message::Resume);
-        self.redispatch = true;
+        for plan in &mut self.plans {
+            plan.redispatch = true;
+        }
     }
 
     fn step(&mut self, now: Instant) -> Result<Option<Instant>, RunError> {
@@ -528,8 +739,10 @@ impl Placement for WorkersPlacement {
             self.next_beat = now + self.dist.heartbeat_interval;
             self.beat(now)?;
         }
-        if self.redispatch {
-            self.dispatch();
+        for i in 0..self.plans.len() {
+            if self.plans[i].redispatch {
+                self.dispatch(i);
+            }
         }
         Ok(Some(self.next_beat))
     }
@@ -542,19 +755,25 @@ impl Placement for WorkersPlacement {
         // Every live worker has reported up to here; one that lags (or died without a
         // word) holds intervals back for three intervals at most.
         let floor = now_us.saturating_sub(3 * interval_us);
-        self.live()
-            .map(|(_, w)| w.reported_to_us.map_or(floor, |t| t + interval_us / 2))
+        self.workers
+            .values()
+            .filter(|w| w.compatible && !w.missing)
+            .map(|w| w.reported_to_us.map_or(floor, |t| t + interval_us / 2))
             .min()
             .unwrap_or(now_us)
             .max(floor)
     }
 
     fn users(&self) -> Vec<(String, u64)> {
-        self.names
-            .iter()
-            .cloned()
-            .zip(self.dispatched.iter().copied())
-            .collect()
+        let mut out: Vec<(String, u64)> = self.names.iter().map(|n| (n.clone(), 0)).collect();
+        for plan in &self.plans {
+            for (t, n) in plan.types.iter().zip(&plan.dispatched) {
+                if let Some((_, total)) = out.iter_mut().find(|(name, _)| name == t) {
+                    *total += n;
+                }
+            }
+        }
+        out
     }
 
     fn workers(&self) -> Vec<WorkerView> {
@@ -599,8 +818,9 @@ impl Placement for WorkersPlacement {
                 self.broadcast(stop.clone());
             }
             let pending: Vec<String> = self
-                .live()
-                .filter(|(_, w)| !w.final_seen)
+                .workers
+                .iter()
+                .filter(|(_, w)| w.compatible && !w.missing && !w.final_seen)
                 .map(|(id, _)| id.clone())
                 .collect();
             if pending.is_empty() {
@@ -690,9 +910,23 @@ impl MasterRunner {
         redis: Redis,
         exporter: Option<Arc<PrometheusExporter>>,
     ) -> Result<Self, RunError> {
+        let scenarios = single_scenario(types, shape, config.stop_timeout)?;
+        Self::scenarios(scenarios, hooks, config, dist, redis, exporter)
+    }
+
+    /// A master for a test of several scenarios; workers have the same scenarios (by
+    /// name) and run their parts.
+    pub fn scenarios(
+        scenarios: Vec<Scenario>,
+        hooks: Hooks,
+        config: RunConfig,
+        dist: DistributedConfig,
+        redis: Redis,
+        exporter: Option<Arc<PrometheusExporter>>,
+    ) -> Result<Self, RunError> {
         dist.validate()?;
         Ok(MasterRunner {
-            runner: Runner::new(Role::Master, types, shape, hooks, config, exporter)?,
+            runner: Runner::new(Role::Master, scenarios, hooks, config, exporter)?,
             dist,
             redis,
             plan: None,
@@ -721,7 +955,7 @@ impl MasterRunner {
     /// final flushes, teardown, the summary.
     pub async fn run(mut self) -> Result<RunReport, RunError> {
         let placement = WorkersPlacement::new(
-            &self.runner.types,
+            &self.runner.scenarios,
             self.dist.clone(),
             self.redis.clone(),
             self.plan.take(),

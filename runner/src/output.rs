@@ -51,6 +51,8 @@ pub struct RunInfo<'a> {
     pub role: Role,
     /// The user types' names.
     pub user_types: &'a [String],
+    /// The test's scenarios.
+    pub scenarios: &'a [aiotest_core::scenario::Scenario],
     /// How long the run is planned to take, when the load shape knows.
     pub planned: Option<Duration>,
     /// The run's `request_metrics` event: an output may add handlers that see every

@@ -29,6 +29,9 @@ pub enum RunError {
     /// The load shape returned an unusable tick.
     #[error("load shape: {0}")]
     Shape(#[from] ShapeError),
+    /// A scenario cannot run.
+    #[error("scenario: {0}")]
+    Scenario(#[from] aiotest_core::scenario::ScenarioError),
     /// Another master holds this run id.
     #[error("another master is running this run id; use another --run-id")]
     MasterExists,

@@ -1,5 +1,13 @@
-//! One virtual user's life: `on_start`, its tasks by execution mode with a wait after
-//! every task (failed or not), pauses at task boundaries, a graceful stop, `on_stop`.
+//! One virtual user's life: `on_start`, iterations of its tasks as its scenario's
+//! executor hands them out, a wait after every task (failed or not), pauses at task
+//! boundaries, a graceful stop, `on_stop`.
+//!
+//! An iteration is one pass of a sequential user's tasks (a task of weight `n` runs `n`
+//! times in it) or one weighted pick of a concurrent user's slot. Where the next one
+//! comes from is the only thing executors change ([`Work`]): a closed-model user loops,
+//! an iteration executor's user draws on a budget, an arrival-rate user waits for a ticket
+//! from the schedule. A stop lets the iteration in flight finish (without its waits);
+//! one cut off when the graceful stop period ends is recorded as interrupted.
 //!
 //! A task that panics is caught and counted; the user is then replaced by a fresh
 //! instance of its type (state reset, `on_start` again), so the target count holds. A
@@ -9,18 +17,19 @@ use std::any::Any;
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aiotest_core::BoxFuture;
 use aiotest_core::fastrand::Rng;
 use aiotest_core::lifecycle::SetupData;
+use aiotest_core::scenario::IterationLateness;
 use aiotest_core::user::{ExecutionMode, TaskResult, UserContext, UserInstance, UserType};
 use aiotest_core::wait::Wait;
-use aiotest_metrics::MetricsCollector;
-use tokio::sync::watch;
+use aiotest_metrics::{MetricsCollector, Recorder};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// Counts kept across all users of a run.
@@ -40,12 +49,15 @@ pub(crate) struct UserEnv {
     pub(crate) host: Option<Arc<str>>,
     pub(crate) setup: Option<SetupData>,
     pub(crate) stats: Arc<UserStats>,
+    /// The next user's number, unique within the run across scenarios.
+    pub(crate) next_id: AtomicU64,
 }
 
 /// A user's stop and pause signals.
 #[derive(Clone)]
 pub(crate) struct Control {
-    /// Graceful stop of this user: finish the task in flight, skip the wait, `on_stop`.
+    /// Graceful stop of this user: finish the iteration in flight, skip the waits,
+    /// `on_stop`.
     pub(crate) stop: watch::Receiver<bool>,
     /// The run is paused: hold at the next task boundary.
     pub(crate) paused: watch::Receiver<bool>,
@@ -62,15 +74,15 @@ impl Control {
         let _ = self.stop.wait_for(|s| *s).await;
     }
 
-    /// Holds while paused; false if stopped meanwhile.
-    async fn unpaused(&mut self) -> bool {
-        if !*self.paused.borrow() {
-            return !self.is_stopped();
+    /// Holds while paused, unless stopped.
+    async fn hold_while_paused(&mut self) {
+        if !*self.paused.borrow() || self.is_stopped() {
+            return;
         }
         let mut paused = self.paused.clone();
         tokio::select! {
-            _ = paused.wait_for(|p| !*p) => !self.is_stopped(),
-            () = self.stopped() => false,
+            _ = paused.wait_for(|p| !*p) => {}
+            () = self.stopped() => {}
         }
     }
 
@@ -86,6 +98,99 @@ impl Control {
             () = self.stopped() => false,
         }
     }
+}
+
+/// An arrival-rate iteration handed to a free user: when it was due.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    pub(crate) due: Instant,
+}
+
+/// The runners of an arrival-rate scenario that are free for a ticket: a user (or a
+/// concurrent user's slot) puts its own channel back when its iteration is done.
+pub(crate) type FreeList = Arc<Mutex<Vec<mpsc::Sender<Ticket>>>>;
+
+/// Where a user's iterations come from; see the [module docs](self).
+pub(crate) enum Work {
+    /// Loop until stopped (closed model).
+    Loop,
+    /// Draw each iteration from a budget shared by the scenario's users here.
+    Shared(Arc<AtomicU64>),
+    /// Run this many iterations.
+    PerUser(u64),
+    /// Run what the schedule hands out; each slot registers on the free list. A user
+    /// started for a ticket no free user could take runs that one first.
+    Tickets(FreeList, Option<Ticket>),
+}
+
+/// Where one slot of a user gets its next iteration.
+enum Source {
+    Loop,
+    Budget(Arc<AtomicU64>),
+    /// Its channel, the sender it offers on the free list, the list, and whether a
+    /// ticket is already waiting in the channel (then it is not offered yet).
+    Tickets(mpsc::Receiver<Ticket>, mpsc::Sender<Ticket>, FreeList, bool),
+}
+
+impl Source {
+    fn for_slots(work: &Work, slots: usize) -> Vec<Source> {
+        match work {
+            Work::Loop => (0..slots).map(|_| Source::Loop).collect(),
+            Work::Shared(b) => (0..slots).map(|_| Source::Budget(Arc::clone(b))).collect(),
+            // The user's own budget, shared by its slots.
+            Work::PerUser(n) => {
+                let b = Arc::new(AtomicU64::new(*n));
+                (0..slots).map(|_| Source::Budget(Arc::clone(&b))).collect()
+            }
+            Work::Tickets(free, first) => (0..slots)
+                .map(|i| {
+                    let (tx, rx) = mpsc::channel(1);
+                    let preloaded = i == 0 && first.is_some_and(|t| tx.try_send(t).is_ok());
+                    Source::Tickets(rx, tx, Arc::clone(free), preloaded)
+                })
+                .collect(),
+        }
+    }
+
+    fn open_model(&self) -> bool {
+        matches!(self, Source::Tickets(..))
+    }
+
+    /// Puts a ticket slot on the free list: it takes iterations from now on.
+    fn offer(&mut self) {
+        if let Source::Tickets(_, tx, free, preloaded) = self {
+            if *preloaded {
+                // Its first ticket is already in its channel.
+                *preloaded = false;
+            } else {
+                lock(free).push(tx.clone());
+            }
+        }
+    }
+
+    /// The next iteration: `Some(lateness)` (open model) or `Some(None)`, or `None` when
+    /// there is none (stopped, budget spent).
+    async fn next(&mut self, ctl: &mut Control) -> Option<Option<Duration>> {
+        if ctl.is_stopped() {
+            return None;
+        }
+        match self {
+            Source::Loop => Some(None),
+            Source::Budget(left) => left
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .ok()
+                .map(|_| None),
+            Source::Tickets(rx, ..) => tokio::select! {
+                t = rx.recv() => t.map(|t| Some(Instant::now().saturating_duration_since(t.due))),
+                () = ctl.stopped() => None,
+            },
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Held only to push or pop a sender.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A future that turns a panic while polling into an `Err`.
@@ -162,26 +267,71 @@ async fn wait_after(
     ctl.sleep(d).await
 }
 
-/// Runs a user until it is stopped.
+/// An iteration in flight: recorded when it completes, or as interrupted if it is
+/// dropped first (the user was cancelled, or a task panicked).
+struct Iteration<'r> {
+    recorder: &'r mut Recorder,
+    scenario: &'r str,
+    started: Instant,
+    done: bool,
+}
+
+impl Iteration<'_> {
+    fn complete(mut self) {
+        self.done = true;
+        let us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.recorder.record_iteration(self.scenario, us, false);
+    }
+}
+
+impl Drop for Iteration<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.recorder.record_iteration(self.scenario, us, true);
+        }
+    }
+}
+
+/// What one slot of a user needs.
+struct SlotEnv<'a> {
+    user_type: &'a UserType,
+    env: &'a UserEnv,
+    scenario: &'a str,
+    lateness: &'a IterationLateness,
+}
+
+/// Runs a user until it is stopped or its work is done.
 pub(crate) async fn run_user(
     user_type: UserType,
     user_id: u64,
+    scenario: Arc<str>,
     env: Arc<UserEnv>,
     mut ctl: Control,
+    work: Work,
 ) {
     let mut rng = Rng::new();
     let name = user_type.name_arc();
+    let slots = match user_type.execution_mode() {
+        ExecutionMode::Sequential => 1,
+        ExecutionMode::Concurrent => user_type.max_concurrent_tasks(),
+    };
+    let mut sources = Source::for_slots(&work, slots);
     while !ctl.is_stopped() {
-        // The user's recorder, and the collector for any further recorder it needs (a
-        // concurrent user with one HTTP client per slot, say).
+        let lateness = IterationLateness::closed();
+        // The user's recorder, the collector for any further recorder it needs (a
+        // concurrent user with one HTTP client per slot, say), and the lateness of its
+        // iterations (open model).
         let ctx = UserContext::new(
             user_id,
             Arc::clone(&name),
             env.host.clone(),
             env.setup.clone(),
         )
+        .in_scenario(Arc::clone(&scenario))
         .with(env.collector.recorder())
-        .with(env.collector.clone());
+        .with(env.collector.clone())
+        .with(lateness.clone());
         let mut instance = match catch_unwind(AssertUnwindSafe(|| user_type.spawn(&ctx))) {
             Ok(i) => i,
             Err(p) => {
@@ -202,11 +352,26 @@ pub(crate) async fn run_user(
         {
             continue;
         }
+        let slot_env = SlotEnv {
+            user_type: &user_type,
+            env: &env,
+            scenario: &scenario,
+            lateness: &lateness,
+        };
         let replaced = match user_type.execution_mode() {
             ExecutionMode::Sequential => {
-                sequential(&mut *instance, &user_type, &env, &mut ctl, &mut rng).await
+                sequential(
+                    &mut *instance,
+                    &slot_env,
+                    &mut ctl,
+                    &mut rng,
+                    &mut sources[0],
+                )
+                .await
             }
-            ExecutionMode::Concurrent => concurrent(&*instance, &user_type, &env, &ctl).await,
+            ExecutionMode::Concurrent => {
+                concurrent(&*instance, &slot_env, &ctl, &mut sources).await
+            }
         };
         if replaced {
             continue;
@@ -218,53 +383,76 @@ pub(crate) async fn run_user(
     }
 }
 
-/// Tasks one at a time. Returns true if a task panicked (the user must be replaced).
+/// Tasks one at a time, iteration after iteration. Returns true if a task panicked (the
+/// user must be replaced).
 async fn sequential(
     instance: &mut dyn UserInstance,
-    user_type: &UserType,
-    env: &UserEnv,
+    slot: &SlotEnv<'_>,
     ctl: &mut Control,
     rng: &mut Rng,
+    source: &mut Source,
 ) -> bool {
+    let user_type = slot.user_type;
     let mut scheduler = user_type.scheduler();
-    loop {
-        if !ctl.unpaused().await {
-            return false;
-        }
-        let index = scheduler.next_task(rng);
-        let Some(fut) = instance.run_task(index) else {
-            return false;
+    let tasks = user_type.iteration_len();
+    let open = source.open_model();
+    let mut recorder = slot.env.collector.recorder_with(16);
+    source.offer();
+    while let Some(late) = source.next(ctl).await {
+        slot.lateness.set(late);
+        let iteration = Iteration {
+            recorder: &mut recorder,
+            scenario: slot.scenario,
+            started: Instant::now(),
+            done: false,
         };
-        let started = Instant::now();
-        let outcome = call(
-            fut,
-            &user_type.tasks()[index].name,
-            user_type.name(),
-            &env.stats,
-        )
-        .await;
-        env.stats.tasks.fetch_add(1, Ordering::Relaxed);
-        if let Outcome::Panicked = outcome {
-            return true;
+        for j in 0..tasks {
+            ctl.hold_while_paused().await;
+            let index = scheduler.next_task(rng);
+            let Some(fut) = instance.run_task(index) else {
+                return false;
+            };
+            let started = Instant::now();
+            let outcome = call(
+                fut,
+                &user_type.tasks()[index].name,
+                user_type.name(),
+                &slot.env.stats,
+            )
+            .await;
+            slot.env.stats.tasks.fetch_add(1, Ordering::Relaxed);
+            if let Outcome::Panicked = outcome {
+                return true;
+            }
+            // No wait after an open-model iteration: the schedule says when the next
+            // starts. Once stopped, the iteration finishes without its waits.
+            let last = j + 1 == tasks;
+            if (last && open) || ctl.is_stopped() {
+                continue;
+            }
+            wait_after(user_type, rng, started.elapsed(), ctl).await;
         }
-        if !wait_after(user_type, rng, started.elapsed(), ctl).await {
-            return false;
-        }
+        iteration.complete();
+        source.offer();
     }
+    false
 }
 
-/// A continuous pool of `max_concurrent_tasks` slots, each picking its next task by
-/// weight as soon as its previous task and wait are done. Returns true if a task
-/// panicked: the other slots then finish their task in flight and the user is replaced.
+/// A continuous pool of `max_concurrent_tasks` slots, each running iterations of one
+/// weighted task pick as soon as its previous one (and its wait) is done. Returns true
+/// if a task panicked: the other slots then finish their task in flight and the user is
+/// replaced.
 async fn concurrent(
     instance: &dyn UserInstance,
-    user_type: &UserType,
-    env: &UserEnv,
+    slot: &SlotEnv<'_>,
     ctl: &Control,
+    sources: &mut [Source],
 ) -> bool {
+    let user_type = slot.user_type;
     let (abandon_tx, abandon_rx) = watch::channel(false);
-    let slots: Vec<Pin<Box<dyn Future<Output = bool> + Send + '_>>> = (0..user_type.max_concurrent_tasks())
-        .map(|_| {
+    let slots: Vec<Pin<Box<dyn Future<Output = bool> + Send + '_>>> = sources
+        .iter_mut()
+        .map(|source| {
             // A slot stops on the user's stop or when another slot panicked.
             let mut slot_ctl = ctl.clone();
             let mut abandon = abandon_rx.clone();
@@ -272,24 +460,44 @@ async fn concurrent(
             let fut: Pin<Box<dyn Future<Output = bool> + Send + '_>> = Box::pin(async move {
                 let mut rng = Rng::new();
                 let mut scheduler = user_type.scheduler();
+                let mut recorder = slot.env.collector.recorder_with(16);
+                let open = source.open_model();
+                source.offer();
                 loop {
-                    let proceed = tokio::select! {
-                        ok = slot_ctl.unpaused() => ok,
-                        _ = abandon.wait_for(|a| *a) => false,
+                    let next = tokio::select! {
+                        n = async {
+                            slot_ctl.hold_while_paused().await;
+                            source.next(&mut slot_ctl).await
+                        } => n,
+                        _ = abandon.wait_for(|a| *a) => None,
                     };
-                    if !proceed || *abandon.borrow() {
+                    let Some(late) = next else {
                         return false;
-                    }
+                    };
+                    // Slots share the user's lateness: the HTTP client reads it when it
+                    // records, so a slot's requests carry its own iteration's.
+                    slot.lateness.set(late);
+                    let iteration = Iteration {
+                        recorder: &mut recorder,
+                        scenario: slot.scenario,
+                        started: Instant::now(),
+                        done: false,
+                    };
                     let index = scheduler.next_task(&mut rng);
                     let Some(fut) = instance.run_shared_task(index) else {
                         return false;
                     };
                     let started = Instant::now();
-                    let outcome = call(fut, &user_type.tasks()[index].name, user_type.name(), &env.stats).await;
-                    env.stats.tasks.fetch_add(1, Ordering::Relaxed);
+                    let outcome = call(fut, &user_type.tasks()[index].name, user_type.name(), &slot.env.stats).await;
+                    slot.env.stats.tasks.fetch_add(1, Ordering::Relaxed);
                     if let Outcome::Panicked = outcome {
                         let _ = abandon_tx.send(true);
                         return true;
+                    }
+                    iteration.complete();
+                    source.offer();
+                    if open || slot_ctl.is_stopped() {
+                        continue;
                     }
                     let waited = tokio::select! {
                         ok = wait_after(user_type, &mut rng, started.elapsed(), &mut slot_ctl) => ok,

@@ -16,6 +16,7 @@ use std::time::Duration;
 use aiotest_coordinator::wire::{ChannelType, Keys, Message, NodeType, TaskCounts};
 use aiotest_coordinator::{DistributedCoordinator, Redis};
 use aiotest_core::lifecycle::{Hooks, SetupData};
+use aiotest_core::scenario::{DEFAULT_GRACEFUL_STOP, Scenario, validate_scenarios};
 use aiotest_core::state::{Role, RunnerState};
 use aiotest_core::user::UserType;
 use aiotest_metrics::Snapshot;
@@ -24,21 +25,41 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::distributed::DistributedConfig;
-use crate::engine::{Engine, RunConfig};
-use crate::handle::{Command, RunnerCore, RunnerHandle, lock};
+use crate::engine::{Engine, RunConfig, single_scenario};
+use crate::handle::{Command, RunnerCore, RunnerHandle, ScenarioCommand, lock};
 use crate::local::LocalPlacement;
 use crate::output::{IntervalView, Output, Verdict};
 use crate::report::{RunError, StopReason};
+use crate::scenarios::Part;
 
 /// What a worker runs in one instance.
 pub struct Planned {
-    /// The user types.
-    pub types: Vec<UserType>,
+    /// The scenarios, by the names the master's have (their executors run on the
+    /// master; here only their user types, graceful stop and kind count).
+    pub scenarios: Vec<Scenario>,
     /// Their lifecycle (a worker runs neither setup nor teardown, but decodes setup's
     /// data with it).
     pub hooks: Hooks,
     /// The host users target, if the plan names one (else the worker's `RunConfig`'s).
     pub host: Option<String>,
+}
+
+impl Planned {
+    /// The one scenario (`default`) of a test given as user types: its load shape runs
+    /// on the master.
+    pub fn from_types(
+        types: Vec<UserType>,
+        hooks: Hooks,
+        host: Option<String>,
+    ) -> Result<Self, RunError> {
+        let scenarios =
+            single_scenario(types, Box::new(|_: Duration| None), DEFAULT_GRACEFUL_STOP)?;
+        Ok(Planned {
+            scenarios,
+            hooks,
+            host,
+        })
+    }
 }
 
 /// What a worker runs: built from the plan its master ships with the instance (`None`
@@ -48,16 +69,16 @@ pub trait WorkerPlan: Send {
     fn build(&mut self, plan: Option<&[u8]>) -> Result<Planned, String>;
 }
 
-/// A worker with its user types in code: the plan is not needed.
+/// A worker with its scenarios in code: the plan is not needed.
 struct FixedPlan {
-    types: Vec<UserType>,
+    scenarios: Vec<Scenario>,
     hooks: Hooks,
 }
 
 impl WorkerPlan for FixedPlan {
     fn build(&mut self, _: Option<&[u8]>) -> Result<Planned, String> {
         Ok(Planned {
-            types: self.types.clone(),
+            scenarios: self.scenarios.clone(),
             hooks: self.hooks.clone(),
             host: None,
         })
@@ -249,10 +270,23 @@ impl WorkerRunner {
         redis: Redis,
         node_id: &str,
     ) -> Result<Self, RunError> {
-        if types.is_empty() {
-            return Err(RunError::NoUserTypes);
-        }
-        Self::from_plan(FixedPlan { types, hooks }, config, dist, redis, node_id)
+        // The master's one scenario of a test given as types and a shape: its shape
+        // runs there, never here.
+        let scenarios = single_scenario(types, Box::new(|_: Duration| None), config.stop_timeout)?;
+        Self::scenarios(scenarios, hooks, config, dist, redis, node_id)
+    }
+
+    /// A worker for a test of several scenarios (the master's, by name).
+    pub fn scenarios(
+        scenarios: Vec<Scenario>,
+        hooks: Hooks,
+        config: RunConfig,
+        dist: DistributedConfig,
+        redis: Redis,
+        node_id: &str,
+    ) -> Result<Self, RunError> {
+        validate_scenarios(&scenarios)?;
+        Self::from_plan(FixedPlan { scenarios, hooks }, config, dist, redis, node_id)
     }
 
     /// A worker whose user types come from the plan each master ships with its instance
@@ -402,7 +436,12 @@ impl WorkerRunner {
     /// Takes part in `instance` until it stops this worker, tells it to quit, or goes
     /// silent.
     async fn join(&mut self, instance: &str, planned: Planned) -> Result<Left, RunError> {
-        let Planned { types, hooks, host } = planned;
+        let Planned {
+            scenarios,
+            hooks,
+            host,
+        } = planned;
+        validate_scenarios(&scenarios)?;
         let coord = Arc::new(DistributedCoordinator::new(
             self.redis.clone(),
             &self.dist.run_id,
@@ -410,7 +449,21 @@ impl WorkerRunner {
             &self.node_id,
             NodeType::Worker,
         ));
-        let names: Vec<String> = types.iter().map(|t| t.name().to_owned()).collect();
+        let mut types: Vec<String> = Vec::new();
+        for sc in &scenarios {
+            for t in sc.user_types() {
+                if !types.iter().any(|n| n == t.name()) {
+                    types.push(t.name().to_owned());
+                }
+            }
+        }
+        let known: Vec<(String, Vec<String>)> = scenarios
+            .iter()
+            .map(|sc| {
+                let names = sc.user_types().iter().map(|t| t.name().to_owned());
+                (sc.name().to_owned(), names.collect())
+            })
+            .collect();
         let last_seen = Arc::new(Mutex::new(Instant::now()));
         let (setup_tx, mut setup_rx) = watch::channel::<Option<Option<Vec<u8>>>>(None);
         let _commands = coord
@@ -418,7 +471,7 @@ impl WorkerRunner {
                 ChannelType::Command,
                 bridge(
                     self.core.handle.clone(),
-                    names.clone(),
+                    known,
                     Arc::clone(&last_seen),
                     setup_tx,
                 ),
@@ -428,7 +481,8 @@ impl WorkerRunner {
             .publish(
                 ChannelType::RequestMetrics,
                 Message::Hello {
-                    user_types: names.clone(),
+                    user_types: types,
+                    scenarios: scenarios.iter().map(|s| s.name().to_owned()).collect(),
                 },
                 None,
             )
@@ -477,16 +531,16 @@ impl WorkerRunner {
             ..self.config.clone()
         };
         config.validate()?;
-        let placement = LocalPlacement::new(types, &config);
+        let placement = LocalPlacement::new(scenarios.clone(), &config);
         let result = Engine {
             core: &mut self.core,
             placement,
-            shape: None,
+            scenarios: &scenarios,
+            driven: true,
             hooks: &hooks,
             config: &config,
             setup_given: Some(setup),
             outputs: &mut outputs,
-            user_types: names,
         }
         .run()
         .await;
@@ -516,13 +570,23 @@ impl Drop for AbortOnDrop {
 }
 
 /// Turns the master's messages into the worker's commands. Every message from the master
-/// is a sign of life.
+/// is a sign of life. `scenarios` are the worker's, by name, with their user types' names.
 fn bridge(
     handle: RunnerHandle,
-    names: Vec<String>,
+    scenarios: Vec<(String, Vec<String>)>,
     last_seen: Arc<Mutex<Instant>>,
     setup: watch::Sender<Option<Option<Vec<u8>>>>,
 ) -> impl Fn(aiotest_coordinator::wire::Envelope) + Send + Sync + 'static {
+    let index = move |name: &str| {
+        let i = scenarios.iter().position(|(n, _)| n == name);
+        if i.is_none() {
+            tracing::warn!(
+                scenario = name,
+                "the master names a scenario this worker lacks"
+            );
+        }
+        i.map(|i| (i, scenarios[i].1.clone()))
+    };
     move |env| {
         *lock(&last_seen) = Instant::now();
         // Commands are absolute and repeated: when the queue is full, dropping one is safe.
@@ -536,13 +600,52 @@ fn bridge(
                 setup.send_replace(Some(json));
                 true
             }
-            Message::Spawn { users, spawn_rate } => {
-                let targets = names
-                    .iter()
-                    .map(|n| users.iter().find(|(t, _)| t == n).map_or(0, |(_, c)| *c))
-                    .collect();
-                handle.try_send(Command::SetTypeTargets(targets, spawn_rate))
-            }
+            Message::Spawn {
+                scenario,
+                users,
+                spawn_rate,
+            } => match index(&scenario) {
+                Some((i, types)) => {
+                    let targets = types
+                        .iter()
+                        .map(|n| users.iter().find(|(t, _)| t == n).map_or(0, |(_, c)| *c))
+                        .collect();
+                    handle.try_send(Command::Scenario(
+                        i,
+                        ScenarioCommand::TypeTargets {
+                            targets,
+                            rate: spawn_rate,
+                        },
+                    ))
+                }
+                None => true,
+            },
+            Message::StartScenario {
+                scenario,
+                share,
+                vus,
+                max_vus,
+                budget,
+                elapsed_us,
+            } => match index(&scenario) {
+                Some((i, _)) => handle.try_send(Command::Scenario(
+                    i,
+                    ScenarioCommand::Start(Part {
+                        share,
+                        vus: (vus, max_vus),
+                        budget,
+                        elapsed: Duration::from_micros(elapsed_us),
+                    }),
+                )),
+                None => true,
+            },
+            Message::EndScenario { scenario, grace_us } => match index(&scenario) {
+                Some((i, _)) => handle.try_send(Command::Scenario(
+                    i,
+                    ScenarioCommand::End(Duration::from_micros(grace_us)),
+                )),
+                None => true,
+            },
             Message::Pause => handle.try_send(Command::Pause),
             Message::Resume => handle.try_send(Command::Resume),
             Message::Stop => handle.try_send(Command::End(StopReason::Stopped)),
@@ -568,6 +671,7 @@ async fn heartbeats(
             state: handle.state(),
             users: handle.users().iter().map(|(_, n)| n).sum(),
             has_setup: has_setup.load(Ordering::Relaxed),
+            done: handle.scenarios_done(),
         };
         let send = coord.publish(ChannelType::Heartbeat, hb, None);
         if let Ok(Err(e)) = tokio::time::timeout(dist.heartbeat_interval, send).await {

@@ -55,6 +55,7 @@ async fn commands_reach_all_workers_or_one() {
         .await
         .unwrap();
     let spawn = Message::Spawn {
+        scenario: "default".into(),
         users: vec![("shopper".into(), 4)],
         spawn_rate: 2.0,
     };
@@ -89,6 +90,7 @@ async fn heartbeats_go_to_the_master_and_back() {
         state: RunnerState::Running,
         users: 5,
         has_setup: false,
+        done: Vec::new(),
     };
     w1.publish(ChannelType::Heartbeat, beat.clone(), None)
         .await
@@ -214,6 +216,7 @@ async fn garbage_on_every_channel_is_dropped_and_delivery_goes_on() {
             state: RunnerState::Ready,
             users: 0,
             has_setup: false,
+            done: Vec::new(),
         },
         None,
     )
