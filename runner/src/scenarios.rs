@@ -125,6 +125,8 @@ pub(crate) struct Scenarios {
     poll_every: Duration,
     next_poll: Instant,
     last_check: Instant,
+    /// The next start or end of a scenario that is due at a known run time.
+    next_edge: Option<Instant>,
     /// Run time when the last scenario's executor ended (its load; the graceful stop
     /// that follows is not in it).
     ended_at: Duration,
@@ -142,6 +144,8 @@ impl Scenarios {
             poll_every: poll_every.max(Duration::from_millis(1)),
             next_poll: now,
             last_check: now,
+            // The first look is at once: scenarios starting at 0 start then.
+            next_edge: Some(now),
             ended_at: Duration::ZERO,
         }
     }
@@ -156,6 +160,7 @@ impl Scenarios {
         now: Instant,
     ) -> Result<bool, RunError> {
         self.last_check = now;
+        self.next_edge = None;
         let poll = now >= self.next_poll;
         if poll {
             // Polls sit on the run clock's grid, so a shape ending at 10 s is seen at
@@ -190,10 +195,13 @@ impl Scenarios {
                     }
                 }
                 (Phase::Running, _) => {
-                    let over = sc.executor().duration().is_some_and(|d| t >= d);
+                    let length = sc.executor().duration();
+                    let over = length.is_some_and(|d| t >= d);
                     if over {
                         st.phase = Phase::Ending;
-                        self.ended_at = self.ended_at.max(run_time);
+                        // Its executor ended at its length, whenever that was seen.
+                        let end = sc.starts_at() + length.unwrap_or_default();
+                        self.ended_at = self.ended_at.max(end);
                         placement.end_scenario(i, sc.graceful_stop_period(), now);
                     } else if placement.scenario_done(i) {
                         st.phase = Phase::Done;
@@ -203,6 +211,17 @@ impl Scenarios {
                 (Phase::Ending, _) if placement.scenario_done(i) => st.phase = Phase::Done,
                 _ => {}
             }
+            // Starts and ends at known run times are seen when they are due, not at the
+            // next look.
+            let edge = match (st.phase, sc.executor().drive()) {
+                (Phase::Waiting, _) => Some(sc.starts_at()),
+                (Phase::Running, Drive::Iterations | Drive::Arrivals) => sc.ends_by(),
+                _ => None,
+            };
+            if let Some(at) = edge.filter(|at| *at > run_time) {
+                let when = now + (at - run_time);
+                self.next_edge = Some(self.next_edge.map_or(when, |e: Instant| e.min(when)));
+            }
         }
         Ok(self.states.iter().all(|s| s.phase == Phase::Done))
     }
@@ -210,10 +229,10 @@ impl Scenarios {
     /// When the scenarios next need a look: the poll of a running closed-model executor,
     /// a waiting scenario's start, or soon while one is ending (to see its users gone).
     pub(crate) fn next_poll(&self, scenarios: &[Scenario]) -> Option<Instant> {
-        let mut at = None;
+        let mut at = self.next_edge;
         for (sc, st) in scenarios.iter().zip(&self.states) {
             let next = match st.phase {
-                Phase::Waiting => Some(self.next_poll),
+                Phase::Waiting => None,
                 Phase::Running if sc.executor().drive() == Drive::Targets => Some(self.next_poll),
                 Phase::Running | Phase::Ending => {
                     Some(self.last_check + Duration::from_millis(ENDING_CHECK_MS))

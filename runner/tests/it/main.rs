@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 mod control;
 mod distributed;
+mod scenarios;
 
 /// A user that counts its tasks into a counter shared with the test.
 struct Counter {
