@@ -13,6 +13,8 @@
 //! | `aiotest_failures_total` | counter | scenario, name, method, category |
 //! | `aiotest_request_duration_seconds` | histogram, 100 µs to 60 s | scenario, name, method |
 //! | `aiotest_bytes_sent_total`, `aiotest_bytes_received_total` | counter | scenario, name, method |
+//! | `aiotest_iterations_total`, `aiotest_dropped_iterations_total`, `aiotest_interrupted_iterations_total` | counter | scenario |
+//! | `aiotest_iteration_duration_seconds` | histogram, as requests' | scenario |
 //! | `aiotest_users` | gauge | user_type |
 //! | `aiotest_runner_state` | gauge, 1 for the current state | state |
 //! | `aiotest_workers` | gauge | state |
@@ -34,6 +36,7 @@ pub const DURATION_BUCKETS: [f64; 19] = [
 ];
 
 const DURATION: &str = "aiotest_request_duration_seconds";
+const ITERATION_DURATION: &str = "aiotest_iteration_duration_seconds";
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -78,7 +81,12 @@ impl PrometheusExporter {
         // Setting buckets for one exact name cannot fail: the bucket list is non-empty.
         let builder = match builder
             .set_buckets_for_metric(Matcher::Full(DURATION.into()), &DURATION_BUCKETS)
-        {
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(ITERATION_DURATION.into()),
+                    &DURATION_BUCKETS,
+                )
+            }) {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!("prometheus buckets refused: {e}");
@@ -134,6 +142,25 @@ impl PrometheusExporter {
                 let us = stats.histogram.lowest_equivalent(v.value_iterated_to());
                 let secs = us as f64 / 1e6;
                 histogram.record_many(secs, v.count_at_value() as usize);
+            }
+        }
+        for (name, it) in &interval.scenarios {
+            let labels = vec![Label::new("scenario", name.clone())];
+            for (metric, n) in [
+                ("aiotest_iterations_total", it.iterations),
+                ("aiotest_dropped_iterations_total", it.dropped),
+                ("aiotest_interrupted_iterations_total", it.interrupted),
+            ] {
+                self.recorder
+                    .register_counter(&key(metric, labels.clone()), &META)
+                    .increment(n);
+            }
+            let histogram = self
+                .recorder
+                .register_histogram(&key(ITERATION_DURATION, labels), &META);
+            for v in it.duration.iter_recorded() {
+                let us = it.duration.lowest_equivalent(v.value_iterated_to());
+                histogram.record_many(us as f64 / 1e6, v.count_at_value() as usize);
             }
         }
         self.handle.run_upkeep();

@@ -71,7 +71,7 @@ pub use local::LocalRunner;
 pub use manager::UserManager;
 pub use master::MasterRunner;
 pub use report::{RunError, RunReport, StopReason};
-pub use summary::Summary;
+pub use summary::{ScenarioRow, Summary};
 pub use threshold::{Threshold, ThresholdError, ThresholdResult};
 pub use user_loop::UserStats;
 pub use worker::{Planned, WorkerPlan, WorkerReport, WorkerRunner};

@@ -49,6 +49,22 @@ pub struct Row {
     pub bytes_sent: u64,
     /// Bytes received.
     pub bytes_received: u64,
+    /// Open-model (arrival-rate) requests: the plain service time's median, ms. The
+    /// durations above then count from each iteration's intended start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_p50_ms: Option<f64>,
+    /// Service time, 90th percentile, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_p90_ms: Option<f64>,
+    /// Service time, 95th percentile, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_p95_ms: Option<f64>,
+    /// Service time, 99th percentile, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_p99_ms: Option<f64>,
+    /// Longest service time, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_max_ms: Option<f64>,
 }
 
 fn ms(us: u64) -> f64 {
@@ -80,8 +96,38 @@ impl Row {
             mean_ms: stats.mean_us() / 1_000.0,
             bytes_sent: stats.bytes_sent,
             bytes_received: stats.bytes_received,
+            service_p50_ms: stats.service.as_ref().map(|t| ms(t.percentile_us(0.50))),
+            service_p90_ms: stats.service.as_ref().map(|t| ms(t.percentile_us(0.90))),
+            service_p95_ms: stats.service.as_ref().map(|t| ms(t.percentile_us(0.95))),
+            service_p99_ms: stats.service.as_ref().map(|t| ms(t.percentile_us(0.99))),
+            service_max_ms: stats.service.as_ref().map(|t| ms(t.max_us)),
         }
     }
+}
+
+/// A scenario's iterations.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScenarioRow {
+    /// The scenario.
+    pub name: String,
+    /// Its executor (k6's name).
+    pub executor: String,
+    /// Iterations run to their end.
+    pub iterations: u64,
+    /// Arrival-rate iterations that were due and found no free user.
+    pub dropped_iterations: u64,
+    /// Iterations cut off by the end of a graceful stop period.
+    pub interrupted_iterations: u64,
+    /// Iterations per second over the run time.
+    pub iterations_per_s: f64,
+    /// Iteration duration, median, ms.
+    pub iteration_p50_ms: f64,
+    /// Iteration duration, 95th percentile, ms.
+    pub iteration_p95_ms: f64,
+    /// Longest iteration, ms.
+    pub iteration_max_ms: f64,
+    /// Mean iteration, ms.
+    pub iteration_mean_ms: f64,
 }
 
 /// A distinct error and how often it happened.
@@ -108,6 +154,8 @@ pub struct Summary {
     pub totals: Row,
     /// Per endpoint, ordered by scenario, name, method.
     pub endpoints: Vec<Row>,
+    /// Per scenario: its iterations.
+    pub scenarios: Vec<ScenarioRow>,
     /// Failures by message, most frequent first.
     pub errors: Vec<ErrorRow>,
     /// Threshold verdicts, in the order given.
@@ -162,14 +210,61 @@ impl Summary {
             }
         }
         errors.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+        let scenarios = snapshot
+            .scenarios
+            .iter()
+            .map(|(name, it)| ScenarioRow {
+                name: name.clone(),
+                executor: String::new(),
+                iterations: it.iterations,
+                dropped_iterations: it.dropped,
+                interrupted_iterations: it.interrupted,
+                iterations_per_s: if secs > 0.0 {
+                    it.iterations as f64 / secs
+                } else {
+                    0.0
+                },
+                iteration_p50_ms: ms(it.percentile_us(0.50)),
+                iteration_p95_ms: ms(it.percentile_us(0.95)),
+                iteration_max_ms: ms(it.max_us.unwrap_or(0)),
+                iteration_mean_ms: it.mean_us() / 1_000.0,
+            })
+            .collect();
         Summary {
             duration_s: secs,
             totals: Row::new("", "Total", "", &snapshot.total(), secs),
             endpoints,
+            scenarios,
             errors,
             thresholds: Vec::new(),
             notes: Vec::new(),
         }
+    }
+
+    /// Names each scenario's executor (k6's name) and lists scenarios that ran no
+    /// iteration too.
+    pub fn with_executors<'a>(
+        mut self,
+        executors: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        for (name, executor) in executors {
+            match self.scenarios.iter_mut().find(|s| s.name == name) {
+                Some(row) => row.executor = executor.to_owned(),
+                None => self.scenarios.push(ScenarioRow {
+                    name: name.to_owned(),
+                    executor: executor.to_owned(),
+                    iterations: 0,
+                    dropped_iterations: 0,
+                    interrupted_iterations: 0,
+                    iterations_per_s: 0.0,
+                    iteration_p50_ms: 0.0,
+                    iteration_p95_ms: 0.0,
+                    iteration_max_ms: 0.0,
+                    iteration_mean_ms: 0.0,
+                }),
+            }
+        }
+        self
     }
 
     /// Whether every threshold passed (true without thresholds).
@@ -225,12 +320,68 @@ impl Summary {
                 r.mean_ms
             );
         };
+        let grouped = self
+            .endpoints
+            .iter()
+            .any(|r| r.scenario != self.endpoints[0].scenario);
+        let mut scenario: Option<&str> = None;
         for r in &self.endpoints {
+            if grouped && scenario != Some(r.scenario.as_str()) {
+                scenario = Some(&r.scenario);
+                let executor = self
+                    .scenarios
+                    .iter()
+                    .find(|s| s.name == r.scenario)
+                    .map(|s| format!(" ({})", s.executor))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "scenario {}{executor}", r.scenario);
+            }
             let label = format!("{} {}", r.method, r.name);
             line(&mut out, &label, r);
+            if let (Some(p50), Some(p90), Some(p95), Some(p99), Some(max)) = (
+                r.service_p50_ms,
+                r.service_p90_ms,
+                r.service_p95_ms,
+                r.service_p99_ms,
+                r.service_max_ms,
+            ) {
+                // Open model: the row above counts from each iteration's intended start;
+                // this one is the plain service time.
+                let label: String = "  service time".chars().take(name_w).collect();
+                let _ = writeln!(
+                    out,
+                    "{label:<name_w$} {:>9} {:>8} {:>9} {:>8} {p50:>8.2} {p90:>8.2} {p95:>8.2} {p99:>8.2} {max:>8.2} {:>8}",
+                    "", "", "", "", ""
+                );
+            }
         }
         line(&mut out, "Total", &self.totals);
         let _ = writeln!(out, "Run time {:.1} s", self.duration_s);
+        if self
+            .scenarios
+            .iter()
+            .any(|s| s.iterations + s.dropped_iterations + s.interrupted_iterations > 0)
+        {
+            let _ = writeln!(out, "\nIterations:");
+            for sc in &self.scenarios {
+                let mut line = format!(
+                    "  {} ({}): {} done, {:.1}/s, p50 {:.2} ms, p95 {:.2} ms",
+                    sc.name,
+                    sc.executor,
+                    sc.iterations,
+                    sc.iterations_per_s,
+                    sc.iteration_p50_ms,
+                    sc.iteration_p95_ms
+                );
+                if sc.dropped_iterations > 0 {
+                    let _ = write!(line, ", {} dropped", sc.dropped_iterations);
+                }
+                if sc.interrupted_iterations > 0 {
+                    let _ = write!(line, ", {} interrupted", sc.interrupted_iterations);
+                }
+                let _ = writeln!(out, "{line}");
+            }
+        }
         if !self.errors.is_empty() {
             let _ = writeln!(out, "\nErrors:");
             for e in self.errors.iter().take(20) {

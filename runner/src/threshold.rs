@@ -1,7 +1,7 @@
 //! k6-style thresholds: pass/fail criteria checked at the end of a run (and, with
 //! `:abort`, while it runs).
 //!
-//! Grammar: `METRIC[{name=NAME}] OP VALUE[UNIT][:abort]`.
+//! Grammar: `METRIC[{FILTER[,FILTER]}] OP VALUE[UNIT][:abort]`.
 //!
 //! | metric | meaning | value |
 //! |---|---|---|
@@ -10,10 +10,15 @@
 //! | `failures` | failed requests: with `%` the rate, without it the count | `1%` or `10` |
 //! | `rps` | requests per second over the run | number |
 //! | `requests` | request count | number |
+//! | `iterations` | completed iterations | number |
+//! | `dropped_iterations` | arrival-rate iterations dropped for want of a free user | number |
 //!
-//! `OP` is `<`, `<=`, `>` or `>=`. `{name=/login}` restricts the metric to requests of
-//! that name (all methods). Examples: `p95<300ms`, `p99{name=/login}<1s`, `failures<1%`,
-//! `rps>100`, `p95<500:abort`.
+//! `OP` is `<`, `<=`, `>` or `>=`. Filters: `name=/login` restricts a request metric to
+//! requests of that name (all methods); `scenario=checkout` to one scenario's requests or
+//! iterations. Examples: `p95<300ms`, `p99{name=/login}<1s`,
+//! `p95{scenario=browse,name=/items}<200ms`, `failures<1%`, `rps>100`,
+//! `dropped_iterations{scenario=rate}<1`, `p95<500:abort`. For open-model (arrival-rate)
+//! requests, durations count from each iteration's intended start.
 
 use std::fmt;
 
@@ -40,6 +45,8 @@ enum Metric {
     Failures,
     Rps,
     Requests,
+    Iterations,
+    DroppedIterations,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +63,7 @@ pub struct Threshold {
     expr: String,
     metric: Metric,
     name: Option<String>,
+    scenario: Option<String>,
     op: Op,
     /// In the metric's base unit: ms for durations, a fraction for rates.
     limit: f64,
@@ -126,29 +134,30 @@ impl Threshold {
         } else {
             return Err(err("no comparison: use <, <=, > or >="));
         };
-        let (metric_text, name) = match lhs.split_once('{') {
+        let (metric_text, name, scenario) = match lhs.split_once('{') {
             Some((m, filter)) => {
                 let filter = filter
                     .strip_suffix('}')
                     .ok_or_else(|| err("unclosed `{` in the filter"))?;
-                let name = filter
-                    .strip_prefix("name=")
-                    .ok_or_else(|| err("the only filter is {name=...}"))?;
-                if name.is_empty() {
-                    return Err(err("empty name in the filter"));
-                }
-                (m, Some(name.to_owned()))
+                let (name, scenario) = parse_filters(filter).map_err(|r| err(&r))?;
+                (m, name, scenario)
             }
-            None => (lhs, None),
+            None => (lhs, None, None),
         };
         let metric = parse_metric(metric_text).ok_or_else(|| {
-            err("unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps or requests")
+            err("unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps, requests, iterations or dropped_iterations")
         })?;
+        if name.is_some() && matches!(metric, Metric::Iterations | Metric::DroppedIterations) {
+            return Err(err(
+                "iterations belong to scenarios: filter them by {scenario=...}",
+            ));
+        }
         let (metric, limit) = parse_value(metric, value).map_err(|r| err(&r))?;
         Ok(Threshold {
             expr: expr.trim().to_owned(),
             metric,
             name,
+            scenario,
             op,
             limit,
             abort,
@@ -165,12 +174,27 @@ impl Threshold {
         self.name.as_deref()
     }
 
+    /// The scenario its selector names (`{scenario=...}`), if any.
+    pub fn scenario(&self) -> Option<&str> {
+        self.scenario.as_deref()
+    }
+
     /// The verdict for `snapshot` over `run_secs` seconds.
     pub fn evaluate(&self, snapshot: &Snapshot, run_secs: f64) -> ThresholdResult {
         let mut stats = EndpointStats::default();
         for (k, s) in &snapshot.endpoints {
-            if self.name.as_deref().is_none_or(|n| n == k.name) {
+            if self.name.as_deref().is_none_or(|n| n == k.name)
+                && self.scenario.as_deref().is_none_or(|sc| sc == k.scenario)
+            {
                 stats.merge(s);
+            }
+        }
+        let mut iterations = aiotest_metrics::ScenarioStats::default();
+        let mut scenarios_seen = 0u64;
+        for (name, it) in &snapshot.scenarios {
+            if self.scenario.as_deref().is_none_or(|sc| sc == name) {
+                iterations.merge(it);
+                scenarios_seen += 1;
             }
         }
         let (value, shown) = match self.metric {
@@ -205,6 +229,8 @@ impl Threshold {
                 (v, v)
             }
             Metric::Requests => (stats.requests as f64, stats.requests as f64),
+            Metric::Iterations => (iterations.iterations as f64, iterations.iterations as f64),
+            Metric::DroppedIterations => (iterations.dropped as f64, iterations.dropped as f64),
         };
         let holds = match self.op {
             Op::Lt => value < self.limit,
@@ -213,24 +239,68 @@ impl Threshold {
             Op::Ge => value >= self.limit,
         };
         // A latency threshold needs timed requests: interrupted ones have no latency.
-        let judged = match self.metric {
-            Metric::Percentile(_) | Metric::Mean | Metric::Min | Metric::Max => stats.timed(),
-            _ => stats.requests,
+        // An iteration threshold needs its scenario to have run.
+        let (judged, matched) = match self.metric {
+            Metric::Percentile(_) | Metric::Mean | Metric::Min | Metric::Max => {
+                (stats.timed(), stats.requests)
+            }
+            Metric::Iterations | Metric::DroppedIterations => (scenarios_seen, scenarios_seen),
+            _ => (stats.requests, stats.requests),
         };
+        let reason = (judged == 0).then(|| match self.metric {
+            Metric::Iterations | Metric::DroppedIterations => "no scenario matched".to_owned(),
+            _ if stats.requests == 0 => "no requests matched".to_owned(),
+            _ => "no request it matched has a duration (all were interrupted)".to_owned(),
+        });
         ThresholdResult {
             expr: self.expr.clone(),
             ok: holds && judged > 0,
             value: (shown * 1_000.0).round() / 1_000.0,
-            matched: stats.requests,
-            reason: (judged == 0).then(|| {
-                if stats.requests == 0 {
-                    "no requests matched".to_owned()
-                } else {
-                    "no request it matched has a duration (all were interrupted)".to_owned()
-                }
-            }),
+            matched,
+            reason,
         }
     }
+}
+
+/// `name=...`, `scenario=...`, or both separated by a comma (a name may hold commas:
+/// only `,scenario=` and `,name=` separate).
+fn parse_filters(filter: &str) -> Result<(Option<String>, Option<String>), String> {
+    let mut name = None;
+    let mut scenario = None;
+    let mut rest = filter.trim_start();
+    while !rest.is_empty() {
+        let (key, after) = rest
+            .split_once('=')
+            .ok_or_else(|| "a filter is KEY=VALUE: name=... or scenario=...".to_owned())?;
+        // The value runs to the next `,` that starts another filter.
+        let end = after
+            .match_indices(',')
+            .map(|(i, _)| i)
+            .find(|&i| {
+                let next = after[i + 1..].trim_start();
+                next.starts_with("name=") || next.starts_with("scenario=")
+            })
+            .unwrap_or(after.len());
+        let value = after[..end].trim_end();
+        let key = key.trim();
+        if value.is_empty() {
+            return Err(format!("empty {key} in the filter"));
+        }
+        let slot = match key {
+            "name" => &mut name,
+            "scenario" => &mut scenario,
+            other => {
+                return Err(format!(
+                    "unknown filter `{other}`: use name=... or scenario=..."
+                ));
+            }
+        };
+        if slot.replace(value.to_owned()).is_some() {
+            return Err(format!("{key} is given twice"));
+        }
+        rest = after[end..].strip_prefix(',').unwrap_or("").trim_start();
+    }
+    Ok((name, scenario))
 }
 
 fn parse_metric(m: &str) -> Option<Metric> {
@@ -241,6 +311,8 @@ fn parse_metric(m: &str) -> Option<Metric> {
         "failures" => Metric::Failures,
         "rps" => Metric::Rps,
         "requests" => Metric::Requests,
+        "iterations" => Metric::Iterations,
+        "dropped_iterations" => Metric::DroppedIterations,
         _ => {
             let p = m.strip_prefix('p')?;
             let p = p
@@ -273,7 +345,14 @@ fn parse_value(metric: Metric, v: &str) -> Result<(Metric, f64), String> {
         (_, "s") if duration => Ok((metric, n * 1_000.0)),
         (_, "m") if duration => Ok((metric, n * 60_000.0)),
         (Metric::Failures, "%") => Ok((Metric::FailureRate, n / 100.0)),
-        (Metric::Failures | Metric::Rps | Metric::Requests, "") => Ok((metric, n)),
+        (
+            Metric::Failures
+            | Metric::Rps
+            | Metric::Requests
+            | Metric::Iterations
+            | Metric::DroppedIterations,
+            "",
+        ) => Ok((metric, n)),
         _ => Err(format!("unit `{unit}` does not fit this metric")),
     }
 }
@@ -359,21 +438,55 @@ mod tests {
     }
 
     #[test]
+    fn scenario_filters_and_iteration_metrics() {
+        let mut snap = snapshot();
+        let mut other = RequestRecord::ok("/fast", "GET", 200, 500_000);
+        other.scenario = "batch";
+        snap.record(&other);
+        let mut it = aiotest_metrics::ScenarioStats::default();
+        it.completed(1_000);
+        it.dropped = 3;
+        snap.scenarios.insert("rate".into(), it);
+        let eval = |e: &str| Threshold::parse(e).unwrap().evaluate(&snap, 10.0);
+        assert!(eval("max{scenario=default}<3s").ok);
+        assert!(!eval("max{scenario=batch}<100ms").ok, "500 ms in batch");
+        assert_eq!(eval("requests{scenario=batch, name=/fast}<=1").matched, 1);
+        assert!(eval("iterations{scenario=rate}>=1").ok);
+        assert!(!eval("dropped_iterations{scenario=rate}<1").ok);
+        let none = eval("dropped_iterations{scenario=nope}<1");
+        assert_eq!(
+            (none.ok, none.reason.as_deref()),
+            (false, Some("no scenario matched"))
+        );
+        assert_eq!(
+            Threshold::parse("iterations{name=/x}>1")
+                .unwrap_err()
+                .reason,
+            "iterations belong to scenarios: filter them by {scenario=...}"
+        );
+        let t = Threshold::parse("p95{scenario=a,name=/x,y}<1").unwrap();
+        assert_eq!((t.scenario(), t.name()), (Some("a"), Some("/x,y")));
+    }
+
+    #[test]
     fn bad_expressions_name_the_problem() {
         let cases = [
             ("p95", "no comparison: use <, <=, > or >="),
             (
                 "latency<3",
-                "unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps or requests",
+                "unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps, requests, iterations or dropped_iterations",
             ),
             ("p95<fast", "`fast` is not a number"),
             ("p95<3kg", "unit `kg` does not fit this metric"),
             ("rps>3ms", "unit `ms` does not fit this metric"),
-            ("p95{route=/x}<3", "the only filter is {name=...}"),
+            (
+                "p95{route=/x}<3",
+                "unknown filter `route`: use name=... or scenario=...",
+            ),
             ("p95{name=/x<3", "unclosed `{` in the filter"),
             (
                 "p101<3",
-                "unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps or requests",
+                "unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps, requests, iterations or dropped_iterations",
             ),
         ];
         for (expr, reason) in cases {

@@ -140,3 +140,40 @@ fn the_app_serves_metrics_and_refuses_the_rest() {
     assert_eq!(app.handle("POST", "/metrics").status, 405);
     assert_eq!(app.handle("GET", "/").status, 404);
 }
+
+#[test]
+fn iterations_are_counted_per_scenario() {
+    let exporter = PrometheusExporter::new();
+    let mut snap = Snapshot::new();
+    let mut it = crate::ScenarioStats::default();
+    for _ in 0..7 {
+        it.completed(40_000);
+    }
+    it.dropped = 2;
+    it.interrupted = 1;
+    snap.scenarios.insert("rate".into(), it);
+    exporter.update(&snap);
+    exporter.update(&snap);
+    let scrape = parse(&exporter.render());
+    let value = |metric: &str| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == metric && label(s, "scenario") == Some("rate"))
+            .map(|s| match s.value {
+                Value::Counter(v) | Value::Untyped(v) => v,
+                _ => panic!("{metric} is not a counter"),
+            })
+            .sum()
+    };
+    assert_eq!(value("aiotest_iterations_total"), 14.0);
+    assert_eq!(value("aiotest_dropped_iterations_total"), 4.0);
+    assert_eq!(value("aiotest_interrupted_iterations_total"), 2.0);
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "aiotest_iteration_duration_seconds"),
+        "iteration durations as a histogram"
+    );
+}
