@@ -12,7 +12,7 @@
 //! | [`Executor::ExternallyControlled`] | the same, with the number set from outside (control API, keys) |
 //! | [`Executor::SharedIterations`] | users loop until `iterations` have run in all |
 //! | [`Executor::PerVuIterations`] | each user runs `iterations` |
-//! | [`Executor::ConstantArrivalRate`], [`Executor::RampingArrivalRate`] | on a fixed schedule, whatever earlier ones take (open model); one with no free user is dropped |
+//! | [`Executor::ConstantArrivalRate`], [`Executor::RampingArrivalRate`] | on a fixed schedule, whatever earlier ones take (open model); one with no free user is dropped (or waits up to `max_delay`) |
 //!
 //! This module is the model and its arithmetic: schedules ([`ArrivalSchedule`]), exact
 //! splits over workers, validation. It reads no clock; the runner drives it.
@@ -126,8 +126,13 @@ pub enum Executor {
         duration: Duration,
         /// Users started before the first iteration.
         pre_allocated_vus: u32,
-        /// Most users; an iteration due when all are busy is dropped.
+        /// Most users; an iteration due when all are busy waits up to `max_delay`, then
+        /// is dropped.
         max_vus: u32,
+        /// How long past due an iteration may wait for a free user once `max_vus` are
+        /// busy; the wait counts in its latency (from the intended start). Zero (the
+        /// default, k6's behaviour) drops it at once.
+        max_delay: Duration,
     },
     /// The arrival rate ramps linearly between stage targets.
     RampingArrivalRate {
@@ -139,8 +144,13 @@ pub enum Executor {
         stages: Vec<RateStage>,
         /// Users started before the first iteration.
         pre_allocated_vus: u32,
-        /// Most users; an iteration due when all are busy is dropped.
+        /// Most users; an iteration due when all are busy waits up to `max_delay`, then
+        /// is dropped.
         max_vus: u32,
+        /// How long past due an iteration may wait for a free user once `max_vus` are
+        /// busy; the wait counts in its latency (from the intended start). Zero (the
+        /// default, k6's behaviour) drops it at once.
+        max_delay: Duration,
     },
     /// `vus` users loop; the control API and the keys change the number (up to
     /// `max_vus`), pause and resume; runs for `duration`, or until stopped.
@@ -289,6 +299,16 @@ impl Executor {
         }
     }
 
+    /// For [`Drive::Arrivals`] executors: how long past due an iteration may wait for a
+    /// free user (zero: dropped at once); zero for the others.
+    pub fn max_delay(&self) -> Duration {
+        match self {
+            Executor::ConstantArrivalRate { max_delay, .. }
+            | Executor::RampingArrivalRate { max_delay, .. } => *max_delay,
+            _ => Duration::ZERO,
+        }
+    }
+
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), ScenarioError> {
         let bad = |field: &'static str, why: String| Err(ScenarioError::Executor { field, why });
@@ -362,11 +382,12 @@ impl Executor {
                 duration,
                 pre_allocated_vus,
                 max_vus,
+                max_delay,
             } => {
                 rate_ok("rate", *rate)?;
                 positive("time_unit", *time_unit)?;
                 positive("duration", *duration)?;
-                pool(*pre_allocated_vus, *max_vus)
+                pool(*pre_allocated_vus, *max_vus, *max_delay)
             }
             Executor::RampingArrivalRate {
                 start_rate,
@@ -374,6 +395,7 @@ impl Executor {
                 stages,
                 pre_allocated_vus,
                 max_vus,
+                max_delay,
             } => {
                 rate_ok("start_rate", *start_rate)?;
                 positive("time_unit", *time_unit)?;
@@ -386,7 +408,7 @@ impl Executor {
                 if stages.iter().all(|s| s.duration.is_zero()) {
                     return bad("stages", "the stages add up to no time at all".into());
                 }
-                pool(*pre_allocated_vus, *max_vus)
+                pool(*pre_allocated_vus, *max_vus, *max_delay)
             }
             Executor::ExternallyControlled {
                 vus,
@@ -407,7 +429,20 @@ impl Executor {
     }
 }
 
-fn pool(pre_allocated: u32, max: u32) -> Result<(), ScenarioError> {
+/// The longest an arrival-rate iteration may wait for a free user.
+pub const MAX_ARRIVAL_DELAY: Duration = Duration::from_secs(3600);
+
+fn pool(pre_allocated: u32, max: u32, max_delay: Duration) -> Result<(), ScenarioError> {
+    if max_delay > MAX_ARRIVAL_DELAY {
+        return Err(ScenarioError::Executor {
+            field: "max_delay",
+            why: format!(
+                "{} s is longer than the {} s an iteration may wait",
+                max_delay.as_secs_f64(),
+                MAX_ARRIVAL_DELAY.as_secs()
+            ),
+        });
+    }
     validate_users(max.into()).map_err(|e| ScenarioError::Executor {
         field: "max_vus",
         why: e.to_string(),

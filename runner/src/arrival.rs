@@ -12,15 +12,95 @@
 //! due while this node was busy elsewhere (a slow loop) are started late, not skipped:
 //! their lateness says so.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use aiotest_core::scenario::{ArrivalSchedule, Share};
 use aiotest_metrics::MetricsCollector;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::manager::UserManager;
-use crate::user_loop::{FreeList, Ticket, Work};
+use crate::user_loop::Work;
+
+/// An arrival-rate iteration handed to a user: when it was due.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    pub(crate) due: Instant,
+}
+
+/// Where an arrival-rate scenario's iterations meet its users: the users (or slots of a
+/// concurrent user) free for one, and the iterations due that wait for a user. One is
+/// empty whenever the other is not: a user coming free takes the first in line itself,
+/// with no wake-up of the scheduler in between.
+pub(crate) struct Pool(Mutex<PoolState>);
+
+#[derive(Default)]
+struct PoolState {
+    free: Vec<mpsc::Sender<Ticket>>,
+    /// Due instants of the iterations in line, first due first.
+    waiting: VecDeque<Instant>,
+    max_delay: Duration,
+    /// In line past `max_delay`, found by a user: dropped, to be counted.
+    dropped: u64,
+    /// While paused, users coming free take nothing from the line.
+    paused: bool,
+}
+
+impl PoolState {
+    /// The first iteration in line still within its wait; those past it are dropped.
+    fn first_waiting(&mut self, now: Instant) -> Option<Ticket> {
+        while let Some(due) = self.waiting.pop_front() {
+            if now.saturating_duration_since(due) <= self.max_delay {
+                return Some(Ticket { due });
+            }
+            self.dropped += 1;
+        }
+        None
+    }
+
+    /// Gives `ticket` to a free user, if there is one.
+    fn hand(&mut self, ticket: Ticket) -> bool {
+        while let Some(tx) = self.free.pop() {
+            // A user that has stopped left its sender behind: try the next.
+            if tx.try_send(ticket).is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Pool {
+    fn new(max_delay: Duration) -> Self {
+        Pool(Mutex::new(PoolState {
+            max_delay,
+            ..PoolState::default()
+        }))
+    }
+
+    fn state(&self) -> MutexGuard<'_, PoolState> {
+        // Held only to move a sender or a due instant; never across an await.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot whose channel is `tx` is free: it gets the first iteration in line, or
+    /// waits on the free list for the next one due.
+    pub(crate) fn offer(&self, tx: &mpsc::Sender<Ticket>, now: Instant) {
+        let mut st = self.state();
+        if !st.paused
+            && let Some(t) = st.first_waiting(now)
+        {
+            // Its channel is empty: it has just finished the iteration it held.
+            if tx.try_send(t).is_ok() {
+                return;
+            }
+            st.waiting.push_front(t.due);
+        }
+        st.free.push(tx.clone());
+    }
+}
 
 /// One arrival-rate scenario on this node.
 pub(crate) struct ArrivalRun {
@@ -31,7 +111,7 @@ pub(crate) struct ArrivalRun {
     /// Where scenario time 0 is on the tokio clock (moved forward by pauses).
     origin: Instant,
     paused_at: Option<Instant>,
-    free: FreeList,
+    pool: Arc<Pool>,
     max_vus: u32,
     users: UserManager,
     collector: MetricsCollector,
@@ -40,20 +120,27 @@ pub(crate) struct ArrivalRun {
     dropped: u64,
 }
 
+/// Iterations due this close ahead start now: the timer wakes no finer than a
+/// millisecond, and starting a little early costs less than starting every one late.
+const LOOKAHEAD: Duration = Duration::from_millis(1);
+
 impl ArrivalRun {
     /// Starts the scenario at `now`, `elapsed` into its schedule (a worker joining late or
-    /// given a new share), with `pre_allocated` users idle and up to `max_vus`.
+    /// given a new share), with `pre_allocated` users idle and up to `max_vus`; an
+    /// iteration may wait `max_delay` for a free user.
+    #[allow(clippy::too_many_arguments)] // a scenario part, unpacked
     pub(crate) fn start(
         schedule: ArrivalSchedule,
         share: Share,
         (pre_allocated, max_vus): (u32, u32),
+        max_delay: Duration,
         mut users: UserManager,
         collector: MetricsCollector,
         elapsed: Duration,
         now: Instant,
     ) -> Self {
-        let free = FreeList::default();
-        users.start_with(pre_allocated, || Work::Tickets(Arc::clone(&free), None));
+        let pool = Arc::new(Pool::new(max_delay));
+        users.start_with(pre_allocated, || Work::Tickets(Arc::clone(&pool), None));
         let scenario = users.scenario();
         let next = share.next_from(schedule.due_before(elapsed));
         ArrivalRun {
@@ -62,7 +149,7 @@ impl ArrivalRun {
             next,
             origin: now.checked_sub(elapsed).unwrap_or(now),
             paused_at: None,
-            free,
+            pool,
             max_vus,
             users,
             collector,
@@ -88,50 +175,75 @@ impl ArrivalRun {
         at.saturating_duration_since(self.origin)
     }
 
-    /// Starts what is due by `now`; says when the next iteration is due.
+    /// Starts what is due by `now`; says when the next iteration is due (or the first
+    /// in line must be dropped).
     pub(crate) fn step(&mut self, now: Instant) -> Option<Instant> {
         self.users.cleanup_inactive_users();
         let users_due = self.users.step(now);
         if self.ended || self.paused_at.is_some() {
             return users_due;
         }
+        let pool = Arc::clone(&self.pool);
+        let mut st = pool.state();
+        // Users freed while the line was held (a pause) take it first.
+        while !st.free.is_empty() {
+            match st.first_waiting(now) {
+                Some(t) => {
+                    if !st.hand(t) {
+                        st.waiting.push_front(t.due);
+                    }
+                }
+                None => break,
+            }
+        }
         let t = self.scenario_time(now);
         let next_due = loop {
             let Some(due) = self.schedule.due(self.next) else {
                 break None;
             };
-            if due > t {
+            if due > t + LOOKAHEAD {
                 break Some(now + (due - t));
             }
-            self.dispatch(now - (t - due));
+            let due = match due.checked_sub(t) {
+                Some(ahead) => now + ahead,
+                None => now - (t - due),
+            };
+            self.dispatch(&mut st, Ticket { due }, now);
             self.next = self.share.next_from(self.next + 1);
         };
+        // Drop those in line past their wait; wake when the first one's is over.
+        let first = st.first_waiting(now);
+        if let Some(t) = first {
+            st.waiting.push_front(t.due);
+        }
+        self.dropped += std::mem::take(&mut st.dropped);
+        let max_delay = st.max_delay;
+        drop(st);
+        self.flush_dropped();
+        let line_due = first.map(|t| t.due + max_delay + Duration::from_micros(1));
+        [next_due, users_due, line_due].into_iter().flatten().min()
+    }
+
+    fn flush_dropped(&mut self) {
         if self.dropped > 0 {
             self.collector
                 .add_dropped(&self.scenario, std::mem::take(&mut self.dropped));
         }
-        match (next_due, users_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
     }
 
-    /// Hands one iteration due at `due` to a free user, a new one, or drops it.
-    fn dispatch(&mut self, due: Instant) {
-        let ticket = Ticket { due };
-        loop {
-            let Some(tx) = crate::handle::lock(&self.free).pop() else {
-                break;
-            };
-            // A user that has stopped left its sender behind: try the next.
-            if tx.try_send(ticket).is_ok() {
-                return;
-            }
+    /// Hands one due iteration to a free user or a new one; else it waits in line (if
+    /// the executor allows a wait) or is dropped.
+    fn dispatch(&mut self, st: &mut PoolState, ticket: Ticket, now: Instant) {
+        // None is free while others wait in line: a user coming free takes the line.
+        if st.waiting.is_empty() && st.hand(ticket) {
+            return;
         }
         if (self.users.live_user_count() as u64) < u64::from(self.max_vus) {
-            let free = Arc::clone(&self.free);
+            let pool = Arc::clone(&self.pool);
             self.users
-                .start_with(1, || Work::Tickets(Arc::clone(&free), Some(ticket)));
+                .start_with(1, || Work::Tickets(Arc::clone(&pool), Some(ticket)));
+        } else if now.saturating_duration_since(ticket.due) < st.max_delay {
+            st.waiting.push_back(ticket.due);
         } else {
             self.dropped += 1;
         }
@@ -141,19 +253,34 @@ impl ArrivalRun {
         if self.paused_at.is_none() {
             self.paused_at = Some(now);
         }
+        self.pool.state().paused = true;
         self.users.pause_all_users(now);
     }
 
     pub(crate) fn resume(&mut self, now: Instant) {
         if let Some(at) = self.paused_at.take() {
-            self.origin += now.saturating_duration_since(at);
+            let paused = now.saturating_duration_since(at);
+            self.origin += paused;
+            let mut st = self.pool.state();
+            st.paused = false;
+            // Those in line did not wait while the run was paused.
+            for due in &mut st.waiting {
+                *due += paused;
+            }
         }
         self.users.resume_all_users(now);
     }
 
-    /// Stops starting iterations; users finish theirs by `deadline`.
+    /// Stops starting iterations; users finish theirs by `deadline`. Iterations still in
+    /// line never start: they are dropped.
     pub(crate) fn end(&mut self, deadline: Instant) {
         self.ended = true;
+        {
+            let mut st = self.pool.state();
+            self.dropped += st.waiting.len() as u64 + std::mem::take(&mut st.dropped);
+            st.waiting.clear();
+        }
+        self.flush_dropped();
         self.users.end(deadline);
     }
 

@@ -172,6 +172,7 @@ impl Placement for LocalPlacement {
                     schedule,
                     part.share,
                     part.vus,
+                    e.max_delay(),
                     users,
                     env.collector.clone(),
                     part.elapsed,

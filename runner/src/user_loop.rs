@@ -17,8 +17,8 @@ use std::any::Any;
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,6 +31,8 @@ use aiotest_core::wait::Wait;
 use aiotest_metrics::{MetricsCollector, Recorder};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+
+use crate::arrival::{Pool, Ticket};
 
 /// Counts kept across all users of a run.
 #[derive(Debug, Default)]
@@ -100,16 +102,6 @@ impl Control {
     }
 }
 
-/// An arrival-rate iteration handed to a free user: when it was due.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Ticket {
-    pub(crate) due: Instant,
-}
-
-/// The runners of an arrival-rate scenario that are free for a ticket: a user (or a
-/// concurrent user's slot) puts its own channel back when its iteration is done.
-pub(crate) type FreeList = Arc<Mutex<Vec<mpsc::Sender<Ticket>>>>;
-
 /// Where a user's iterations come from; see the [module docs](self).
 pub(crate) enum Work {
     /// Loop until stopped (closed model).
@@ -118,18 +110,24 @@ pub(crate) enum Work {
     Shared(Arc<AtomicU64>),
     /// Run this many iterations.
     PerUser(u64),
-    /// Run what the schedule hands out; each slot registers on the free list. A user
-    /// started for a ticket no free user could take runs that one first.
-    Tickets(FreeList, Option<Ticket>),
+    /// Run what the schedule hands out: each slot takes the first iteration waiting in
+    /// the pool, or registers there as free. A user started for a ticket no free user
+    /// could take runs that one first.
+    Tickets(Arc<Pool>, Option<Ticket>),
 }
 
 /// Where one slot of a user gets its next iteration.
 enum Source {
     Loop,
     Budget(Arc<AtomicU64>),
-    /// Its channel, the sender it offers on the free list, the list, and whether a
-    /// ticket is already waiting in the channel (then it is not offered yet).
-    Tickets(mpsc::Receiver<Ticket>, mpsc::Sender<Ticket>, FreeList, bool),
+    /// Its channel, the sender it offers to the pool, the pool, and whether a ticket is
+    /// already waiting in the channel (then it is not offered yet).
+    Tickets(
+        mpsc::Receiver<Ticket>,
+        mpsc::Sender<Ticket>,
+        Arc<Pool>,
+        bool,
+    ),
 }
 
 impl Source {
@@ -156,14 +154,15 @@ impl Source {
         matches!(self, Source::Tickets(..))
     }
 
-    /// Puts a ticket slot on the free list: it takes iterations from now on.
+    /// Offers a ticket slot to its pool: it takes the first iteration waiting there, or
+    /// the next one due.
     fn offer(&mut self) {
-        if let Source::Tickets(_, tx, free, preloaded) = self {
+        if let Source::Tickets(_, tx, pool, preloaded) = self {
             if *preloaded {
                 // Its first ticket is already in its channel.
                 *preloaded = false;
             } else {
-                lock(free).push(tx.clone());
+                pool.offer(tx, Instant::now());
             }
         }
     }
@@ -186,11 +185,6 @@ impl Source {
             },
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Held only to push or pop a sender.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A future that turns a panic while polling into an `Err`.

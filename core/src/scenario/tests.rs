@@ -27,6 +27,7 @@ fn a_constant_rate_schedule_starts_at_once_and_counts_the_integral() {
         duration: s(10),
         pre_allocated_vus: 10,
         max_vus: 100,
+        max_delay: Duration::ZERO,
     };
     let a = e.arrivals().unwrap();
     assert_eq!(a.integral(), 5_000.0);
@@ -43,6 +44,7 @@ fn a_constant_rate_schedule_starts_at_once_and_counts_the_integral() {
         duration: s(60),
         pre_allocated_vus: 1,
         max_vus: 1,
+        max_delay: Duration::ZERO,
     };
     let a = per_minute.arrivals().unwrap();
     assert_eq!(a.due(3), Some(s(6)));
@@ -62,6 +64,7 @@ fn a_ramping_schedule_follows_the_integral_of_the_rate() {
         ],
         pre_allocated_vus: 10,
         max_vus: 100,
+        max_delay: Duration::ZERO,
     };
     let a = e.arrivals().unwrap();
     assert_eq!(a.integral(), 2_000.0);
@@ -150,6 +153,7 @@ fn bad_executors_and_scenarios_are_refused_naming_the_field() {
                 duration: s(1),
                 pre_allocated_vus: 1,
                 max_vus: 1,
+                max_delay: Duration::ZERO,
             },
             "rate: NaN is not a rate",
         ),
@@ -160,6 +164,7 @@ fn bad_executors_and_scenarios_are_refused_naming_the_field() {
                 duration: s(1),
                 pre_allocated_vus: 5,
                 max_vus: 2,
+                max_delay: Duration::ZERO,
             },
             "pre_allocated_vus: 5 is above max_vus (2)",
         ),
@@ -170,6 +175,7 @@ fn bad_executors_and_scenarios_are_refused_naming_the_field() {
                 duration: s(1),
                 pre_allocated_vus: 1,
                 max_vus: 2,
+                max_delay: Duration::ZERO,
             },
             "time_unit: must be longer than zero",
         ),
@@ -187,6 +193,7 @@ fn bad_executors_and_scenarios_are_refused_naming_the_field() {
                 stages: vec![],
                 pre_allocated_vus: 1,
                 max_vus: 1,
+                max_delay: Duration::ZERO,
             },
             "stages: at least one stage is needed",
         ),

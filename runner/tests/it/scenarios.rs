@@ -140,6 +140,7 @@ async fn a_constant_arrival_rate_starts_every_iteration_on_schedule() {
             duration: secs(10),
             pre_allocated_vus: 10,
             max_vus: 50,
+            max_delay: Duration::ZERO,
         },
     )
     .unwrap();
@@ -173,6 +174,7 @@ async fn with_every_user_busy_iterations_are_dropped_and_counted_never_delayed()
             duration: secs(10),
             pre_allocated_vus: 5,
             max_vus: 5,
+            max_delay: Duration::ZERO,
         },
     )
     .unwrap();
@@ -220,6 +222,7 @@ async fn latency_counts_from_the_intended_start_when_a_new_user_was_needed() {
             duration: secs(2),
             pre_allocated_vus: 0,
             max_vus: 10,
+            max_delay: Duration::ZERO,
         },
     )
     .unwrap();
@@ -251,6 +254,7 @@ async fn a_ramping_arrival_rate_follows_the_integral_and_a_pause_brings_no_burst
             ],
             pre_allocated_vus: 5,
             max_vus: 20,
+            max_delay: Duration::ZERO,
         },
     )
     .unwrap();
@@ -313,6 +317,7 @@ async fn scenarios_start_at_their_own_time_and_are_counted_apart() {
             duration: secs(4),
             pre_allocated_vus: 2,
             max_vus: 10,
+            max_delay: Duration::ZERO,
         },
     )
     .unwrap()
@@ -350,4 +355,50 @@ async fn scenarios_start_at_their_own_time_and_are_counted_apart() {
     };
     assert_eq!(by_scenario("burst"), 200);
     assert_eq!(by_scenario("warmup"), warm);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_max_delay_iterations_wait_in_line_and_the_wait_is_in_their_latency() {
+    // 10 per second for 2 s, one user, 150 ms each: the user falls 50 ms further behind
+    // with every iteration. Allowed to wait 10 s, it runs one every 150 ms: 14 by the
+    // end at 2 s, the 14th 650 ms late; the 6 still in line then never start.
+    let sc = |max_delay: Duration| {
+        let hits = Arc::new(AtomicU64::new(0));
+        Scenario::new(
+            "queued",
+            vec![worker_type(&hits, ms(150), 0.0)],
+            Executor::ConstantArrivalRate {
+                rate: 10.0,
+                time_unit: secs(1),
+                duration: secs(2),
+                pre_allocated_vus: 1,
+                max_vus: 1,
+                max_delay,
+            },
+        )
+        .unwrap()
+    };
+    let report = run(vec![sc(secs(10))]).await;
+    let it = &report.snapshot.scenarios["queued"];
+    assert_eq!((it.iterations, it.dropped), (14, 6));
+    let x = report.snapshot.total();
+    assert_eq!(x.service.as_ref().unwrap().max_us, 150_000);
+    let max = x.max_us.unwrap();
+    assert!(
+        (800_000..=802_000).contains(&max),
+        "150 ms + 650 ms in line: {max}"
+    );
+    // Allowed 300 ms, those that would wait longer are dropped; what ran waited at most
+    // that long.
+    let report = run(vec![sc(ms(300))]).await;
+    let it = &report.snapshot.scenarios["queued"];
+    assert_eq!(
+        it.iterations + it.dropped,
+        20,
+        "every due iteration accounted for"
+    );
+    assert!(it.dropped >= 5, "{}", it.dropped);
+    let max = report.snapshot.total().max_us.unwrap();
+    assert!(max <= 451_000, "150 ms + at most 300 ms in line: {max}");
+    assert!(max >= 400_000, "some waited: {max}");
 }
