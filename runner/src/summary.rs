@@ -105,6 +105,9 @@ impl Row {
     }
 }
 
+/// The label of an open-model row's service-time line.
+const SERVICE_LABEL: &str = "  service time";
+
 /// A scenario's iterations.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScenarioRow {
@@ -285,6 +288,12 @@ impl Summary {
             .endpoints
             .iter()
             .map(|r| r.name.len() + r.method.len() + 1)
+            .chain(
+                self.endpoints
+                    .iter()
+                    .filter(|r| r.service_p50_ms.is_some())
+                    .map(|_| SERVICE_LABEL.len()),
+            )
             .max()
             .unwrap_or(5)
             .clamp(5, 48);
@@ -347,7 +356,7 @@ impl Summary {
             ) {
                 // Open model: the row above counts from each iteration's intended start;
                 // this one is the plain service time.
-                let label: String = "  service time".chars().take(name_w).collect();
+                let label = SERVICE_LABEL;
                 let _ = writeln!(
                     out,
                     "{label:<name_w$} {:>9} {:>8} {:>9} {:>8} {p50:>8.2} {p90:>8.2} {p95:>8.2} {p99:>8.2} {max:>8.2} {:>8}",

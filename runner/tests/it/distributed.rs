@@ -751,3 +751,137 @@ async fn request_metrics_handlers_run_on_workers() {
     assert_eq!(report.snapshot.total().requests, sent);
     worker.abort();
 }
+
+async fn start_scenario_workers(
+    srv: &RedisServer,
+    run: &str,
+    n: usize,
+    scenario: impl Fn(UserType) -> Scenario,
+) -> (Vec<Arc<Counters>>, Vec<tokio::task::JoinHandle<()>>) {
+    let mut counters = Vec::new();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let c = Arc::new(Counters::default());
+        let w = WorkerRunner::scenarios(
+            vec![scenario(rec_type(&c))],
+            Hooks::default(),
+            config(),
+            dist(run, n),
+            Redis::connect(&srv.url()).await.unwrap(),
+            &format!("w{i}"),
+        )
+        .unwrap();
+        tasks.push(tokio::spawn(async move {
+            let _ = w.run().await;
+        }));
+        counters.push(c);
+    }
+    (counters, tasks)
+}
+
+fn ramp(ut: UserType) -> Scenario {
+    // 0 -> 300/s over 4 s, then 300/s for 2 s: 600 + 600 iterations.
+    Scenario::new(
+        "ramp",
+        vec![ut],
+        Executor::RampingArrivalRate {
+            start_rate: 0.0,
+            time_unit: Duration::from_secs(1),
+            stages: vec![
+                RateStage::new(Duration::from_secs(4), 300.0),
+                RateStage::new(Duration::from_secs(2), 300.0),
+            ],
+            pre_allocated_vus: 3,
+            max_vus: 30,
+            max_delay: Duration::ZERO,
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ramping_arrival_rate_over_three_workers_runs_the_integral_of_its_rate() {
+    let srv = RedisServer::start().unwrap();
+    let (counters, workers) = start_scenario_workers(&srv, "ramp", 3, ramp).await;
+    let master = MasterRunner::scenarios(
+        vec![ramp(rec_type(&Arc::new(Counters::default())))],
+        Hooks::default(),
+        config(),
+        dist("ramp", 3),
+        Redis::connect(&srv.url()).await.unwrap(),
+        None,
+    )
+    .unwrap();
+    let report = master.run().await.unwrap();
+    assert_eq!(report.reason, StopReason::ShapeEnded);
+    let it = &report.snapshot.scenarios["ramp"];
+    let total = it.iterations + it.dropped;
+    // Every worker starts its part on its own clock when the master's start reaches it:
+    // the parts add up to the schedule, give or take iterations due in the moments a
+    // worker's start lags the master's.
+    assert!(
+        (1_188..=1_200).contains(&total),
+        "the integral of the rate is 1,200: {total}"
+    );
+    assert_eq!(it.dropped, 0);
+    assert_eq!(report.snapshot.total().requests, sent(&counters));
+    for c in &counters {
+        let n = c.sent.load(Ordering::Relaxed);
+        assert!((380..=420).contains(&n), "a third each: {n}");
+    }
+    for w in workers {
+        w.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_workers_share_of_the_rate_moves_to_the_others() {
+    let srv = RedisServer::start().unwrap();
+    let constant = |ut: UserType| {
+        Scenario::new(
+            "rate",
+            vec![ut],
+            Executor::ConstantArrivalRate {
+                rate: 300.0,
+                time_unit: Duration::from_secs(1),
+                duration: Duration::from_secs(8),
+                pre_allocated_vus: 3,
+                max_vus: 30,
+                max_delay: Duration::ZERO,
+            },
+        )
+        .unwrap()
+    };
+    let (counters, workers) = start_scenario_workers(&srv, "share", 3, constant).await;
+    let master = MasterRunner::scenarios(
+        vec![constant(rec_type(&Arc::new(Counters::default())))],
+        Hooks::default(),
+        config(),
+        dist("share", 3),
+        Redis::connect(&srv.url()).await.unwrap(),
+        None,
+    )
+    .unwrap();
+    let run = tokio::spawn(master.run());
+    wait_until("every worker running", Duration::from_secs(10), || {
+        counters.iter().all(|c| c.sent.load(Ordering::Relaxed) > 50)
+    })
+    .await;
+    workers[2].abort();
+    // Liveness is 1 s: by 2 s after the loss the two others run the whole rate.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let two =
+        |c: &[Arc<Counters>]| c[0].sent.load(Ordering::Relaxed) + c[1].sent.load(Ordering::Relaxed);
+    let before = two(&counters);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let in_two_seconds = two(&counters) - before;
+    assert!(
+        (560..=640).contains(&in_two_seconds),
+        "300/s on the two left: {in_two_seconds} in 2 s"
+    );
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.missing_workers, vec!["w2".to_string()]);
+    for w in workers {
+        w.abort();
+    }
+}
