@@ -51,6 +51,22 @@ pub struct RunArgs {
     /// k6-style stages instead of -u/-t: DURATION:USERS,... e.g. 10s:50,1m:50,10s:0.
     #[arg(long, value_parser = parse_stages_arg, conflicts_with_all = ["users", "run_time"])]
     pub stages: Option<StagesArg>,
+    /// Open model: start this many iterations per second (k6's constant-arrival-rate),
+    /// whatever earlier ones take; needs -t. -u sets the users started beforehand.
+    #[arg(long, value_parser = parse_arrival_rate, conflicts_with_all = ["stages", "iterations"])]
+    pub rate: Option<f64>,
+    /// With --rate: most users at once; an iteration due when all are busy is dropped
+    /// and counted (default: enough for 30 s of iterations in flight, at least 10).
+    #[arg(long, value_parser = parse_users, requires = "rate")]
+    pub max_users: Option<u32>,
+    /// With --rate: let an iteration that finds all --max-users busy wait this long for
+    /// one to come free (the wait counts in its latency) instead of dropping it at once.
+    #[arg(long, value_parser = parse_duration, requires = "rate")]
+    pub max_delay: Option<Duration>,
+    /// Run this many iterations in all, shared by the -u users (k6's shared-iterations,
+    /// like `k6 run -i`); -t bounds it (default 10m).
+    #[arg(short = 'i', long, value_parser = parse_iterations, conflicts_with = "stages")]
+    pub iterations: Option<u64>,
     /// Wait after each request for --url/--demo: seconds (0.5) or a range (0.5..1.5).
     #[arg(long, value_parser = parse_wait)]
     pub wait: Option<WaitArg>,
@@ -282,6 +298,25 @@ fn parse_two_beats(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` is under two heartbeats (2s)"));
     }
     Ok(d)
+}
+
+fn parse_arrival_rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a rate (iterations per second)"))?;
+    if !r.is_finite() || r <= 0.0 || r > 1e7 {
+        return Err(format!(
+            "`{s}`: a rate is more than 0 and at most 10000000 iterations per second"
+        ));
+    }
+    Ok(r)
+}
+
+fn parse_iterations(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{s}` is not a number of iterations (1 or more)")),
+    }
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

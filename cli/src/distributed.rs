@@ -5,8 +5,12 @@ use std::path::Path;
 
 use aiotest_coordinator::Redis;
 use aiotest_core::lifecycle::Hooks;
+use aiotest_core::scenario::{DEFAULT_SCENARIO, Scenario};
+use aiotest_core::user::UserType;
 use aiotest_core::wait::WaitTime;
 use aiotest_runner::{DistributedConfig, Planned, RunConfig, WorkerRunner};
+
+use crate::load::SelfScheduled;
 use serde::{Deserialize, Serialize};
 
 use crate::args::{RunArgs, WaitArg};
@@ -24,6 +28,9 @@ pub(crate) struct Plan {
     pub(crate) wait: Option<(f64, f64)>,
     /// The host users target.
     pub(crate) host: Option<String>,
+    /// `--rate` or `-i`: load that runs on the workers, each on its part.
+    #[serde(default)]
+    pub(crate) load: Option<SelfScheduled>,
 }
 
 impl Plan {
@@ -99,6 +106,7 @@ pub(crate) fn worker_plan(
         scenario,
         wait: Plan::wait_arg(args.wait),
         host: config.host.clone(),
+        load: crate::load::self_scheduled(args)?,
     };
     serde_json::to_vec(&plan).map_err(|e| UsageError(format!("plan: {e}")))
 }
@@ -129,16 +137,58 @@ fn build_from_plan(bytes: Option<&[u8]>, host: Option<&str>) -> Result<Planned, 
                 .wait
                 .map_or(WaitTime::none(), |(a, b)| WaitTime::between(a, b));
             let types = vec![url_user_type(url, wait, host.as_deref()).map_err(|e| e.0)?];
-            Planned::from_types(types, Hooks::default(), host).map_err(|e| e.to_string())
+            planned(
+                types,
+                Vec::new(),
+                Hooks::default(),
+                host,
+                plan.load.as_ref(),
+            )
         }
         (None, Some(text)) => {
             let s = crate::scenario::parse(Path::new("(scenario from the master)"), text)
                 .map_err(|e| e.to_string())?;
-            Planned::from_types(s.user_types, s.hooks, host.or(s.host)).map_err(|e| e.to_string())
+            planned(
+                s.user_types,
+                s.scenarios,
+                s.hooks,
+                host.or(s.host),
+                plan.load.as_ref(),
+            )
         }
         (None, None) => Err(
             "the master runs a Rust binary's own user types: run that binary as its worker".into(),
         ),
+    }
+}
+
+/// A worker's scenarios: the test's own, else the one `default` scenario, with the
+/// master's `--rate`/`-i` load when it has one (a closed-model load runs on the master).
+fn planned(
+    types: Vec<UserType>,
+    scenarios: Vec<Scenario>,
+    hooks: Hooks,
+    host: Option<String>,
+    load: Option<&SelfScheduled>,
+) -> Result<Planned, String> {
+    if !scenarios.is_empty() {
+        return Ok(Planned {
+            scenarios,
+            hooks,
+            host,
+        });
+    }
+    match load {
+        Some(load) => {
+            let sc = Scenario::new(DEFAULT_SCENARIO, types, load.executor())
+                .map_err(|e| e.to_string())?;
+            Ok(Planned {
+                scenarios: vec![sc],
+                hooks,
+                host,
+            })
+        }
+        None => Planned::from_types(types, hooks, host).map_err(|e| e.to_string()),
     }
 }
 
@@ -155,17 +205,20 @@ pub(crate) async fn run_worker(args: RunArgs, test: Option<Test>) -> Result<i32,
     let host = args.host.clone();
     let worker = match test {
         Some(t) => {
-            // The binary's own user types; the host is its -H, else the master's.
-            let (types, hooks) = (t.user_types, t.hooks);
+            // The binary's own user types and scenarios; the host is its -H, else the
+            // master's.
+            let (types, hooks, scenarios) = (t.user_types, t.hooks, t.scenarios);
             let w = WorkerRunner::from_plan(
                 move |plan: Option<&[u8]>| {
-                    let planned = plan.and_then(|p| serde_json::from_slice::<Plan>(p).ok());
-                    Planned::from_types(
+                    let plan = plan.and_then(|p| serde_json::from_slice::<Plan>(p).ok());
+                    let (plan_host, load) = plan.map_or((None, None), |p| (p.host, p.load));
+                    planned(
                         types.clone(),
+                        scenarios.clone(),
                         hooks.clone(),
-                        host.clone().or(planned.and_then(|p| p.host)),
+                        host.clone().or(plan_host),
+                        load.as_ref(),
                     )
-                    .map_err(|e| e.to_string())
                 },
                 config,
                 dist_config(&args),

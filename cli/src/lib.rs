@@ -16,6 +16,7 @@ mod args;
 mod demo;
 mod distributed;
 mod keyboard;
+mod load;
 mod progress;
 mod run;
 pub mod scenario;

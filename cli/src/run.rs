@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use aiotest_core::lifecycle::Hooks;
 use aiotest_core::prelude::*;
+use aiotest_core::scenario::{DEFAULT_SCENARIO, SharedShape};
 use aiotest_http_user::{HttpClient, HttpUser};
 use aiotest_metrics::PrometheusExporter;
 use aiotest_runner::output::{JsonExport, Output, SummaryHookOutput, Thresholds};
@@ -105,23 +106,6 @@ pub(crate) fn url_user_type(
     .map_err(|e| UsageError(e.to_string()))
 }
 
-fn shape(
-    args: &RunArgs,
-    default_users: u32,
-    default_time: Option<Duration>,
-) -> Result<Box<dyn LoadUserShape>, UsageError> {
-    if let Some(stages) = &args.stages {
-        let s =
-            StagesShape::new(stages.0.clone()).map_err(|e| UsageError(format!("--stages: {e}")))?;
-        return Ok(Box::new(s));
-    }
-    let users = args.users.unwrap_or(default_users);
-    let rate = args.spawn_rate.unwrap_or(f64::from(users.max(1)));
-    let s = ConstantShape::new(users, rate, args.run_time.or(default_time))
-        .map_err(|e| UsageError(format!("-u/-r/-t: {e}")))?;
-    Ok(Box::new(s))
-}
-
 /// Runs `aiotest run` (with the user types of a Rust binary, if given) and returns the
 /// exit code.
 pub(crate) async fn run(args: RunArgs, test: Option<Test>) -> i32 {
@@ -136,6 +120,8 @@ pub(crate) async fn run(args: RunArgs, test: Option<Test>) -> i32 {
 
 /// What to run, from a scenario file, a Rust binary's `Test`, `--url` or `--demo`.
 struct Plan {
+    /// Scenarios the file or binary defines (then the command line sets no load).
+    scenarios: Vec<Scenario>,
     user_types: Vec<UserType>,
     shape: Option<Box<dyn LoadUserShape>>,
     hooks: Hooks,
@@ -209,6 +195,7 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
             )));
         }
         Plan {
+            scenarios: s.scenarios,
             user_types: s.user_types,
             shape: s.shape,
             hooks: s.hooks,
@@ -231,6 +218,7 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
                     outputs.push(Box::new(SummaryHookOutput::new(hook)));
                 }
                 Plan {
+                    scenarios: t.scenarios,
                     user_types: t.user_types,
                     shape: t.shape,
                     hooks: t.hooks,
@@ -240,6 +228,7 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
                 }
             }
             (None, Some(url), _) => Plan {
+                scenarios: Vec::new(),
                 names: Some(vec![request_name(&split_url(url)?.1)]),
                 user_types: vec![url_user_type(url, wait, args.host.as_deref())?],
                 shape: None,
@@ -248,6 +237,7 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
                 default_users: 1,
             },
             (None, None, Some(url)) => Plan {
+                scenarios: Vec::new(),
                 names: Some(vec!["/".to_owned()]),
                 user_types: vec![url_user_type(url, wait, None)?],
                 shape: None,
@@ -262,12 +252,28 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
             }
         }
     };
-    check_threshold_names(&thresholds, plan.names.as_deref())?;
-    let cli_shapes_load = args.users.is_some() || args.run_time.is_some() || args.stages.is_some();
-    let shape = match plan.shape {
-        // A shape written in code (or a file) runs unless the command line sets the load.
-        Some(s) if !cli_shapes_load => s,
-        _ => shape(&args, plan.default_users, demo_time)?,
+    check_threshold_names(&thresholds, plan.names.as_deref(), &plan.scenarios)?;
+    let scenarios = if plan.scenarios.is_empty() {
+        let executor = match crate::load::self_scheduled(&args)? {
+            Some(load) => load.executor(),
+            None => Executor::Shape(SharedShape::new(match plan.shape {
+                // A shape written in code (or a file) runs unless the command line sets
+                // the load.
+                Some(s) if !crate::load::given(&args) => s,
+                _ => crate::load::closed(&args, plan.default_users, demo_time)?,
+            })),
+        };
+        let sc = Scenario::new(DEFAULT_SCENARIO, plan.user_types, executor)
+            .map_err(|e| UsageError(e.to_string()))?
+            .graceful_stop(args.stop_timeout);
+        vec![sc]
+    } else if crate::load::given(&args) {
+        return Err(UsageError(
+            "the test's scenarios set the load: -u, -t, --stages, --rate and -i do not apply"
+                .into(),
+        ));
+    } else {
+        plan.scenarios
     };
     let config = RunConfig {
         host,
@@ -290,9 +296,8 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
             );
         }
         AnyRunner::Master(Box::new(
-            MasterRunner::new(
-                plan.user_types,
-                shape,
+            MasterRunner::scenarios(
+                scenarios,
                 plan.hooks,
                 config,
                 crate::distributed::dist_config(&args),
@@ -304,7 +309,7 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
         ))
     } else {
         AnyRunner::Local(
-            LocalRunner::with_exporter(plan.user_types, shape, plan.hooks, config, exporter)
+            LocalRunner::scenarios(scenarios, plan.hooks, config, exporter)
                 .map_err(|e| UsageError(e.to_string()))?,
         )
     };
@@ -401,7 +406,24 @@ fn exit_code(report: &RunReport) -> i32 {
 fn check_threshold_names(
     thresholds: &[Threshold],
     names: Option<&[String]>,
+    scenarios: &[Scenario],
 ) -> Result<(), UsageError> {
+    // Scenario names are always known before the run: the test's, or `default`.
+    let known: Vec<&str> = if scenarios.is_empty() {
+        vec![DEFAULT_SCENARIO]
+    } else {
+        scenarios.iter().map(Scenario::name).collect()
+    };
+    for t in thresholds {
+        if let Some(sc) = t.scenario()
+            && !known.contains(&sc)
+        {
+            return Err(UsageError(format!(
+                "threshold `{t}`: this test has no scenario `{sc}`; its scenarios are: {}",
+                known.join(", ")
+            )));
+        }
+    }
     let Some(names) = names else {
         return Ok(());
     };

@@ -1,6 +1,7 @@
 //! [`Test`]: the `aiotest` command line for a Rust binary's own user types.
 
 use aiotest_core::lifecycle::{Hooks, SummaryHook};
+use aiotest_core::scenario::Scenario;
 use aiotest_core::shape::LoadUserShape;
 use aiotest_core::user::UserType;
 use aiotest_metrics::RequestRecord;
@@ -37,12 +38,21 @@ pub struct Test {
     pub(crate) summary_hook: Option<SummaryHook<Summary>>,
     pub(crate) outputs: Vec<Box<dyn Output>>,
     pub(crate) requests: RequestMetricsOutput,
+    pub(crate) scenarios: Vec<Scenario>,
 }
 
 impl Test {
     /// An empty test.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Adds a scenario (k6's `options.scenarios`): its user types run as its executor
+    /// says, from its start time. A test with scenarios takes its load from them, not
+    /// from `-u`, `-t` or a shape. The same binary run as a worker runs its part.
+    pub fn scenario(mut self, scenario: Scenario) -> Self {
+        self.scenarios.push(scenario);
+        self
     }
 
     /// Adds a user type.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use aiotest_core::lifecycle::{Hooks, Lifecycle};
 use aiotest_core::prelude::*;
+use aiotest_core::scenario::Scenario;
 use aiotest_core::shape::validate_users;
 use aiotest_core::user::ExecutionMode;
 use aiotest_http_user::{HttpClient, HttpUser};
@@ -18,6 +19,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::args::parse_duration;
+
+mod scenarios;
 
 type BoxedShape = Box<dyn LoadUserShape>;
 
@@ -59,6 +62,8 @@ struct FileSpec {
     #[serde(default)]
     setup: Vec<Spanned<RequestSpec>>,
     users: Option<Spanned<Vec<Spanned<UserSpec>>>>,
+    #[serde(default)]
+    scenarios: Vec<Spanned<scenarios::ScenarioSpec>>,
 }
 
 #[derive(Deserialize)]
@@ -116,10 +121,12 @@ struct RequestSpec {
     capture: BTreeMap<String, Spanned<String>>,
 }
 
-/// A scenario, checked and ready to run.
-pub struct Scenario {
+/// A scenario file, checked and ready to run.
+pub struct ScenarioFile {
     /// The user types.
     pub user_types: Vec<UserType>,
+    /// Its `[[scenarios]]`, if it has any (then they set the load, not `[load]`).
+    pub scenarios: Vec<Scenario>,
     /// Setup (and its captures).
     pub hooks: Hooks,
     /// The file's load, if it has one.
@@ -163,7 +170,7 @@ impl Ctx<'_> {
 }
 
 /// Reads, checks and builds the scenario in `file`.
-pub fn load(file: &Path) -> Result<Scenario, ScenarioError> {
+pub fn load(file: &Path) -> Result<ScenarioFile, ScenarioError> {
     let text = std::fs::read_to_string(file).map_err(|e| ScenarioError {
         file: file.to_owned(),
         line: None,
@@ -174,7 +181,7 @@ pub fn load(file: &Path) -> Result<Scenario, ScenarioError> {
 }
 
 /// Checks and builds a scenario from `text` (named `file` in errors).
-pub fn parse(file: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+pub fn parse(file: &Path, text: &str) -> Result<ScenarioFile, ScenarioError> {
     let cx = Ctx { file, text };
     let spec: FileSpec = match toml::from_str(text) {
         Ok(s) => s,
@@ -235,9 +242,19 @@ pub fn parse(file: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         }
         user_types.push(user_type(&cx, i, u, &captures)?);
     }
+    if let (Some(load), Some(first)) = (&spec.load, spec.scenarios.first()) {
+        let _ = first;
+        return cx.err(
+            Some(load.span()),
+            "load",
+            "give [load] or [[scenarios]], not both: each scenario has its own executor",
+        );
+    }
+    let scenarios = scenarios::build(&cx, &spec.scenarios, &user_types)?;
     let relative_path = first_relative_path(&cx, &spec);
-    Ok(Scenario {
+    Ok(ScenarioFile {
         user_types,
+        scenarios,
         hooks,
         shape,
         request_names: request_names(&spec),
@@ -903,7 +920,7 @@ mod tests {
 
     const VALID_TAIL: &str = "[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\n";
 
-    fn check(text: &str) -> Result<Scenario, ScenarioError> {
+    fn check(text: &str) -> Result<ScenarioFile, ScenarioError> {
         parse(Path::new("s.toml"), text)
     }
 
@@ -999,6 +1016,191 @@ mod tests {
             (format!("[[setup]]\npath = \"/login\"\nweight = 2\n{VALID_TAIL}"), "s.toml:3: setup[0].weight: setup requests run once, in order: no weight"),
         ];
         assert!(cases.len() >= 10);
+        for (text, want) in cases {
+            let err = match check(&text) {
+                Ok(_) => panic!("accepted:\n{text}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(want), "\n{text}\nwant: {want}\n got: {err}");
+        }
+    }
+
+    #[test]
+    fn scenarios_take_each_executor_with_k6s_fields() {
+        use std::time::Duration;
+        let text = format!(
+            "{VALID_TAIL}\
+[[scenarios]]
+name = \"a\"
+executor = \"shared-iterations\"
+vus = 5
+iterations = 100
+[[scenarios]]
+name = \"b\"
+executor = \"per-vu-iterations\"
+vus = 2
+iterations = 3
+max_duration = \"1m\"
+[[scenarios]]
+name = \"c\"
+executor = \"constant-vus\"
+vus = 4
+duration = \"30s\"
+start_time = \"10s\"
+graceful_stop = \"5s\"
+tags = {{ team = \"web\" }}
+[[scenarios]]
+name = \"d\"
+executor = \"ramping-vus\"
+start_vus = 0
+stages = [{{ duration = \"10s\", target = 5 }}, {{ duration = \"5s\", target = 0 }}]
+[[scenarios]]
+name = \"e\"
+executor = \"constant-arrival-rate\"
+rate = 30
+time_unit = \"1m\"
+duration = \"2m\"
+pre_allocated_vus = 2
+[[scenarios]]
+name = \"f\"
+executor = \"ramping-arrival-rate\"
+start_rate = 10
+stages = [{{ duration = \"1m\", target = 100 }}]
+pre_allocated_vus = 5
+max_vus = 50
+max_delay = \"250ms\"
+[[scenarios]]
+name = \"g\"
+executor = \"externally-controlled\"
+vus = 1
+max_vus = 20
+"
+        );
+        let f = check(&text).unwrap();
+        let kinds: Vec<(&str, &str)> = f
+            .scenarios
+            .iter()
+            .map(|s| (s.name(), s.executor().kind()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("a", "shared-iterations"),
+                ("b", "per-vu-iterations"),
+                ("c", "constant-vus"),
+                ("d", "ramping-vus"),
+                ("e", "constant-arrival-rate"),
+                ("f", "ramping-arrival-rate"),
+                ("g", "externally-controlled"),
+            ]
+        );
+        let c = &f.scenarios[2];
+        assert_eq!(c.starts_at(), Duration::from_secs(10));
+        assert_eq!(c.graceful_stop_period(), Duration::from_secs(5));
+        match f.scenarios[4].executor() {
+            Executor::ConstantArrivalRate {
+                rate,
+                time_unit,
+                pre_allocated_vus,
+                max_vus,
+                max_delay,
+                ..
+            } => {
+                assert_eq!((*rate, *time_unit), (30.0, Duration::from_secs(60)));
+                assert_eq!(
+                    (*pre_allocated_vus, *max_vus),
+                    (2, 2),
+                    "max_vus defaults to pre_allocated_vus"
+                );
+                assert_eq!(*max_delay, Duration::ZERO);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            f.scenarios[5].executor().max_delay(),
+            Duration::from_millis(250)
+        );
+    }
+
+    #[test]
+    fn bad_scenarios_name_file_line_and_field() {
+        let sc = |body: &str| format!("{VALID_TAIL}[[scenarios]]\nname = \"s\"\n{body}");
+        let cases: Vec<(String, &str)> = vec![
+            (
+                sc("executor = \"constant-rate\"\n"),
+                "s.toml:7: scenarios[0].executor: `constant-rate` is not an executor: use shared-iterations,",
+            ),
+            (
+                sc("executor = \"constant-vus\"\nduration = \"10s\"\nrate = 5\n"),
+                "s.toml:9: scenarios[0].rate: `constant-vus` takes no rate (it takes vus, duration)",
+            ),
+            (
+                sc("executor = \"constant-vus\"\n"),
+                "scenarios[0].duration: `constant-vus` needs duration",
+            ),
+            (
+                sc("executor = \"constant-arrival-rate\"\nrate = 5\nduration = \"1m\"\n"),
+                "scenarios[0].pre_allocated_vus: `constant-arrival-rate` needs pre_allocated_vus",
+            ),
+            (
+                sc(
+                    "executor = \"constant-arrival-rate\"\nrate = -5\nduration = \"1m\"\npre_allocated_vus = 1\n",
+                ),
+                "s.toml:8: scenarios[0].rate: -5 is not a rate",
+            ),
+            (
+                sc(
+                    "executor = \"constant-arrival-rate\"\nrate = 5\nduration = \"1m\"\npre_allocated_vus = 8\nmax_vus = 2\n",
+                ),
+                "s.toml:10: scenarios[0].pre_allocated_vus: 8 is above max_vus (2)",
+            ),
+            (
+                sc(
+                    "executor = \"constant-arrival-rate\"\nrate = 5\nduration = \"1m\"\npre_allocated_vus = 1\nmax_delay = \"2h\"\n",
+                ),
+                "s.toml:11: scenarios[0].max_delay: 7200 s is longer than the 3600 s",
+            ),
+            (
+                sc("executor = \"shared-iterations\"\nvus = 10\niterations = 5\n"),
+                "s.toml:9: scenarios[0].iterations: 5 is fewer than the 10 users sharing them",
+            ),
+            (
+                sc("executor = \"ramping-vus\"\nstages = [{ duration = \"1x\", target = 1 }]\n"),
+                "s.toml:8: scenarios[0].stages[0].duration: invalid duration `1x`",
+            ),
+            (
+                sc("executor = \"constant-vus\"\nduration = \"1s\"\nusers = [\"nobody\"]\n"),
+                "s.toml:9: scenarios[0].users: no [[users]] type is named `nobody`; the types are: u",
+            ),
+            (
+                sc("executor = \"constant-vus\"\nduration = \"1s\"\nstart_time = \"later\"\n"),
+                "s.toml:9: scenarios[0].start_time: invalid duration `later`",
+            ),
+            (
+                sc("executor = \"constant-vus\"\nduration = \"1s\"\nvuz = 3\n"),
+                "unknown field `vuz`",
+            ),
+            (
+                format!(
+                    "{}[[scenarios]]\nname = \"s\"\nexecutor = \"constant-vus\"\nduration = \"1s\"\n",
+                    sc("executor = \"constant-vus\"\nduration = \"1s\"\n")
+                ),
+                "s.toml:10: scenarios[1].name: `s` is used twice",
+            ),
+            (
+                format!(
+                    "[load]\nusers = 2\n{}",
+                    sc("executor = \"constant-vus\"\nduration = \"1s\"\n")
+                ),
+                "give [load] or [[scenarios]], not both",
+            ),
+            (
+                format!(
+                    "{VALID_TAIL}[[scenarios]]\nname = \"a b\"\nexecutor = \"constant-vus\"\nduration = \"1s\"\n"
+                ),
+                "s.toml:6: scenarios[0].name:",
+            ),
+        ];
         for (text, want) in cases {
             let err = match check(&text) {
                 Ok(_) => panic!("accepted:\n{text}"),

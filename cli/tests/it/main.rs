@@ -22,7 +22,9 @@ pub(crate) struct Target {
 }
 
 /// A counting server on its own thread and runtime; `/slow` answers after 50 ms, `/hang`
-/// never (each request is counted when it arrives).
+/// never (each request is counted when it arrives), `/5ms` after 5 ms, and `/stall` after
+/// 5 ms except once: from 2 s after its first request, every request arriving within a
+/// second is held until that second is over.
 fn target() -> Target {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -31,6 +33,7 @@ fn target() -> Target {
     let authorized = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&served);
     let auth = Arc::clone(&authorized);
+    let stall_origin = Arc::new(std::sync::OnceLock::<std::time::Instant>::new());
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -44,12 +47,26 @@ fn target() -> Target {
                 };
                 let counter = Arc::clone(&counter);
                 let auth = Arc::clone(&auth);
+                let stall_origin = Arc::clone(&stall_origin);
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |req: hyper::Request<hyper::body::Incoming>| {
                             let counter = Arc::clone(&counter);
                             let auth = Arc::clone(&auth);
+                            let stall_origin = Arc::clone(&stall_origin);
                             async move {
+                                let ms = std::time::Duration::from_millis;
+                                if req.uri().path() == "/stall" {
+                                    let now = std::time::Instant::now();
+                                    let origin = *stall_origin.get_or_init(|| now);
+                                    let (from, to) = (origin + ms(2_000), origin + ms(3_000));
+                                    if (from..to).contains(&now) {
+                                        tokio::time::sleep(to - now).await;
+                                    }
+                                }
+                                if matches!(req.uri().path(), "/5ms" | "/stall") {
+                                    tokio::time::sleep(ms(5)).await;
+                                }
                                 if req.uri().path() == "/slow" {
                                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                                 }
@@ -694,3 +711,4 @@ pub(crate) fn free_port() -> u16 {
 mod binary_entry;
 mod distributed;
 mod endings;
+mod scenarios;

@@ -1,0 +1,139 @@
+//! The load the command line asks for (`-u`, `-r`, `-t`, `--stages`, `--rate`, `-i`),
+//! as an executor. The open-model and iteration forms travel in a master's plan, so its
+//! workers run the very same executor on their part.
+
+use std::time::Duration;
+
+use aiotest_core::scenario::Executor;
+use aiotest_core::shape::{ConstantShape, LoadUserShape, MAX_USERS, StagesShape};
+use serde::{Deserialize, Serialize};
+
+use crate::args::RunArgs;
+use crate::run::UsageError;
+
+/// How long `-i` may take without `-t` (k6's default `maxDuration`).
+const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(600);
+
+/// Load that runs where the users are: shipped to workers in the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum SelfScheduled {
+    /// `--rate`: constant arrival rate.
+    Rate {
+        rate: f64,
+        users: u32,
+        max_users: u32,
+        run_time_s: f64,
+        max_delay_s: f64,
+    },
+    /// `-i`: shared iterations.
+    Iterations {
+        iterations: u64,
+        users: u32,
+        max_duration_s: f64,
+    },
+}
+
+impl SelfScheduled {
+    /// The executor.
+    pub(crate) fn executor(&self) -> Executor {
+        match *self {
+            SelfScheduled::Rate {
+                rate,
+                users,
+                max_users,
+                run_time_s,
+                max_delay_s,
+            } => Executor::ConstantArrivalRate {
+                rate,
+                time_unit: Duration::from_secs(1),
+                duration: Duration::from_secs_f64(run_time_s),
+                pre_allocated_vus: users,
+                max_vus: max_users,
+                max_delay: Duration::from_secs_f64(max_delay_s),
+            },
+            SelfScheduled::Iterations {
+                iterations,
+                users,
+                max_duration_s,
+            } => Executor::SharedIterations {
+                vus: users,
+                iterations,
+                max_duration: Duration::from_secs_f64(max_duration_s),
+            },
+        }
+    }
+}
+
+/// The open-model or iteration load of `--rate` or `-i`, if asked for.
+pub(crate) fn self_scheduled(args: &RunArgs) -> Result<Option<SelfScheduled>, UsageError> {
+    if let Some(rate) = args.rate {
+        let Some(run_time) = args.run_time else {
+            return Err(UsageError(
+                "--rate needs -t: how long to keep the rate (e.g. --rate 500 -t 30s)".into(),
+            ));
+        };
+        // Enough users for 30 s of iterations in flight (a slow target at the default
+        // timeout), never fewer than 10.
+        let max_users = args.max_users.unwrap_or_else(|| {
+            ((rate * 30.0).ceil() as u64).clamp(10, u64::from(MAX_USERS)) as u32
+        });
+        // 100 ms worth of iterations ready before the first one.
+        let users = args
+            .users
+            .unwrap_or_else(|| ((rate * 0.1).ceil() as u32).clamp(1, max_users));
+        if users > max_users {
+            return Err(UsageError(format!(
+                "-u {users} is above --max-users {max_users}"
+            )));
+        }
+        return Ok(Some(SelfScheduled::Rate {
+            rate,
+            users,
+            max_users,
+            run_time_s: run_time.as_secs_f64(),
+            max_delay_s: args.max_delay.unwrap_or_default().as_secs_f64(),
+        }));
+    }
+    if let Some(iterations) = args.iterations {
+        let users = args.users.unwrap_or(1);
+        if u64::from(users) > iterations {
+            return Err(UsageError(format!(
+                "-i {iterations} is fewer than the {users} users (-u) that share them"
+            )));
+        }
+        return Ok(Some(SelfScheduled::Iterations {
+            iterations,
+            users,
+            max_duration_s: args.run_time.unwrap_or(DEFAULT_MAX_DURATION).as_secs_f64(),
+        }));
+    }
+    Ok(None)
+}
+
+/// The closed-model load of `-u`, `-r`, `-t` or `--stages` (`default_users` and
+/// `default_time` when they are not given).
+pub(crate) fn closed(
+    args: &RunArgs,
+    default_users: u32,
+    default_time: Option<Duration>,
+) -> Result<Box<dyn LoadUserShape>, UsageError> {
+    if let Some(stages) = &args.stages {
+        let s =
+            StagesShape::new(stages.0.clone()).map_err(|e| UsageError(format!("--stages: {e}")))?;
+        return Ok(Box::new(s));
+    }
+    let users = args.users.unwrap_or(default_users);
+    let rate = args.spawn_rate.unwrap_or(f64::from(users.max(1)));
+    let s = ConstantShape::new(users, rate, args.run_time.or(default_time))
+        .map_err(|e| UsageError(format!("-u/-r/-t: {e}")))?;
+    Ok(Box::new(s))
+}
+
+/// Whether the command line sets the load at all.
+pub(crate) fn given(args: &RunArgs) -> bool {
+    args.users.is_some()
+        || args.run_time.is_some()
+        || args.stages.is_some()
+        || args.rate.is_some()
+        || args.iterations.is_some()
+}
