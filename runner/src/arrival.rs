@@ -120,8 +120,10 @@ pub(crate) struct ArrivalRun {
     dropped: u64,
 }
 
-/// Iterations due this close ahead start now: the timer wakes no finer than a
-/// millisecond, and starting a little early costs less than starting every one late.
+/// Iterations due this close ahead start now, and the scheduler wakes this much before
+/// the next is due: the timer wakes no finer than a millisecond, and an iteration started
+/// a little early (its lateness then counts as zero) distorts less than every iteration
+/// started up to a millisecond late.
 const LOOKAHEAD: Duration = Duration::from_millis(1);
 
 impl ArrivalRun {
@@ -202,7 +204,9 @@ impl ArrivalRun {
                 break None;
             };
             if due > t + LOOKAHEAD {
-                break Some(now + (due - t));
+                // Wake a little ahead: the timer fires up to a millisecond after the
+                // instant asked for.
+                break Some(now + (due - t - LOOKAHEAD));
             }
             let due = match due.checked_sub(t) {
                 Some(ahead) => now + ahead,
