@@ -5,6 +5,9 @@
 //!   (`cargo run -p aiotest-examples --bin quickstart -- run --demo`).
 //! - `lifecycle`: setup data shared with every user, teardown with it, a summary hook and
 //!   a closure as load shape (`cargo run -p aiotest-examples --bin lifecycle -- run --demo`).
+//! - `scenarios`: two scenarios in one test, a closed-model browse and an open-model
+//!   (constant arrival rate) checkout
+//!   (`cargo run -p aiotest-examples --bin scenarios -- run --demo`).
 //!
 //! This library only exists to compile the README's code blocks as doc tests, so the
 //! README cannot drift from what compiles.

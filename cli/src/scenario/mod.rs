@@ -957,6 +957,27 @@ mod tests {
     }
 
     #[test]
+    fn the_scenarios_example_is_valid() {
+        let s = load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/scenarios.toml"
+        )))
+        .unwrap();
+        let kinds: Vec<&str> = s.scenarios.iter().map(|s| s.executor().kind()).collect();
+        for k in [
+            "shared-iterations",
+            "per-vu-iterations",
+            "constant-vus",
+            "ramping-vus",
+            "constant-arrival-rate",
+            "ramping-arrival-rate",
+            "externally-controlled",
+        ] {
+            assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+        }
+    }
+
+    #[test]
     fn setup_values_fill_templates() {
         let values = serde_json::json!({"token": "abc", "n": 7});
         assert_eq!(

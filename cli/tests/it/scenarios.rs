@@ -330,3 +330,34 @@ iterations = 20
     }
     let _ = std::fs::remove_file(file);
 }
+
+/// The README's scenario file, every executor once, against the embedded target.
+#[test]
+fn the_example_with_every_executor_runs_each_as_configured() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/scenarios.toml");
+    let (out, json) = run_exported("example-scenarios", &["run", file, "--demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let iterations = |name: &str| scenario(&json, name)["iterations"].as_u64().unwrap();
+    let dropped = |name: &str| {
+        scenario(&json, name)["dropped_iterations"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(iterations("seed"), 20, "shared-iterations");
+    assert_eq!(iterations("each"), 10, "per-vu-iterations");
+    assert_eq!(
+        (iterations("checkout"), dropped("checkout")),
+        (250, 0),
+        "50/s for 5 s"
+    );
+    assert_eq!(
+        iterations("spike") + dropped("spike"),
+        150,
+        "the integral of 0 -> 100/s over 2 s and back over 1 s"
+    );
+    for name in ["warmup", "browse", "manual"] {
+        assert!(iterations(name) > 5, "{name}: {}", iterations(name));
+    }
+    let duration = json["duration_s"].as_f64().unwrap();
+    assert!((7.0..7.5).contains(&duration), "{duration}");
+}
