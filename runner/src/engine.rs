@@ -717,11 +717,7 @@ impl<P: Placement> Engine<'_, P> {
     ) -> (Summary, Vec<String>) {
         self.flush(run, Instant::now(), true);
         let total = &run.agg.total;
-        let mut summary = Summary::new(total, run_time).with_executors(
-            self.scenarios
-                .iter()
-                .map(|sc| (sc.name(), sc.executor().kind())),
-        );
+        let mut summary = Summary::new(total, run_time).with_scenarios(self.scenarios);
         summary.notes = notes(total, &self.placement.counts(), ending, finish);
         for o in self.outputs.iter_mut() {
             o.summary(&mut summary, total);

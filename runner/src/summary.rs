@@ -3,9 +3,11 @@
 //! Everything is computed from the merged snapshot, so percentiles are the HDR
 //! histogram's (within 0.1%), never averages of per-user percentiles.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use aiotest_core::scenario::Scenario;
 use aiotest_metrics::{EndpointStats, ErrorCategory, Snapshot};
 use serde::Serialize;
 
@@ -115,6 +117,9 @@ pub struct ScenarioRow {
     pub name: String,
     /// Its executor (k6's name).
     pub executor: String,
+    /// Its tags, as the test gave them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
     /// Iterations run to their end.
     pub iterations: u64,
     /// Arrival-rate iterations that were due and found no free user.
@@ -219,6 +224,7 @@ impl Summary {
             .map(|(name, it)| ScenarioRow {
                 name: name.clone(),
                 executor: String::new(),
+                tags: BTreeMap::new(),
                 iterations: it.iterations,
                 dropped_iterations: it.dropped,
                 interrupted_iterations: it.interrupted,
@@ -244,18 +250,21 @@ impl Summary {
         }
     }
 
-    /// Names each scenario's executor (k6's name) and lists scenarios that ran no
-    /// iteration too.
-    pub fn with_executors<'a>(
-        mut self,
-        executors: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Self {
-        for (name, executor) in executors {
+    /// Names each scenario's executor (k6's name) and tags, and lists scenarios that ran
+    /// no iteration too.
+    pub fn with_scenarios(mut self, scenarios: &[Scenario]) -> Self {
+        for sc in scenarios {
+            let (name, executor) = (sc.name(), sc.executor().kind());
+            let tags: BTreeMap<String, String> = sc.tags().iter().cloned().collect();
             match self.scenarios.iter_mut().find(|s| s.name == name) {
-                Some(row) => row.executor = executor.to_owned(),
+                Some(row) => {
+                    row.executor = executor.to_owned();
+                    row.tags = tags;
+                }
                 None => self.scenarios.push(ScenarioRow {
                     name: name.to_owned(),
                     executor: executor.to_owned(),
+                    tags,
                     iterations: 0,
                     dropped_iterations: 0,
                     interrupted_iterations: 0,

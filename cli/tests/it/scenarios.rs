@@ -360,4 +360,5 @@ fn the_example_with_every_executor_runs_each_as_configured() {
     }
     let duration = json["duration_s"].as_f64().unwrap();
     assert!((7.0..7.5).contains(&duration), "{duration}");
+    assert_eq!(scenario(&json, "browse")["tags"]["team"], "web");
 }
