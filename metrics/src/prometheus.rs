@@ -11,13 +11,23 @@
 //! |---|---|---|
 //! | `aiotest_requests_total` | counter | scenario, name, method, status (`none` without a response) |
 //! | `aiotest_failures_total` | counter | scenario, name, method, category |
-//! | `aiotest_request_duration_seconds` | histogram, 100 µs to 60 s | scenario, name, method |
+//! | `aiotest_request_duration_seconds` | histogram, 10 µs to 60 s | scenario, name, method |
 //! | `aiotest_bytes_sent_total`, `aiotest_bytes_received_total` | counter | scenario, name, method |
 //! | `aiotest_iterations_total`, `aiotest_dropped_iterations_total`, `aiotest_interrupted_iterations_total` | counter | scenario |
 //! | `aiotest_iteration_duration_seconds` | histogram, as requests' | scenario |
 //! | `aiotest_users` | gauge | user_type |
 //! | `aiotest_runner_state` | gauge, 1 for the current state | state |
 //! | `aiotest_workers` | gauge | state |
+//!
+//! Every metric has a `# HELP` line. An endpoint's failure counters appear at zero, for
+//! every category, with the endpoint; a scenario's iteration counters at zero when the
+//! run starts ([`PrometheusExporter::declare_scenario`]): `rate()` and `increase()` see
+//! the first failure, not a series that starts above zero.
+//!
+//! The duration buckets are fine enough that `histogram_quantile` lands within 10% of
+//! the true percentile from 50 µs to 10 s, whatever the distribution: 30 buckets per
+//! decade, each bound 8% above the previous one, so linear interpolation inside a bucket
+//! is off by at most that ([`duration_buckets`]).
 
 use aiotest_core::state::RunnerState;
 use metrics::{Label, Recorder as _};
@@ -28,11 +38,84 @@ use metrics_exporter_prometheus::{
 use crate::record::ErrorCategory;
 use crate::stats::{EndpointKey, Snapshot};
 
-/// Bucket upper bounds of `aiotest_request_duration_seconds`: sub-millisecond resolution
-/// for fast services up to a minute for slow ones.
-pub const DURATION_BUCKETS: [f64; 19] = [
-    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+/// Buckets per decade between [`FINE_FROM_S`] and [`FINE_TO_S`]: each bound is
+/// 10^(1/30), 8%, above the previous one.
+const PER_DECADE: i32 = 30;
+/// Where the fine buckets start (50 µs, about).
+const FINE_FROM_S: f64 = 5e-5;
+/// Where they end.
+const FINE_TO_S: f64 = 10.0;
+
+/// Bucket upper bounds of `aiotest_request_duration_seconds` and
+/// `aiotest_iteration_duration_seconds`: 10 and 25 µs, then 30 per decade from 50 µs to
+/// 10 s (three significant digits), then 15, 20, 30 and 60 s.
+pub fn duration_buckets() -> &'static [f64] {
+    static BUCKETS: std::sync::LazyLock<Vec<f64>> = std::sync::LazyLock::new(|| {
+        let mut b = vec![1e-5, 2.5e-5];
+        let first = (FINE_FROM_S.log10() * f64::from(PER_DECADE)).floor() as i32;
+        let last = (FINE_TO_S.log10() * f64::from(PER_DECADE)).round() as i32;
+        for k in first..=last {
+            let v = 10f64.powf(f64::from(k) / f64::from(PER_DECADE));
+            // Three significant digits: readable `le` labels.
+            let scale = 10f64.powi(2 - v.log10().floor() as i32);
+            let v = (v * scale).round() / scale;
+            if b.last().is_none_or(|&l| v > l) {
+                b.push(v);
+            }
+        }
+        b.extend([15.0, 20.0, 30.0, 60.0]);
+        b
+    });
+    &BUCKETS
+}
+
+/// `# HELP` texts.
+const HELP: &[(&str, &str)] = &[
+    (
+        "aiotest_requests_total",
+        "Requests made, by scenario, name, method and response status (none: no response).",
+    ),
+    (
+        "aiotest_failures_total",
+        "Failed requests, by scenario, name, method and error category.",
+    ),
+    (
+        DURATION,
+        "Request duration in seconds; open-model requests count from their iteration's intended start.",
+    ),
+    (
+        "aiotest_bytes_sent_total",
+        "Bytes sent, requests and bodies.",
+    ),
+    (
+        "aiotest_bytes_received_total",
+        "Bytes received, responses and bodies.",
+    ),
+    (
+        "aiotest_iterations_total",
+        "Iterations completed, by scenario.",
+    ),
+    (
+        "aiotest_dropped_iterations_total",
+        "Arrival-rate iterations due that found no free user, by scenario.",
+    ),
+    (
+        "aiotest_interrupted_iterations_total",
+        "Iterations cut off by the end of a graceful stop, by scenario.",
+    ),
+    (
+        ITERATION_DURATION,
+        "Iteration duration in seconds, by scenario.",
+    ),
+    ("aiotest_users", "Users running, by user type."),
+    (
+        "aiotest_runner_state",
+        "1 for the runner's current state, 0 for the others.",
+    ),
+    (
+        "aiotest_workers",
+        "Workers in each state (distributed runs).",
+    ),
 ];
 
 const DURATION: &str = "aiotest_request_duration_seconds";
@@ -80,11 +163,11 @@ impl PrometheusExporter {
         let builder = PrometheusBuilder::new();
         // Setting buckets for one exact name cannot fail: the bucket list is non-empty.
         let builder = match builder
-            .set_buckets_for_metric(Matcher::Full(DURATION.into()), &DURATION_BUCKETS)
+            .set_buckets_for_metric(Matcher::Full(DURATION.into()), duration_buckets())
             .and_then(|b| {
                 b.set_buckets_for_metric(
                     Matcher::Full(ITERATION_DURATION.into()),
-                    &DURATION_BUCKETS,
+                    duration_buckets(),
                 )
             }) {
             Ok(b) => b,
@@ -94,8 +177,33 @@ impl PrometheusExporter {
             }
         };
         let recorder = builder.build_recorder();
+        for (name, help) in HELP {
+            let key = metrics::KeyName::from_const_str(name);
+            let help = metrics::SharedString::const_str(help);
+            if name.ends_with("_seconds") {
+                recorder.describe_histogram(key, Some(metrics::Unit::Seconds), help);
+            } else if name.ends_with("_total") {
+                recorder.describe_counter(key, None, help);
+            } else {
+                recorder.describe_gauge(key, None, help);
+            }
+        }
         let handle = recorder.handle();
         PrometheusExporter { recorder, handle }
+    }
+
+    /// Shows `scenario`'s iteration counters at zero, before its first iteration.
+    pub fn declare_scenario(&self, scenario: &str) {
+        let labels = vec![Label::new("scenario", scenario.to_owned())];
+        for metric in [
+            "aiotest_iterations_total",
+            "aiotest_dropped_iterations_total",
+            "aiotest_interrupted_iterations_total",
+        ] {
+            self.recorder
+                .register_counter(&key(metric, labels.clone()), &META)
+                .increment(0);
+        }
     }
 
     /// Adds a closed interval's counts.
@@ -118,15 +226,15 @@ impl PrometheusExporter {
                     .register_counter(&key("aiotest_requests_total", l), &META)
                     .increment(stats.requests - answered);
             }
+            // Every category, at zero until it fails: a series that starts above zero
+            // hides its first increase from rate().
             for category in ErrorCategory::ALL {
                 let n = stats.failures_by_category[category.index()];
-                if n > 0 {
-                    let mut l = labels.clone();
-                    l.push(Label::new("category", category.as_str()));
-                    self.recorder
-                        .register_counter(&key("aiotest_failures_total", l), &META)
-                        .increment(n);
-                }
+                let mut l = labels.clone();
+                l.push(Label::new("category", category.as_str()));
+                self.recorder
+                    .register_counter(&key("aiotest_failures_total", l), &META)
+                    .increment(n);
             }
             self.recorder
                 .register_counter(&key("aiotest_bytes_sent_total", labels.clone()), &META)

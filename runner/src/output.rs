@@ -211,6 +211,16 @@ impl Output for PrometheusOutput {
         "prometheus"
     }
 
+    fn start(&mut self, run: &RunInfo<'_>) -> Result<(), BoxError> {
+        for sc in run.scenarios {
+            self.exporter.declare_scenario(sc.name());
+        }
+        for name in run.user_types {
+            self.exporter.set_users(name, 0);
+        }
+        Ok(())
+    }
+
     fn interval(&mut self, view: &IntervalView<'_>) -> Verdict {
         self.exporter.update(view.interval);
         for (name, n) in view.users {

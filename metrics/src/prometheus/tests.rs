@@ -63,9 +63,13 @@ fn output_parses_and_resolves_sub_millisecond_latency() {
             .unwrap_or_else(|| panic!("no bucket le={bound} in {buckets:?}"))
     };
     assert_eq!(count_le(0.0001), 51.0, "50..=100 µs are <= 100 µs");
-    assert_eq!(count_le(0.00025), 90.0);
-    assert_eq!(count_le(0.0005), 91.0, "plus the 300 µs refused connection");
-    assert_eq!(count_le(0.0025), 100.0);
+    assert_eq!(count_le(0.000251), 90.0);
+    assert_eq!(
+        count_le(0.000316),
+        91.0,
+        "plus the 300 µs refused connection"
+    );
+    assert_eq!(count_le(0.00251), 100.0);
     assert_eq!(count_le(60.0), 100.0);
 
     let counter = |metric: &str, key: &str, val: &str| -> f64 {
@@ -175,5 +179,129 @@ fn iterations_are_counted_per_scenario() {
             .iter()
             .any(|s| s.metric == "aiotest_iteration_duration_seconds"),
         "iteration durations as a histogram"
+    );
+}
+
+/// Prometheus' `histogram_quantile`: the bucket holding the rank, then linear
+/// interpolation between its bounds (the first bucket's lower bound is 0).
+fn histogram_quantile(q: f64, buckets: &[prometheus_parse::HistogramCount]) -> f64 {
+    let total = buckets.last().map_or(0.0, |b| b.count);
+    let rank = q * total;
+    let mut prev = (0.0, 0.0);
+    for b in buckets {
+        if b.count >= rank {
+            let (lower, below) = prev;
+            if b.less_than.is_infinite() {
+                return lower;
+            }
+            return lower + (b.less_than - lower) * (rank - below) / (b.count - below);
+        }
+        prev = (b.less_than, b.count);
+    }
+    f64::NAN
+}
+
+#[test]
+fn histogram_quantile_lands_within_10_percent_from_50_us_to_10_s() {
+    // Point masses (the worst case for interpolation: every sample at one value, the
+    // estimate anywhere in its bucket), at values from 50 µs to 10 s, and a spread-out
+    // mix: each percentile from the scrape is within 10% of the snapshot's.
+    let mut cases: Vec<Vec<u64>> = Vec::new();
+    let mut us = 50.0_f64;
+    while us <= 10_000_000.0 {
+        cases.push(vec![us as u64; 100]);
+        us *= 1.37;
+    }
+    cases.push(vec![26_300; 1_000]);
+    cases.push((0..10_000u64).map(|i| 50 + i * i / 10).collect());
+    cases.push(
+        (0..1_000u64)
+            .map(|i| 1_000 + (i % 7) * 3_000 + (i % 13) * 40_000)
+            .collect(),
+    );
+    for values in cases {
+        let mut snap = Snapshot::new();
+        for &v in &values {
+            snap.record(&RequestRecord::ok("/x", "GET", 200, v));
+        }
+        let exporter = PrometheusExporter::new();
+        exporter.update(&snap);
+        let scrape = parse(&exporter.render());
+        let hist = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "aiotest_request_duration_seconds")
+            .unwrap();
+        let Value::Histogram(buckets) = &hist.value else {
+            panic!("not a histogram");
+        };
+        let stats = snap.total();
+        for q in [0.5, 0.9, 0.99] {
+            let truth = stats.percentile_us(q) as f64 / 1e6;
+            let estimate = histogram_quantile(q, buckets);
+            let off = (estimate - truth).abs() / truth;
+            assert!(
+                off <= 0.10,
+                "p{} of {}..{} us: {estimate} s from the scrape, {truth} s in the summary ({:.1}% off)",
+                q * 100.0,
+                values.iter().min().unwrap(),
+                values.iter().max().unwrap(),
+                off * 100.0
+            );
+        }
+    }
+}
+
+#[test]
+fn every_metric_has_help_and_failure_counters_start_at_zero() {
+    let exporter = PrometheusExporter::new();
+    exporter.declare_scenario("checkout");
+    let mut snap = Snapshot::new();
+    snap.record(&RequestRecord::ok("/ok", "GET", 200, 1_000));
+    let mut it = crate::ScenarioStats::default();
+    it.completed(2_000);
+    snap.scenarios.insert("checkout".into(), it);
+    exporter.update(&snap);
+    exporter.set_users("u", 1);
+    exporter.set_runner_state(RunnerState::Running);
+    exporter.set_workers(&[]);
+    let text = exporter.render();
+    let scrape = parse(&text);
+    let mut names: Vec<&str> = scrape
+        .samples
+        .iter()
+        .map(|s| {
+            let m = s.metric.as_str();
+            m.strip_suffix("_count")
+                .or_else(|| m.strip_suffix("_sum"))
+                .unwrap_or(m)
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 11, "{names:?}");
+    for name in names {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}:\n{text}"
+        );
+    }
+    // No failure yet, but the series are there for rate() to start from.
+    let zero_failures = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "aiotest_failures_total")
+        .filter(|s| matches!(s.value, Value::Counter(v) if v == 0.0))
+        .count();
+    assert_eq!(zero_failures, ErrorCategory::ALL.len());
+    // A declared scenario's counters exist before its first drop.
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "aiotest_dropped_iterations_total"
+                && label(s, "scenario") == Some("checkout")
+                && matches!(s.value, Value::Counter(v) if v == 0.0)),
+        "{text}"
     );
 }
