@@ -429,6 +429,140 @@ impl Executor {
     }
 }
 
+/// A duration as people write it: `500ms`, `30s`, `5m`, `1h30m`, `2.5s`.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 && !d.is_zero() {
+        return format!("{}us", d.as_micros());
+    }
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    if !ms.is_multiple_of(1_000) {
+        return format!("{}s", d.as_secs_f64());
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3_600, secs % 3_600 / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+fn users(n: u32) -> String {
+    if n == 1 {
+        "1 user".into()
+    } else {
+        format!("{n} users")
+    }
+}
+
+/// What the executor does, in a line for reports: `50 per 1s for 5s, 2 to 20 users`.
+impl std::fmt::Display for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = |d: &Duration| human_duration(*d);
+        let rate = |r: &f64, unit: &Duration| format!("{r} per {}", human_duration(*unit));
+        match self {
+            Executor::SharedIterations {
+                vus,
+                iterations,
+                max_duration,
+            } => write!(
+                f,
+                "{iterations} iterations shared by {}, at most {}",
+                users(*vus),
+                d(max_duration)
+            ),
+            Executor::PerVuIterations {
+                vus,
+                iterations,
+                max_duration,
+            } => write!(
+                f,
+                "{iterations} iterations each for {}, at most {}",
+                users(*vus),
+                d(max_duration)
+            ),
+            Executor::ConstantVus { vus, duration } => {
+                write!(f, "{} for {}", users(*vus), d(duration))
+            }
+            Executor::RampingVus { start_vus, stages } => {
+                let stages: Vec<String> = stages
+                    .iter()
+                    .map(|s| format!("{} over {}", s.target, d(&s.duration)))
+                    .collect();
+                write!(f, "from {}: {}", users(*start_vus), stages.join(", "))
+            }
+            Executor::ConstantArrivalRate {
+                rate: r,
+                time_unit,
+                duration,
+                pre_allocated_vus,
+                max_vus,
+                max_delay,
+            } => {
+                write!(
+                    f,
+                    "{} for {}, {pre_allocated_vus} to {}",
+                    rate(r, time_unit),
+                    d(duration),
+                    users(*max_vus)
+                )?;
+                if !max_delay.is_zero() {
+                    write!(f, ", waits up to {}", d(max_delay))?;
+                }
+                Ok(())
+            }
+            Executor::RampingArrivalRate {
+                start_rate,
+                time_unit,
+                stages,
+                pre_allocated_vus,
+                max_vus,
+                max_delay,
+            } => {
+                let stages: Vec<String> = stages
+                    .iter()
+                    .map(|s| format!("{} over {}", s.target, d(&s.duration)))
+                    .collect();
+                write!(
+                    f,
+                    "from {}: {}; {pre_allocated_vus} to {}",
+                    rate(start_rate, time_unit),
+                    stages.join(", "),
+                    users(*max_vus)
+                )?;
+                if !max_delay.is_zero() {
+                    write!(f, ", waits up to {}", d(max_delay))?;
+                }
+                Ok(())
+            }
+            Executor::ExternallyControlled {
+                vus,
+                max_vus,
+                duration,
+            } => {
+                write!(f, "{} (up to {max_vus}), ", users(*vus))?;
+                match duration {
+                    Some(t) => write!(f, "for {}", d(t)),
+                    None => f.write_str("until stopped"),
+                }
+            }
+            Executor::Shape(s) => match s.duration() {
+                Some(t) => write!(f, "a custom load shape, {}", d(&t)),
+                None => f.write_str("a custom load shape"),
+            },
+        }
+    }
+}
+
 /// The longest an arrival-rate iteration may wait for a free user.
 pub const MAX_ARRIVAL_DELAY: Duration = Duration::from_secs(3600);
 

@@ -229,3 +229,31 @@ fn lateness_is_none_in_the_closed_model() {
     l.set(None);
     assert_eq!(shared.get_us(), None);
 }
+
+#[test]
+fn executors_describe_themselves_in_a_line() {
+    let e = Executor::ConstantArrivalRate {
+        rate: 50.0,
+        time_unit: Duration::from_secs(1),
+        duration: Duration::from_secs(90),
+        pre_allocated_vus: 2,
+        max_vus: 20,
+        max_delay: Duration::from_millis(100),
+    };
+    assert_eq!(
+        e.to_string(),
+        "50 per 1s for 1m30s, 2 to 20 users, waits up to 100ms"
+    );
+    let e = Executor::SharedIterations {
+        vus: 1,
+        iterations: 20,
+        max_duration: Duration::from_secs(600),
+    };
+    assert_eq!(e.to_string(), "20 iterations shared by 1 user, at most 10m");
+    assert_eq!(
+        human_duration(Duration::from_millis(1_500)),
+        "1.5s",
+        "fractions of a second as written"
+    );
+    assert_eq!(human_duration(Duration::from_secs(3_660)), "1h1m");
+}
