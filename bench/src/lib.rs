@@ -148,6 +148,7 @@ impl Bare {
             time_us,
             attempt: 0,
             lateness_us: None,
+            checked: false,
         });
         body
     }

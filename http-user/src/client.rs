@@ -615,7 +615,7 @@ impl<'c> RequestBuilder<'c> {
             }) || matches!(response.status_code(), 502..=504);
             response.attempts = attempt + 1;
             if idempotent && retryable && attempt < client.settings.max_retries {
-                client.record_attempt(plan, &response, &meta, attempt);
+                client.record_attempt(plan, &response, &meta, attempt, false);
                 attempt += 1;
                 client.retries += 1;
                 // The backoff is outside every attempt's measured time.
@@ -624,7 +624,8 @@ impl<'c> RequestBuilder<'c> {
             }
             // The final attempt: the user's check has its say before the record is made,
             // so the request is counted once, with its verdict.
-            if response.error.is_none()
+            let checked = response.error.is_none() && check.is_some();
+            if checked
                 && let Some(check) = check
                 && let Err(message) = check(&response)
             {
@@ -633,7 +634,7 @@ impl<'c> RequestBuilder<'c> {
                     message,
                 });
             }
-            client.record_attempt(plan, &response, &meta, attempt);
+            client.record_attempt(plan, &response, &meta, attempt, checked);
             return response;
         }
     }
@@ -1092,6 +1093,7 @@ impl HttpClient {
             time_us: now_us(),
             attempt: 0,
             lateness_us: None,
+            checked: false,
         });
         Response {
             status: None,
@@ -1124,10 +1126,18 @@ impl HttpClient {
             time_us: now_us(),
             attempt: 0,
             lateness_us: None,
+            checked: false,
         });
     }
 
-    fn record_attempt(&mut self, plan: &Plan, response: &Response, meta: &Meta, attempt: u32) {
+    fn record_attempt(
+        &mut self,
+        plan: &Plan,
+        response: &Response,
+        meta: &Meta,
+        attempt: u32,
+        checked: bool,
+    ) {
         // A kept path without an explicit name has its metrics endpoint remembered.
         let endpoint = match (&plan.name, meta.entry) {
             (None, Some(i)) => {
@@ -1153,6 +1163,7 @@ impl HttpClient {
             time_us: meta.sent_at_us,
             attempt,
             lateness_us: self.lateness.as_ref().and_then(IterationLateness::get_us),
+            checked,
         };
         match endpoint {
             Some(endpoint) => self.recorder.record_at(endpoint, &record),

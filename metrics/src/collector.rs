@@ -348,6 +348,7 @@ struct Raw {
     category: u8,
     message: u16,
     retry: bool,
+    checked: bool,
     duration_us: u64,
     /// `NO_LATENESS` in the closed model.
     lateness_us: u64,
@@ -429,6 +430,7 @@ impl Recorder {
             category: r.error.map_or(NO_CATEGORY, |c| c as u8),
             message,
             retry: r.attempt > 0,
+            checked: r.checked,
             duration_us: r.duration_us,
             lateness_us: r.lateness_us.unwrap_or(NO_LATENESS),
             bytes_sent: r.bytes_sent,
@@ -522,6 +524,7 @@ impl Recorder {
             let message = self.messages.get(usize::from(r.message)).map(|m| &**m);
             let stats = slot.get_or_insert_with(EndpointStats::default);
             stats.retries += u64::from(r.retry);
+            stats.checks += u64::from(r.checked);
             stats.record_parts(
                 (r.status != NO_STATUS).then_some(r.status),
                 r.duration_us,

@@ -114,6 +114,9 @@ pub struct RequestRecord<'a> {
     /// start (`duration_us` plus this), and `duration_us` is kept as its service time.
     /// `None` in the closed model.
     pub lateness_us: Option<u64>,
+    /// A check of the response ran (k6's checks, Locust's `catch_response`): a failed
+    /// one makes the request fail with [`ErrorCategory::CheckFailed`].
+    pub checked: bool,
 }
 
 impl<'a> RequestRecord<'a> {
@@ -133,6 +136,7 @@ impl<'a> RequestRecord<'a> {
             time_us: 0,
             attempt: 0,
             lateness_us: None,
+            checked: false,
         }
     }
 

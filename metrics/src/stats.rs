@@ -152,6 +152,10 @@ pub struct EndpointStats {
     pub failures: u64,
     /// Requests that were retries of an earlier attempt (each attempt is also a request).
     pub retries: u64,
+    /// Requests whose response a check judged (failed ones are failures of category
+    /// `check_failed`).
+    #[serde(default)]
+    pub checks: u64,
     /// Failures per category, indexed by [`ErrorCategory::index`].
     pub failures_by_category: [u64; ErrorCategory::COUNT],
     /// Responses per status code, sorted by code. Requests without a response have none.
@@ -246,6 +250,7 @@ impl Default for EndpointStats {
             requests: 0,
             failures: 0,
             retries: 0,
+            checks: 0,
             failures_by_category: [0; ErrorCategory::COUNT],
             status_codes: Vec::new(),
             bytes_sent: 0,
@@ -288,6 +293,7 @@ impl EndpointStats {
         if r.attempt > 0 {
             self.retries += 1;
         }
+        self.checks += u64::from(r.checked);
     }
 
     #[allow(clippy::too_many_arguments)] // the fields of a record, unpacked
@@ -352,6 +358,7 @@ impl EndpointStats {
         self.requests += other.requests;
         self.failures += other.failures;
         self.retries += other.retries;
+        self.checks += other.checks;
         for (a, b) in self
             .failures_by_category
             .iter_mut()

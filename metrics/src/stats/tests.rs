@@ -87,6 +87,37 @@ fn open_model_requests_count_from_their_intended_start_and_keep_their_service_ti
 }
 
 #[test]
+fn checks_count_through_a_recorder_and_a_merge() {
+    let collector = crate::MetricsCollector::new(
+        crate::MetricsConfig::default(),
+        crate::RequestMetricsEvent::new(),
+    )
+    .unwrap();
+    let mut r = collector.recorder();
+    for i in 0..10u64 {
+        let mut record = rec("/a", Some(200), 1_000, i);
+        record.checked = i < 7;
+        if i == 0 {
+            record = record.failed(ErrorCategory::CheckFailed, Some("no `ok` in the body"));
+        }
+        r.record(&record);
+    }
+    drop(r);
+    collector.close_interval(u64::MAX);
+    let mut total = Snapshot::new();
+    for s in collector.take_pending() {
+        total.merge(&s);
+        total.merge(&s);
+    }
+    let t = total.total();
+    assert_eq!((t.requests, t.checks), (20, 14), "merged twice");
+    assert_eq!(
+        t.failures_by_category[ErrorCategory::CheckFailed.index()],
+        2
+    );
+}
+
+#[test]
 fn percentiles_are_exact_to_three_significant_digits() {
     let mut s = EndpointStats::default();
     for us in 1..=100_000 {

@@ -90,6 +90,7 @@ fn with_record<T>(r: &Req, f: impl FnOnce(&RequestRecord<'_>) -> T) -> T {
         time_us: r.time_us,
         attempt: r.attempt,
         lateness_us: r.lateness,
+        checked: false,
     };
     f(&record)
 }
