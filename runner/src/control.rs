@@ -3,8 +3,13 @@
 //!
 //! | route | does |
 //! |---|---|
+//! | `GET /` | the live dashboard (a page with no data in it: served without the token) |
 //! | `GET /metrics` | Prometheus text exposition (`aiotest_*`) |
 //! | `GET /api/state` | `{"state", "users", "requests", "failures", "rps", "p95_ms", "workers"}` |
+//! | `GET /api/series` | `{"points": [...]}`: the run's interval series |
+//! | `GET /api/summary` | the summary as it stands (the JSON export's shape), final after the run |
+//! | `GET /api/tables` | the dashboard's tables as HTML |
+//! | `GET /report.html` | the HTML report, once the run has ended (`--linger`) |
 //! | `POST /api/pause`, `/api/resume`, `/api/stop`, `/api/quit` | the runner commands |
 //! | `POST /api/users` | body `{"users": N}`: change the target user count |
 //!
@@ -151,12 +156,38 @@ async fn route(
     handle: &RunnerHandle,
     token: Option<&str>,
 ) -> Response<Full<Bytes>> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    // The page itself holds no figures; everything it shows comes through the API.
+    if method == Method::GET && path == "/" {
+        return reply(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            crate::web::dashboard_page(),
+        );
+    }
     if !authorized(&req, token) {
         return error(StatusCode::UNAUTHORIZED, "a bearer token is required");
     }
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
     match (method, path.as_str()) {
+        (Method::GET, "/api/series") => json(
+            StatusCode::OK,
+            &serde_json::json!({ "points": handle.series() }),
+        ),
+        (Method::GET, "/api/tables") => json(StatusCode::OK, &crate::web::tables(handle)),
+        (Method::GET, "/api/summary") => {
+            let summary = handle
+                .summary()
+                .unwrap_or_else(|| crate::web::live_summary(handle, handle.meta().as_ref()));
+            reply(StatusCode::OK, "application/json", summary.to_json())
+        }
+        (Method::GET, "/report.html") => match crate::web::final_report(handle) {
+            Some(page) => reply(StatusCode::OK, "text/html; charset=utf-8", page),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "the report is ready once the run has ended (keep the server up with --linger)",
+            ),
+        },
         (Method::GET, "/metrics") => match handle.exporter() {
             Some(e) => {
                 let app = aiotest_metrics::create_prometheus_app(e);
@@ -226,7 +257,8 @@ async fn route(
         }
         (
             _,
-            "/metrics" | "/api/state" | "/api/pause" | "/api/resume" | "/api/stop" | "/api/quit"
+            "/" | "/metrics" | "/api/state" | "/api/series" | "/api/summary" | "/api/tables"
+            | "/report.html" | "/api/pause" | "/api/resume" | "/api/stop" | "/api/quit"
             | "/api/users",
         ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         _ => error(StatusCode::NOT_FOUND, "not found"),

@@ -44,7 +44,7 @@ use crate::output::{IntervalView, Output, PrometheusOutput, RunInfo, Verdict};
 use crate::report::{RunError, RunReport, StopReason};
 use crate::scenarios::{Part, Scenarios};
 use crate::series::SeriesPoint;
-use crate::summary::Summary;
+use crate::summary::{RunMeta, Summary};
 
 /// How a run is carried out.
 #[derive(Debug, Clone)]
@@ -61,6 +61,9 @@ pub struct RunConfig {
     pub metrics: MetricsConfig,
     /// How often closed-model executors (load shapes) are polled (default 250 ms).
     pub shape_poll: Duration,
+    /// The command that started the run, shown in reports (the command line puts its
+    /// own).
+    pub command: Option<String>,
 }
 
 impl Default for RunConfig {
@@ -72,6 +75,7 @@ impl Default for RunConfig {
             no_teardown: false,
             metrics: MetricsConfig::default(),
             shape_poll: Duration::from_millis(250),
+            command: None,
         }
     }
 }
@@ -348,6 +352,13 @@ impl<P: Placement> Engine<'_, P> {
                 }
             }
         }
+        let meta = RunMeta::new(
+            self.config.command.clone(),
+            &self.core.role.to_string(),
+            self.scenarios,
+            now_us(),
+        );
+        *lock(&self.core.shared.meta) = Some(meta.clone());
         for o in self.outputs.iter_mut() {
             let info = RunInfo {
                 role: self.core.role,
@@ -355,6 +366,8 @@ impl<P: Placement> Engine<'_, P> {
                 scenarios: self.scenarios,
                 planned,
                 request_metrics: &event,
+                meta: &meta,
+                handle: &self.core.handle,
             };
             o.start(&info).map_err(|e| RunError::Output {
                 name: o.name().to_owned(),
@@ -676,16 +689,13 @@ impl<P: Placement> Engine<'_, P> {
                 view.current()
             };
             let total_users = users.iter().map(|(_, n)| n).sum();
-            lock(&self.core.shared.series).push(SeriesPoint::new(
-                &interval,
-                span,
-                run_time.as_secs_f64(),
-                total_users,
-            ));
+            let point = SeriesPoint::new(&interval, span, run_time.as_secs_f64(), total_users);
+            lock(&self.core.shared.series).push(point.clone());
             let view = IntervalView {
                 start_us: span.0,
                 end_us: span.1,
                 interval: &interval,
+                point: &point,
                 total: &run.agg.total,
                 live: &live,
                 run_time,
@@ -717,7 +727,11 @@ impl<P: Placement> Engine<'_, P> {
     ) -> (Summary, Vec<String>) {
         self.flush(run, Instant::now(), true);
         let total = &run.agg.total;
-        let mut summary = Summary::new(total, run_time).with_scenarios(self.scenarios);
+        let infos = lock(&self.core.shared.meta)
+            .as_ref()
+            .map(|m| m.scenarios.clone())
+            .unwrap_or_default();
+        let mut summary = Summary::new(total, run_time).with_scenarios(&infos);
         summary.notes = notes(total, &self.placement.counts(), ending, finish);
         for o in self.outputs.iter_mut() {
             o.summary(&mut summary, total);
@@ -730,6 +744,9 @@ impl<P: Placement> Engine<'_, P> {
             }
         }
         *lock(&self.core.shared.summary) = Some(summary.clone());
+        if let Some(meta) = lock(&self.core.shared.meta).as_mut() {
+            meta.ended_us = Some(now_us());
+        }
         (summary, errors)
     }
 }

@@ -11,7 +11,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::report::StopReason;
 use crate::series::{Series, SeriesPoint};
-use crate::summary::Summary;
+use crate::summary::{RunMeta, Summary};
+use crate::threshold::ThresholdResult;
 
 /// What a [`RunnerHandle`] (or a master, through a worker's bridge) asks of a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +60,10 @@ pub(crate) struct Shared {
     pub(crate) workers: Mutex<Vec<WorkerView>>,
     pub(crate) series: Mutex<Series>,
     pub(crate) summary: Mutex<Option<Summary>>,
+    /// What the run is (command, start and end, scenarios), once it started.
+    pub(crate) meta: Mutex<Option<RunMeta>>,
+    /// Threshold verdicts as they stand, published by the thresholds output.
+    pub(crate) thresholds: Mutex<Vec<ThresholdResult>>,
     /// Scenarios whose users are all done (a worker reports them to its master).
     pub(crate) scenarios_done: Mutex<Vec<String>>,
     pub(crate) exporter: Option<Arc<PrometheusExporter>>,
@@ -136,6 +141,8 @@ impl RunnerCore {
             workers: Mutex::new(Vec::new()),
             series: Mutex::new(Series::default()),
             summary: Mutex::new(None),
+            meta: Mutex::new(None),
+            thresholds: Mutex::new(Vec::new()),
             scenarios_done: Mutex::new(Vec::new()),
             exporter: exporter.clone(),
             quit: watch::channel(false).0,
@@ -247,6 +254,23 @@ impl RunnerHandle {
     /// The final summary, once the run has ended.
     pub fn summary(&self) -> Option<Summary> {
         lock(&self.shared.summary).clone()
+    }
+
+    /// What the run is: its command, when it started and ended, its scenarios.
+    pub fn meta(&self) -> Option<RunMeta> {
+        lock(&self.shared.meta).clone()
+    }
+
+    /// Threshold verdicts as they stand (at the last closed interval; final once the run
+    /// has ended).
+    pub fn thresholds(&self) -> Vec<ThresholdResult> {
+        lock(&self.shared.thresholds).clone()
+    }
+
+    /// Publishes threshold verdicts for [`thresholds`](Self::thresholds) (the thresholds
+    /// output does, at every interval and at the end).
+    pub fn publish_thresholds(&self, verdicts: Vec<ThresholdResult>) {
+        *lock(&self.shared.thresholds) = verdicts;
     }
 
     /// Scenarios whose users are all done.

@@ -48,6 +48,7 @@
 mod aggregate;
 mod arrival;
 pub mod control;
+pub mod csv;
 pub mod distributed;
 mod engine;
 mod handle;
@@ -61,6 +62,7 @@ pub mod series;
 pub mod summary;
 pub mod threshold;
 mod user_loop;
+pub mod web;
 mod worker;
 
 pub use control::{ControlError, ControlServer, serve_control};
@@ -71,7 +73,7 @@ pub use local::LocalRunner;
 pub use manager::UserManager;
 pub use master::MasterRunner;
 pub use report::{RunError, RunReport, StopReason};
-pub use summary::{ScenarioRow, Summary};
+pub use summary::{RunMeta, ScenarioInfo, ScenarioRow, Summary};
 pub use threshold::{Threshold, ThresholdError, ThresholdResult};
 pub use user_loop::UserStats;
 pub use worker::{Planned, WorkerPlan, WorkerReport, WorkerRunner};

@@ -41,8 +41,9 @@ use aiotest_metrics::{
 };
 
 use crate::handle::WorkerView;
-use crate::summary::Summary;
-use crate::threshold::Threshold;
+use crate::series::SeriesPoint;
+use crate::summary::{RunMeta, Summary};
+use crate::threshold::{Threshold, ThresholdResult};
 
 /// What an output learns when the run starts.
 #[non_exhaustive]
@@ -58,6 +59,11 @@ pub struct RunInfo<'a> {
     /// The run's `request_metrics` event: an output may add handlers that see every
     /// request as it is recorded (in a local run and on workers; a master records none).
     pub request_metrics: &'a RequestMetricsEvent,
+    /// What the run is: command, start time, scenarios (for reports).
+    pub meta: &'a RunMeta,
+    /// The run's handle: an output may publish through it (the thresholds output
+    /// publishes its verdicts as they stand).
+    pub handle: &'a crate::RunnerHandle,
 }
 
 /// One closed interval, and the run as it stands at its end.
@@ -69,6 +75,8 @@ pub struct IntervalView<'a> {
     pub end_us: u64,
     /// The requests of the interval (merged from every worker in a distributed run).
     pub interval: &'a Snapshot,
+    /// The interval's point of the run's series (what charts and history files show).
+    pub point: &'a SeriesPoint,
     /// Every request of the run so far.
     pub total: &'a Snapshot,
     /// The sliding window's figures (requests/s, percentiles), over closed intervals.
@@ -130,14 +138,17 @@ pub trait Output: Send {
 
 /// k6-style thresholds: each is checked at the end (its verdict goes into the summary);
 /// `:abort` ones also after every interval, and a failure stops the run.
+/// Every verdict, as it stands, is published on the run's handle (the dashboard shows
+/// them).
 pub struct Thresholds {
     list: Vec<Threshold>,
+    handle: Option<crate::RunnerHandle>,
 }
 
 impl Thresholds {
     /// The thresholds in `list`.
     pub fn new(list: Vec<Threshold>) -> Self {
-        Thresholds { list }
+        Thresholds { list, handle: None }
     }
 }
 
@@ -146,19 +157,33 @@ impl Output for Thresholds {
         "thresholds"
     }
 
+    fn start(&mut self, run: &RunInfo<'_>) -> Result<(), BoxError> {
+        self.handle = Some(run.handle.clone());
+        Ok(())
+    }
+
     fn interval(&mut self, view: &IntervalView<'_>) -> Verdict {
         let secs = view.run_time.as_secs_f64();
-        for t in self.list.iter().filter(|t| t.aborts()) {
-            let verdict = t.evaluate(view.total, secs);
+        let verdicts: Vec<ThresholdResult> = self
+            .list
+            .iter()
+            .map(|t| t.evaluate(view.total, secs))
+            .collect();
+        let mut stop = Verdict::Continue;
+        for (t, verdict) in self.list.iter().zip(&verdicts) {
             // Mid-run, a threshold that has seen no request yet has nothing to judge.
-            if !verdict.ok && verdict.matched > 0 {
-                return Verdict::Stop(format!(
+            if t.aborts() && !verdict.ok && verdict.matched > 0 {
+                stop = Verdict::Stop(format!(
                     "threshold `{}` failed (value {})",
                     verdict.expr, verdict.value
                 ));
+                break;
             }
         }
-        Verdict::Continue
+        if let Some(h) = &self.handle {
+            h.publish_thresholds(verdicts);
+        }
+        stop
     }
 
     fn summary(&mut self, summary: &mut Summary, total: &Snapshot) {
@@ -167,6 +192,9 @@ impl Output for Thresholds {
             .iter()
             .map(|t| t.evaluate(total, summary.duration_s))
             .collect();
+        if let Some(h) = &self.handle {
+            h.publish_thresholds(summary.thresholds.clone());
+        }
     }
 }
 

@@ -42,20 +42,88 @@ impl PointRow {
     }
 
     fn absorb(&mut self, other: &PointRow) {
-        let (a, b) = (self.requests, other.requests);
-        let weighted = |x: u64, y: u64| {
-            if a + b == 0 {
-                0
-            } else {
-                ((u128::from(x) * u128::from(a) + u128::from(y) * u128::from(b))
-                    / u128::from(a + b)) as u64
-            }
-        };
-        self.p50_us = weighted(self.p50_us, other.p50_us);
-        self.p95_us = weighted(self.p95_us, other.p95_us);
-        self.p99_us = weighted(self.p99_us, other.p99_us);
+        let w = Weights(self.requests, other.requests);
+        self.p50_us = w.mean(self.p50_us, other.p50_us);
+        self.p95_us = w.mean(self.p95_us, other.p95_us);
+        self.p99_us = w.mean(self.p99_us, other.p99_us);
         self.requests += other.requests;
         self.failures += other.failures;
+    }
+}
+
+/// One scenario over one point's time: its iterations and, for an open-model scenario,
+/// its requests' latency from the intended start beside their service time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ScenarioPoint {
+    /// Iterations completed.
+    pub iterations: u64,
+    /// Arrival-rate iterations dropped.
+    pub dropped: u64,
+    /// Its requests.
+    pub requests: u64,
+    /// Its requests' median, µs (from the intended start in the open model).
+    pub p50_us: u64,
+    /// Their 99th percentile, µs.
+    pub p99_us: u64,
+    /// Open model: the service time's median, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_p50_us: Option<u64>,
+    /// Open model: the service time's 99th percentile, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_p99_us: Option<u64>,
+}
+
+impl ScenarioPoint {
+    fn of(name: &str, interval: &Snapshot) -> Self {
+        let mut merged = EndpointStats::default();
+        for (_, s) in interval
+            .endpoints
+            .iter()
+            .filter(|(k, _)| k.scenario == name)
+        {
+            merged.merge(s);
+        }
+        let it = interval.scenarios.get(name);
+        ScenarioPoint {
+            iterations: it.map_or(0, |i| i.iterations),
+            dropped: it.map_or(0, |i| i.dropped),
+            requests: merged.requests,
+            p50_us: merged.percentile_us(0.50),
+            p99_us: merged.percentile_us(0.99),
+            service_p50_us: merged.service.as_ref().map(|t| t.percentile_us(0.50)),
+            service_p99_us: merged.service.as_ref().map(|t| t.percentile_us(0.99)),
+        }
+    }
+
+    fn absorb(&mut self, other: &ScenarioPoint) {
+        let w = Weights(self.requests, other.requests);
+        self.p50_us = w.mean(self.p50_us, other.p50_us);
+        self.p99_us = w.mean(self.p99_us, other.p99_us);
+        self.service_p50_us = w.mean_opt(self.service_p50_us, other.service_p50_us);
+        self.service_p99_us = w.mean_opt(self.service_p99_us, other.service_p99_us);
+        self.requests += other.requests;
+        self.iterations += other.iterations;
+        self.dropped += other.dropped;
+    }
+}
+
+/// Two parts' request counts: a merged point's percentile is their weighted mean.
+struct Weights(u64, u64);
+
+impl Weights {
+    fn mean(&self, x: u64, y: u64) -> u64 {
+        let Weights(a, b) = *self;
+        if a + b == 0 {
+            return 0;
+        }
+        ((u128::from(x) * u128::from(a) + u128::from(y) * u128::from(b)) / u128::from(a + b)) as u64
+    }
+
+    fn mean_opt(&self, x: Option<u64>, y: Option<u64>) -> Option<u64> {
+        match (x, y) {
+            (Some(x), Some(y)) => Some(self.mean(x, y)),
+            (x, y) => x.or(y),
+        }
     }
 }
 
@@ -74,6 +142,8 @@ pub struct SeriesPoint {
     pub total: PointRow,
     /// Per endpoint, ordered by key.
     pub endpoints: Vec<(EndpointKey, PointRow)>,
+    /// Per scenario that ran in the point's time, ordered by name.
+    pub scenarios: Vec<(String, ScenarioPoint)>,
 }
 
 impl SeriesPoint {
@@ -95,6 +165,13 @@ impl SeriesPoint {
                 .iter()
                 .map(|(k, s)| (k.clone(), PointRow::of(s)))
                 .collect(),
+            scenarios: scenario_names(interval)
+                .into_iter()
+                .map(|name| {
+                    let point = ScenarioPoint::of(&name, interval);
+                    (name, point)
+                })
+                .collect(),
         }
     }
 
@@ -114,7 +191,25 @@ impl SeriesPoint {
                 Err(i) => self.endpoints.insert(i, (k, row)),
             }
         }
+        for (name, row) in later.scenarios {
+            match self.scenarios.binary_search_by(|(mine, _)| mine.cmp(&name)) {
+                Ok(i) => self.scenarios[i].1.absorb(&row),
+                Err(i) => self.scenarios.insert(i, (name, row)),
+            }
+        }
     }
+}
+
+/// The scenarios with iterations or requests in `interval`, ordered by name.
+fn scenario_names(interval: &Snapshot) -> Vec<String> {
+    let mut names: Vec<String> = interval.scenarios.keys().cloned().collect();
+    for k in interval.endpoints.keys() {
+        if !names.contains(&k.scenario) {
+            names.push(k.scenario.clone());
+        }
+    }
+    names.sort_unstable();
+    names
 }
 
 /// The bounded series; see the [module docs](self).
@@ -131,6 +226,14 @@ impl Series {
     /// Adds the point of one closed interval.
     pub fn push(&mut self, point: SeriesPoint) {
         let per_point = self.per_point.max(1);
+        // A run's last intervals end with it, often a fraction of the usual length: one
+        // under half its predecessor's joins it, rather than show a rate over a sliver.
+        if let Some(last) = self.points.last_mut()
+            && point.seconds() < last.seconds() / 2.0
+        {
+            last.absorb(point);
+            return;
+        }
         match self.points.last_mut() {
             Some(last) if self.in_last < per_point => {
                 last.absorb(point);
@@ -210,11 +313,64 @@ mod tests {
     }
 
     #[test]
+    fn a_short_last_interval_joins_the_point_before_it() {
+        let mut series = Series::default();
+        series.push(SeriesPoint::new(
+            &interval(10, 1_000),
+            (0, 1_000_000),
+            1.0,
+            1,
+        ));
+        series.push(SeriesPoint::new(
+            &interval(1, 1_000),
+            (1_000_000, 1_050_000),
+            1.05,
+            1,
+        ));
+        assert_eq!(series.points().len(), 1);
+        assert_eq!(series.points()[0].total.requests, 11);
+        assert_eq!(series.points()[0].end_us, 1_050_000);
+    }
+
+    #[test]
     fn a_merged_point_weights_percentiles_by_requests() {
         let mut a = SeriesPoint::new(&interval(30, 1_000), (0, 1), 1.0, 1);
         a.absorb(SeriesPoint::new(&interval(10, 5_000), (1, 2), 2.0, 2));
         assert_eq!(a.total.requests, 40);
         assert_eq!(a.total.p50_us, 2_000, "(30 x 1000 + 10 x 5000) / 40");
         assert_eq!((a.start_us, a.end_us, a.users), (0, 2, 2));
+    }
+
+    #[test]
+    fn a_point_keeps_each_scenarios_iterations_and_open_model_latency() {
+        let mut s = Snapshot::new();
+        for _ in 0..10 {
+            s.record(&RequestRecord {
+                scenario: "rate",
+                lateness_us: Some(4_000),
+                ..RequestRecord::ok("/a", "GET", 200, 1_000)
+            });
+            s.record(&RequestRecord {
+                scenario: "loop",
+                ..RequestRecord::ok("/a", "GET", 200, 2_000)
+            });
+        }
+        let mut it = aiotest_metrics::ScenarioStats::default();
+        it.completed(1_000);
+        it.dropped = 3;
+        s.scenarios.insert("rate".into(), it);
+        let mut p = SeriesPoint::new(&s, (0, 1), 1.0, 1);
+        let rate = &p.scenarios[1];
+        assert_eq!(rate.0, "rate");
+        assert_eq!(
+            (rate.1.iterations, rate.1.dropped, rate.1.requests),
+            (1, 3, 10)
+        );
+        assert_eq!(rate.1.p99_us, 5_000, "from the intended start");
+        assert_eq!(rate.1.service_p99_us, Some(1_000));
+        assert_eq!(p.scenarios[0].1.service_p99_us, None, "closed model");
+        p.absorb(SeriesPoint::new(&s, (1, 2), 2.0, 1));
+        assert_eq!(p.scenarios[1].1.dropped, 6);
+        assert_eq!(p.scenarios[1].1.p99_us, 5_000);
     }
 }

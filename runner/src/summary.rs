@@ -31,6 +31,10 @@ pub struct Row {
     pub interrupted: u64,
     /// Attempts that were retries.
     pub retries: u64,
+    /// Requests whose response a check judged.
+    pub checks: u64,
+    /// Checks that failed (failures of category `check_failed`).
+    pub checks_failed: u64,
     /// Requests per second over the run time.
     pub rps: f64,
     /// Shortest duration, ms.
@@ -84,6 +88,8 @@ impl Row {
             failures: stats.failures,
             interrupted: stats.interrupted(),
             retries: stats.retries,
+            checks: stats.checks,
+            checks_failed: stats.failures_by_category[ErrorCategory::CheckFailed.index()],
             rps: if secs > 0.0 {
                 stats.requests as f64 / secs
             } else {
@@ -103,6 +109,73 @@ impl Row {
             service_p95_ms: stats.service.as_ref().map(|t| ms(t.percentile_us(0.95))),
             service_p99_ms: stats.service.as_ref().map(|t| ms(t.percentile_us(0.99))),
             service_max_ms: stats.service.as_ref().map(|t| ms(t.max_us)),
+        }
+    }
+}
+
+/// What a run was, for reports: the command, when it ran, its scenarios.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunMeta {
+    /// The command that started it, when known (the command line puts its own).
+    pub command: Option<String>,
+    /// Local or master.
+    pub role: String,
+    /// When it started (outputs started), µs since the Unix epoch.
+    pub started_us: u64,
+    /// When it ended, once it has.
+    pub ended_us: Option<u64>,
+    /// Its scenarios, in the test's order.
+    pub scenarios: Vec<ScenarioInfo>,
+}
+
+/// A scenario as the test defines it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScenarioInfo {
+    /// Its name.
+    pub name: String,
+    /// Its executor (k6's name).
+    pub executor: String,
+    /// The executor's settings in a line (`50 per 1s for 5s, 2 to 20 users`).
+    pub settings: String,
+    /// The user types it runs.
+    pub user_types: Vec<String>,
+    /// When it starts, seconds into the run.
+    pub start_time_s: f64,
+    /// Its graceful stop, seconds.
+    pub graceful_stop_s: f64,
+    /// Its tags.
+    pub tags: Vec<(String, String)>,
+}
+
+impl RunMeta {
+    /// The run of `scenarios`, starting at `started_us`.
+    pub fn new(
+        command: Option<String>,
+        role: &str,
+        scenarios: &[Scenario],
+        started_us: u64,
+    ) -> Self {
+        RunMeta {
+            command,
+            role: role.to_owned(),
+            started_us,
+            ended_us: None,
+            scenarios: scenarios
+                .iter()
+                .map(|sc| ScenarioInfo {
+                    name: sc.name().to_owned(),
+                    executor: sc.executor().kind().to_owned(),
+                    settings: sc.executor().to_string(),
+                    user_types: sc
+                        .user_types()
+                        .iter()
+                        .map(|t| t.name().to_owned())
+                        .collect(),
+                    start_time_s: sc.starts_at().as_secs_f64(),
+                    graceful_stop_s: sc.graceful_stop_period().as_secs_f64(),
+                    tags: sc.tags().to_vec(),
+                })
+                .collect(),
         }
     }
 }
@@ -252,18 +325,17 @@ impl Summary {
 
     /// Names each scenario's executor (k6's name) and tags, and lists scenarios that ran
     /// no iteration too.
-    pub fn with_scenarios(mut self, scenarios: &[Scenario]) -> Self {
+    pub fn with_scenarios(mut self, scenarios: &[ScenarioInfo]) -> Self {
         for sc in scenarios {
-            let (name, executor) = (sc.name(), sc.executor().kind());
-            let tags: BTreeMap<String, String> = sc.tags().iter().cloned().collect();
-            match self.scenarios.iter_mut().find(|s| s.name == name) {
+            let tags: BTreeMap<String, String> = sc.tags.iter().cloned().collect();
+            match self.scenarios.iter_mut().find(|s| s.name == sc.name) {
                 Some(row) => {
-                    row.executor = executor.to_owned();
+                    row.executor = sc.executor.clone();
                     row.tags = tags;
                 }
                 None => self.scenarios.push(ScenarioRow {
-                    name: name.to_owned(),
-                    executor: executor.to_owned(),
+                    name: sc.name.clone(),
+                    executor: sc.executor.clone(),
                     tags,
                     iterations: 0,
                     dropped_iterations: 0,
@@ -276,6 +348,7 @@ impl Summary {
                 }),
             }
         }
+        self.scenarios.sort_by(|a, b| a.name.cmp(&b.name));
         self
     }
 
@@ -375,6 +448,16 @@ impl Summary {
         }
         line(&mut out, "Total", &self.totals);
         let _ = writeln!(out, "Run time {:.1} s", self.duration_s);
+        let t = &self.totals;
+        if t.checks > 0 {
+            let _ = writeln!(
+                out,
+                "Checks {} passed, {} failed ({:.2}% passed)",
+                t.checks - t.checks_failed.min(t.checks),
+                t.checks_failed,
+                100.0 * (t.checks - t.checks_failed.min(t.checks)) as f64 / t.checks as f64
+            );
+        }
         if self
             .scenarios
             .iter()

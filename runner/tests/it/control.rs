@@ -196,5 +196,22 @@ async fn a_token_is_required_off_loopback_and_enforced_when_set() {
         http(addr, "GET", "/api/state", "", Some("s3cret")).await.0,
         200
     );
+    // The dashboard page holds no figures: it is served without the token; every figure
+    // it then asks for needs it.
+    let (status, page) = http(addr, "GET", "/", "", None).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("aiotest dashboard") && page.contains("drawCharts"));
+    assert!(
+        !page.contains("src=\"http") && !page.contains("href=\"http"),
+        "nothing fetched from elsewhere"
+    );
+    for path in ["/api/series", "/api/summary", "/api/tables", "/report.html"] {
+        assert_eq!(http(addr, "GET", path, "", None).await.0, 401, "{path}");
+    }
+    let (status, body) = http(addr, "GET", "/report.html", "", Some("s3cret")).await;
+    assert_eq!(status, 404, "no report before the run has ended");
+    assert!(body.contains("--linger"), "{body}");
+    let (status, body) = http(addr, "GET", "/api/series", "", Some("s3cret")).await;
+    assert_eq!((status, body.as_str()), (200, "{\"points\":[]}"));
     drop(runner);
 }

@@ -1,0 +1,320 @@
+//! CSV files a Locust user recognizes (`--csv PREFIX`): `PREFIX_stats.csv` (per endpoint
+//! and aggregated, Locust's columns first), `PREFIX_failures.csv` (failures by endpoint,
+//! category and message) and `PREFIX_history.csv` (one row per closed interval for the
+//! aggregate and each endpoint, written as the run goes, so a run cut short keeps its
+//! history).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use aiotest_core::BoxError;
+use aiotest_metrics::{EndpointKey, EndpointStats, Snapshot};
+
+use crate::output::{IntervalView, Output, RunInfo, Verdict};
+use crate::series::PointRow;
+use crate::summary::Summary;
+
+/// A field, quoted when it holds a comma, a quote or a line break (RFC 4180).
+fn field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn line(out: &mut String, fields: &[String]) {
+    let joined: Vec<String> = fields.iter().map(|f| field(f)).collect();
+    out.push_str(&joined.join(","));
+    out.push('\n');
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1_000.0)
+}
+
+const STATS_PERCENTILES: [(&str, f64); 12] = [
+    ("50%", 0.50),
+    ("66%", 0.66),
+    ("75%", 0.75),
+    ("80%", 0.80),
+    ("90%", 0.90),
+    ("95%", 0.95),
+    ("98%", 0.98),
+    ("99%", 0.99),
+    ("99.9%", 0.999),
+    ("99.99%", 0.9999),
+    ("100%", 1.0),
+    ("Service 99%", -1.0),
+];
+
+fn stats_header() -> Vec<String> {
+    let mut h: Vec<String> = [
+        "Type",
+        "Name",
+        "Request Count",
+        "Failure Count",
+        "Median Response Time",
+        "Average Response Time",
+        "Min Response Time",
+        "Max Response Time",
+        "Average Content Size",
+        "Requests/s",
+        "Failures/s",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    h.extend(STATS_PERCENTILES.iter().map(|(n, _)| (*n).to_owned()));
+    h.extend(["Scenario".to_owned(), "Interrupted Count".to_owned()]);
+    h
+}
+
+fn stats_row(kind: &str, name: &str, scenario: &str, s: &EndpointStats, secs: f64) -> Vec<String> {
+    let per_s = |n: u64| {
+        if secs > 0.0 {
+            format!("{:.2}", n as f64 / secs)
+        } else {
+            "0".into()
+        }
+    };
+    let size = s.bytes_received.checked_div(s.requests).unwrap_or(0);
+    let mut row = vec![
+        kind.to_owned(),
+        name.to_owned(),
+        s.requests.to_string(),
+        s.failures.to_string(),
+        ms(s.percentile_us(0.50)),
+        format!("{:.2}", s.mean_us() / 1_000.0),
+        ms(s.min_us.unwrap_or(0)),
+        ms(s.max_us.unwrap_or(0)),
+        size.to_string(),
+        per_s(s.requests),
+        per_s(s.failures),
+    ];
+    for (_, q) in STATS_PERCENTILES {
+        row.push(if q < 0.0 {
+            // The open model's plain service time (empty for closed-model rows).
+            s.service
+                .as_ref()
+                .map_or(String::new(), |t| ms(t.percentile_us(0.99)))
+        } else {
+            ms(s.percentile_us(q))
+        });
+    }
+    row.push(scenario.to_owned());
+    row.push(s.interrupted().to_string());
+    row
+}
+
+/// The three CSV files; see the [module docs](self).
+pub struct CsvOutput {
+    prefix: PathBuf,
+    history: Option<BufWriter<File>>,
+    /// Requests and failures so far, per endpoint and in all (the history's running
+    /// totals).
+    so_far: HashMap<EndpointKey, (u64, u64)>,
+    total_so_far: (u64, u64),
+    stats: String,
+    failures: String,
+}
+
+impl CsvOutput {
+    /// Files named `PREFIX_stats.csv`, `PREFIX_failures.csv`, `PREFIX_history.csv`.
+    pub fn new(prefix: impl Into<PathBuf>) -> Self {
+        CsvOutput {
+            prefix: prefix.into(),
+            history: None,
+            so_far: HashMap::new(),
+            total_so_far: (0, 0),
+            stats: String::new(),
+            failures: String::new(),
+        }
+    }
+
+    /// The file `PREFIX_{kind}.csv`.
+    pub fn path(&self, kind: &str) -> PathBuf {
+        let mut name = self
+            .prefix
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
+        name.push(format!("_{kind}.csv"));
+        self.prefix.with_file_name(name)
+    }
+
+    fn write(path: &Path, text: &str) -> Result<(), BoxError> {
+        std::fs::write(path, text)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()).into())
+    }
+}
+
+const HISTORY_HEADER: &[&str] = &[
+    "Timestamp",
+    "Run Time",
+    "User Count",
+    "Scenario",
+    "Type",
+    "Name",
+    "Requests/s",
+    "Failures/s",
+    "50%",
+    "95%",
+    "99%",
+    "Total Request Count",
+    "Total Failure Count",
+];
+
+impl Output for CsvOutput {
+    fn name(&self) -> &str {
+        "csv"
+    }
+
+    /// Creates the history file at once: a path that cannot be written fails the run
+    /// before any request, not after it.
+    fn start(&mut self, _run: &RunInfo<'_>) -> Result<(), BoxError> {
+        let path = self.path("history");
+        let file = File::create(&path)
+            .map_err(|e| -> BoxError { format!("cannot write {}: {e}", path.display()).into() })?;
+        let mut w = BufWriter::new(file);
+        let mut head = String::new();
+        line(
+            &mut head,
+            &HISTORY_HEADER
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect::<Vec<_>>(),
+        );
+        w.write_all(head.as_bytes())
+            .map_err(|e| -> BoxError { format!("cannot write {}: {e}", path.display()).into() })?;
+        self.history = Some(w);
+        Ok(())
+    }
+
+    fn interval(&mut self, view: &IntervalView<'_>) -> Verdict {
+        let p = view.point;
+        let secs = p.seconds().max(1e-6);
+        let mut out = String::new();
+        let row = |out: &mut String,
+                   scenario: &str,
+                   kind: &str,
+                   name: &str,
+                   r: &PointRow,
+                   so_far: (u64, u64)| {
+            line(
+                out,
+                &[
+                    format!("{:.3}", p.end_us as f64 / 1e6),
+                    format!("{:.3}", p.run_time_s),
+                    p.users.to_string(),
+                    scenario.to_owned(),
+                    kind.to_owned(),
+                    name.to_owned(),
+                    format!("{:.2}", r.requests as f64 / secs),
+                    format!("{:.2}", r.failures as f64 / secs),
+                    ms(r.p50_us),
+                    ms(r.p95_us),
+                    ms(r.p99_us),
+                    so_far.0.to_string(),
+                    so_far.1.to_string(),
+                ],
+            );
+        };
+        self.total_so_far.0 += p.total.requests;
+        self.total_so_far.1 += p.total.failures;
+        row(&mut out, "", "", "Aggregated", &p.total, self.total_so_far);
+        for (k, r) in &p.endpoints {
+            let t = self.so_far.entry(k.clone()).or_default();
+            t.0 += r.requests;
+            t.1 += r.failures;
+            let t = *t;
+            row(&mut out, &k.scenario, &k.method, &k.name, r, t);
+        }
+        if let Some(w) = self.history.as_mut()
+            && let Err(e) = w.write_all(out.as_bytes())
+        {
+            tracing::error!("csv history: {e}");
+        }
+        Verdict::Continue
+    }
+
+    fn summary(&mut self, summary: &mut Summary, total: &Snapshot) {
+        let secs = summary.duration_s;
+        let mut stats = String::new();
+        line(&mut stats, &stats_header());
+        for (k, s) in &total.endpoints {
+            line(
+                &mut stats,
+                &stats_row(&k.method, &k.name, &k.scenario, s, secs),
+            );
+        }
+        line(
+            &mut stats,
+            &stats_row("", "Aggregated", "", &total.total(), secs),
+        );
+        self.stats = stats;
+        let mut failures = String::new();
+        line(
+            &mut failures,
+            &["Method", "Name", "Category", "Error", "Occurrences"].map(str::to_owned),
+        );
+        for e in &summary.errors {
+            line(
+                &mut failures,
+                &[
+                    e.method.clone(),
+                    e.name.clone(),
+                    e.category.clone(),
+                    e.message.clone(),
+                    e.count.to_string(),
+                ],
+            );
+        }
+        self.failures = failures;
+    }
+
+    fn end(&mut self, _summary: &Summary) -> Result<(), BoxError> {
+        let mut errors = Vec::new();
+        if let Some(mut w) = self.history.take()
+            && let Err(e) = w.flush()
+        {
+            errors.push(format!(
+                "cannot write {}: {e}",
+                self.path("history").display()
+            ));
+        }
+        for (kind, text) in [("stats", &self.stats), ("failures", &self.failures)] {
+            if let Err(e) = Self::write(&self.path(kind), text) {
+                errors.push(e.to_string());
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; ").into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_with_commas_quotes_or_breaks_are_quoted() {
+        assert_eq!(field("plain"), "plain");
+        assert_eq!(field("a,b"), "\"a,b\"");
+        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn files_sit_beside_the_prefix() {
+        let c = CsvOutput::new("/tmp/run1");
+        assert_eq!(c.path("stats"), PathBuf::from("/tmp/run1_stats.csv"));
+        let c = CsvOutput::new("out");
+        assert_eq!(c.path("history"), PathBuf::from("out_history.csv"));
+    }
+}
