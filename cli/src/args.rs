@@ -80,8 +80,15 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub stop_timeout: Duration,
     /// Write the summary as JSON to this file.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_output_path)]
     pub summary_export: Option<PathBuf>,
+    /// Write a self-contained HTML report (charts, tables, thresholds) to this file.
+    #[arg(long, value_parser = parse_output_path)]
+    pub html: Option<PathBuf>,
+    /// Write PREFIX_stats.csv, PREFIX_failures.csv and PREFIX_history.csv (Locust's
+    /// three files).
+    #[arg(long, value_parser = parse_output_path)]
+    pub csv: Option<PathBuf>,
     /// A pass/fail criterion, e.g. "p95<300ms", "failures<1%", "rps>100" (repeatable).
     #[arg(long = "threshold")]
     pub thresholds: Vec<String>,
@@ -96,7 +103,7 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "worker", requires = "redis")]
     pub master: bool,
     /// Run as a worker of a distributed test: no scenario needed, the master sends it.
-    #[arg(long, requires = "redis", conflicts_with_all = ["url", "demo", "scenario"])]
+    #[arg(long, requires = "redis", conflicts_with_all = ["url", "demo", "scenario", "html", "csv", "summary_export"])]
     pub worker: bool,
     /// The Redis a distributed test meets in: `redis://[user:password@]host:port`, or `rediss://`.
     #[arg(long)]
@@ -298,6 +305,26 @@ fn parse_two_beats(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` is under two heartbeats (2s)"));
     }
     Ok(d)
+}
+
+/// A file to write at the end of the run: its directory must exist now, so a typo fails
+/// before any request rather than after the whole run.
+fn parse_output_path(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    if s.is_empty() || s.ends_with('/') {
+        return Err(format!("`{s}` is not a file name"));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "`{s}`: the directory {} does not exist",
+            dir.display()
+        ));
+    }
+    Ok(path)
 }
 
 fn parse_arrival_rate(s: &str) -> Result<f64, String> {

@@ -76,7 +76,7 @@ pub(crate) async fn connect(args: &RunArgs) -> Result<Redis, UsageError> {
 }
 
 /// `url` without its password.
-fn redacted(url: &str) -> String {
+pub(crate) fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s + 3 => format!("{}***{}", &url[..s + 3], &url[at..]),
         _ => url.to_owned(),

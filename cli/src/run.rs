@@ -9,7 +9,9 @@ use aiotest_core::prelude::*;
 use aiotest_core::scenario::{DEFAULT_SCENARIO, SharedShape};
 use aiotest_http_user::{HttpClient, HttpUser};
 use aiotest_metrics::PrometheusExporter;
+use aiotest_runner::csv::CsvOutput;
 use aiotest_runner::output::{JsonExport, Output, SummaryHookOutput, Thresholds};
+use aiotest_runner::web::HtmlReport;
 use aiotest_runner::{
     LocalRunner, MasterRunner, RunConfig, RunError, RunReport, RunnerHandle, Threshold,
     serve_control,
@@ -104,6 +106,39 @@ pub(crate) fn url_user_type(
     .task("get", 1, get_url)
     .build()
     .map_err(|e| UsageError(e.to_string()))
+}
+
+/// The command line as typed, for reports: arguments with spaces or quotes quoted, the
+/// control token and any password in a URL replaced by `***`.
+fn command_line() -> String {
+    let mut args = std::env::args();
+    let program = args
+        .next()
+        .map(|p| {
+            std::path::Path::new(&p)
+                .file_name()
+                .map_or(p.clone(), |f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "aiotest".into());
+    let mut out = vec![program];
+    let mut secret_next = false;
+    for a in args {
+        let a = if secret_next {
+            "***".to_owned()
+        } else if a.starts_with("--control-token=") {
+            "--control-token=***".to_owned()
+        } else {
+            crate::distributed::redacted(&a)
+        };
+        secret_next = a == "--control-token";
+        let special = |c: char| c.is_whitespace() || "'\"$`\\".contains(c);
+        out.push(if a.is_empty() || a.contains(special) {
+            format!("'{}'", a.replace('\'', "'\\''"))
+        } else {
+            a
+        });
+    }
+    out.join(" ")
 }
 
 /// Runs `aiotest run` (with the user types of a Rust binary, if given) and returns the
@@ -280,6 +315,7 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
         stop_timeout: args.stop_timeout,
         no_setup: args.no_setup,
         no_teardown: args.no_teardown,
+        command: Some(command_line()),
         ..RunConfig::default()
     };
     let exporter = args
@@ -318,6 +354,12 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
         .output(Box::new(crate::progress::Progress::new(args.quiet)));
     if let Some(path) = &args.summary_export {
         runner = runner.output(Box::new(JsonExport::new(path)));
+    }
+    if let Some(path) = &args.html {
+        runner = runner.output(Box::new(HtmlReport::new(path)));
+    }
+    if let Some(prefix) = &args.csv {
+        runner = runner.output(Box::new(CsvOutput::new(prefix)));
     }
     for o in plan.outputs {
         runner = runner.output(o);

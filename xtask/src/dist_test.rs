@@ -136,7 +136,7 @@ fn check(ok: bool, what: &str, failures: &mut Vec<String>) {
 
 /// Runs the smoke test.
 pub(crate) fn run(_extra: &[String]) -> Result<(), String> {
-    crate::redis::ensure_redis_server()?;
+    crate::install::ensure_redis_server()?;
     step(
         "build the CLI",
         cargo().args(["build", "--quiet", "-p", "aiotest-cli"]),

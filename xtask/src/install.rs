@@ -1,45 +1,65 @@
-//! Making sure a `redis-server` binary exists for the tests that start private ones.
+//! Making sure the programs the tests start exist: `redis-server` for the private Redis
+//! servers, `chromium` and `chromedriver` for the browser tests of the report and the
+//! dashboard. Missing ones are installed with apt-get when running as root (Debian's
+//! packages); otherwise the error names the command to run.
 
 use std::process::Command;
 
 use crate::util::{have, run};
 
-/// The exact commands that install redis-server on this kind of machine (Debian).
-const INSTALL: &str = "apt-get update && apt-get install -y redis-server";
-
-/// Finds `redis-server`, or installs it with apt-get when running as root, or fails with
-/// the command to run.
+/// Finds `redis-server`, or installs it.
 pub(crate) fn ensure_redis_server() -> Result<(), String> {
-    if have("redis-server") {
+    ensure(&["redis-server"], &["redis-server"])
+}
+
+/// Finds `chromium` and `chromedriver`, or installs them.
+pub(crate) fn ensure_chromium() -> Result<(), String> {
+    ensure(
+        &["chromium", "chromedriver"],
+        &["chromium", "chromium-driver"],
+    )
+}
+
+/// Finds every program of `binaries`, or installs `packages` and checks again.
+fn ensure(binaries: &[&str], packages: &[&str]) -> Result<(), String> {
+    let missing: Vec<&str> = binaries.iter().copied().filter(|b| !have(b)).collect();
+    if missing.is_empty() {
         return Ok(());
     }
+    let install = format!(
+        "apt-get update && apt-get install -y {}",
+        packages.join(" ")
+    );
     if !is_root() || !have("apt-get") {
         return Err(format!(
-            "redis-server is missing and cannot be installed from here; run: sudo sh -c '{INSTALL}'"
+            "{} missing and cannot be installed from here; run: sudo sh -c '{install}'",
+            missing.join(" and ")
         ));
     }
-    eprintln!("xtask: redis-server is missing; installing it with apt-get");
+    eprintln!(
+        "xtask: {} missing; installing {} with apt-get",
+        missing.join(" and "),
+        packages.join(" ")
+    );
     let apt = |args: &[&str]| {
         let mut cmd = Command::new("apt-get");
         cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
         cmd
     };
     run("apt-get update", &mut apt(&["update", "-qq"]))?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend_from_slice(packages);
     run(
-        "apt-get install redis-server",
-        &mut apt(&[
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            "redis-server",
-        ]),
+        &format!("apt-get install {}", packages.join(" ")),
+        &mut apt(&args),
     )?;
-    if have("redis-server") {
+    let still: Vec<&str> = binaries.iter().copied().filter(|b| !have(b)).collect();
+    if still.is_empty() {
         Ok(())
     } else {
         Err(format!(
-            "redis-server is still missing after installing it; run: {INSTALL}"
+            "{} still missing after installing; run: {install}",
+            still.join(" and ")
         ))
     }
 }

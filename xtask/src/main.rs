@@ -10,7 +10,7 @@
 
 mod bench;
 mod dist_test;
-mod redis;
+mod install;
 mod test;
 mod util;
 

@@ -4,9 +4,11 @@ use crate::util::{Counts, cargo, run as step, run_counting};
 
 /// Formatting, lints, docs, tests (with doc tests), then the distributed smoke test. Extra args go to `cargo test`.
 pub(crate) fn run(extra: &[String]) -> Result<(), String> {
-    // Redis-backed tests need a real redis-server; get it before anything else so a
-    // missing one fails fast with the command to run.
-    crate::redis::ensure_redis_server()?;
+    // Redis-backed tests need a real redis-server, the report and dashboard tests a real
+    // Chromium; get them before anything else so a missing one fails fast with the
+    // command to run.
+    crate::install::ensure_redis_server()?;
+    crate::install::ensure_chromium()?;
     step("fmt", cargo().args(["fmt", "--all", "--check"]))?;
     step(
         "clippy",

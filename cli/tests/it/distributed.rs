@@ -148,6 +148,13 @@ fn a_worker_killed_with_sigkill_goes_missing_and_its_users_move() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let missing_after = missing_after.unwrap_or_default();
+    // The dashboard's tables show the workers and the lost one's state.
+    let tables = http(control, "GET", "/api/tables").expect("the dashboard's tables");
+    let html = tables["html"].as_str().unwrap_or_default();
+    assert!(
+        html.contains("id=\"workers\"") && html.contains("MISSING"),
+        "{html}"
+    );
     // Liveness 5 s, heartbeats every second: MISSING within 6 s of the kill.
     assert!(
         missing_after <= Duration::from_secs(6),

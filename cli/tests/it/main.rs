@@ -22,9 +22,9 @@ pub(crate) struct Target {
 }
 
 /// A counting server on its own thread and runtime; `/slow` answers after 50 ms, `/hang`
-/// never (each request is counted when it arrives), `/5ms` after 5 ms, and `/stall` after
-/// 5 ms except once: from 2 s after its first request, every request arriving within a
-/// second is held until that second is over.
+/// never (each request is counted when it arrives), `/fail` with a 500, `/5ms` after
+/// 5 ms, and `/stall` after 5 ms except once: from 2 s after its first request, every
+/// request arriving within a second is held until that second is over.
 fn target() -> Target {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -82,6 +82,13 @@ fn target() -> Target {
                                     auth.fetch_add(1, Ordering::Relaxed);
                                 }
                                 counter.fetch_add(1, Ordering::Relaxed);
+                                if req.uri().path() == "/fail" {
+                                    let mut r = hyper::Response::new(Full::new(
+                                        Bytes::from_static(b"broken"),
+                                    ));
+                                    *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                                    return Ok::<_, Infallible>(r);
+                                }
                                 let body: &'static [u8] = if req.uri().path() == "/login" {
                                     br#"{"data":{"token":"t-9"}}"#
                                 } else {
@@ -709,6 +716,8 @@ pub(crate) fn free_port() -> u16 {
 }
 
 mod binary_entry;
+mod browser;
 mod distributed;
 mod endings;
+mod reports;
 mod scenarios;
