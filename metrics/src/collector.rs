@@ -478,7 +478,16 @@ impl Recorder {
             duration_us,
             interrupted,
         ));
-        if self.iterations.len() >= self.batch_size {
+        // Iterations are far rarer than requests, so reading the clock here costs
+        // nothing that matters, and it keeps them as live as requests: flushed once the
+        // oldest buffered record is a flush interval old, not only when the batch is full.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let due = *self
+            .flush_due_us
+            .get_or_insert(now.saturating_add(self.flush_interval_us));
+        if self.iterations.len() >= self.batch_size || now >= due {
             self.flush_now();
         }
     }

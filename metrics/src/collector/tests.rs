@@ -59,6 +59,33 @@ fn a_recorder_flushes_when_its_oldest_record_is_a_flush_interval_old() {
 }
 
 #[test]
+fn iterations_are_flushed_once_the_oldest_is_a_flush_interval_old() {
+    let config = MetricsConfig {
+        batch_size: 1_000,
+        flush_interval: Duration::from_millis(1),
+        buffer_size: 16,
+    };
+    let c = MetricsCollector::new(config, RequestMetricsEvent::new()).unwrap();
+    // A user whose recorder sees only iterations (its requests go through its client's
+    // recorder): they must not wait for a full batch, or the live view lags by minutes.
+    let mut r = c.recorder();
+    r.record_iteration("s", 100, false);
+    // The wall clock moves on past the flush interval.
+    std::thread::sleep(Duration::from_millis(3));
+    r.record_iteration("s", 100, false);
+    c.close_interval(u64::MAX);
+    let mut all = Snapshot::new();
+    for s in c.take_pending() {
+        all.merge(&s);
+    }
+    assert_eq!(
+        all.scenarios["s"].iterations, 2,
+        "flushed without the recorder dropped"
+    );
+    drop(r);
+}
+
+#[test]
 fn dropping_a_recorder_flushes_its_last_records() {
     let c = collector(1_000, 16);
     let mut r = c.recorder();
