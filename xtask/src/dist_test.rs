@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use crate::util::{cargo, root, run as step};
 
 /// Kills a child process when dropped, so a failed check leaves nothing running.
-struct Guard(Option<Child>, &'static str);
+pub(crate) struct Guard(pub(crate) Option<Child>, pub(crate) &'static str);
 
 impl Guard {
-    fn wait(&mut self, limit: Duration) -> Result<std::process::Output, String> {
+    pub(crate) fn wait(&mut self, limit: Duration) -> Result<std::process::Output, String> {
         let deadline = Instant::now() + limit;
         let mut child = self.0.take().ok_or("already waited")?;
         loop {
@@ -46,7 +46,7 @@ impl Drop for Guard {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -97,7 +97,7 @@ fn serve(stream: TcpStream, counter: &AtomicU64) {
 }
 
 /// A POST to the master's control API.
-fn post(port: u16, path: &str) -> Result<(), String> {
+pub(crate) fn post(port: u16, path: &str) -> Result<(), String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("control API: {e}"))?;
     write!(
         s,

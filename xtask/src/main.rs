@@ -5,23 +5,26 @@
 //! - `cargo xtask bench`: the criterion benchmarks.
 //! - `cargo xtask dist-test`: the distributed smoke test: a private redis-server, a
 //!   counting target, one master and three worker processes (also run by `test`).
+//! - `cargo xtask screenshots`: the dashboard and report pictures in `docs/`.
 //!
 //! Only the standard library: xtask must build fast on a fresh clone.
 
 mod bench;
 mod dist_test;
 mod install;
+mod screenshots;
 mod test;
 mod util;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask <test | bench | dist-test>
+const USAGE: &str = "usage: cargo xtask <test | bench | dist-test | screenshots>
 
   test       fmt check, clippy (-D warnings), rustdoc (-D warnings), all tests incl. doc
              tests, then dist-test
   bench      run the criterion benchmarks (extra args go to cargo bench)
   dist-test  distributed smoke test: master + 3 workers over a private redis-server
+  screenshots  docs/dashboard.png and docs/report.png, from a run of examples/scenarios.toml
 ";
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&rest),
         Some("bench") => bench::run(&rest),
         Some("dist-test") => dist_test::run(&rest),
+        Some("screenshots") => screenshots::run(&rest),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
