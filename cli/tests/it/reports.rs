@@ -292,6 +292,8 @@ fn the_dashboard_shows_the_run_live_and_its_buttons_steer_it() {
         "-q",
         "--summary-export",
         export.to_str().unwrap(),
+        "--threshold",
+        "p95<5s",
     ]);
     super::wait_for("the control server", Duration::from_secs(30), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -314,6 +316,13 @@ fn the_dashboard_shows_the_run_live_and_its_buttons_steer_it() {
          return document.getElementById('state').textContent === 'RUNNING'
              && pl && +pl.dataset.points >= 2
              && document.querySelectorAll('#endpoints tr[data-scenario]').length === 1",
+    );
+    // Thresholds as they stand, mid-run.
+    b.wait_for(
+        "the threshold's verdict",
+        Duration::from_secs(10),
+        "const td = document.querySelector('#thresholds td.ok');
+         return td && td.textContent === 'passed'",
     );
     assert!(served(&t) > 0);
 
