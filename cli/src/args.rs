@@ -89,6 +89,10 @@ pub struct RunArgs {
     /// three files).
     #[arg(long, value_parser = parse_output_path)]
     pub csv: Option<PathBuf>,
+    /// Exit 0 even when not one request succeeded (by default that run exits 1): for a
+    /// test that expects a target to refuse.
+    #[arg(long)]
+    pub allow_failures: bool,
     /// A pass/fail criterion, e.g. "p95<300ms", "failures<1%", "rps>100" (repeatable).
     #[arg(long = "threshold")]
     pub thresholds: Vec<String>,

@@ -404,7 +404,7 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
         let served = target.served.load(std::sync::atomic::Ordering::Relaxed);
         println!("Demo target served {served} requests.");
     }
-    let code = exit_code(&report);
+    let code = exit_code(&report, args.allow_failures);
     if let (true, Some(server)) = (args.linger, &control) {
         if !args.quiet {
             eprintln!(
@@ -422,7 +422,7 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
 }
 
 /// The exit code of a finished run, after saying what went wrong.
-fn exit_code(report: &RunReport) -> i32 {
+fn exit_code(report: &RunReport, allow_failures: bool) -> i32 {
     if let Some(Err(e)) = &report.teardown {
         eprintln!("aiotest: {e}");
     }
@@ -434,6 +434,15 @@ fn exit_code(report: &RunReport) -> i32 {
         return EXIT_FAILED;
     }
     if !report.output_errors.is_empty() {
+        return EXIT_FAILED;
+    }
+    let t = &report.summary.totals;
+    if t.requests > 0 && t.failures == t.requests && !allow_failures {
+        eprintln!(
+            "aiotest: not one of the {} requests succeeded (see Errors above); the run \
+             failed. --allow-failures exits 0 when that is what the test expects.",
+            t.requests
+        );
         return EXIT_FAILED;
     }
     if report.summary.thresholds_ok() {

@@ -67,6 +67,23 @@ impl ErrorCategory {
         }
     }
 
+    /// Whether a request that failed this way has a latency that says something of the
+    /// target: no for failures before any exchange (connect, DNS, TLS, a request that
+    /// could not be sent) and for interrupted ones. Those count as requests and failures
+    /// and stay out of every percentile, min, max and mean, so a dead target cannot pass
+    /// `p95<1ms` on fast refusals. A timeout keeps its duration: it is a lower bound of a
+    /// latency that must show.
+    pub const fn has_latency(self) -> bool {
+        !matches!(
+            self,
+            ErrorCategory::Connect
+                | ErrorCategory::Dns
+                | ErrorCategory::Tls
+                | ErrorCategory::Other
+                | ErrorCategory::Interrupted
+        )
+    }
+
     /// Position in [`ErrorCategory::ALL`].
     pub const fn index(self) -> usize {
         self as usize

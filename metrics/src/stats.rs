@@ -309,8 +309,9 @@ impl EndpointStats {
         time_us: u64,
     ) {
         self.requests += 1;
-        // An interrupted request has no latency: it counts, but times nothing.
-        if error != Some(ErrorCategory::Interrupted) {
+        // A request that failed before any exchange, or was interrupted, has no latency:
+        // it counts, but times nothing.
+        if error.is_none_or(ErrorCategory::has_latency) {
             // An open-model request's latency counts from its intended start; its plain
             // service time goes beside it.
             let latency = match lateness_us {

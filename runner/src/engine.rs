@@ -33,7 +33,8 @@ use aiotest_core::shape::{IMMEDIATE, validate_spawn_rate, validate_users};
 use aiotest_core::state::{Role, RunnerState};
 use aiotest_core::user::UserType;
 use aiotest_metrics::{
-    MetricsCollector, MetricsConfig, PrometheusExporter, RequestMetricsEvent, Snapshot,
+    ErrorCategory, MetricsCollector, MetricsConfig, PrometheusExporter, RequestMetricsEvent,
+    Snapshot,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -760,7 +761,21 @@ fn notes(total: &Snapshot, counts: &TaskCounts, ending: &Ending, finish: &Finish
     if let Some(why) = &ending.stopped_by {
         notes.push(format!("Stopped by {why}."));
     }
-    let interrupted = total.total().interrupted();
+    let all = total.total();
+    let untimed: Vec<String> = ErrorCategory::ALL
+        .iter()
+        .filter(|c| !c.has_latency() && **c != ErrorCategory::Interrupted)
+        .filter(|c| all.failures_by_category[c.index()] > 0)
+        .map(|c| format!("{} {c}", all.failures_by_category[c.index()]))
+        .collect();
+    if !untimed.is_empty() {
+        notes.push(format!(
+            "Requests that failed before any exchange ({}) are counted as requests and \
+             failures, outside the latency figures.",
+            untimed.join(", ")
+        ));
+    }
+    let interrupted = all.interrupted();
     if interrupted > 0 {
         notes.push(format!(
             "{interrupted} requests were still in flight when the graceful stop period ended: \

@@ -250,7 +250,9 @@ impl Threshold {
         let reason = (judged == 0).then(|| match self.metric {
             Metric::Iterations | Metric::DroppedIterations => "no scenario matched".to_owned(),
             _ if stats.requests == 0 => "no requests matched".to_owned(),
-            _ => "no request it matched has a duration (all were interrupted)".to_owned(),
+            _ => "no request it matched has a duration (each failed before any exchange, or \
+                  was interrupted)"
+                .to_owned(),
         });
         ThresholdResult {
             expr: self.expr.clone(),

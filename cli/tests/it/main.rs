@@ -594,6 +594,60 @@ fn dangerous_input_exits_2_before_any_request() {
     }
 }
 
+/// A dead target: every connection refused. Not one request succeeded, so the run failed
+/// (exit 1) unless the test says that is expected; refusals have no latency, so a latency
+/// threshold cannot pass on them.
+#[test]
+fn a_run_where_nothing_succeeded_fails_and_refusals_time_nothing() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let export = export_path("dead");
+    let args = [
+        "run",
+        "--url",
+        &url,
+        "-t",
+        "1s",
+        "-q",
+        "--summary-export",
+        export.to_str().unwrap(),
+        "--threshold",
+        "p95<1ms",
+    ];
+    let out = aiotest(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not one of the")
+            && text(&out.stderr).contains("--allow-failures"),
+        "{}",
+        text(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let t = &json["totals"];
+    assert!(t["requests"].as_u64().unwrap() > 0);
+    assert_eq!(t["failures"], t["requests"]);
+    assert_eq!(t["p95_ms"], 0.0, "refusals are outside the percentiles");
+    let th = &json["thresholds"][0];
+    assert_eq!(th["ok"], false);
+    assert!(
+        th["reason"]
+            .as_str()
+            .unwrap()
+            .contains("failed before any exchange"),
+        "{th}"
+    );
+    assert!(
+        json["notes"].to_string().contains("connect"),
+        "the notes say why: {}",
+        json["notes"]
+    );
+    // Asked for: the all-failed rule steps aside, the threshold still fails.
+    let out = aiotest(&[&args[..], &["--allow-failures"]].concat());
+    assert_eq!(out.status.code(), Some(99), "{}", text(&out.stderr));
+    let _ = std::fs::remove_file(export);
+}
+
 #[test]
 fn ctrl_c_stops_gracefully_and_still_prints_the_summary() {
     let t = target();

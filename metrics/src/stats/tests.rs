@@ -60,6 +60,27 @@ fn interrupted_requests_count_as_failures_but_stay_out_of_every_latency() {
 }
 
 #[test]
+fn failures_before_any_exchange_time_nothing_but_a_timeout_keeps_its_duration() {
+    let mut s = EndpointStats::default();
+    s.record(&rec("/a", Some(200), 5_000, 1));
+    for c in [
+        ErrorCategory::Connect,
+        ErrorCategory::Dns,
+        ErrorCategory::Tls,
+    ] {
+        let mut r = rec("/a", None, 30, 2).failed(c, None);
+        r.status = None;
+        s.record(&r);
+    }
+    let mut t = rec("/a", None, 30_000_000, 3).failed(ErrorCategory::Timeout, None);
+    t.status = None;
+    s.record(&t);
+    assert_eq!((s.requests, s.failures, s.timed()), (5, 4, 2));
+    assert_eq!(s.min_us, Some(5_000), "no refusal pulls the minimum down");
+    assert_eq!(s.max_us, Some(30_000_000), "the timeout shows");
+}
+
+#[test]
 fn open_model_requests_count_from_their_intended_start_and_keep_their_service_time() {
     let mut s = EndpointStats::default();
     // Served in 5 ms, but its iteration started 900 ms late.
