@@ -27,11 +27,36 @@ pub enum Command {
 /// `aiotest run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A scenario file (TOML).
+    /// A scenario file (TOML), or a URL to test (http:// or https://, as --url).
     pub scenario: Option<PathBuf>,
-    /// Test one URL with GET requests (like hey or oha).
+    /// Test one URL (like hey or oha): GET unless -X or a body says otherwise.
     #[arg(long, conflicts_with_all = ["scenario", "demo"])]
     pub url: Option<String>,
+    /// --url: the request method (GET, or POST with a body).
+    #[arg(short = 'X', long, value_parser = crate::quick::parse_method)]
+    pub method: Option<String>,
+    /// --url: a request header, `Name: value` (repeatable).
+    #[arg(long = "header", value_parser = crate::quick::parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// --url: the request body.
+    #[arg(long)]
+    pub body: Option<String>,
+    /// --url: the request body, read from this file (at most 64 MiB).
+    #[arg(long)]
+    pub body_file: Option<PathBuf>,
+    /// --url: a JSON request body (checked; sets content-type: application/json).
+    #[arg(long)]
+    pub json: Option<String>,
+    /// Longest time for one attempt, connecting included (default 30s; at most 1h).
+    #[arg(long, value_parser = crate::quick::parse_timeout)]
+    pub timeout: Option<Duration>,
+    /// Retries of idempotent requests after connection errors, timeouts, 502-504
+    /// (default 3; 0 to 10).
+    #[arg(long, value_parser = crate::quick::parse_retries)]
+    pub max_retries: Option<u32>,
+    /// Accept any TLS certificate (verify_ssl = false).
+    #[arg(long)]
+    pub insecure: bool,
     /// Start an embedded target on 127.0.0.1 and test it (with a scenario file: the file's
     /// users test the embedded target).
     #[arg(long)]

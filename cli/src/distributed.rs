@@ -11,6 +11,7 @@ use aiotest_core::wait::WaitTime;
 use aiotest_runner::{DistributedConfig, Planned, RunConfig, WorkerRunner};
 
 use crate::load::SelfScheduled;
+use crate::quick::{HttpSettings, QuickRequest};
 use serde::{Deserialize, Serialize};
 
 use crate::args::{RunArgs, WaitArg};
@@ -31,6 +32,12 @@ pub(crate) struct Plan {
     /// `--rate` or `-i`: load that runs on the workers, each on its part.
     #[serde(default)]
     pub(crate) load: Option<SelfScheduled>,
+    /// A `--url` test's request (method, headers, body).
+    #[serde(default)]
+    pub(crate) request: QuickRequest,
+    /// `--timeout`, `--max-retries`, `--insecure`.
+    #[serde(default)]
+    pub(crate) http: HttpSettings,
 }
 
 impl Plan {
@@ -107,6 +114,8 @@ pub(crate) fn worker_plan(
         wait: Plan::wait_arg(args.wait),
         host: config.host.clone(),
         load: crate::load::self_scheduled(args)?,
+        request: QuickRequest::from_args(args)?,
+        http: HttpSettings::from_args(args),
     };
     serde_json::to_vec(&plan).map_err(|e| UsageError(format!("plan: {e}")))
 }
@@ -136,7 +145,10 @@ fn build_from_plan(bytes: Option<&[u8]>, host: Option<&str>) -> Result<Planned, 
             let wait = plan
                 .wait
                 .map_or(WaitTime::none(), |(a, b)| WaitTime::between(a, b));
-            let types = vec![url_user_type(url, wait, host.as_deref()).map_err(|e| e.0)?];
+            let types = vec![
+                url_user_type(url, wait, host.as_deref(), &plan.request, &plan.http)
+                    .map_err(|e| e.0)?,
+            ];
             planned(
                 types,
                 Vec::new(),
@@ -146,8 +158,12 @@ fn build_from_plan(bytes: Option<&[u8]>, host: Option<&str>) -> Result<Planned, 
             )
         }
         (None, Some(text)) => {
-            let s = crate::scenario::parse(Path::new("(scenario from the master)"), text)
-                .map_err(|e| e.to_string())?;
+            let s = crate::scenario::parse_with(
+                Path::new("(scenario from the master)"),
+                text,
+                &plan.http,
+            )
+            .map_err(|e| e.to_string())?;
             planned(
                 s.user_types,
                 s.scenarios,

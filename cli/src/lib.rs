@@ -18,6 +18,7 @@ mod distributed;
 mod keyboard;
 mod load;
 mod progress;
+mod quick;
 mod run;
 pub mod scenario;
 mod signals;

@@ -19,6 +19,7 @@ use aiotest_runner::{
 
 use crate::Test;
 use crate::args::RunArgs;
+use crate::quick::{HttpSettings, QuickRequest};
 use crate::{EXIT_FAILED, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE};
 
 /// The local runner, or the master of a distributed run: the same handle and report.
@@ -52,14 +53,25 @@ impl AnyRunner {
     }
 }
 
-/// A user of `--url`: one GET of one URL per task.
+/// A user of `--url`: one request to one URL per task.
 struct UrlUser {
     client: HttpClient,
     path: &'static str,
+    method: http::Method,
+    body: bytes::Bytes,
 }
 
 async fn get_url(u: &mut UrlUser) -> TaskResult {
     u.client.get(u.path).send().await;
+    Ok(())
+}
+
+async fn send_url(u: &mut UrlUser) -> TaskResult {
+    u.client
+        .request(u.method.clone(), u.path)
+        .body(u.body.clone())
+        .send()
+        .await;
     Ok(())
 }
 
@@ -90,22 +102,39 @@ pub(crate) fn url_user_type(
     url: &str,
     wait: WaitTime,
     host_override: Option<&str>,
+    request: &QuickRequest,
+    settings: &HttpSettings,
 ) -> Result<UserType, UsageError> {
     let (origin, path) = split_url(url)?;
-    let http = HttpUser::builder()
-        .host(host_override.unwrap_or(&origin))
+    let mut http = HttpUser::builder().host(host_override.unwrap_or(&origin));
+    // Headers go with every request of the user, built once.
+    for (k, v) in &request.headers {
+        http = http.header(k, v);
+    }
+    let http = settings
+        .apply(http)
         .build()
         .map_err(|e| UsageError(format!("--url: {e}")))?;
     // One string for the whole run, shared by every user without a copy per request.
     let path: &'static str = Box::leak(path.into_boxed_str());
-    UserType::builder("url", move |ctx| UrlUser {
+    let method = http::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| UsageError(format!("-X: `{}` is not an HTTP method", request.method)))?;
+    let body = bytes::Bytes::from(request.body.clone().unwrap_or_default());
+    let plain = request.is_plain_get();
+    let b = UserType::builder("url", move |ctx| UrlUser {
         client: http.client_for(ctx),
         path,
+        method: method.clone(),
+        body: body.clone(),
     })
-    .wait_time(wait)
-    .task("get", 1, get_url)
-    .build()
-    .map_err(|e| UsageError(e.to_string()))
+    .wait_time(wait);
+    // A plain GET keeps the client's GET path: nothing to clone per request.
+    let b = if plain {
+        b.task("get", 1, get_url)
+    } else {
+        b.task("send", 1, send_url)
+    };
+    b.build().map_err(|e| UsageError(e.to_string()))
 }
 
 /// The command line as typed, for reports: arguments with spaces or quotes quoted, the
@@ -173,18 +202,78 @@ pub(crate) fn request_name(path: &str) -> String {
     name
 }
 
-async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, UsageError> {
+/// `aiotest run http://...`: a URL where the scenario file goes is the URL to test.
+fn url_as_argument(args: &mut RunArgs) -> Result<(), UsageError> {
+    let Some(arg) = args.scenario.as_ref().and_then(|p| p.to_str()) else {
+        return Ok(());
+    };
+    if !(arg.starts_with("http://") || arg.starts_with("https://")) {
+        return Ok(());
+    }
+    if args.url.is_some() || args.demo {
+        return Err(UsageError(format!(
+            "`{arg}` is the URL to test: give it once, without --url or --demo"
+        )));
+    }
+    args.url = Some(arg.to_owned());
+    args.scenario = None;
+    Ok(())
+}
+
+/// `--url` names where requests go; a `-H` naming another host is a mistake, not an
+/// override (the load would go where the URL does not say).
+fn check_url_and_host(args: &RunArgs) -> Result<(), UsageError> {
+    let (Some(url), Some(host)) = (&args.url, &args.host) else {
+        return Ok(());
+    };
+    let origin = |s: &str| {
+        aiotest_core::url::parse_base_url(s)
+            .ok()
+            .map(|u| (u.https, u.authority.to_ascii_lowercase()))
+    };
+    if origin(url) != origin(host) {
+        return Err(UsageError(format!(
+            "--url `{url}` and -H `{host}` name different hosts: the URL says where the \
+             requests go; drop -H, or put that host in the URL"
+        )));
+    }
+    Ok(())
+}
+
+async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, UsageError> {
+    url_as_argument(&mut args)?;
     if args.worker {
         return crate::distributed::run_worker(args, test).await;
     }
+    check_url_and_host(&args)?;
+    let http = HttpSettings::from_args(&args);
+    let request = QuickRequest::from_args(&args)?;
+    if let Some(flag) = QuickRequest::given(&args)
+        && args.url.is_none()
+        && (args.scenario.is_some() || test.is_some() || !args.demo)
+    {
+        return Err(UsageError(format!(
+            "{flag} sets the request of a --url (or --demo) test; a scenario file or a \
+             binary sets its own requests"
+        )));
+    }
     // A scenario file is checked completely before anything starts.
     let scenario = match &args.scenario {
-        Some(path) => Some(crate::scenario::load(path).map_err(|e| UsageError(e.to_string()))?),
+        Some(path) => {
+            Some(crate::scenario::load_with(path, &http).map_err(|e| UsageError(e.to_string()))?)
+        }
         None => None,
     };
     if test.is_some() && scenario.is_some() {
         return Err(UsageError(
             "this binary defines its own user types; a scenario file cannot be added".into(),
+        ));
+    }
+    if test.is_some() && http != HttpSettings::default() {
+        return Err(UsageError(
+            "--timeout, --max-retries and --insecure set the HTTP users of --url, --demo and \
+             scenario-file tests; this binary builds its own"
+                .into(),
         ));
     }
     if test.is_some() && args.url.is_some() {
@@ -265,7 +354,7 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
             (None, Some(url), _) => Plan {
                 scenarios: Vec::new(),
                 names: Some(vec![request_name(&split_url(url)?.1)]),
-                user_types: vec![url_user_type(url, wait, args.host.as_deref())?],
+                user_types: vec![url_user_type(url, wait, None, &request, &http)?],
                 shape: None,
                 hooks: Hooks::default(),
                 outputs: Vec::new(),
@@ -274,7 +363,7 @@ async fn prepare_and_run(args: RunArgs, test: Option<Test>) -> Result<i32, Usage
             (None, None, Some(url)) => Plan {
                 scenarios: Vec::new(),
                 names: Some(vec!["/".to_owned()]),
-                user_types: vec![url_user_type(url, wait, None)?],
+                user_types: vec![url_user_type(url, wait, None, &request, &http)?],
                 shape: None,
                 hooks: Hooks::default(),
                 outputs: Vec::new(),

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use aiotest_core::lifecycle::{Hooks, Lifecycle};
 use aiotest_core::prelude::*;
 use aiotest_core::scenario::Scenario;
+
+use crate::quick::HttpSettings;
 use aiotest_core::shape::validate_users;
 use aiotest_core::user::ExecutionMode;
 use aiotest_http_user::{HttpClient, HttpUser};
@@ -58,12 +60,22 @@ impl fmt::Display for ScenarioError {
 #[serde(deny_unknown_fields)]
 struct FileSpec {
     host: Option<Spanned<String>>,
+    http: Option<Spanned<HttpSpec>>,
     load: Option<Spanned<LoadSpec>>,
     #[serde(default)]
     setup: Vec<Spanned<RequestSpec>>,
     users: Option<Spanned<Vec<Spanned<UserSpec>>>>,
     #[serde(default)]
     scenarios: Vec<Spanned<scenarios::ScenarioSpec>>,
+}
+
+/// `[http]`: the HTTP users' settings.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSpec {
+    timeout: Option<Spanned<String>>,
+    max_retries: Option<Spanned<u32>>,
+    verify_ssl: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -171,17 +183,68 @@ impl Ctx<'_> {
 
 /// Reads, checks and builds the scenario in `file`.
 pub fn load(file: &Path) -> Result<ScenarioFile, ScenarioError> {
+    load_with(file, &HttpSettings::default())
+}
+
+/// [`load`], with the command line's HTTP settings over the file's `[http]`.
+pub(crate) fn load_with(file: &Path, http: &HttpSettings) -> Result<ScenarioFile, ScenarioError> {
     let text = std::fs::read_to_string(file).map_err(|e| ScenarioError {
         file: file.to_owned(),
         line: None,
         field: String::new(),
         message: format!("cannot read it: {e}"),
     })?;
-    parse(file, &text)
+    parse_with(file, &text, http)
 }
 
 /// Checks and builds a scenario from `text` (named `file` in errors).
 pub fn parse(file: &Path, text: &str) -> Result<ScenarioFile, ScenarioError> {
+    parse_with(file, text, &HttpSettings::default())
+}
+
+/// The file's `[http]`, checked.
+fn http_settings(
+    cx: &Ctx<'_>,
+    spec: Option<&Spanned<HttpSpec>>,
+) -> Result<HttpSettings, ScenarioError> {
+    let Some(h) = spec else {
+        return Ok(HttpSettings::default());
+    };
+    let h = h.get_ref();
+    let timeout_s = match &h.timeout {
+        Some(t) => Some(
+            crate::quick::parse_timeout(t.get_ref())
+                .or_else(|e| cx.err(Some(t.span()), "http.timeout", e))?
+                .as_secs_f64(),
+        ),
+        None => None,
+    };
+    if let Some(n) = &h.max_retries
+        && *n.get_ref() > crate::quick::MAX_RETRIES
+    {
+        return cx.err(
+            Some(n.span()),
+            "http.max_retries",
+            format!(
+                "{} is more than the {} retries allowed",
+                n.get_ref(),
+                crate::quick::MAX_RETRIES
+            ),
+        );
+    }
+    Ok(HttpSettings {
+        timeout_s,
+        max_retries: h.max_retries.as_ref().map(|n| *n.get_ref()),
+        verify_ssl: h.verify_ssl,
+    })
+}
+
+/// [`parse`], with `overrides` (the command line's) over the file's `[http]`.
+pub(crate) fn parse_with(
+    file: &Path,
+    text: &str,
+    overrides: &HttpSettings,
+) -> Result<ScenarioFile, ScenarioError> {
     let cx = Ctx { file, text };
     let spec: FileSpec = match toml::from_str(text) {
         Ok(s) => s,
@@ -215,8 +278,9 @@ pub fn parse(file: &Path, text: &str) -> Result<ScenarioFile, ScenarioError> {
         }
         None => None,
     };
+    let http = overrides.over(&http_settings(&cx, spec.http.as_ref())?);
     let shape = load_shape(&cx, spec.load.as_ref())?;
-    let (hooks, captures) = setup(&cx, &spec.setup)?;
+    let (hooks, captures) = setup(&cx, &spec.setup, &http)?;
     let Some(users) = &spec.users else {
         return cx.err(None, "users", "at least one [[users]] table is needed");
     };
@@ -240,7 +304,7 @@ pub fn parse(file: &Path, text: &str) -> Result<ScenarioFile, ScenarioError> {
                 format!("`{}` is used twice", n.get_ref()),
             );
         }
-        user_types.push(user_type(&cx, i, u, &captures)?);
+        user_types.push(user_type(&cx, i, u, &captures, &http)?);
     }
     if let (Some(load), Some(first)) = (&spec.load, spec.scenarios.first()) {
         let _ = first;
@@ -597,6 +661,7 @@ fn render_json(v: &serde_json::Value, values: Option<&serde_json::Value>) -> ser
 fn setup(
     cx: &Ctx<'_>,
     reqs: &[Spanned<RequestSpec>],
+    http_settings: &HttpSettings,
 ) -> Result<(Hooks, Vec<String>), ScenarioError> {
     let mut captures: Vec<String> = Vec::new();
     let mut plans = Vec::new();
@@ -633,13 +698,15 @@ fn setup(
         return Ok((Hooks::default(), captures));
     }
     let plans = Arc::new(plans);
+    let settings = http_settings.clone();
     let hooks = Lifecycle::<serde_json::Value>::new()
         .setup(move |ctx| {
             let plans = Arc::clone(&plans);
+            let settings = settings.clone();
             async move {
                 // No host: relative paths fail (the command line refuses to start such a
                 // run); load never goes to a host nobody named.
-                let mut http = HttpUser::builder();
+                let mut http = settings.apply(HttpUser::builder());
                 if let Some(h) = ctx.host() {
                     http = http.host(h);
                 }
@@ -729,6 +796,7 @@ fn user_type(
     i: usize,
     u: &Spanned<UserSpec>,
     captures: &[String],
+    http_settings: &HttpSettings,
 ) -> Result<UserType, ScenarioError> {
     let field = format!("users[{i}]");
     let spec = u.get_ref();
@@ -881,7 +949,8 @@ fn user_type(
         names_weights.push((tname, w));
         plans.push(plan);
     }
-    let http = HttpUser::builder()
+    let http = http_settings
+        .apply(HttpUser::builder())
         .build()
         .or_else(|e| cx.err(Some(u.span()), field.clone(), e.to_string()))?;
     let plans = Arc::new(plans);

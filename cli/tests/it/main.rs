@@ -19,6 +19,8 @@ pub(crate) struct Target {
     pub(crate) served: Arc<AtomicU64>,
     /// Requests that carried `authorization: Bearer t-9`.
     authorized: Arc<AtomicU64>,
+    /// What `/echo` received: `METHOD x-api-key content-type body`, one line a request.
+    pub(crate) echoed: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// A counting server on its own thread and runtime; `/slow` answers after 50 ms, `/hang`
@@ -34,6 +36,8 @@ fn target() -> Target {
     let counter = Arc::clone(&served);
     let auth = Arc::clone(&authorized);
     let stall_origin = Arc::new(std::sync::OnceLock::<std::time::Instant>::new());
+    let echoed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let echo_log = Arc::clone(&echoed);
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -48,13 +52,45 @@ fn target() -> Target {
                 let counter = Arc::clone(&counter);
                 let auth = Arc::clone(&auth);
                 let stall_origin = Arc::clone(&stall_origin);
+                let echo_log = Arc::clone(&echo_log);
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |req: hyper::Request<hyper::body::Incoming>| {
                             let counter = Arc::clone(&counter);
                             let auth = Arc::clone(&auth);
                             let stall_origin = Arc::clone(&stall_origin);
+                            let echo_log = Arc::clone(&echo_log);
                             async move {
+                                if req.uri().path() == "/echo" {
+                                    use http_body_util::BodyExt;
+                                    let h = |k: &str| {
+                                        req.headers()
+                                            .get(k)
+                                            .and_then(|v| v.to_str().ok())
+                                            .unwrap_or("-")
+                                            .to_owned()
+                                    };
+                                    let line = format!(
+                                        "{} {} {}",
+                                        req.method(),
+                                        h("x-api-key"),
+                                        h("content-type")
+                                    );
+                                    let body = req
+                                        .into_body()
+                                        .collect()
+                                        .await
+                                        .map(|b| b.to_bytes())
+                                        .unwrap_or_default();
+                                    echo_log
+                                        .lock()
+                                        .unwrap()
+                                        .push(format!("{line} {}", String::from_utf8_lossy(&body)));
+                                    counter.fetch_add(1, Ordering::Relaxed);
+                                    return Ok::<_, Infallible>(hyper::Response::new(Full::new(
+                                        Bytes::from_static(b"ok"),
+                                    )));
+                                }
                                 let ms = std::time::Duration::from_millis;
                                 if req.uri().path() == "/stall" {
                                     let now = std::time::Instant::now();
@@ -111,6 +147,7 @@ fn target() -> Target {
         addr,
         served,
         authorized,
+        echoed,
     }
 }
 
@@ -773,5 +810,6 @@ mod binary_entry;
 mod browser;
 mod distributed;
 mod endings;
+mod quick;
 mod reports;
 mod scenarios;

@@ -279,7 +279,8 @@ iterations = 25
 fn iterations_over_two_workers_add_up_exactly() {
     let redis = RedisServer::start().unwrap();
     let t = target();
-    let url = format!("http://{}/5ms", t.addr);
+    // The workers send the master's request, method, header and body included.
+    let url = format!("http://{}/echo", t.addr);
     let file = write_file(
         "dist-per-vu",
         &t,
@@ -301,7 +302,20 @@ iterations = 20
     for (run_id, load) in [
         (
             "shared",
-            vec!["--url", url.as_str(), "-i", "1000", "-u", "10"],
+            vec![
+                "--url",
+                url.as_str(),
+                "-i",
+                "1000",
+                "-u",
+                "10",
+                "-X",
+                "PATCH",
+                "--header",
+                "X-Api-Key: w1",
+                "--body",
+                "b",
+            ],
         ),
         ("per-vu", vec![file]),
     ] {
@@ -327,6 +341,15 @@ iterations = 20
         assert_eq!(served(&t) - before, want, "{run_id}");
         let sc = &json["scenarios"][0];
         assert_eq!(sc["iterations"], want, "{run_id}");
+        if run_id == "shared" {
+            let echoed = t.echoed.lock().unwrap().clone();
+            assert_eq!(echoed.len(), 1_000);
+            assert!(
+                echoed.iter().all(|l| l == "PATCH w1 - b"),
+                "{:?}",
+                &echoed[..3]
+            );
+        }
     }
     let _ = std::fs::remove_file(file);
 }

@@ -1,0 +1,187 @@
+//! The quick mode as oha and curl users expect it: a URL as the argument, a method,
+//! headers and a body, HTTP settings; and every mistake refused before a request.
+
+use std::sync::atomic::Ordering;
+
+use super::{aiotest, export_path, target, text};
+
+fn echoed(t: &super::Target) -> Vec<String> {
+    t.echoed.lock().unwrap().clone()
+}
+
+#[test]
+fn a_url_argument_with_a_method_headers_and_a_body_sends_exactly_that() {
+    let t = target();
+    let url = format!("http://{}/echo", t.addr);
+    let out = aiotest(&[
+        "run",
+        &url,
+        "-X",
+        "PUT",
+        "--header",
+        "X-Api-Key: k1",
+        "--json",
+        r#"{"a":1}"#,
+        "-i",
+        "3",
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        echoed(&t),
+        vec![r#"PUT k1 application/json {"a":1}"#.to_owned(); 3]
+    );
+
+    // A body without -X is a POST, as with curl; from a file too.
+    let t = target();
+    let url = format!("http://{}/echo", t.addr);
+    let file = std::env::temp_dir().join(format!("aiotest-it-{}-body.txt", std::process::id()));
+    std::fs::write(&file, "from a file").unwrap();
+    let out = aiotest(&["run", "--url", &url, "--body", "hello", "-i", "1", "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = aiotest(&[
+        "run",
+        "--url",
+        &url,
+        "--body-file",
+        file.to_str().unwrap(),
+        "-i",
+        "1",
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        echoed(&t),
+        vec![
+            "POST - - hello".to_owned(),
+            "POST - - from a file".to_owned()
+        ]
+    );
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn quick_mode_mistakes_exit_2_before_any_request() {
+    let t = target();
+    let url = format!("http://{}/echo", t.addr);
+    let file = std::env::temp_dir().join(format!("aiotest-it-{}-quick.toml", std::process::id()));
+    std::fs::write(
+        &file,
+        format!(
+            "host = \"http://{}\"\n[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\n",
+            t.addr
+        ),
+    )
+    .unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--url", &url, "-H", "http://127.0.0.1:1"],
+            "name different hosts",
+        ),
+        (vec!["--url", &url, "-X", "post"], "write POST"),
+        (vec!["--url", &url, "--header", "no colon"], "Name: value"),
+        (vec!["--url", &url, "--json", "{bad"], "--json: not JSON"),
+        (
+            vec!["--url", &url, "--body", "a", "--json", "{}"],
+            "give one",
+        ),
+        (
+            vec!["--url", &url, "--body-file", "/nonexistent/body"],
+            "--body-file: /nonexistent/body",
+        ),
+        (vec!["--url", &url, "--timeout", "0s"], "at most 1h"),
+        (vec!["--url", &url, "--max-retries", "99"], "0 to 10"),
+        (vec![&url, "--url", &url], "cannot be used with '--url"),
+        (
+            vec![file.to_str().unwrap(), "--header", "a: b"],
+            "a scenario file or a binary sets its own requests",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = aiotest(&[&["run"][..], &args, &["-t", "1s", "-q"]].concat());
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(want),
+            "{args:?}: want {want:?} in {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(
+        t.served.load(Ordering::Relaxed),
+        0,
+        "not one request was sent"
+    );
+    let _ = std::fs::remove_file(file);
+}
+
+/// `--timeout` and `--max-retries` on the command line, and `[http]` in a file, reach the
+/// HTTP users: against a target that never answers, each request times out once, quickly,
+/// with no retry.
+#[test]
+fn timeouts_and_retries_come_from_the_command_line_or_the_file() {
+    let t = target();
+    let url = format!("http://{}/hang", t.addr);
+    let export = export_path("timeout");
+    let out = aiotest(&[
+        "run",
+        "--url",
+        &url,
+        "--timeout",
+        "200ms",
+        "--max-retries",
+        "0",
+        "-i",
+        "2",
+        "-q",
+        "--allow-failures",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    assert_eq!(json["totals"]["requests"], 2, "no retries");
+    assert_eq!(json["errors"][0]["category"], "timeout");
+    assert!(json["totals"]["max_ms"].as_f64().unwrap() < 1_000.0);
+    assert_eq!(t.served.load(Ordering::Relaxed), 2);
+
+    let t = target();
+    let file = std::env::temp_dir().join(format!("aiotest-it-{}-http.toml", std::process::id()));
+    let toml = |timeout: &str| {
+        format!(
+            "host = \"http://{}\"\n[http]\ntimeout = \"{timeout}\"\nmax_retries = 0\n\
+             [[users]]\nname = \"u\"\nwait_time = 0\n[[users.tasks]]\npath = \"/hang\"\n\
+             [[scenarios]]\nname = \"s\"\nexecutor = \"shared-iterations\"\niterations = 2\n",
+            t.addr
+        )
+    };
+    std::fs::write(&file, toml("200ms")).unwrap();
+    let out = aiotest(&[
+        "run",
+        file.to_str().unwrap(),
+        "-q",
+        "--allow-failures",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    assert_eq!(json["totals"]["requests"], 2);
+    assert_eq!(json["errors"][0]["category"], "timeout");
+    std::fs::write(&file, toml("never")).unwrap();
+    let out = aiotest(&["run", file.to_str().unwrap(), "-q"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(":3: http.timeout: invalid duration `never`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(export);
+}
