@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::args::RunArgs;
 use crate::run::UsageError;
+use crate::scenario::FileLoad;
 
 /// How long `-i` may take without `-t` (k6's default `maxDuration`).
 const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(600);
@@ -110,10 +111,37 @@ pub(crate) fn self_scheduled(args: &RunArgs) -> Result<Option<SelfScheduled>, Us
     Ok(None)
 }
 
-/// The closed-model load of `-u`, `-r`, `-t` or `--stages` (`default_users` and
-/// `default_time` when they are not given).
+/// A load shape that ends at `until` (`-t` over a binary's own shape).
+struct Until {
+    shape: Box<dyn LoadUserShape>,
+    until: Duration,
+}
+
+impl LoadUserShape for Until {
+    fn tick(&mut self, run_time: Duration) -> Option<(u32, f64)> {
+        if run_time >= self.until {
+            return None;
+        }
+        self.shape.tick(run_time)
+    }
+
+    fn duration(&self) -> Option<Duration> {
+        Some(
+            self.shape
+                .duration()
+                .map_or(self.until, |d| d.min(self.until)),
+        )
+    }
+}
+
+/// The closed-model load: the test's own (`shape`, from a file's `[load]` as `written`,
+/// or a binary's), with what `-u`, `-r` and `-t` change in it, each only its own part;
+/// `--stages` replaces it. Without a load of its own, `-u`/`-r`/`-t` or the defaults
+/// (`default_users`, `default_time`).
 pub(crate) fn closed(
     args: &RunArgs,
+    shape: Option<Box<dyn LoadUserShape>>,
+    written: Option<FileLoad>,
     default_users: u32,
     default_time: Option<Duration>,
 ) -> Result<Box<dyn LoadUserShape>, UsageError> {
@@ -122,11 +150,44 @@ pub(crate) fn closed(
             StagesShape::new(stages.0.clone()).map_err(|e| UsageError(format!("--stages: {e}")))?;
         return Ok(Box::new(s));
     }
-    let users = args.users.unwrap_or(default_users);
-    let rate = args.spawn_rate.unwrap_or(f64::from(users.max(1)));
-    let s = ConstantShape::new(users, rate, args.run_time.or(default_time))
-        .map_err(|e| UsageError(format!("-u/-r/-t: {e}")))?;
-    Ok(Box::new(s))
+    let (users, rate, time) = (args.users, args.spawn_rate, args.run_time);
+    let constant = |users: u32, rate: Option<f64>, time: Option<Duration>| {
+        let rate = rate.unwrap_or(f64::from(users.max(1)));
+        ConstantShape::new(users, rate, time)
+            .map(|s| Box::new(s) as Box<dyn LoadUserShape>)
+            .map_err(|e| UsageError(format!("-u/-r/-t: {e}")))
+    };
+    match (shape, written) {
+        (Some(shape), _) if users.is_none() && rate.is_none() && time.is_none() => Ok(shape),
+        (
+            _,
+            Some(FileLoad::Constant {
+                users: file_users,
+                spawn_rate,
+                run_time,
+            }),
+        ) => constant(
+            users.unwrap_or(file_users),
+            rate.or(spawn_rate),
+            time.or(run_time),
+        ),
+        (_, Some(FileLoad::Stages)) => Err(UsageError(
+            "the file's [load] has stages: -u, -r and -t do not apply; --stages replaces them"
+                .into(),
+        )),
+        (Some(shape), None) => {
+            if users.is_some() || rate.is_some() {
+                return Err(UsageError(
+                    "this test's load shape sets the users: -u and -r do not apply; --stages \
+                     replaces it"
+                        .into(),
+                ));
+            }
+            let until = time.unwrap_or(Duration::MAX);
+            Ok(Box::new(Until { shape, until }))
+        }
+        (None, None) => constant(users.unwrap_or(default_users), rate, time.or(default_time)),
+    }
 }
 
 /// Whether the command line sets the load at all.

@@ -188,6 +188,8 @@ struct Plan {
     scenarios: Vec<Scenario>,
     user_types: Vec<UserType>,
     shape: Option<Box<dyn LoadUserShape>>,
+    /// A scenario file's `[load]` as written.
+    file_load: Option<crate::scenario::FileLoad>,
     hooks: Hooks,
     outputs: Vec<Box<dyn Output>>,
     default_users: u32,
@@ -322,6 +324,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
             scenarios: s.scenarios,
             user_types: s.user_types,
             shape: s.shape,
+            file_load: s.load,
             hooks: s.hooks,
             outputs: Vec::new(),
             default_users: if demo.is_some() { 10 } else { 1 },
@@ -345,6 +348,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
                     scenarios: t.scenarios,
                     user_types: t.user_types,
                     shape: t.shape,
+                    file_load: None,
                     hooks: t.hooks,
                     outputs,
                     default_users: if demo.is_some() { 10 } else { 1 },
@@ -356,6 +360,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
                 names: Some(vec![request_name(&split_url(url)?.1)]),
                 user_types: vec![url_user_type(url, wait, None, &request, &http)?],
                 shape: None,
+                file_load: None,
                 hooks: Hooks::default(),
                 outputs: Vec::new(),
                 default_users: 1,
@@ -365,6 +370,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
                 names: Some(vec!["/".to_owned()]),
                 user_types: vec![url_user_type(url, wait, None, &request, &http)?],
                 shape: None,
+                file_load: None,
                 hooks: Hooks::default(),
                 outputs: Vec::new(),
                 default_users: 10,
@@ -380,12 +386,14 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
     let scenarios = if plan.scenarios.is_empty() {
         let executor = match crate::load::self_scheduled(&args)? {
             Some(load) => load.executor(),
-            None => Executor::Shape(SharedShape::new(match plan.shape {
-                // A shape written in code (or a file) runs unless the command line sets
-                // the load.
-                Some(s) if !crate::load::given(&args) => s,
-                _ => crate::load::closed(&args, plan.default_users, demo_time)?,
-            })),
+            // The test's own load, with what the command line changes in it.
+            None => Executor::Shape(SharedShape::new(crate::load::closed(
+                &args,
+                plan.shape,
+                plan.file_load,
+                plan.default_users,
+                demo_time,
+            )?)),
         };
         let sc = Scenario::new(DEFAULT_SCENARIO, plan.user_types, executor)
             .map_err(|e| UsageError(e.to_string()))?

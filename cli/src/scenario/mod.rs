@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use aiotest_core::lifecycle::{Hooks, Lifecycle};
 use aiotest_core::prelude::*;
@@ -143,6 +144,8 @@ pub struct ScenarioFile {
     pub hooks: Hooks,
     /// The file's load, if it has one.
     pub shape: Option<Box<dyn LoadUserShape>>,
+    /// The file's `[load]` as written, so the command line can change one part of it.
+    pub load: Option<FileLoad>,
     /// Every request name the file's requests are recorded under, when all are known
     /// before the run (`None` when a name depends on setup's captures).
     pub request_names: Option<Vec<String>>,
@@ -151,6 +154,22 @@ pub struct ScenarioFile {
     /// Where the first relative path is (`FILE:LINE: FIELD`), if any: such a file needs a
     /// host from the file, `-H` or `--demo`.
     pub relative_path: Option<String>,
+}
+
+/// A file's `[load]`, as written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FileLoad {
+    /// `users`, `spawn_rate`, `run_time`.
+    Constant {
+        /// Users (1 when not given).
+        users: u32,
+        /// Users started per second, if given.
+        spawn_rate: Option<f64>,
+        /// How long, if given.
+        run_time: Option<Duration>,
+    },
+    /// `stages`.
+    Stages,
 }
 
 struct Ctx<'a> {
@@ -279,7 +298,10 @@ pub(crate) fn parse_with(
         None => None,
     };
     let http = overrides.over(&http_settings(&cx, spec.http.as_ref())?);
-    let shape = load_shape(&cx, spec.load.as_ref())?;
+    let (shape, load) = match load_shape(&cx, spec.load.as_ref())? {
+        Some((s, l)) => (Some(s), Some(l)),
+        None => (None, None),
+    };
     let (hooks, captures) = setup(&cx, &spec.setup, &http)?;
     let Some(users) = &spec.users else {
         return cx.err(None, "users", "at least one [[users]] table is needed");
@@ -321,6 +343,7 @@ pub(crate) fn parse_with(
         scenarios,
         hooks,
         shape,
+        load,
         request_names: request_names(&spec),
         host,
         relative_path,
@@ -388,7 +411,7 @@ fn first_relative_path(cx: &Ctx<'_>, spec: &FileSpec) -> Option<String> {
 fn load_shape(
     cx: &Ctx<'_>,
     load: Option<&Spanned<LoadSpec>>,
-) -> Result<Option<BoxedShape>, ScenarioError> {
+) -> Result<Option<(BoxedShape, FileLoad)>, ScenarioError> {
     let Some(load) = load else {
         return Ok(None);
     };
@@ -418,20 +441,21 @@ fn load_shape(
         }
         let shape = StagesShape::new(out)
             .or_else(|e| cx.err(Some(stages.span()), "load.stages", e.to_string()))?;
-        return Ok(Some(Box::new(shape)));
+        return Ok(Some((Box::new(shape), FileLoad::Stages)));
     }
     let users = match &l.users {
         Some(u) => validate_users(*u.get_ref())
             .or_else(|e| cx.err(Some(u.span()), "load.users", e.to_string()))?,
         None => 1,
     };
-    let rate = match &l.spawn_rate {
+    let given_rate = match &l.spawn_rate {
         Some(r) if r.get_ref().is_nan() || *r.get_ref() <= 0.0 => {
             return cx.err(Some(r.span()), "load.spawn_rate", "must be above 0");
         }
-        Some(r) => *r.get_ref(),
-        None => f64::from(users.max(1)),
+        Some(r) => Some(*r.get_ref()),
+        None => None,
     };
+    let rate = given_rate.unwrap_or(f64::from(users.max(1)));
     let run_time = match &l.run_time {
         Some(t) => Some(
             parse_duration(t.get_ref()).or_else(|e| cx.err(Some(t.span()), "load.run_time", e))?,
@@ -440,7 +464,12 @@ fn load_shape(
     };
     let shape = ConstantShape::new(users, rate, run_time)
         .or_else(|e| cx.err(Some(load.span()), "load", e.to_string()))?;
-    Ok(Some(Box::new(shape)))
+    let written = FileLoad::Constant {
+        users,
+        spawn_rate: given_rate,
+        run_time,
+    };
+    Ok(Some((Box::new(shape), written)))
 }
 
 /// Substitutes `{{setup.NAME}}` from `values`; names were checked against the captures.

@@ -204,3 +204,30 @@ fn request_handlers_run_on_workers_and_outputs_on_the_master() {
         "every request, on the master"
     );
 }
+
+/// A binary's own load shape: `-t` ends it early and changes nothing else; `-u` cannot
+/// say which of its users to change, so it is refused.
+#[test]
+fn t_bounds_a_binarys_own_shape_and_u_is_refused() {
+    let target = super::target();
+    let host = format!("http://{}", target.addr);
+    let (with_token, torn, summarized) = (Arc::default(), Arc::default(), Arc::default());
+    // Two users for a minute, unless -t says less.
+    let shape = ConstantShape::new(2, 10.0, Some(std::time::Duration::from_secs(60))).unwrap();
+    let started = std::time::Instant::now();
+    let code = test(&with_token, &torn, &summarized, false)
+        .shape(shape)
+        .run_args(["bin", "run", "-H", &host, "-t", "1s", "-q"]);
+    assert_eq!(code, 0);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(target.served.load(Ordering::Relaxed) > 5);
+    let shape = ConstantShape::new(2, 10.0, None).unwrap();
+    let code = test(&with_token, &torn, &summarized, false)
+        .shape(shape)
+        .run_args(["bin", "run", "-H", &host, "-u", "5", "-q"]);
+    assert_eq!(code, 2);
+}

@@ -185,3 +185,74 @@ fn timeouts_and_retries_come_from_the_command_line_or_the_file() {
     let _ = std::fs::remove_file(file);
     let _ = std::fs::remove_file(export);
 }
+
+/// `-t` changes only a file's duration, `-u` only its users: the rest of `[load]` stays.
+#[test]
+fn command_line_load_flags_change_only_their_part_of_the_files_load() {
+    let t = target();
+    let file = std::env::temp_dir().join(format!("aiotest-it-{}-load.toml", std::process::id()));
+    let toml = |load: &str| {
+        format!(
+            "host = \"http://{}\"\n[load]\n{load}\n\
+             [[users]]\nname = \"many\"\nweight = 5\nwait_time = 0.05\n[[users.tasks]]\npath = \"/many\"\n\
+             [[users]]\nname = \"one\"\nweight = 1\nwait_time = 0.05\n[[users.tasks]]\npath = \"/one\"\n",
+            t.addr
+        )
+    };
+    let export = export_path("load-parts");
+    let run = |args: &[&str]| {
+        let out = aiotest(
+            &[
+                &[
+                    "run",
+                    file.to_str().unwrap(),
+                    "-q",
+                    "--summary-export",
+                    export.to_str().unwrap(),
+                ][..],
+                args,
+            ]
+            .concat(),
+        );
+        let json: serde_json::Value = std::fs::read_to_string(&export)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        (out, json)
+    };
+    let requests = |json: &serde_json::Value, name: &str| {
+        json["endpoints"]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["name"] == name))
+            .map_or(0, |e| e["requests"].as_u64().unwrap())
+    };
+    // The file's 6 users stay with -t: the weight-1 type still gets its user.
+    std::fs::write(
+        &file,
+        toml("users = 6\nspawn_rate = 100\nrun_time = \"30s\""),
+    )
+    .unwrap();
+    let (out, json) = run(&["-t", "2s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let d = json["duration_s"].as_f64().unwrap();
+    assert!((2.0..2.5).contains(&d), "-t set the duration: {d}");
+    assert!(requests(&json, "/one") > 0, "the 6th user runs: {json}");
+    assert!(requests(&json, "/many") > 4 * requests(&json, "/one"));
+    // -u keeps the file's run time.
+    std::fs::write(&file, toml("users = 6\nrun_time = \"1s\"")).unwrap();
+    let (out, json) = run(&["-u", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let d = json["duration_s"].as_f64().unwrap();
+    assert!((1.0..1.5).contains(&d), "the file's run_time: {d}");
+    // Stages have no single user count or duration to change.
+    std::fs::write(&file, toml("stages = [{ duration = \"1s\", target = 2 }]")).unwrap();
+    let (out, _) = run(&["-t", "5s"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("the file's [load] has stages"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(export);
+}
