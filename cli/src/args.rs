@@ -114,6 +114,10 @@ pub struct RunArgs {
     /// three files).
     #[arg(long, value_parser = parse_output_path)]
     pub csv: Option<PathBuf>,
+    /// Distinct request names kept apart; past it, new names are counted under `(other)`
+    /// (1 to 100000).
+    #[arg(long, default_value = "1000", value_parser = parse_max_endpoints)]
+    pub max_endpoints: usize,
     /// Exit 0 even when not one request succeeded (by default that run exits 1): for a
     /// test that expects a target to refuse.
     #[arg(long)]
@@ -354,6 +358,16 @@ fn parse_output_path(s: &str) -> Result<PathBuf, String> {
         ));
     }
     Ok(path)
+}
+
+fn parse_max_endpoints(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=aiotest_metrics::MAX_ENDPOINTS_LIMIT).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{s}`: a number of request names from 1 to {}",
+            aiotest_metrics::MAX_ENDPOINTS_LIMIT
+        )),
+    }
 }
 
 fn parse_arrival_rate(s: &str) -> Result<f64, String> {

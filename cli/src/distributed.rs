@@ -215,6 +215,10 @@ pub(crate) async fn run_worker(args: RunArgs, test: Option<Test>) -> Result<i32,
     let config = RunConfig {
         host: args.host.clone(),
         stop_timeout: args.stop_timeout,
+        metrics: aiotest_metrics::MetricsConfig {
+            max_endpoints: args.max_endpoints,
+            ..aiotest_metrics::MetricsConfig::default()
+        },
         ..RunConfig::default()
     };
     let node = node_id();

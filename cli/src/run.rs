@@ -413,6 +413,10 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
         no_setup: args.no_setup,
         no_teardown: args.no_teardown,
         command: Some(command_line()),
+        metrics: aiotest_metrics::MetricsConfig {
+            max_endpoints: args.max_endpoints,
+            ..aiotest_metrics::MetricsConfig::default()
+        },
         ..RunConfig::default()
     };
     let exporter = args

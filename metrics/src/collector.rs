@@ -56,7 +56,19 @@ pub struct MetricsConfig {
     pub flush_interval: Duration,
     /// Closed intervals kept for a slow sink before the oldest merge (default 16).
     pub buffer_size: usize,
+    /// Distinct endpoints (scenario, name, method) kept apart (default 1,000). Past it, a
+    /// new name is counted under [`OTHER_ENDPOINT`] with its scenario and method, and one
+    /// warning names the first folded ones: a task that puts a unique id in every path
+    /// would otherwise make one endpoint (and one histogram) per request.
+    pub max_endpoints: usize,
 }
+
+/// The name new request names are counted under once [`MetricsConfig::max_endpoints`]
+/// is reached.
+pub const OTHER_ENDPOINT: &str = "(other)";
+
+/// The most `max_endpoints` may be.
+pub const MAX_ENDPOINTS_LIMIT: usize = 100_000;
 
 impl Default for MetricsConfig {
     fn default() -> Self {
@@ -64,6 +76,7 @@ impl Default for MetricsConfig {
             batch_size: 256,
             flush_interval: Duration::from_secs(1),
             buffer_size: 16,
+            max_endpoints: 1_000,
         }
     }
 }
@@ -81,6 +94,9 @@ pub enum ConfigError {
     /// `flush_interval` is under a millisecond.
     #[error("metrics flush_interval must be at least 1ms, got {0:?}")]
     FlushIntervalTooShort(Duration),
+    /// `max_endpoints` is 0 or over [`MAX_ENDPOINTS_LIMIT`].
+    #[error("metrics max_endpoints must be from 1 to 100000, got {0}")]
+    MaxEndpoints(usize),
 }
 
 impl MetricsConfig {
@@ -94,6 +110,9 @@ impl MetricsConfig {
         }
         if self.flush_interval < Duration::from_millis(1) {
             return Err(ConfigError::FlushIntervalTooShort(self.flush_interval));
+        }
+        if self.max_endpoints == 0 || self.max_endpoints > MAX_ENDPOINTS_LIMIT {
+            return Err(ConfigError::MaxEndpoints(self.max_endpoints));
         }
         Ok(())
     }
@@ -121,7 +140,12 @@ struct State {
     opened_us: Option<u64>,
     pending: VecDeque<Snapshot>,
     merged_intervals: u64,
+    /// Request names folded into [`OTHER_ENDPOINT`], the first few (for the warning).
+    folded: Vec<String>,
 }
+
+/// Names listed in the warning about folded endpoints.
+const FOLDED_SHOWN: usize = 3;
 
 struct Shared {
     /// Unique per collector: tells an [`Endpoint`] of this collector from another's.
@@ -129,6 +153,9 @@ struct Shared {
     config: MetricsConfig,
     state: Mutex<State>,
     event: RequestMetricsEvent,
+    /// Set once `max_endpoints` is reached: recorders then fold unknown names without
+    /// taking the lock or remembering them.
+    full: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -178,8 +205,10 @@ impl MetricsCollector {
                     opened_us: None,
                     pending: VecDeque::new(),
                     merged_intervals: 0,
+                    folded: Vec::new(),
                 }),
                 event,
+                full: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -567,6 +596,11 @@ impl Recorder {
             self.last = slot;
             return self.slots[slot].1;
         }
+        if self.shared.full.load(Ordering::Relaxed) && name != OTHER_ENDPOINT {
+            // Neither registered nor remembered: memory stays bounded however many
+            // distinct names come (the `(other)` endpoint itself is remembered).
+            return self.endpoint_id(scenario, OTHER_ENDPOINT, method);
+        }
         self.register_endpoint(scenario, name, method)
     }
 
@@ -576,6 +610,25 @@ impl Recorder {
         let mut state = self.shared.lock();
         let id = match state.index.get(&key) {
             Some(&id) => id,
+            None if state.keys.len() >= self.shared.config.max_endpoints
+                && name != OTHER_ENDPOINT =>
+            {
+                self.shared.full.store(true, Ordering::Relaxed);
+                if state.folded.len() < FOLDED_SHOWN {
+                    state.folded.push(name.to_owned());
+                    if state.folded.len() == 1 {
+                        tracing::warn!(
+                            "more than {} distinct request names: new ones (the first is `{name}`) \
+                             are counted under `{OTHER_ENDPOINT}`. Name requests that carry ids \
+                             explicitly (`.name(\"/items/{{id}}\")` in Rust, `name =` in a \
+                             scenario file), or raise --max-endpoints",
+                            self.shared.config.max_endpoints
+                        );
+                    }
+                }
+                drop(state);
+                return self.endpoint_id(scenario, OTHER_ENDPOINT, method);
+            }
             None => {
                 let id = u32::try_from(state.keys.len()).unwrap_or(u32::MAX);
                 state.keys.push(key.clone());

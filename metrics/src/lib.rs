@@ -59,7 +59,8 @@ pub mod record;
 pub mod stats;
 
 pub use collector::{
-    ConfigError, Endpoint, MetricsCollector, MetricsConfig, MetricsSink, Recorder,
+    ConfigError, Endpoint, MAX_ENDPOINTS_LIMIT, MetricsCollector, MetricsConfig, MetricsSink,
+    OTHER_ENDPOINT, Recorder,
 };
 pub use event::RequestMetricsEvent;
 pub use iterations::ScenarioStats;

@@ -775,6 +775,17 @@ fn notes(total: &Snapshot, counts: &TaskCounts, ending: &Ending, finish: &Finish
             untimed.join(", ")
         ));
     }
+    if total
+        .endpoints
+        .keys()
+        .any(|k| k.name == aiotest_metrics::OTHER_ENDPOINT)
+    {
+        notes.push(format!(
+            "More request names than the run keeps apart: later ones are counted under \
+             `{}`. Name requests that carry ids explicitly, or raise --max-endpoints.",
+            aiotest_metrics::OTHER_ENDPOINT
+        ));
+    }
     let interrupted = all.interrupted();
     if interrupted > 0 {
         notes.push(format!(

@@ -231,3 +231,66 @@ fn t_bounds_a_binarys_own_shape_and_u_is_refused() {
         .run_args(["bin", "run", "-H", &host, "-u", "5", "-q"]);
     assert_eq!(code, 2);
 }
+
+struct Unique {
+    client: HttpClient,
+    n: u64,
+}
+
+async fn unique_path(u: &mut Unique) -> TaskResult {
+    u.n += 1;
+    // An id the namer cannot recognize: one request name per request.
+    let path = format!("/items/sku-{}x{}", u.n, u.client.retries());
+    u.client.get(path).send().await;
+    Ok(())
+}
+
+/// A task that puts a unique id in every path: past --max-endpoints the names fold into
+/// `(other)`, every request still counted, and the summary says so.
+#[test]
+fn unique_paths_fold_into_other_past_max_endpoints() {
+    let target = super::target();
+    let host = format!("http://{}", target.addr);
+    let http = HttpUser::builder().build().unwrap();
+    let ut = UserType::builder("unique", move |ctx| Unique {
+        client: http.client_for(ctx),
+        n: 0,
+    })
+    .wait_time(0.0)
+    .task("get", 1, unique_path)
+    .build()
+    .unwrap();
+    let export = super::export_path("fold");
+    let code = Test::new().user_type(ut).run_args([
+        "bin",
+        "run",
+        "-H",
+        &host,
+        "-u",
+        "2",
+        "-t",
+        "1s",
+        "-q",
+        "--max-endpoints",
+        "5",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let endpoints = json["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 6, "5 names and (other)");
+    let other = endpoints.iter().find(|e| e["name"] == "(other)").unwrap();
+    assert!(other["requests"].as_u64().unwrap() > 100);
+    assert_eq!(
+        json["totals"]["requests"].as_u64(),
+        Some(target.served.load(Ordering::Relaxed))
+    );
+    assert!(
+        json["notes"].to_string().contains("--max-endpoints"),
+        "{}",
+        json["notes"]
+    );
+    let _ = std::fs::remove_file(export);
+}

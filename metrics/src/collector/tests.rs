@@ -7,6 +7,7 @@ fn collector(batch_size: usize, buffer_size: usize) -> MetricsCollector {
         batch_size,
         flush_interval: Duration::from_secs(1),
         buffer_size,
+        ..MetricsConfig::default()
     };
     MetricsCollector::new(config, RequestMetricsEvent::new()).unwrap()
 }
@@ -64,6 +65,7 @@ fn iterations_are_flushed_once_the_oldest_is_a_flush_interval_old() {
         batch_size: 1_000,
         flush_interval: Duration::from_millis(1),
         buffer_size: 16,
+        ..MetricsConfig::default()
     };
     let c = MetricsCollector::new(config, RequestMetricsEvent::new()).unwrap();
     // A user whose recorder sees only iterations (its requests go through its client's
@@ -83,6 +85,54 @@ fn iterations_are_flushed_once_the_oldest_is_a_flush_interval_old() {
         "flushed without the recorder dropped"
     );
     drop(r);
+}
+
+#[test]
+fn past_max_endpoints_new_names_are_counted_under_other_in_bounded_memory() {
+    let config = MetricsConfig {
+        max_endpoints: 3,
+        ..MetricsConfig::default()
+    };
+    let c = MetricsCollector::new(config, RequestMetricsEvent::new()).unwrap();
+    let (mut a, mut b) = (c.recorder(), c.recorder());
+    for i in 0..1_000u64 {
+        // A unique id in every path: one name per request.
+        let name = format!("/items/sku-{i}");
+        let r = if i % 2 == 0 { &mut a } else { &mut b };
+        r.record(&ok(&name, i));
+    }
+    assert!(
+        a.endpoints.len() <= 4 && b.endpoints.len() <= 4,
+        "recorders remember no folded name: {} {}",
+        a.endpoints.len(),
+        b.endpoints.len()
+    );
+    drop((a, b));
+    c.close_interval(u64::MAX);
+    let mut all = Snapshot::new();
+    for s in c.take_pending() {
+        all.merge(&s);
+    }
+    assert_eq!(all.endpoints.len(), 4, "3 names and (other)");
+    assert_eq!(all.total().requests, 1_000, "every request counted");
+    let other = all
+        .endpoints
+        .iter()
+        .find(|(k, _)| k.name == OTHER_ENDPOINT)
+        .map(|(_, s)| s.requests);
+    assert_eq!(other, Some(997));
+    let err = MetricsCollector::new(
+        MetricsConfig {
+            max_endpoints: 0,
+            ..MetricsConfig::default()
+        },
+        RequestMetricsEvent::new(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "metrics max_endpoints must be from 1 to 100000, got 0"
+    );
 }
 
 #[test]
@@ -230,6 +280,7 @@ fn bad_settings_are_refused() {
         batch_size,
         flush_interval: Duration::from_millis(flush_ms),
         buffer_size,
+        ..MetricsConfig::default()
     };
     let err = |c: MetricsConfig| {
         MetricsCollector::new(c, RequestMetricsEvent::new())
