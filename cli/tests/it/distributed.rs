@@ -142,7 +142,7 @@ fn a_worker_killed_with_sigkill_goes_missing_and_its_users_move() {
             break;
         }
         assert!(
-            killed.elapsed() < Duration::from_secs(10),
+            killed.elapsed() < Duration::from_secs(12),
             "not moved: {w:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -155,14 +155,17 @@ fn a_worker_killed_with_sigkill_goes_missing_and_its_users_move() {
         html.contains("id=\"workers\"") && html.contains("MISSING"),
         "{html}"
     );
-    // Liveness 5 s, heartbeats every second: MISSING within 6 s of the kill.
+    // Liveness 5 s, checked at each of the master's 1 s heartbeats, and the victim's
+    // last heartbeat came up to 1 s before the kill: MISSING at most 6 s after the kill
+    // in theory. One more second for this test's polling on a loaded 2-core machine (CI
+    // once saw 6.02 s); a broken liveness check would never mark it at all.
     assert!(
-        missing_after <= Duration::from_secs(6),
+        missing_after <= Duration::from_secs(7),
         "MISSING after {missing_after:?}"
     );
     // Its users are then running on the other two (seen in their next heartbeats).
     assert!(
-        killed.elapsed() < Duration::from_secs(8),
+        killed.elapsed() < Duration::from_secs(9),
         "users moved after {:?}",
         killed.elapsed()
     );
