@@ -346,9 +346,10 @@ impl<P: Placement> Engine<'_, P> {
                 .and_then(|ends| ends.into_iter().max())
         };
         let mut user_types: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for sc in self.scenarios {
             for t in sc.user_types() {
-                if !user_types.iter().any(|n| n == t.name()) {
+                if seen.insert(t.name()) {
                     user_types.push(t.name().to_owned());
                 }
             }

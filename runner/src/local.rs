@@ -286,7 +286,10 @@ impl Placement for LocalPlacement {
 
     fn users(&self) -> Vec<(String, u64)> {
         // Per user type, over all scenarios, in the order the types first appear.
+        // Looked up by name: a test may have many thousands of types, and this runs at
+        // every interval.
         let mut out: Vec<(String, u64)> = Vec::new();
+        let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for (sc, run) in self.scenarios.iter().zip(&self.runs) {
             let counts = run.users().map(UserManager::counts_by_type);
             for (k, t) in sc.user_types().iter().enumerate() {
@@ -294,9 +297,12 @@ impl Placement for LocalPlacement {
                     .as_ref()
                     .and_then(|c| c.get(k))
                     .map_or(0, |(_, n)| *n);
-                match out.iter_mut().find(|(name, _)| name == t.name()) {
-                    Some((_, total)) => *total += n,
-                    None => out.push((t.name().to_owned(), n)),
+                match at.get(t.name()) {
+                    Some(&i) => out[i].1 += n,
+                    None => {
+                        at.insert(t.name(), out.len());
+                        out.push((t.name().to_owned(), n));
+                    }
                 }
             }
         }

@@ -313,12 +313,16 @@ pub(crate) fn parse_with(
             "at least one [[users]] table is needed",
         );
     }
+    // One HTTP configuration (TLS roots included) for every user type: building one per
+    // type made checking a file of many types slow and large.
+    let http_user = http
+        .apply(HttpUser::builder())
+        .build()
+        .or_else(|e| cx.err(spec.http.as_ref().map(Spanned::span), "http", e.to_string()))?;
     let mut user_types = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (i, u) in users.get_ref().iter().enumerate() {
-        let dup = users.get_ref()[..i]
-            .iter()
-            .any(|o| o.get_ref().name.get_ref() == u.get_ref().name.get_ref());
-        if dup {
+        if !seen.insert(u.get_ref().name.get_ref().as_str()) {
             let n = &u.get_ref().name;
             return cx.err(
                 Some(n.span()),
@@ -326,7 +330,7 @@ pub(crate) fn parse_with(
                 format!("`{}` is used twice", n.get_ref()),
             );
         }
-        user_types.push(user_type(&cx, i, u, &captures, &http)?);
+        user_types.push(user_type(&cx, i, u, &captures, &http_user)?);
     }
     if let (Some(load), Some(first)) = (&spec.load, spec.scenarios.first()) {
         let _ = first;
@@ -358,6 +362,7 @@ fn request_names(spec: &FileSpec) -> Option<Vec<String>> {
         .flat_map(|u| u.get_ref().iter())
         .flat_map(|u| u.get_ref().tasks.iter().flat_map(|t| t.get_ref().iter()));
     let mut names = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for r in spec.setup.iter().chain(tasks) {
         let r = r.get_ref();
         let name = match &r.name {
@@ -366,7 +371,7 @@ fn request_names(spec: &FileSpec) -> Option<Vec<String>> {
             None if r.path.get_ref().contains("{{") => return None,
             None => crate::run::request_name(r.path.get_ref()),
         };
-        if !names.contains(&name) {
+        if seen.insert(name.clone()) {
             names.push(name);
         }
     }
@@ -825,7 +830,7 @@ fn user_type(
     i: usize,
     u: &Spanned<UserSpec>,
     captures: &[String],
-    http_settings: &HttpSettings,
+    http: &HttpUser,
 ) -> Result<UserType, ScenarioError> {
     let field = format!("users[{i}]");
     let spec = u.get_ref();
@@ -978,10 +983,7 @@ fn user_type(
         names_weights.push((tname, w));
         plans.push(plan);
     }
-    let http = http_settings
-        .apply(HttpUser::builder())
-        .build()
-        .or_else(|e| cx.err(Some(u.span()), field.clone(), e.to_string()))?;
+    let http = http.clone();
     let plans = Arc::new(plans);
     let mut b = UserType::builder(name, move |ctx| {
         let values = ctx.setup::<serde_json::Value>();
@@ -1020,6 +1022,32 @@ mod tests {
 
     fn check(text: &str) -> Result<ScenarioFile, ScenarioError> {
         parse(Path::new("s.toml"), text)
+    }
+
+    /// Thousands of user types: each is kept, in order, with its request name, and a
+    /// name used twice is found however far apart the two are. (Its cost per type is
+    /// measured in `cli/benches/scenario_file.rs`.)
+    #[test]
+    fn a_file_of_thousands_of_user_types_is_checked_whole() {
+        let types = 5_000;
+        let mut text = String::new();
+        for i in 0..types {
+            text.push_str(&format!(
+                "[[users]]\nname = \"u{i}\"\n[[users.tasks]]\nname = \"t{i}\"\npath = \"/items/{i}\"\n"
+            ));
+        }
+        let s = check(&text).unwrap();
+        assert_eq!(s.user_types.len(), types);
+        assert_eq!(s.user_types[types - 1].name(), format!("u{}", types - 1));
+        let names = s.request_names.unwrap();
+        assert_eq!(names.len(), types);
+        assert_eq!(names[4_321], "t4321");
+        text.push_str("[[users]]\nname = \"u0\"\n[[users.tasks]]\npath = \"/\"\n");
+        let e = check(&text).err().unwrap().to_string();
+        assert!(
+            e.ends_with(&format!("users[{types}].name: `u0` is used twice")),
+            "{e}"
+        );
     }
 
     #[test]
