@@ -153,9 +153,10 @@ struct Shared {
     config: MetricsConfig,
     state: Mutex<State>,
     event: RequestMetricsEvent,
-    /// Set once `max_endpoints` is reached: recorders then fold unknown names without
-    /// taking the lock or remembering them.
-    full: std::sync::atomic::AtomicBool,
+    /// The names admitted, frozen when `max_endpoints` is reached: recorders then fold
+    /// any other name without taking the lock or remembering it, and learn an admitted
+    /// one they had not met yet.
+    admitted: std::sync::OnceLock<hashbrown::HashSet<OwnedKey>>,
 }
 
 impl Shared {
@@ -208,7 +209,7 @@ impl MetricsCollector {
                     folded: Vec::new(),
                 }),
                 event,
-                full: std::sync::atomic::AtomicBool::new(false),
+                admitted: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -596,8 +597,11 @@ impl Recorder {
             self.last = slot;
             return self.slots[slot].1;
         }
-        if self.shared.full.load(Ordering::Relaxed) && name != OTHER_ENDPOINT {
-            // Neither registered nor remembered: memory stays bounded however many
+        if name != OTHER_ENDPOINT
+            && let Some(admitted) = self.shared.admitted.get()
+            && !admitted.contains(&key)
+        {
+            // Neither admitted nor remembered: memory stays bounded however many
             // distinct names come (the `(other)` endpoint itself is remembered).
             return self.endpoint_id(scenario, OTHER_ENDPOINT, method);
         }
@@ -613,7 +617,17 @@ impl Recorder {
             None if state.keys.len() >= self.shared.config.max_endpoints
                 && name != OTHER_ENDPOINT =>
             {
-                self.shared.full.store(true, Ordering::Relaxed);
+                let _ = self.shared.admitted.get_or_init(|| {
+                    state
+                        .keys
+                        .iter()
+                        .map(|k| OwnedKey {
+                            scenario: k.scenario.as_str().into(),
+                            name: k.name.as_str().into(),
+                            method: k.method.as_str().into(),
+                        })
+                        .collect()
+                });
                 if state.folded.len() < FOLDED_SHOWN {
                     state.folded.push(name.to_owned());
                     if state.folded.len() == 1 {

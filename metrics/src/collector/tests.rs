@@ -135,6 +135,40 @@ fn past_max_endpoints_new_names_are_counted_under_other_in_bounded_memory() {
     );
 }
 
+/// A name admitted before the bound was reached keeps its own row in every recorder,
+/// including one that meets it only after the bound was reached elsewhere.
+#[test]
+fn a_name_admitted_before_the_bound_is_never_folded() {
+    let config = MetricsConfig {
+        max_endpoints: 2,
+        ..MetricsConfig::default()
+    };
+    let c = MetricsCollector::new(config, RequestMetricsEvent::new()).unwrap();
+    let (mut a, mut b) = (c.recorder(), c.recorder());
+    a.record(&ok("/a", 1));
+    a.record(&ok("/b", 2));
+    a.record(&ok("/c", 3));
+    for i in 0..10 {
+        b.record(&ok("/a", 10 + i));
+        b.record(&ok("/d", 30 + i));
+    }
+    drop((a, b));
+    c.close_interval(u64::MAX);
+    let mut all = Snapshot::new();
+    for s in c.take_pending() {
+        all.merge(&s);
+    }
+    let count = |name: &str| {
+        all.endpoints
+            .iter()
+            .find(|(k, _)| k.name == name)
+            .map(|(_, s)| s.requests)
+    };
+    assert_eq!(count("/a"), Some(11));
+    assert_eq!(count("/b"), Some(1));
+    assert_eq!(count(OTHER_ENDPOINT), Some(11), "/c and the ten /d");
+}
+
 #[test]
 fn dropping_a_recorder_flushes_its_last_records() {
     let c = collector(1_000, 16);
