@@ -24,6 +24,7 @@ use toml::Spanned;
 use crate::args::parse_duration;
 
 mod scenarios;
+mod syntax;
 
 type BoxedShape = Box<dyn LoadUserShape>;
 
@@ -97,7 +98,10 @@ struct StageSpec {
 }
 
 #[derive(Deserialize, Clone, Copy)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected seconds (a number, e.g. 0.5) or a range of seconds [min, max], e.g. [0.5, 1.5]"
+)]
 enum WaitSpec {
     Fixed(f64),
     Range([f64; 2]),
@@ -269,17 +273,19 @@ pub(crate) fn parse_with(
         Ok(s) => s,
         Err(e) => {
             let line = e.span().map(|s| cx.line_of(s.start));
-            // Name the key of the offending line, when the message does not already.
-            let field = line
-                .and_then(|l| text.lines().nth(l - 1))
-                .and_then(|l| l.split_once('='))
-                .map(|(k, _)| k.trim().to_owned())
+            // Name the field in full (`users[1].tasks[0].path`) and its type in words.
+            let field = e
+                .span()
+                .map(|s| syntax::field_at(text, s.start))
                 .unwrap_or_default();
+            let on_header = line
+                .and_then(|l| text.lines().nth(l - 1))
+                .is_some_and(|l| l.trim_start().starts_with('['));
             return Err(ScenarioError {
                 file: file.to_owned(),
                 line,
+                message: syntax::plain_message(e.message().trim(), &field, on_header),
                 field,
-                message: e.message().trim().to_owned(),
             });
         }
     };
@@ -1124,9 +1130,15 @@ mod tests {
             // TOML syntax
             ("[[users]\nname = \"u\"".into(), "s.toml:1:"),
             // unknown field, with its line
-            (format!("{VALID_TAIL}wieght = 3\n"), "s.toml:5: wieght: unknown field `wieght`"),
+            (format!("{VALID_TAIL}wieght = 3\n"), "s.toml:5: users[0].tasks[0].wieght: unknown field `wieght`"),
+            // What the TOML reader finds is named in full and in words, not Rust's types.
+            ("[[users]]\nname = \"u\"\nwait_time = \"abc\"\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].wait_time: expected seconds (a number, e.g. 0.5) or a range of seconds [min, max]"),
+            ("[[users]]\nname = \"u\"\nweight = \"x\"\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].weight: invalid type: string \"x\", expected a whole number from 0 to 4294967295"),
+            (format!("{VALID_TAIL}[[users]]\nname = \"v\"\n[[users.tasks]]\nname = \"x\"\n"), "s.toml:7: users[1].tasks[0]: missing field `path`"),
+            ("[users]\nname = \"u\"\n".into(), "s.toml:1: users: `[users]` is one table, but `users` is a list: write `[[users]]` for each entry"),
+            (format!("[load]\nusers = 1.5\n{VALID_TAIL}"), "s.toml:2: load.users: invalid type: decimal number `1.5`, expected a whole number, 0 or more"),
             // wrong type
-            ("[[users]]\nname = \"u\"\nweight = \"three\"\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: weight: invalid type"),
+            ("[[users]]\nname = \"u\"\nweight = \"three\"\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].weight: invalid type"),
             // missing required field
             ("[[users]]\nname = \"u\"\n[[users.tasks]]\nmethod = \"GET\"\n".into(), "missing field `path`"),
             // no users at all
