@@ -11,6 +11,9 @@ use std::process::{Command, Stdio};
 use aiotest_core::state::RunnerState;
 use aiotest_runner::RunnerHandle;
 
+/// The keys, said once when a run starts on a terminal (it fits 80 columns).
+pub(crate) const HELP: &str = "keys: p pause/resume, s stop, + - one user more/less, * / ten";
+
 /// What a key asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Key {

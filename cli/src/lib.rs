@@ -22,6 +22,7 @@ mod quick;
 mod run;
 pub mod scenario;
 mod signals;
+mod term;
 mod test;
 
 pub use args::{
@@ -65,15 +66,18 @@ where
         }
     };
     let Command::Run(run_args) = cli.command;
+    // -q: no logs at all; what ends a run badly is still said once, by the command.
     let level = if run_args.quiet {
-        tracing::Level::ERROR
+        tracing_subscriber::filter::LevelFilter::OFF
     } else {
-        run_args.loglevel
+        run_args.loglevel.into()
     };
-    // Logs go to stderr with the progress line; the summary owns stdout.
+    // Logs go to stderr with the progress line; the summary owns stdout. Colours only on
+    // a terminal, never in a pipe or a file, and not with NO_COLOR.
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
+        .with_ansi(term::colour(term::Stream::Stderr))
         .with_target(false)
         .try_init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -489,6 +489,9 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
     } else {
         crate::keyboard::start(handle.clone())
     };
+    if keyboard.is_some() {
+        eprintln!("aiotest: {}", crate::keyboard::HELP);
+    }
     let result = runner.run().await;
     signals.abort();
     drop(keyboard);
@@ -500,7 +503,9 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
             return Ok(EXIT_FAILED);
         }
     };
-    print!("{}", report.summary.render_table());
+    // Fitted to a terminal; in full in a pipe or a file.
+    let width = crate::term::width(crate::term::Stream::Stdout);
+    print!("{}", report.summary.render_table_for(width));
     if let Some(target) = &demo {
         let served = target.served.load(std::sync::atomic::Ordering::Relaxed);
         println!("Demo target served {served} requests.");

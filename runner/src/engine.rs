@@ -531,7 +531,8 @@ impl<P: Placement> Engine<'_, P> {
                     }
                     Ok(false) => {}
                     Err(e) => {
-                        tracing::error!("{e}");
+                        // Returned as the report's fault: the caller says it, once.
+                        tracing::debug!("{e}");
                         return Ending {
                             reason: StopReason::Fault,
                             fault: Some(e),
@@ -544,7 +545,7 @@ impl<P: Placement> Engine<'_, P> {
             due = match self.placement.step(now) {
                 Ok(d) => d,
                 Err(e) => {
-                    tracing::error!("{e}");
+                    tracing::debug!("{e}");
                     return Ending {
                         reason: StopReason::Fault,
                         fault: Some(e),
@@ -741,7 +742,8 @@ impl<P: Placement> Engine<'_, P> {
         let mut errors = Vec::new();
         for o in self.outputs.iter_mut() {
             if let Err(e) = o.end(&summary) {
-                tracing::error!("{}: {e}", o.name());
+                // In the report (`output_errors`): the caller says it once.
+                tracing::debug!("{}: {e}", o.name());
                 errors.push(format!("{}: {e}", o.name()));
             }
         }
@@ -841,7 +843,8 @@ async fn run_setup(
             after: timeout,
         },
     };
-    tracing::error!("{error}");
+    // Returned to the caller (the run's error), who says it once.
+    tracing::debug!("{error}");
     (SetupOutcome::Failed, Some(error))
 }
 
@@ -859,7 +862,8 @@ async fn run_teardown(hooks: &Hooks, data: Option<SetupData>) -> Result<(), Life
         }),
     };
     if let Err(e) = &result {
-        tracing::error!("{e}");
+        // In the report (`teardown`): the caller says it once.
+        tracing::debug!("{e}");
     }
     result
 }

@@ -93,6 +93,10 @@ pub enum StopReason {
 /// What a finished run reports. A run that started always ends with one, whatever ended
 /// it; its summary's totals are everything that was received, and its notes say what is
 /// missing and why.
+///
+/// What the report (or the run's `Err`) carries is not also logged by the runner (a
+/// failed setup, a fault, a failed teardown or output): the caller says it, once, as the
+/// `aiotest` command does. It is logged at `debug` level for tracing.
 #[derive(Debug)]
 pub struct RunReport {
     /// The end-of-run summary (thresholds evaluated, notes made).

@@ -363,54 +363,24 @@ impl Summary {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 
-    /// The table printed at the end of a run.
+    /// The table printed at the end of a run, in full (every column): for pipes, files
+    /// and wide terminals.
     pub fn render_table(&self) -> String {
+        self.render_table_for(None)
+    }
+
+    /// The table fitted to `width` columns when given: every column when they fit, else
+    /// the narrow layout (requests, failures, rate, p50, p95, p99, max); a name too long
+    /// for its column goes on a line of its own above its figures, never cut.
+    pub fn render_table_for(&self, width: Option<usize>) -> String {
         let mut out = String::new();
-        let name_w = self
-            .endpoints
-            .iter()
-            .map(|r| r.name.len() + r.method.len() + 1)
-            .chain(
-                self.endpoints
-                    .iter()
-                    .filter(|r| r.service_p50_ms.is_some())
-                    .map(|_| SERVICE_LABEL.len()),
-            )
-            .max()
-            .unwrap_or(5)
-            .clamp(5, 48);
-        let _ = writeln!(
-            out,
-            "{:<name_w$} {:>9} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            "Endpoint",
-            "Requests",
-            "Fails",
-            "Req/s",
-            "Min ms",
-            "p50 ms",
-            "p90 ms",
-            "p95 ms",
-            "p99 ms",
-            "Max ms",
-            "Mean ms"
+        let unit = LatencyUnit::of(
+            self.endpoints
+                .iter()
+                .chain(std::iter::once(&self.totals))
+                .map(|r| r.max_ms.max(r.service_max_ms.unwrap_or(0.0))),
         );
-        let line = |out: &mut String, label: &str, r: &Row| {
-            let label: String = label.chars().take(name_w).collect();
-            let _ = writeln!(
-                out,
-                "{label:<name_w$} {:>9} {:>8} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
-                r.requests,
-                r.failures,
-                r.rps,
-                r.min_ms,
-                r.p50_ms,
-                r.p90_ms,
-                r.p95_ms,
-                r.p99_ms,
-                r.max_ms,
-                r.mean_ms
-            );
-        };
+        let mut rows: Vec<TableLine> = Vec::new();
         let grouped = self
             .endpoints
             .iter()
@@ -425,10 +395,16 @@ impl Summary {
                     .find(|s| s.name == r.scenario)
                     .map(|s| format!(" ({})", s.executor))
                     .unwrap_or_default();
-                let _ = writeln!(out, "scenario {}{executor}", r.scenario);
+                rows.push(TableLine::Text(format!(
+                    "scenario {}{executor}",
+                    r.scenario
+                )));
             }
-            let label = format!("{} {}", r.method, r.name);
-            line(&mut out, &label, r);
+            rows.push(TableLine::Cells(row_cells(
+                format!("{} {}", r.method, r.name),
+                r,
+                unit,
+            )));
             if let (Some(p50), Some(p90), Some(p95), Some(p99), Some(max)) = (
                 r.service_p50_ms,
                 r.service_p90_ms,
@@ -438,15 +414,27 @@ impl Summary {
             ) {
                 // Open model: the row above counts from each iteration's intended start;
                 // this one is the plain service time.
-                let label = SERVICE_LABEL;
-                let _ = writeln!(
-                    out,
-                    "{label:<name_w$} {:>9} {:>8} {:>9} {:>8} {p50:>8.2} {p90:>8.2} {p95:>8.2} {p99:>8.2} {max:>8.2} {:>8}",
-                    "", "", "", "", ""
-                );
+                let mut cells = vec![String::new(); COLUMNS.len()];
+                cells[0] = SERVICE_LABEL.to_owned();
+                for (i, v) in [(5, p50), (6, p90), (7, p95), (8, p99), (9, max)] {
+                    cells[i] = unit.show(v);
+                }
+                rows.push(TableLine::Cells(cells));
             }
         }
-        line(&mut out, "Total", &self.totals);
+        rows.push(TableLine::Cells(row_cells(
+            "Total".to_owned(),
+            &self.totals,
+            unit,
+        )));
+        let headers: Vec<String> = COLUMNS
+            .iter()
+            .map(|c| match c.latency {
+                true => format!("{} {}", c.header, unit.name()),
+                false => c.header.to_owned(),
+            })
+            .collect();
+        render_cells(&mut out, &headers, &rows, width);
         let _ = writeln!(out, "Run time {:.1} s", self.duration_s);
         let t = &self.totals;
         if t.checks > 0 {
@@ -514,6 +502,156 @@ impl Summary {
             }
         }
         out
+    }
+}
+
+/// A column of the summary table.
+struct Column {
+    header: &'static str,
+    /// A duration, shown in the table's latency unit.
+    latency: bool,
+    /// Kept in the narrow layout.
+    narrow: bool,
+}
+
+const fn col(header: &'static str, latency: bool, narrow: bool) -> Column {
+    Column {
+        header,
+        latency,
+        narrow,
+    }
+}
+
+const COLUMNS: [Column; 11] = [
+    col("Endpoint", false, true),
+    col("Requests", false, true),
+    col("Fails", false, true),
+    col("Req/s", false, true),
+    col("Min", true, false),
+    col("p50", true, true),
+    col("p90", true, false),
+    col("p95", true, true),
+    col("p99", true, true),
+    col("Max", true, true),
+    col("Mean", true, false),
+];
+
+/// A line of the table: a row of cells, or a line of text (a scenario's heading).
+enum TableLine {
+    Cells(Vec<String>),
+    Text(String),
+}
+
+fn row_cells(label: String, r: &Row, unit: LatencyUnit) -> Vec<String> {
+    vec![
+        label,
+        r.requests.to_string(),
+        r.failures.to_string(),
+        format!("{:.1}", r.rps),
+        unit.show(r.min_ms),
+        unit.show(r.p50_ms),
+        unit.show(r.p90_ms),
+        unit.show(r.p95_ms),
+        unit.show(r.p99_ms),
+        unit.show(r.max_ms),
+        unit.show(r.mean_ms),
+    ]
+}
+
+/// Writes the table: each column as wide as its widest cell, the first left-aligned and
+/// the others right-aligned, in the full or the narrow layout (see
+/// [`Summary::render_table_for`]).
+fn render_cells(out: &mut String, headers: &[String], rows: &[TableLine], width: Option<usize>) {
+    let cells = || {
+        std::iter::once(headers).chain(rows.iter().filter_map(|l| match l {
+            TableLine::Cells(c) => Some(c.as_slice()),
+            TableLine::Text(_) => None,
+        }))
+    };
+    let widths: Vec<usize> = (0..COLUMNS.len())
+        .map(|i| cells().map(|c| c[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    // Every column (two spaces apart) when it fits or the width is unknown.
+    let total = |keep: &dyn Fn(usize) -> bool| -> usize {
+        (0..COLUMNS.len())
+            .filter(|&i| keep(i))
+            .map(|i| widths[i] + 2)
+            .sum::<usize>()
+            - 2
+    };
+    let all = |_: usize| true;
+    let narrow = |i: usize| COLUMNS[i].narrow;
+    let (keep, fits): (&dyn Fn(usize) -> bool, usize) = match width {
+        Some(w) if total(&all) >= w => (&narrow, w),
+        _ => (&all, usize::MAX),
+    };
+    // The name column gives way when the numbers need the room: at least "Endpoint".
+    let numbers = total(keep) - widths[0];
+    let name_w = widths[0]
+        .min(fits.saturating_sub(numbers + 1))
+        .max(COLUMNS[0].header.len());
+    let line = |out: &mut String, c: &[String]| {
+        let mut text = String::new();
+        let name = &c[0];
+        let name_len = name.chars().count();
+        if name_len > name_w {
+            // Its own line, then the figures under an empty name.
+            let _ = writeln!(out, "{name}");
+            let _ = write!(text, "{:name_w$}", "");
+        } else {
+            let _ = write!(text, "{name}{:pad$}", "", pad = name_w - name_len);
+        }
+        for i in (1..COLUMNS.len()).filter(|&i| keep(i)) {
+            let _ = write!(text, "  {:>w$}", c[i], w = widths[i]);
+        }
+        let _ = writeln!(out, "{}", text.trim_end());
+    };
+    line(out, headers);
+    for l in rows {
+        match l {
+            TableLine::Cells(c) => line(out, c),
+            TableLine::Text(t) => {
+                let _ = writeln!(out, "{t}");
+            }
+        }
+    }
+}
+
+/// The unit of every duration in one table, picked so that the largest fits: µs when
+/// all are under a millisecond, ms up to 100 s, s beyond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LatencyUnit {
+    Micros,
+    Millis,
+    Secs,
+}
+
+impl LatencyUnit {
+    fn of(max_ms: impl Iterator<Item = f64>) -> Self {
+        let max = max_ms.fold(0.0, f64::max);
+        if max < 1.0 {
+            LatencyUnit::Micros
+        } else if max < 100_000.0 {
+            LatencyUnit::Millis
+        } else {
+            LatencyUnit::Secs
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            LatencyUnit::Micros => "µs",
+            LatencyUnit::Millis => "ms",
+            LatencyUnit::Secs => "s",
+        }
+    }
+
+    fn show(self, ms: f64) -> String {
+        match self {
+            LatencyUnit::Micros => format!("{:.0}", ms * 1_000.0),
+            LatencyUnit::Millis => format!("{ms:.2}"),
+            LatencyUnit::Secs => format!("{:.2}", ms / 1_000.0),
+        }
     }
 }
 
@@ -596,6 +734,88 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("[http_status] HTTP 503"));
+    }
+
+    /// The right edge of every figure under its header, in every line of the table.
+    fn assert_aligned(table: &str) {
+        let mut lines = table.lines();
+        let header = lines.next().unwrap();
+        let ends: Vec<usize> = header
+            .char_indices()
+            .filter(|&(i, c)| {
+                c != ' '
+                    && header[i + c.len_utf8()..]
+                        .chars()
+                        .next()
+                        .is_none_or(|n| n == ' ')
+            })
+            .map(|(i, _)| header[..i].chars().count())
+            .collect();
+        for l in lines.take_while(|l| !l.starts_with("Run time")) {
+            let chars: Vec<char> = l.chars().collect();
+            // A line of figures: each non-blank figure ends at a header's right edge.
+            if !chars.iter().any(|c| c.is_ascii_digit()) {
+                continue;
+            }
+            if l.split_whitespace().count() < 3 {
+                continue; // a name on a line of its own
+            }
+            for (i, c) in chars.iter().enumerate() {
+                let last = chars.get(i + 1).is_none_or(|n| *n == ' ');
+                if c.is_ascii_digit() && last {
+                    assert!(ends.contains(&i), "misaligned at column {i}:\n{table}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_names_keep_the_figures_under_their_headers() {
+        let mut s = Snapshot::new();
+        for i in 1..=5u64 {
+            s.record(&RequestRecord::ok("/", "GET", 200, i * 1_000));
+        }
+        let table = Summary::new(&s, Duration::from_secs(1)).render_table();
+        assert!(table.starts_with("Endpoint  Requests"), "{table}");
+        assert_aligned(&table);
+    }
+
+    #[test]
+    fn the_narrow_layout_fits_80_columns_and_never_cuts_a_name() {
+        let long = format!("/{}", "x".repeat(70));
+        let mut s = snapshot();
+        for _ in 0..3 {
+            s.record(&RequestRecord::ok(&long, "GET", 200, 2_000_000));
+        }
+        let sum = Summary::new(&s, Duration::from_secs(10));
+        let wide = sum.render_table();
+        assert!(wide.lines().next().unwrap().contains("Mean ms"), "{wide}");
+        assert_aligned(&wide);
+        let narrow = sum.render_table_for(Some(80));
+        let table_lines = narrow.lines().take_while(|l| !l.starts_with("Run time"));
+        for l in table_lines {
+            assert!(l.chars().count() < 80, "too wide: {l}\n{narrow}");
+        }
+        assert!(!narrow.contains("Mean"), "{narrow}");
+        assert!(narrow.contains(&format!("GET {long}\n")), "{narrow}");
+        assert_aligned(&narrow);
+        // Wide enough for everything: the full table.
+        assert_eq!(sum.render_table_for(Some(500)), wide);
+    }
+
+    #[test]
+    fn durations_take_one_unit_that_fits_the_largest() {
+        let table_with = |us: u64| {
+            let mut s = Snapshot::new();
+            s.record(&RequestRecord::ok("/", "GET", 200, us));
+            Summary::new(&s, Duration::from_secs(1)).render_table()
+        };
+        let fast = table_with(72);
+        assert!(fast.contains("p50 µs") && fast.contains(" 72"), "{fast}");
+        assert!(table_with(2_500).contains("p50 ms"));
+        let slow = table_with(250_000_000);
+        assert!(slow.contains("p50 s"), "{slow}");
+        assert_aligned(&slow);
     }
 
     #[test]

@@ -813,3 +813,4 @@ mod endings;
 mod quick;
 mod reports;
 mod scenarios;
+mod terminal;
