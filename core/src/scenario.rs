@@ -721,6 +721,16 @@ impl Scenario {
     pub fn ends_by(&self) -> Option<Duration> {
         self.executor.duration().map(|d| self.start_time + d)
     }
+
+    /// When it is planned to end, from the run's start: known for executors that run for
+    /// a set time, not for iteration counts (they end when their iterations are done,
+    /// `max_duration` is only a bound).
+    pub fn planned_end(&self) -> Option<Duration> {
+        match self.executor {
+            Executor::SharedIterations { .. } | Executor::PerVuIterations { .. } => None,
+            _ => self.ends_by(),
+        }
+    }
 }
 
 /// Checks a test's scenarios together: unique names.

@@ -335,13 +335,14 @@ impl<P: Placement> Engine<'_, P> {
     /// Runs the whole lifecycle; see the [module docs](self).
     pub(crate) async fn run(mut self) -> Result<RunReport, RunError> {
         let event = RequestMetricsEvent::new();
-        // The run's length, when every scenario's is known.
+        // The run's length, when every scenario's is known (not with iteration counts,
+        // whose max_duration is only a bound).
         let planned = if self.driven {
             None
         } else {
             self.scenarios
                 .iter()
-                .map(Scenario::ends_by)
+                .map(Scenario::planned_end)
                 .collect::<Option<Vec<_>>>()
                 .and_then(|ends| ends.into_iter().max())
         };

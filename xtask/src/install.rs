@@ -20,6 +20,12 @@ pub(crate) fn ensure_chromium() -> Result<(), String> {
     )
 }
 
+/// Finds `tmux` (the terminal the screens in `docs/terminal/` are captured in), or
+/// installs it.
+pub(crate) fn ensure_tmux() -> Result<(), String> {
+    ensure(&["tmux"], &["tmux"])
+}
+
 /// Finds every program of `binaries`, or installs `packages` and checks again.
 fn ensure(binaries: &[&str], packages: &[&str]) -> Result<(), String> {
     let missing: Vec<&str> = binaries.iter().copied().filter(|b| !have(b)).collect();

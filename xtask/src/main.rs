@@ -6,25 +6,30 @@
 //! - `cargo xtask dist-test`: the distributed smoke test: a private redis-server, a
 //!   counting target, one master and three worker processes (also run by `test`).
 //! - `cargo xtask screenshots`: the dashboard and report pictures in `docs/`.
+//! - `cargo xtask screens`: terminal screens (80 and 160 columns, in tmux) in
+//!   `docs/terminal/`.
 //!
 //! Only the standard library: xtask must build fast on a fresh clone.
 
 mod bench;
 mod dist_test;
 mod install;
+mod screens;
 mod screenshots;
 mod test;
 mod util;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask <test | bench | dist-test | screenshots>
+const USAGE: &str = "usage: cargo xtask <test | bench | dist-test | screenshots | screens>
 
   test       fmt check, clippy (-D warnings), rustdoc (-D warnings), all tests incl. doc
              tests, then dist-test
   bench      run the criterion benchmarks (extra args go to cargo bench)
   dist-test  distributed smoke test: master + 3 workers over a private redis-server
   screenshots  docs/dashboard.png and docs/report.png, from a run of examples/scenarios.toml
+  screens    docs/terminal/*.txt: a demo run and a scenario run in tmux at 80 and 160
+             columns
 ";
 
 fn main() -> ExitCode {
@@ -36,6 +41,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&rest),
         Some("dist-test") => dist_test::run(&rest),
         Some("screenshots") => screenshots::run(&rest),
+        Some("screens") => screens::run(&rest),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

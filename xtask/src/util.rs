@@ -29,12 +29,16 @@ pub(crate) fn run(step: &str, cmd: &mut Command) -> Result<(), String> {
     }
 }
 
-/// Whether `program` can be started (answers `--version`).
+/// Whether `program` is an executable file on the PATH (not every program answers
+/// `--version`: tmux wants `-V`).
 pub(crate) fn have(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
 
 /// Test counts summed over every `test result:` line cargo printed.

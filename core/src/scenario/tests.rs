@@ -257,3 +257,32 @@ fn executors_describe_themselves_in_a_line() {
     );
     assert_eq!(human_duration(Duration::from_secs(3_660)), "1h1m");
 }
+
+/// A run's planned end is known for executors that run for a set time; for iteration
+/// counts it is not (max_duration only bounds them), though the latest end still is.
+#[test]
+fn iteration_counts_have_a_latest_end_but_no_planned_one() {
+    let timed = Scenario::new(
+        "timed",
+        vec![idle()],
+        Executor::ConstantVus {
+            vus: 1,
+            duration: s(30),
+        },
+    )
+    .unwrap()
+    .start_time(s(5));
+    assert_eq!(timed.planned_end(), Some(s(35)));
+    let counted = Scenario::new(
+        "counted",
+        vec![idle()],
+        Executor::SharedIterations {
+            vus: 1,
+            iterations: 10,
+            max_duration: s(600),
+        },
+    )
+    .unwrap();
+    assert_eq!(counted.ends_by(), Some(s(600)));
+    assert_eq!(counted.planned_end(), None);
+}
