@@ -54,10 +54,7 @@ fn in_a_pipe_the_table_is_whole_and_nothing_is_coloured() {
         "{stderr}"
     );
     // Not a terminal: every column, whatever the length.
-    assert!(
-        stdout.lines().next().unwrap().contains("Mean ms"),
-        "{stdout}"
-    );
+    assert!(stdout.lines().next().unwrap().contains("Mean "), "{stdout}");
     // COLUMNS asks for a width: the narrow layout, every line inside it.
     let out = Command::new(env!("CARGO_BIN_EXE_aiotest"))
         .args(args)
