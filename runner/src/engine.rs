@@ -226,6 +226,16 @@ impl Ending {
             run_time: None,
         }
     }
+
+    /// The run cannot go on. The error goes into the report as its fault: the caller
+    /// says it, once (logged here at debug level only).
+    fn fault(e: RunError) -> Self {
+        tracing::debug!("{e}");
+        Ending {
+            fault: Some(e),
+            ..Ending::because(StopReason::Fault)
+        }
+    }
 }
 
 /// The state of one run inside [`Engine::run`].
@@ -531,29 +541,12 @@ impl<P: Placement> Engine<'_, P> {
                         };
                     }
                     Ok(false) => {}
-                    Err(e) => {
-                        // Returned as the report's fault: the caller says it, once.
-                        tracing::debug!("{e}");
-                        return Ending {
-                            reason: StopReason::Fault,
-                            fault: Some(e),
-                            stopped_by: None,
-                            run_time: None,
-                        };
-                    }
+                    Err(e) => return Ending::fault(e),
                 }
             }
             due = match self.placement.step(now) {
                 Ok(d) => d,
-                Err(e) => {
-                    tracing::debug!("{e}");
-                    return Ending {
-                        reason: StopReason::Fault,
-                        fault: Some(e),
-                        stopped_by: None,
-                        run_time: None,
-                    };
-                }
+                Err(e) => return Ending::fault(e),
             };
             self.publish_users(&scenarios);
             if now >= run.next_flush {
