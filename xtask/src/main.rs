@@ -14,6 +14,8 @@
 mod bench;
 mod dist_test;
 mod install;
+#[cfg(test)]
+mod packaging;
 mod screens;
 mod screenshots;
 mod test;
