@@ -259,6 +259,19 @@ fn merge_adds_and_widens_the_span() {
 /// An HDR V2 deflate blob with the given inner header and payload bytes.
 fn hdr_blob(payload_len: u32, digits: u32, high: u64, payload: &[u8]) -> Vec<u8> {
     use std::io::Write as _;
+    let inner = hdr_plain(payload_len, digits, high, payload);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&inner).unwrap();
+    let compressed = z.finish().unwrap();
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&0x1c84_9314u32.to_be_bytes());
+    blob.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+    blob.extend_from_slice(&compressed);
+    blob
+}
+
+/// The same, as plain HDR V2 (what aiotest writes).
+fn hdr_plain(payload_len: u32, digits: u32, high: u64, payload: &[u8]) -> Vec<u8> {
     let mut inner = Vec::new();
     inner.extend_from_slice(&0x1c84_9313u32.to_be_bytes());
     inner.extend_from_slice(&payload_len.to_be_bytes());
@@ -268,14 +281,7 @@ fn hdr_blob(payload_len: u32, digits: u32, high: u64, payload: &[u8]) -> Vec<u8>
     inner.extend_from_slice(&high.to_be_bytes());
     inner.extend_from_slice(&1.0f64.to_be_bytes());
     inner.extend_from_slice(payload);
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    z.write_all(&inner).unwrap();
-    let compressed = z.finish().unwrap();
-    let mut blob = Vec::new();
-    blob.extend_from_slice(&0x1c84_9314u32.to_be_bytes());
-    blob.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
-    blob.extend_from_slice(&compressed);
-    blob
+    inner
 }
 
 /// Deserializes a histogram the way a snapshot field is (JSON byte array).
@@ -293,8 +299,24 @@ fn hostile_histograms_are_refused_before_anything_is_allocated_for_them() {
     let json = serde_json::to_string(&s).unwrap();
     let back: EndpointStats = serde_json::from_str(&json).unwrap();
     assert_eq!(back.requests, 1);
+    // So does one written with deflate, as earlier versions wrote them.
+    {
+        use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
+        let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        h.record(1_234).unwrap();
+        let mut blob = Vec::new();
+        V2DeflateSerializer::new().serialize(&h, &mut blob).unwrap();
+        assert_eq!(decode_histogram(&blob).unwrap().len(), 1);
+    }
 
-    let cases: [(Vec<u8>, &str); 6] = [
+    let cases: [(Vec<u8>, &str); 9] = [
+        // Plain V2, as written now: the same header checks.
+        (
+            hdr_plain(u32::MAX, 3, 1 << 40, &[]),
+            "declares a 4294967295-byte payload",
+        ),
+        (hdr_plain(0, 5, u64::MAX / 2, &[]), "5 significant digits"),
+        (hdr_plain(0, 3, 1 << 40, &vec![0; 5 << 20]), "is more than"),
         // hdrhistogram would allocate the declared 4 GiB payload buffer first.
         (
             hdr_blob(u32::MAX, 3, 1 << 40, &[]),
@@ -311,7 +333,7 @@ fn hostile_histograms_are_refused_before_anything_is_allocated_for_them() {
             vec![0x1c, 0x84, 0x93, 0x14, 0, 0, 0, 99, 1, 2],
             "declares 99 compressed bytes",
         ),
-        (b"hello".to_vec(), "is not HDR V2 deflate"),
+        (b"hello".to_vec(), "is not HDR V2"),
         (vec![0x1c, 0x84], "cut short"),
     ];
     for (blob, expected) in cases {
