@@ -482,7 +482,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
         }
         None => None,
     };
-    let signals = tokio::spawn(crate::signals::stop_on_signals(handle.clone()));
+    let signals = tokio::spawn(crate::signals::stop_on_signals(handle.clone(), args.quiet));
     // Restores the terminal when the run is over (dropped at the end of this function).
     let keyboard = if args.quiet {
         None

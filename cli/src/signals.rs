@@ -38,12 +38,16 @@ pub(crate) async fn first_signal() {
 }
 
 /// First signal: graceful stop. Second: stop at once.
-pub(crate) async fn stop_on_signals(handle: RunnerHandle) {
+pub(crate) async fn stop_on_signals(handle: RunnerHandle, quiet: bool) {
     let mut signals = Signals::new();
     signals.next().await;
-    eprintln!("\naiotest: stopping (Ctrl-C again to stop at once)");
+    if !quiet {
+        eprintln!("\naiotest: stopping (Ctrl-C again to stop at once)");
+    }
     handle.stop().await;
     signals.next().await;
-    eprintln!("\naiotest: stopping at once");
+    if !quiet {
+        eprintln!("\naiotest: stopping at once");
+    }
     handle.abort().await;
 }
