@@ -2,7 +2,7 @@
 //! `hyper::client::conn::http1` loop, that loop plus the metrics record, and plus a
 //! request timeout too.
 //!
-//! `cargo bench -p aiotest-bench` (or `cargo xtask bench`). Each loop runs on a
+//! `cargo bench -p aiotest-bench` (or `cargo xtask bench --criterion`). Each loop runs on a
 //! current-thread runtime on the bench thread (so hyper's connection task runs there too)
 //! against a hyper server on another thread; the figure is the bench thread's CPU time per
 //! request, read from `/proc/thread-self/schedstat`, not wall time, so the server's share

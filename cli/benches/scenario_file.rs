@@ -2,7 +2,7 @@
 //! must stay flat from 1,000 to 10,000 types (it grew with the square of the count once:
 //! 43 s for 100,000 types).
 //!
-//! `cargo bench -p aiotest-cli --bench scenario_file` (or `cargo xtask bench`).
+//! `cargo bench -p aiotest-cli --bench scenario_file` (or `cargo xtask bench --criterion`).
 
 // criterion's macros define an undocumented public function.
 #![allow(missing_docs)]

@@ -1,6 +1,6 @@
 //! The cost of recording one request into a local recorder, and of merging snapshots.
 //!
-//! `cargo bench -p aiotest-metrics` (or `cargo xtask bench`).
+//! `cargo bench -p aiotest-metrics` (or `cargo xtask bench --criterion`).
 
 // criterion's macros define an undocumented public function.
 #![allow(missing_docs)]

@@ -113,7 +113,7 @@ pub(crate) fn post(port: u16, path: &str) -> Result<(), String> {
 }
 
 /// The number after `"key":` following `"section"` in the exported JSON.
-fn json_number(json: &str, section: &str, key: &str) -> Option<u64> {
+pub(crate) fn json_number(json: &str, section: &str, key: &str) -> Option<u64> {
     let at = json.find(&format!("\"{section}\""))?;
     let rest = &json[at..];
     let k = rest.find(&format!("\"{key}\""))?;

@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask test`: formatting, clippy with warnings denied, every test in the
 //!   workspace (doc tests too), and the docs with warnings denied. The one test command.
-//! - `cargo xtask bench`: the criterion benchmarks.
+//! - `cargo xtask bench`: aiotest beside wrk against a pinned target; `--memory`: RSS
+//!   per idle user and over a long run; `--criterion`: the criterion benchmarks.
 //! - `cargo xtask dist-test`: the distributed smoke test: a private redis-server, a
 //!   counting target, one master and three worker processes (also run by `test`).
 //! - `cargo xtask screenshots`: the dashboard and report pictures in `docs/`.
@@ -27,7 +28,10 @@ const USAGE: &str = "usage: cargo xtask <test | bench | dist-test | screenshots 
 
   test       fmt check, clippy (-D warnings), rustdoc (-D warnings), all tests incl. doc
              tests, then dist-test
-  bench      run the criterion benchmarks (extra args go to cargo bench)
+  bench      aiotest beside wrk (and oha) against a pinned nginx or bench_target:
+             req/s, CPU per request, peak RSS [--rounds N] [--seconds N] [--connections N]
+             --memory: RSS per idle user (1k, 10k, 50k users) and over a long run
+             --criterion [ARGS]: the criterion benchmarks (ARGS go to cargo bench)
   dist-test  distributed smoke test: master + 3 workers over a private redis-server
   screenshots  docs/dashboard.png and docs/report.png, from a run of examples/scenarios.toml
   screens    docs/terminal/*.txt: a demo run and a scenario run in tmux at 80 and 160

@@ -1,0 +1,339 @@
+//! `cargo xtask bench`: aiotest against wrk (and oha when installed), same target, same
+//! machine, same run: the target on CPU 0, each generator in turn on CPU 1 (A B A B),
+//! then the open model at 80% of aiotest's closed-loop maximum.
+
+use std::path::Path;
+
+use super::rig::{self, Target, Usage};
+use crate::dist_test::json_number;
+
+/// What the benchmark runs, from its flags.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) rounds: usize,
+    pub(crate) seconds: u64,
+    pub(crate) connections: u64,
+}
+
+impl Options {
+    pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
+        let mut o = Options {
+            rounds: 3,
+            seconds: 8,
+            connections: 50,
+        };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let value = |it: &mut std::slice::Iter<'_, String>| {
+                it.next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|v| *v > 0)
+                    .ok_or_else(|| format!("{flag} needs a whole number above 0"))
+            };
+            match flag.as_str() {
+                "--rounds" => o.rounds = value(&mut it)?.min(20) as usize,
+                "--seconds" => o.seconds = value(&mut it)?.min(600),
+                "--connections" => o.connections = value(&mut it)?.min(10_000),
+                other => {
+                    return Err(format!(
+                        "bench: unknown flag `{other}` (--rounds N, --seconds N, --connections N; \
+                         --memory; --criterion [ARGS])"
+                    ));
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// One generator's run.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    requests: u64,
+    secs: f64,
+    usage: Usage,
+}
+
+impl Sample {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.secs.max(1e-9)
+    }
+
+    /// CPU microseconds per request: (user, system).
+    fn cpu_us(&self) -> (f64, f64) {
+        let n = self.requests.max(1) as f64;
+        (self.usage.user_s * 1e6 / n, self.usage.sys_s * 1e6 / n)
+    }
+}
+
+/// A number after `"key":` in JSON text, decimals allowed (the first occurrence).
+fn json_f64(json: &str, key: &str) -> Option<f64> {
+    let at = json.find(&format!("\"{key}\""))?;
+    let after = json[at + key.len() + 2..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start();
+    let end = after
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e' || c == '-'))
+        .unwrap_or(after.len());
+    after[..end].parse().ok()
+}
+
+fn export_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("aiotest-bench-{}-{name}.json", std::process::id()))
+}
+
+/// `aiotest run --url URL -u N -t Ss -q` (no wait: --url's default), or with `--rate`
+/// (and `--max-delay`).
+fn aiotest(
+    target: &Target,
+    o: &Options,
+    rate: Option<(u64, &str)>,
+) -> Result<(Sample, u64), String> {
+    let export = export_path("aiotest");
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--url".into(),
+        target.url(),
+        "-u".into(),
+        o.connections.to_string(),
+        "-t".into(),
+        format!("{}s", o.seconds),
+        "-q".into(),
+        "--summary-export".into(),
+        export.display().to_string(),
+    ];
+    if let Some((r, max_delay)) = rate {
+        args.extend([
+            "--rate".into(),
+            r.to_string(),
+            "--max-users".into(),
+            o.connections.to_string(),
+            "--max-delay".into(),
+            max_delay.into(),
+        ]);
+    }
+    let (usage, _) = rig::measure(&rig::release_bin("aiotest"), &args, o.connections + 100)?;
+    let json = std::fs::read_to_string(&export).map_err(|e| format!("aiotest's export: {e}"))?;
+    let _ = std::fs::remove_file(&export);
+    let requests = json_number(&json, "totals", "requests").ok_or("no totals.requests")?;
+    let secs = json_f64(&json, "duration_s").ok_or("no duration_s")?;
+    let dropped = json_number(&json, "scenarios", "dropped_iterations").unwrap_or(0);
+    Ok((
+        Sample {
+            requests,
+            secs,
+            usage,
+        },
+        dropped,
+    ))
+}
+
+/// `wrk -t1 -cN -dSs URL`: "N requests in 8.00s".
+fn wrk(target: &Target, o: &Options) -> Result<Sample, String> {
+    let args = vec![
+        "-t1".to_owned(),
+        format!("-c{}", o.connections),
+        format!("-d{}s", o.seconds),
+        target.url(),
+    ];
+    let (usage, out) = rig::measure(Path::new("wrk"), &args, o.connections + 100)?;
+    let line = out
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .ok_or_else(|| format!("wrk said: {out}"))?;
+    let mut words = line.split_whitespace();
+    let requests = words
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or("wrk count")?;
+    let secs = line
+        .split(" requests in ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|d| d.trim().strip_suffix('s'))
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(|| format!("wrk duration in `{line}`"))?;
+    Ok(Sample {
+        requests,
+        secs,
+        usage,
+    })
+}
+
+/// `oha -z Ss -c N --no-tui URL`: "Requests/sec:" and "Total:".
+fn oha(target: &Target, o: &Options) -> Result<Sample, String> {
+    let args = vec![
+        "-z".to_owned(),
+        format!("{}s", o.seconds),
+        "-c".to_owned(),
+        o.connections.to_string(),
+        "--no-tui".to_owned(),
+        target.url(),
+    ];
+    let (usage, out) = rig::measure(Path::new("oha"), &args, o.connections + 100)?;
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let rps = field("Requests/sec:").ok_or_else(|| format!("oha said: {out}"))?;
+    let secs = field("Total:").ok_or_else(|| format!("oha said: {out}"))?;
+    Ok(Sample {
+        requests: (rps * secs).round() as u64,
+        secs,
+        usage,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+type Generator = (
+    &'static str,
+    fn(&Target, &Options) -> Result<Sample, String>,
+);
+
+/// Runs the benchmark and prints its table.
+pub(crate) fn run(o: &Options) -> Result<(), String> {
+    super::build_release()?;
+    let target = Target::start(o.connections)?;
+    let mut gens: Vec<Generator> = vec![("aiotest", |t, o| aiotest(t, o, None).map(|(s, _)| s))];
+    let mut missing = Vec::new();
+    for (name, f) in [
+        (
+            "wrk",
+            wrk as fn(&Target, &Options) -> Result<Sample, String>,
+        ),
+        ("oha", oha),
+    ] {
+        if rig::installed(name).is_some() {
+            gens.push((name, f));
+        } else {
+            missing.push(name);
+        }
+    }
+    println!(
+        "bench: target {}; generators pinned to CPU {}; {} connections, {} s, {} rounds in turns",
+        target.what,
+        rig::GENERATOR_CPU,
+        o.connections,
+        o.seconds,
+        o.rounds
+    );
+    if !missing.is_empty() {
+        println!("bench: not installed, left out: {}", missing.join(", "));
+    }
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); gens.len()];
+    for round in 1..=o.rounds {
+        for (i, (name, f)) in gens.iter().enumerate() {
+            let s = f(&target, o)?;
+            println!(
+                "bench: round {round}/{}: {name:<8} {:>9.0} req/s",
+                o.rounds,
+                s.rps()
+            );
+            samples[i].push(s);
+        }
+    }
+    let rows: Vec<Row> = gens
+        .iter()
+        .zip(&samples)
+        .map(|((name, _), s)| Row::of(name, s))
+        .collect();
+    let wrk = rows.iter().find(|r| r.name == "wrk").cloned();
+    println!();
+    println!(
+        "| generator | req/s median | min | max | CPU us/request (user + sys) | peak RSS | req/s vs wrk | CPU/request vs wrk |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let (vs_rps, vs_cpu) = match &wrk {
+            Some(w) => (
+                format!("{:.2}x", r.rps / w.rps),
+                format!("{:.2}x", r.cpu() / w.cpu()),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2} ({:.2} + {:.2}) | {:.1} MB | {vs_rps} | {vs_cpu} |",
+            r.name,
+            r.rps,
+            r.min,
+            r.max,
+            r.cpu(),
+            r.user_us,
+            r.sys_us,
+            r.rss_kb as f64 / 1024.0
+        );
+    }
+    // The open model at 80% of the closed loop's maximum: as k6 does it (an iteration
+    // that finds every user busy is dropped), and letting it wait up to 2 ms for one.
+    let closed = rows[0].rps;
+    let rate = (closed * 0.8).round().max(1.0) as u64;
+    for max_delay in ["0s", "2ms"] {
+        let (s, dropped) = aiotest(&target, o, Some((rate, max_delay)))?;
+        let (user, sys) = s.cpu_us();
+        println!(
+            "| aiotest --rate {rate} --max-delay {max_delay} (80% of {closed:.0}) | achieved {:.0}/s | dropped {dropped} | | {:.2} ({user:.2} + {sys:.2}) | {:.1} MB | | |",
+            s.rps(),
+            user + sys,
+            s.usage.max_rss_kb as f64 / 1024.0
+        );
+    }
+    Ok(())
+}
+
+/// Medians of one generator's rounds.
+#[derive(Debug, Clone)]
+struct Row {
+    name: &'static str,
+    rps: f64,
+    min: f64,
+    max: f64,
+    user_us: f64,
+    sys_us: f64,
+    rss_kb: u64,
+}
+
+impl Row {
+    fn of(name: &'static str, s: &[Sample]) -> Row {
+        let rps: Vec<f64> = s.iter().map(Sample::rps).collect();
+        Row {
+            name,
+            rps: median(rps.clone()),
+            min: rps.iter().copied().fold(f64::INFINITY, f64::min),
+            max: rps.iter().copied().fold(0.0, f64::max),
+            user_us: median(s.iter().map(|x| x.cpu_us().0).collect()),
+            sys_us: median(s.iter().map(|x| x.cpu_us().1).collect()),
+            rss_kb: median(s.iter().map(|x| x.usage.max_rss_kb as f64).collect()) as u64,
+        }
+    }
+
+    fn cpu(&self) -> f64 {
+        self.user_us + self.sys_us
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_json_numbers() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        let json = "{\"duration_s\": 8.0,\n\"totals\": {\"requests\": 12}}";
+        assert_eq!(json_f64(json, "duration_s"), Some(8.0));
+        assert!(Options::parse(&["--rounds".into(), "0".into()]).is_err());
+        assert!(Options::parse(&["--fast".into()]).is_err());
+        assert_eq!(Options::parse(&[]).map(|o| o.rounds).ok(), Some(3));
+    }
+}
