@@ -71,25 +71,29 @@ pub fn start_server() -> SocketAddr {
     std::thread::spawn(move || {
         client_runtime().block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(|_req| async {
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
-                            b"hello",
-                        ))))
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+            serve(listener, b"hello").await;
         });
     });
     addr
+}
+
+/// Serves HTTP/1.1 on `listener` forever, with keep-alive and TCP_NODELAY, answering
+/// `body` to every request (call inside a runtime).
+pub async fn serve(listener: tokio::net::TcpListener, body: &'static [u8]) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |_req| async move {
+                Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(body))))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
 
 /// A bare hyper HTTP/1.1 connection: no pool, no timeout, no metrics.

@@ -2,12 +2,6 @@
 //! thread (pin it with `taskset`), keep-alive without limit, `ok` (2 bytes) to every
 //! request. `bench_target 127.0.0.1:PORT`; runs until killed.
 
-use std::convert::Infallible;
-
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::rt::TokioIo;
-
 fn main() {
     let Some(addr) = std::env::args().nth(1) else {
         eprintln!("usage: bench_target 127.0.0.1:PORT");
@@ -32,19 +26,6 @@ fn main() {
                 std::process::exit(1);
             }
         };
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok"))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+        aiotest_bench::serve(listener, b"ok").await;
     });
 }
