@@ -172,7 +172,8 @@ pub struct RunArgs {
     /// until POST /api/quit or Ctrl-C.
     #[arg(long)]
     pub linger: bool,
-    /// No progress line and no logs; the summary is still printed.
+    /// No progress line, no keys, no logs; the summary and the one-line reason a run
+    /// failed are still printed.
     #[arg(short = 'q', long)]
     pub quiet: bool,
     /// Log level: error, warn, info, debug, trace.
