@@ -363,6 +363,14 @@ impl Summary {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 
+    /// How the scenario named `scenario` runs (its executor, as displayed), if known.
+    pub(crate) fn executor_of(&self, scenario: &str) -> Option<&str> {
+        self.scenarios
+            .iter()
+            .find(|s| s.name == scenario)
+            .map(|s| s.executor.as_str())
+    }
+
     /// The table printed at the end of a run, in full (every column): for pipes, files
     /// and wide terminals.
     pub fn render_table(&self) -> String {
@@ -390,10 +398,8 @@ impl Summary {
             if grouped && scenario != Some(r.scenario.as_str()) {
                 scenario = Some(&r.scenario);
                 let executor = self
-                    .scenarios
-                    .iter()
-                    .find(|s| s.name == r.scenario)
-                    .map(|s| format!(" ({})", s.executor))
+                    .executor_of(&r.scenario)
+                    .map(|e| format!(" ({e})"))
                     .unwrap_or_default();
                 rows.push(TableLine::Text(format!(
                     "scenario {}{executor}",

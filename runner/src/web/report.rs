@@ -110,10 +110,8 @@ pub(crate) fn endpoints_table(summary: &Summary) -> String {
         if scenario != Some(r.scenario.as_str()) {
             scenario = Some(&r.scenario);
             let executor = summary
-                .scenarios
-                .iter()
-                .find(|s| s.name == r.scenario)
-                .map(|s| format!(" ({})", s.executor))
+                .executor_of(&r.scenario)
+                .map(|e| format!(" ({e})"))
                 .unwrap_or_default();
             let _ = write!(
                 out,
