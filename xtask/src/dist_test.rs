@@ -112,17 +112,22 @@ pub(crate) fn post(port: u16, path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The number after `"key":` following `"section"` in the exported JSON.
+/// The whole number after `"key":` following `"section"` in the exported JSON.
 pub(crate) fn json_number(json: &str, section: &str, key: &str) -> Option<u64> {
     let at = json.find(&format!("\"{section}\""))?;
-    let rest = &json[at..];
-    let k = rest.find(&format!("\"{key}\""))?;
-    let after = rest[k + key.len() + 2..]
+    let v = json_f64(&json[at..], key)?;
+    (v >= 0.0 && v.fract() == 0.0).then_some(v as u64)
+}
+
+/// The number (decimals allowed) after the first `"key":` in JSON text.
+pub(crate) fn json_f64(json: &str, key: &str) -> Option<f64> {
+    let at = json.find(&format!("\"{key}\""))?;
+    let after = json[at + key.len() + 2..]
         .trim_start()
         .strip_prefix(':')?
         .trim_start();
     let end = after
-        .find(|c: char| !c.is_ascii_digit())
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+')))
         .unwrap_or(after.len());
     after[..end].parse().ok()
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::rig::{self, Target, Usage};
-use crate::dist_test::json_number;
+use crate::dist_test::{json_f64, json_number};
 
 /// What the benchmark runs, from its flags.
 #[derive(Debug, Clone)]
@@ -64,19 +64,6 @@ impl Sample {
         let n = self.requests.max(1) as f64;
         (self.usage.user_s * 1e6 / n, self.usage.sys_s * 1e6 / n)
     }
-}
-
-/// A number after `"key":` in JSON text, decimals allowed (the first occurrence).
-fn json_f64(json: &str, key: &str) -> Option<f64> {
-    let at = json.find(&format!("\"{key}\""))?;
-    let after = json[at + key.len() + 2..]
-        .trim_start()
-        .strip_prefix(':')?
-        .trim_start();
-    let end = after
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e' || c == '-'))
-        .unwrap_or(after.len());
-    after[..end].parse().ok()
 }
 
 fn export_path(name: &str) -> std::path::PathBuf {
