@@ -12,7 +12,10 @@ use tokio::time::Instant;
 use aiotest_core::user::UserContext;
 use aiotest_metrics::{ErrorCategory, MetricsCollector, Recorder, RequestRecord};
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_TYPE, COOKIE, HOST, HeaderName, HeaderValue, SET_COOKIE};
+use http::header::{
+    CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, HeaderName, HeaderValue, SET_COOKIE,
+    TRANSFER_ENCODING,
+};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body_util::Full;
@@ -22,7 +25,7 @@ use serde::de::DeserializeOwned;
 
 use aiotest_core::scenario::IterationLateness;
 
-use crate::conn::{Connection, Origin, Sender, connect, tls_config};
+use crate::conn::{Connection, Kind, Origin, connect, tls_config};
 use crate::cookies::CookieJar;
 use crate::naming::name_for_path;
 use crate::target::{Targets, join};
@@ -377,7 +380,7 @@ pub struct RequestError {
 #[derive(Debug, Clone)]
 pub struct Response {
     status: Option<StatusCode>,
-    headers: HeaderMap,
+    headers: Headers,
     body: Bytes,
     duration: Duration,
     error: Option<RequestError>,
@@ -397,7 +400,7 @@ impl Response {
 
     /// The response headers (empty without a response).
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        self.headers.map()
     }
 
     /// The body.
@@ -433,6 +436,34 @@ impl Response {
     /// How many attempts were made (1 without retries).
     pub fn attempts(&self) -> u32 {
         self.attempts
+    }
+}
+
+/// A response's headers: an HTTP/1.1 head is kept as it arrived and made into a map the
+/// first time anyone asks, so a response nobody inspects costs no map.
+#[derive(Debug, Clone, Default)]
+struct Headers {
+    raw: Bytes,
+    map: std::sync::OnceLock<HeaderMap>,
+}
+
+impl Headers {
+    fn raw(head: Bytes) -> Self {
+        Headers {
+            raw: head,
+            map: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn parsed(map: HeaderMap) -> Self {
+        Headers {
+            raw: Bytes::new(),
+            map: std::sync::OnceLock::from(map),
+        }
+    }
+
+    fn map(&self) -> &HeaderMap {
+        self.map.get_or_init(|| crate::h1::header_map(&self.raw))
     }
 }
 
@@ -830,7 +861,7 @@ impl HttpClient {
             (
                 Response {
                     status: None,
-                    headers: HeaderMap::new(),
+                    headers: Headers::default(),
                     body: Bytes::new(),
                     duration,
                     error: Some(RequestError { category, message }),
@@ -889,25 +920,62 @@ impl HttpClient {
                 };
                 (fresh, base, conn.is_h2())
             };
-            let request = match self.build_request(plan, &base, target.clone(), h2) {
-                Ok(r) => r,
-                Err(message) => {
-                    return failed(ErrorCategory::Other, message, Duration::ZERO, (0, 0), entry);
+            let cookie = self.cookie_header(&base.origin, target.as_str());
+            let h2_request = if h2 {
+                match self.build_request(plan, &base, target.clone(), cookie) {
+                    Ok(r) => Some(r),
+                    Err(message) => {
+                        return failed(
+                            ErrorCategory::Other,
+                            message,
+                            Duration::ZERO,
+                            (0, 0),
+                            entry,
+                        );
+                    }
                 }
+            } else {
+                None
             };
             let conn = &mut self.conns[conn_index].1;
+            if let Kind::H1(h1) = &mut conn.kind {
+                let cookie = cookie.then_some(self.cookie_buf.as_str());
+                encode_h1(
+                    &mut h1.write,
+                    plan,
+                    &base,
+                    target.as_str(),
+                    &self.settings,
+                    cookie,
+                );
+            }
             self.timer.arm(started);
             let result = {
                 // Built in place: the exchange future is large, and pinning a local
                 // would copy it.
                 let mut exchange = std::pin::pin!(async {
-                    let response = match &mut conn.sender {
-                        Sender::H1(s) => s.send_request(request).await?,
-                        Sender::H2(s) => s.send_request(request).await?,
-                    };
-                    let (parts, mut body) = response.into_parts();
-                    let body = read_body(&mut body).await?;
-                    Ok::<_, hyper::Error>((parts.status, parts.headers, body))
+                    match (&mut conn.kind, h2_request) {
+                        (Kind::H1(h1), _) => {
+                            let body: &[u8] = if crate::h1::coalesces(plan.body.len()) {
+                                &[]
+                            } else {
+                                &plan.body
+                            };
+                            let raw = h1.exchange(body, plan.method == Method::HEAD).await?;
+                            let status = StatusCode::from_u16(raw.status).map_err(|_| {
+                                crate::h1::ExchangeError {
+                                    category: ErrorCategory::Protocol,
+                                    message: format!("invalid status code {}", raw.status),
+                                    nothing_received: false,
+                                }
+                            })?;
+                            Ok((status, Headers::raw(raw.head), raw.body, raw.sets_cookie))
+                        }
+                        (Kind::H2 { sender, .. }, Some(request)) => {
+                            h2_exchange(sender, request).await
+                        }
+                        (Kind::H2 { .. }, None) => unreachable!("an HTTP/2 request is built"),
+                    }
                 });
                 let timer = &mut self.timer;
                 std::future::poll_fn(|cx| timer.poll(cx, exchange.as_mut(), started)).await
@@ -918,7 +986,7 @@ impl HttpClient {
                 conn.counters.sent.load(Ordering::Relaxed) - baseline.0,
                 conn.counters.received.load(Ordering::Relaxed) - baseline.1,
             );
-            let (status, headers, body) = match result {
+            let (status, headers, body, sets_cookie) = match result {
                 Err(_elapsed) => {
                     // Mid-response: the connection cannot be reused.
                     self.conns.swap_remove(conn_index);
@@ -926,19 +994,19 @@ impl HttpClient {
                 }
                 Ok(Err(e)) => {
                     self.conns.swap_remove(conn_index);
-                    if e.is_canceled() && !is_new && fresh_tries == 0 {
+                    // A kept-alive connection the server closed while it was idle: the
+                    // request goes once more on a fresh connection, unrecorded.
+                    if e.nothing_received && !is_new && fresh_tries == 0 {
                         fresh_tries += 1;
                         continue;
                     }
-                    let (category, message) = categorize(&e);
-                    return failed(category, message, duration, bytes, entry);
+                    return failed(e.category, e.message, duration, bytes, entry);
                 }
                 Ok(Ok(r)) => r,
             };
-            // Most responses set no cookie: a scan of the names is cheaper than a lookup.
-            if headers.keys().any(|k| k == SET_COOKIE) {
+            if sets_cookie {
                 let now = SystemTime::now();
-                for value in headers.get_all(SET_COOKIE) {
+                for value in headers.map().get_all(SET_COOKIE) {
                     if let Ok(v) = value.to_str() {
                         self.cookies.store(&origin.host, target.as_str(), v, now);
                     }
@@ -976,10 +1044,10 @@ impl HttpClient {
 
     /// The index of a kept-alive connection to `origin` that can take a request now.
     #[inline]
-    fn ready_connection(&self, origin: &Arc<Origin>) -> Option<usize> {
+    fn ready_connection(&mut self, origin: &Arc<Origin>) -> Option<usize> {
         // A relative path's origin is the base's own: found by address, not compared.
         self.conns
-            .iter()
+            .iter_mut()
             .position(|(o, c)| (Arc::ptr_eq(o, origin) || o == origin) && c.is_ready())
     }
 
@@ -1016,33 +1084,37 @@ impl HttpClient {
         Ok(self.conns.len() - 1)
     }
 
-    /// The request for one attempt. HTTP/2 carries the authority in the URI
-    /// (`:authority`); HTTP/1.1 in a Host header.
+    /// Fills the cookie buffer with the jar's `Cookie` header for a request to `target`
+    /// on `origin`; false when no cookie goes with it.
+    fn cookie_header(&mut self, origin: &Origin, target: &str) -> bool {
+        !self.cookies.is_empty()
+            && self.cookies.header_value(
+                &origin.host,
+                target,
+                origin.https,
+                SystemTime::now(),
+                &mut self.cookie_buf,
+            )
+    }
+
+    /// The HTTP/2 request for one attempt: the authority goes in the URI
+    /// (`:authority`), not in a Host header.
     fn build_request(
-        &mut self,
+        &self,
         plan: &Plan,
         base: &Base,
         target: PathAndQuery,
-        h2: bool,
+        cookie: bool,
     ) -> Result<http::Request<Full<Bytes>>, String> {
-        let https = base.origin.https;
-        let cookie = !self.cookies.is_empty()
-            && self.cookies.header_value(
-                &base.origin.host,
-                target.as_str(),
-                https,
-                SystemTime::now(),
-                &mut self.cookie_buf,
-            );
-        let uri = if h2 {
-            let mut parts = http::uri::Parts::default();
-            parts.scheme = Some(if https { Scheme::HTTPS } else { Scheme::HTTP });
-            parts.authority = Some(base.uri_authority.clone());
-            parts.path_and_query = Some(target);
-            Uri::from_parts(parts).map_err(|e| format!("invalid request URI: {e}"))?
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(if base.origin.https {
+            Scheme::HTTPS
         } else {
-            Uri::from(target)
-        };
+            Scheme::HTTP
+        });
+        parts.authority = Some(base.uri_authority.clone());
+        parts.path_and_query = Some(target);
+        let uri = Uri::from_parts(parts).map_err(|e| format!("invalid request URI: {e}"))?;
         let mut request = http::Request::new(Full::new(plan.body.clone()));
         *request.method_mut() = plan.method.clone();
         *request.uri_mut() = uri;
@@ -1052,9 +1124,6 @@ impl HttpClient {
         }
         for (name, value) in &plan.headers {
             headers.append(name, value.clone());
-        }
-        if !h2 && (headers.is_empty() || !headers.contains_key(HOST)) {
-            headers.insert(HOST, base.authority.clone());
         }
         if cookie && let Ok(v) = HeaderValue::from_str(&self.cookie_buf) {
             headers.insert(COOKIE, v);
@@ -1097,7 +1166,7 @@ impl HttpClient {
         });
         Response {
             status: None,
-            headers: HeaderMap::new(),
+            headers: Headers::default(),
             body: Bytes::new(),
             duration: Duration::ZERO,
             error: Some(RequestError {
@@ -1170,6 +1239,98 @@ impl HttpClient {
             None => self.recorder.record(&record),
         }
     }
+}
+
+/// Encodes an HTTP/1.1 request head into `out` (cleared first), with the body behind it
+/// when it is small enough to go in the same write. Headers in order: the defaults, the
+/// request's own, then `Host` unless one was given, the jar's `Cookie` (which replaces
+/// any given one) and `Content-Length` unless a length or transfer coding was given.
+fn encode_h1(
+    out: &mut Vec<u8>,
+    plan: &Plan,
+    base: &Base,
+    target: &str,
+    settings: &Settings,
+    cookie: Option<&str>,
+) {
+    fn line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.clear();
+    out.extend_from_slice(plan.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let (mut host, mut length) = (false, false);
+    let given = settings
+        .default_headers
+        .iter()
+        .chain(plan.headers.iter().map(|(n, v)| (n, v)));
+    for (name, value) in given {
+        if cookie.is_some() && name == COOKIE {
+            continue;
+        }
+        host |= name == HOST;
+        length |= name == CONTENT_LENGTH || name == TRANSFER_ENCODING;
+        line(out, name.as_str(), value.as_bytes());
+    }
+    if !host {
+        line(out, "host", base.authority.as_bytes());
+    }
+    if let Some(cookie) = cookie {
+        line(out, "cookie", cookie.as_bytes());
+    }
+    let body = &plan.body;
+    let expects_body = matches!(plan.method, Method::POST | Method::PUT | Method::PATCH);
+    if !length && (!body.is_empty() || expects_body) {
+        let mut digits = [0u8; 20];
+        line(out, "content-length", format_len(body.len(), &mut digits));
+    }
+    out.extend_from_slice(b"\r\n");
+    if crate::h1::coalesces(body.len()) {
+        out.extend_from_slice(body);
+    }
+}
+
+/// `n` in decimal, written into `buf` without allocating.
+fn format_len(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+/// One HTTP/2 exchange through hyper.
+async fn h2_exchange(
+    sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    request: http::Request<Full<Bytes>>,
+) -> Result<(StatusCode, Headers, Bytes, bool), crate::h1::ExchangeError> {
+    let failed = |e: hyper::Error| {
+        let (category, message) = categorize(&e);
+        crate::h1::ExchangeError {
+            category,
+            message,
+            nothing_received: e.is_canceled(),
+        }
+    };
+    let response = sender.send_request(request).await.map_err(failed)?;
+    let (parts, mut body) = response.into_parts();
+    let body = read_body(&mut body).await.map_err(failed)?;
+    let sets_cookie = parts.headers.contains_key(SET_COOKIE);
+    Ok((
+        parts.status,
+        Headers::parsed(parts.headers),
+        body,
+        sets_cookie,
+    ))
 }
 
 /// The whole body of a response. Unlike `BodyExt::collect`, this keeps no list of

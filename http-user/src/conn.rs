@@ -1,5 +1,6 @@
-//! Connections: TCP (counted), optional TLS with ALPN, and a hyper HTTP/1.1 or HTTP/2
-//! handle. One connection per origin per user, kept alive between requests.
+//! Connections: TCP (counted), optional TLS with ALPN, then HTTP/1.1 on the user's own
+//! task ([`crate::h1`]) or HTTP/2 through hyper. One connection per origin per user, kept
+//! alive between requests.
 
 use std::io;
 use std::pin::Pin;
@@ -10,7 +11,7 @@ use std::task::{Context, Poll};
 use aiotest_metrics::ErrorCategory;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -18,6 +19,9 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
+use tokio_rustls::client::TlsStream;
+
+use crate::h1::H1;
 
 /// Where a connection goes: scheme, host and port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -42,7 +46,7 @@ pub(crate) struct Counters {
 }
 
 /// A stream that counts what it reads and writes.
-struct CountingIo<T> {
+pub(crate) struct CountingIo<T> {
     inner: T,
     counters: Arc<Counters>,
 }
@@ -101,62 +105,105 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
 
 pub(crate) type Body = Full<Bytes>;
 
-/// The hyper handle of a live connection.
-pub(crate) enum Sender {
-    H1(http1::SendRequest<Body>),
-    H2(http2::SendRequest<Body>),
+/// The byte stream under HTTP/1.1: plain TCP or TLS, counted below TLS.
+pub(crate) enum Stream {
+    Plain(CountingIo<TcpStream>),
+    Tls(Box<TlsStream<CountingIo<TcpStream>>>),
 }
 
-/// A live connection. Dropping it stops its driver task, closing the socket.
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The protocol of a live connection.
+pub(crate) enum Kind {
+    /// Driven by the user's task itself.
+    H1(H1<Stream>),
+    /// Driven by its own task, which the connection owns.
+    H2 {
+        sender: http2::SendRequest<Body>,
+        driver: AbortHandle,
+    },
+}
+
+/// A live connection. Dropping it closes the socket (and stops an HTTP/2 driver task).
 pub(crate) struct Connection {
-    pub(crate) sender: Sender,
+    pub(crate) kind: Kind,
     pub(crate) counters: Arc<Counters>,
     pub(crate) requests: u64,
-    driver: AbortHandle,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.driver.abort();
+        if let Kind::H2 { driver, .. } = &self.kind {
+            driver.abort();
+        }
     }
 }
 
 impl Connection {
-    /// A connection whose hyper driver future `conn` runs on its own task, owned by the
-    /// connection (aborted when it is dropped).
-    fn driven<C>(sender: Sender, counters: Arc<Counters>, conn: C) -> Self
-    where
-        C: std::future::Future + Send + 'static,
-        C::Output: Send,
-    {
-        // Spawned as it is, not wrapped: the driver is polled several times per request.
-        let driver = tokio::spawn(conn).abort_handle();
+    fn new(kind: Kind, counters: Arc<Counters>) -> Self {
         Connection {
-            sender,
+            kind,
             counters,
             requests: 0,
-            driver,
         }
     }
 
     /// Whether this is an HTTP/2 connection.
     pub(crate) fn is_h2(&self) -> bool {
-        matches!(self.sender, Sender::H2(_))
+        matches!(self.kind, Kind::H2 { .. })
     }
 
     /// Whether the connection can take a request right now, without waiting.
-    pub(crate) fn is_ready(&self) -> bool {
-        match &self.sender {
-            Sender::H1(s) => s.is_ready(),
-            Sender::H2(s) => s.is_ready(),
+    pub(crate) fn is_ready(&mut self) -> bool {
+        match &mut self.kind {
+            Kind::H1(h1) => h1.is_reusable(),
+            Kind::H2 { sender, .. } => sender.is_ready(),
         }
     }
 
-    /// Whether the connection can take a request (waits for HTTP/1.1 readiness).
+    /// Whether the connection can take a request (waits for HTTP/2 readiness).
     pub(crate) async fn ready(&mut self) -> bool {
-        match &mut self.sender {
-            Sender::H1(s) => s.ready().await.is_ok(),
-            Sender::H2(s) => s.ready().await.is_ok(),
+        match &mut self.kind {
+            Kind::H1(h1) => h1.is_reusable(),
+            Kind::H2 { sender, .. } => sender.ready().await.is_ok(),
         }
     }
 }
@@ -212,10 +259,8 @@ pub(crate) async fn connect(
         counters: Arc::clone(&counters),
     };
     if !origin.https {
-        let (sender, conn) = http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| err(ErrorCategory::Protocol, format!("HTTP/1.1 handshake: {e}")))?;
-        return Ok(Connection::driven(Sender::H1(sender), counters, conn));
+        let h1 = H1::new(Stream::Plain(io));
+        return Ok(Connection::new(Kind::H1(h1), counters));
     }
     let name = ServerName::try_from(origin.host.clone()).map_err(|e| {
         err(
@@ -232,19 +277,16 @@ pub(crate) async fn connect(
                 format!("TLS handshake with {}: {e}", origin.host),
             )
         })?;
-    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    let io = TokioIo::new(stream);
-    if h2 {
-        let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
-            .await
-            .map_err(|e| err(ErrorCategory::Protocol, format!("HTTP/2 handshake: {e}")))?;
-        Ok(Connection::driven(Sender::H2(sender), counters, conn))
-    } else {
-        let (sender, conn) = http1::handshake(io)
-            .await
-            .map_err(|e| err(ErrorCategory::Protocol, format!("HTTP/1.1 handshake: {e}")))?;
-        Ok(Connection::driven(Sender::H1(sender), counters, conn))
+    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        let h1 = H1::new(Stream::Tls(Box::new(stream)));
+        return Ok(Connection::new(Kind::H1(h1), counters));
     }
+    let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .map_err(|e| err(ErrorCategory::Protocol, format!("HTTP/2 handshake: {e}")))?;
+    // Spawned as it is, not wrapped: the driver is polled several times per request.
+    let driver = tokio::spawn(conn).abort_handle();
+    Ok(Connection::new(Kind::H2 { sender, driver }, counters))
 }
 
 /// The TLS settings shared by all users of one [`crate::HttpUser`]: webpki roots and

@@ -92,6 +92,7 @@
 mod client;
 mod conn;
 pub mod cookies;
+mod h1;
 pub mod naming;
 mod target;
 mod timer;

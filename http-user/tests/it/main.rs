@@ -12,7 +12,7 @@ use aiotest_http_user::{HttpClient, HttpUser};
 use aiotest_metrics::{
     EndpointStats, ErrorCategory, MetricsCollector, MetricsConfig, RequestMetricsEvent, Snapshot,
 };
-use server::{Raw, start, start_raw};
+use server::{Raw, start, start_raw, start_tls_h1};
 
 fn collector() -> MetricsCollector {
     MetricsCollector::new(MetricsConfig::default(), RequestMetricsEvent::new()).unwrap()
@@ -576,4 +576,129 @@ async fn bad_settings_are_refused_at_build() {
     assert!(r.error().unwrap().message.contains("no host is set"));
     let r = client.get(format!("{}/ok", srv.url("http"))).send().await;
     assert!(r.is_ok(), "{:?}", r.error());
+}
+
+#[tokio::test]
+async fn https_over_http1_keeps_its_connection_and_its_cookies() {
+    let srv = start_tls_h1();
+    let c = collector();
+    let http = HttpUser::builder()
+        .host(srv.url("https"))
+        .verify_ssl(false)
+        .build()
+        .unwrap();
+    let mut client = http.client(c.recorder());
+    assert_eq!(client.get("/version").send().await.text(), "HTTP/1.1");
+    assert!(client.get("/set-cookie").send().await.is_ok());
+    assert_eq!(
+        client.get("/echo-cookie").send().await.text(),
+        "session=abc123"
+    );
+    let r = client
+        .post("/echo-len")
+        .body(vec![b'x'; 100_000])
+        .send()
+        .await;
+    assert_eq!(r.text(), "100000 Some('x')", "a large body over TLS");
+    assert_eq!(client.connections_opened(), 1);
+    assert_eq!(srv.seen.connections.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn bodies_large_and_small_both_ways_and_headers_on_demand() {
+    let srv = start(false);
+    let c = collector();
+    let mut client = client(&srv.url("http"), &c);
+    for n in [0usize, 1, 16 * 1024, 16 * 1024 + 1, 1_000_000] {
+        let body: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+        let last = body.last().map(|&b| b as char);
+        let r = client.post("/echo-len").body(body.clone()).send().await;
+        assert_eq!(r.text(), format!("{n} {last:?}"), "request body of {n}");
+        let r = client.get(format!("/big/{n}")).send().await;
+        assert!(r.is_ok(), "{:?}", r.error());
+        assert_eq!(r.bytes().as_ref(), body.as_slice(), "response body of {n}");
+    }
+    let r = client.get("/some/where").send().await;
+    assert_eq!(r.headers().get("x-path").unwrap(), "/some/where");
+    assert_eq!(r.headers().get("content-length").unwrap(), "11");
+    // A HEAD response announces a length but has no body; the connection stays usable.
+    let r = client.head("/big/500").send().await;
+    assert!(r.is_ok(), "{:?}", r.error());
+    assert!(r.bytes().is_empty());
+    assert_eq!(r.headers().get("content-length").unwrap(), "500");
+    assert_eq!(client.get("/ok").send().await.text(), "hello");
+    assert_eq!(
+        client.connections_opened(),
+        1,
+        "every response ended where it should"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_while_idle_is_replaced_without_a_failure() {
+    let srv = start_raw(Raw::CloseAfterEach);
+    let c = collector();
+    let mut client = client(&format!("http://{}", srv.addr), &c);
+    for i in 0..5 {
+        let r = client.get("/a").send().await;
+        assert!(r.is_ok(), "request {i}: {:?}", r.error());
+        assert_eq!(r.attempts(), 1);
+        assert_eq!(r.text(), "hello");
+        if i % 2 == 0 {
+            // Give the server's close time to arrive, so both ways are taken: the close
+            // seen before sending, and seen only when the answer does not come.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(client.connections_opened(), 5);
+    let snap = finish(client, &c);
+    let s = endpoint(&snap, "/a", "GET");
+    assert_eq!((s.requests, s.failures), (5, 0));
+
+    // Closed only once the next request is on its way: the request found no answer and
+    // goes again on a new connection, recorded once, as a success; a POST too.
+    let srv = start_raw(Raw::CloseOnSecond);
+    let mut client = self::client(&format!("http://{}", srv.addr), &c);
+    for i in 0..4 {
+        let r = if i % 2 == 0 {
+            client.get("/b").send().await
+        } else {
+            client.post("/b").body("x").send().await
+        };
+        assert!(r.is_ok(), "request {i}: {:?}", r.error());
+        assert_eq!(r.attempts(), 1);
+    }
+    assert_eq!(client.connections_opened(), 4);
+    let snap = finish(client, &c);
+    let get = endpoint(&snap, "/b", "GET");
+    let post = endpoint(&snap, "/b", "POST");
+    assert_eq!(
+        (get.requests, get.failures, post.requests, post.failures),
+        (2, 0, 2, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_body_delimited_by_the_close_and_an_interim_response() {
+    let srv = start_raw(Raw::UntilClose);
+    let c = collector();
+    let mut client = client(&format!("http://{}", srv.addr), &c);
+    for _ in 0..2 {
+        let r = client.get("/x").send().await;
+        assert_eq!(r.text(), "until the end", "{:?}", r.error());
+    }
+    assert_eq!(
+        client.connections_opened(),
+        2,
+        "such a connection is not reused"
+    );
+
+    let srv = start_raw(Raw::Continue);
+    let mut second = self::client(&format!("http://{}", srv.addr), &c);
+    for _ in 0..3 {
+        let r = second.get("/y").send().await;
+        assert_eq!(r.status_code(), 200, "{:?}", r.error());
+        assert_eq!(r.text(), "hello");
+    }
+    assert_eq!(second.connections_opened(), 1);
 }

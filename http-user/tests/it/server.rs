@@ -39,8 +39,9 @@ impl TestServer {
 }
 
 /// Routes: `/ok`, `/status/{code}`, `/set-cookie`, `/echo-cookie`, `/echo` (body and
-/// content type), `/version`, `/flaky` (503 twice, then 200), `/never` (no answer), and
-/// anything else 200 with the path as body.
+/// content type), `/echo-len` (the body's length and last byte), `/big/{n}` (`n` bytes),
+/// `/version`, `/flaky` (503 twice, then 200), `/never` (no answer), and anything else 200
+/// with the path as body and an `x-path` header.
 async fn route(
     req: Request<Incoming>,
     seen: Arc<Seen>,
@@ -76,7 +77,15 @@ async fn route(
         }
         "/echo-cookie" => cookie.into(),
         "/echo" => format!("{content_type}|{query}|{}", String::from_utf8_lossy(&body)).into(),
+        "/echo-len" => format!("{} {:?}", body.len(), body.last().map(|&b| b as char)).into(),
         "/version" => version.into(),
+        p if p.starts_with("/big/") => {
+            let n = p[5..].parse::<usize>().unwrap_or(0);
+            (0..n)
+                .map(|i| b'a' + (i % 26) as u8)
+                .collect::<Vec<u8>>()
+                .into()
+        }
         "/flaky" => {
             if seen.flaky_calls.fetch_add(1, Ordering::Relaxed) < 2 {
                 builder = builder.status(503);
@@ -91,7 +100,10 @@ async fn route(
             builder = builder.status(p[8..].parse::<u16>().unwrap_or(500));
             "status".into()
         }
-        p => p.to_owned().into(),
+        p => {
+            builder = builder.header("x-path", p);
+            p.to_owned().into()
+        }
     };
     Ok(builder.body(Full::new(text)).expect("valid response"))
 }
@@ -112,12 +124,20 @@ where
 /// An HTTP/1.1 (and h2c) server, or with `tls` an HTTPS server offering h2 and http/1.1
 /// with a self-signed certificate for `localhost`.
 pub(crate) fn start(tls: bool) -> TestServer {
+    serve(tls.then(|| tls_acceptor(&[b"h2", b"http/1.1"])))
+}
+
+/// An HTTPS server that offers only http/1.1 in ALPN.
+pub(crate) fn start_tls_h1() -> TestServer {
+    serve(Some(tls_acceptor(&[b"http/1.1"])))
+}
+
+fn serve(acceptor: Option<tokio_rustls::TlsAcceptor>) -> TestServer {
     let std_listener = StdListener::bind("127.0.0.1:0").expect("bind");
     std_listener.set_nonblocking(true).expect("nonblocking");
     let addr = std_listener.local_addr().expect("addr");
     let seen = Arc::new(Seen::default());
     let seen2 = Arc::clone(&seen);
-    let acceptor = tls.then(tls_acceptor);
     spawn_runtime(async move {
         let listener = TcpListener::from_std(std_listener).expect("listener");
         loop {
@@ -150,7 +170,7 @@ pub(crate) fn start(tls: bool) -> TestServer {
     TestServer { addr, seen }
 }
 
-fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+fn tls_acceptor(alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("certificate");
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
     let chain = vec![cert.cert.der().clone()];
@@ -161,7 +181,7 @@ fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .expect("server config");
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
@@ -185,6 +205,17 @@ pub(crate) enum Raw {
     Garbage,
     /// Answers with [`CHUNKED_RESPONSE`]: a body in several chunks, then a trailer.
     Chunked,
+    /// Answers each request as `Keep` does, then closes the connection without saying
+    /// so (as a server whose idle timeout is shorter than the client's pause).
+    CloseAfterEach,
+    /// Answers the first request of each connection as `Keep` does, and closes the
+    /// connection on the second without answering (the server's idle timeout ran out
+    /// just as the client sent it).
+    CloseOnSecond,
+    /// Answers with a body that has no length and ends when the connection closes.
+    UntilClose,
+    /// Answers with `100 Continue`, then as `Keep` does.
+    Continue,
 }
 
 /// `hello, world` in three chunks and an empty one, with a trailer.
@@ -205,10 +236,15 @@ pub(crate) fn start_raw(behaviour: Raw) -> RawServer {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
                 let mut pending = Vec::new();
                 let mut buf = [0u8; 4096];
+                let mut answered = 0;
                 loop {
                     // Requests have no body here: one request ends at a blank line.
                     while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
                         pending.drain(..end + 4);
+                        if behaviour == Raw::CloseOnSecond && answered == 1 {
+                            return;
+                        }
+                        answered += 1;
                         let reply: &[u8] = match behaviour {
                             Raw::Keep => RAW_RESPONSE,
                             Raw::ResetMidBody => {
@@ -216,11 +252,19 @@ pub(crate) fn start_raw(behaviour: Raw) -> RawServer {
                             }
                             Raw::Garbage => b"SMTP READY \x00\x01\x02\r\n\r\n",
                             Raw::Chunked => CHUNKED_RESPONSE,
+                            Raw::CloseAfterEach | Raw::CloseOnSecond => RAW_RESPONSE,
+                            Raw::UntilClose => b"HTTP/1.1 200 OK\r\n\r\nuntil the end",
+                            Raw::Continue => {
+                                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
+                            }
                         };
                         // Counted before writing: the client may read the reply, and
                         // the test check the count, before write_all even returns here.
                         w.fetch_add(reply.len() as u64, Ordering::Relaxed);
                         if stream.write_all(reply).is_err() {
+                            return;
+                        }
+                        if matches!(behaviour, Raw::CloseAfterEach | Raw::UntilClose) {
                             return;
                         }
                         if behaviour == Raw::ResetMidBody {

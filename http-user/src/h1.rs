@@ -1,0 +1,481 @@
+//! The HTTP/1.1 exchange, written for a load generator: the user's own task writes the
+//! request and reads the response on its connection, with no driver task, no channel
+//! between the two, and buffers that are reused for the connection's whole life.
+//!
+//! A general client (hyper's) runs each connection on a task of its own and hands every
+//! request to it through a channel; each request then costs a channel send, two task
+//! wake-ups and a header map built from the response. Here a request is one write of a
+//! head encoded into the connection's write buffer, and a response is parsed in place
+//! from its read buffer: the body is a slice of that buffer (no copy), and the headers
+//! are kept as raw bytes, made into a map only if the user asks for them.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use aiotest_metrics::ErrorCategory;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+/// A response head larger than this is refused (hyper's limit is about as large).
+const MAX_HEAD: usize = 64 * 1024;
+/// Most headers a response may have.
+const MAX_HEADERS: usize = 100;
+/// The read buffer's size when a connection first reads; it grows for larger responses.
+const READ_CHUNK: usize = 4096;
+/// A body at most this large is copied behind the head and sent in one write.
+const COALESCE_BODY: usize = 16 * 1024;
+
+/// A response read off the wire: its status, its raw head (status line and headers,
+/// to be parsed again only on demand) and its body.
+#[derive(Debug)]
+pub(crate) struct RawResponse {
+    pub(crate) status: u16,
+    pub(crate) head: Bytes,
+    pub(crate) body: Bytes,
+    /// The head has at least one `Set-Cookie`.
+    pub(crate) sets_cookie: bool,
+}
+
+/// A failed exchange.
+#[derive(Debug)]
+pub(crate) struct ExchangeError {
+    pub(crate) category: ErrorCategory,
+    pub(crate) message: String,
+    /// The connection closed before a single byte of the response: on a kept-alive
+    /// connection, the server had closed it while idle, and the request may go again on
+    /// a fresh one.
+    pub(crate) nothing_received: bool,
+}
+
+fn protocol(message: impl Into<String>) -> ExchangeError {
+    ExchangeError {
+        category: ErrorCategory::Protocol,
+        message: message.into(),
+        nothing_received: false,
+    }
+}
+
+fn io_error(e: &io::Error, nothing_received: bool) -> ExchangeError {
+    use io::ErrorKind::*;
+    let tls = e
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+    let category = if tls {
+        ErrorCategory::Tls
+    } else if matches!(
+        e.kind(),
+        ConnectionReset | BrokenPipe | UnexpectedEof | ConnectionAborted
+    ) {
+        ErrorCategory::Reset
+    } else if e.kind() == TimedOut {
+        ErrorCategory::Timeout
+    } else {
+        ErrorCategory::Other
+    };
+    ExchangeError {
+        category,
+        message: format!("connection error: {e}"),
+        nothing_received,
+    }
+}
+
+fn closed_early(nothing_received: bool) -> ExchangeError {
+    ExchangeError {
+        category: ErrorCategory::Reset,
+        message: if nothing_received {
+            "connection closed before the response".to_owned()
+        } else {
+            "connection closed before the response was complete".to_owned()
+        },
+        nothing_received,
+    }
+}
+
+/// How the body of a response ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(usize),
+    Chunked,
+    /// Until the server closes the connection.
+    Close,
+}
+
+/// What the head of a response says.
+struct Head {
+    len: usize,
+    status: u16,
+    framing: Framing,
+    keep_alive: bool,
+    sets_cookie: bool,
+}
+
+/// One HTTP/1.1 connection's state around its byte stream `S`.
+pub(crate) struct H1<S> {
+    pub(crate) io: S,
+    read: BytesMut,
+    /// The next request, head and (small) body.
+    pub(crate) write: Vec<u8>,
+    /// False once the server said it closes, or a response ended with the connection.
+    reusable: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
+    pub(crate) fn new(io: S) -> Self {
+        H1 {
+            io,
+            read: BytesMut::new(),
+            write: Vec::new(),
+            reusable: true,
+        }
+    }
+
+    /// Whether the connection can take another request: the last response left it open,
+    /// and the server has not closed it since (checked without waiting: a closed socket
+    /// reads its end at once).
+    pub(crate) fn is_reusable(&mut self) -> bool {
+        if !self.reusable {
+            return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut probe = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut probe);
+        match Pin::new(&mut self.io).poll_read(&mut cx, &mut buf) {
+            // Nothing to read: open and idle, as it should be.
+            Poll::Pending => true,
+            // Its end, an error, or bytes nobody asked for: not usable.
+            Poll::Ready(_) => {
+                self.reusable = false;
+                false
+            }
+        }
+    }
+
+    /// Sends the request in the write buffer (then `body`, when it was too large to copy
+    /// there) and reads the response. `head_request`: the response has no body whatever
+    /// its headers say. On an error the connection must not be used again.
+    pub(crate) async fn exchange(
+        &mut self,
+        body: &[u8],
+        head_request: bool,
+    ) -> Result<RawResponse, ExchangeError> {
+        self.read.clear();
+        if let Err(e) = self.send(body).await {
+            return Err(io_error(&e, true));
+        }
+        let head = loop {
+            match parse_head(&self.read, head_request)? {
+                Some(h) if (100..200).contains(&h.status) && h.status != 101 => {
+                    // An interim response (100 Continue, 103 Early Hints): the final one
+                    // follows.
+                    let _ = self.read.split_to(h.len);
+                }
+                Some(h) => break h,
+                None => {
+                    if self.read.len() > MAX_HEAD {
+                        return Err(protocol(format!(
+                            "response head larger than {} KiB",
+                            MAX_HEAD / 1024
+                        )));
+                    }
+                    if self.fill(READ_CHUNK).await? == 0 {
+                        return Err(closed_early(self.read.is_empty()));
+                    }
+                }
+            }
+        };
+        if head.status == 101 {
+            self.reusable = false;
+            return Err(protocol(
+                "the server switched protocols (101), not supported",
+            ));
+        }
+        let head_bytes = self.read.split_to(head.len).freeze();
+        let body = match head.framing {
+            Framing::Empty => Bytes::new(),
+            Framing::Length(n) => {
+                while self.read.len() < n {
+                    let missing = n - self.read.len();
+                    if self.fill(missing.max(READ_CHUNK)).await? == 0 {
+                        return Err(closed_early(false));
+                    }
+                }
+                self.read.split_to(n).freeze()
+            }
+            Framing::Chunked => self.read_chunked().await?,
+            Framing::Close => {
+                while self.fill(READ_CHUNK).await? != 0 {}
+                self.reusable = false;
+                self.read.split().freeze()
+            }
+        };
+        // A kept-alive connection carries one response per request: bytes past it mean
+        // the two sides disagree on where it ended.
+        self.reusable &= head.keep_alive && self.read.is_empty();
+        Ok(RawResponse {
+            status: head.status,
+            head: head_bytes,
+            body,
+            sets_cookie: head.sets_cookie,
+        })
+    }
+
+    async fn send(&mut self, body: &[u8]) -> io::Result<()> {
+        self.io.write_all(&self.write).await?;
+        if !body.is_empty() {
+            self.io.write_all(body).await?;
+        }
+        self.io.flush().await
+    }
+
+    /// Reads once into the read buffer, with at least `want` bytes of room; the count
+    /// read, 0 at the connection's end.
+    async fn fill(&mut self, want: usize) -> Result<usize, ExchangeError> {
+        // With the last response's body dropped, this takes its memory back.
+        self.read.reserve(want);
+        let nothing = self.read.is_empty();
+        self.io
+            .read_buf(&mut self.read)
+            .await
+            .map_err(|e| io_error(&e, nothing))
+    }
+
+    /// A chunked body, decoded; trailers are read and dropped.
+    async fn read_chunked(&mut self) -> Result<Bytes, ExchangeError> {
+        let mut body = BytesMut::new();
+        loop {
+            let (start, size) = loop {
+                match httparse::parse_chunk_size(&self.read) {
+                    Ok(httparse::Status::Complete(found)) => break found,
+                    Ok(httparse::Status::Partial) => {
+                        if self.read.len() > MAX_HEAD {
+                            return Err(protocol("chunk size line too long"));
+                        }
+                        if self.fill(READ_CHUNK).await? == 0 {
+                            return Err(closed_early(false));
+                        }
+                    }
+                    Err(_) => return Err(protocol("invalid chunk size")),
+                }
+            };
+            let size = usize::try_from(size).map_err(|_| protocol("chunk too large"))?;
+            if size == 0 {
+                let _ = self.read.split_to(start);
+                return self.skip_trailers().await.map(|()| body.freeze());
+            }
+            let end = start
+                .checked_add(size)
+                .and_then(|e| e.checked_add(2))
+                .ok_or_else(|| protocol("chunk too large"))?;
+            while self.read.len() < end {
+                let missing = end - self.read.len();
+                if self.fill(missing.max(READ_CHUNK)).await? == 0 {
+                    return Err(closed_early(false));
+                }
+            }
+            if &self.read[end - 2..end] != b"\r\n" {
+                return Err(protocol("chunk not followed by CRLF"));
+            }
+            body.extend_from_slice(&self.read[start..end - 2]);
+            let _ = self.read.split_to(end);
+        }
+    }
+
+    /// Reads past the trailer section that ends a chunked body.
+    async fn skip_trailers(&mut self) -> Result<(), ExchangeError> {
+        loop {
+            if self.read.starts_with(b"\r\n") {
+                let _ = self.read.split_to(2);
+                return Ok(());
+            }
+            if let Some(at) = self.read.windows(4).position(|w| w == b"\r\n\r\n") {
+                let _ = self.read.split_to(at + 4);
+                return Ok(());
+            }
+            if self.read.len() > MAX_HEAD {
+                return Err(protocol("trailers larger than 64 KiB"));
+            }
+            if self.fill(READ_CHUNK).await? == 0 {
+                return Err(closed_early(false));
+            }
+        }
+    }
+}
+
+/// Parses a response head at the start of `buf`: `None` while it is incomplete.
+fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, ExchangeError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(protocol(format!("invalid response head: {e}"))),
+    };
+    let status = response.code.unwrap_or(0);
+    if status < 100 {
+        return Err(protocol(format!("invalid status code {status}")));
+    }
+    let mut keep_alive = response.version == Some(1);
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    let mut transfer_encoding = false;
+    let mut sets_cookie = false;
+    for h in response.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<usize>().ok())
+                .ok_or_else(|| protocol("invalid Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(protocol("conflicting Content-Length headers"));
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+            // Chunked must be the last coding for the body to be delimited by it.
+            chunked = h
+                .value
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("set-cookie") {
+            sets_cookie = true;
+        }
+    }
+    let framing = if head_request || status == 204 || status == 304 || status < 200 {
+        Framing::Empty
+    } else if transfer_encoding {
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        }
+    } else {
+        match length {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::Close,
+        }
+    };
+    Ok(Some(Head {
+        len,
+        status,
+        framing,
+        keep_alive: keep_alive && framing != Framing::Close,
+        sets_cookie,
+    }))
+}
+
+/// The headers of a raw head as a map (names lower-cased; a header whose value is not
+/// valid in a map is left out).
+pub(crate) fn header_map(head: &[u8]) -> http::HeaderMap {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let mut map = http::HeaderMap::new();
+    if response.parse(head).is_err() {
+        return map;
+    }
+    for h in response.headers.iter() {
+        if let (Ok(n), Ok(v)) = (
+            http::header::HeaderName::from_bytes(h.name.as_bytes()),
+            http::HeaderValue::from_bytes(h.value),
+        ) {
+            map.append(n, v);
+        }
+    }
+    map
+}
+
+/// Whether a body of `len` bytes goes behind the head in one write.
+pub(crate) fn coalesces(len: usize) -> bool {
+    len <= COALESCE_BODY
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Head {
+        parse_head(raw.as_bytes(), false)
+            .expect("valid")
+            .expect("complete")
+    }
+
+    #[test]
+    fn framing_follows_the_headers() {
+        let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(h.framing, Framing::Length(5));
+        assert!(h.keep_alive);
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert_eq!(h.framing, Framing::Chunked);
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
+        assert_eq!(h.framing, Framing::Close);
+        assert!(!h.keep_alive);
+        let h = head("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(h.framing, Framing::Close);
+        let h = head("HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n");
+        assert_eq!(h.framing, Framing::Empty);
+        assert!(h.keep_alive);
+        let h = head("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n");
+        assert!(!h.keep_alive);
+        let h = head("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n");
+        assert!(!h.keep_alive);
+        let h = head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\n");
+        assert!(h.keep_alive);
+        let h = head("HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nContent-Length: 0\r\n\r\n");
+        assert!(h.sets_cookie);
+        assert_eq!(h.framing, Framing::Empty);
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Empty, "a HEAD response has no body");
+    }
+
+    #[test]
+    fn bad_heads_are_protocol_errors_and_partial_ones_wait() {
+        assert!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Le", false)
+                .unwrap()
+                .is_none()
+        );
+        for bad in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 099 Odd\r\n\r\n",
+            "SMTP READY\r\n\r\n",
+        ] {
+            let e = parse_head(bad.as_bytes(), false).err().expect(bad);
+            assert_eq!(e.category, ErrorCategory::Protocol, "{bad}");
+        }
+        // The same length twice is allowed.
+        let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(h.framing, Framing::Length(5));
+    }
+
+    #[test]
+    fn headers_are_made_into_a_map_on_demand() {
+        let raw = b"HTTP/1.1 200 OK\r\nX-One: 1\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n\r\n";
+        let map = header_map(raw);
+        assert_eq!(map.get("x-one").unwrap(), "1");
+        let cookies: Vec<_> = map.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert!(header_map(b"").is_empty(), "no response, no headers");
+    }
+}
