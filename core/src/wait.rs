@@ -149,6 +149,12 @@ impl WaitTime {
         }
     }
 
+    /// Whether [`next`](Self::next) uses the task's duration (pacing and throughput
+    /// do); when it does not, a runner need not read the clock to measure it.
+    pub fn uses_task_elapsed(&self) -> bool {
+        matches!(self.0, Kind::Pacing(_) | Kind::Throughput(_))
+    }
+
     /// The wait after a task that took `task_elapsed`. Only valid wait times (see
     /// [`validate`](Self::validate)) reach here; anything else waits zero.
     pub fn next(&self, rng: &mut fastrand::Rng, task_elapsed: Duration) -> Wait {

@@ -303,18 +303,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
     }
 }
 
+/// Headers room for the first parse of a head: most responses have fewer, and the room
+/// is initialized on every parse.
+const FEW_HEADERS: usize = 24;
+
 /// Parses a response head at the start of `buf`: `None` while it is incomplete.
 fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, ExchangeError> {
     if buf.is_empty() {
         return Ok(None);
     }
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match parse_head_in::<FEW_HEADERS>(buf, head_request) {
+        Err(httparse::Error::TooManyHeaders) => parse_head_in::<MAX_HEADERS>(buf, head_request)
+            .map_err(|e| match e {
+                httparse::Error::TooManyHeaders => {
+                    protocol(format!("response has more than {MAX_HEADERS} headers"))
+                }
+                e => protocol(format!("invalid response head: {e}")),
+            })?,
+        Err(e) => Err(protocol(format!("invalid response head: {e}"))),
+        Ok(head) => head,
+    }
+}
+
+/// [`parse_head`] with room for `N` headers.
+fn parse_head_in<const N: usize>(
+    buf: &[u8],
+    head_request: bool,
+) -> Result<Result<Option<Head>, ExchangeError>, httparse::Error> {
+    let mut headers = [httparse::EMPTY_HEADER; N];
     let mut response = httparse::Response::new(&mut headers);
-    let len = match response.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(protocol(format!("invalid response head: {e}"))),
+    let len = match response.parse(buf)? {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => return Ok(Ok(None)),
     };
+    Ok(read_head(&response, len, head_request))
+}
+
+/// What a parsed head of `len` bytes says about its response.
+fn read_head(
+    response: &httparse::Response<'_, '_>,
+    len: usize,
+    head_request: bool,
+) -> Result<Option<Head>, ExchangeError> {
     let status = response.code.unwrap_or(0);
     if status < 100 {
         return Err(protocol(format!("invalid status code {status}")));
@@ -464,6 +494,19 @@ mod tests {
             let e = parse_head(bad.as_bytes(), false).err().expect(bad);
             assert_eq!(e.category, ErrorCategory::Protocol, "{bad}");
         }
+        let many = |n: usize| {
+            let mut h = String::from("HTTP/1.1 200 OK\r\n");
+            for i in 0..n {
+                h.push_str(&format!("x-{i}: {i}\r\n"));
+            }
+            h + "content-length: 3\r\n\r\n"
+        };
+        let h = head(&many(MAX_HEADERS - 1));
+        assert_eq!(h.framing, Framing::Length(3), "past the first parse's room");
+        let e = parse_head(many(MAX_HEADERS).as_bytes(), false)
+            .err()
+            .unwrap();
+        assert_eq!(e.message, "response has more than 100 headers");
         // The same length twice is allowed.
         let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n");
         assert_eq!(h.framing, Framing::Length(5));

@@ -77,15 +77,17 @@ impl Control {
     }
 
     /// Holds while paused, unless stopped.
-    async fn hold_while_paused(&mut self) {
+    /// Waits while the run is paused; true if it waited.
+    async fn hold_while_paused(&mut self) -> bool {
         if !*self.paused.borrow() || self.is_stopped() {
-            return;
+            return false;
         }
         let mut paused = self.paused.clone();
         tokio::select! {
             _ = paused.wait_for(|p| !*p) => {}
             () = self.stopped() => {}
         }
+        true
     }
 
     /// Sleeps `d`; false if stopped meanwhile.
@@ -248,10 +250,17 @@ async fn call(
 async fn wait_after(
     user_type: &UserType,
     rng: &mut Rng,
-    elapsed: Duration,
+    task_started: Instant,
     ctl: &mut Control,
 ) -> bool {
-    let d = match user_type.wait_time().next(rng, elapsed) {
+    let wait_time = user_type.wait_time();
+    // A clock read per task, saved when the wait does not depend on the task's length.
+    let elapsed = if wait_time.uses_task_elapsed() {
+        task_started.elapsed()
+    } else {
+        Duration::ZERO
+    };
+    let d = match wait_time.next(rng, elapsed) {
         Wait::Sleep(d) => d,
         Wait::Compute(fut) => tokio::select! {
             d = fut => d,
@@ -401,12 +410,18 @@ async fn sequential(
             done: false,
         };
         for j in 0..tasks {
-            ctl.hold_while_paused().await;
+            let held = ctl.hold_while_paused().await;
             let index = scheduler.next_task(rng);
             let Some(fut) = instance.run_task(index) else {
                 return false;
             };
-            let started = Instant::now();
+            // The iteration's first task starts with it (unless a pause came between):
+            // one clock read for both.
+            let started = if j == 0 && !held {
+                iteration.started
+            } else {
+                Instant::now()
+            };
             let outcome = call(
                 fut,
                 &user_type.tasks()[index].name,
@@ -424,7 +439,7 @@ async fn sequential(
             if (last && open) || ctl.is_stopped() {
                 continue;
             }
-            wait_after(user_type, rng, started.elapsed(), ctl).await;
+            wait_after(user_type, rng, started, ctl).await;
         }
         iteration.complete();
         source.offer();
@@ -481,8 +496,14 @@ async fn concurrent(
                     let Some(fut) = instance.run_shared_task(index) else {
                         return false;
                     };
-                    let started = Instant::now();
-                    let outcome = call(fut, &user_type.tasks()[index].name, user_type.name(), &slot.env.stats).await;
+                    let started = iteration.started;
+                    let outcome = call(
+                        fut,
+                        &user_type.tasks()[index].name,
+                        user_type.name(),
+                        &slot.env.stats,
+                    )
+                    .await;
                     slot.env.stats.tasks.fetch_add(1, Ordering::Relaxed);
                     if let Outcome::Panicked = outcome {
                         let _ = abandon_tx.send(true);
@@ -494,7 +515,7 @@ async fn concurrent(
                         continue;
                     }
                     let waited = tokio::select! {
-                        ok = wait_after(user_type, &mut rng, started.elapsed(), &mut slot_ctl) => ok,
+                        ok = wait_after(user_type, &mut rng, started, &mut slot_ctl) => ok,
                         _ = abandon.wait_for(|a| *a) => false,
                     };
                     if !waited {
