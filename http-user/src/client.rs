@@ -892,7 +892,7 @@ impl HttpClient {
         // request was never sent and goes once more on a fresh connection, unrecorded.
         let mut fresh_tries = 0;
         loop {
-            let (conn_index, sent) = match self.ready_connection(origin) {
+            let (conn_index, sent) = match self.ready_connection(origin, started) {
                 Some(i) if fresh_tries == 0 => (i, started),
                 _ => {
                     // The slow path (wait, or connect and handshake) is boxed: its
@@ -982,6 +982,9 @@ impl HttpClient {
             };
             let duration = sent.elapsed();
             conn.requests += 1;
+            if let Kind::H1(h1) = &mut conn.kind {
+                h1.idle_since = Some(sent + duration);
+            }
             let bytes = (
                 conn.counters.sent.load(Ordering::Relaxed) - baseline.0,
                 conn.counters.received.load(Ordering::Relaxed) - baseline.1,
@@ -1044,11 +1047,11 @@ impl HttpClient {
 
     /// The index of a kept-alive connection to `origin` that can take a request now.
     #[inline]
-    fn ready_connection(&mut self, origin: &Arc<Origin>) -> Option<usize> {
+    fn ready_connection(&mut self, origin: &Arc<Origin>, now: Instant) -> Option<usize> {
         // A relative path's origin is the base's own: found by address, not compared.
         self.conns
             .iter_mut()
-            .position(|(o, c)| (Arc::ptr_eq(o, origin) || o == origin) && c.is_ready())
+            .position(|(o, c)| (Arc::ptr_eq(o, origin) || o == origin) && c.is_ready(now))
     }
 
     /// The index of a ready connection to `origin`: a live one once it is ready, else a

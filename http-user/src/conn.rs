@@ -191,10 +191,10 @@ impl Connection {
         matches!(self.kind, Kind::H2 { .. })
     }
 
-    /// Whether the connection can take a request right now, without waiting.
-    pub(crate) fn is_ready(&mut self) -> bool {
+    /// Whether the connection can take a request at `now`, without waiting.
+    pub(crate) fn is_ready(&mut self, now: tokio::time::Instant) -> bool {
         match &mut self.kind {
-            Kind::H1(h1) => h1.is_reusable(),
+            Kind::H1(h1) => h1.is_reusable(now),
             Kind::H2 { sender, .. } => sender.is_ready(),
         }
     }
@@ -202,7 +202,7 @@ impl Connection {
     /// Whether the connection can take a request (waits for HTTP/2 readiness).
     pub(crate) async fn ready(&mut self) -> bool {
         match &mut self.kind {
-            Kind::H1(h1) => h1.is_reusable(),
+            Kind::H1(h1) => h1.is_reusable(tokio::time::Instant::now()),
             Kind::H2 { sender, .. } => sender.ready().await.is_ok(),
         }
     }

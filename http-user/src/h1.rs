@@ -12,10 +12,12 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use aiotest_metrics::ErrorCategory;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Instant;
 
 /// A response head larger than this is refused (hyper's limit is about as large).
 const MAX_HEAD: usize = 64 * 1024;
@@ -25,6 +27,8 @@ const MAX_HEADERS: usize = 100;
 const READ_CHUNK: usize = 4096;
 /// A body at most this large is copied behind the head and sent in one write.
 const COALESCE_BODY: usize = 16 * 1024;
+/// A connection idle at least this long is checked before it is used again.
+const CHECK_AFTER_IDLE: Duration = Duration::from_millis(50);
 
 /// A response read off the wire: its status, its raw head (status line and headers,
 /// to be parsed again only on demand) and its body.
@@ -119,6 +123,8 @@ pub(crate) struct H1<S> {
     pub(crate) write: Vec<u8>,
     /// False once the server said it closes, or a response ended with the connection.
     reusable: bool,
+    /// When the last response ended (set by the caller, who reads the clock anyway).
+    pub(crate) idle_since: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
@@ -128,15 +134,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
             read: BytesMut::new(),
             write: Vec::new(),
             reusable: true,
+            idle_since: None,
         }
     }
 
-    /// Whether the connection can take another request: the last response left it open,
-    /// and the server has not closed it since (checked without waiting: a closed socket
-    /// reads its end at once).
-    pub(crate) fn is_reusable(&mut self) -> bool {
+    /// Whether the connection can take another request at `now`: the last response left
+    /// it open, and, when it has been idle a while, the server has not closed it or sent
+    /// anything since (say a 408 before closing). The check does not wait: a closed socket
+    /// reads its end at once. Back-to-back requests skip it; should the server close the
+    /// connection just then, the request finds no answer and goes again on a fresh one.
+    pub(crate) fn is_reusable(&mut self, now: Instant) -> bool {
         if !self.reusable {
             return false;
+        }
+        if self
+            .idle_since
+            .is_some_and(|t| now.saturating_duration_since(t) < CHECK_AFTER_IDLE)
+        {
+            return true;
         }
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut probe = [0u8; 1];

@@ -284,10 +284,7 @@ impl UserManager {
             return;
         }
         let (stop, stop_rx) = watch::channel(false);
-        let control = Control {
-            stop: stop_rx,
-            paused: self.paused.subscribe(),
-        };
+        let control = Control::new(stop_rx, self.paused.subscribe());
         let id = self
             .env
             .next_id

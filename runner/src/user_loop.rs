@@ -55,33 +55,62 @@ pub(crate) struct UserEnv {
     pub(crate) next_id: AtomicU64,
 }
 
-/// A user's stop and pause signals.
+/// A user's stop and pause signals. Each is read through its version first, a plain
+/// atomic load; the value (behind the channel's lock) only when it changed.
 #[derive(Clone)]
 pub(crate) struct Control {
     /// Graceful stop of this user: finish the iteration in flight, skip the waits,
     /// `on_stop`.
-    pub(crate) stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     /// The run is paused: hold at the next task boundary.
-    pub(crate) paused: watch::Receiver<bool>,
+    paused: watch::Receiver<bool>,
+    /// The stop was seen given; it is never taken back.
+    stop_seen: bool,
+    /// The pause signal as last read.
+    paused_seen: bool,
+}
+
+/// Whether a receiver may hold a value not yet read (a closed channel counts).
+fn may_have_changed(rx: &watch::Receiver<bool>) -> bool {
+    !matches!(rx.has_changed(), Ok(false))
 }
 
 impl Control {
-    fn is_stopped(&self) -> bool {
-        *self.stop.borrow()
+    pub(crate) fn new(mut stop: watch::Receiver<bool>, mut paused: watch::Receiver<bool>) -> Self {
+        let stop_seen = *stop.borrow_and_update();
+        let paused_seen = *paused.borrow_and_update();
+        Control {
+            stop,
+            paused,
+            stop_seen,
+            paused_seen,
+        }
+    }
+
+    fn is_stopped(&mut self) -> bool {
+        if !self.stop_seen && may_have_changed(&self.stop) {
+            self.stop_seen = *self.stop.borrow_and_update();
+        }
+        self.stop_seen
     }
 
     /// Resolves when the stop signal is (or already was) given.
     async fn stopped(&mut self) {
         // An error means the sender is gone: the run is over, so stop too.
-        let _ = self.stop.wait_for(|s| *s).await;
+        if self.stop.wait_for(|s| *s).await.is_ok() {
+            self.stop_seen = true;
+        }
     }
 
-    /// Holds while paused, unless stopped.
-    /// Waits while the run is paused; true if it waited.
+    /// Waits while the run is paused, unless stopped; true if it waited.
     async fn hold_while_paused(&mut self) -> bool {
-        if !*self.paused.borrow() || self.is_stopped() {
+        if may_have_changed(&self.paused) {
+            self.paused_seen = *self.paused.borrow_and_update();
+        }
+        if !self.paused_seen || self.is_stopped() {
             return false;
         }
+        // A clone waits, so this receiver still sees the change on its next read.
         let mut paused = self.paused.clone();
         tokio::select! {
             _ = paused.wait_for(|p| !*p) => {}

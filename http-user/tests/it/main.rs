@@ -645,9 +645,10 @@ async fn a_connection_the_server_closed_while_idle_is_replaced_without_a_failure
         assert_eq!(r.attempts(), 1);
         assert_eq!(r.text(), "hello");
         if i % 2 == 0 {
-            // Give the server's close time to arrive, so both ways are taken: the close
-            // seen before sending, and seen only when the answer does not come.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Idle long enough for the connection to be checked before use, so both ways
+            // are taken: the close seen before sending, and seen only when the answer
+            // does not come.
+            tokio::time::sleep(Duration::from_millis(80)).await;
         }
     }
     assert_eq!(client.connections_opened(), 5);
@@ -676,6 +677,17 @@ async fn a_connection_the_server_closed_while_idle_is_replaced_without_a_failure
         (get.requests, get.failures, post.requests, post.failures),
         (2, 0, 2, 0)
     );
+
+    // A connection idle a while is checked before use: a 408 the server sent before
+    // closing it is not taken for the next request's answer.
+    let srv = start_raw(Raw::TimeoutNotice);
+    let mut client = self::client(&format!("http://{}", srv.addr), &c);
+    for i in 0..3 {
+        let r = client.get("/c").send().await;
+        assert_eq!(r.status_code(), 200, "request {i}: {:?}", r.error());
+        tokio::time::sleep(Duration::from_millis(80)).await;
+    }
+    assert_eq!(client.connections_opened(), 3);
 }
 
 #[tokio::test]

@@ -212,6 +212,9 @@ pub(crate) enum Raw {
     /// connection on the second without answering (the server's idle timeout ran out
     /// just as the client sent it).
     CloseOnSecond,
+    /// Answers each request as `Keep` does, then at once sends an unasked `408 Request
+    /// Timeout` and closes (as some servers do when their idle timeout runs out).
+    TimeoutNotice,
     /// Answers with a body that has no length and ends when the connection closes.
     UntilClose,
     /// Answers with `100 Continue`, then as `Keep` does.
@@ -253,6 +256,8 @@ pub(crate) fn start_raw(behaviour: Raw) -> RawServer {
                             Raw::Garbage => b"SMTP READY \x00\x01\x02\r\n\r\n",
                             Raw::Chunked => CHUNKED_RESPONSE,
                             Raw::CloseAfterEach | Raw::CloseOnSecond => RAW_RESPONSE,
+                            Raw::TimeoutNotice => b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello\
+                                HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
                             Raw::UntilClose => b"HTTP/1.1 200 OK\r\n\r\nuntil the end",
                             Raw::Continue => {
                                 b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
@@ -264,7 +269,10 @@ pub(crate) fn start_raw(behaviour: Raw) -> RawServer {
                         if stream.write_all(reply).is_err() {
                             return;
                         }
-                        if matches!(behaviour, Raw::CloseAfterEach | Raw::UntilClose) {
+                        if matches!(
+                            behaviour,
+                            Raw::CloseAfterEach | Raw::UntilClose | Raw::TimeoutNotice
+                        ) {
                             return;
                         }
                         if behaviour == Raw::ResetMidBody {
