@@ -1,10 +1,22 @@
-//! aiotest's HTTP user: a lean per-user HTTP client on hyper, recording every request.
+//! aiotest's HTTP user: a lean per-user HTTP client, recording every request.
 //!
 //! [`HttpUser`] holds a user type's settings as in the seed (`host`, `timeout` 30 s,
 //! `max_retries` 3, `verify_ssl` true) plus default headers; build it once. Each virtual
 //! user gets its own [`HttpClient`] with its own keep-alive connections and cookie jar,
 //! like a browser: HTTP/1.1 on `http://`, HTTP/2 when an `https://` server offers it
 //! (ALPN), TLS through rustls with the webpki roots.
+//!
+//! HTTP/1.1 runs on the user's own task: the request head is encoded into the
+//! connection's reused write buffer and sent in one write (a body up to 16 KiB with it),
+//! the response parsed in place from one reused read buffer, its body a slice of that
+//! buffer and its headers a map only when asked for. Content-Length, chunked and
+//! close-delimited bodies, HEAD, 204/304, interim 1xx responses and `Connection: close`
+//! are handled; a head over 64 KiB, more than 100 headers or conflicting lengths are a
+//! `protocol` error. A connection idle 50 ms or more is checked before use (a server may
+//! have closed it, or sent a 408 first); a request that meets a connection closed before
+//! any byte of its answer goes once more on a fresh connection, unrecorded, whatever its
+//! method (as browsers do: the server closed an idle connection as the request left).
+//! HTTP/2 goes through hyper.
 //!
 //! Every attempt is recorded into the user's [`aiotest_metrics::Recorder`]: duration from
 //! sending the request to the last body byte (connecting is outside it, but inside the
@@ -44,27 +56,21 @@
 //! | bare `hyper::client::conn::http1`: build the request, send, collect the body | 16,607 | 16,413 | 9 |
 //! | the same plus the metrics record (two clock reads, a wall-clock stamp, `Recorder::record`) | 17,169 | 16,979 | 9 |
 //! | the same under `tokio::time::timeout` | 17,899 | 17,899 | 9 |
-//! | `HttpClient::get(..).send()`: everything above, and cookies, naming, checks, retries, byte counts | 17,196 | 17,196 | 6 |
+//! | `HttpClient::get(..).send()`: everything above, and cookies, naming, checks, retries, byte counts | 6,746 | 6,738 | 0 |
 //!
-//! The client makes fewer allocations than the bare loop: a path is parsed into its target
-//! and name once per client, the Host value is built once, and a body is read into one
-//! buffer rather than collected into a list of them. In a run's runtime it costs what the
-//! bare loop with the metrics record costs (27 instructions, 0.16%, more, about 20 of
-//! them passing on whether a check ran); in an idle one, where its pending timeout alone
-//! pays for the time driver's work at each park, 217 (1.3%) more; and 703 less than the
-//! bare loop under a `tokio::time::timeout` in either.
-//! About 50 instructions a request (0.3%) mark the attempt in flight, so that one
-//! cancelled by the run's stop is recorded as `interrupted` (as in a run: 17,107 without
-//! the mark, 17,150 with it).
-//! Its timeout is one timer per client, re-armed about once a second (see `timer.rs`);
-//! what else it adds (byte counting below TLS, request and response glue) is paid for
-//! by what it saves: a body read into one buffer, a path's target, name and metrics
-//! endpoint resolved once, no `http::request::Builder`.
+//! The client costs 2.5 times fewer instructions than a bare loop on hyper's client
+//! connection and allocates nothing per request: no channel to a connection task and
+//! no wake-ups of one, a request head written straight into a reused buffer, a response
+//! parsed where it was read with its headers left raw, a path's target, name and metrics
+//! endpoint resolved once per client, and one timeout timer per client, re-armed about
+//! once a second (see `timer.rs`), not one per request. (It used hyper's client until
+//! 2026-11-30: 17,196 instructions and 6 allocations.)
+//!
 //! `cargo bench -p aiotest-bench` measures the same four loops as thread CPU time
-//! (`/proc/thread-self/schedstat`), kernel work on the client thread included. Two runs
-//! gave medians of 30.7, 33.9, 32.2 and 32.2 µs, then 30.8, 30.3, 32.4 and 32.9 µs (in
-//! the table's order): the loopback system calls (the same count for all four) dominate,
-//! and one loop moves by up to 3.6 µs between runs, more than the loops differ.
+//! (`/proc/thread-self/schedstat`), kernel work on the client thread included. A run on
+//! 2026-11-30 gave medians of 54.3, 51.3 and 54.9 µs for the three bare loops and 43.9
+//! µs for the client: the loopback system calls, the same count for all four, are most
+//! of it, and a loop moves by several µs between runs on this machine.
 //!
 //! ```no_run
 //! use aiotest_http_user::HttpUser;
