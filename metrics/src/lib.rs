@@ -55,6 +55,7 @@
 pub mod collector;
 pub mod event;
 pub mod iterations;
+pub mod latencies;
 pub mod live;
 pub mod prometheus;
 pub mod record;
@@ -66,6 +67,7 @@ pub use collector::{
 };
 pub use event::RequestMetricsEvent;
 pub use iterations::ScenarioStats;
+pub use latencies::Latencies;
 pub use live::{LiveRow, LiveStats, LiveView};
 pub use prometheus::{PrometheusApp, PrometheusExporter, create_prometheus_app};
 pub use record::{ErrorCategory, RequestRecord};

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
+
+use crate::latencies::Latencies;
 use serde::{Deserialize, Serialize};
 
 use crate::iterations::ScenarioStats;
@@ -144,8 +146,7 @@ pub(crate) fn truncate(s: &str, max: usize) -> &str {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EndpointStats {
     /// Durations in microseconds.
-    #[serde(with = "crate::stats::histogram_v2")]
-    pub histogram: Histogram<u64>,
+    pub histogram: Latencies,
     /// Requests made.
     pub requests: u64,
     /// Requests that failed (any category).
@@ -185,11 +186,10 @@ pub struct EndpointStats {
 }
 
 /// Plain service times of open-model requests; see [`EndpointStats::service`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceTime {
     /// Durations from sending to the last byte, µs.
-    #[serde(with = "crate::stats::histogram_v2")]
-    pub histogram: Histogram<u64>,
+    pub histogram: Latencies,
     /// Their sum.
     pub sum_us: u64,
     /// The longest.
@@ -206,7 +206,7 @@ impl ServiceTime {
     }
 
     fn merge(&mut self, other: &ServiceTime) {
-        let _ = self.histogram.add(&other.histogram);
+        self.histogram.merge_from(&other.histogram);
         self.sum_us = self.sum_us.saturating_add(other.sum_us);
         self.max_us = self.max_us.max(other.max_us);
     }
@@ -233,20 +233,10 @@ impl ServiceTime {
     }
 }
 
-impl Default for ServiceTime {
-    fn default() -> Self {
-        ServiceTime {
-            histogram: new_histogram(),
-            sum_us: 0,
-            max_us: 0,
-        }
-    }
-}
-
 impl Default for EndpointStats {
     fn default() -> Self {
         EndpointStats {
-            histogram: new_histogram(),
+            histogram: Latencies::new(),
             requests: 0,
             failures: 0,
             retries: 0,
@@ -353,9 +343,7 @@ impl EndpointStats {
 
     /// Adds `other` in, exactly.
     pub fn merge(&mut self, other: &EndpointStats) {
-        // Both histograms grow on demand and share the same precision, so adding cannot
-        // fail; an error here would mean a corrupt snapshot, whose counts still add.
-        let _ = self.histogram.add(&other.histogram);
+        self.histogram.merge_from(&other.histogram);
         self.requests += other.requests;
         self.failures += other.failures;
         self.retries += other.retries;
@@ -509,13 +497,19 @@ pub(crate) mod histogram_v2 {
         s.serialize_bytes(&buf)
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Histogram<u64>, D::Error> {
+    /// The plain HDR V2 bytes of a histogram, inflated if they came deflated, with their
+    /// header checked.
+    pub(crate) fn checked_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let bytes = d.deserialize_bytes(BytesVisitor)?;
-        let plain = match bytes.first_chunk::<4>().map(|c| u32::from_be_bytes(*c)) {
+        match bytes.first_chunk::<4>().map(|c| u32::from_be_bytes(*c)) {
             Some(V2_DEFLATE_COOKIE) => checked_inflate(&bytes),
             _ => checked_v2(&bytes).map(|()| bytes),
         }
-        .map_err(|e| de::Error::custom(format!("histogram {e}")))?;
+        .map_err(|e| de::Error::custom(format!("histogram {e}")))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Histogram<u64>, D::Error> {
+        let plain = checked_bytes(d)?;
         let mut h: Histogram<u64> = HdrDe::new()
             .deserialize(&mut plain.as_slice())
             .map_err(|e| de::Error::custom(format!("histogram: {e:?}")))?;
