@@ -260,7 +260,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
         )));
     }
     // A scenario file is checked completely before anything starts.
-    let scenario = match &args.scenario {
+    let mut scenario = match &args.scenario {
         Some(path) => {
             Some(crate::scenario::load_with(path, &http).map_err(|e| UsageError(e.to_string()))?)
         }
@@ -288,12 +288,16 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
             "--linger keeps the control API up after the run: give --control-addr too".into(),
         ));
     }
-    let thresholds = args
+    let mut thresholds = args
         .thresholds
         .iter()
         .map(|t| Threshold::parse(t))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| UsageError(e.to_string()))?;
+    // The file's thresholds first; the command line's add to them.
+    if let Some(s) = &mut scenario {
+        thresholds.splice(0..0, std::mem::take(&mut s.thresholds));
+    }
     let wait = args.wait.map_or(WaitTime::none(), |w| w.to_wait_time());
 
     let demo = if args.demo {

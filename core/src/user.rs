@@ -210,6 +210,27 @@ trait RefTask<U>: Send + Sync {
 
 struct MutFn<F>(F);
 struct RefFn<F>(F);
+/// A closure that boxes its own future (see [`UserTypeBuilder::task_fn`]).
+struct MutClosure<F>(F);
+struct RefClosure<F>(F);
+
+impl<U: 'static, F> MutTask<U> for MutClosure<F>
+where
+    F: for<'a> Fn(&'a mut U) -> BoxFuture<'a, TaskResult> + Send + Sync,
+{
+    fn run<'a>(&'a self, user: &'a mut U) -> BoxFuture<'a, TaskResult> {
+        (self.0)(user)
+    }
+}
+
+impl<U: 'static, F> RefTask<U> for RefClosure<F>
+where
+    F: for<'a> Fn(&'a U) -> BoxFuture<'a, TaskResult> + Send + Sync,
+{
+    fn run<'a>(&'a self, user: &'a U) -> BoxFuture<'a, TaskResult> {
+        (self.0)(user)
+    }
+}
 
 impl<U: 'static, F: for<'a> UserFn<'a, U>> MutTask<U> for MutFn<F> {
     fn run<'a>(&'a self, user: &'a mut U) -> BoxFuture<'a, TaskResult> {
@@ -402,6 +423,51 @@ impl<U: Send + Sync + 'static> UserTypeBuilder<U> {
         f: F,
     ) -> Self {
         self.push_task(name.into(), weight, TaskBody::Shared(Box::new(RefFn(f))))
+    }
+
+    /// Adds a task from a closure, which may own data (an index, a request plan, rows of
+    /// a file), so tasks can be made at run time, any number of them. The closure returns
+    /// its future boxed: that is what lets it borrow the user for the call.
+    ///
+    /// ```
+    /// use aiotest_core::prelude::*;
+    ///
+    /// struct Shop;
+    /// impl Shop {
+    ///     async fn visit(&mut self, path: &str) -> TaskResult {
+    ///         let _ = path;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let mut builder = UserType::builder("shopper", |_ctx| Shop);
+    /// for (i, path) in ["/", "/cart", "/items/1"].into_iter().enumerate() {
+    ///     builder = builder.task_fn(format!("page {i}"), 1, move |shop: &mut Shop| {
+    ///         Box::pin(shop.visit(path))
+    ///     });
+    /// }
+    /// let shopper = builder.build()?;
+    /// assert_eq!(shopper.tasks().len(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn task_fn<F>(self, name: impl Into<String>, weight: u32, f: F) -> Self
+    where
+        F: for<'a> Fn(&'a mut U) -> BoxFuture<'a, TaskResult> + Send + Sync + 'static,
+    {
+        self.push_task(name.into(), weight, TaskBody::Mut(Box::new(MutClosure(f))))
+    }
+
+    /// Adds a shared task (over `&U`, see [`shared_task`](Self::shared_task)) from a
+    /// closure, as [`task_fn`](Self::task_fn) does.
+    pub fn shared_task_fn<F>(self, name: impl Into<String>, weight: u32, f: F) -> Self
+    where
+        F: for<'a> Fn(&'a U) -> BoxFuture<'a, TaskResult> + Send + Sync + 'static,
+    {
+        self.push_task(
+            name.into(),
+            weight,
+            TaskBody::Shared(Box::new(RefClosure(f))),
+        )
     }
 
     fn push_task(mut self, name: String, weight: u32, body: TaskBody<U>) -> Self {

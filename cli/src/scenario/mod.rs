@@ -26,10 +26,9 @@ use crate::args::parse_duration;
 mod scenarios;
 mod syntax;
 
-type BoxedShape = Box<dyn LoadUserShape>;
+use aiotest_runner::Threshold;
 
-/// Most tasks one user type may have in a file.
-const MAX_TASKS: usize = 32;
+type BoxedShape = Box<dyn LoadUserShape>;
 
 /// A problem in a scenario file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +68,25 @@ struct FileSpec {
     users: Option<Spanned<Vec<Spanned<UserSpec>>>>,
     #[serde(default)]
     scenarios: Vec<Spanned<scenarios::ScenarioSpec>>,
+    #[serde(default)]
+    thresholds: Vec<Spanned<ThresholdSpec>>,
+}
+
+/// A threshold in the file: the flag's expression, alone or as `{ expr = "..." }`.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected a threshold as --threshold takes it, e.g. \"p95<300ms\", or a table with one key, expr = \"p95<300ms\""
+)]
+enum ThresholdSpec {
+    Expr(String),
+    Table(ThresholdTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThresholdTable {
+    expr: String,
 }
 
 /// `[http]`: the HTTP users' settings.
@@ -158,6 +176,8 @@ pub struct ScenarioFile {
     /// Where the first relative path is (`FILE:LINE: FIELD`), if any: such a file needs a
     /// host from the file, `-H` or `--demo`.
     pub relative_path: Option<String>,
+    /// Its thresholds (`thresholds`), before any of the command line's.
+    pub thresholds: Vec<Threshold>,
 }
 
 /// A file's `[load]`, as written.
@@ -348,6 +368,15 @@ pub(crate) fn parse_with(
     }
     let scenarios = scenarios::build(&cx, &spec.scenarios, &user_types)?;
     let relative_path = first_relative_path(&cx, &spec);
+    let mut thresholds = Vec::new();
+    for (i, t) in spec.thresholds.iter().enumerate() {
+        let (ThresholdSpec::Expr(expr) | ThresholdSpec::Table(ThresholdTable { expr })) =
+            t.get_ref();
+        match Threshold::parse(expr) {
+            Ok(parsed) => thresholds.push(parsed),
+            Err(e) => return cx.err(Some(t.span()), format!("thresholds[{i}]"), e.to_string()),
+        }
+    }
     Ok(ScenarioFile {
         user_types,
         scenarios,
@@ -357,6 +386,7 @@ pub(crate) fn parse_with(
         request_names: request_names(&spec),
         host,
         relative_path,
+        thresholds,
     })
 }
 
@@ -809,28 +839,6 @@ impl ScenarioUser {
     }
 }
 
-async fn scenario_task<const I: usize>(u: &ScenarioUser) -> TaskResult {
-    u.run(I).await
-}
-
-/// Registers task `i` (one monomorphic function per index: tasks are plain fn items).
-fn add_task(
-    b: aiotest_core::user::UserTypeBuilder<ScenarioUser>,
-    i: usize,
-    name: String,
-    weight: u32,
-) -> aiotest_core::user::UserTypeBuilder<ScenarioUser> {
-    macro_rules! arms {
-        ($($n:literal)*) => {
-            match i {
-                $($n => b.shared_task(name, weight, scenario_task::<$n>),)*
-                _ => b,
-            }
-        };
-    }
-    arms!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31)
-}
-
 fn user_type(
     cx: &Ctx<'_>,
     i: usize,
@@ -922,13 +930,6 @@ fn user_type(
             "at least one [[users.tasks]] table is needed",
         );
     }
-    if tasks.get_ref().len() > MAX_TASKS {
-        return cx.err(
-            Some(tasks.span()),
-            format!("{field}.tasks"),
-            format!("at most {MAX_TASKS} tasks per user type"),
-        );
-    }
     let mut user_headers = Vec::new();
     for (k, v) in &spec.headers {
         let hf = format!("{field}.headers.{k}");
@@ -1014,7 +1015,7 @@ fn user_type(
         b = b.max_concurrent_tasks(slots);
     }
     for (j, (tname, w)) in names_weights.into_iter().enumerate() {
-        b = add_task(b, j, tname, w);
+        b = b.shared_task_fn(tname, w, move |user: &ScenarioUser| Box::pin(user.run(j)));
     }
     b.build()
         .or_else(|e| cx.err(Some(u.span()), field, e.to_string()))
@@ -1086,6 +1087,7 @@ mod tests {
         );
         assert_eq!(s.host.as_deref(), Some("http://127.0.0.1:8080"));
         assert!(s.hooks.has_setup());
+        assert_eq!(s.thresholds.len(), 3);
     }
 
     #[test]
@@ -1173,6 +1175,12 @@ mod tests {
             ("[[users]]\nname = \"u\"\nexecution_mode = \"concurrent\"\nmax_concurrent_tasks = 4294967295\n[[users.tasks]]\npath = \"/\"\n".into(), "users[0]: user type `u`: max_concurrent_tasks must be at most 1000"),
             (format!("[[setup]]\npath = \"/login\"\ncapture = {{ t = \"token\" }}\n{VALID_TAIL}"), "s.toml:3: setup[0].capture.t: `token` is not a JSON pointer"),
             (format!("[[setup]]\npath = \"/login\"\nweight = 2\n{VALID_TAIL}"), "s.toml:3: setup[0].weight: setup requests run once, in order: no weight"),
+            // thresholds
+            (format!("thresholds = [\"p95<300ms\", \"p95<<3\"]\n{VALID_TAIL}"), "s.toml:1: thresholds[1]: "),
+            (format!("thresholds = [\"latency<3ms\"]\n{VALID_TAIL}"), "s.toml:1: thresholds[0]: "),
+            (format!("thresholds = [3]\n{VALID_TAIL}"), "s.toml:1: thresholds: expected a threshold as --threshold takes it"),
+            (format!("{VALID_TAIL}[[thresholds]]\nexpr = \"p95<1s\"\nabort = true\n"), "s.toml:5: thresholds[0]: expected a threshold as --threshold takes it"),
+            (format!("{VALID_TAIL}[[thresholds]]\nexpr = \"p95<1s:stop\"\n"), "s.toml:5: thresholds[0]: "),
         ];
         assert!(cases.len() >= 10);
         for (text, want) in cases {
@@ -1367,6 +1375,19 @@ max_vus = 20
             };
             assert!(err.contains(want), "\n{text}\nwant: {want}\n got: {err}");
         }
+    }
+
+    #[test]
+    fn thresholds_in_the_file_take_the_flags_syntax_in_either_form() {
+        let text = format!("thresholds = [\"p95<300ms\", \"failures<1%\"]\n{VALID_TAIL}");
+        let s = check(&text).unwrap_or_else(|e| panic!("{e}"));
+        let shown: Vec<String> = s.thresholds.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 2);
+        assert!(shown[0].starts_with("p95<"), "{shown:?}");
+        let text = format!("{VALID_TAIL}[[thresholds]]\nexpr = \"p99{{name=/}}<1s:abort\"\n");
+        let s = check(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.thresholds.len(), 1);
+        assert!(check(VALID_TAIL).unwrap().thresholds.is_empty());
     }
 
     #[test]

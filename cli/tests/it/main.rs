@@ -337,6 +337,85 @@ body_contains = "ok"
 }
 
 #[test]
+fn thresholds_in_a_scenario_file_decide_the_exit_code_and_flags_add_to_them() {
+    let t = target();
+    let file = std::env::temp_dir().join(format!("aiotest-it-{}-th.toml", std::process::id()));
+    let write = |thresholds: &str| {
+        let toml = format!(
+            "host = \"http://{}\"\n{thresholds}\n[load]\nusers = 1\nrun_time = \"1s\"\n\n[[users]]\nname = \"u\"\nwait_time = 0.01\n[[users.tasks]]\npath = \"/ok\"\n",
+            t.addr
+        );
+        std::fs::write(&file, toml).unwrap();
+    };
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", file.to_str().unwrap(), "-q"];
+        args.extend_from_slice(extra);
+        aiotest(&args).status.code()
+    };
+    write("thresholds = [\"failures<1%\", \"p95<10s\"]");
+    assert_eq!(run(&[]), Some(0), "the file's thresholds pass");
+    assert_eq!(
+        run(&["--threshold", "p95<1us"]),
+        Some(99),
+        "a flag adds a failing one"
+    );
+    write("[[thresholds]]\nexpr = \"requests<1\"\n");
+    assert_eq!(run(&[]), Some(99), "the file's own threshold fails");
+    write("thresholds = [\"p99{name=/nowhere}<1s\"]");
+    assert_eq!(
+        run(&[]),
+        Some(2),
+        "a name no request has is refused before the run"
+    );
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn a_user_type_with_a_hundred_tasks_runs_every_one() {
+    let t = target();
+    let file = std::env::temp_dir().join(format!("aiotest-it-{}-tasks.toml", std::process::id()));
+    let mut toml = format!(
+        "host = \"http://{}\"\n[load]\nusers = 2\nrun_time = \"2s\"\n\n[[users]]\nname = \"many\"\nwait_time = 0\n",
+        t.addr
+    );
+    for i in 0..100 {
+        toml.push_str(&format!(
+            "\n[[users.tasks]]\nname = \"t{i}\"\npath = \"/many/{i}\"\n"
+        ));
+    }
+    std::fs::write(&file, toml).unwrap();
+    let export = export_path("tasks");
+    let out = aiotest(&[
+        "run",
+        file.to_str().unwrap(),
+        "-q",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let mut names: Vec<String> = json["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["requests"].as_u64().unwrap() > 0)
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort_by_key(|n| n[1..].parse::<u32>().unwrap());
+    let expected: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
+    // Thousands of iterations pick among 100 equal weights: each is all but certain to
+    // be picked (a miss has odds below 1e-6).
+    assert_eq!(names, expected);
+    assert_eq!(
+        json["totals"]["requests"].as_u64().unwrap(),
+        t.served.load(Ordering::Relaxed)
+    );
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(export);
+}
+
+#[test]
 fn a_bad_scenario_file_exits_2_before_anything_runs() {
     let t = target();
     let file = std::env::temp_dir().join(format!("aiotest-it-{}-bad.toml", std::process::id()));
