@@ -38,6 +38,10 @@ pub(crate) struct Plan {
     /// `--timeout`, `--max-retries`, `--insecure`.
     #[serde(default)]
     pub(crate) http: HttpSettings,
+    /// The master's values of the environment variables the scenario file refers to
+    /// (`{{env.NAME}}`).
+    #[serde(default)]
+    pub(crate) env: std::collections::BTreeMap<String, String>,
 }
 
 impl Plan {
@@ -104,7 +108,12 @@ pub(crate) fn worker_plan(
         ),
         None => None,
     };
+    let env = scenario
+        .as_deref()
+        .map(crate::scenario::env::referenced)
+        .unwrap_or_default();
     let plan = Plan {
+        env,
         url: args.url.clone().or_else(|| {
             demo_url
                 .filter(|_| scenario.is_none())
@@ -158,10 +167,11 @@ fn build_from_plan(bytes: Option<&[u8]>, host: Option<&str>) -> Result<Planned, 
             )
         }
         (None, Some(text)) => {
-            let s = crate::scenario::parse_with(
+            let s = crate::scenario::parse_env(
                 Path::new("(scenario from the master)"),
                 text,
                 &plan.http,
+                crate::scenario::env::Env::Given(&plan.env),
             )
             .map_err(|e| e.to_string())?;
             planned(

@@ -23,6 +23,7 @@ use toml::Spanned;
 
 use crate::args::parse_duration;
 
+pub(crate) mod env;
 mod scenarios;
 mod syntax;
 
@@ -288,8 +289,18 @@ pub(crate) fn parse_with(
     text: &str,
     overrides: &HttpSettings,
 ) -> Result<ScenarioFile, ScenarioError> {
+    parse_env(file, text, overrides, env::Env::Process)
+}
+
+/// [`parse_with`], with `{{env.NAME}}` values from `env`.
+pub(crate) fn parse_env(
+    file: &Path,
+    text: &str,
+    overrides: &HttpSettings,
+    env: env::Env<'_>,
+) -> Result<ScenarioFile, ScenarioError> {
     let cx = Ctx { file, text };
-    let spec: FileSpec = match toml::from_str(text) {
+    let mut spec: FileSpec = match toml::from_str(text) {
         Ok(s) => s,
         Err(e) => {
             let line = e.span().map(|s| cx.line_of(s.start));
@@ -309,6 +320,7 @@ pub(crate) fn parse_with(
             });
         }
     };
+    env::expand_file(&cx, &mut spec, env)?;
     let host = match &spec.host {
         Some(h) => {
             let v = h.get_ref();
@@ -1175,6 +1187,14 @@ mod tests {
             ("[[users]]\nname = \"u\"\nexecution_mode = \"concurrent\"\nmax_concurrent_tasks = 4294967295\n[[users.tasks]]\npath = \"/\"\n".into(), "users[0]: user type `u`: max_concurrent_tasks must be at most 1000"),
             (format!("[[setup]]\npath = \"/login\"\ncapture = {{ t = \"token\" }}\n{VALID_TAIL}"), "s.toml:3: setup[0].capture.t: `token` is not a JSON pointer"),
             (format!("[[setup]]\npath = \"/login\"\nweight = 2\n{VALID_TAIL}"), "s.toml:3: setup[0].weight: setup requests run once, in order: no weight"),
+            // environment variables
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/{{env.AIOTEST_UNSET_7Q}}\"\n".into(), "s.toml:4: users[0].tasks[0].path: `{{env.AIOTEST_UNSET_7Q}}`: the environment variable AIOTEST_UNSET_7Q is not set"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/{{env.9LIVES}}\"\n".into(), "s.toml:4: users[0].tasks[0].path: `{{env.9LIVES}}`: `9LIVES` is not an environment variable name"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nbody = \"{{env.X\"\n".into(), "s.toml:5: users[0].tasks[0].body: unclosed `{{env.`"),
+            ("[[users]]\nname = \"u\"\nheaders = { x = \"{{env.AIOTEST_UNSET_7Q}}\" }\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].headers.x: `{{env.AIOTEST_UNSET_7Q}}`"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\njson = { a = [\"{{env.AIOTEST_UNSET_7Q}}\"] }\n".into(), "s.toml:5: users[0].tasks[0].json: `{{env.AIOTEST_UNSET_7Q}}`"),
+            (format!("host = \"{{{{env.AIOTEST_UNSET_7Q}}}}\"\n{VALID_TAIL}"), "s.toml:1: host: `{{env.AIOTEST_UNSET_7Q}}`"),
+            (format!("host = \"{{{{env.AIOTEST_UNSET_7Q:-ftp://x}}}}\"\n{VALID_TAIL}"), "s.toml:1: host: `ftp://x`: the scheme must be http or https"),
             // thresholds
             (format!("thresholds = [\"p95<300ms\", \"p95<<3\"]\n{VALID_TAIL}"), "s.toml:1: thresholds[1]: "),
             (format!("thresholds = [\"latency<3ms\"]\n{VALID_TAIL}"), "s.toml:1: thresholds[0]: "),

@@ -1,5 +1,6 @@
 //! Real master and worker processes over a private redis-server.
 
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aiotest_coordinator::testutil::RedisServer;
@@ -68,6 +69,55 @@ fn a_run_over_tls_with_a_private_ca_counts_every_request() {
     assert_eq!(counted, t.served.load(std::sync::atomic::Ordering::Relaxed));
     let _ = std::fs::remove_file(export);
     let _ = std::fs::remove_file(ca);
+}
+
+#[test]
+fn workers_send_the_masters_environment_values_not_their_own() {
+    let redis = RedisServer::start().unwrap();
+    let t = super::target();
+    let file = super::env_file(&t, "dist-env", "{{env.AIOTEST_IT_TOKEN}}");
+    let redis_url = redis.url();
+    let meet = ["--redis", redis_url.as_str(), "--run-id", "env"];
+    // The worker has no such variable, or a wrong one: the master's value must win.
+    let _worker = super::Proc(
+        Command::new(env!("CARGO_BIN_EXE_aiotest"))
+            .args([&["run", "--worker", "-q"][..], &meet].concat())
+            .env("AIOTEST_IT_TOKEN", "wrong")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_aiotest"))
+        .args(
+            [
+                &[
+                    "run",
+                    file.to_str().unwrap(),
+                    "--master",
+                    "--expect-workers",
+                    "1",
+                    "--worker-wait",
+                    "30s",
+                    "-q",
+                ][..],
+                &meet,
+            ]
+            .concat(),
+        )
+        .env("AIOTEST_IT_TOKEN", "t-9")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", super::text(&out.stderr));
+    let served = served(&t);
+    assert!(served > 10, "{served}");
+    assert_eq!(
+        t.authorized.load(std::sync::atomic::Ordering::Relaxed),
+        served,
+        "every request carried the master's value"
+    );
+    let _ = std::fs::remove_file(file);
 }
 
 #[test]

@@ -370,6 +370,63 @@ fn thresholds_in_a_scenario_file_decide_the_exit_code_and_flags_add_to_them() {
     let _ = std::fs::remove_file(file);
 }
 
+/// A scenario file whose users send `authorization: Bearer {{env.AIOTEST_IT_TOKEN...}}`.
+pub(crate) fn env_file(t: &Target, name: &str, reference: &str) -> std::path::PathBuf {
+    let file = std::env::temp_dir().join(format!("aiotest-it-{}-{name}.toml", std::process::id()));
+    let toml = format!(
+        "host = \"http://{}\"\n[load]\nusers = 2\nrun_time = \"1s\"\n\n[[users]]\nname = \"u\"\nwait_time = 0.01\n[[users.tasks]]\npath = \"/env\"\nheaders = {{ authorization = \"Bearer {reference}\" }}\n",
+        t.addr
+    );
+    std::fs::write(&file, toml).unwrap();
+    file
+}
+
+#[test]
+fn environment_variables_fill_a_file_or_it_is_refused_before_the_run() {
+    let run = |file: &std::path::Path, token: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aiotest"));
+        cmd.args(["run", file.to_str().unwrap(), "-q"]);
+        match token {
+            Some(v) => cmd.env("AIOTEST_IT_TOKEN", v),
+            None => cmd.env_remove("AIOTEST_IT_TOKEN"),
+        };
+        cmd.output().unwrap()
+    };
+    let t = target();
+    let file = env_file(&t, "env", "{{env.AIOTEST_IT_TOKEN}}");
+    let out = run(&file, Some("t-9"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let served = t.served.load(Ordering::Relaxed);
+    assert!(served > 10, "{served}");
+    assert_eq!(
+        t.authorized.load(Ordering::Relaxed),
+        served,
+        "every request had the value"
+    );
+
+    let out = run(&file, None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(":11: users[0].tasks[0].headers.authorization: `{{env.AIOTEST_IT_TOKEN}}`: the environment variable AIOTEST_IT_TOKEN is not set"),
+        "{err}"
+    );
+    assert_eq!(t.served.load(Ordering::Relaxed), served, "nothing was sent");
+
+    let t = target();
+    let defaulted = env_file(&t, "env-default", "{{env.AIOTEST_IT_TOKEN:-t-9}}");
+    let out = run(&defaulted, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let served = t.served.load(Ordering::Relaxed);
+    assert_eq!(
+        t.authorized.load(Ordering::Relaxed),
+        served,
+        "the default was sent"
+    );
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(defaulted);
+}
+
 #[test]
 fn a_user_type_with_a_hundred_tasks_runs_every_one() {
     let t = target();
