@@ -585,6 +585,13 @@ impl<'c> RequestBuilder<'c> {
         self
     }
 
+    /// Records the request as failed (category `other`, with `message`) without sending
+    /// it: for a request that cannot be made as asked, so that it still counts.
+    pub fn fail_unsent(mut self, message: impl Into<String>) -> Self {
+        self.invalid = Some(message.into());
+        self
+    }
+
     /// Sends the request, retrying idempotent ones on connection errors, timeouts and
     /// 502/503/504; every attempt is recorded. Never fails: see [`Response::error`].
     pub async fn send(self) -> Response {

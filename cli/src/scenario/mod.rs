@@ -4,7 +4,7 @@
 //! `FILE:LINE: FIELD: what is wrong`. The format is documented in the README, and
 //! `examples/scenario.toml` uses every field.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -154,7 +154,31 @@ struct RequestSpec {
     expect_status: Option<Spanned<u16>>,
     body_contains: Option<Spanned<String>>,
     #[serde(default)]
-    capture: BTreeMap<String, Spanned<String>>,
+    capture: BTreeMap<String, Spanned<CaptureSpec>>,
+}
+
+/// Where a capture takes its value: a JSON pointer into the body, or `{ header = NAME }`.
+#[derive(Deserialize, Clone)]
+#[serde(
+    untagged,
+    expecting = "expected a JSON pointer (\"/data/token\") or { header = \"NAME\" }"
+)]
+enum CaptureSpec {
+    Pointer(String),
+    Header(HeaderCapture),
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct HeaderCapture {
+    header: String,
+}
+
+/// A checked capture of a task.
+#[derive(Clone, Debug)]
+enum Capture {
+    Json(String),
+    Header(http::header::HeaderName),
 }
 
 /// A scenario file, checked and ready to run.
@@ -415,7 +439,9 @@ fn request_names(spec: &FileSpec) -> Option<Vec<String>> {
         let r = r.get_ref();
         let name = match &r.name {
             Some(n) => n.get_ref().clone(),
-            // A templated path's name is only known once setup has run.
+            // A path with a user's values is named by its template.
+            None if r.path.get_ref().contains("{{vars.") => r.path.get_ref().clone(),
+            // A path templated by setup's values is named only once setup has run.
             None if r.path.get_ref().contains("{{") => return None,
             None => crate::run::request_name(r.path.get_ref()),
         };
@@ -551,28 +577,35 @@ fn render(template: &str, values: Option<&serde_json::Value>) -> String {
     out
 }
 
-/// Every `{{setup.NAME}}` in `s` must name a capture.
+/// Every `{{setup.NAME}}` in `s` must name a setup capture, and every `{{vars.NAME}}` a
+/// capture of the user type's tasks (`vars`; none for setup requests).
 fn check_refs(
     cx: &Ctx<'_>,
     s: &Spanned<String>,
     field: &str,
     captures: &[String],
+    vars: &[String],
 ) -> Result<(), ScenarioError> {
-    let mut rest = s.get_ref().as_str();
-    while let Some(start) = rest.find("{{setup.") {
-        let after = &rest[start + 8..];
-        let Some(end) = after.find("}}") else {
-            return cx.err(Some(s.span()), field, "unclosed `{{setup.`");
-        };
-        let name = &after[..end];
-        if !captures.iter().any(|c| c == name) {
-            return cx.err(
-                Some(s.span()),
-                field,
-                format!("`{{{{setup.{name}}}}}` is not captured by any [[setup]] request"),
-            );
+    for (open, known, whose) in [
+        ("{{setup.", captures, "any [[setup]] request"),
+        ("{{vars.", vars, "any task of this user type"),
+    ] {
+        let mut rest = s.get_ref().as_str();
+        while let Some(start) = rest.find(open) {
+            let after = &rest[start + open.len()..];
+            let Some(end) = after.find("}}") else {
+                return cx.err(Some(s.span()), field, format!("unclosed `{open}`"));
+            };
+            let name = &after[..end];
+            if !known.iter().any(|c| c == name) {
+                return cx.err(
+                    Some(s.span()),
+                    field,
+                    format!("`{open}{name}}}}}` is not captured by {whose}"),
+                );
+            }
+            rest = &after[end + 2..];
         }
-        rest = &after[end + 2..];
     }
     Ok(())
 }
@@ -588,6 +621,10 @@ struct RequestPlan {
     json: Option<serde_json::Value>,
     expect_status: Option<u16>,
     body_contains: Option<String>,
+    /// What a task captures into its user's variables.
+    captures: Vec<(String, Capture)>,
+    /// Some template of it reads the user's variables (`{{vars.NAME}}`).
+    uses_vars: bool,
 }
 
 fn request(
@@ -595,6 +632,7 @@ fn request(
     field: &str,
     r: &Spanned<RequestSpec>,
     captures: &[String],
+    vars: &[String],
 ) -> Result<RequestPlan, ScenarioError> {
     let spec = r.get_ref();
     let method = match &spec.method {
@@ -632,7 +670,7 @@ fn request(
             format!("`{p}`: {e}"),
         );
     }
-    check_refs(cx, &spec.path, &format!("{field}.path"), captures)?;
+    check_refs(cx, &spec.path, &format!("{field}.path"), captures, vars)?;
     let mut headers = Vec::new();
     for (k, v) in &spec.headers {
         let hf = format!("{field}.headers.{k}");
@@ -642,7 +680,7 @@ fn request(
         if http::header::HeaderValue::from_str(v.get_ref()).is_err() {
             return cx.err(Some(v.span()), hf, "not a valid header value");
         }
-        check_refs(cx, v, &hf, captures)?;
+        check_refs(cx, v, &hf, captures, vars)?;
         headers.push((k.clone(), v.get_ref().clone()));
     }
     if let (Some(_), Some(j)) = (&spec.body, &spec.json) {
@@ -653,7 +691,7 @@ fn request(
         );
     }
     if let Some(b) = &spec.body {
-        check_refs(cx, b, &format!("{field}.body"), captures)?;
+        check_refs(cx, b, &format!("{field}.body"), captures, vars)?;
     }
     let json = match &spec.json {
         Some(j) => Some(
@@ -671,8 +709,26 @@ fn request(
             format!("{} is not an HTTP status (100 to 599)", s.get_ref()),
         );
     }
+    let uses_vars = p.contains("{{vars.")
+        || headers.iter().any(|(_, v)| v.contains("{{vars."))
+        || spec
+            .body
+            .as_ref()
+            .is_some_and(|b| b.get_ref().contains("{{vars."))
+        || json
+            .as_ref()
+            .is_some_and(|j| j.to_string().contains("{{vars."));
+    // A path that takes a user's values is named by its template: the values must not
+    // make a name per user.
+    let name = spec
+        .name
+        .as_ref()
+        .map(|n| n.get_ref().clone())
+        .or_else(|| p.contains("{{vars.").then(|| p.clone()));
     Ok(RequestPlan {
-        name: spec.name.as_ref().map(|n| n.get_ref().clone()),
+        name,
+        captures: Vec::new(),
+        uses_vars,
         method,
         path: p.clone(),
         headers,
@@ -698,8 +754,36 @@ impl RequestPlan {
         r
     }
 
-    async fn send(&self, client: &mut HttpClient) -> aiotest_http_user::Response {
+    /// The same request with `{{vars.NAME}}` filled in from `vars`; `Err(NAME)` when one
+    /// is not captured yet.
+    fn with_vars(&self, vars: &HashMap<String, String>) -> Result<RequestPlan, String> {
+        let fill = |s: &str| fill_vars(s, vars);
+        let mut r = self.clone();
+        r.path = fill(&self.path)?;
+        r.headers = self
+            .headers
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), fill(v)?)))
+            .collect::<Result<_, String>>()?;
+        r.body = self.body.as_deref().map(fill).transpose()?;
+        r.json = self.json.as_ref().map(|j| fill_json(j, vars)).transpose()?;
+        Ok(r)
+    }
+
+    /// Sends the request. `vars`: where its captures go; `missing`: a `{{vars.NAME}}` it
+    /// uses that is not captured yet, which fails it unsent.
+    async fn send(
+        &self,
+        client: &mut HttpClient,
+        vars: Option<&Vars>,
+        missing: Option<&str>,
+    ) -> aiotest_http_user::Response {
         let mut req = client.request(self.method.clone(), self.path.clone());
+        if let Some(name) = missing {
+            req = req.fail_unsent(format!(
+                "`{{{{vars.{name}}}}}` is not captured yet by this user"
+            ));
+        }
         if let Some(n) = &self.name {
             req = req.name(n.clone());
         }
@@ -715,17 +799,106 @@ impl RequestPlan {
         if let Some(s) = self.expect_status {
             req = req.expect_status(s);
         }
-        if let Some(needle) = self.body_contains.clone() {
+        let captures = match vars {
+            Some(v) if !self.captures.is_empty() => Some((self.captures.clone(), Arc::clone(v))),
+            _ => None,
+        };
+        if self.body_contains.is_some() || captures.is_some() {
+            let needle = self.body_contains.clone();
             req = req.check(move |r| {
-                if r.text().contains(needle.as_str()) {
-                    Ok(())
-                } else {
-                    Err(format!("body does not contain {needle:?}"))
+                if let Some(needle) = &needle
+                    && !r.text().contains(needle.as_str())
+                {
+                    return Err(format!("body does not contain {needle:?}"));
                 }
+                if let Some((captures, vars)) = captures {
+                    capture(r, &captures, &vars)?;
+                }
+                Ok(())
             });
         }
         req.send().await
     }
+}
+
+/// Takes a task's captures from its response into the user's variables; `Err` names the
+/// first that found nothing (the request then fails, `check_failed`).
+fn capture(
+    r: &aiotest_http_user::Response,
+    captures: &[(String, Capture)],
+    vars: &Vars,
+) -> Result<(), String> {
+    let mut body: Option<serde_json::Value> = None;
+    let mut got = Vec::with_capacity(captures.len());
+    for (name, c) in captures {
+        let value = match c {
+            Capture::Json(pointer) => {
+                if body.is_none() {
+                    body =
+                        Some(r.json().map_err(|e| {
+                            format!("capture `{name}`: the response is not JSON: {e}")
+                        })?);
+                }
+                match body.as_ref().and_then(|b| b.pointer(pointer)) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(v) => v.to_string(),
+                    None => {
+                        return Err(format!(
+                            "capture `{name}`: nothing at {pointer} in the response"
+                        ));
+                    }
+                }
+            }
+            Capture::Header(h) => match r.headers().get(h).map(|v| v.to_str()) {
+                Some(Ok(v)) => v.to_owned(),
+                _ => return Err(format!("capture `{name}`: no {h} header in the response")),
+            },
+        };
+        got.push((name.clone(), value));
+    }
+    if let Ok(mut vars) = vars.lock() {
+        vars.extend(got);
+    }
+    Ok(())
+}
+
+/// `template` with `{{vars.NAME}}` filled in; `Err(NAME)` for one not in `vars`.
+fn fill_vars(template: &str, vars: &HashMap<String, String>) -> Result<String, String> {
+    const OPEN: &str = "{{vars.";
+    if !template.contains(OPEN) {
+        return Ok(template.to_owned());
+    }
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + OPEN.len()..];
+        // Checked with the file: every reference is closed.
+        let end = after.find("}}").unwrap_or(after.len());
+        let name = &after[..end];
+        out.push_str(vars.get(name).ok_or_else(|| name.to_owned())?);
+        rest = after.get(end + 2..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn fill_json(
+    v: &serde_json::Value,
+    vars: &HashMap<String, String>,
+) -> Result<serde_json::Value, String> {
+    Ok(match v {
+        serde_json::Value::String(s) => serde_json::Value::String(fill_vars(s, vars)?),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|x| fill_json(x, vars))
+            .collect::<Result<_, _>>()?,
+        serde_json::Value::Object(o) => o
+            .iter()
+            .map(|(k, x)| Ok((k.clone(), fill_json(x, vars)?)))
+            .collect::<Result<_, String>>()?,
+        other => other.clone(),
+    })
 }
 
 fn render_json(v: &serde_json::Value, values: Option<&serde_json::Value>) -> serde_json::Value {
@@ -758,20 +931,24 @@ fn setup(
             );
         }
         // A setup request may use what earlier ones captured.
-        let plan = request(cx, &field, r, &captures)?;
+        let plan = request(cx, &field, r, &captures, &[])?;
         let mut caps = Vec::new();
-        for (name, pointer) in &spec.capture {
-            if !(pointer.get_ref().is_empty() || pointer.get_ref().starts_with('/')) {
+        for (name, c) in &spec.capture {
+            let CaptureSpec::Pointer(pointer) = c.get_ref() else {
                 return cx.err(
-                    Some(pointer.span()),
+                    Some(c.span()),
                     format!("{field}.capture.{name}"),
-                    format!(
-                        "`{}` is not a JSON pointer (like /data/token)",
-                        pointer.get_ref()
-                    ),
+                    "setup captures take a JSON pointer (like /data/token)",
+                );
+            };
+            if !(pointer.is_empty() || pointer.starts_with('/')) {
+                return cx.err(
+                    Some(c.span()),
+                    format!("{field}.capture.{name}"),
+                    format!("`{pointer}` is not a JSON pointer (like /data/token)"),
                 );
             }
-            caps.push((name.clone(), pointer.get_ref().clone()));
+            caps.push((name.clone(), pointer.clone()));
         }
         captures.extend(caps.iter().map(|(n, _)| n.clone()));
         plans.push((plan, caps));
@@ -801,7 +978,7 @@ fn setup(
                 let mut values = serde_json::Map::new();
                 for (i, (plan, caps)) in plans.iter().enumerate() {
                     let current = serde_json::Value::Object(values.clone());
-                    let r = plan.rendered(Some(&current)).send(&mut client).await;
+                    let r = plan.rendered(Some(&current)).send(&mut client, None, None).await;
                     if let Some(e) = r.error() {
                         return Err(format!("setup request {i} ({} {}): {}", plan.method, plan.path, e.message).into());
                     }
@@ -830,22 +1007,44 @@ fn setup(
 struct ScenarioUser {
     clients: Vec<tokio::sync::Mutex<HttpClient>>,
     tasks: Arc<Vec<RequestPlan>>,
+    /// What this user's tasks captured (`{{vars.NAME}}`), its own for its whole life.
+    vars: Vars,
 }
+
+/// A user's captured values, shared by its concurrent slots.
+type Vars = Arc<std::sync::Mutex<HashMap<String, String>>>;
 
 impl ScenarioUser {
     async fn run(&self, i: usize) -> TaskResult {
         let Some(plan) = self.tasks.get(i) else {
             return Ok(());
         };
+        let filled;
+        let mut missing = None;
+        let plan = if plan.uses_vars {
+            let vars = self.vars.lock().map(|v| v.clone()).unwrap_or_default();
+            match plan.with_vars(&vars) {
+                Ok(p) => filled = p,
+                Err(name) => {
+                    missing = Some(name);
+                    filled = plan.clone();
+                }
+            }
+            &filled
+        } else {
+            plan
+        };
+        let missing = missing.as_deref();
         // A concurrent user has one client per slot; a free one always exists.
         for c in &self.clients {
             if let Ok(mut client) = c.try_lock() {
-                plan.send(&mut client).await;
+                plan.send(&mut client, Some(&self.vars), missing).await;
                 return Ok(());
             }
         }
         if let Some(c) = self.clients.first() {
-            plan.send(&mut *c.lock().await).await;
+            plan.send(&mut *c.lock().await, Some(&self.vars), missing)
+                .await;
         }
         Ok(())
     }
@@ -942,6 +1141,15 @@ fn user_type(
             "at least one [[users.tasks]] table is needed",
         );
     }
+    // The names this type's tasks capture: any of its requests may use them.
+    let mut vars: Vec<String> = Vec::new();
+    for t in tasks.get_ref() {
+        for name in t.get_ref().capture.keys() {
+            if !vars.contains(name) {
+                vars.push(name.clone());
+            }
+        }
+    }
     let mut user_headers = Vec::new();
     for (k, v) in &spec.headers {
         let hf = format!("{field}.headers.{k}");
@@ -950,21 +1158,44 @@ fn user_type(
         {
             return cx.err(Some(v.span()), hf, "not a valid header");
         }
-        check_refs(cx, v, &hf, captures)?;
+        check_refs(cx, v, &hf, captures, &vars)?;
         user_headers.push((k.clone(), v.get_ref().clone()));
     }
     let mut plans = Vec::new();
     let mut names_weights = Vec::new();
     for (j, t) in tasks.get_ref().iter().enumerate() {
         let tf = format!("{field}.tasks[{j}]");
-        if !t.get_ref().capture.is_empty() {
-            return cx.err(
-                Some(t.span()),
-                format!("{tf}.capture"),
-                "only [[setup]] requests capture values",
-            );
+        let mut plan = request(cx, &tf, t, captures, &vars)?;
+        for (cname, c) in &t.get_ref().capture {
+            let cf = format!("{tf}.capture.{cname}");
+            plan.captures.push((
+                cname.clone(),
+                match c.get_ref() {
+                    CaptureSpec::Pointer(p) if p.is_empty() || p.starts_with('/') => {
+                        Capture::Json(p.clone())
+                    }
+                    CaptureSpec::Pointer(p) => {
+                        return cx.err(
+                            Some(c.span()),
+                            cf,
+                            format!("`{p}` is not a JSON pointer (like /data/token)"),
+                        );
+                    }
+                    CaptureSpec::Header(h) => {
+                        match http::header::HeaderName::from_bytes(h.header.as_bytes()) {
+                            Ok(n) => Capture::Header(n),
+                            Err(_) => {
+                                return cx.err(
+                                    Some(c.span()),
+                                    cf,
+                                    format!("`{}` is not a header name", h.header),
+                                );
+                            }
+                        }
+                    }
+                },
+            ));
         }
-        let mut plan = request(cx, &tf, t, captures)?;
         // User-level headers first; a task's own header of the same name wins.
         let mut headers: Vec<(String, String)> = user_headers
             .iter()
@@ -978,6 +1209,7 @@ fn user_type(
             .collect();
         headers.append(&mut plan.headers);
         plan.headers = headers;
+        plan.uses_vars |= plan.headers.iter().any(|(_, v)| v.contains("{{vars."));
         let w = match &t.get_ref().weight {
             Some(w) if *w.get_ref() == 0 => {
                 return cx.err(Some(w.span()), format!("{tf}.weight"), "must be at least 1");
@@ -1018,6 +1250,7 @@ fn user_type(
         ScenarioUser {
             clients,
             tasks: Arc::new(tasks),
+            vars: Vars::default(),
         }
     })
     .weight(weight)
@@ -1175,7 +1408,15 @@ mod tests {
             (format!("[load]\nspawn_rate = 0.0\n{VALID_TAIL}"), "s.toml:2: load.spawn_rate: must be above 0"),
             (format!("[load]\nstages = [{{ duration = \"soon\", target = 1 }}]\n{VALID_TAIL}"), "s.toml:2: load.stages[0].duration: invalid duration `soon`"),
             (format!("{VALID_TAIL}{VALID_TAIL}"), "s.toml:6: users[1].name: `u` is used twice"),
-            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\ncapture = { t = \"/t\" }\n".into(), "users[0].tasks[0].capture: only [[setup]] requests capture values"),
+            // a user's own values
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\ncapture = { t = \"t\" }\n".into(), "s.toml:5: users[0].tasks[0].capture.t: `t` is not a JSON pointer"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\ncapture = { t = { header = \"bad name\" } }\n".into(), "s.toml:5: users[0].tasks[0].capture.t: `bad name` is not a header name"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\ncapture = { t = { cookie = \"x\" } }\n".into(), "s.toml:5: users[0].tasks[0].capture: expected a JSON pointer (\"/data/token\") or { header = \"NAME\" }"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/a/{{vars.id}}\"\n".into(), "s.toml:4: users[0].tasks[0].path: `{{vars.id}}` is not captured by any task of this user type"),
+            (format!("{VALID_TAIL}[[users]]\nname = \"v\"\nheaders = {{ a = \"{{{{vars.t}}}}\" }}\n[[users.tasks]]\npath = \"/\"\n"), "s.toml:7: users[1].headers.a: `{{vars.t}}` is not captured by any task of this user type"),
+            (format!("[[setup]]\npath = \"/x/{{{{vars.t}}}}\"\n{VALID_TAIL}"), "s.toml:2: setup[0].path: `{{vars.t}}` is not captured by any task of this user type"),
+            (format!("[[setup]]\npath = \"/login\"\ncapture = {{ t = {{ header = \"x-t\" }} }}\n{VALID_TAIL}"), "s.toml:3: setup[0].capture.t: setup captures take a JSON pointer"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nbody = \"{{vars.t\"\ncapture = { t = \"/t\" }\n".into(), "s.toml:5: users[0].tasks[0].body: unclosed `{{vars.`"),
             ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nheaders = { \"bad name\" = \"v\" }\n".into(), "s.toml:5: users[0].tasks[0].headers.bad name: not a valid header name"),
             (format!("host = \"ftp://x\"\n{VALID_TAIL}"), "s.toml:1: host: `ftp://x`: the scheme must be http or https, not `ftp`"),
             (format!("host = \"http://h:65536\"\n{VALID_TAIL}"), "s.toml:1: host: `http://h:65536`: port `65536` is not a port number (1 to 65535)"),

@@ -950,3 +950,4 @@ mod quick;
 mod reports;
 mod scenarios;
 mod terminal;
+mod vars;

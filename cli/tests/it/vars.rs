@@ -1,0 +1,233 @@
+//! A user's own values: captured from its responses, used by its later requests.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+
+/// What the shop target saw.
+#[derive(Default)]
+struct Seen {
+    logins: AtomicU64,
+    /// `GET /items/{id}` with the id and owner that belong to its token.
+    right: AtomicU64,
+    /// `GET /items/{id}` with anything else.
+    wrong: AtomicU64,
+}
+
+/// `POST /login` gives a new token `tok-K`; `GET /items` with `Bearer tok-K` lists one
+/// item, id `7K`, and says its owner `K` in an `x-owner` header; `GET /items/{id}` checks
+/// that the id and the `x-owner` header sent belong to the token sent.
+fn shop() -> (std::net::SocketAddr, Arc<Seen>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let s = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let s = Arc::clone(&s);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let s = Arc::clone(&s);
+                            async move { Ok::<_, Infallible>(answer(&req, &s)) }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    });
+    (addr, seen)
+}
+
+fn answer(req: &hyper::Request<hyper::body::Incoming>, s: &Seen) -> hyper::Response<Full<Bytes>> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let owner: Option<u64> = header("authorization")
+        .strip_prefix("Bearer tok-")
+        .and_then(|k| k.parse().ok());
+    let path = req.uri().path().to_owned();
+    let mut response = hyper::Response::builder();
+    let body = match (req.method().as_str(), path.as_str(), owner) {
+        ("POST", "/login", _) => {
+            let k = s.logins.fetch_add(1, Ordering::Relaxed) + 1;
+            format!("{{\"token\": \"tok-{k}\"}}")
+        }
+        ("GET", "/items", Some(k)) => {
+            response = response.header("x-owner", k.to_string());
+            format!("{{\"items\": [{{\"id\": {}}}]}}", 7 * k)
+        }
+        ("GET", p, Some(k)) if p.starts_with("/items/") => {
+            let id_ok = p["/items/".len()..] == (7 * k).to_string();
+            let owner_ok = header("x-owner-seen") == k.to_string();
+            if id_ok && owner_ok {
+                s.right.fetch_add(1, Ordering::Relaxed);
+            } else {
+                s.wrong.fetch_add(1, Ordering::Relaxed);
+            }
+            "{}".to_owned()
+        }
+        _ => {
+            response = response.status(401);
+            "{}".to_owned()
+        }
+    };
+    response.body(Full::new(Bytes::from(body))).unwrap()
+}
+
+#[test]
+fn each_user_sends_the_values_its_own_responses_gave_it() {
+    let (addr, seen) = shop();
+    let file = std::env::temp_dir().join(format!("aiotest-it-{}-vars.toml", std::process::id()));
+    let toml = format!(
+        r#"host = "http://{addr}"
+[load]
+users = 4
+run_time = "2s"
+
+[[users]]
+name = "shopper"
+wait_time = 0.005
+
+[[users.tasks]]
+name = "login"
+method = "POST"
+path = "/login"
+capture = {{ token = "/token" }}
+
+[[users.tasks]]
+name = "list"
+path = "/items"
+headers = {{ authorization = "Bearer {{{{vars.token}}}}" }}
+capture = {{ item = "/items/0/id", owner = {{ header = "x-owner" }} }}
+
+[[users.tasks]]
+path = "/items/{{{{vars.item}}}}"
+headers = {{ authorization = "Bearer {{{{vars.token}}}}", x-owner-seen = "{{{{vars.owner}}}}" }}
+"#
+    );
+    std::fs::write(&file, toml).unwrap();
+    let export = super::export_path("vars");
+    let out = super::aiotest(&[
+        "run",
+        file.to_str().unwrap(),
+        "-q",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", super::text(&out.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let right = seen.right.load(Ordering::Relaxed);
+    assert!(right > 20, "{right}");
+    assert_eq!(
+        seen.wrong.load(Ordering::Relaxed),
+        0,
+        "no user sent another's values"
+    );
+    let endpoint = |name: &str| {
+        json["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no endpoint {name}: {json}"))
+            .clone()
+    };
+    // Named by its template: one row, whatever the values.
+    let item = endpoint("/items/{{vars.item}}");
+    assert_eq!(item["requests"].as_u64().unwrap(), right);
+    assert_eq!(item["failures"].as_u64().unwrap(), 0);
+    assert_eq!(json["totals"]["failures"].as_u64().unwrap(), 0, "{json}");
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(export);
+}
+
+#[test]
+fn a_value_not_captured_yet_fails_the_request_unsent_and_a_capture_that_finds_nothing_fails() {
+    let (addr, seen) = shop();
+    let file =
+        std::env::temp_dir().join(format!("aiotest-it-{}-vars-miss.toml", std::process::id()));
+    // The item is asked for before anything captured it, and the login's capture points
+    // at nothing.
+    let toml = format!(
+        r#"host = "http://{addr}"
+[load]
+users = 1
+run_time = "1s"
+
+[[users]]
+name = "early"
+wait_time = 0.01
+
+[[users.tasks]]
+path = "/items/{{{{vars.item}}}}"
+
+[[users.tasks]]
+method = "POST"
+path = "/login"
+capture = {{ item = "/no/such/field" }}
+"#
+    );
+    std::fs::write(&file, toml).unwrap();
+    let export = super::export_path("vars-miss");
+    let out = super::aiotest(&[
+        "run",
+        file.to_str().unwrap(),
+        "-q",
+        "--allow-failures",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", super::text(&out.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let rows = json["endpoints"].as_array().unwrap();
+    let item = rows
+        .iter()
+        .find(|e| e["name"] == "/items/{{vars.item}}")
+        .unwrap();
+    let requests = item["requests"].as_u64().unwrap();
+    assert!(requests > 5, "{requests}");
+    assert_eq!(
+        item["failures"].as_u64().unwrap(),
+        requests,
+        "never sendable"
+    );
+    assert_eq!(
+        seen.right.load(Ordering::Relaxed) + seen.wrong.load(Ordering::Relaxed),
+        0,
+        "and never sent"
+    );
+    let login = rows.iter().find(|e| e["name"] == "/login").unwrap();
+    assert_eq!(
+        login["failures"].as_u64().unwrap(),
+        login["requests"].as_u64().unwrap(),
+        "a capture that finds nothing fails its request"
+    );
+    let text = std::fs::read_to_string(&export).unwrap();
+    assert!(text.contains("is not captured yet by this user"), "{text}");
+    assert!(text.contains("nothing at /no/such/field"), "{text}");
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(export);
+}
