@@ -22,7 +22,7 @@
 
 use std::fmt;
 
-use aiotest_metrics::{EndpointStats, Snapshot};
+use aiotest_metrics::{EndpointStats, ErrorCategory, Snapshot};
 use serde::Serialize;
 
 /// A threshold expression that does not parse, with the expression and the reason.
@@ -47,6 +47,10 @@ enum Metric {
     Requests,
     Iterations,
     DroppedIterations,
+    /// The share of judged responses whose check passed (`checks>99%`).
+    ChecksRate,
+    /// Written `checks` without `%`: only the rate is taken.
+    Checks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +235,15 @@ impl Threshold {
             Metric::Requests => (stats.requests as f64, stats.requests as f64),
             Metric::Iterations => (iterations.iterations as f64, iterations.iterations as f64),
             Metric::DroppedIterations => (iterations.dropped as f64, iterations.dropped as f64),
+            Metric::ChecksRate | Metric::Checks => {
+                let failed = stats.failures_by_category[ErrorCategory::CheckFailed.index()];
+                let rate = if stats.checks == 0 {
+                    0.0
+                } else {
+                    stats.checks.saturating_sub(failed) as f64 / stats.checks as f64
+                };
+                (rate, rate * 100.0)
+            }
         };
         let holds = match self.op {
             Op::Lt => value < self.limit,
@@ -245,10 +258,14 @@ impl Threshold {
                 (stats.timed(), stats.requests)
             }
             Metric::Iterations | Metric::DroppedIterations => (scenarios_seen, scenarios_seen),
+            Metric::ChecksRate | Metric::Checks => (stats.checks, stats.requests),
             _ => (stats.requests, stats.requests),
         };
         let reason = (judged == 0).then(|| match self.metric {
             Metric::Iterations | Metric::DroppedIterations => "no scenario matched".to_owned(),
+            Metric::ChecksRate | Metric::Checks if stats.requests > 0 => {
+                "no response it matched was checked".to_owned()
+            }
             _ if stats.requests == 0 => "no requests matched".to_owned(),
             _ => "no request it matched has a duration (each failed before any exchange, or \
                   was interrupted)"
@@ -315,6 +332,7 @@ fn parse_metric(m: &str) -> Option<Metric> {
         "requests" => Metric::Requests,
         "iterations" => Metric::Iterations,
         "dropped_iterations" => Metric::DroppedIterations,
+        "checks" => Metric::Checks,
         _ => {
             let p = m.strip_prefix('p')?;
             let p = p
@@ -347,6 +365,11 @@ fn parse_value(metric: Metric, v: &str) -> Result<(Metric, f64), String> {
         (_, "s") if duration => Ok((metric, n * 1_000.0)),
         (_, "m") if duration => Ok((metric, n * 60_000.0)),
         (Metric::Failures, "%") => Ok((Metric::FailureRate, n / 100.0)),
+        (Metric::Checks, "%") => Ok((Metric::ChecksRate, n / 100.0)),
+        (Metric::Checks, _) => Err(
+            "checks is the share of checks that passed: give a percentage, e.g. checks>99%"
+                .to_owned(),
+        ),
         (
             Metric::Failures
             | Metric::Rps
@@ -412,6 +435,40 @@ mod tests {
         assert_eq!(r.value, 1.786, "shown in percent");
         assert_eq!(r.matched, 112);
         assert!(Threshold::parse("p95<500:abort").unwrap().aborts());
+    }
+
+    #[test]
+    fn checks_is_the_share_of_checked_responses_that_passed() {
+        let mut s = Snapshot::new();
+        for i in 0..100u64 {
+            let ok = RequestRecord {
+                checked: true,
+                ..RequestRecord::ok("/checked", "GET", 200, 1_000)
+            };
+            s.record(&if i < 2 {
+                ok.failed(ErrorCategory::CheckFailed, Some("no total"))
+            } else {
+                ok
+            });
+        }
+        // Unchecked requests, failed or not, are not checks.
+        s.record(
+            &RequestRecord::ok("/plain", "GET", 500, 1_000).failed(ErrorCategory::HttpStatus, None),
+        );
+        let eval = |expr: &str| Threshold::parse(expr).unwrap().evaluate(&s, 10.0);
+        let r = eval("checks>97%");
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.value, 98.0);
+        assert!(!eval("checks>99%").ok);
+        assert!(eval("checks{name=/checked}>=98%").ok);
+        let none = eval("checks{name=/plain}>1%");
+        assert!(!none.ok);
+        assert_eq!(
+            none.reason.as_deref(),
+            Some("no response it matched was checked")
+        );
+        let e = Threshold::parse("checks>99").unwrap_err().to_string();
+        assert!(e.contains("give a percentage"), "{e}");
     }
 
     #[test]

@@ -1332,7 +1332,7 @@ mod tests {
         );
         assert_eq!(s.host.as_deref(), Some("http://127.0.0.1:8080"));
         assert!(s.hooks.has_setup());
-        assert_eq!(s.thresholds.len(), 3);
+        assert_eq!(s.thresholds.len(), 4);
     }
 
     #[test]

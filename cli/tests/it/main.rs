@@ -428,6 +428,34 @@ fn environment_variables_fill_a_file_or_it_is_refused_before_the_run() {
 }
 
 #[test]
+fn a_checks_threshold_judges_the_share_of_checks_that_passed() {
+    let t = target();
+    let file = std::env::temp_dir().join(format!("aiotest-it-{}-checks.toml", std::process::id()));
+    // One task's check always passes, the other's never: half the checks pass.
+    let toml = format!(
+        "host = \"http://{}\"\n[load]\nusers = 1\nrun_time = \"1s\"\n\n[[users]]\nname = \"u\"\nwait_time = 0.01\n[[users.tasks]]\npath = \"/a\"\nbody_contains = \"ok\"\n[[users.tasks]]\npath = \"/b\"\nbody_contains = \"never in any body\"\n",
+        t.addr
+    );
+    std::fs::write(&file, toml).unwrap();
+    let run = |threshold: &str| {
+        aiotest(&[
+            "run",
+            file.to_str().unwrap(),
+            "-q",
+            "--threshold",
+            threshold,
+        ])
+        .status
+        .code()
+    };
+    assert_eq!(run("checks>40%"), Some(0));
+    assert_eq!(run("checks>99%"), Some(99));
+    assert_eq!(run("checks{name=/a}>99%"), Some(0));
+    assert_eq!(run("checks{name=/b}>1%"), Some(99));
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
 fn a_user_type_with_a_hundred_tasks_runs_every_one() {
     let t = target();
     let file = std::env::temp_dir().join(format!("aiotest-it-{}-tasks.toml", std::process::id()));
