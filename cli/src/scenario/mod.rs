@@ -119,11 +119,21 @@ struct StageSpec {
 #[derive(Deserialize, Clone, Copy)]
 #[serde(
     untagged,
-    expecting = "expected seconds (a number, e.g. 0.5) or a range of seconds [min, max], e.g. [0.5, 1.5]"
+    expecting = "expected seconds (a number, e.g. 0.5), a range of seconds [min, max], e.g. [0.5, 1.5], { pacing = SECONDS } or { throughput = TASKS_PER_SECOND }"
 )]
 enum WaitSpec {
     Fixed(f64),
     Range([f64; 2]),
+    Paced(PacedWait),
+}
+
+/// `{ pacing = 2.0 }` (a task every 2 s, its own time included) or `{ throughput = 0.5 }`
+/// (tasks per second, the same thing as a rate).
+#[derive(Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct PacedWait {
+    pacing: Option<f64>,
+    throughput: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -136,6 +146,8 @@ struct UserSpec {
     max_concurrent_tasks: Option<Spanned<usize>>,
     #[serde(default)]
     headers: BTreeMap<String, Spanned<String>>,
+    /// This type's own `timeout`, `max_retries`, `verify_ssl` (over the file's `[http]`).
+    http: Option<Spanned<HttpSpec>>,
     tasks: Option<Spanned<Vec<Spanned<RequestSpec>>>>,
 }
 
@@ -274,6 +286,7 @@ pub fn parse(file: &Path, text: &str) -> Result<ScenarioFile, ScenarioError> {
 fn http_settings(
     cx: &Ctx<'_>,
     spec: Option<&Spanned<HttpSpec>>,
+    field: &str,
 ) -> Result<HttpSettings, ScenarioError> {
     let Some(h) = spec else {
         return Ok(HttpSettings::default());
@@ -282,7 +295,7 @@ fn http_settings(
     let timeout_s = match &h.timeout {
         Some(t) => Some(
             crate::quick::parse_timeout(t.get_ref())
-                .or_else(|e| cx.err(Some(t.span()), "http.timeout", e))?
+                .or_else(|e| cx.err(Some(t.span()), format!("{field}.timeout"), e))?
                 .as_secs_f64(),
         ),
         None => None,
@@ -292,7 +305,7 @@ fn http_settings(
     {
         return cx.err(
             Some(n.span()),
-            "http.max_retries",
+            format!("{field}.max_retries"),
             format!(
                 "{} is more than the {} retries allowed",
                 n.get_ref(),
@@ -359,7 +372,8 @@ pub(crate) fn parse_env(
         }
         None => None,
     };
-    let http = overrides.over(&http_settings(&cx, spec.http.as_ref())?);
+    let file_http = http_settings(&cx, spec.http.as_ref(), "http")?;
+    let http = overrides.over(&file_http);
     let (shape, load) = match load_shape(&cx, spec.load.as_ref())? {
         Some((s, l)) => (Some(s), Some(l)),
         None => (None, None),
@@ -392,7 +406,22 @@ pub(crate) fn parse_env(
                 format!("`{}` is used twice", n.get_ref()),
             );
         }
-        user_types.push(user_type(&cx, i, u, &captures, &http_user)?);
+        // A user type's own `http` is over the file's; the command line is over both.
+        let own;
+        let client = match &u.get_ref().http {
+            Some(h) => {
+                let field = format!("users[{i}].http");
+                let settings =
+                    overrides.over(&http_settings(&cx, Some(h), &field)?.over(&file_http));
+                own = settings
+                    .apply(HttpUser::builder())
+                    .build()
+                    .or_else(|e| cx.err(Some(h.span()), field, e.to_string()))?;
+                &own
+            }
+            None => &http_user,
+        };
+        user_types.push(user_type(&cx, i, u, &captures, client)?);
     }
     if let (Some(load), Some(first)) = (&spec.load, spec.scenarios.first()) {
         let _ = first;
@@ -1084,6 +1113,21 @@ fn user_type(
             let wt = match *w.get_ref() {
                 WaitSpec::Fixed(s) => WaitTime::fixed(s),
                 WaitSpec::Range([a, b]) => WaitTime::between(a, b),
+                WaitSpec::Paced(PacedWait {
+                    pacing: Some(s),
+                    throughput: None,
+                }) => WaitTime::constant_pacing(s),
+                WaitSpec::Paced(PacedWait {
+                    pacing: None,
+                    throughput: Some(t),
+                }) => WaitTime::constant_throughput(t),
+                WaitSpec::Paced(_) => {
+                    return cx.err(
+                        Some(w.span()),
+                        format!("{field}.wait_time"),
+                        "give one of pacing = SECONDS or throughput = TASKS_PER_SECOND",
+                    );
+                }
             };
             if let Err(e) = wt.validate() {
                 return cx.err(Some(w.span()), format!("{field}.wait_time"), e.to_string());
@@ -1379,7 +1423,7 @@ mod tests {
             // unknown field, with its line
             (format!("{VALID_TAIL}wieght = 3\n"), "s.toml:5: users[0].tasks[0].wieght: unknown field `wieght`"),
             // What the TOML reader finds is named in full and in words, not Rust's types.
-            ("[[users]]\nname = \"u\"\nwait_time = \"abc\"\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].wait_time: expected seconds (a number, e.g. 0.5) or a range of seconds [min, max]"),
+            ("[[users]]\nname = \"u\"\nwait_time = \"abc\"\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].wait_time: expected seconds (a number, e.g. 0.5), a range of seconds [min, max]"),
             ("[[users]]\nname = \"u\"\nweight = \"x\"\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].weight: invalid type: string \"x\", expected a whole number from 0 to 4294967295"),
             (format!("{VALID_TAIL}[[users]]\nname = \"v\"\n[[users.tasks]]\nname = \"x\"\n"), "s.toml:7: users[1].tasks[0]: missing field `path`"),
             ("[users]\nname = \"u\"\n".into(), "s.toml:1: users: `[users]` is one table, but `users` is a list: write `[[users]]` for each entry"),
@@ -1428,6 +1472,16 @@ mod tests {
             ("[[users]]\nname = \"u\"\nexecution_mode = \"concurrent\"\nmax_concurrent_tasks = 4294967295\n[[users.tasks]]\npath = \"/\"\n".into(), "users[0]: user type `u`: max_concurrent_tasks must be at most 1000"),
             (format!("[[setup]]\npath = \"/login\"\ncapture = {{ t = \"token\" }}\n{VALID_TAIL}"), "s.toml:3: setup[0].capture.t: `token` is not a JSON pointer"),
             (format!("[[setup]]\npath = \"/login\"\nweight = 2\n{VALID_TAIL}"), "s.toml:3: setup[0].weight: setup requests run once, in order: no weight"),
+            // a user type's own HTTP settings
+            ("[[users]]\nname = \"u\"\nhttp = { timeout = \"soon\" }\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].http.timeout: "),
+            ("[[users]]\nname = \"u\"\nhttp = { max_retries = 99 }\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].http.max_retries: 99 is more than the 10 retries allowed"),
+            ("[[users]]\nname = \"u\"\nhttp = { retries = 1 }\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].http: unknown field `retries`"),
+            // paced waits
+            ("[[users]]\nname = \"u\"\nwait_time = { pacing = 1, throughput = 2 }\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].wait_time: give one of pacing = SECONDS or throughput = TASKS_PER_SECOND"),
+            ("[[users]]\nname = \"u\"\nwait_time = {}\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].wait_time: give one of pacing"),
+            ("[[users]]\nname = \"u\"\nwait_time = { throughput = 0 }\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].wait_time: "),
+            ("[[users]]\nname = \"u\"\nwait_time = { pacing = -2 }\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].wait_time: constant pacing must be between 0 and 1e9 seconds"),
+            ("[[users]]\nname = \"u\"\nwait_time = { pace = 2 }\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].wait_time: expected seconds"),
             // environment variables
             ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/{{env.AIOTEST_UNSET_7Q}}\"\n".into(), "s.toml:4: users[0].tasks[0].path: `{{env.AIOTEST_UNSET_7Q}}`: the environment variable AIOTEST_UNSET_7Q is not set"),
             ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/{{env.9LIVES}}\"\n".into(), "s.toml:4: users[0].tasks[0].path: `{{env.9LIVES}}`: `9LIVES` is not an environment variable name"),

@@ -163,6 +163,25 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Runs a scenario file quietly with `extra` arguments and a summary export; the exit
+/// code must be 0. The export, parsed.
+pub(crate) fn run_file(file: &std::path::Path, name: &str, extra: &[&str]) -> serde_json::Value {
+    let export = export_path(name);
+    let mut args = vec![
+        "run",
+        file.to_str().unwrap(),
+        "-q",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = aiotest(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json = serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let _ = std::fs::remove_file(export);
+    json
+}
+
 fn export_path(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("aiotest-it-{}-{name}.json", std::process::id()))
 }
@@ -456,6 +475,58 @@ fn a_checks_threshold_judges_the_share_of_checks_that_passed() {
 }
 
 #[test]
+fn a_paced_user_starts_a_task_every_period_its_own_time_included() {
+    let t = target();
+    let file = std::env::temp_dir().join(format!("aiotest-it-{}-pacing.toml", std::process::id()));
+    // `/slow` takes 50 ms; paced at 100 ms a user makes 10 a second. Were the task's time
+    // not counted in the period, it would make one every 150 ms: 13 in 2 s, not 20.
+    let toml = format!(
+        "host = \"http://{}\"\n[load]\nusers = 2\nrun_time = \"2s\"\n\n[[users]]\nname = \"u\"\nwait_time = {{ pacing = 0.1 }}\n[[users.tasks]]\npath = \"/slow\"\n",
+        t.addr
+    );
+    std::fs::write(&file, toml).unwrap();
+    let json = run_file(&file, "pacing", &[]);
+    let requests = json["totals"]["requests"].as_u64().unwrap();
+    assert!(
+        (34..=42).contains(&requests),
+        "2 users x 2 s x 10/s: {requests}"
+    );
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn a_user_types_own_http_settings_apply_to_it_alone() {
+    let t = target();
+    let file =
+        std::env::temp_dir().join(format!("aiotest-it-{}-type-http.toml", std::process::id()));
+    // `/hang` never answers: the impatient type gives up after 100 ms, without retries.
+    let toml = format!(
+        "host = \"http://{}\"\n[http]\nmax_retries = 3\n[load]\nusers = 2\nrun_time = \"1s\"\n\n\
+         [[users]]\nname = \"impatient\"\nwait_time = 0\nhttp = {{ timeout = \"100ms\", max_retries = 0 }}\n[[users.tasks]]\npath = \"/hang\"\n\n\
+         [[users]]\nname = \"plain\"\nwait_time = 0.01\n[[users.tasks]]\npath = \"/ok\"\n",
+        t.addr
+    );
+    std::fs::write(&file, toml).unwrap();
+    let json = run_file(&file, "type-http", &[]);
+    let row = |name: &str| {
+        json["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {json}"))
+            .clone()
+    };
+    let hang = row("/hang");
+    let timed_out = hang["failures"].as_u64().unwrap();
+    // 1 s of 100 ms attempts, the last cut by the run's end.
+    assert!((7..=11).contains(&timed_out), "{hang}");
+    assert_eq!(hang["retries"].as_u64().unwrap(), 0, "{hang}");
+    assert_eq!(row("/ok")["failures"].as_u64().unwrap(), 0);
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
 fn a_user_type_with_a_hundred_tasks_runs_every_one() {
     let t = target();
     let file = std::env::temp_dir().join(format!("aiotest-it-{}-tasks.toml", std::process::id()));
@@ -469,17 +540,7 @@ fn a_user_type_with_a_hundred_tasks_runs_every_one() {
         ));
     }
     std::fs::write(&file, toml).unwrap();
-    let export = export_path("tasks");
-    let out = aiotest(&[
-        "run",
-        file.to_str().unwrap(),
-        "-q",
-        "--summary-export",
-        export.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let json = run_file(&file, "tasks", &[]);
     let mut names: Vec<String> = json["endpoints"]
         .as_array()
         .unwrap()
@@ -497,7 +558,6 @@ fn a_user_type_with_a_hundred_tasks_runs_every_one() {
         t.served.load(Ordering::Relaxed)
     );
     let _ = std::fs::remove_file(file);
-    let _ = std::fs::remove_file(export);
 }
 
 #[test]

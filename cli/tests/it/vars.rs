@@ -127,17 +127,7 @@ headers = {{ authorization = "Bearer {{{{vars.token}}}}", x-owner-seen = "{{{{va
 "#
     );
     std::fs::write(&file, toml).unwrap();
-    let export = super::export_path("vars");
-    let out = super::aiotest(&[
-        "run",
-        file.to_str().unwrap(),
-        "-q",
-        "--summary-export",
-        export.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", super::text(&out.stderr));
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let json = super::run_file(&file, "vars", &[]);
     let right = seen.right.load(Ordering::Relaxed);
     assert!(right > 20, "{right}");
     assert_eq!(
@@ -160,7 +150,6 @@ headers = {{ authorization = "Bearer {{{{vars.token}}}}", x-owner-seen = "{{{{va
     assert_eq!(item["failures"].as_u64().unwrap(), 0);
     assert_eq!(json["totals"]["failures"].as_u64().unwrap(), 0, "{json}");
     let _ = std::fs::remove_file(file);
-    let _ = std::fs::remove_file(export);
 }
 
 #[test]
@@ -190,18 +179,7 @@ capture = {{ item = "/no/such/field" }}
 "#
     );
     std::fs::write(&file, toml).unwrap();
-    let export = super::export_path("vars-miss");
-    let out = super::aiotest(&[
-        "run",
-        file.to_str().unwrap(),
-        "-q",
-        "--allow-failures",
-        "--summary-export",
-        export.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", super::text(&out.stderr));
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let json = super::run_file(&file, "vars-miss", &["--allow-failures"]);
     let rows = json["endpoints"].as_array().unwrap();
     let item = rows
         .iter()
@@ -225,9 +203,8 @@ capture = {{ item = "/no/such/field" }}
         login["requests"].as_u64().unwrap(),
         "a capture that finds nothing fails its request"
     );
-    let text = std::fs::read_to_string(&export).unwrap();
+    let text = json.to_string();
     assert!(text.contains("is not captured yet by this user"), "{text}");
     assert!(text.contains("nothing at /no/such/field"), "{text}");
     let _ = std::fs::remove_file(file);
-    let _ = std::fs::remove_file(export);
 }
