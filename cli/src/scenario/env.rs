@@ -168,6 +168,9 @@ pub(super) fn expand_file(
     for (i, r) in spec.setup.iter_mut().enumerate() {
         expand_request(cx, r.get_mut(), &format!("setup[{i}]"), env)?;
     }
+    for (i, r) in spec.teardown.iter_mut().enumerate() {
+        expand_request(cx, r.get_mut(), &format!("teardown[{i}]"), env)?;
+    }
     for (i, u) in spec
         .users
         .iter_mut()

@@ -66,6 +66,8 @@ struct FileSpec {
     load: Option<Spanned<LoadSpec>>,
     #[serde(default)]
     setup: Vec<Spanned<RequestSpec>>,
+    #[serde(default)]
+    teardown: Vec<Spanned<RequestSpec>>,
     users: Option<Spanned<Vec<Spanned<UserSpec>>>>,
     #[serde(default)]
     scenarios: Vec<Spanned<scenarios::ScenarioSpec>>,
@@ -378,7 +380,7 @@ pub(crate) fn parse_env(
         Some((s, l)) => (Some(s), Some(l)),
         None => (None, None),
     };
-    let (hooks, captures) = setup(&cx, &spec.setup, &http)?;
+    let (hooks, captures) = setup(&cx, &spec.setup, &spec.teardown, &http)?;
     let Some(users) = &spec.users else {
         return cx.err(None, "users", "at least one [[users]] table is needed");
     };
@@ -464,7 +466,7 @@ fn request_names(spec: &FileSpec) -> Option<Vec<String>> {
         .flat_map(|u| u.get_ref().tasks.iter().flat_map(|t| t.get_ref().iter()));
     let mut names = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for r in spec.setup.iter().chain(tasks) {
+    for r in spec.setup.iter().chain(&spec.teardown).chain(tasks) {
         let r = r.get_ref();
         let name = match &r.name {
             Some(n) => n.get_ref().clone(),
@@ -497,7 +499,13 @@ fn first_relative_path(cx: &Ctx<'_>, spec: &FileSpec) -> Option<String> {
         .setup
         .iter()
         .enumerate()
-        .find_map(|(i, r)| located(format!("setup[{i}]"), r));
+        .find_map(|(i, r)| located(format!("setup[{i}]"), r))
+        .or_else(|| {
+            spec.teardown
+                .iter()
+                .enumerate()
+                .find_map(|(i, r)| located(format!("teardown[{i}]"), r))
+        });
     setup.or_else(|| {
         spec.users
             .as_ref()?
@@ -942,9 +950,11 @@ fn render_json(v: &serde_json::Value, values: Option<&serde_json::Value>) -> ser
     }
 }
 
+/// Setup's and teardown's requests as the run's hooks, and the names setup captures.
 fn setup(
     cx: &Ctx<'_>,
     reqs: &[Spanned<RequestSpec>],
+    teardown_reqs: &[Spanned<RequestSpec>],
     http_settings: &HttpSettings,
 ) -> Result<(Hooks, Vec<String>), ScenarioError> {
     let mut captures: Vec<String> = Vec::new();
@@ -982,15 +992,46 @@ fn setup(
         captures.extend(caps.iter().map(|(n, _)| n.clone()));
         plans.push((plan, caps));
     }
-    if plans.is_empty() {
+    let mut teardown = Vec::new();
+    for (i, r) in teardown_reqs.iter().enumerate() {
+        let field = format!("teardown[{i}]");
+        let spec = r.get_ref();
+        if let Some(w) = &spec.weight {
+            return cx.err(
+                Some(w.span()),
+                format!("{field}.weight"),
+                "teardown requests run once, in order: no weight",
+            );
+        }
+        if let Some((name, c)) = spec.capture.iter().next() {
+            return cx.err(
+                Some(c.span()),
+                format!("{field}.capture.{name}"),
+                "teardown requests capture nothing: nothing runs after them",
+            );
+        }
+        // Teardown may use everything setup captured.
+        teardown.push(request(cx, &field, r, &captures, &[])?);
+    }
+    if plans.is_empty() && teardown.is_empty() {
         return Ok((Hooks::default(), captures));
     }
     let plans = Arc::new(plans);
     let settings = http_settings.clone();
-    let hooks = Lifecycle::<serde_json::Value>::new()
+    // Teardown gets only setup's data: setup leaves it the run's host and collector, so
+    // its requests go where the users' went and are counted in the summary.
+    let place: Place = Arc::default();
+    let setup_place = Arc::clone(&place);
+    let mut lifecycle = Lifecycle::<serde_json::Value>::new()
         .setup(move |ctx| {
             let plans = Arc::clone(&plans);
             let settings = settings.clone();
+            if let Ok(mut p) = setup_place.lock() {
+                *p = Some((
+                    ctx.host().map(str::to_owned),
+                    ctx.take::<aiotest_metrics::MetricsCollector>(),
+                ));
+            }
             async move {
                 // No host: relative paths fail (the command line refuses to start such a
                 // run); load never goes to a host nobody named.
@@ -1026,9 +1067,62 @@ fn setup(
                 }
                 Ok(serde_json::Value::Object(values))
             }
-        })
-        .into_hooks();
-    Ok((hooks, captures))
+        });
+    if !teardown.is_empty() {
+        let plans = Arc::new(teardown);
+        let settings = http_settings.clone();
+        lifecycle = lifecycle.teardown(move |data: Option<Arc<serde_json::Value>>| {
+            let plans = Arc::clone(&plans);
+            let settings = settings.clone();
+            let (host, collector) = place
+                .lock()
+                .ok()
+                .and_then(|p| p.clone())
+                .unwrap_or_default();
+            async move { run_teardown(&plans, &settings, host, collector, data).await }
+        });
+    }
+    Ok((lifecycle.into_hooks(), captures))
+}
+
+/// What setup leaves teardown: the run's host and metrics collector.
+type Place =
+    Arc<std::sync::Mutex<Option<(Option<String>, Option<aiotest_metrics::MetricsCollector>)>>>;
+
+/// Sends every teardown request, in order, each whatever became of the one before; the
+/// first failure is teardown's error.
+async fn run_teardown(
+    plans: &[RequestPlan],
+    settings: &HttpSettings,
+    host: Option<String>,
+    collector: Option<aiotest_metrics::MetricsCollector>,
+    data: Option<Arc<serde_json::Value>>,
+) -> Result<(), aiotest_core::BoxError> {
+    let mut http = settings.apply(HttpUser::builder());
+    if let Some(h) = host {
+        http = http.host(h);
+    }
+    let http = http.build()?;
+    let recorder = collector
+        .map(|c| c.recorder())
+        .unwrap_or_else(|| aiotest_metrics::MetricsCollector::with_defaults().recorder());
+    // Its records reach the collector when the client is dropped, before the summary.
+    let mut client = http.client(recorder);
+    let mut first_error = None;
+    for (i, plan) in plans.iter().enumerate() {
+        let r = plan
+            .rendered(data.as_deref())
+            .send(&mut client, None, None)
+            .await;
+        if let (Some(e), None) = (r.error(), &first_error) {
+            first_error = Some(format!(
+                "teardown request {i} ({} {}): {}",
+                plan.method, plan.path, e.message
+            ));
+        }
+    }
+    drop(client);
+    first_error.map_or(Ok(()), |e| Err(e.into()))
 }
 
 /// A scenario user: its clients (one per concurrent slot) and its tasks, rendered with
@@ -1472,6 +1566,10 @@ mod tests {
             ("[[users]]\nname = \"u\"\nexecution_mode = \"concurrent\"\nmax_concurrent_tasks = 4294967295\n[[users.tasks]]\npath = \"/\"\n".into(), "users[0]: user type `u`: max_concurrent_tasks must be at most 1000"),
             (format!("[[setup]]\npath = \"/login\"\ncapture = {{ t = \"token\" }}\n{VALID_TAIL}"), "s.toml:3: setup[0].capture.t: `token` is not a JSON pointer"),
             (format!("[[setup]]\npath = \"/login\"\nweight = 2\n{VALID_TAIL}"), "s.toml:3: setup[0].weight: setup requests run once, in order: no weight"),
+            // teardown
+            (format!("[[teardown]]\npath = \"/x\"\nweight = 2\n{VALID_TAIL}"), "s.toml:3: teardown[0].weight: teardown requests run once, in order: no weight"),
+            (format!("[[teardown]]\npath = \"/x\"\ncapture = {{ t = \"/t\" }}\n{VALID_TAIL}"), "s.toml:3: teardown[0].capture.t: teardown requests capture nothing"),
+            (format!("[[teardown]]\npath = \"/x/{{{{setup.t}}}}\"\n{VALID_TAIL}"), "s.toml:2: teardown[0].path: `{{setup.t}}` is not captured by any [[setup]] request"),
             // a user type's own HTTP settings
             ("[[users]]\nname = \"u\"\nhttp = { timeout = \"soon\" }\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].http.timeout: "),
             ("[[users]]\nname = \"u\"\nhttp = { max_retries = 99 }\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].http.max_retries: 99 is more than the 10 retries allowed"),

@@ -527,6 +527,68 @@ fn a_user_types_own_http_settings_apply_to_it_alone() {
 }
 
 #[test]
+fn teardown_requests_use_setups_values_and_are_counted() {
+    let t = target();
+    let file =
+        std::env::temp_dir().join(format!("aiotest-it-{}-teardown.toml", std::process::id()));
+    let write = |teardown_path: &str| {
+        let toml = format!(
+            "host = \"http://{}\"\n[load]\nusers = 2\nrun_time = \"1s\"\n\n\
+             [[setup]]\nmethod = \"POST\"\npath = \"/login\"\ncapture = {{ token = \"/data/token\" }}\n\n\
+             [[teardown]]\nmethod = \"DELETE\"\npath = \"{teardown_path}\"\nheaders = {{ authorization = \"Bearer {{{{setup.token}}}}\" }}\n\n\
+             [[users]]\nname = \"u\"\nwait_time = 0.01\n[[users.tasks]]\npath = \"/ok\"\n",
+            t.addr
+        );
+        std::fs::write(&file, toml).unwrap();
+    };
+    write("/session");
+    let before = t.served.load(Ordering::Relaxed);
+    let json = run_file(&file, "teardown", &[]);
+    let served = t.served.load(Ordering::Relaxed) - before;
+    assert_eq!(
+        json["totals"]["requests"].as_u64().unwrap(),
+        served,
+        "teardown's request counted"
+    );
+    let session = json["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "/session")
+        .unwrap_or_else(|| panic!("{json}"))
+        .clone();
+    assert_eq!(session["requests"].as_u64().unwrap(), 1);
+    assert_eq!(session["method"], "DELETE");
+    assert!(
+        t.authorized.load(Ordering::Relaxed) >= 1,
+        "it carried setup's token"
+    );
+
+    // A teardown request that fails is said, and counted as a failure; the run's own
+    // results stand (as for any teardown that fails).
+    write("/fail");
+    let export = export_path("teardown-fail");
+    let out = aiotest(&[
+        "run",
+        file.to_str().unwrap(),
+        "-q",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("teardown failed: teardown request 0 (DELETE /fail): HTTP 500"),
+        "{}",
+        text(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    assert_eq!(json["totals"]["failures"].as_u64().unwrap(), 1, "{json}");
+    let _ = std::fs::remove_file(export);
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
 fn a_user_type_with_a_hundred_tasks_runs_every_one() {
     let t = target();
     let file = std::env::temp_dir().join(format!("aiotest-it-{}-tasks.toml", std::process::id()));
