@@ -471,7 +471,9 @@ fn request_names(spec: &FileSpec) -> Option<Vec<String>> {
         let name = match &r.name {
             Some(n) => n.get_ref().clone(),
             // A path with a user's values is named by its template.
-            None if r.path.get_ref().contains("{{vars.") => r.path.get_ref().clone(),
+            None if r.path.get_ref().contains("{{vars.") || r.path.get_ref().contains(BUILTIN) => {
+                r.path.get_ref().clone()
+            }
             // A path templated by setup's values is named only once setup has run.
             None if r.path.get_ref().contains("{{") => return None,
             None => crate::run::request_name(r.path.get_ref()),
@@ -708,6 +710,7 @@ fn request(
         );
     }
     check_refs(cx, &spec.path, &format!("{field}.path"), captures, vars)?;
+    check_builtins(cx, &spec.path, &format!("{field}.path"))?;
     let mut headers = Vec::new();
     for (k, v) in &spec.headers {
         let hf = format!("{field}.headers.{k}");
@@ -718,6 +721,7 @@ fn request(
             return cx.err(Some(v.span()), hf, "not a valid header value");
         }
         check_refs(cx, v, &hf, captures, vars)?;
+        check_builtins(cx, v, &hf)?;
         headers.push((k.clone(), v.get_ref().clone()));
     }
     if let (Some(_), Some(j)) = (&spec.body, &spec.json) {
@@ -729,6 +733,7 @@ fn request(
     }
     if let Some(b) = &spec.body {
         check_refs(cx, b, &format!("{field}.body"), captures, vars)?;
+        check_builtins(cx, b, &format!("{field}.body"))?;
     }
     let json = match &spec.json {
         Some(j) => Some(
@@ -746,22 +751,18 @@ fn request(
             format!("{} is not an HTTP status (100 to 599)", s.get_ref()),
         );
     }
-    let uses_vars = p.contains("{{vars.")
-        || headers.iter().any(|(_, v)| v.contains("{{vars."))
-        || spec
-            .body
-            .as_ref()
-            .is_some_and(|b| b.get_ref().contains("{{vars."))
-        || json
-            .as_ref()
-            .is_some_and(|j| j.to_string().contains("{{vars."));
+    let dynamic = |t: &str| t.contains("{{vars.") || t.contains(BUILTIN);
+    let uses_vars = dynamic(p)
+        || headers.iter().any(|(_, v)| dynamic(v))
+        || spec.body.as_ref().is_some_and(|b| dynamic(b.get_ref()))
+        || json.as_ref().is_some_and(|j| dynamic(&j.to_string()));
     // A path that takes a user's values is named by its template: the values must not
     // make a name per user.
     let name = spec
         .name
         .as_ref()
         .map(|n| n.get_ref().clone())
-        .or_else(|| p.contains("{{vars.").then(|| p.clone()));
+        .or_else(|| dynamic(p).then(|| p.clone()));
     Ok(RequestPlan {
         name,
         captures: Vec::new(),
@@ -793,8 +794,8 @@ impl RequestPlan {
 
     /// The same request with `{{vars.NAME}}` filled in from `vars`; `Err(NAME)` when one
     /// is not captured yet.
-    fn with_vars(&self, vars: &HashMap<String, String>) -> Result<RequestPlan, String> {
-        let fill = |s: &str| fill_vars(s, vars);
+    fn with_vars(&self, vars: &HashMap<String, String>, vu: u64) -> Result<RequestPlan, String> {
+        let fill = |s: &str| fill_vars(s, vars, vu);
         let mut r = self.clone();
         r.path = fill(&self.path)?;
         r.headers = self
@@ -803,8 +804,22 @@ impl RequestPlan {
             .map(|(k, v)| Ok((k.clone(), fill(v)?)))
             .collect::<Result<_, String>>()?;
         r.body = self.body.as_deref().map(fill).transpose()?;
-        r.json = self.json.as_ref().map(|j| fill_json(j, vars)).transpose()?;
+        r.json = self
+            .json
+            .as_ref()
+            .map(|j| fill_json(j, vars, vu))
+            .transpose()?;
         Ok(r)
+    }
+
+    /// A setup or teardown request with its built-ins filled in (`{{builtin.vu}}` is 0:
+    /// no user sends it). It can use no variables: the file was checked for that.
+    fn once(self) -> RequestPlan {
+        if self.uses_vars {
+            self.with_vars(&HashMap::new(), 0).unwrap_or(self)
+        } else {
+            self
+        }
     }
 
     /// Sends the request. `vars`: where its captures go; `missing`: a `{{vars.NAME}}` it
@@ -899,21 +914,108 @@ fn capture(
     Ok(())
 }
 
-/// `template` with `{{vars.NAME}}` filled in; `Err(NAME)` for one not in `vars`.
-fn fill_vars(template: &str, vars: &HashMap<String, String>) -> Result<String, String> {
-    const OPEN: &str = "{{vars.";
-    if !template.contains(OPEN) {
+/// The built-in values a request may use: `{{builtin.vu}}` (the user's number),
+/// `{{builtin.uuid}}` (a new random UUID each time) and `{{builtin.random(MIN,MAX)}}` (a
+/// whole number from MIN to MAX, new each time).
+const BUILTIN: &str = "{{builtin.";
+
+/// A built-in reference, checked with the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Builtin {
+    Vu,
+    Uuid,
+    Random(i64, i64),
+}
+
+/// What `{{builtin.INNER}}` means, or why it means nothing.
+fn parse_builtin(inner: &str) -> Result<Builtin, String> {
+    match inner {
+        "vu" => return Ok(Builtin::Vu),
+        "uuid" => return Ok(Builtin::Uuid),
+        _ => {}
+    }
+    let args = inner
+        .strip_prefix("random(")
+        .and_then(|a| a.strip_suffix(')'))
+        .ok_or_else(|| {
+            format!("`{{{{builtin.{inner}}}}}`: the built-ins are vu, uuid and random(MIN,MAX)")
+        })?;
+    let bad = || format!("`{{{{builtin.{inner}}}}}`: random takes two whole numbers, MIN <= MAX");
+    let (a, b) = args.split_once(',').ok_or_else(bad)?;
+    let (a, b): (i64, i64) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a > b {
+        return Err(bad());
+    }
+    Ok(Builtin::Random(a, b))
+}
+
+/// Every `{{builtin.…}}` of `s` must be one.
+fn check_builtins(cx: &Ctx<'_>, s: &Spanned<String>, field: &str) -> Result<(), ScenarioError> {
+    let mut rest = s.get_ref().as_str();
+    while let Some(start) = rest.find(BUILTIN) {
+        let after = &rest[start + BUILTIN.len()..];
+        let Some(end) = after.find("}}") else {
+            return cx.err(Some(s.span()), field, format!("unclosed `{BUILTIN}`"));
+        };
+        if let Err(message) = parse_builtin(&after[..end]) {
+            return cx.err(Some(s.span()), field, message);
+        }
+        rest = &after[end + 2..];
+    }
+    Ok(())
+}
+
+fn builtin_value(b: Builtin, vu: u64) -> String {
+    match b {
+        Builtin::Vu => vu.to_string(),
+        Builtin::Random(a, b) => aiotest_core::fastrand::i64(a..=b).to_string(),
+        Builtin::Uuid => {
+            // Version 4, variant 1: 122 random bits.
+            let n = (aiotest_core::fastrand::u128(..) & !(0xf << 76) & !(0x3 << 62))
+                | (0x4 << 76)
+                | (0x2 << 62);
+            let h = format!("{n:032x}");
+            format!(
+                "{}-{}-{}-{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..]
+            )
+        }
+    }
+}
+
+/// `template` with `{{vars.NAME}}` and `{{builtin.…}}` filled in; `Err(NAME)` for a
+/// variable not in `vars`.
+fn fill_vars(template: &str, vars: &HashMap<String, String>, vu: u64) -> Result<String, String> {
+    if !template.contains("{{vars.") && !template.contains(BUILTIN) {
         return Ok(template.to_owned());
     }
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
-    while let Some(start) = rest.find(OPEN) {
+    loop {
+        let next = [("{{vars.", true), (BUILTIN, false)]
+            .into_iter()
+            .filter_map(|(open, var)| rest.find(open).map(|at| (at, open, var)))
+            .min();
+        let Some((start, open, var)) = next else {
+            break;
+        };
         out.push_str(&rest[..start]);
-        let after = &rest[start + OPEN.len()..];
-        // Checked with the file: every reference is closed.
+        let after = &rest[start + open.len()..];
+        // Checked with the file: every reference is closed and means something.
         let end = after.find("}}").unwrap_or(after.len());
-        let name = &after[..end];
-        out.push_str(vars.get(name).ok_or_else(|| name.to_owned())?);
+        let inner = &after[..end];
+        if var {
+            out.push_str(vars.get(inner).ok_or_else(|| inner.to_owned())?);
+        } else if let Ok(b) = parse_builtin(inner) {
+            out.push_str(&builtin_value(b, vu));
+        }
         rest = after.get(end + 2..).unwrap_or_default();
     }
     out.push_str(rest);
@@ -923,16 +1025,17 @@ fn fill_vars(template: &str, vars: &HashMap<String, String>) -> Result<String, S
 fn fill_json(
     v: &serde_json::Value,
     vars: &HashMap<String, String>,
+    vu: u64,
 ) -> Result<serde_json::Value, String> {
     Ok(match v {
-        serde_json::Value::String(s) => serde_json::Value::String(fill_vars(s, vars)?),
+        serde_json::Value::String(s) => serde_json::Value::String(fill_vars(s, vars, vu)?),
         serde_json::Value::Array(a) => a
             .iter()
-            .map(|x| fill_json(x, vars))
+            .map(|x| fill_json(x, vars, vu))
             .collect::<Result<_, _>>()?,
         serde_json::Value::Object(o) => o
             .iter()
-            .map(|(k, x)| Ok((k.clone(), fill_json(x, vars)?)))
+            .map(|(k, x)| Ok((k.clone(), fill_json(x, vars, vu)?)))
             .collect::<Result<_, String>>()?,
         other => other.clone(),
     })
@@ -1048,7 +1151,11 @@ fn setup(
                 let mut values = serde_json::Map::new();
                 for (i, (plan, caps)) in plans.iter().enumerate() {
                     let current = serde_json::Value::Object(values.clone());
-                    let r = plan.rendered(Some(&current)).send(&mut client, None, None).await;
+                    let r = plan
+                        .rendered(Some(&current))
+                        .once()
+                        .send(&mut client, None, None)
+                        .await;
                     if let Some(e) = r.error() {
                         return Err(format!("setup request {i} ({} {}): {}", plan.method, plan.path, e.message).into());
                     }
@@ -1112,6 +1219,7 @@ async fn run_teardown(
     for (i, plan) in plans.iter().enumerate() {
         let r = plan
             .rendered(data.as_deref())
+            .once()
             .send(&mut client, None, None)
             .await;
         if let (Some(e), None) = (r.error(), &first_error) {
@@ -1132,6 +1240,8 @@ struct ScenarioUser {
     tasks: Arc<Vec<RequestPlan>>,
     /// What this user's tasks captured (`{{vars.NAME}}`), its own for its whole life.
     vars: Vars,
+    /// The user's number (`{{builtin.vu}}`).
+    vu: u64,
 }
 
 /// A user's captured values, shared by its concurrent slots.
@@ -1146,7 +1256,7 @@ impl ScenarioUser {
         let mut missing = None;
         let plan = if plan.uses_vars {
             let vars = self.vars.lock().map(|v| v.clone()).unwrap_or_default();
-            match plan.with_vars(&vars) {
+            match plan.with_vars(&vars, self.vu) {
                 Ok(p) => filled = p,
                 Err(name) => {
                     missing = Some(name);
@@ -1347,7 +1457,10 @@ fn user_type(
             .collect();
         headers.append(&mut plan.headers);
         plan.headers = headers;
-        plan.uses_vars |= plan.headers.iter().any(|(_, v)| v.contains("{{vars."));
+        plan.uses_vars |= plan
+            .headers
+            .iter()
+            .any(|(_, v)| v.contains("{{vars.") || v.contains(BUILTIN));
         let w = match &t.get_ref().weight {
             Some(w) if *w.get_ref() == 0 => {
                 return cx.err(Some(w.span()), format!("{tf}.weight"), "must be at least 1");
@@ -1389,6 +1502,7 @@ fn user_type(
             clients,
             tasks: Arc::new(tasks),
             vars: Vars::default(),
+            vu: ctx.user_id(),
         }
     })
     .weight(weight)
@@ -1566,6 +1680,11 @@ mod tests {
             ("[[users]]\nname = \"u\"\nexecution_mode = \"concurrent\"\nmax_concurrent_tasks = 4294967295\n[[users.tasks]]\npath = \"/\"\n".into(), "users[0]: user type `u`: max_concurrent_tasks must be at most 1000"),
             (format!("[[setup]]\npath = \"/login\"\ncapture = {{ t = \"token\" }}\n{VALID_TAIL}"), "s.toml:3: setup[0].capture.t: `token` is not a JSON pointer"),
             (format!("[[setup]]\npath = \"/login\"\nweight = 2\n{VALID_TAIL}"), "s.toml:3: setup[0].weight: setup requests run once, in order: no weight"),
+            // built-ins
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/{{builtin.now}}\"\n".into(), "s.toml:4: users[0].tasks[0].path: `{{builtin.now}}`: the built-ins are vu, uuid and random(MIN,MAX)"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/{{builtin.random(5,1)}}\"\n".into(), "s.toml:4: users[0].tasks[0].path: `{{builtin.random(5,1)}}`: random takes two whole numbers, MIN <= MAX"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nheaders = { x = \"{{builtin.random(a,9)}}\" }\n".into(), "s.toml:5: users[0].tasks[0].headers.x: `{{builtin.random(a,9)}}`: random takes two whole numbers"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nbody = \"{{builtin.uuid\"\n".into(), "s.toml:5: users[0].tasks[0].body: unclosed `{{builtin.`"),
             // teardown
             (format!("[[teardown]]\npath = \"/x\"\nweight = 2\n{VALID_TAIL}"), "s.toml:3: teardown[0].weight: teardown requests run once, in order: no weight"),
             (format!("[[teardown]]\npath = \"/x\"\ncapture = {{ t = \"/t\" }}\n{VALID_TAIL}"), "s.toml:3: teardown[0].capture.t: teardown requests capture nothing"),
@@ -1801,6 +1920,33 @@ max_vus = 20
         let s = check(&text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.thresholds.len(), 1);
         assert!(check(VALID_TAIL).unwrap().thresholds.is_empty());
+    }
+
+    #[test]
+    fn built_ins_fill_in_a_new_value_each_time_within_their_bounds() {
+        let none = HashMap::new();
+        assert_eq!(fill_vars("/u/{{builtin.vu}}", &none, 7).unwrap(), "/u/7");
+        for _ in 0..200 {
+            let n: i64 = fill_vars("{{builtin.random(-2,3)}}", &none, 0)
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((-2..=3).contains(&n), "{n}");
+        }
+        let a = fill_vars("{{builtin.uuid}}", &none, 0).unwrap();
+        let b = fill_vars("{{builtin.uuid}}", &none, 0).unwrap();
+        assert_ne!(a, b);
+        let bytes = a.as_bytes();
+        assert_eq!(a.len(), 36, "{a}");
+        assert!([8, 13, 18, 23].iter().all(|&i| bytes[i] == b'-'), "{a}");
+        assert_eq!(bytes[14], b'4', "version 4: {a}");
+        assert!(b"89ab".contains(&bytes[19]), "variant 1: {a}");
+        let vars: HashMap<String, String> = [("id".to_owned(), "42".to_owned())].into();
+        assert_eq!(
+            fill_vars("/{{vars.id}}/{{builtin.vu}}/{{vars.id}}", &vars, 3).unwrap(),
+            "/42/3/42"
+        );
+        assert_eq!(fill_vars("/{{vars.nope}}", &vars, 3).unwrap_err(), "nope");
     }
 
     #[test]

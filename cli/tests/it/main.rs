@@ -589,6 +589,29 @@ fn teardown_requests_use_setups_values_and_are_counted() {
 }
 
 #[test]
+fn a_path_with_built_ins_is_one_row_named_by_its_template() {
+    let t = target();
+    let file = std::env::temp_dir().join(format!("aiotest-it-{}-builtin.toml", std::process::id()));
+    let toml = format!(
+        "host = \"http://{}\"\n[load]\nusers = 3\nrun_time = \"1s\"\n\n[[users]]\nname = \"u\"\nwait_time = 0.01\n[[users.tasks]]\npath = \"/u/{{{{builtin.vu}}}}/{{{{builtin.random(1,1000)}}}}\"\nheaders = {{ x-request-id = \"{{{{builtin.uuid}}}}\" }}\n",
+        t.addr
+    );
+    std::fs::write(&file, toml).unwrap();
+    let json = run_file(&file, "builtin", &[]);
+    let rows = json["endpoints"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{json}");
+    assert_eq!(
+        rows[0]["name"],
+        "/u/{{builtin.vu}}/{{builtin.random(1,1000)}}"
+    );
+    let served = t.served.load(Ordering::Relaxed);
+    assert!(served > 30, "{served}");
+    assert_eq!(rows[0]["requests"].as_u64().unwrap(), served);
+    assert_eq!(rows[0]["failures"].as_u64().unwrap(), 0);
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
 fn a_user_type_with_a_hundred_tasks_runs_every_one() {
     let t = target();
     let file = std::env::temp_dir().join(format!("aiotest-it-{}-tasks.toml", std::process::id()));
