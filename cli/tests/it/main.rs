@@ -163,6 +163,29 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// A file in the temp directory, removed when dropped.
+pub(crate) struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    /// `text` written to a file named after this process and `name`.
+    pub(crate) fn new(name: &str, text: &str) -> Self {
+        let path =
+            std::env::temp_dir().join(format!("aiotest-it-{}-{name}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Runs a scenario file quietly with `extra` arguments and a summary export; the exit
 /// code must be 0. The export, parsed.
 pub(crate) fn run_file(file: &std::path::Path, name: &str, extra: &[&str]) -> serde_json::Value {
@@ -449,17 +472,16 @@ fn environment_variables_fill_a_file_or_it_is_refused_before_the_run() {
 #[test]
 fn a_checks_threshold_judges_the_share_of_checks_that_passed() {
     let t = target();
-    let file = std::env::temp_dir().join(format!("aiotest-it-{}-checks.toml", std::process::id()));
     // One task's check always passes, the other's never: half the checks pass.
     let toml = format!(
         "host = \"http://{}\"\n[load]\nusers = 1\nrun_time = \"1s\"\n\n[[users]]\nname = \"u\"\nwait_time = 0.01\n[[users.tasks]]\npath = \"/a\"\nbody_contains = \"ok\"\n[[users.tasks]]\npath = \"/b\"\nbody_contains = \"never in any body\"\n",
         t.addr
     );
-    std::fs::write(&file, toml).unwrap();
+    let file = TempFile::new("checks", &toml);
     let run = |threshold: &str| {
         aiotest(&[
             "run",
-            file.to_str().unwrap(),
+            file.path().to_str().unwrap(),
             "-q",
             "--threshold",
             threshold,
@@ -471,34 +493,29 @@ fn a_checks_threshold_judges_the_share_of_checks_that_passed() {
     assert_eq!(run("checks>99%"), Some(99));
     assert_eq!(run("checks{name=/a}>99%"), Some(0));
     assert_eq!(run("checks{name=/b}>1%"), Some(99));
-    let _ = std::fs::remove_file(file);
 }
 
 #[test]
 fn a_paced_user_starts_a_task_every_period_its_own_time_included() {
     let t = target();
-    let file = std::env::temp_dir().join(format!("aiotest-it-{}-pacing.toml", std::process::id()));
     // `/slow` takes 50 ms; paced at 100 ms a user makes 10 a second. Were the task's time
     // not counted in the period, it would make one every 150 ms: 13 in 2 s, not 20.
     let toml = format!(
         "host = \"http://{}\"\n[load]\nusers = 2\nrun_time = \"2s\"\n\n[[users]]\nname = \"u\"\nwait_time = {{ pacing = 0.1 }}\n[[users.tasks]]\npath = \"/slow\"\n",
         t.addr
     );
-    std::fs::write(&file, toml).unwrap();
-    let json = run_file(&file, "pacing", &[]);
+    let file = TempFile::new("pacing", &toml);
+    let json = run_file(file.path(), "pacing", &[]);
     let requests = json["totals"]["requests"].as_u64().unwrap();
     assert!(
         (34..=42).contains(&requests),
         "2 users x 2 s x 10/s: {requests}"
     );
-    let _ = std::fs::remove_file(file);
 }
 
 #[test]
 fn a_user_types_own_http_settings_apply_to_it_alone() {
     let t = target();
-    let file =
-        std::env::temp_dir().join(format!("aiotest-it-{}-type-http.toml", std::process::id()));
     // `/hang` never answers: the impatient type gives up after 100 ms, without retries.
     let toml = format!(
         "host = \"http://{}\"\n[http]\nmax_retries = 3\n[load]\nusers = 2\nrun_time = \"1s\"\n\n\
@@ -506,8 +523,8 @@ fn a_user_types_own_http_settings_apply_to_it_alone() {
          [[users]]\nname = \"plain\"\nwait_time = 0.01\n[[users.tasks]]\npath = \"/ok\"\n",
         t.addr
     );
-    std::fs::write(&file, toml).unwrap();
-    let json = run_file(&file, "type-http", &[]);
+    let file = TempFile::new("type-http", &toml);
+    let json = run_file(file.path(), "type-http", &[]);
     let row = |name: &str| {
         json["endpoints"]
             .as_array()
@@ -523,7 +540,6 @@ fn a_user_types_own_http_settings_apply_to_it_alone() {
     assert!((7..=11).contains(&timed_out), "{hang}");
     assert_eq!(hang["retries"].as_u64().unwrap(), 0, "{hang}");
     assert_eq!(row("/ok")["failures"].as_u64().unwrap(), 0);
-    let _ = std::fs::remove_file(file);
 }
 
 #[test]
@@ -591,13 +607,12 @@ fn teardown_requests_use_setups_values_and_are_counted() {
 #[test]
 fn a_path_with_built_ins_is_one_row_named_by_its_template() {
     let t = target();
-    let file = std::env::temp_dir().join(format!("aiotest-it-{}-builtin.toml", std::process::id()));
     let toml = format!(
         "host = \"http://{}\"\n[load]\nusers = 3\nrun_time = \"1s\"\n\n[[users]]\nname = \"u\"\nwait_time = 0.01\n[[users.tasks]]\npath = \"/u/{{{{builtin.vu}}}}/{{{{builtin.random(1,1000)}}}}\"\nheaders = {{ x-request-id = \"{{{{builtin.uuid}}}}\" }}\n",
         t.addr
     );
-    std::fs::write(&file, toml).unwrap();
-    let json = run_file(&file, "builtin", &[]);
+    let file = TempFile::new("builtin", &toml);
+    let json = run_file(file.path(), "builtin", &[]);
     let rows = json["endpoints"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{json}");
     assert_eq!(
@@ -608,13 +623,11 @@ fn a_path_with_built_ins_is_one_row_named_by_its_template() {
     assert!(served > 30, "{served}");
     assert_eq!(rows[0]["requests"].as_u64().unwrap(), served);
     assert_eq!(rows[0]["failures"].as_u64().unwrap(), 0);
-    let _ = std::fs::remove_file(file);
 }
 
 #[test]
 fn a_user_type_with_a_hundred_tasks_runs_every_one() {
     let t = target();
-    let file = std::env::temp_dir().join(format!("aiotest-it-{}-tasks.toml", std::process::id()));
     let mut toml = format!(
         "host = \"http://{}\"\n[load]\nusers = 2\nrun_time = \"2s\"\n\n[[users]]\nname = \"many\"\nwait_time = 0\n",
         t.addr
@@ -624,8 +637,8 @@ fn a_user_type_with_a_hundred_tasks_runs_every_one() {
             "\n[[users.tasks]]\nname = \"t{i}\"\npath = \"/many/{i}\"\n"
         ));
     }
-    std::fs::write(&file, toml).unwrap();
-    let json = run_file(&file, "tasks", &[]);
+    let file = TempFile::new("tasks", &toml);
+    let json = run_file(file.path(), "tasks", &[]);
     let mut names: Vec<String> = json["endpoints"]
         .as_array()
         .unwrap()
@@ -642,7 +655,6 @@ fn a_user_type_with_a_hundred_tasks_runs_every_one() {
         json["totals"]["requests"].as_u64().unwrap(),
         t.served.load(Ordering::Relaxed)
     );
-    let _ = std::fs::remove_file(file);
 }
 
 #[test]

@@ -98,7 +98,6 @@ fn answer(req: &hyper::Request<hyper::body::Incoming>, s: &Seen) -> hyper::Respo
 #[test]
 fn each_user_sends_the_values_its_own_responses_gave_it() {
     let (addr, seen) = shop();
-    let file = std::env::temp_dir().join(format!("aiotest-it-{}-vars.toml", std::process::id()));
     let toml = format!(
         r#"host = "http://{addr}"
 [load]
@@ -126,8 +125,8 @@ path = "/items/{{{{vars.item}}}}"
 headers = {{ authorization = "Bearer {{{{vars.token}}}}", x-owner-seen = "{{{{vars.owner}}}}" }}
 "#
     );
-    std::fs::write(&file, toml).unwrap();
-    let json = super::run_file(&file, "vars", &[]);
+    let file = super::TempFile::new("vars", &toml);
+    let json = super::run_file(file.path(), "vars", &[]);
     let right = seen.right.load(Ordering::Relaxed);
     assert!(right > 20, "{right}");
     assert_eq!(
@@ -149,14 +148,11 @@ headers = {{ authorization = "Bearer {{{{vars.token}}}}", x-owner-seen = "{{{{va
     assert_eq!(item["requests"].as_u64().unwrap(), right);
     assert_eq!(item["failures"].as_u64().unwrap(), 0);
     assert_eq!(json["totals"]["failures"].as_u64().unwrap(), 0, "{json}");
-    let _ = std::fs::remove_file(file);
 }
 
 #[test]
 fn a_value_not_captured_yet_fails_the_request_unsent_and_a_capture_that_finds_nothing_fails() {
     let (addr, seen) = shop();
-    let file =
-        std::env::temp_dir().join(format!("aiotest-it-{}-vars-miss.toml", std::process::id()));
     // The item is asked for before anything captured it, and the login's capture points
     // at nothing.
     let toml = format!(
@@ -178,8 +174,8 @@ path = "/login"
 capture = {{ item = "/no/such/field" }}
 "#
     );
-    std::fs::write(&file, toml).unwrap();
-    let json = super::run_file(&file, "vars-miss", &["--allow-failures"]);
+    let file = super::TempFile::new("vars-miss", &toml);
+    let json = super::run_file(file.path(), "vars-miss", &["--allow-failures"]);
     let rows = json["endpoints"].as_array().unwrap();
     let item = rows
         .iter()
@@ -206,5 +202,4 @@ capture = {{ item = "/no/such/field" }}
     let text = json.to_string();
     assert!(text.contains("is not captured yet by this user"), "{text}");
     assert!(text.contains("nothing at /no/such/field"), "{text}");
-    let _ = std::fs::remove_file(file);
 }
