@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use toml::Spanned;
 
-use super::{Ctx, FileSpec, RequestSpec, ScenarioError};
+use super::{Ctx, FileSpec, RequestSpec, ScenarioError, template};
 
 const OPEN: &str = "{{env.";
 
@@ -33,35 +33,22 @@ impl Env<'_> {
 /// distributed run's plan. Unset ones are left out (the workers then take the default
 /// or refuse the file, as here).
 pub(crate) fn referenced(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut rest = text;
-    while let Some(start) = rest.find(OPEN) {
-        let after = &rest[start + OPEN.len()..];
-        let end = after.find("}}").unwrap_or(after.len());
-        let name = after[..end].split(":-").next().unwrap_or_default();
-        if let Ok(v) = std::env::var(name) {
-            out.insert(name.to_owned(), v);
-        }
-        rest = &after[end..];
-    }
-    out
+    template::refs(text, OPEN)
+        .filter_map(Result::ok)
+        .filter_map(|inner| {
+            let name = inner.split(":-").next().unwrap_or_default();
+            std::env::var(name).ok().map(|v| (name.to_owned(), v))
+        })
+        .collect()
 }
 
 /// `s` with its `{{env.…}}` references filled in; `Err(message)` names the first that
 /// cannot be.
 fn expand(s: &str, env: Env<'_>) -> Result<String, String> {
-    if !s.contains(OPEN) {
-        return Ok(s.to_owned());
+    if template::refs(s, OPEN).any(|r| r.is_err()) {
+        return Err(format!("unclosed `{OPEN}`: write {{{{env.NAME}}}}"));
     }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(start) = rest.find(OPEN) {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + OPEN.len()..];
-        let Some(end) = after.find("}}") else {
-            return Err(format!("unclosed `{OPEN}`: write {{{{env.NAME}}}}"));
-        };
-        let inner = &after[..end];
+    template::replace(s, OPEN, |inner| {
         let (name, default) = match inner.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
             None => (inner, None),
@@ -77,18 +64,13 @@ fn expand(s: &str, env: Env<'_>) -> Result<String, String> {
             ));
         }
         match (env.get(name), default) {
-            (Some(v), _) => out.push_str(&v),
-            (None, Some(d)) => out.push_str(d),
-            (None, None) => {
-                return Err(format!(
-                    "`{{{{env.{name}}}}}`: the environment variable {name} is not set (give a default with {{{{env.{name}:-value}}}})"
-                ));
-            }
+            (Some(v), _) => Ok(Some(v)),
+            (None, Some(d)) => Ok(Some(d.to_owned())),
+            (None, None) => Err(format!(
+                "`{{{{env.{name}}}}}`: the environment variable {name} is not set (give a default with {{{{env.{name}:-value}}}})"
+            )),
         }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    })
 }
 
 fn expand_spanned(

@@ -26,6 +26,7 @@ use crate::args::parse_duration;
 pub(crate) mod env;
 mod scenarios;
 mod syntax;
+mod template;
 
 use aiotest_runner::Threshold;
 
@@ -592,28 +593,18 @@ fn load_shape(
 
 /// Substitutes `{{setup.NAME}}` from `values`; names were checked against the captures.
 fn render(template: &str, values: Option<&serde_json::Value>) -> String {
-    if !template.contains("{{setup.") {
-        return template.to_owned();
+    let filled = template::replace::<std::convert::Infallible>(template, "{{setup.", |name| {
+        Ok(Some(match values.and_then(|v| v.get(name)) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            // Setup did not run (`--no-setup`): the value is empty.
+            None => String::new(),
+        }))
+    });
+    match filled {
+        Ok(s) => s,
+        Err(never) => match never {},
     }
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{setup.") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 8..];
-        let Some(end) = after.find("}}") else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let name = &after[..end];
-        match values.and_then(|v| v.get(name)) {
-            Some(serde_json::Value::String(s)) => out.push_str(s),
-            Some(other) => out.push_str(&other.to_string()),
-            None => {}
-        }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Every `{{setup.NAME}}` in `s` must name a setup capture, and every `{{vars.NAME}}` a
@@ -629,13 +620,10 @@ fn check_refs(
         ("{{setup.", captures, "any [[setup]] request"),
         ("{{vars.", vars, "any task of this user type"),
     ] {
-        let mut rest = s.get_ref().as_str();
-        while let Some(start) = rest.find(open) {
-            let after = &rest[start + open.len()..];
-            let Some(end) = after.find("}}") else {
+        for found in template::refs(s.get_ref(), open) {
+            let Ok(name) = found else {
                 return cx.err(Some(s.span()), field, format!("unclosed `{open}`"));
             };
-            let name = &after[..end];
             if !known.iter().any(|c| c == name) {
                 return cx.err(
                     Some(s.span()),
@@ -643,7 +631,6 @@ fn check_refs(
                     format!("`{open}{name}}}}}` is not captured by {whose}"),
                 );
             }
-            rest = &after[end + 2..];
         }
     }
     Ok(())
@@ -954,16 +941,13 @@ fn parse_builtin(inner: &str) -> Result<Builtin, String> {
 
 /// Every `{{builtin.…}}` of `s` must be one.
 fn check_builtins(cx: &Ctx<'_>, s: &Spanned<String>, field: &str) -> Result<(), ScenarioError> {
-    let mut rest = s.get_ref().as_str();
-    while let Some(start) = rest.find(BUILTIN) {
-        let after = &rest[start + BUILTIN.len()..];
-        let Some(end) = after.find("}}") else {
+    for found in template::refs(s.get_ref(), BUILTIN) {
+        let Ok(inner) = found else {
             return cx.err(Some(s.span()), field, format!("unclosed `{BUILTIN}`"));
         };
-        if let Err(message) = parse_builtin(&after[..end]) {
+        if let Err(message) = parse_builtin(inner) {
             return cx.err(Some(s.span()), field, message);
         }
-        rest = &after[end + 2..];
     }
     Ok(())
 }
@@ -993,33 +977,14 @@ fn builtin_value(b: Builtin, vu: u64) -> String {
 /// `template` with `{{vars.NAME}}` and `{{builtin.…}}` filled in; `Err(NAME)` for a
 /// variable not in `vars`.
 fn fill_vars(template: &str, vars: &HashMap<String, String>, vu: u64) -> Result<String, String> {
-    if !template.contains("{{vars.") && !template.contains(BUILTIN) {
-        return Ok(template.to_owned());
-    }
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    loop {
-        let next = [("{{vars.", true), (BUILTIN, false)]
-            .into_iter()
-            .filter_map(|(open, var)| rest.find(open).map(|at| (at, open, var)))
-            .min();
-        let Some((start, open, var)) = next else {
-            break;
-        };
-        out.push_str(&rest[..start]);
-        let after = &rest[start + open.len()..];
-        // Checked with the file: every reference is closed and means something.
-        let end = after.find("}}").unwrap_or(after.len());
-        let inner = &after[..end];
-        if var {
-            out.push_str(vars.get(inner).ok_or_else(|| inner.to_owned())?);
-        } else if let Ok(b) = parse_builtin(inner) {
-            out.push_str(&builtin_value(b, vu));
-        }
-        rest = after.get(end + 2..).unwrap_or_default();
-    }
-    out.push_str(rest);
-    Ok(out)
+    // Checked with the file: every reference is closed and means something.
+    let with_vars = template::replace(template, "{{vars.", |name| match vars.get(name) {
+        Some(v) => Ok(Some(v.clone())),
+        None => Err(name.to_owned()),
+    })?;
+    template::replace(&with_vars, BUILTIN, |inner| {
+        Ok(parse_builtin(inner).ok().map(|b| builtin_value(b, vu)))
+    })
 }
 
 fn fill_json(
