@@ -807,6 +807,22 @@ impl HttpClient {
         self.connections_opened
     }
 
+    /// Counts a verdict of the named check `name` and returns `passed` (k6's `check`):
+    /// the summary shows each name's passes and failures, and a `checks>99%` threshold
+    /// judges them. It does not fail any request; for that, use
+    /// [`RequestBuilder::check`].
+    ///
+    /// ```no_run
+    /// # async fn f(client: &mut aiotest_http_user::HttpClient) {
+    /// let r = client.get("/api/cart").send().await;
+    /// client.check("cart is JSON", r.json::<serde_json::Value>().is_ok());
+    /// # }
+    /// ```
+    pub fn check(&mut self, name: &str, passed: bool) -> bool {
+        self.recorder.record_check(name, passed);
+        passed
+    }
+
     /// The recorder (to flush it, or to record non-HTTP work).
     pub fn recorder(&mut self) -> &mut Recorder {
         &mut self.recorder

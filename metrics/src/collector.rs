@@ -137,6 +137,8 @@ struct State {
     current: Vec<Option<EndpointStats>>,
     /// The open interval's iterations, by scenario.
     scenarios: std::collections::BTreeMap<String, ScenarioStats>,
+    /// The open interval's named checks.
+    checks: std::collections::BTreeMap<String, crate::CheckStats>,
     opened_us: Option<u64>,
     pending: VecDeque<Snapshot>,
     merged_intervals: u64,
@@ -203,6 +205,7 @@ impl MetricsCollector {
                     index: std::collections::HashMap::new(),
                     current: Vec::new(),
                     scenarios: Default::default(),
+                    checks: Default::default(),
                     opened_us: None,
                     pending: VecDeque::new(),
                     merged_intervals: 0,
@@ -245,6 +248,7 @@ impl MetricsCollector {
             buf: Vec::new(),
             iterations: Vec::new(),
             scenario_names: Vec::new(),
+            checks: Vec::new(),
             messages: Vec::new(),
             batch_size,
             flush_interval_us: duration_us(self.shared.config.flush_interval),
@@ -279,6 +283,7 @@ impl MetricsCollector {
             end_us: Some(now_us),
             endpoints: Default::default(),
             scenarios: std::mem::take(&mut state.scenarios),
+            checks: std::mem::take(&mut state.checks),
         };
         // Endpoint ids stay valid: the new interval has a slot for every known endpoint.
         let slots = state.keys.len();
@@ -399,6 +404,8 @@ pub struct Recorder {
     /// Iterations: (index in `scenario_names`, duration, interrupted).
     iterations: Vec<(u16, u64, bool)>,
     scenario_names: Vec<Box<str>>,
+    /// Named checks' verdicts since the last flush: (name, passes, fails).
+    checks: Vec<(Box<str>, u64, u64)>,
     messages: Vec<Box<str>>,
     batch_size: usize,
     flush_interval_us: u64,
@@ -490,7 +497,36 @@ impl Recorder {
 
     /// Records buffered and not yet flushed.
     pub fn buffered(&self) -> usize {
-        self.buf.len() + self.iterations.len()
+        self.buf.len()
+            + self.iterations.len()
+            + self.checks.iter().filter(|(_, p, f)| p + f > 0).count()
+    }
+
+    /// Counts one verdict of the named check `name` (k6's `check`): it judges a response
+    /// without failing the request. Sent with the next flush of this recorder's requests.
+    pub fn record_check(&mut self, name: &str, passed: bool) {
+        let i = match self.checks.iter().position(|(n, _, _)| &**n == name) {
+            Some(i) => i,
+            None => {
+                self.checks.push((name.into(), 0, 0));
+                self.checks.len() - 1
+            }
+        };
+        if let Some((_, passes, fails)) = self.checks.get_mut(i) {
+            if passed {
+                *passes += 1;
+            } else {
+                *fails += 1;
+            }
+        }
+        if self.buf.is_empty() && self.iterations.is_empty() {
+            // No request will flush it soon: keep it as live as a request.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+            self.flush_due_us
+                .get_or_insert(now.saturating_add(self.flush_interval_us));
+        }
     }
 
     /// Records one iteration of `scenario` that took `duration_us`: completed, or cut off
@@ -524,6 +560,20 @@ impl Recorder {
 
     fn flush_now(&mut self) {
         self.flush_due_us = None;
+        if self.checks.iter().any(|(_, p, f)| p + f > 0) {
+            let mut state = self.shared.lock();
+            for (name, passes, fails) in &mut self.checks {
+                if *passes + *fails == 0 {
+                    continue;
+                }
+                let stats = match state.checks.get_mut(&**name) {
+                    Some(s) => s,
+                    None => state.checks.entry(name.to_string()).or_default(),
+                };
+                stats.passes += std::mem::take(passes);
+                stats.fails += std::mem::take(fails);
+            }
+        }
         if !self.iterations.is_empty() {
             let mut state = self.shared.lock();
             for &(id, us, interrupted) in &self.iterations {

@@ -52,6 +52,7 @@
 //! to `batch_size` records) and its endpoint table; the histograms live once per
 //! collector and interval, not once per user.
 
+pub mod checks;
 pub mod collector;
 pub mod event;
 pub mod iterations;
@@ -61,6 +62,7 @@ pub mod prometheus;
 pub mod record;
 pub mod stats;
 
+pub use checks::CheckStats;
 pub use collector::{
     ConfigError, Endpoint, MAX_ENDPOINTS_LIMIT, MetricsCollector, MetricsConfig, MetricsSink,
     OTHER_ENDPOINT, Recorder,

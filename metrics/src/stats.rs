@@ -425,6 +425,9 @@ pub struct Snapshot {
     /// Iterations per scenario.
     #[serde(default)]
     pub scenarios: BTreeMap<String, ScenarioStats>,
+    /// Named checks' verdicts, by check name.
+    #[serde(default)]
+    pub checks: BTreeMap<String, crate::CheckStats>,
 }
 
 impl Snapshot {
@@ -459,12 +462,21 @@ impl Snapshot {
                 }
             }
         }
+        for (name, stats) in &other.checks {
+            match self.checks.get_mut(name) {
+                Some(mine) => mine.merge(stats),
+                None => {
+                    self.checks.insert(name.clone(), *stats);
+                }
+            }
+        }
     }
 
     /// Whether no request (and no iteration) is counted.
     pub fn is_empty(&self) -> bool {
         self.endpoints.values().all(|e| e.requests == 0)
             && self.scenarios.values().all(ScenarioStats::is_empty)
+            && self.checks.values().all(|c| c.total() == 0)
     }
 
     /// All endpoints merged into one (the "Total" row of a summary).

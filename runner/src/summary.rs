@@ -226,6 +226,19 @@ pub struct ErrorRow {
     pub count: u64,
 }
 
+/// A named check's verdicts (k6's `checks`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckRow {
+    /// The check's name.
+    pub name: String,
+    /// Responses that passed it.
+    pub passes: u64,
+    /// Responses that failed it.
+    pub fails: u64,
+    /// The share that passed, in % (0 when none was judged).
+    pub rate: f64,
+}
+
 /// The run's summary, as printed and exported.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
@@ -237,6 +250,8 @@ pub struct Summary {
     pub endpoints: Vec<Row>,
     /// Per scenario: its iterations.
     pub scenarios: Vec<ScenarioRow>,
+    /// Named checks, by name.
+    pub checks: Vec<CheckRow>,
     /// Failures by message, most frequent first.
     pub errors: Vec<ErrorRow>,
     /// Threshold verdicts, in the order given.
@@ -312,11 +327,22 @@ impl Summary {
                 iteration_mean_ms: it.mean_us() / 1_000.0,
             })
             .collect();
+        let checks = snapshot
+            .checks
+            .iter()
+            .map(|(name, c)| CheckRow {
+                name: name.clone(),
+                passes: c.passes,
+                fails: c.fails,
+                rate: (c.rate() * 100_000.0).round() / 1_000.0,
+            })
+            .collect();
         Summary {
             duration_s: secs,
             totals: Row::new("", "Total", "", &snapshot.total(), secs),
             endpoints,
             scenarios,
+            checks,
             errors,
             thresholds: Vec::new(),
             notes: Vec::new(),
@@ -451,6 +477,22 @@ impl Summary {
                 t.checks_failed,
                 100.0 * (t.checks - t.checks_failed.min(t.checks)) as f64 / t.checks as f64
             );
+        }
+        if !self.checks.is_empty() {
+            let _ = writeln!(out, "\nChecks:");
+            let wide = self.checks.iter().map(|c| c.name.chars().count()).max();
+            for c in &self.checks {
+                let mark = if c.fails == 0 { "ok  " } else { "FAIL" };
+                let _ = writeln!(
+                    out,
+                    "  {mark} {:<w$}  {:>7.2}%  {} passed, {} failed",
+                    c.name,
+                    c.rate,
+                    c.passes,
+                    c.fails,
+                    w = wide.unwrap_or(0)
+                );
+            }
         }
         if self
             .scenarios
@@ -773,6 +815,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn named_checks_have_a_line_each_with_passes_failures_and_rate() {
+        let mut snap = snapshot();
+        snap.checks.insert(
+            "status is 200".into(),
+            aiotest_metrics::CheckStats {
+                passes: 100,
+                fails: 0,
+            },
+        );
+        snap.checks.insert(
+            "has token".into(),
+            aiotest_metrics::CheckStats {
+                passes: 95,
+                fails: 5,
+            },
+        );
+        let summary = Summary::new(&snap, Duration::from_secs(10));
+        let table = summary.render_table();
+        assert!(
+            table.contains("\nChecks:\n  FAIL has token        95.00%  95 passed, 5 failed\n  ok   status is 200   100.00%  100 passed, 0 failed\n"),
+            "{table}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&summary.to_json()).unwrap();
+        assert_eq!(json["checks"][0]["rate"], 95.0);
+        assert_eq!(json["checks"][1]["passes"], 100);
     }
 
     #[test]

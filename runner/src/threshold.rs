@@ -13,9 +13,12 @@
 //! | `iterations` | completed iterations | number |
 //! | `dropped_iterations` | arrival-rate iterations dropped for want of a free user | number |
 //!
+//! | `checks` | the share of checks that passed: responses judged by a request's own check (failing it when it fails) and, unfiltered, every named check's verdicts | `99%` |
+//!
 //! `OP` is `<`, `<=`, `>` or `>=`. Filters: `name=/login` restricts a request metric to
 //! requests of that name (all methods); `scenario=checkout` to one scenario's requests or
-//! iterations. Examples: `p95<300ms`, `p99{name=/login}<1s`,
+//! iterations; `check=has token` the checks metric to one named check; `tag=auth` to the
+//! requests of the tasks a scenario file tags `auth`. Examples: `p95<300ms`, `p99{name=/login}<1s`,
 //! `p95{scenario=browse,name=/items}<200ms`, `failures<1%`, `rps>100`,
 //! `dropped_iterations{scenario=rate}<1`, `p95<500:abort`. For open-model (arrival-rate)
 //! requests, durations count from each iteration's intended start.
@@ -68,6 +71,12 @@ pub struct Threshold {
     metric: Metric,
     name: Option<String>,
     scenario: Option<String>,
+    /// `check=`: one named check.
+    check: Option<String>,
+    /// `tag=`: the requests of the tasks with this tag.
+    tag: Option<String>,
+    /// The request names `tag` stands for, once known.
+    tag_names: Option<Vec<String>>,
     op: Op,
     /// In the metric's base unit: ms for durations, a fraction for rates.
     limit: f64,
@@ -138,20 +147,38 @@ impl Threshold {
         } else {
             return Err(err("no comparison: use <, <=, > or >="));
         };
-        let (metric_text, name, scenario) = match lhs.split_once('{') {
+        let (metric_text, filters) = match lhs.split_once('{') {
             Some((m, filter)) => {
                 let filter = filter
                     .strip_suffix('}')
                     .ok_or_else(|| err("unclosed `{` in the filter"))?;
-                let (name, scenario) = parse_filters(filter).map_err(|r| err(&r))?;
-                (m, name, scenario)
+                (m, parse_filters(filter).map_err(|r| err(&r))?)
             }
-            None => (lhs, None, None),
+            None => (lhs, Filters::default()),
         };
+        let Filters {
+            name,
+            scenario,
+            check,
+            tag,
+        } = filters;
         let metric = parse_metric(metric_text).ok_or_else(|| {
-            err("unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps, requests, iterations or dropped_iterations")
+            err("unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps, requests, iterations, dropped_iterations or checks")
         })?;
         if name.is_some() && matches!(metric, Metric::Iterations | Metric::DroppedIterations) {
+            return Err(err(
+                "iterations belong to scenarios: filter them by {scenario=...}",
+            ));
+        }
+        if check.is_some() && !matches!(metric, Metric::Checks) {
+            return Err(err("check=... filters the checks metric only"));
+        }
+        if check.is_some() && (name.is_some() || scenario.is_some() || tag.is_some()) {
+            return Err(err(
+                "a named check counts every response it judged: filter it by check=... alone",
+            ));
+        }
+        if tag.is_some() && matches!(metric, Metric::Iterations | Metric::DroppedIterations) {
             return Err(err(
                 "iterations belong to scenarios: filter them by {scenario=...}",
             ));
@@ -162,6 +189,9 @@ impl Threshold {
             metric,
             name,
             scenario,
+            check,
+            tag,
+            tag_names: None,
             op,
             limit,
             abort,
@@ -178,6 +208,18 @@ impl Threshold {
         self.name.as_deref()
     }
 
+    /// The tag its selector names (`{tag=...}`), if any.
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+
+    /// The same threshold with its `tag=` standing for the requests named `names` (the
+    /// scenario file knows which requests carry which tag).
+    pub fn with_tag_names(mut self, names: Vec<String>) -> Self {
+        self.tag_names = Some(names);
+        self
+    }
+
     /// The scenario its selector names (`{scenario=...}`), if any.
     pub fn scenario(&self) -> Option<&str> {
         self.scenario.as_deref()
@@ -186,11 +228,26 @@ impl Threshold {
     /// The verdict for `snapshot` over `run_secs` seconds.
     pub fn evaluate(&self, snapshot: &Snapshot, run_secs: f64) -> ThresholdResult {
         let mut stats = EndpointStats::default();
+        let tagged = |name: &str| match (&self.tag, &self.tag_names) {
+            (None, _) => true,
+            (Some(_), Some(names)) => names.iter().any(|n| n == name),
+            (Some(_), None) => false,
+        };
         for (k, s) in &snapshot.endpoints {
-            if self.name.as_deref().is_none_or(|n| n == k.name)
+            if self.check.is_none()
+                && self.name.as_deref().is_none_or(|n| n == k.name)
                 && self.scenario.as_deref().is_none_or(|sc| sc == k.scenario)
+                && tagged(&k.name)
             {
                 stats.merge(s);
+            }
+        }
+        // Named checks: one (`check=`), or all of them with the unfiltered `checks`.
+        let mut named = aiotest_metrics::CheckStats::default();
+        let unfiltered = self.name.is_none() && self.scenario.is_none() && self.tag.is_none();
+        for (n, c) in &snapshot.checks {
+            if self.check.as_deref().map_or(unfiltered, |want| want == n) {
+                named.merge(c);
             }
         }
         let mut iterations = aiotest_metrics::ScenarioStats::default();
@@ -237,10 +294,12 @@ impl Threshold {
             Metric::DroppedIterations => (iterations.dropped as f64, iterations.dropped as f64),
             Metric::ChecksRate | Metric::Checks => {
                 let failed = stats.failures_by_category[ErrorCategory::CheckFailed.index()];
-                let rate = if stats.checks == 0 {
+                let judged = stats.checks + named.total();
+                let passed = stats.checks.saturating_sub(failed) + named.passes;
+                let rate = if judged == 0 {
                     0.0
                 } else {
-                    stats.checks.saturating_sub(failed) as f64 / stats.checks as f64
+                    passed as f64 / judged as f64
                 };
                 (rate, rate * 100.0)
             }
@@ -258,11 +317,26 @@ impl Threshold {
                 (stats.timed(), stats.requests)
             }
             Metric::Iterations | Metric::DroppedIterations => (scenarios_seen, scenarios_seen),
-            Metric::ChecksRate | Metric::Checks => (stats.checks, stats.requests),
+            Metric::ChecksRate | Metric::Checks if self.check.is_some() => {
+                (named.total(), named.total())
+            }
+            Metric::ChecksRate | Metric::Checks => {
+                (stats.checks + named.total(), stats.requests + named.total())
+            }
             _ => (stats.requests, stats.requests),
         };
         let reason = (judged == 0).then(|| match self.metric {
             Metric::Iterations | Metric::DroppedIterations => "no scenario matched".to_owned(),
+            Metric::ChecksRate | Metric::Checks if self.check.is_some() => format!(
+                "no response was judged by the check `{}`",
+                self.check.as_deref().unwrap_or_default()
+            ),
+            _ if self.tag.is_some() && self.tag_names.as_ref().is_none_or(Vec::is_empty) => {
+                format!(
+                    "no request carries the tag `{}` (tags come from a scenario file's tasks)",
+                    self.tag.as_deref().unwrap_or_default()
+                )
+            }
             Metric::ChecksRate | Metric::Checks if stats.requests > 0 => {
                 "no response it matched was checked".to_owned()
             }
@@ -281,23 +355,35 @@ impl Threshold {
     }
 }
 
-/// `name=...`, `scenario=...`, or both separated by a comma (a name may hold commas:
-/// only `,scenario=` and `,name=` separate).
-fn parse_filters(filter: &str) -> Result<(Option<String>, Option<String>), String> {
-    let mut name = None;
-    let mut scenario = None;
+/// A threshold's filters.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Filters {
+    name: Option<String>,
+    scenario: Option<String>,
+    check: Option<String>,
+    tag: Option<String>,
+}
+
+const FILTER_KEYS: [&str; 4] = ["name", "scenario", "check", "tag"];
+
+/// `KEY=VALUE` filters separated by commas (a value may hold commas: only a comma before
+/// another `KEY=` separates).
+fn parse_filters(filter: &str) -> Result<Filters, String> {
+    let mut f = Filters::default();
     let mut rest = filter.trim_start();
     while !rest.is_empty() {
-        let (key, after) = rest
-            .split_once('=')
-            .ok_or_else(|| "a filter is KEY=VALUE: name=... or scenario=...".to_owned())?;
+        let (key, after) = rest.split_once('=').ok_or_else(|| {
+            "a filter is KEY=VALUE: name=..., scenario=..., check=... or tag=...".to_owned()
+        })?;
         // The value runs to the next `,` that starts another filter.
         let end = after
             .match_indices(',')
             .map(|(i, _)| i)
             .find(|&i| {
                 let next = after[i + 1..].trim_start();
-                next.starts_with("name=") || next.starts_with("scenario=")
+                FILTER_KEYS
+                    .iter()
+                    .any(|k| next.strip_prefix(k).is_some_and(|r| r.starts_with('=')))
             })
             .unwrap_or(after.len());
         let value = after[..end].trim_end();
@@ -306,11 +392,13 @@ fn parse_filters(filter: &str) -> Result<(Option<String>, Option<String>), Strin
             return Err(format!("empty {key} in the filter"));
         }
         let slot = match key {
-            "name" => &mut name,
-            "scenario" => &mut scenario,
+            "name" => &mut f.name,
+            "scenario" => &mut f.scenario,
+            "check" => &mut f.check,
+            "tag" => &mut f.tag,
             other => {
                 return Err(format!(
-                    "unknown filter `{other}`: use name=... or scenario=..."
+                    "unknown filter `{other}`: use name=..., scenario=..., check=... or tag=..."
                 ));
             }
         };
@@ -319,7 +407,7 @@ fn parse_filters(filter: &str) -> Result<(Option<String>, Option<String>), Strin
         }
         rest = after[end..].strip_prefix(',').unwrap_or("").trim_start();
     }
-    Ok((name, scenario))
+    Ok(f)
 }
 
 fn parse_metric(m: &str) -> Option<Metric> {
@@ -528,24 +616,89 @@ mod tests {
     }
 
     #[test]
+    fn named_checks_are_judged_one_by_check_or_all_with_the_request_checks() {
+        let mut s = snapshot();
+        let mut c = |name: &str, passes: u64, fails: u64| {
+            s.checks.insert(
+                name.to_owned(),
+                aiotest_metrics::CheckStats { passes, fails },
+            );
+        };
+        c("status is 200", 99, 1);
+        c("has token", 50, 50);
+        let eval = |e: &str| Threshold::parse(e).unwrap().evaluate(&s, 10.0);
+        let one = eval("checks{check=status is 200}>=99%");
+        assert_eq!((one.ok, one.value, one.matched), (true, 99.0, 100));
+        assert!(!eval("checks{check=status is 200}>99%").ok);
+        // Unfiltered: every named verdict (149 of 200 passed; no request-level check).
+        let all = eval("checks>70%");
+        assert_eq!((all.ok, all.value, all.matched), (true, 74.5, 312));
+        // A request filter leaves named checks out: these requests had no check.
+        let none = eval("checks{name=/fast}>1%");
+        assert_eq!(
+            (none.ok, none.reason.as_deref()),
+            (false, Some("no response it matched was checked"))
+        );
+        let missing = eval("checks{check=nope}>1%");
+        assert_eq!(
+            (missing.ok, missing.reason.as_deref()),
+            (false, Some("no response was judged by the check `nope`"))
+        );
+        for (expr, reason) in [
+            ("p95{check=x}<1", "check=... filters the checks metric only"),
+            (
+                "checks{check=x,name=/y}>1%",
+                "a named check counts every response it judged: filter it by check=... alone",
+            ),
+        ] {
+            assert_eq!(Threshold::parse(expr).unwrap_err().reason, reason);
+        }
+    }
+
+    #[test]
+    fn a_tag_selects_the_requests_its_tasks_make() {
+        let t = Threshold::parse("p99{tag=auth}<3s").unwrap();
+        assert_eq!(t.tag(), Some("auth"));
+        // Unresolved, or resolved to nothing: no request matched, and it says why.
+        let r = t.evaluate(&snapshot(), 10.0);
+        assert_eq!(
+            (r.ok, r.reason.as_deref()),
+            (
+                false,
+                Some("no request carries the tag `auth` (tags come from a scenario file's tasks)")
+            )
+        );
+        let login = t.clone().with_tag_names(vec!["/login".into()]);
+        let r = login.evaluate(&snapshot(), 10.0);
+        assert_eq!((r.ok, r.matched), (true, 12));
+        let r = Threshold::parse("p99{tag=auth}<1s")
+            .unwrap()
+            .with_tag_names(vec!["/login".into()])
+            .evaluate(&snapshot(), 10.0);
+        assert!(!r.ok, "the tagged requests take 2 s");
+        let both = t.with_tag_names(vec!["/login".into(), "/fast".into()]);
+        assert_eq!(both.evaluate(&snapshot(), 10.0).matched, 112);
+    }
+
+    #[test]
     fn bad_expressions_name_the_problem() {
         let cases = [
             ("p95", "no comparison: use <, <=, > or >="),
             (
                 "latency<3",
-                "unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps, requests, iterations or dropped_iterations",
+                "unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps, requests, iterations, dropped_iterations or checks",
             ),
             ("p95<fast", "`fast` is not a number"),
             ("p95<3kg", "unit `kg` does not fit this metric"),
             ("rps>3ms", "unit `ms` does not fit this metric"),
             (
                 "p95{route=/x}<3",
-                "unknown filter `route`: use name=... or scenario=...",
+                "unknown filter `route`: use name=..., scenario=..., check=... or tag=...",
             ),
             ("p95{name=/x<3", "unclosed `{` in the filter"),
             (
                 "p101<3",
-                "unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps, requests, iterations or dropped_iterations",
+                "unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps, requests, iterations, dropped_iterations or checks",
             ),
         ];
         for (expr, reason) in cases {

@@ -170,17 +170,21 @@ struct RequestSpec {
     body_contains: Option<Spanned<String>>,
     #[serde(default)]
     capture: BTreeMap<String, Spanned<CaptureSpec>>,
+    #[serde(default)]
+    checks: Vec<Spanned<CheckSpec>>,
 }
 
-/// Where a capture takes its value: a JSON pointer into the body, or `{ header = NAME }`.
+/// Where a capture takes its value: a JSON pointer into the body, `{ header = NAME }`, or
+/// `{ regex = "..." }` (its first group, else the whole match).
 #[derive(Deserialize, Clone)]
 #[serde(
     untagged,
-    expecting = "expected a JSON pointer (\"/data/token\") or { header = \"NAME\" }"
+    expecting = "expected a JSON pointer (\"/data/token\"), { header = \"NAME\" } or { regex = \"token=(\\\\w+)\" }"
 )]
 enum CaptureSpec {
     Pointer(String),
     Header(HeaderCapture),
+    Regex(RegexCapture),
 }
 
 #[derive(Deserialize, Clone)]
@@ -189,11 +193,52 @@ struct HeaderCapture {
     header: String,
 }
 
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RegexCapture {
+    regex: String,
+}
+
 /// A checked capture of a task.
 #[derive(Clone, Debug)]
 enum Capture {
     Json(String),
     Header(http::header::HeaderName),
+    Regex(regex_lite::Regex),
+}
+
+/// A named check of a response (k6's `check`): one of `status`, `header`, `json`,
+/// `body_contains` or `regex`, with `equals` for a header's or a JSON value's value.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckSpec {
+    name: Spanned<String>,
+    status: Option<Spanned<u16>>,
+    header: Option<Spanned<String>>,
+    json: Option<Spanned<String>>,
+    body_contains: Option<Spanned<String>>,
+    regex: Option<Spanned<String>>,
+    equals: Option<Spanned<toml::Value>>,
+    /// Also fail the request when the check fails (it only counts otherwise).
+    #[serde(default)]
+    fail_request: bool,
+}
+
+/// A checked named check.
+#[derive(Clone, Debug)]
+struct NamedCheck {
+    name: String,
+    what: CheckKind,
+    fail_request: bool,
+}
+
+#[derive(Clone, Debug)]
+enum CheckKind {
+    Status(u16),
+    Header(http::header::HeaderName, Option<String>),
+    Json(String, Option<serde_json::Value>),
+    BodyContains(String),
+    Regex(regex_lite::Regex),
 }
 
 /// A scenario file, checked and ready to run.
@@ -649,6 +694,8 @@ struct RequestPlan {
     body_contains: Option<String>,
     /// What a task captures into its user's variables.
     captures: Vec<(String, Capture)>,
+    /// Its named checks.
+    checks: Arc<[NamedCheck]>,
     /// Some template of it reads the user's variables (`{{vars.NAME}}`).
     uses_vars: bool,
 }
@@ -750,8 +797,10 @@ fn request(
         .as_ref()
         .map(|n| n.get_ref().clone())
         .or_else(|| dynamic(p).then(|| p.clone()));
+    let checks = named_checks(cx, field, &spec.checks)?;
     Ok(RequestPlan {
         name,
+        checks,
         captures: Vec::new(),
         uses_vars,
         method,
@@ -762,6 +811,167 @@ fn request(
         expect_status: spec.expect_status.as_ref().map(|s| *s.get_ref()),
         body_contains: spec.body_contains.as_ref().map(|s| s.get_ref().clone()),
     })
+}
+
+/// A request's `checks`, checked.
+fn named_checks(
+    cx: &Ctx<'_>,
+    field: &str,
+    specs: &[Spanned<CheckSpec>],
+) -> Result<Arc<[NamedCheck]>, ScenarioError> {
+    let mut out = Vec::new();
+    for (k, c) in specs.iter().enumerate() {
+        let cf = format!("{field}.checks[{k}]");
+        let spec = c.get_ref();
+        let name = spec.name.get_ref().trim();
+        if name.is_empty() {
+            return cx.err(
+                Some(spec.name.span()),
+                format!("{cf}.name"),
+                "must not be empty",
+            );
+        }
+        let given = [
+            spec.status.as_ref().map(|_| "status"),
+            spec.header.as_ref().map(|_| "header"),
+            spec.json.as_ref().map(|_| "json"),
+            spec.body_contains.as_ref().map(|_| "body_contains"),
+            spec.regex.as_ref().map(|_| "regex"),
+        ];
+        let given: Vec<&str> = given.into_iter().flatten().collect();
+        if given.len() != 1 {
+            return cx.err(
+                Some(c.span()),
+                cf,
+                format!(
+                    "give one of status, header, json, body_contains or regex (found {})",
+                    if given.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        given.join(", ")
+                    }
+                ),
+            );
+        }
+        if let (Some(e), None, None) = (&spec.equals, &spec.header, &spec.json) {
+            return cx.err(
+                Some(e.span()),
+                format!("{cf}.equals"),
+                "equals compares a header's or a JSON value's value: give header or json",
+            );
+        }
+        let what = if let Some(st) = &spec.status {
+            if !(100..=599).contains(st.get_ref()) {
+                return cx.err(
+                    Some(st.span()),
+                    format!("{cf}.status"),
+                    format!("{} is not an HTTP status (100 to 599)", st.get_ref()),
+                );
+            }
+            CheckKind::Status(*st.get_ref())
+        } else if let Some(h) = &spec.header {
+            let Ok(n) = http::header::HeaderName::from_bytes(h.get_ref().as_bytes()) else {
+                return cx.err(
+                    Some(h.span()),
+                    format!("{cf}.header"),
+                    format!("`{}` is not a header name", h.get_ref()),
+                );
+            };
+            let equals = match &spec.equals {
+                Some(e) => match e.get_ref() {
+                    toml::Value::String(v) => Some(v.clone()),
+                    _ => {
+                        return cx.err(
+                            Some(e.span()),
+                            format!("{cf}.equals"),
+                            "a header's value is text: give a string",
+                        );
+                    }
+                },
+                None => None,
+            };
+            CheckKind::Header(n, equals)
+        } else if let Some(j) = &spec.json {
+            let p = j.get_ref();
+            if !(p.is_empty() || p.starts_with('/')) {
+                return cx.err(
+                    Some(j.span()),
+                    format!("{cf}.json"),
+                    format!("`{p}` is not a JSON pointer (like /data/token)"),
+                );
+            }
+            let equals = match &spec.equals {
+                Some(e) => Some(serde_json::to_value(e.get_ref()).or_else(|err| {
+                    cx.err(Some(e.span()), format!("{cf}.equals"), err.to_string())
+                })?),
+                None => None,
+            };
+            CheckKind::Json(p.clone(), equals)
+        } else if let Some(b) = &spec.body_contains {
+            CheckKind::BodyContains(b.get_ref().clone())
+        } else if let Some(r) = &spec.regex {
+            CheckKind::Regex(regex(cx, r.get_ref(), r.span(), &format!("{cf}.regex"))?)
+        } else {
+            unreachable!("exactly one was given")
+        };
+        out.push(NamedCheck {
+            name: name.to_owned(),
+            what,
+            fail_request: spec.fail_request,
+        });
+    }
+    Ok(out.into())
+}
+
+/// `r` compiled as a regular expression.
+fn regex(
+    cx: &Ctx<'_>,
+    r: &str,
+    span: std::ops::Range<usize>,
+    field: &str,
+) -> Result<regex_lite::Regex, ScenarioError> {
+    regex_lite::Regex::new(r).or_else(|e| {
+        let why = e.to_string();
+        // The engine's message spans lines; its last line says what is wrong.
+        let why = why.lines().last().unwrap_or(&why).trim().to_owned();
+        cx.err(
+            Some(span),
+            field,
+            format!("`{r}` is not a regular expression: {why}"),
+        )
+    })
+}
+
+impl NamedCheck {
+    /// Whether `r` passes; `body` is the response's JSON, parsed once for all checks.
+    fn judge(
+        &self,
+        r: &aiotest_http_user::Response,
+        body: &mut Option<Option<serde_json::Value>>,
+    ) -> bool {
+        if r.status().is_none() {
+            // No response (refused, timed out, or never sent): nothing passes.
+            return false;
+        }
+        match &self.what {
+            CheckKind::Status(s) => r.status_code() == *s,
+            CheckKind::Header(h, equals) => match (r.headers().get(h), equals) {
+                (Some(v), Some(want)) => v.as_bytes() == want.as_bytes(),
+                (Some(_), None) => true,
+                (None, _) => false,
+            },
+            CheckKind::Json(pointer, equals) => {
+                let body = body.get_or_insert_with(|| r.json().ok());
+                match (body.as_ref().and_then(|b| b.pointer(pointer)), equals) {
+                    (Some(v), Some(want)) => v == want,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                }
+            }
+            CheckKind::BodyContains(needle) => r.text().contains(needle.as_str()),
+            CheckKind::Regex(re) => re.is_match(&r.text()),
+        }
+    }
 }
 
 impl RequestPlan {
@@ -842,13 +1052,21 @@ impl RequestPlan {
             Some(v) if !self.captures.is_empty() => Some((self.captures.clone(), Arc::clone(v))),
             _ => None,
         };
-        if self.body_contains.is_some() || captures.is_some() {
+        let failing = self.checks.iter().any(|c| c.fail_request);
+        if self.body_contains.is_some() || captures.is_some() || failing {
             let needle = self.body_contains.clone();
+            let checks = failing.then(|| Arc::clone(&self.checks));
             req = req.check(move |r| {
                 if let Some(needle) = &needle
                     && !r.text().contains(needle.as_str())
                 {
                     return Err(format!("body does not contain {needle:?}"));
+                }
+                let mut body = None;
+                for c in checks.iter().flat_map(|c| c.iter()) {
+                    if c.fail_request && !c.judge(r, &mut body) {
+                        return Err(format!("check `{}` failed", c.name));
+                    }
                 }
                 if let Some((captures, vars)) = captures {
                     capture(r, &captures, &vars)?;
@@ -856,7 +1074,14 @@ impl RequestPlan {
                 Ok(())
             });
         }
-        req.send().await
+        let r = req.send().await;
+        // Named checks count whatever became of the request (no response fails them all).
+        let mut body = None;
+        for c in self.checks.iter() {
+            let passed = c.judge(&r, &mut body);
+            client.check(&c.name, passed);
+        }
+        r
     }
 }
 
@@ -892,6 +1117,21 @@ fn capture(
                 Some(Ok(v)) => v.to_owned(),
                 _ => return Err(format!("capture `{name}`: no {h} header in the response")),
             },
+            Capture::Regex(re) => {
+                let text = r.text();
+                match re
+                    .captures(&text)
+                    .and_then(|c| c.get(1).or_else(|| c.get(0)))
+                {
+                    Some(m) => m.as_str().to_owned(),
+                    None => {
+                        return Err(format!(
+                            "capture `{name}`: /{}/ matches nothing in the response",
+                            re.as_str()
+                        ));
+                    }
+                }
+            }
         };
         got.push((name.clone(), value));
     }
@@ -1394,6 +1634,7 @@ fn user_type(
                             format!("`{p}` is not a JSON pointer (like /data/token)"),
                         );
                     }
+                    CaptureSpec::Regex(r) => Capture::Regex(regex(cx, &r.regex, c.span(), &cf)?),
                     CaptureSpec::Header(h) => {
                         match http::header::HeaderName::from_bytes(h.header.as_bytes()) {
                             Ok(n) => Capture::Header(n),
@@ -1628,7 +1869,7 @@ mod tests {
             // a user's own values
             ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\ncapture = { t = \"t\" }\n".into(), "s.toml:5: users[0].tasks[0].capture.t: `t` is not a JSON pointer"),
             ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\ncapture = { t = { header = \"bad name\" } }\n".into(), "s.toml:5: users[0].tasks[0].capture.t: `bad name` is not a header name"),
-            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\ncapture = { t = { cookie = \"x\" } }\n".into(), "s.toml:5: users[0].tasks[0].capture: expected a JSON pointer (\"/data/token\") or { header = \"NAME\" }"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\ncapture = { t = { cookie = \"x\" } }\n".into(), "s.toml:5: users[0].tasks[0].capture: expected a JSON pointer (\"/data/token\"), { header = \"NAME\" } or { regex = "),
             ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/a/{{vars.id}}\"\n".into(), "s.toml:4: users[0].tasks[0].path: `{{vars.id}}` is not captured by any task of this user type"),
             (format!("{VALID_TAIL}[[users]]\nname = \"v\"\nheaders = {{ a = \"{{{{vars.t}}}}\" }}\n[[users.tasks]]\npath = \"/\"\n"), "s.toml:7: users[1].headers.a: `{{vars.t}}` is not captured by any task of this user type"),
             (format!("[[setup]]\npath = \"/x/{{{{vars.t}}}}\"\n{VALID_TAIL}"), "s.toml:2: setup[0].path: `{{vars.t}}` is not captured by any task of this user type"),
@@ -1653,6 +1894,20 @@ mod tests {
             // teardown
             (format!("[[teardown]]\npath = \"/x\"\nweight = 2\n{VALID_TAIL}"), "s.toml:3: teardown[0].weight: teardown requests run once, in order: no weight"),
             (format!("[[teardown]]\npath = \"/x\"\ncapture = {{ t = \"/t\" }}\n{VALID_TAIL}"), "s.toml:3: teardown[0].capture.t: teardown requests capture nothing"),
+            // named checks and regex captures
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nchecks = [{ status = 200 }]\n".into(), "s.toml:5: users[0].tasks[0].checks: missing field `name`"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nchecks = [{ name = \" \", status = 200 }]\n".into(), "s.toml:5: users[0].tasks[0].checks[0].name: must not be empty"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nchecks = [{ name = \"c\" }]\n".into(), "s.toml:5: users[0].tasks[0].checks[0]: give one of status, header, json, body_contains or regex (found none)"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nchecks = [{ name = \"c\", status = 200, json = \"/a\" }]\n".into(), "s.toml:5: users[0].tasks[0].checks[0]: give one of status, header, json, body_contains or regex (found status, json)"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nchecks = [{ name = \"c\", status = 999 }]\n".into(), "s.toml:5: users[0].tasks[0].checks[0].status: 999 is not an HTTP status (100 to 599)"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nchecks = [{ name = \"c\", header = \"a b\" }]\n".into(), "s.toml:5: users[0].tasks[0].checks[0].header: `a b` is not a header name"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nchecks = [{ name = \"c\", header = \"x\", equals = 3 }]\n".into(), "s.toml:5: users[0].tasks[0].checks[0].equals: a header's value is text: give a string"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nchecks = [{ name = \"c\", json = \"id\" }]\n".into(), "s.toml:5: users[0].tasks[0].checks[0].json: `id` is not a JSON pointer (like /data/token)"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nchecks = [{ name = \"c\", body_contains = \"x\", equals = \"y\" }]\n".into(), "s.toml:5: users[0].tasks[0].checks[0].equals: equals compares a header's or a JSON value's value: give header or json"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nchecks = [{ name = \"c\", regex = \"(a\" }]\n".into(), "s.toml:5: users[0].tasks[0].checks[0].regex: `(a` is not a regular expression"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nchecks = [{ name = \"c\", status = 200, fail = true }]\n".into(), "s.toml:5: users[0].tasks[0].checks: unknown field `fail`"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\n[[users.tasks.checks]]\nname = \"c\"\nstatus = \"200\"\n".into(), "s.toml:7: users[0].tasks[0].checks[0].status: invalid type: string \"200\""),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\ncapture = { t = { regex = \"[a\" } }\n".into(), "s.toml:5: users[0].tasks[0].capture.t: `[a` is not a regular expression"),
             (format!("[[teardown]]\npath = \"/x/{{{{setup.t}}}}\"\n{VALID_TAIL}"), "s.toml:2: teardown[0].path: `{{setup.t}}` is not captured by any [[setup]] request"),
             // a user type's own HTTP settings
             ("[[users]]\nname = \"u\"\nhttp = { timeout = \"soon\" }\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].http.timeout: "),

@@ -203,3 +203,105 @@ capture = {{ item = "/no/such/field" }}
     assert!(text.contains("is not captured yet by this user"), "{text}");
     assert!(text.contains("nothing at /no/such/field"), "{text}");
 }
+
+#[test]
+fn named_checks_count_per_name_and_fail_their_request_only_when_asked() {
+    let (addr, seen) = shop();
+    let toml = format!(
+        r#"host = "http://{addr}"
+thresholds = ["checks{{check=logged in}}>=100%", "checks{{check=json content type}}<1%"]
+[load]
+users = 3
+run_time = "1500ms"
+
+[[users]]
+name = "checker"
+wait_time = 0.005
+
+[[users.tasks]]
+name = "login"
+method = "POST"
+path = "/login"
+capture = {{ token = {{ regex = '"token": "(tok-\d+)"' }} }}
+checks = [
+  {{ name = "logged in", status = 200 }},
+  {{ name = "has a token", json = "/token" }},
+  {{ name = "first token", json = "/token", equals = "tok-1" }},
+]
+
+[[users.tasks]]
+name = "list"
+path = "/items"
+headers = {{ authorization = "Bearer {{{{vars.token}}}}" }}
+capture = {{ item = "/items/0/id", owner = {{ header = "x-owner" }} }}
+checks = [
+  {{ name = "owner header", header = "x-owner" }},
+  {{ name = "json content type", header = "content-type", equals = "application/json" }},
+]
+
+[[users.tasks]]
+name = "fetch"
+path = "/items/{{{{vars.item}}}}"
+headers = {{ authorization = "Bearer {{{{vars.token}}}}", x-owner-seen = "{{{{vars.owner}}}}" }}
+checks = [{{ name = "empty object", regex = '^\{{\}}$', fail_request = true }}]
+
+[[users.tasks]]
+name = "strict"
+path = "/items"
+headers = {{ authorization = "Bearer {{{{vars.token}}}}" }}
+checks = [{{ name = "says admin", body_contains = "admin", fail_request = true }}]
+"#
+    );
+    let file = super::TempFile::new("checks", &toml);
+    let json = super::run_file(file.path(), "checks", &["--allow-failures"]);
+    let logins = seen.logins.load(Ordering::Relaxed);
+    assert!(logins > 5, "{logins}");
+    let check = |name: &str| {
+        let c = json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no check {name}: {json}"))
+            .clone();
+        (c["passes"].as_u64().unwrap(), c["fails"].as_u64().unwrap())
+    };
+    let endpoint = |name: &str| {
+        let e = json["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no endpoint {name}: {json}"))
+            .clone();
+        (
+            e["requests"].as_u64().unwrap(),
+            e["failures"].as_u64().unwrap(),
+        )
+    };
+    // Every login passed its checks; exactly one response had the first token.
+    assert_eq!(check("logged in"), (logins, 0));
+    assert_eq!(check("has a token"), (logins, 0));
+    assert_eq!(check("first token"), (1, logins - 1));
+    // The regex capture gave each user its token: every fetch was right.
+    let (fetches, fetch_failures) = endpoint("fetch");
+    assert_eq!(seen.wrong.load(Ordering::Relaxed), 0);
+    assert_eq!(seen.right.load(Ordering::Relaxed), fetches);
+    assert_eq!((check("empty object"), fetch_failures), ((fetches, 0), 0));
+    // A failing check counts, and fails its request only when asked to.
+    let (lists, list_failures) = endpoint("list");
+    assert_eq!(check("owner header"), (lists, 0));
+    assert_eq!(check("json content type"), (0, lists));
+    assert_eq!(list_failures, 0, "a named check alone fails no request");
+    let (stricts, strict_failures) = endpoint("strict");
+    assert_eq!(check("says admin"), (0, stricts));
+    assert_eq!(strict_failures, stricts, "fail_request = true fails it");
+    assert!(json.to_string().contains("check `says admin` failed"));
+    let verdicts: Vec<bool> = json["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["ok"].as_bool().unwrap())
+        .collect();
+    assert_eq!(verdicts, [true, true], "{}", json["thresholds"]);
+}

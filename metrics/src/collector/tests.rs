@@ -88,6 +88,33 @@ fn iterations_are_flushed_once_the_oldest_is_a_flush_interval_old() {
 }
 
 #[test]
+fn named_checks_of_many_recorders_add_up_exactly_per_name() {
+    let c = MetricsCollector::with_defaults();
+    let (mut a, mut b) = (c.recorder(), c.recorder());
+    for i in 0..10 {
+        a.record_check("status is 200", true);
+        a.record_check("has token", i % 5 != 0);
+        b.record_check("has token", true);
+    }
+    assert_eq!(a.buffered(), 2, "one pending entry per name");
+    a.flush();
+    assert_eq!(a.buffered(), 0);
+    c.close_interval(1);
+    // Counted after a flush too, into the next interval.
+    a.record_check("status is 200", false);
+    drop((a, b));
+    c.close_interval(2);
+    let mut all = Snapshot::new();
+    for s in c.take_pending() {
+        all.merge(&s);
+    }
+    let s = |n: &str| (all.checks[n].passes, all.checks[n].fails);
+    assert_eq!(s("status is 200"), (10, 1));
+    assert_eq!(s("has token"), (18, 2));
+    assert!(!all.is_empty());
+}
+
+#[test]
 fn past_max_endpoints_new_names_are_counted_under_other_in_bounded_memory() {
     let config = MetricsConfig {
         max_endpoints: 3,

@@ -195,6 +195,27 @@ pub(crate) fn scenarios_table(meta: Option<&RunMeta>, summary: &Summary) -> Stri
     out
 }
 
+/// Named checks: passes, failures and the share that passed.
+pub(crate) fn checks_table(summary: &Summary) -> String {
+    let mut out = String::from(
+        "<table id=\"named-checks\"><tr><th class=\"text\">Check</th><th>Passed</th>\
+         <th>Failed</th><th>Rate %</th></tr>",
+    );
+    for c in &summary.checks {
+        let cls = if c.fails == 0 { "ok" } else { "bad" };
+        let _ = write!(
+            out,
+            "<tr><td class=\"text {cls}\">{}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
+            esc(&c.name),
+            c.passes,
+            c.fails,
+            c.rate
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
 /// Thresholds with their verdicts; a note when there are none.
 pub(crate) fn thresholds_table(summary: &Summary) -> String {
     if summary.thresholds.is_empty() {
@@ -373,6 +394,10 @@ pub fn render(meta: &RunMeta, summary: &Summary, series: &[SeriesPoint]) -> Stri
     out.push_str(&totals_table(summary));
     out.push_str("<h2>Thresholds</h2>");
     out.push_str(&thresholds_table(summary));
+    if !summary.checks.is_empty() {
+        out.push_str("<h2>Checks</h2>");
+        out.push_str(&checks_table(summary));
+    }
     out.push_str(
         "<h2>Over time</h2><noscript><p class=\"note\">The charts need JavaScript; every \
          figure is also in the tables.</p></noscript><div class=\"charts\" id=\"charts\"></div>",
