@@ -125,6 +125,13 @@ pub struct RunArgs {
     /// A pass/fail criterion, e.g. "p95<300ms", "failures<1%", "rps>100" (repeatable).
     #[arg(long = "threshold")]
     pub thresholds: Vec<String>,
+    /// Run only the scenario file's tasks with one of these tags (comma-separated or
+    /// repeated).
+    #[arg(long, value_delimiter = ',', value_parser = parse_tag)]
+    pub tags: Vec<String>,
+    /// Leave out the scenario file's tasks with any of these tags.
+    #[arg(long, value_delimiter = ',', value_parser = parse_tag)]
+    pub exclude_tags: Vec<String>,
     /// Serve /metrics and the control API (/api/state, pause, resume, stop, quit, users)
     /// here, e.g. 127.0.0.1:8089. Off by default.
     #[arg(long)]
@@ -403,6 +410,19 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 fn parse_level(s: &str) -> Result<tracing::Level, String> {
     s.parse()
         .map_err(|_| format!("invalid log level `{s}`: use error, warn, info, debug or trace"))
+}
+
+/// A tag of `--tags`/`--exclude-tags`: letters, digits, `_`, `-` and `.`.
+fn parse_tag(s: &str) -> Result<String, String> {
+    let tag = s.trim();
+    if tag.is_empty()
+        || !tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    {
+        return Err(format!("`{s}`: a tag is letters, digits, _, - and ."));
+    }
+    Ok(tag.to_owned())
 }
 
 #[cfg(test)]

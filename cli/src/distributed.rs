@@ -42,6 +42,16 @@ pub(crate) struct Plan {
     /// (`{{env.NAME}}`).
     #[serde(default)]
     pub(crate) env: std::collections::BTreeMap<String, String>,
+    /// `--tags`, `--exclude-tags`.
+    #[serde(default)]
+    pub(crate) tags: crate::scenario::TagFilter,
+    /// The scenario file's data files, by their paths as written.
+    #[serde(default)]
+    pub(crate) data: std::collections::BTreeMap<String, String>,
+    /// Where the workers number the unique rows of data files in Redis, one key per
+    /// master run.
+    #[serde(default)]
+    pub(crate) data_key: String,
 }
 
 impl Plan {
@@ -112,8 +122,23 @@ pub(crate) fn worker_plan(
         .as_deref()
         .map(crate::scenario::env::referenced)
         .unwrap_or_default();
+    let data = match (&args.scenario, &scenario) {
+        (Some(path), Some(text)) => crate::scenario::data::referenced(path, text)
+            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?,
+        _ => Default::default(),
+    };
     let plan = Plan {
         env,
+        data,
+        data_key: format!(
+            "aiotest:{}:data:{:016x}",
+            args.run_id,
+            aiotest_core::fastrand::u64(..)
+        ),
+        tags: crate::scenario::TagFilter {
+            include: args.tags.clone(),
+            exclude: args.exclude_tags.clone(),
+        },
         url: args.url.clone().or_else(|| {
             demo_url
                 .filter(|_| scenario.is_none())
@@ -144,7 +169,11 @@ fn node_id() -> String {
 
 /// Builds what a master's plan asks for; `host` (the worker's own `-H`) wins over the
 /// plan's.
-fn build_from_plan(bytes: Option<&[u8]>, host: Option<&str>) -> Result<Planned, String> {
+fn build_from_plan(
+    bytes: Option<&[u8]>,
+    host: Option<&str>,
+    redis: &Redis,
+) -> Result<Planned, String> {
     let bytes = bytes.ok_or("the master stored no plan")?;
     let plan: Plan = serde_json::from_slice(bytes)
         .map_err(|e| format!("the master's plan does not decode: {e}"))?;
@@ -167,13 +196,19 @@ fn build_from_plan(bytes: Option<&[u8]>, host: Option<&str>) -> Result<Planned, 
             )
         }
         (None, Some(text)) => {
-            let s = crate::scenario::parse_env(
-                Path::new("(scenario from the master)"),
-                text,
-                &plan.http,
-                crate::scenario::env::Env::Given(&plan.env),
-            )
-            .map_err(|e| e.to_string())?;
+            let inputs = crate::scenario::Inputs {
+                http: &plan.http,
+                env: crate::scenario::env::Env::Given(&plan.env),
+                tags: &plan.tags,
+                files: crate::scenario::data::Files::Given(&plan.data),
+            };
+            let s =
+                crate::scenario::parse_with(Path::new("(scenario from the master)"), text, inputs)
+                    .map_err(|e| e.to_string())?;
+            // Unique rows are numbered across every worker of the run.
+            if !plan.data_key.is_empty() {
+                s.data.share_unique_rows(redis, &plan.data_key);
+            }
             planned(
                 s.user_types,
                 s.scenarios,
@@ -264,7 +299,10 @@ pub(crate) async fn run_worker(args: RunArgs, test: Option<Test>) -> Result<i32,
             }
         }
         None => WorkerRunner::from_plan(
-            move |plan: Option<&[u8]>| build_from_plan(plan, host.as_deref()),
+            {
+                let redis = redis.clone();
+                move |plan: Option<&[u8]>| build_from_plan(plan, host.as_deref(), &redis)
+            },
             config,
             dist_config(&args),
             redis,

@@ -260,9 +260,22 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
         )));
     }
     // A scenario file is checked completely before anything starts.
+    let tags = crate::scenario::TagFilter {
+        include: args.tags.clone(),
+        exclude: args.exclude_tags.clone(),
+    };
+    if args.scenario.is_none() && (!args.tags.is_empty() || !args.exclude_tags.is_empty()) {
+        return Err(UsageError(
+            "--tags and --exclude-tags pick a scenario file's tasks: give a scenario file".into(),
+        ));
+    }
     let mut scenario = match &args.scenario {
         Some(path) => {
-            Some(crate::scenario::load_with(path, &http).map_err(|e| UsageError(e.to_string()))?)
+            let inputs = crate::scenario::Inputs {
+                tags: &tags,
+                ..crate::scenario::Inputs::with_http(&http)
+            };
+            Some(crate::scenario::load_with(path, inputs).map_err(|e| UsageError(e.to_string()))?)
         }
         None => None,
     };
@@ -297,6 +310,30 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
     // The file's thresholds first; the command line's add to them.
     if let Some(s) = &mut scenario {
         thresholds.splice(0..0, std::mem::take(&mut s.thresholds));
+    }
+    // `{tag=...}` stands for the requests of the file's tasks with that tag.
+    for t in &mut thresholds {
+        let Some(tag) = t.tag().map(str::to_owned) else {
+            continue;
+        };
+        let names = scenario.as_ref().and_then(|s| s.tags.get(&tag));
+        match names {
+            Some(names) => *t = t.clone().with_tag_names(names.clone()),
+            None => {
+                let known: Vec<&str> = scenario
+                    .iter()
+                    .flat_map(|s| s.tags.keys().map(String::as_str))
+                    .collect();
+                return Err(UsageError(format!(
+                    "threshold `{t}`: no request of this test has the tag `{tag}`; {}",
+                    if known.is_empty() {
+                        "tags are given to a scenario file's requests (`tags = [...]`)".to_owned()
+                    } else {
+                        format!("the tags are: {}", known.join(", "))
+                    }
+                )));
+            }
+        }
     }
     let wait = args.wait.map_or(WaitTime::none(), |w| w.to_wait_time());
 

@@ -216,6 +216,16 @@ impl Redis {
         Ok(())
     }
 
+    /// Adds 1 to the counter at `key` (created at 0, expiring after `ttl` from its
+    /// creation) and returns the new value: numbers unique across every node of a run.
+    pub async fn incr(&self, key: &str, ttl: std::time::Duration) -> Result<u64, CoordError> {
+        let n: i64 = self.client.incr(key).await?;
+        if n == 1 {
+            self.expire(&[key.to_owned()], ttl).await?;
+        }
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Deletes `keys`.
     pub async fn del(&self, keys: &[String]) -> Result<(), CoordError> {
         let _: i64 = self.client.del(keys.to_vec()).await?;

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use aiotest_core::lifecycle::{Hooks, Lifecycle};
@@ -23,6 +24,7 @@ use toml::Spanned;
 
 use crate::args::parse_duration;
 
+pub(crate) mod data;
 pub(crate) mod env;
 mod scenarios;
 mod syntax;
@@ -74,6 +76,8 @@ struct FileSpec {
     scenarios: Vec<Spanned<scenarios::ScenarioSpec>>,
     #[serde(default)]
     thresholds: Vec<Spanned<ThresholdSpec>>,
+    #[serde(default)]
+    data: Vec<Spanned<data::DataSpec>>,
 }
 
 /// A threshold in the file: the flag's expression, alone or as `{ expr = "..." }`.
@@ -172,6 +176,8 @@ struct RequestSpec {
     capture: BTreeMap<String, Spanned<CaptureSpec>>,
     #[serde(default)]
     checks: Vec<Spanned<CheckSpec>>,
+    #[serde(default)]
+    tags: Vec<Spanned<String>>,
 }
 
 /// Where a capture takes its value: a JSON pointer into the body, `{ header = NAME }`, or
@@ -263,6 +269,59 @@ pub struct ScenarioFile {
     pub relative_path: Option<String>,
     /// Its thresholds (`thresholds`), before any of the command line's.
     pub thresholds: Vec<Threshold>,
+    /// Its data files (`[[data]]`).
+    pub(crate) data: Arc<data::Data>,
+    /// Each tag of its requests, with the names of the requests that carry it.
+    pub tags: BTreeMap<String, Vec<String>>,
+}
+
+/// `--tags` and `--exclude-tags`: which tasks run (Locust's). Setup and teardown always
+/// run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct TagFilter {
+    /// Only tasks with one of these tags (all tasks when empty).
+    pub include: Vec<String>,
+    /// No task with one of these tags.
+    pub exclude: Vec<String>,
+}
+
+impl TagFilter {
+    /// Whether a task tagged `tags` runs.
+    fn selects(&self, tags: &[String]) -> bool {
+        (self.include.is_empty() || tags.iter().any(|t| self.include.contains(t)))
+            && !tags.iter().any(|t| self.exclude.contains(t))
+    }
+}
+
+/// What a file is built with besides its text: the command line's settings, and in a
+/// distributed run's worker the master's.
+#[derive(Clone, Copy)]
+pub(crate) struct Inputs<'a> {
+    /// HTTP settings over the file's `[http]`.
+    pub(crate) http: &'a HttpSettings,
+    /// Where `{{env.NAME}}` comes from.
+    pub(crate) env: env::Env<'a>,
+    /// Which tasks run.
+    pub(crate) tags: &'a TagFilter,
+    /// Where `[[data]]` files are read from.
+    pub(crate) files: data::Files<'a>,
+}
+
+static NO_TAGS: TagFilter = TagFilter {
+    include: Vec::new(),
+    exclude: Vec::new(),
+};
+
+impl Inputs<'_> {
+    /// The file alone: this process's environment, files from the disk, every task.
+    pub(crate) fn with_http(http: &HttpSettings) -> Inputs<'_> {
+        Inputs {
+            http,
+            env: env::Env::Process,
+            tags: &NO_TAGS,
+            files: data::Files::Disk,
+        }
+    }
 }
 
 /// A file's `[load]`, as written.
@@ -311,23 +370,23 @@ impl Ctx<'_> {
 
 /// Reads, checks and builds the scenario in `file`.
 pub fn load(file: &Path) -> Result<ScenarioFile, ScenarioError> {
-    load_with(file, &HttpSettings::default())
+    load_with(file, Inputs::with_http(&HttpSettings::default()))
 }
 
-/// [`load`], with the command line's HTTP settings over the file's `[http]`.
-pub(crate) fn load_with(file: &Path, http: &HttpSettings) -> Result<ScenarioFile, ScenarioError> {
+/// [`load`], with the command line's settings.
+pub(crate) fn load_with(file: &Path, inputs: Inputs<'_>) -> Result<ScenarioFile, ScenarioError> {
     let text = std::fs::read_to_string(file).map_err(|e| ScenarioError {
         file: file.to_owned(),
         line: None,
         field: String::new(),
         message: format!("cannot read it: {e}"),
     })?;
-    parse_with(file, &text, http)
+    parse_with(file, &text, inputs)
 }
 
 /// Checks and builds a scenario from `text` (named `file` in errors).
 pub fn parse(file: &Path, text: &str) -> Result<ScenarioFile, ScenarioError> {
-    parse_with(file, text, &HttpSettings::default())
+    parse_with(file, text, Inputs::with_http(&HttpSettings::default()))
 }
 
 /// The file's `[http]`, checked.
@@ -368,22 +427,14 @@ fn http_settings(
     })
 }
 
-/// [`parse`], with `overrides` (the command line's) over the file's `[http]`.
+/// [`parse`], with the command line's settings (`inputs`).
 pub(crate) fn parse_with(
     file: &Path,
     text: &str,
-    overrides: &HttpSettings,
+    inputs: Inputs<'_>,
 ) -> Result<ScenarioFile, ScenarioError> {
-    parse_env(file, text, overrides, env::Env::Process)
-}
-
-/// [`parse_with`], with `{{env.NAME}}` values from `env`.
-pub(crate) fn parse_env(
-    file: &Path,
-    text: &str,
-    overrides: &HttpSettings,
-    env: env::Env<'_>,
-) -> Result<ScenarioFile, ScenarioError> {
+    let overrides = inputs.http;
+    let env = inputs.env;
     let cx = Ctx { file, text };
     let mut spec: FileSpec = match toml::from_str(text) {
         Ok(s) => s,
@@ -427,6 +478,7 @@ pub(crate) fn parse_env(
         None => (None, None),
     };
     let (hooks, captures) = setup(&cx, &spec.setup, &spec.teardown, &http)?;
+    let data = Arc::new(data::Data::load(&cx, &spec.data, inputs.files)?);
     let Some(users) = &spec.users else {
         return cx.err(None, "users", "at least one [[users]] table is needed");
     };
@@ -444,6 +496,7 @@ pub(crate) fn parse_env(
         .build()
         .or_else(|e| cx.err(spec.http.as_ref().map(Spanned::span), "http", e.to_string()))?;
     let mut user_types = Vec::new();
+    let mut untasked = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, u) in users.get_ref().iter().enumerate() {
         if !seen.insert(u.get_ref().name.get_ref().as_str()) {
@@ -469,7 +522,25 @@ pub(crate) fn parse_env(
             }
             None => &http_user,
         };
-        user_types.push(user_type(&cx, i, u, &captures, client)?);
+        let refs = Refs {
+            captures: &captures,
+            data: &data,
+            tags: inputs.tags,
+        };
+        match user_type(&cx, i, u, &refs, client)? {
+            Some(t) => user_types.push(t),
+            None => untasked.push(u.get_ref().name.get_ref().clone()),
+        }
+    }
+    if user_types.is_empty() {
+        return cx.err(
+            None,
+            "",
+            format!(
+                "no task is left to run: {} leave no user type a task",
+                tag_flags(inputs.tags)
+            ),
+        );
     }
     if let (Some(load), Some(first)) = (&spec.load, spec.scenarios.first()) {
         let _ = first;
@@ -479,7 +550,7 @@ pub(crate) fn parse_env(
             "give [load] or [[scenarios]], not both: each scenario has its own executor",
         );
     }
-    let scenarios = scenarios::build(&cx, &spec.scenarios, &user_types)?;
+    let scenarios = scenarios::build(&cx, &spec.scenarios, &user_types, &untasked)?;
     let relative_path = first_relative_path(&cx, &spec);
     let mut thresholds = Vec::new();
     for (i, t) in spec.thresholds.iter().enumerate() {
@@ -500,7 +571,86 @@ pub(crate) fn parse_env(
         host,
         relative_path,
         thresholds,
+        data,
+        tags: tag_names(&cx, &spec)?,
     })
+}
+
+/// `--tags X` / `--exclude-tags Y`, as the user gave them.
+fn tag_flags(tags: &TagFilter) -> String {
+    let mut parts = Vec::new();
+    if !tags.include.is_empty() {
+        parts.push(format!("--tags {}", tags.include.join(",")));
+    }
+    if !tags.exclude.is_empty() {
+        parts.push(format!("--exclude-tags {}", tags.exclude.join(",")));
+    }
+    parts.join(" and ")
+}
+
+/// Each tag, with the names of the requests that carry it (for `{tag=...}` thresholds).
+fn tag_names(
+    cx: &Ctx<'_>,
+    spec: &FileSpec,
+) -> Result<BTreeMap<String, Vec<String>>, ScenarioError> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut add = |field: String, r: &Spanned<RequestSpec>| -> Result<(), ScenarioError> {
+        let r = r.get_ref();
+        let Some(first) = r.tags.first() else {
+            return Ok(());
+        };
+        let name = match &r.name {
+            Some(n) => n.get_ref().clone(),
+            None if r.path.get_ref().contains("{{setup.") => {
+                return cx.err(
+                    Some(first.span()),
+                    format!("{field}.tags"),
+                    "a tagged request whose path takes setup's values needs a name: thresholds select it by name",
+                );
+            }
+            None if r.path.get_ref().contains("{{") => r.path.get_ref().clone(),
+            None => crate::run::request_name(r.path.get_ref()),
+        };
+        for t in &r.tags {
+            let names = out.entry(t.get_ref().clone()).or_default();
+            if !names.contains(&name) {
+                names.push(name.clone());
+            }
+        }
+        Ok(())
+    };
+    for (i, r) in spec.setup.iter().enumerate() {
+        add(format!("setup[{i}]"), r)?;
+    }
+    for (i, r) in spec.teardown.iter().enumerate() {
+        add(format!("teardown[{i}]"), r)?;
+    }
+    for (i, u) in spec
+        .users
+        .iter()
+        .flat_map(|u| u.get_ref().iter())
+        .enumerate()
+    {
+        for (j, t) in u
+            .get_ref()
+            .tasks
+            .iter()
+            .flat_map(|t| t.get_ref().iter())
+            .enumerate()
+        {
+            add(format!("users[{i}].tasks[{j}]"), t)?;
+        }
+    }
+    Ok(out)
+}
+
+/// What a request's templates may refer to, and which tasks run.
+struct Refs<'a, 'd> {
+    /// Setup's captures (`{{setup.NAME}}`).
+    captures: &'a [String],
+    /// The data files (`{{data.COLUMN}}`).
+    data: &'d Arc<data::Data>,
+    tags: &'a TagFilter,
 }
 
 /// The names the file's requests are recorded under: explicit, or the path's.
@@ -517,7 +667,10 @@ fn request_names(spec: &FileSpec) -> Option<Vec<String>> {
         let name = match &r.name {
             Some(n) => n.get_ref().clone(),
             // A path with a user's values is named by its template.
-            None if r.path.get_ref().contains("{{vars.") || r.path.get_ref().contains(BUILTIN) => {
+            None if r.path.get_ref().contains("{{vars.")
+                || r.path.get_ref().contains(BUILTIN)
+                || r.path.get_ref().contains(data::OPEN) =>
+            {
                 r.path.get_ref().clone()
             }
             // A path templated by setup's values is named only once setup has run.
@@ -652,18 +805,69 @@ fn render(template: &str, values: Option<&serde_json::Value>) -> String {
     }
 }
 
-/// Every `{{setup.NAME}}` in `s` must name a setup capture, and every `{{vars.NAME}}` a
-/// capture of the user type's tasks (`vars`; none for setup requests).
+/// Every string in `v`.
+fn json_strings<'v>(v: &'v serde_json::Value, out: &mut Vec<&'v str>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| json_strings(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| json_strings(x, out)),
+        _ => {}
+    }
+}
+
+/// What a request's templates may name.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    /// Setup's captures.
+    captures: &'a [String],
+    /// The captures of the user type's tasks (none for setup and teardown).
+    vars: &'a [String],
+    /// The data columns; `None` for setup and teardown, which run for no user.
+    columns: Option<&'a [String]>,
+}
+
+/// Every `{{setup.NAME}}` in `s` must name a setup capture, every `{{vars.NAME}}` a
+/// capture of the user type's tasks, every `{{data.COLUMN}}` a data file's column.
 fn check_refs(
     cx: &Ctx<'_>,
     s: &Spanned<String>,
     field: &str,
-    captures: &[String],
-    vars: &[String],
+    scope: Scope<'_>,
 ) -> Result<(), ScenarioError> {
+    for found in template::refs(s.get_ref(), data::OPEN) {
+        let Ok(name) = found else {
+            return cx.err(Some(s.span()), field, format!("unclosed `{}`", data::OPEN));
+        };
+        match scope.columns {
+            None => {
+                return cx.err(
+                    Some(s.span()),
+                    field,
+                    format!(
+                        "`{{{{data.{name}}}}}`: setup and teardown run once, for no user; data rows belong to users' tasks"
+                    ),
+                );
+            }
+            Some(cols) if !cols.iter().any(|c| c == name) => {
+                return cx.err(
+                    Some(s.span()),
+                    field,
+                    format!(
+                        "`{{{{data.{name}}}}}` is not a column of any [[data]] file{}",
+                        if cols.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; the columns are: {}", cols.join(", "))
+                        }
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
     for (open, known, whose) in [
-        ("{{setup.", captures, "any [[setup]] request"),
-        ("{{vars.", vars, "any task of this user type"),
+        ("{{setup.", scope.captures, "any [[setup]] request"),
+        ("{{vars.", scope.vars, "any task of this user type"),
     ] {
         for found in template::refs(s.get_ref(), open) {
             let Ok(name) = found else {
@@ -704,10 +908,23 @@ fn request(
     cx: &Ctx<'_>,
     field: &str,
     r: &Spanned<RequestSpec>,
-    captures: &[String],
-    vars: &[String],
+    scope: Scope<'_>,
 ) -> Result<RequestPlan, ScenarioError> {
     let spec = r.get_ref();
+    for (k, t) in spec.tags.iter().enumerate() {
+        let tag = t.get_ref();
+        if tag.is_empty()
+            || !tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        {
+            return cx.err(
+                Some(t.span()),
+                format!("{field}.tags[{k}]"),
+                format!("`{tag}`: a tag is letters, digits, _, - and ."),
+            );
+        }
+    }
     let method = match &spec.method {
         Some(m) => {
             let upper = m.get_ref().to_ascii_uppercase();
@@ -743,7 +960,7 @@ fn request(
             format!("`{p}`: {e}"),
         );
     }
-    check_refs(cx, &spec.path, &format!("{field}.path"), captures, vars)?;
+    check_refs(cx, &spec.path, &format!("{field}.path"), scope)?;
     check_builtins(cx, &spec.path, &format!("{field}.path"))?;
     let mut headers = Vec::new();
     for (k, v) in &spec.headers {
@@ -754,7 +971,7 @@ fn request(
         if http::header::HeaderValue::from_str(v.get_ref()).is_err() {
             return cx.err(Some(v.span()), hf, "not a valid header value");
         }
-        check_refs(cx, v, &hf, captures, vars)?;
+        check_refs(cx, v, &hf, scope)?;
         check_builtins(cx, v, &hf)?;
         headers.push((k.clone(), v.get_ref().clone()));
     }
@@ -766,7 +983,7 @@ fn request(
         );
     }
     if let Some(b) = &spec.body {
-        check_refs(cx, b, &format!("{field}.body"), captures, vars)?;
+        check_refs(cx, b, &format!("{field}.body"), scope)?;
         check_builtins(cx, b, &format!("{field}.body"))?;
     }
     let json = match &spec.json {
@@ -776,6 +993,16 @@ fn request(
         ),
         None => None,
     };
+    if let (Some(j), Some(value)) = (&spec.json, &json) {
+        // Its strings take the same references as a body.
+        let mut strings = Vec::new();
+        json_strings(value, &mut strings);
+        for text in strings {
+            let spanned = Spanned::new(j.span(), text.to_owned());
+            check_refs(cx, &spanned, &format!("{field}.json"), scope)?;
+            check_builtins(cx, &spanned, &format!("{field}.json"))?;
+        }
+    }
     if let Some(s) = &spec.expect_status
         && !(100..=599).contains(s.get_ref())
     {
@@ -785,7 +1012,7 @@ fn request(
             format!("{} is not an HTTP status (100 to 599)", s.get_ref()),
         );
     }
-    let dynamic = |t: &str| t.contains("{{vars.") || t.contains(BUILTIN);
+    let dynamic = |t: &str| t.contains("{{vars.") || t.contains(BUILTIN) || t.contains(data::OPEN);
     let uses_vars = dynamic(p)
         || headers.iter().any(|(_, v)| dynamic(v))
         || spec.body.as_ref().is_some_and(|b| dynamic(b.get_ref()))
@@ -989,10 +1216,10 @@ impl RequestPlan {
         r
     }
 
-    /// The same request with `{{vars.NAME}}` filled in from `vars`; `Err(NAME)` when one
-    /// is not captured yet.
-    fn with_vars(&self, vars: &HashMap<String, String>, vu: u64) -> Result<RequestPlan, String> {
-        let fill = |s: &str| fill_vars(s, vars, vu);
+    /// The same request with a user's values filled in; `Err` says which one it does not
+    /// have.
+    fn with_vars(&self, values: &Values<'_>) -> Result<RequestPlan, String> {
+        let fill = |s: &str| fill_vars(s, values);
         let mut r = self.clone();
         r.path = fill(&self.path)?;
         r.headers = self
@@ -1004,34 +1231,40 @@ impl RequestPlan {
         r.json = self
             .json
             .as_ref()
-            .map(|j| fill_json(j, vars, vu))
+            .map(|j| fill_json(j, values))
             .transpose()?;
         Ok(r)
     }
 
-    /// A setup or teardown request with its built-ins filled in (`{{builtin.vu}}` is 0:
-    /// no user sends it). It can use no variables: the file was checked for that.
+    /// A setup or teardown request with its built-ins filled in (`{{builtin.vu}}` and
+    /// `{{builtin.iteration}}` are 0: no user sends it). It can use no variables nor data:
+    /// the file was checked for that.
     fn once(self) -> RequestPlan {
         if self.uses_vars {
-            self.with_vars(&HashMap::new(), 0).unwrap_or(self)
+            let none = HashMap::new();
+            let values = Values {
+                vars: &none,
+                vu: 0,
+                iteration: 0,
+                data: None,
+            };
+            self.with_vars(&values).unwrap_or(self)
         } else {
             self
         }
     }
 
-    /// Sends the request. `vars`: where its captures go; `missing`: a `{{vars.NAME}}` it
-    /// uses that is not captured yet, which fails it unsent.
+    /// Sends the request. `vars`: where its captures go; `unsendable`: why a value it
+    /// needs is missing, which fails it unsent.
     async fn send(
         &self,
         client: &mut HttpClient,
         vars: Option<&Vars>,
-        missing: Option<&str>,
+        unsendable: Option<&str>,
     ) -> aiotest_http_user::Response {
         let mut req = client.request(self.method.clone(), self.path.clone());
-        if let Some(name) = missing {
-            req = req.fail_unsent(format!(
-                "`{{{{vars.{name}}}}}` is not captured yet by this user"
-            ));
+        if let Some(why) = unsendable {
+            req = req.fail_unsent(why);
         }
         if let Some(n) = &self.name {
             req = req.name(n.clone());
@@ -1150,6 +1383,7 @@ const BUILTIN: &str = "{{builtin.";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Builtin {
     Vu,
+    Iteration,
     Uuid,
     Random(i64, i64),
 }
@@ -1158,6 +1392,7 @@ enum Builtin {
 fn parse_builtin(inner: &str) -> Result<Builtin, String> {
     match inner {
         "vu" => return Ok(Builtin::Vu),
+        "iteration" => return Ok(Builtin::Iteration),
         "uuid" => return Ok(Builtin::Uuid),
         _ => {}
     }
@@ -1165,7 +1400,7 @@ fn parse_builtin(inner: &str) -> Result<Builtin, String> {
         .strip_prefix("random(")
         .and_then(|a| a.strip_suffix(')'))
         .ok_or_else(|| {
-            format!("`{{{{builtin.{inner}}}}}`: the built-ins are vu, uuid and random(MIN,MAX)")
+            format!("`{{{{builtin.{inner}}}}}`: the built-ins are vu, iteration, uuid and random(MIN,MAX)")
         })?;
     let bad = || format!("`{{{{builtin.{inner}}}}}`: random takes two whole numbers, MIN <= MAX");
     let (a, b) = args.split_once(',').ok_or_else(bad)?;
@@ -1192,9 +1427,10 @@ fn check_builtins(cx: &Ctx<'_>, s: &Spanned<String>, field: &str) -> Result<(), 
     Ok(())
 }
 
-fn builtin_value(b: Builtin, vu: u64) -> String {
+fn builtin_value(b: Builtin, vu: u64, iteration: u64) -> String {
     match b {
         Builtin::Vu => vu.to_string(),
+        Builtin::Iteration => iteration.to_string(),
         Builtin::Random(a, b) => aiotest_core::fastrand::i64(a..=b).to_string(),
         Builtin::Uuid => {
             // Version 4, variant 1: 122 random bits.
@@ -1214,33 +1450,51 @@ fn builtin_value(b: Builtin, vu: u64) -> String {
     }
 }
 
-/// `template` with `{{vars.NAME}}` and `{{builtin.…}}` filled in; `Err(NAME)` for a
-/// variable not in `vars`.
-fn fill_vars(template: &str, vars: &HashMap<String, String>, vu: u64) -> Result<String, String> {
+/// What a user's templates are filled with.
+struct Values<'a> {
+    /// Its captures.
+    vars: &'a HashMap<String, String>,
+    /// Its number.
+    vu: u64,
+    /// Its iteration, from 0.
+    iteration: u64,
+    /// The data files and its rows of them.
+    data: Option<(&'a data::Data, &'a data::Rows)>,
+}
+
+/// `template` with `{{vars.NAME}}`, `{{data.COLUMN}}` and `{{builtin.…}}` filled in; `Err`
+/// says which value the user does not have.
+fn fill_vars(template: &str, v: &Values<'_>) -> Result<String, String> {
     // Checked with the file: every reference is closed and means something.
-    let with_vars = template::replace(template, "{{vars.", |name| match vars.get(name) {
-        Some(v) => Ok(Some(v.clone())),
-        None => Err(name.to_owned()),
+    let with_vars = template::replace(template, "{{vars.", |name| match v.vars.get(name) {
+        Some(x) => Ok(Some(x.clone())),
+        None => Err(format!(
+            "`{{{{vars.{name}}}}}` is not captured yet by this user"
+        )),
     })?;
-    template::replace(&with_vars, BUILTIN, |inner| {
-        Ok(parse_builtin(inner).ok().map(|b| builtin_value(b, vu)))
+    let with_data = match v.data {
+        Some((data, rows)) => template::replace(&with_vars, data::OPEN, |column| {
+            data.value(column, rows).map(|x| Some(x.to_owned()))
+        })?,
+        None => with_vars,
+    };
+    template::replace(&with_data, BUILTIN, |inner| {
+        Ok(parse_builtin(inner)
+            .ok()
+            .map(|b| builtin_value(b, v.vu, v.iteration)))
     })
 }
 
-fn fill_json(
-    v: &serde_json::Value,
-    vars: &HashMap<String, String>,
-    vu: u64,
-) -> Result<serde_json::Value, String> {
+fn fill_json(v: &serde_json::Value, values: &Values<'_>) -> Result<serde_json::Value, String> {
     Ok(match v {
-        serde_json::Value::String(s) => serde_json::Value::String(fill_vars(s, vars, vu)?),
+        serde_json::Value::String(s) => serde_json::Value::String(fill_vars(s, values)?),
         serde_json::Value::Array(a) => a
             .iter()
-            .map(|x| fill_json(x, vars, vu))
+            .map(|x| fill_json(x, values))
             .collect::<Result<_, _>>()?,
         serde_json::Value::Object(o) => o
             .iter()
-            .map(|(k, x)| Ok((k.clone(), fill_json(x, vars, vu)?)))
+            .map(|(k, x)| Ok((k.clone(), fill_json(x, values)?)))
             .collect::<Result<_, String>>()?,
         other => other.clone(),
     })
@@ -1278,7 +1532,12 @@ fn setup(
             );
         }
         // A setup request may use what earlier ones captured.
-        let plan = request(cx, &field, r, &captures, &[])?;
+        let scope = Scope {
+            captures: &captures,
+            vars: &[],
+            columns: None,
+        };
+        let plan = request(cx, &field, r, scope)?;
         let mut caps = Vec::new();
         for (name, c) in &spec.capture {
             let CaptureSpec::Pointer(pointer) = c.get_ref() else {
@@ -1319,7 +1578,12 @@ fn setup(
             );
         }
         // Teardown may use everything setup captured.
-        teardown.push(request(cx, &field, r, &captures, &[])?);
+        let scope = Scope {
+            captures: &captures,
+            vars: &[],
+            columns: None,
+        };
+        teardown.push(request(cx, &field, r, scope)?);
     }
     if plans.is_empty() && teardown.is_empty() {
         return Ok((Hooks::default(), captures));
@@ -1447,6 +1711,14 @@ struct ScenarioUser {
     vars: Vars,
     /// The user's number (`{{builtin.vu}}`).
     vu: u64,
+    /// Tasks run so far, and how many make one iteration (`{{builtin.iteration}}`).
+    runs: AtomicU64,
+    per_iteration: u64,
+    /// The data files, the ones this user type's tasks use, and this user's rows of them
+    /// with the iteration each was taken in.
+    data: Arc<data::Data>,
+    used: Arc<[usize]>,
+    rows: tokio::sync::Mutex<(data::Rows, Vec<u64>)>,
 }
 
 /// A user's captured values, shared by its concurrent slots.
@@ -1457,14 +1729,26 @@ impl ScenarioUser {
         let Some(plan) = self.tasks.get(i) else {
             return Ok(());
         };
+        let iteration = self.runs.fetch_add(1, AtomicOrdering::Relaxed) / self.per_iteration;
         let filled;
-        let mut missing = None;
+        let mut unsendable = None;
         let plan = if plan.uses_vars {
+            let rows = if self.used.is_empty() {
+                None
+            } else {
+                Some(self.rows(iteration).await)
+            };
             let vars = self.vars.lock().map(|v| v.clone()).unwrap_or_default();
-            match plan.with_vars(&vars, self.vu) {
+            let values = Values {
+                vars: &vars,
+                vu: self.vu,
+                iteration,
+                data: rows.as_ref().map(|r| (&*self.data, r)),
+            };
+            match plan.with_vars(&values) {
                 Ok(p) => filled = p,
-                Err(name) => {
-                    missing = Some(name);
+                Err(why) => {
+                    unsendable = Some(why);
                     filled = plan.clone();
                 }
             }
@@ -1472,19 +1756,38 @@ impl ScenarioUser {
         } else {
             plan
         };
-        let missing = missing.as_deref();
+        let unsendable = unsendable.as_deref();
         // A concurrent user has one client per slot; a free one always exists.
         for c in &self.clients {
             if let Ok(mut client) = c.try_lock() {
-                plan.send(&mut client, Some(&self.vars), missing).await;
+                plan.send(&mut client, Some(&self.vars), unsendable).await;
                 return Ok(());
             }
         }
         if let Some(c) = self.clients.first() {
-            plan.send(&mut *c.lock().await, Some(&self.vars), missing)
+            plan.send(&mut *c.lock().await, Some(&self.vars), unsendable)
                 .await;
         }
         Ok(())
+    }
+
+    /// This user's rows for `iteration`: its own row of a unique file, taken once; a new
+    /// row of the others each iteration.
+    async fn rows(&self, iteration: u64) -> data::Rows {
+        let mut guard = self.rows.lock().await;
+        let (rows, taken_in) = &mut *guard;
+        for &set in self.used.iter() {
+            let fresh = match rows.get(set) {
+                Some(None) => true,
+                Some(Some(_)) => self.data.per_iteration(set) && taken_in[set] != iteration,
+                None => false,
+            };
+            if fresh {
+                rows[set] = Some(self.data.take(set).await);
+                taken_in[set] = iteration;
+            }
+        }
+        rows.clone()
     }
 }
 
@@ -1492,9 +1795,10 @@ fn user_type(
     cx: &Ctx<'_>,
     i: usize,
     u: &Spanned<UserSpec>,
-    captures: &[String],
+    refs: &Refs<'_, '_>,
     http: &HttpUser,
-) -> Result<UserType, ScenarioError> {
+) -> Result<Option<UserType>, ScenarioError> {
+    let captures = refs.captures;
     let field = format!("users[{i}]");
     let spec = u.get_ref();
     let name = spec.name.get_ref().clone();
@@ -1603,6 +1907,26 @@ fn user_type(
             }
         }
     }
+    let columns = refs.data.column_names();
+    let scope = Scope {
+        captures,
+        vars: &vars,
+        columns: Some(&columns),
+    };
+    // The data files its tasks (and its headers) use.
+    let mut used: Vec<usize> = Vec::new();
+    let mut note_data = |text: &str| {
+        for column in template::refs(text, data::OPEN).flatten() {
+            if let Some(set) = refs.data.set_of(column)
+                && !used.contains(&set)
+            {
+                used.push(set);
+            }
+        }
+    };
+    for v in spec.headers.values() {
+        note_data(v.get_ref());
+    }
     let mut user_headers = Vec::new();
     for (k, v) in &spec.headers {
         let hf = format!("{field}.headers.{k}");
@@ -1611,14 +1935,26 @@ fn user_type(
         {
             return cx.err(Some(v.span()), hf, "not a valid header");
         }
-        check_refs(cx, v, &hf, captures, &vars)?;
+        check_refs(cx, v, &hf, scope)?;
         user_headers.push((k.clone(), v.get_ref().clone()));
     }
     let mut plans = Vec::new();
     let mut names_weights = Vec::new();
+    let mut selected = Vec::new();
     for (j, t) in tasks.get_ref().iter().enumerate() {
         let tf = format!("{field}.tasks[{j}]");
-        let mut plan = request(cx, &tf, t, captures, &vars)?;
+        let mut plan = request(cx, &tf, t, scope)?;
+        let ts = t.get_ref();
+        note_data(ts.path.get_ref());
+        for v in ts.headers.values() {
+            note_data(v.get_ref());
+        }
+        if let Some(b) = &ts.body {
+            note_data(b.get_ref());
+        }
+        if let Some(j) = &plan.json {
+            note_data(&j.to_string());
+        }
         for (cname, c) in &t.get_ref().capture {
             let cf = format!("{tf}.capture.{cname}");
             plan.captures.push((
@@ -1666,7 +2002,7 @@ fn user_type(
         plan.uses_vars |= plan
             .headers
             .iter()
-            .any(|(_, v)| v.contains("{{vars.") || v.contains(BUILTIN));
+            .any(|(_, v)| v.contains("{{vars.") || v.contains(BUILTIN) || v.contains(data::OPEN));
         let w = match &t.get_ref().weight {
             Some(w) if *w.get_ref() == 0 => {
                 return cx.err(Some(w.span()), format!("{tf}.weight"), "must be at least 1");
@@ -1689,8 +2025,33 @@ fn user_type(
             );
         }
         names_weights.push((tname, w));
+        let tags: Vec<String> = ts.tags.iter().map(|t| t.get_ref().clone()).collect();
+        selected.push(refs.tags.selects(&tags));
         plans.push(plan);
     }
+    // Every task is checked; only those the tags select run.
+    let mut keep = selected.iter();
+    plans.retain(|_| keep.next().copied().unwrap_or(false));
+    let mut keep = selected.iter();
+    names_weights.retain(|_| keep.next().copied().unwrap_or(false));
+    if plans.is_empty() {
+        return Ok(None);
+    }
+    let slots = match (&spec.max_concurrent_tasks, mode) {
+        (None, ExecutionMode::Concurrent) => plans.len(),
+        _ => slots,
+    };
+    // A sequential user's iteration is one pass of its tasks, a task of weight n n times.
+    let per_iteration = match mode {
+        ExecutionMode::Sequential => names_weights
+            .iter()
+            .map(|(_, w)| u64::from(*w))
+            .sum::<u64>()
+            .max(1),
+        ExecutionMode::Concurrent => 1,
+    };
+    let used: Arc<[usize]> = used.into();
+    let data = Arc::clone(refs.data);
     let http = http.clone();
     let plans = Arc::new(plans);
     let mut b = UserType::builder(name, move |ctx| {
@@ -1709,6 +2070,11 @@ fn user_type(
             tasks: Arc::new(tasks),
             vars: Vars::default(),
             vu: ctx.user_id(),
+            runs: AtomicU64::new(0),
+            per_iteration,
+            rows: tokio::sync::Mutex::new((vec![None; data.len()], vec![0; data.len()])),
+            data: Arc::clone(&data),
+            used: Arc::clone(&used),
         }
     })
     .weight(weight)
@@ -1721,6 +2087,7 @@ fn user_type(
         b = b.shared_task_fn(tname, w, move |user: &ScenarioUser| Box::pin(user.run(j)));
     }
     b.build()
+        .map(Some)
         .or_else(|e| cx.err(Some(u.span()), field, e.to_string()))
 }
 
@@ -1887,7 +2254,7 @@ mod tests {
             (format!("[[setup]]\npath = \"/login\"\ncapture = {{ t = \"token\" }}\n{VALID_TAIL}"), "s.toml:3: setup[0].capture.t: `token` is not a JSON pointer"),
             (format!("[[setup]]\npath = \"/login\"\nweight = 2\n{VALID_TAIL}"), "s.toml:3: setup[0].weight: setup requests run once, in order: no weight"),
             // built-ins
-            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/{{builtin.now}}\"\n".into(), "s.toml:4: users[0].tasks[0].path: `{{builtin.now}}`: the built-ins are vu, uuid and random(MIN,MAX)"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/{{builtin.now}}\"\n".into(), "s.toml:4: users[0].tasks[0].path: `{{builtin.now}}`: the built-ins are vu, iteration, uuid and random(MIN,MAX)"),
             ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/{{builtin.random(5,1)}}\"\n".into(), "s.toml:4: users[0].tasks[0].path: `{{builtin.random(5,1)}}`: random takes two whole numbers, MIN <= MAX"),
             ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nheaders = { x = \"{{builtin.random(a,9)}}\" }\n".into(), "s.toml:5: users[0].tasks[0].headers.x: `{{builtin.random(a,9)}}`: random takes two whole numbers"),
             ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nbody = \"{{builtin.uuid\"\n".into(), "s.toml:5: users[0].tasks[0].body: unclosed `{{builtin.`"),
@@ -2145,16 +2512,25 @@ max_vus = 20
     #[test]
     fn built_ins_fill_in_a_new_value_each_time_within_their_bounds() {
         let none = HashMap::new();
-        assert_eq!(fill_vars("/u/{{builtin.vu}}", &none, 7).unwrap(), "/u/7");
+        let at = |vars, vu, iteration| Values {
+            vars,
+            vu,
+            iteration,
+            data: None,
+        };
+        assert_eq!(
+            fill_vars("/u/{{builtin.vu}}/{{builtin.iteration}}", &at(&none, 7, 3)).unwrap(),
+            "/u/7/3"
+        );
         for _ in 0..200 {
-            let n: i64 = fill_vars("{{builtin.random(-2,3)}}", &none, 0)
+            let n: i64 = fill_vars("{{builtin.random(-2,3)}}", &at(&none, 0, 0))
                 .unwrap()
                 .parse()
                 .unwrap();
             assert!((-2..=3).contains(&n), "{n}");
         }
-        let a = fill_vars("{{builtin.uuid}}", &none, 0).unwrap();
-        let b = fill_vars("{{builtin.uuid}}", &none, 0).unwrap();
+        let a = fill_vars("{{builtin.uuid}}", &at(&none, 0, 0)).unwrap();
+        let b = fill_vars("{{builtin.uuid}}", &at(&none, 0, 0)).unwrap();
         assert_ne!(a, b);
         let bytes = a.as_bytes();
         assert_eq!(a.len(), 36, "{a}");
@@ -2163,10 +2539,78 @@ max_vus = 20
         assert!(b"89ab".contains(&bytes[19]), "variant 1: {a}");
         let vars: HashMap<String, String> = [("id".to_owned(), "42".to_owned())].into();
         assert_eq!(
-            fill_vars("/{{vars.id}}/{{builtin.vu}}/{{vars.id}}", &vars, 3).unwrap(),
+            fill_vars("/{{vars.id}}/{{builtin.vu}}/{{vars.id}}", &at(&vars, 3, 0)).unwrap(),
             "/42/3/42"
         );
-        assert_eq!(fill_vars("/{{vars.nope}}", &vars, 3).unwrap_err(), "nope");
+        assert_eq!(
+            fill_vars("/{{vars.nope}}", &at(&vars, 3, 0)).unwrap_err(),
+            "`{{vars.nope}}` is not captured yet by this user"
+        );
+    }
+
+    /// Bad `[[data]]` files and tags: each is refused with FILE:LINE: FIELD.
+    #[test]
+    fn bad_data_files_and_tags_name_file_line_and_field() {
+        let dir = std::env::temp_dir();
+        let write = |name: &str, text: &str| {
+            let p = dir.join(format!("aiotest-unit-{}-{name}", std::process::id()));
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        };
+        let good = write("good.csv", "key,secret\na,1\n");
+        let other = write("other.csv", "key\nb\n");
+        let ragged = write("ragged.csv", "key,secret\na,1\nb,2,3\n");
+        let empty = write("empty.csv", "key,secret\n");
+        let twice = write("twice.csv", "key,key\na,b\n");
+        let bad_column = write("col.csv", "my key\na\n");
+        let lines = write("lines.jsonl", "{\"key\": \"a\"}\n[1]\n");
+        let missing = write(
+            "missing.jsonl",
+            "{\"key\": \"a\", \"n\": 1}\n{\"key\": \"b\"}\n",
+        );
+        let txt = write("rows.txt", "key\na\n");
+        let task = |extra: &str| {
+            format!("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\n{extra}")
+        };
+        let data = |file: &str, extra: &str| format!("[[data]]\nfile = \"{file}\"\n{extra}");
+        let cases: Vec<(String, String)> = vec![
+            (data("/nonexistent/users.csv", "") + VALID_TAIL, "s.toml:2: data[0].file: cannot read `/nonexistent/users.csv`".into()),
+            (data(&good, "strategy = \"sequential\"\n") + VALID_TAIL, "s.toml:3: data[0].strategy: `sequential`: use unique, round_robin or random".into()),
+            (data(&good, "strategy = \"random\"\non_exhausted = \"wrap\"\n") + VALID_TAIL, "s.toml:4: data[0].on_exhausted: applies to strategy = \"unique\" only".into()),
+            (data(&good, "on_exhausted = \"stop\"\n") + VALID_TAIL, "s.toml:3: data[0].on_exhausted: `stop`: use error or wrap".into()),
+            (data(&good, "rows = 3\n") + VALID_TAIL, "s.toml:3: data[0].rows: unknown field `rows`".into()),
+            (data(&txt, "") + VALID_TAIL, format!("s.toml:2: data[0].file: `{txt}`: a data file is .csv (with a header line) or .jsonl")),
+            (data(&ragged, "") + VALID_TAIL, format!("s.toml:2: data[0].file: `{ragged}`: line 3: 3 fields, but the header has 2")),
+            (data(&empty, "") + VALID_TAIL, format!("s.toml:2: data[0].file: `{empty}` has no rows")),
+            (data(&twice, "") + VALID_TAIL, format!("s.toml:2: data[0].file: `{twice}`: the header names `key` twice")),
+            (data(&bad_column, "") + VALID_TAIL, format!("s.toml:2: data[0].file: `{bad_column}`: column `my key`: a column name is letters")),
+            (data(&lines, "") + VALID_TAIL, format!("s.toml:2: data[0].file: `{lines}`: line 2: not a JSON object")),
+            (data(&missing, "") + VALID_TAIL, format!("s.toml:2: data[0].file: `{missing}`: line 2: no `n` (the first line has it)")),
+            (data(&good, "") + &data(&other, "") + VALID_TAIL, format!("s.toml:4: data[1].file: column `key` is in `{good}` too")),
+            (data(&good, "") + &task("headers = { k = \"{{data.nope}}\" }\n"), "s.toml:7: users[0].tasks[0].headers.k: `{{data.nope}}` is not a column of any [[data]] file; the columns are: key, secret".into()),
+            (task("body = \"{{data.key}}\"\n"), "s.toml:5: users[0].tasks[0].body: `{{data.key}}` is not a column of any [[data]] file".into()),
+            (data(&good, "") + "[[setup]]\npath = \"/{{data.key}}\"\n" + VALID_TAIL, "s.toml:4: setup[0].path: `{{data.key}}`: setup and teardown run once, for no user".into()),
+            (data(&good, "") + &task("json = { user = \"{{data.nope}}\" }\n"), "s.toml:7: users[0].tasks[0].json: `{{data.nope}}` is not a column".into()),
+            (task("tags = [\"a b\"]\n"), "s.toml:5: users[0].tasks[0].tags[0]: `a b`: a tag is letters, digits, _, - and .".into()),
+            (task("tags = \"x\"\n"), "s.toml:5: users[0].tasks[0].tags: invalid type: string \"x\"".into()),
+            ("[[setup]]\npath = \"/{{setup.t}}\"\ntags = [\"s\"]\n".to_owned() + "[[setup]]\npath = \"/\"\ncapture = { t = \"/t\" }\n" + VALID_TAIL, "setup[0].path: `{{setup.t}}` is not captured".into()),
+        ];
+        for (text, want) in cases {
+            let err = match check(&text) {
+                Ok(_) => panic!("accepted:\n{text}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(&want), "\n{text}\nwant: {want}\n got: {err}");
+        }
+        // A tagged request named by a path with setup's values needs a name.
+        let text = "[[setup]]\npath = \"/\"\ncapture = { t = \"/t\" }\n[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/{{setup.t}}\"\ntags = [\"x\"]\n";
+        let err = check(text).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("s.toml:8: users[0].tasks[0].tags: a tagged request whose path takes setup's values needs a name"), "{err}");
+        for f in [
+            good, other, ragged, empty, twice, bad_column, lines, missing, txt,
+        ] {
+            let _ = std::fs::remove_file(f);
+        }
     }
 
     #[test]

@@ -123,6 +123,7 @@ pub(super) fn build(
     cx: &Ctx<'_>,
     specs: &[Spanned<ScenarioSpec>],
     types: &[UserType],
+    untasked: &[String],
 ) -> Result<Vec<Scenario>, FileError> {
     let mut out: Vec<Scenario> = Vec::new();
     for (i, spanned) in specs.iter().enumerate() {
@@ -144,6 +145,8 @@ pub(super) fn build(
                 for u in list.get_ref() {
                     match types.iter().find(|t| t.name() == u.get_ref()) {
                         Some(t) => chosen.push(t.clone()),
+                        // Its tasks were all left out by --tags/--exclude-tags.
+                        None if untasked.contains(u.get_ref()) => {}
                         None => {
                             let known: Vec<&str> = types.iter().map(UserType::name).collect();
                             return cx.err(
@@ -161,6 +164,16 @@ pub(super) fn build(
                 chosen
             }
         };
+        if chosen.is_empty() && !untasked.is_empty() {
+            return cx.err(
+                Some(spanned.span()),
+                field,
+                format!(
+                    "scenario `{name}`: the tags given leave none of its user types a task ({} have none)",
+                    untasked.join(", ")
+                ),
+            );
+        }
         let built = Scenario::new(name.clone(), chosen, executor).or_else(|e| {
             let (f, span) = match &e {
                 ScenarioError::Executor { field: f, .. } => (

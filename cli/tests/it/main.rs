@@ -1129,8 +1129,10 @@ pub(crate) fn free_port() -> u16 {
 
 mod binary_entry;
 mod browser;
+mod data;
 mod distributed;
 mod endings;
+mod logins;
 mod quick;
 mod reports;
 mod scenarios;
