@@ -464,9 +464,10 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
         .control_addr
         .map(|_| Arc::new(PrometheusExporter::new()));
     let mut runner = if args.master {
-        let redis = crate::distributed::connect(&args).await?;
-        // Workers need no files: they read what to run from the plan of this instance.
+        // Workers need no files: they read what to run from the plan of this instance. A
+        // plan that cannot be made is refused before Redis is touched.
         let worker_plan = crate::distributed::worker_plan(&args, demo_url.as_deref(), &config)?;
+        let redis = crate::distributed::connect(&args).await?;
         if !args.quiet {
             eprintln!(
                 "aiotest: master of run `{}`, waiting for {} workers",

@@ -472,7 +472,7 @@ impl Summary {
         if t.checks > 0 {
             let _ = writeln!(
                 out,
-                "Checks {} passed, {} failed ({:.2}% passed)",
+                "Request checks {} passed, {} failed ({:.2}% passed)",
                 t.checks - t.checks_failed.min(t.checks),
                 t.checks_failed,
                 100.0 * (t.checks - t.checks_failed.min(t.checks)) as f64 / t.checks as f64

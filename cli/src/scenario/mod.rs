@@ -2157,7 +2157,9 @@ mod tests {
         );
         assert_eq!(s.host.as_deref(), Some("http://127.0.0.1:8080"));
         assert!(s.hooks.has_setup());
-        assert_eq!(s.thresholds.len(), 4);
+        assert_eq!(s.thresholds.len(), 6);
+        assert_eq!(s.tags["shop"], ["browse", "add to cart"]);
+        assert_eq!(s.data.column_names(), ["password", "username"]);
     }
 
     #[test]

@@ -235,3 +235,38 @@ headers = {{ x-api-key = "home" }}
     );
     assert_eq!(t.served.load(std::sync::atomic::Ordering::Relaxed), served);
 }
+
+#[test]
+fn a_master_refuses_data_files_too_big_to_ship_before_touching_redis() {
+    let t = super::target();
+    // 17 MiB of rows: past the 16 MiB a plan carries.
+    let row = format!("{}\n", "x".repeat(1023));
+    let (_csv, csv) = Data::new("big.csv", &format!("key\n{}", row.repeat(17 * 1024)));
+    let data = format!("[[data]]\nfile = \"{csv}\"\nstrategy = \"round_robin\"");
+    let file = echo_file(&t, "big", &data, 1);
+    let out = Command::new(env!("CARGO_BIN_EXE_aiotest"))
+        .args([
+            "run",
+            file.path().to_str().unwrap(),
+            "--master",
+            "--expect-workers",
+            "1",
+            // Nothing listens there: the plan is refused first.
+            "--redis",
+            "redis://127.0.0.1:1",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = super::text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "data file `{csv}`: the data files add up to more than 16 MiB, the most a distributed run ships to its workers"
+        )),
+        "{err}"
+    );
+    // Locally the same file runs: the limit is the plan's.
+    super::run_file(file.path(), "big", &["-t", "200ms"]);
+    assert!(!echoed(&t).is_empty());
+}
