@@ -144,10 +144,11 @@ impl Data {
     }
 
     /// A row of file `set` by its strategy: a user's own (unique), the next one
-    /// (round-robin) or any (random).
-    pub(super) async fn take(&self, set: usize) -> Result<usize, String> {
+    /// (round-robin) or any (random). `Err((why, again))`: none, and whether asking
+    /// again may give one (Redis did not answer).
+    pub(super) async fn take(&self, set: usize) -> Result<usize, (String, bool)> {
         let Some(s) = self.sets.get(set) else {
-            return Err("no such data file".into());
+            return Err(("no such data file".into(), false));
         };
         let len = s.rows.len() as u64;
         let n = match s.strategy {
@@ -157,10 +158,11 @@ impl Data {
                 let n = match s.shared.get() {
                     Some((redis, key)) => {
                         redis.incr(key, COUNTER_TTL).await.map_err(|e| {
-                            format!(
+                            let why = format!(
                                 "data file `{}`: cannot take a row through Redis: {e}",
                                 s.file
-                            )
+                            );
+                            (why, true)
                         })? - 1
                     }
                     None => s.next.fetch_add(1, Ordering::Relaxed),
@@ -169,11 +171,12 @@ impl Data {
                     (true, _) => n,
                     (false, true) => n % len,
                     (false, false) => {
-                        return Err(format!(
+                        let why = format!(
                             "data file `{}`: all {len} rows are taken, one per user (strategy unique); \
                              add rows, run fewer users, or set on_exhausted = \"wrap\"",
                             s.file
-                        ));
+                        );
+                        return Err((why, false));
                     }
                 }
             }
@@ -397,4 +400,52 @@ pub(crate) fn referenced(scenario: &Path, text: &str) -> Result<BTreeMap<String,
         out.insert(d.file, text);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiotest_coordinator::testutil::RedisServer;
+
+    /// Unique rows numbered through Redis: distinct across two files' users of the same
+    /// key (as on two workers), an outage is an error worth asking again, and when the
+    /// server is back the numbering goes on.
+    #[test]
+    fn unique_rows_through_redis_are_distinct_and_an_outage_can_be_retried() {
+        let csv =
+            std::env::temp_dir().join(format!("aiotest-unit-{}-redis.csv", std::process::id()));
+        std::fs::write(&csv, "key\na\nb\nc\n").unwrap();
+        let text = format!(
+            "[[data]]\nfile = \"{}\"\n[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/{{{{data.key}}}}\"\n",
+            csv.display()
+        );
+        let one = super::super::parse(Path::new("s.toml"), &text)
+            .unwrap()
+            .data;
+        let two = super::super::parse(Path::new("s.toml"), &text)
+            .unwrap()
+            .data;
+        let mut redis_server = RedisServer::start().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let redis = aiotest_coordinator::Redis::connect(&redis_server.url())
+                .await
+                .unwrap();
+            one.share_unique_rows(&redis, "aiotest:t:data:1");
+            two.share_unique_rows(&redis, "aiotest:t:data:1");
+            let rows = [one.take(0).await, two.take(0).await, one.take(0).await];
+            assert_eq!(rows, [Ok(0), Ok(1), Ok(2)]);
+            let (why, again) = two.take(0).await.unwrap_err();
+            assert!(!again, "out of rows for good: {why}");
+            assert!(why.contains("all 3 rows are taken"), "{why}");
+            redis_server.kill();
+            let (why, again) = one.take(0).await.unwrap_err();
+            assert!(again, "Redis gone: worth asking again: {why}");
+            assert!(why.contains("cannot take a row through Redis"), "{why}");
+        });
+        let _ = std::fs::remove_file(csv);
+    }
 }

@@ -1718,7 +1718,26 @@ struct ScenarioUser {
     /// with the iteration each was taken in.
     data: Arc<data::Data>,
     used: Arc<[usize]>,
-    rows: tokio::sync::Mutex<(data::Rows, Vec<u64>)>,
+    rows: tokio::sync::Mutex<UserRows>,
+}
+
+/// A user's rows of the data files it uses.
+struct UserRows {
+    rows: data::Rows,
+    /// The iteration each row was taken in.
+    taken_in: Vec<u64>,
+    /// Whether to ask again for a row that could not be had (Redis did not answer).
+    again: Vec<bool>,
+}
+
+impl UserRows {
+    fn new(files: usize) -> Self {
+        UserRows {
+            rows: vec![None; files],
+            taken_in: vec![0; files],
+            again: vec![false; files],
+        }
+    }
 }
 
 /// A user's captured values, shared by its concurrent slots.
@@ -1775,19 +1794,23 @@ impl ScenarioUser {
     /// row of the others each iteration.
     async fn rows(&self, iteration: u64) -> data::Rows {
         let mut guard = self.rows.lock().await;
-        let (rows, taken_in) = &mut *guard;
+        let u = &mut *guard;
         for &set in self.used.iter() {
-            let fresh = match rows.get(set) {
+            let fresh = match u.rows.get(set) {
                 Some(None) => true,
-                Some(Some(_)) => self.data.per_iteration(set) && taken_in[set] != iteration,
+                Some(Some(_)) => {
+                    u.again[set] || (self.data.per_iteration(set) && u.taken_in[set] != iteration)
+                }
                 None => false,
             };
             if fresh {
-                rows[set] = Some(self.data.take(set).await);
-                taken_in[set] = iteration;
+                let taken = self.data.take(set).await;
+                u.again[set] = matches!(taken, Err((_, true)));
+                u.rows[set] = Some(taken.map_err(|(why, _)| why));
+                u.taken_in[set] = iteration;
             }
         }
-        rows.clone()
+        u.rows.clone()
     }
 }
 
@@ -2072,7 +2095,7 @@ fn user_type(
             vu: ctx.user_id(),
             runs: AtomicU64::new(0),
             per_iteration,
-            rows: tokio::sync::Mutex::new((vec![None; data.len()], vec![0; data.len()])),
+            rows: tokio::sync::Mutex::new(UserRows::new(data.len())),
             data: Arc::clone(&data),
             used: Arc::clone(&used),
         }

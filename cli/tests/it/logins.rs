@@ -4,14 +4,13 @@
 //! teardown. The target verifies every request; run locally and over two workers.
 
 use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aiotest_coordinator::testutil::RedisServer;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 
 const ACCOUNTS: u64 = 100;
 
@@ -43,43 +42,9 @@ impl Seen {
 /// lists the account's one item, id `1000+K`; `GET /items/ID` answers `{"id", "owner"}`
 /// when ID is the token's account's item; `DELETE /admin/sessions` wants the admin token.
 fn bank() -> (std::net::SocketAddr, Arc<Seen>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
     let s = Arc::clone(&seen);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let s = Arc::clone(&s);
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |req: hyper::Request<hyper::body::Incoming>| {
-                            let s = Arc::clone(&s);
-                            async move {
-                                let (parts, body) = req.into_parts();
-                                let body = body.collect().await.map(|b| b.to_bytes());
-                                let body = body.unwrap_or_default();
-                                Ok::<_, Infallible>(answer(&parts, &body, &s))
-                            }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-    });
-    (addr, seen)
+    (super::serve(move |req, body| answer(req, body, &s)), seen)
 }
 
 fn answer(req: &http::request::Parts, body: &[u8], s: &Seen) -> hyper::Response<Full<Bytes>> {
@@ -253,16 +218,7 @@ fn verify(seen: &Seen, json: &serde_json::Value) {
         1,
         "teardown ran once, with setup's token"
     );
-    let check = |name: &str| {
-        let c = json["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == name)
-            .unwrap_or_else(|| panic!("no check {name}: {json}"))
-            .clone();
-        (c["passes"].as_u64().unwrap(), c["fails"].as_u64().unwrap())
-    };
+    let check = |name: &str| super::check_counts(json, name);
     assert_eq!(check("token issued"), (logins, 0));
     assert_eq!(check("user has an id"), (logins, 0));
     assert_eq!(check("answers JSON"), (logins, 0));

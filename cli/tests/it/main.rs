@@ -1041,6 +1041,75 @@ fn ctrl_c_stops_gracefully_and_still_prints_the_summary() {
     assert_eq!(total, t.served.load(Ordering::Relaxed));
 }
 
+/// An HTTP/1.1 server on 127.0.0.1, on its own thread and runtime, answering every
+/// request with `answer` (given the request's head and whole body).
+pub(crate) fn serve<F>(answer: F) -> SocketAddr
+where
+    F: Fn(&http::request::Parts, &[u8]) -> hyper::Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let answer = Arc::clone(&answer);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let answer = Arc::clone(&answer);
+                            async move {
+                                use http_body_util::BodyExt;
+                                let (parts, body) = req.into_parts();
+                                let body = body.collect().await.map(|b| b.to_bytes());
+                                Ok::<_, Infallible>(answer(&parts, &body.unwrap_or_default()))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    });
+    addr
+}
+
+/// A named check's `(passes, fails)` in a summary export.
+pub(crate) fn check_counts(json: &serde_json::Value, name: &str) -> (u64, u64) {
+    let c = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {json}"));
+    (c["passes"].as_u64().unwrap(), c["fails"].as_u64().unwrap())
+}
+
+/// An endpoint's `(requests, failures)` in a summary export.
+pub(crate) fn endpoint_counts(json: &serde_json::Value, name: &str) -> (u64, u64) {
+    let e = json["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no endpoint {name}: {json}"));
+    (
+        e["requests"].as_u64().unwrap(),
+        e["failures"].as_u64().unwrap(),
+    )
+}
+
 /// Kills the process when dropped, so a failing test leaves nothing running.
 pub(crate) struct Proc(pub(crate) Child);
 

@@ -134,19 +134,11 @@ headers = {{ authorization = "Bearer {{{{vars.token}}}}", x-owner-seen = "{{{{va
         0,
         "no user sent another's values"
     );
-    let endpoint = |name: &str| {
-        json["endpoints"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["name"] == name)
-            .unwrap_or_else(|| panic!("no endpoint {name}: {json}"))
-            .clone()
-    };
     // Named by its template: one row, whatever the values.
-    let item = endpoint("/items/{{vars.item}}");
-    assert_eq!(item["requests"].as_u64().unwrap(), right);
-    assert_eq!(item["failures"].as_u64().unwrap(), 0);
+    assert_eq!(
+        super::endpoint_counts(&json, "/items/{{vars.item}}"),
+        (right, 0)
+    );
     assert_eq!(json["totals"]["failures"].as_u64().unwrap(), 0, "{json}");
 }
 
@@ -256,29 +248,8 @@ checks = [{{ name = "says admin", body_contains = "admin", fail_request = true }
     let json = super::run_file(file.path(), "checks", &["--allow-failures"]);
     let logins = seen.logins.load(Ordering::Relaxed);
     assert!(logins > 5, "{logins}");
-    let check = |name: &str| {
-        let c = json["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == name)
-            .unwrap_or_else(|| panic!("no check {name}: {json}"))
-            .clone();
-        (c["passes"].as_u64().unwrap(), c["fails"].as_u64().unwrap())
-    };
-    let endpoint = |name: &str| {
-        let e = json["endpoints"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["name"] == name)
-            .unwrap_or_else(|| panic!("no endpoint {name}: {json}"))
-            .clone();
-        (
-            e["requests"].as_u64().unwrap(),
-            e["failures"].as_u64().unwrap(),
-        )
-    };
+    let check = |name: &str| super::check_counts(&json, name);
+    let endpoint = |name: &str| super::endpoint_counts(&json, name);
     // Every login passed its checks; exactly one response had the first token.
     assert_eq!(check("logged in"), (logins, 0));
     assert_eq!(check("has a token"), (logins, 0));
