@@ -1013,7 +1013,9 @@ fn request(
         );
     }
     let dynamic = |t: &str| t.contains("{{vars.") || t.contains(BUILTIN) || t.contains(data::OPEN);
+    let checks = named_checks(cx, field, &spec.checks, scope)?;
     let uses_vars = dynamic(p)
+        || checks.iter().any(|c| c.template().is_some_and(dynamic))
         || headers.iter().any(|(_, v)| dynamic(v))
         || spec.body.as_ref().is_some_and(|b| dynamic(b.get_ref()))
         || json.as_ref().is_some_and(|j| dynamic(&j.to_string()));
@@ -1024,7 +1026,6 @@ fn request(
         .as_ref()
         .map(|n| n.get_ref().clone())
         .or_else(|| dynamic(p).then(|| p.clone()));
-    let checks = named_checks(cx, field, &spec.checks)?;
     Ok(RequestPlan {
         name,
         checks,
@@ -1045,6 +1046,7 @@ fn named_checks(
     cx: &Ctx<'_>,
     field: &str,
     specs: &[Spanned<CheckSpec>],
+    scope: Scope<'_>,
 ) -> Result<Arc<[NamedCheck]>, ScenarioError> {
     let mut out = Vec::new();
     for (k, c) in specs.iter().enumerate() {
@@ -1079,6 +1081,14 @@ fn named_checks(
                     }
                 ),
             );
+        }
+        // A string to compare with may take the request's references.
+        if let Some(e) = &spec.equals
+            && let toml::Value::String(text) = e.get_ref()
+        {
+            let spanned = Spanned::new(e.span(), text.clone());
+            check_refs(cx, &spanned, &format!("{cf}.equals"), scope)?;
+            check_builtins(cx, &spanned, &format!("{cf}.equals"))?;
         }
         if let (Some(e), None, None) = (&spec.equals, &spec.header, &spec.json) {
             return cx.err(
@@ -1170,6 +1180,32 @@ fn regex(
 }
 
 impl NamedCheck {
+    /// The text it compares with, when that text has references to fill in.
+    fn template(&self) -> Option<&str> {
+        match &self.what {
+            CheckKind::Header(_, Some(t))
+            | CheckKind::Json(_, Some(serde_json::Value::String(t)))
+                if t.contains("{{") =>
+            {
+                Some(t)
+            }
+            _ => None,
+        }
+    }
+
+    /// The same check, comparing with `fill(its text)`.
+    fn filled(&self, fill: impl Fn(&str) -> Result<String, String>) -> Result<NamedCheck, String> {
+        let mut c = self.clone();
+        match &mut c.what {
+            CheckKind::Header(_, Some(t))
+            | CheckKind::Json(_, Some(serde_json::Value::String(t))) => {
+                *t = fill(t)?;
+            }
+            _ => {}
+        }
+        Ok(c)
+    }
+
     /// Whether `r` passes; `body` is the response's JSON, parsed once for all checks.
     fn judge(
         &self,
@@ -1213,6 +1249,16 @@ impl RequestPlan {
             .collect();
         r.body = self.body.as_deref().map(|b| render(b, values));
         r.json = self.json.as_ref().map(|j| render_json(j, values));
+        if self.checks.iter().any(|c| c.template().is_some()) {
+            let fill = |t: &str| Ok::<_, String>(render(t, values));
+            r.checks = self
+                .checks
+                .iter()
+                .map(|c| c.filled(fill))
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap_or_else(|_| self.checks.to_vec())
+                .into();
+        }
         r
     }
 
@@ -1233,6 +1279,14 @@ impl RequestPlan {
             .as_ref()
             .map(|j| fill_json(j, values))
             .transpose()?;
+        if self.checks.iter().any(|c| c.template().is_some()) {
+            r.checks = self
+                .checks
+                .iter()
+                .map(|c| c.filled(fill))
+                .collect::<Result<Vec<_>, _>>()?
+                .into();
+        }
         Ok(r)
     }
 
@@ -2300,6 +2354,7 @@ mod tests {
             ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nchecks = [{ name = \"c\", status = 200, fail = true }]\n".into(), "s.toml:5: users[0].tasks[0].checks: unknown field `fail`"),
             ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\n[[users.tasks.checks]]\nname = \"c\"\nstatus = \"200\"\n".into(), "s.toml:7: users[0].tasks[0].checks[0].status: invalid type: string \"200\""),
             ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\ncapture = { t = { regex = \"[a\" } }\n".into(), "s.toml:5: users[0].tasks[0].capture.t: `[a` is not a regular expression"),
+            ("[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nchecks = [{ name = \"c\", json = \"/a\", equals = \"{{vars.x}}\" }]\n".into(), "s.toml:5: users[0].tasks[0].checks[0].equals: `{{vars.x}}` is not captured by any task of this user type"),
             (format!("[[teardown]]\npath = \"/x/{{{{setup.t}}}}\"\n{VALID_TAIL}"), "s.toml:2: teardown[0].path: `{{setup.t}}` is not captured by any [[setup]] request"),
             // a user type's own HTTP settings
             ("[[users]]\nname = \"u\"\nhttp = { timeout = \"soon\" }\n[[users.tasks]]\npath = \"/\"\n".into(), "s.toml:3: users[0].http.timeout: "),

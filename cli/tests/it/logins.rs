@@ -174,6 +174,7 @@ capture = {{ token = "/token" }}
 checks = [
   {{ name = "token issued", json = "/token" }},
   {{ name = "user has an id", json = "/user/id" }},
+  {{ name = "greets its own user", json = "/user/name", equals = "{{{{data.username}}}}" }},
   {{ name = "answers JSON", header = "content-type", equals = "application/json" }},
 ]
 
@@ -187,7 +188,7 @@ capture = {{ item = "/items/0/id" }}
 name = "item"
 path = "/items/{{{{vars.item}}}}"
 headers = {{ authorization = "Bearer {{{{vars.token}}}}" }}
-checks = [{{ name = "item has its owner", json = "/owner" }}]
+checks = [{{ name = "item is the user's", json = "/owner", equals = "{{{{data.username}}}}" }}]
 "#
     );
     Files {
@@ -222,7 +223,8 @@ fn verify(seen: &Seen, json: &serde_json::Value) {
     assert_eq!(check("token issued"), (logins, 0));
     assert_eq!(check("user has an id"), (logins, 0));
     assert_eq!(check("answers JSON"), (logins, 0));
-    assert_eq!(check("item has its owner"), (right, 0));
+    assert_eq!(check("greets its own user"), (logins, 0));
+    assert_eq!(check("item is the user's"), (right, 0));
     assert_eq!(
         json["totals"]["requests"].as_u64().unwrap(),
         seen.n(&seen.served),
