@@ -29,6 +29,8 @@ struct Seen {
     wrong: AtomicU64,
     /// Teardown's call, with setup's admin token.
     teardowns: AtomicU64,
+    /// Requests of the task the runs leave out with --exclude-tags.
+    excluded: AtomicU64,
 }
 
 impl Seen {
@@ -68,6 +70,10 @@ fn answer(req: &http::request::Parts, body: &[u8], s: &Seen) -> hyper::Response<
     };
     let path = req.uri.path();
     match (req.method.as_str(), path, account) {
+        ("GET", "/admin/report", _) => {
+            s.excluded.fetch_add(1, Ordering::Relaxed);
+            json(200, "{}".into())
+        }
         ("POST", "/admin/login", _) => json(200, r#"{"admin": "adm-7"}"#.into()),
         ("DELETE", "/admin/sessions", _) if header("x-admin") == "adm-7" => {
             s.teardowns.fetch_add(1, Ordering::Relaxed);
@@ -189,6 +195,12 @@ name = "item"
 path = "/items/{{{{vars.item}}}}"
 headers = {{ authorization = "Bearer {{{{vars.token}}}}" }}
 checks = [{{ name = "item is the user's", json = "/owner", equals = "{{{{data.username}}}}" }}]
+
+# Left out by --exclude-tags slow (on the workers too).
+[[users.tasks]]
+name = "report"
+path = "/admin/report"
+tags = ["slow", "admin"]
 "#
     );
     Files {
@@ -219,6 +231,11 @@ fn verify(seen: &Seen, json: &serde_json::Value) {
         1,
         "teardown ran once, with setup's token"
     );
+    assert_eq!(
+        seen.n(&seen.excluded),
+        0,
+        "--exclude-tags left the report out"
+    );
     let check = |name: &str| super::check_counts(json, name);
     assert_eq!(check("token issued"), (logins, 0));
     assert_eq!(check("user has an id"), (logins, 0));
@@ -244,7 +261,11 @@ fn verify(seen: &Seen, json: &serde_json::Value) {
 fn users_log_in_with_their_own_csv_rows_and_use_what_they_captured() {
     let (addr, seen) = bank();
     let f = files(addr, "logins-local");
-    let json = super::run_file(f.scenario.path(), "logins-local", &[]);
+    let json = super::run_file(
+        f.scenario.path(),
+        "logins-local",
+        &["--exclude-tags", "slow"],
+    );
     verify(&seen, &json);
 }
 
@@ -288,6 +309,8 @@ fn over_two_workers_every_user_still_has_its_own_row() {
                     "-q",
                     "--summary-export",
                     export.to_str().unwrap(),
+                    "--exclude-tags",
+                    "slow",
                 ][..],
                 &meet,
             ]
