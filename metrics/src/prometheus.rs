@@ -15,6 +15,7 @@
 //! | `aiotest_bytes_sent_total`, `aiotest_bytes_received_total` | counter | scenario, name, method |
 //! | `aiotest_iterations_total`, `aiotest_dropped_iterations_total`, `aiotest_interrupted_iterations_total` | counter | scenario |
 //! | `aiotest_iteration_duration_seconds` | histogram, as requests' | scenario |
+//! | `aiotest_checks_total` | counter | check, result (`pass`, `fail`; both from a check's first verdict) |
 //! | `aiotest_users` | gauge | user_type |
 //! | `aiotest_runner_state` | gauge, 1 for the current state | state |
 //! | `aiotest_workers` | gauge | state |
@@ -106,6 +107,10 @@ const HELP: &[(&str, &str)] = &[
     (
         ITERATION_DURATION,
         "Iteration duration in seconds, by scenario.",
+    ),
+    (
+        "aiotest_checks_total",
+        "Named checks' verdicts, by check and result.",
     ),
     ("aiotest_users", "Users running, by user type."),
     (
@@ -269,6 +274,18 @@ impl PrometheusExporter {
             for v in it.duration.iter_recorded() {
                 let us = it.duration.lowest_equivalent(v.value_iterated_to());
                 histogram.record_many(us as f64 / 1e6, v.count_at_value() as usize);
+            }
+        }
+        for (name, c) in &interval.checks {
+            // Both results, at zero until they happen: rate() sees the first failure.
+            for (result, n) in [("pass", c.passes), ("fail", c.fails)] {
+                let labels = vec![
+                    Label::new("check", name.clone()),
+                    Label::new("result", result),
+                ];
+                self.recorder
+                    .register_counter(&key("aiotest_checks_total", labels), &META)
+                    .increment(n);
             }
         }
         self.handle.run_upkeep();

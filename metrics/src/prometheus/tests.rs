@@ -34,6 +34,13 @@ fn interval() -> Snapshot {
         RequestRecord::ok("/fast", "GET", 0, 300).failed(ErrorCategory::Connect, None);
     refused.status = None;
     snap.record(&refused);
+    snap.checks.insert(
+        "has token".into(),
+        crate::CheckStats {
+            passes: 97,
+            fails: 3,
+        },
+    );
     snap
 }
 
@@ -104,6 +111,9 @@ fn output_parses_and_resolves_sub_millisecond_latency() {
     assert_eq!(counter("aiotest_runner_state", "state", "PAUSED"), 0.0);
     assert_eq!(counter("aiotest_workers", "state", "RUNNING"), 3.0);
     assert_eq!(counter("aiotest_workers", "state", "MISSING"), 1.0);
+    assert_eq!(counter("aiotest_checks_total", "result", "pass"), 97.0);
+    assert_eq!(counter("aiotest_checks_total", "result", "fail"), 3.0);
+    assert_eq!(counter("aiotest_checks_total", "check", "has token"), 100.0);
 }
 
 #[test]
