@@ -1149,7 +1149,12 @@ fn named_checks(
         } else if let Some(r) = &spec.regex {
             CheckKind::Regex(regex(cx, r.get_ref(), r.span(), &format!("{cf}.regex"))?)
         } else {
-            unreachable!("exactly one was given")
+            // Checked above: one of them is given.
+            return cx.err(
+                Some(c.span()),
+                cf,
+                "give one of status, header, json, body_contains or regex",
+            );
         };
         out.push(NamedCheck {
             name: name.to_owned(),
