@@ -208,7 +208,7 @@ struct RegexCapture {
 /// A checked capture of a task.
 #[derive(Clone, Debug)]
 enum Capture {
-    Json(String),
+    Json(JsonPointer),
     Header(http::header::HeaderName),
     Regex(regex_lite::Regex),
 }
@@ -230,6 +230,52 @@ struct CheckSpec {
     fail_request: bool,
 }
 
+/// A JSON pointer (`/data/items/0/id`), split and unescaped once: looking one up with
+/// `Value::pointer` unescapes each part again, a string allocated per part and request.
+#[derive(Clone, Debug)]
+struct JsonPointer {
+    text: String,
+    parts: Vec<String>,
+}
+
+impl JsonPointer {
+    /// `text`, which is empty or starts with `/` (checked with the file).
+    fn new(text: &str) -> Self {
+        let parts = text
+            .split('/')
+            .skip(1)
+            .map(|p| p.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        JsonPointer {
+            text: text.to_owned(),
+            parts,
+        }
+    }
+
+    /// The value it points at in `v`.
+    fn find<'v>(&self, v: &'v serde_json::Value) -> Option<&'v serde_json::Value> {
+        self.parts.iter().try_fold(v, |v, part| match v {
+            serde_json::Value::Object(o) => o.get(part),
+            serde_json::Value::Array(a) => {
+                // RFC 6901: a decimal index without leading zeros.
+                if !part.bytes().all(|b| b.is_ascii_digit())
+                    || (part.len() > 1 && part.starts_with('0'))
+                {
+                    return None;
+                }
+                a.get(part.parse::<usize>().ok()?)
+            }
+            _ => None,
+        })
+    }
+}
+
+impl fmt::Display for JsonPointer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// A checked named check.
 #[derive(Clone, Debug)]
 struct NamedCheck {
@@ -242,7 +288,7 @@ struct NamedCheck {
 enum CheckKind {
     Status(u16),
     Header(http::header::HeaderName, Option<String>),
-    Json(String, Option<serde_json::Value>),
+    Json(JsonPointer, Option<serde_json::Value>),
     BodyContains(String),
     Regex(regex_lite::Regex),
 }
@@ -897,7 +943,7 @@ struct RequestPlan {
     expect_status: Option<u16>,
     body_contains: Option<String>,
     /// What a task captures into its user's variables.
-    captures: Vec<(String, Capture)>,
+    captures: Arc<[(String, Capture)]>,
     /// Its named checks.
     checks: Arc<[NamedCheck]>,
     /// Some template of it reads the user's variables (`{{vars.NAME}}`).
@@ -1029,7 +1075,7 @@ fn request(
     Ok(RequestPlan {
         name,
         checks,
-        captures: Vec::new(),
+        captures: Arc::new([]),
         uses_vars,
         method,
         path: p.clone(),
@@ -1143,7 +1189,7 @@ fn named_checks(
                 })?),
                 None => None,
             };
-            CheckKind::Json(p.clone(), equals)
+            CheckKind::Json(JsonPointer::new(p), equals)
         } else if let Some(b) = &spec.body_contains {
             CheckKind::BodyContains(b.get_ref().clone())
         } else if let Some(r) = &spec.regex {
@@ -1230,7 +1276,7 @@ impl NamedCheck {
             },
             CheckKind::Json(pointer, equals) => {
                 let body = body.get_or_insert_with(|| r.json().ok());
-                match (body.as_ref().and_then(|b| b.pointer(pointer)), equals) {
+                match (body.as_ref().and_then(|b| pointer.find(b)), equals) {
                     (Some(v), Some(want)) => v == want,
                     (Some(_), None) => true,
                     (None, _) => false,
@@ -1271,28 +1317,36 @@ impl RequestPlan {
     /// have.
     fn with_vars(&self, values: &Values<'_>) -> Result<RequestPlan, String> {
         let fill = |s: &str| fill_vars(s, values);
-        let mut r = self.clone();
-        r.path = fill(&self.path)?;
-        r.headers = self
-            .headers
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), fill(v)?)))
-            .collect::<Result<_, String>>()?;
-        r.body = self.body.as_deref().map(fill).transpose()?;
-        r.json = self
-            .json
-            .as_ref()
-            .map(|j| fill_json(j, values))
-            .transpose()?;
-        if self.checks.iter().any(|c| c.template().is_some()) {
-            r.checks = self
-                .checks
+        let checks = if self.checks.iter().any(|c| c.template().is_some()) {
+            self.checks
                 .iter()
                 .map(|c| c.filled(fill))
                 .collect::<Result<Vec<_>, _>>()?
-                .into();
-        }
-        Ok(r)
+                .into()
+        } else {
+            Arc::clone(&self.checks)
+        };
+        Ok(RequestPlan {
+            name: self.name.clone(),
+            method: self.method.clone(),
+            path: fill(&self.path)?,
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), fill(v)?)))
+                .collect::<Result<_, String>>()?,
+            body: self.body.as_deref().map(fill).transpose()?,
+            json: self
+                .json
+                .as_ref()
+                .map(|j| fill_json(j, values))
+                .transpose()?,
+            expect_status: self.expect_status,
+            body_contains: self.body_contains.clone(),
+            captures: Arc::clone(&self.captures),
+            checks,
+            uses_vars: self.uses_vars,
+        })
     }
 
     /// A setup or teardown request with its built-ins filled in (`{{builtin.vu}}` and
@@ -1341,7 +1395,9 @@ impl RequestPlan {
             req = req.expect_status(s);
         }
         let captures = match vars {
-            Some(v) if !self.captures.is_empty() => Some((self.captures.clone(), Arc::clone(v))),
+            Some(v) if !self.captures.is_empty() => {
+                Some((Arc::clone(&self.captures), Arc::clone(v)))
+            }
             _ => None,
         };
         let failing = self.checks.iter().any(|c| c.fail_request);
@@ -1395,7 +1451,7 @@ fn capture(
                             format!("capture `{name}`: the response is not JSON: {e}")
                         })?);
                 }
-                match body.as_ref().and_then(|b| b.pointer(pointer)) {
+                match body.as_ref().and_then(|b| pointer.find(b)) {
                     Some(serde_json::Value::String(s)) => s.clone(),
                     Some(v) => v.to_string(),
                     None => {
@@ -1524,24 +1580,43 @@ struct Values<'a> {
 /// `template` with `{{vars.NAME}}`, `{{data.COLUMN}}` and `{{builtin.…}}` filled in; `Err`
 /// says which value the user does not have.
 fn fill_vars(template: &str, v: &Values<'_>) -> Result<String, String> {
-    // Checked with the file: every reference is closed and means something.
-    let with_vars = template::replace(template, "{{vars.", |name| match v.vars.get(name) {
-        Some(x) => Ok(Some(x.clone())),
-        None => Err(format!(
-            "`{{{{vars.{name}}}}}` is not captured yet by this user"
-        )),
-    })?;
-    let with_data = match v.data {
-        Some((data, rows)) => template::replace(&with_vars, data::OPEN, |column| {
-            data.value(column, rows).map(|x| Some(x.to_owned()))
-        })?,
-        None => with_vars,
-    };
-    template::replace(&with_data, BUILTIN, |inner| {
-        Ok(parse_builtin(inner)
-            .ok()
-            .map(|b| builtin_value(b, v.vu, v.iteration)))
-    })
+    if !template.contains("{{") {
+        return Ok(template.to_owned());
+    }
+    // One pass: a value is never read again for references. Checked with the file:
+    // every reference is closed and means something.
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        let inner = &after[..end];
+        if let Some(name) = inner.strip_prefix("vars.") {
+            match v.vars.get(name) {
+                Some(x) => out.push_str(x),
+                None => {
+                    return Err(format!(
+                        "`{{{{vars.{name}}}}}` is not captured yet by this user"
+                    ));
+                }
+            }
+        } else if let Some(column) = inner.strip_prefix("data.") {
+            match v.data {
+                Some((data, rows)) => out.push_str(data.value(column, rows)?),
+                None => return Err(format!("`{{{{data.{column}}}}}`: no data rows here")),
+            }
+        } else if let Some(Ok(b)) = inner.strip_prefix("builtin.").map(parse_builtin) {
+            out.push_str(&builtin_value(b, v.vu, v.iteration));
+        } else {
+            out.push_str(&rest[start..start + 2 + end + 2]);
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 fn fill_json(v: &serde_json::Value, values: &Values<'_>) -> Result<serde_json::Value, String> {
@@ -1816,14 +1891,18 @@ impl ScenarioUser {
             } else {
                 Some(self.rows(iteration).await)
             };
-            let vars = self.vars.lock().map(|v| v.clone()).unwrap_or_default();
+            // Filled under the locks, which are let go before the request is sent.
+            let vars = self.vars.lock().unwrap_or_else(|e| e.into_inner());
             let values = Values {
                 vars: &vars,
                 vu: self.vu,
                 iteration,
-                data: rows.as_ref().map(|r| (&*self.data, r)),
+                data: rows.as_ref().map(|r| (&*self.data, &r.rows)),
             };
-            match plan.with_vars(&values) {
+            let result = plan.with_vars(&values);
+            drop(vars);
+            drop(rows);
+            match result {
                 Ok(p) => filled = p,
                 Err(why) => {
                     unsendable = Some(why);
@@ -1851,7 +1930,7 @@ impl ScenarioUser {
 
     /// This user's rows for `iteration`: its own row of a unique file, taken once; a new
     /// row of the others each iteration.
-    async fn rows(&self, iteration: u64) -> data::Rows {
+    async fn rows(&self, iteration: u64) -> tokio::sync::MutexGuard<'_, UserRows> {
         let mut guard = self.rows.lock().await;
         let u = &mut *guard;
         for &set in self.used.iter() {
@@ -1869,7 +1948,7 @@ impl ScenarioUser {
                 u.taken_in[set] = iteration;
             }
         }
-        u.rows.clone()
+        guard
     }
 }
 
@@ -2037,13 +2116,14 @@ fn user_type(
         if let Some(j) = &plan.json {
             note_data(&j.to_string());
         }
+        let mut captured = Vec::new();
         for (cname, c) in &t.get_ref().capture {
             let cf = format!("{tf}.capture.{cname}");
-            plan.captures.push((
+            captured.push((
                 cname.clone(),
                 match c.get_ref() {
                     CaptureSpec::Pointer(p) if p.is_empty() || p.starts_with('/') => {
-                        Capture::Json(p.clone())
+                        Capture::Json(JsonPointer::new(p))
                     }
                     CaptureSpec::Pointer(p) => {
                         return cx.err(
@@ -2068,6 +2148,7 @@ fn user_type(
                 },
             ));
         }
+        plan.captures = captured.into();
         // User-level headers first; a task's own header of the same name wins.
         let mut headers: Vec<(String, String)> = user_headers
             .iter()
@@ -2595,6 +2676,32 @@ max_vus = 20
     }
 
     #[test]
+    fn json_pointers_find_what_serde_json_finds() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"a": {"b/c": [10, {"~d": "x"}], "": 1}, "items": [{"id": 7}], "0": "zero"}"#,
+        )
+        .unwrap();
+        for p in [
+            "",
+            "/a",
+            "/a/b~1c",
+            "/a/b~1c/0",
+            "/a/b~1c/1/~0d",
+            "/a/",
+            "/items/0/id",
+            "/items/00",
+            "/items/+0",
+            "/items/1",
+            "/0",
+            "/nope",
+            "/a/b~1c/-",
+            "/items/0/id/x",
+        ] {
+            assert_eq!(JsonPointer::new(p).find(&v), v.pointer(p), "{p}");
+        }
+    }
+
+    #[test]
     fn built_ins_fill_in_a_new_value_each_time_within_their_bounds() {
         let none = HashMap::new();
         let at = |vars, vu, iteration| Values {
@@ -2626,6 +2733,13 @@ max_vus = 20
         assert_eq!(
             fill_vars("/{{vars.id}}/{{builtin.vu}}/{{vars.id}}", &at(&vars, 3, 0)).unwrap(),
             "/42/3/42"
+        );
+        // A captured value is sent as it is, never read for references.
+        let sly: HashMap<String, String> =
+            [("v".to_owned(), "{{builtin.vu}}{{vars.v}}".to_owned())].into();
+        assert_eq!(
+            fill_vars("a{{vars.v}}b{{", &at(&sly, 3, 0)).unwrap(),
+            "a{{builtin.vu}}{{vars.v}}b{{"
         );
         assert_eq!(
             fill_vars("/{{vars.nope}}", &at(&vars, 3, 0)).unwrap_err(),
