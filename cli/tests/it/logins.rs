@@ -248,13 +248,12 @@ fn verify(seen: &Seen, json: &serde_json::Value) {
         "the summary counts what the target served, setup and teardown included"
     );
     assert_eq!(json["totals"]["failures"].as_u64().unwrap(), 0, "{json}");
-    let verdicts: Vec<bool> = json["thresholds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["ok"].as_bool().unwrap())
-        .collect();
-    assert_eq!(verdicts, [true, true, true], "{}", json["thresholds"]);
+    assert_eq!(
+        super::threshold_verdicts(json),
+        [true, true, true],
+        "{}",
+        json["thresholds"]
+    );
 }
 
 #[test]

@@ -1096,6 +1096,16 @@ pub(crate) fn check_counts(json: &serde_json::Value, name: &str) -> (u64, u64) {
     (c["passes"].as_u64().unwrap(), c["fails"].as_u64().unwrap())
 }
 
+/// Whether each threshold held, in a summary export.
+pub(crate) fn threshold_verdicts(json: &serde_json::Value) -> Vec<bool> {
+    json["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["ok"].as_bool().unwrap())
+        .collect()
+}
+
 /// An endpoint's `(requests, failures)` in a summary export.
 pub(crate) fn endpoint_counts(json: &serde_json::Value, name: &str) -> (u64, u64) {
     let e = json["endpoints"]

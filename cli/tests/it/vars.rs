@@ -1,6 +1,5 @@
 //! A user's own values: captured from its responses, used by its later requests.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,43 +20,14 @@ struct Seen {
 /// item, id `7K`, and says its owner `K` in an `x-owner` header; `GET /items/{id}` checks
 /// that the id and the `x-owner` header sent belong to the token sent.
 fn shop() -> (std::net::SocketAddr, Arc<Seen>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
     let s = Arc::clone(&seen);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let s = Arc::clone(&s);
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |req: hyper::Request<hyper::body::Incoming>| {
-                            let s = Arc::clone(&s);
-                            async move { Ok::<_, Infallible>(answer(&req, &s)) }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-    });
-    (addr, seen)
+    (super::serve(move |req, _| answer(req, &s)), seen)
 }
 
-fn answer(req: &hyper::Request<hyper::body::Incoming>, s: &Seen) -> hyper::Response<Full<Bytes>> {
+fn answer(req: &http::request::Parts, s: &Seen) -> hyper::Response<Full<Bytes>> {
     let header = |name: &str| {
-        req.headers()
+        req.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
@@ -66,9 +36,9 @@ fn answer(req: &hyper::Request<hyper::body::Incoming>, s: &Seen) -> hyper::Respo
     let owner: Option<u64> = header("authorization")
         .strip_prefix("Bearer tok-")
         .and_then(|k| k.parse().ok());
-    let path = req.uri().path().to_owned();
+    let path = req.uri.path().to_owned();
     let mut response = hyper::Response::builder();
-    let body = match (req.method().as_str(), path.as_str(), owner) {
+    let body = match (req.method.as_str(), path.as_str(), owner) {
         ("POST", "/login", _) => {
             let k = s.logins.fetch_add(1, Ordering::Relaxed) + 1;
             format!("{{\"token\": \"tok-{k}\"}}")
@@ -268,11 +238,10 @@ checks = [{{ name = "says admin", body_contains = "admin", fail_request = true }
     assert_eq!(check("says admin"), (0, stricts));
     assert_eq!(strict_failures, stricts, "fail_request = true fails it");
     assert!(json.to_string().contains("check `says admin` failed"));
-    let verdicts: Vec<bool> = json["thresholds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["ok"].as_bool().unwrap())
-        .collect();
-    assert_eq!(verdicts, [true, true], "{}", json["thresholds"]);
+    assert_eq!(
+        super::threshold_verdicts(&json),
+        [true, true],
+        "{}",
+        json["thresholds"]
+    );
 }
