@@ -157,13 +157,18 @@ impl Data {
             Strategy::Unique { wrap } => {
                 let n = match s.shared.get() {
                     Some((redis, key)) => {
-                        redis.incr(key, COUNTER_TTL).await.map_err(|e| {
-                            let why = format!(
-                                "data file `{}`: cannot take a row through Redis: {e}",
-                                s.file
-                            );
-                            (why, true)
-                        })? - 1
+                        redis
+                            .incr(key, COUNTER_TTL)
+                            .await
+                            .map_err(|e| {
+                                let why = format!(
+                                    "data file `{}`: cannot take a row through Redis: {e}",
+                                    s.file
+                                );
+                                (why, true)
+                            })?
+                            // INCR counts from 1; a counter set below 1 by someone else gives the first row.
+                            .saturating_sub(1)
                     }
                     None => s.next.fetch_add(1, Ordering::Relaxed),
                 };
