@@ -269,10 +269,12 @@ fn load_one(
             );
         }
     };
+    // A spreadsheet's export may start with a byte order mark: it is not part of a name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let parsed = if path.ends_with(".csv") {
-        csv_rows(&text)
+        csv_rows(text)
     } else if path.ends_with(".jsonl") || path.ends_with(".ndjson") {
-        json_lines(&text)
+        json_lines(text)
     } else {
         Err("a data file is .csv (with a header line) or .jsonl (a JSON object per line)".into())
     };

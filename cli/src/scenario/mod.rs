@@ -2801,6 +2801,12 @@ max_vus = 20
             };
             assert!(err.contains(&want), "\n{text}\nwant: {want}\n got: {err}");
         }
+        // A CSV saved by a spreadsheet, with a byte order mark, names its columns plainly.
+        let bom = write("bom.csv", "\u{feff}key,secret\na,1\n");
+        let s = check(&(data(&bom, "") + &task("headers = { k = \"{{data.key}}\" }\n")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.data.column_names(), ["key", "secret"]);
+        let _ = std::fs::remove_file(bom);
         // A tagged request named by a path with setup's values needs a name.
         let text = "[[setup]]\npath = \"/\"\ncapture = { t = \"/t\" }\n[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/{{setup.t}}\"\ntags = [\"x\"]\n";
         let err = check(text).err().map(|e| e.to_string()).unwrap_or_default();
