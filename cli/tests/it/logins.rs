@@ -51,13 +51,7 @@ fn bank() -> (std::net::SocketAddr, Arc<Seen>) {
 
 fn answer(req: &http::request::Parts, body: &[u8], s: &Seen) -> hyper::Response<Full<Bytes>> {
     s.served.fetch_add(1, Ordering::Relaxed);
-    let header = |name: &str| {
-        req.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
+    let header = |name: &str| super::header(req, name);
     let account = header("authorization")
         .strip_prefix("Bearer ")
         .and_then(|t| s.tokens.lock().unwrap().get(t).copied());

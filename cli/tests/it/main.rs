@@ -1085,6 +1085,14 @@ where
     addr
 }
 
+/// A request header's value, empty when absent or not text.
+pub(crate) fn header<'r>(req: &'r http::request::Parts, name: &str) -> &'r str {
+    req.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
 /// A named check's `(passes, fails)` in a summary export.
 pub(crate) fn check_counts(json: &serde_json::Value, name: &str) -> (u64, u64) {
     let c = json["checks"]

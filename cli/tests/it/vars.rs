@@ -26,13 +26,7 @@ fn shop() -> (std::net::SocketAddr, Arc<Seen>) {
 }
 
 fn answer(req: &http::request::Parts, s: &Seen) -> hyper::Response<Full<Bytes>> {
-    let header = |name: &str| {
-        req.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
+    let header = |name: &str| super::header(req, name);
     let owner: Option<u64> = header("authorization")
         .strip_prefix("Bearer tok-")
         .and_then(|k| k.parse().ok());
