@@ -57,6 +57,19 @@ pub struct RunArgs {
     /// Accept any TLS certificate (verify_ssl = false).
     #[arg(long)]
     pub insecure: bool,
+    /// Redirects a request follows, each hop recorded (default 10; 0 turns it off).
+    #[arg(long, value_parser = crate::quick::parse_redirects)]
+    pub max_redirects: Option<u32>,
+    /// The largest response body, e.g. 10MiB (default 64MiB): a larger one fails as
+    /// body_too_large.
+    #[arg(long, value_parser = crate::quick::parse_body_limit)]
+    pub max_response_body: Option<u64>,
+    /// A client certificate (PEM) for servers that require one (mutual TLS).
+    #[arg(long)]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long)]
+    pub client_key: Option<PathBuf>,
     /// Start an embedded target on 127.0.0.1 and test it (with a scenario file: the file's
     /// users test the embedded target).
     #[arg(long)]

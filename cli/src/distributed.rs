@@ -149,7 +149,7 @@ pub(crate) fn worker_plan(
         host: config.host.clone(),
         load: crate::load::self_scheduled(args)?,
         request: QuickRequest::from_args(args)?,
-        http: HttpSettings::from_args(args),
+        http: HttpSettings::from_args(args)?,
     };
     serde_json::to_vec(&plan).map_err(|e| UsageError(format!("plan: {e}")))
 }

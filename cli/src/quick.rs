@@ -1,7 +1,9 @@
 //! The quick mode's request (`--url` or a URL as the argument, with `-X`, `--header`,
 //! `--body`, `--body-file`, `--json`) and the HTTP settings every test can set
-//! (`--timeout`, `--max-retries`, `--insecure`; `[http]` in a scenario file). Both travel
-//! in a master's plan, so workers send exactly the same requests.
+//! (`--timeout`, `--max-retries`, `--insecure`, `--max-redirects`, `--max-response-body`,
+//! `--client-cert`/`--client-key`; `[http]` in a scenario file). Both travel in a
+//! master's plan, so workers send exactly the same requests (a client certificate
+//! travels as its PEM text: workers need no files).
 
 use std::time::Duration;
 
@@ -18,23 +20,55 @@ pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(3_600);
 /// The largest body the command line sends (it is held in memory, shared by all users).
 pub(crate) const MAX_BODY: u64 = 64 << 20;
 
-/// Timeout, retries and certificate checks of the test's HTTP users. Unset values keep
-/// the HTTP user's defaults (30 s, 3 retries, certificates checked).
+/// Most redirects a request may follow.
+pub(crate) const MAX_REDIRECTS: u32 = 100;
+/// The largest response body limit.
+pub(crate) const MAX_RESPONSE_BODY: u64 = 4 << 30;
+
+/// Timeout, retries, certificate checks, redirects, the response body limit and a client
+/// certificate of the test's HTTP users. Unset values keep the HTTP user's defaults (30
+/// s, 3 retries, certificates checked, 10 redirects, 64 MiB, no client certificate).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct HttpSettings {
     pub(crate) timeout_s: Option<f64>,
     pub(crate) max_retries: Option<u32>,
     pub(crate) verify_ssl: Option<bool>,
+    pub(crate) max_redirects: Option<u32>,
+    pub(crate) max_response_body: Option<u64>,
+    /// PEM certificate chain and key.
+    pub(crate) client_cert: Option<(String, String)>,
 }
 
 impl HttpSettings {
-    /// The command line's settings.
-    pub(crate) fn from_args(args: &RunArgs) -> Self {
-        HttpSettings {
+    /// The command line's settings; an error names the flag.
+    pub(crate) fn from_args(args: &RunArgs) -> Result<Self, UsageError> {
+        let client_cert = match (&args.client_cert, &args.client_key) {
+            (Some(cert), Some(key)) => {
+                let read = |flag: &str, path: &std::path::Path| {
+                    read_pem(path).map_err(|e| UsageError(format!("{flag}: {e}")))
+                };
+                Some((read("--client-cert", cert)?, read("--client-key", key)?))
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(UsageError(
+                    "--client-cert needs --client-key (the certificate's private key)".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(UsageError(
+                    "--client-key needs --client-cert (the certificate it belongs to)".into(),
+                ));
+            }
+        };
+        Ok(HttpSettings {
             timeout_s: args.timeout.map(|t| t.as_secs_f64()),
             max_retries: args.max_retries,
             verify_ssl: args.insecure.then_some(false),
-        }
+            max_redirects: args.max_redirects,
+            max_response_body: args.max_response_body,
+            client_cert,
+        })
     }
 
     /// These settings, with `base`'s where these have none (the command line over a
@@ -44,6 +78,12 @@ impl HttpSettings {
             timeout_s: self.timeout_s.or(base.timeout_s),
             max_retries: self.max_retries.or(base.max_retries),
             verify_ssl: self.verify_ssl.or(base.verify_ssl),
+            max_redirects: self.max_redirects.or(base.max_redirects),
+            max_response_body: self.max_response_body.or(base.max_response_body),
+            client_cert: self
+                .client_cert
+                .clone()
+                .or_else(|| base.client_cert.clone()),
         }
     }
 
@@ -58,8 +98,56 @@ impl HttpSettings {
         if let Some(v) = self.verify_ssl {
             builder = builder.verify_ssl(v);
         }
+        if let Some(n) = self.max_redirects {
+            builder = builder.max_redirects(n);
+        }
+        if let Some(n) = self.max_response_body {
+            builder = builder.max_response_body(n);
+        }
+        if let Some((cert, key)) = &self.client_cert {
+            builder = builder.client_cert_pem(cert.as_bytes(), key.as_bytes());
+        }
         builder
     }
+}
+
+/// A PEM file's text (at most 1 MiB: a certificate chain is a few KiB).
+pub(crate) fn read_pem(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut text = String::new();
+    file.take((1 << 20) + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if text.len() > 1 << 20 {
+        return Err(format!(
+            "{}: over 1 MiB, not a PEM certificate or key",
+            path.display()
+        ));
+    }
+    Ok(text)
+}
+
+/// `--max-redirects`.
+pub(crate) fn parse_redirects(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n <= MAX_REDIRECTS => Ok(n),
+        _ => Err(format!(
+            "`{s}`: a number of redirects from 0 (none followed) to {MAX_REDIRECTS}"
+        )),
+    }
+}
+
+/// `--max-response-body`: a size from 1 byte to 4 GiB.
+pub(crate) fn parse_body_limit(s: &str) -> Result<u64, String> {
+    let n = aiotest_core::size::parse(s)?;
+    if n == 0 || n > MAX_RESPONSE_BODY {
+        return Err(format!(
+            "`{s}`: a response body limit is from 1 byte to {}",
+            aiotest_core::size::format(MAX_RESPONSE_BODY)
+        ));
+    }
+    Ok(n)
 }
 
 /// The one request a quick-mode test sends.

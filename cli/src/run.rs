@@ -248,7 +248,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
         return crate::distributed::run_worker(args, test).await;
     }
     check_url_and_host(&args)?;
-    let http = HttpSettings::from_args(&args);
+    let http = HttpSettings::from_args(&args)?;
     let request = QuickRequest::from_args(&args)?;
     if let Some(flag) = QuickRequest::given(&args)
         && args.url.is_none()
@@ -286,8 +286,9 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
     }
     if test.is_some() && http != HttpSettings::default() {
         return Err(UsageError(
-            "--timeout, --max-retries and --insecure set the HTTP users of --url, --demo and \
-             scenario-file tests; this binary builds its own"
+            "--timeout, --max-retries, --insecure, --max-redirects, --max-response-body and \
+             --client-cert set the HTTP users of --url, --demo and scenario-file tests; this \
+             binary builds its own"
                 .into(),
         ));
     }

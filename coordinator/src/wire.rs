@@ -10,8 +10,9 @@ use aiotest_metrics::Snapshot;
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. Peers with another version are refused.
-/// Version 3: metrics histograms are plain HDR V2 (version 2 deflated them).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Version 3: metrics histograms are plain HDR V2 (version 2 deflated them). Version 4:
+/// the error category `body_too_large`.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The seed's channel types (`DistributedCoordinator.publish(channel_type, ...)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -500,7 +501,7 @@ mod tests {
         let err = decode(&encode(&old), "run-1", None).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "message from w1 speaks protocol 0, this node speaks 3"
+            "message from w1 speaks protocol 0, this node speaks 4"
         );
         for garbage in [&b""[..], b"hello", &[0xc1; 64], &[0x92, 0x01]] {
             assert!(

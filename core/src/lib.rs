@@ -13,6 +13,8 @@
 //! - [`weights`]: exact, monotone splits of users over types, and weighted task choice.
 //! - [`lifecycle`]: setup data, setup/teardown hooks with timeouts, the summary hook.
 //! - [`url`]: the checks of hosts, ports and paths every front end shares.
+//! - [`stop`]: a user's graceful stop, as its clients see it.
+//! - [`size`]: sizes in bytes as people write them (`64MiB`).
 //!
 //! **Who should depend on this crate:** anyone writing user types or load shapes, and the
 //! other aiotest crates. It does no I/O and pulls in no async runtime, HTTP or Redis
@@ -45,7 +47,9 @@ pub mod clock;
 pub mod lifecycle;
 pub mod scenario;
 pub mod shape;
+pub mod size;
 pub mod state;
+pub mod stop;
 pub mod url;
 pub mod user;
 pub mod wait;

@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use aiotest_core::scenario::IterationLateness;
+use aiotest_core::stop::StopSignal;
 
 use crate::conn::{Connection, Kind, Origin, connect, tls_config};
 use crate::cookies::CookieJar;
@@ -55,7 +56,18 @@ pub enum HttpConfigError {
     /// The TLS configuration could not be built.
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// The client certificate or its key is not usable PEM.
+    #[error("client certificate: {0}")]
+    ClientCert(String),
+    /// A zero response body limit.
+    #[error("the response body limit must be at least one byte")]
+    ZeroBodyLimit,
 }
+
+/// The default limit of a response body: larger ones fail as `body_too_large`.
+pub const DEFAULT_MAX_RESPONSE_BODY: u64 = 64 << 20;
+/// How many redirects a request follows by default (k6's `maxRedirects`).
+pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
 
 /// Retry backoff: the first retry waits about `RETRY_BASE`, each next one twice as long
 /// (with full jitter), never more than `RETRY_CAP`.
@@ -72,6 +84,8 @@ struct Settings {
     clear_cookies_per_iteration: bool,
     retry_base: Duration,
     tls: Arc<rustls::ClientConfig>,
+    max_body: usize,
+    max_redirects: u32,
 }
 
 #[derive(Clone)]
@@ -127,6 +141,9 @@ pub struct HttpUserBuilder {
     reset_connections_per_iteration: bool,
     clear_cookies_per_iteration: bool,
     retry_base: Duration,
+    max_body: u64,
+    max_redirects: u32,
+    client_cert: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Default for HttpUserBuilder {
@@ -141,6 +158,9 @@ impl Default for HttpUserBuilder {
             reset_connections_per_iteration: false,
             clear_cookies_per_iteration: false,
             retry_base: RETRY_BASE,
+            max_body: DEFAULT_MAX_RESPONSE_BODY,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+            client_cert: None,
         }
     }
 }
@@ -200,11 +220,46 @@ impl HttpUserBuilder {
         self
     }
 
+    /// The largest response body a request accepts (default 64 MiB): a larger one, by
+    /// its declared length or by what arrived, fails the request with category
+    /// `body_too_large` and closes the connection. No memory is reserved from a length
+    /// the server declares.
+    pub fn max_response_body(mut self, bytes: u64) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// How many redirects (301, 302, 303, 307, 308 with a `Location`) a request follows
+    /// (default 10; 0 turns following off). Each hop is recorded as a request of its
+    /// own; by RFC 9110's rules, a POST goes on as a GET without its body after 301 or
+    /// 302, any method but GET and HEAD does after 303, and 307 and 308 keep the method
+    /// and body; a hop to another origin drops the `Authorization` and `Cookie` headers.
+    pub fn max_redirects(mut self, n: u32) -> Self {
+        self.max_redirects = n;
+        self
+    }
+
+    /// A client certificate for servers that ask for one (mutual TLS): the certificate
+    /// chain and its private key, both PEM (PKCS#8, PKCS#1 or SEC1 keys).
+    pub fn client_cert_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.client_cert = Some((cert.into(), key.into()));
+        self
+    }
+
     /// Checks the settings and builds the shared TLS configuration.
     pub fn build(self) -> Result<HttpUser, HttpConfigError> {
         if self.timeout.is_zero() {
             return Err(HttpConfigError::ZeroTimeout);
         }
+        if self.max_body == 0 {
+            return Err(HttpConfigError::ZeroBodyLimit);
+        }
+        let client_auth = self
+            .client_cert
+            .as_ref()
+            .map(|(cert, key)| crate::conn::client_auth(cert, key))
+            .transpose()
+            .map_err(HttpConfigError::ClientCert)?;
         let base = self.host.as_deref().map(parse_base).transpose()?;
         let mut default_headers = HeaderMap::new();
         for (name, value) in &self.headers {
@@ -213,7 +268,8 @@ impl HttpUserBuilder {
             let v = HeaderValue::from_str(value).map_err(|_| bad())?;
             default_headers.append(n, v);
         }
-        let tls = tls_config(self.verify_ssl).map_err(|e| HttpConfigError::Tls(e.to_string()))?;
+        let tls = tls_config(self.verify_ssl, client_auth)
+            .map_err(|e| HttpConfigError::Tls(e.to_string()))?;
         Ok(HttpUser {
             settings: Arc::new(Settings {
                 base,
@@ -225,6 +281,8 @@ impl HttpUserBuilder {
                 clear_cookies_per_iteration: self.clear_cookies_per_iteration,
                 retry_base: self.retry_base,
                 tls,
+                max_body: usize::try_from(self.max_body).unwrap_or(usize::MAX),
+                max_redirects: self.max_redirects,
             }),
         })
     }
@@ -304,6 +362,7 @@ impl HttpUser {
             client.scenario = Arc::from(scenario);
         }
         client.lateness = ctx.get_cloned::<IterationLateness>();
+        client.stop = ctx.get_cloned::<StopSignal>();
         client
     }
 
@@ -328,6 +387,7 @@ impl HttpUser {
             timer: CoarseTimer::new(self.settings.timeout),
             wall: WallClock::default(),
             targets: Targets::default(),
+            stop: None,
         }
     }
 }
@@ -355,6 +415,8 @@ pub struct HttpClient {
     /// In an open-model scenario, how late the current iteration started: latencies then
     /// count from the intended start.
     lateness: Option<IterationLateness>,
+    /// The user's graceful stop, inside a runner: no retry starts after it.
+    stop: Option<StopSignal>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -593,7 +655,8 @@ impl<'c> RequestBuilder<'c> {
     }
 
     /// Sends the request, retrying idempotent ones on connection errors, timeouts and
-    /// 502/503/504; every attempt is recorded. Never fails: see [`Response::error`].
+    /// 502/503/504 and following redirects; every attempt and every hop is recorded.
+    /// Never fails: see [`Response::error`].
     pub async fn send(self) -> Response {
         let RequestBuilder {
             client,
@@ -608,6 +671,7 @@ impl<'c> RequestBuilder<'c> {
             invalid,
         } = self;
         let plan = Plan {
+            idempotent: is_idempotent(&method),
             method,
             path,
             query,
@@ -615,19 +679,13 @@ impl<'c> RequestBuilder<'c> {
             headers,
             body,
             expect,
+            follow: client.settings.max_redirects > 0,
+            strip_credentials: false,
         };
         if let Some(message) = invalid {
             return client.record_unsent(&plan, message);
         }
-        let idempotent = matches!(
-            plan.method,
-            Method::GET
-                | Method::HEAD
-                | Method::PUT
-                | Method::DELETE
-                | Method::OPTIONS
-                | Method::TRACE
-        );
+        let mut hops_left = client.settings.max_redirects;
         // Should the run cancel this user while an attempt is in flight (the graceful
         // stop period ran out), dropping this future records the attempt as interrupted.
         let mut flight = InFlight {
@@ -635,33 +693,33 @@ impl<'c> RequestBuilder<'c> {
             plan,
             armed: false,
         };
-        let mut attempt = 0u32;
         loop {
-            flight.armed = true;
-            let (mut response, meta) = flight.client.attempt(&flight.plan).await;
-            flight.armed = false;
-            let client = &mut *flight.client;
-            let plan = &flight.plan;
-            let retryable = response.error.as_ref().is_some_and(|e| {
-                matches!(
-                    e.category,
-                    ErrorCategory::Connect
-                        | ErrorCategory::Dns
-                        | ErrorCategory::Timeout
-                        | ErrorCategory::Reset
-                )
-            }) || matches!(response.status_code(), 502..=504);
-            response.attempts = attempt + 1;
-            if idempotent && retryable && attempt < client.settings.max_retries {
-                client.record_attempt(plan, &response, &meta, attempt, false);
-                attempt += 1;
-                client.retries += 1;
-                // The backoff is outside every attempt's measured time.
-                Box::pin(tokio::time::sleep(client.backoff(attempt))).await;
+            let hop = flight.send_hop().await;
+            let mut response = hop.response;
+            if let Some(next) = hop.meta.location.as_ref() {
+                // A redirect followed: this hop is a request of its own.
+                let next = next.clone();
+                if !hop.recorded {
+                    flight.client.record_attempt(
+                        &flight.plan,
+                        &response,
+                        &hop.meta,
+                        hop.attempt,
+                        false,
+                    );
+                }
+                hops_left -= 1;
+                let previous = std::mem::replace(&mut flight.plan, Plan::placeholder());
+                flight.plan = previous.redirected(response.status_code(), next, hops_left > 0);
                 continue;
+            }
+            if hop.recorded {
+                // Stopped in a back-off: the last attempt, recorded, is the answer.
+                return response;
             }
             // The final attempt: the user's check has its say before the record is made,
             // so the request is counted once, with its verdict.
+            let client = &mut *flight.client;
             let checked = response.error.is_none() && check.is_some();
             if checked
                 && let Some(check) = check
@@ -672,10 +730,18 @@ impl<'c> RequestBuilder<'c> {
                     message,
                 });
             }
-            client.record_attempt(plan, &response, &meta, attempt, checked);
+            client.record_attempt(&flight.plan, &response, &hop.meta, hop.attempt, checked);
             return response;
         }
     }
+}
+
+/// Whether a request may be sent again without changing what the server holds.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
 }
 
 /// A request being sent; see [`RequestBuilder::send`].
@@ -694,6 +760,67 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// The last attempt of one hop (one URL) of a request.
+struct Hop {
+    response: Response,
+    meta: Meta,
+    /// 0 for the first attempt.
+    attempt: u32,
+    /// The attempt was already recorded (as a failed attempt before a back-off that the
+    /// user's stop cut short).
+    recorded: bool,
+}
+
+impl InFlight<'_> {
+    /// One URL: attempts until one is final. An idempotent request is tried again after
+    /// connection errors, timeouts and 502-504, each attempt recorded, unless the user
+    /// is stopping: no retry starts after the graceful stop, and a back-off ends at it.
+    async fn send_hop(&mut self) -> Hop {
+        let mut attempt = 0u32;
+        loop {
+            self.armed = true;
+            let (mut response, meta) = self.client.attempt(&self.plan).await;
+            self.armed = false;
+            response.attempts = attempt + 1;
+            let client = &mut *self.client;
+            let retryable = response.error.as_ref().is_some_and(|e| {
+                matches!(
+                    e.category,
+                    ErrorCategory::Connect
+                        | ErrorCategory::Dns
+                        | ErrorCategory::Timeout
+                        | ErrorCategory::Reset
+                )
+            }) || matches!(response.status_code(), 502..=504);
+            if !(self.plan.idempotent
+                && retryable
+                && attempt < client.settings.max_retries
+                && !client.is_stopping())
+            {
+                return Hop {
+                    response,
+                    meta,
+                    attempt,
+                    recorded: false,
+                };
+            }
+            client.record_attempt(&self.plan, &response, &meta, attempt, false);
+            let backoff = client.backoff(attempt + 1);
+            // The backoff is outside every attempt's measured time.
+            if !client.back_off(backoff).await {
+                return Hop {
+                    response,
+                    meta,
+                    attempt,
+                    recorded: true,
+                };
+            }
+            attempt += 1;
+            client.retries += 1;
+        }
+    }
+}
+
 /// What an attempt measured besides the response itself.
 struct Meta {
     sent_at_us: u64,
@@ -701,6 +828,17 @@ struct Meta {
     bytes_received: u64,
     /// The path's entry in the client's target table, if it has one.
     entry: Option<usize>,
+    /// Where a redirect to be followed leads.
+    location: Option<Location>,
+}
+
+/// Where a redirect leads.
+#[derive(Clone)]
+struct Location {
+    /// The absolute URL.
+    url: String,
+    /// Its path and query when it stays on the request's origin.
+    same_origin_path: Option<String>,
 }
 
 struct Plan {
@@ -711,6 +849,69 @@ struct Plan {
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Bytes,
     expect: Expect,
+    idempotent: bool,
+    /// A redirect in the answer is followed.
+    follow: bool,
+    /// Sent to another origin than the request's first: no `Authorization` or `Cookie`
+    /// header of the request's own or the defaults.
+    strip_credentials: bool,
+}
+
+impl Plan {
+    fn placeholder() -> Plan {
+        Plan {
+            method: Method::GET,
+            path: Cow::Borrowed(""),
+            query: None,
+            name: None,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            expect: Expect::Default,
+            idempotent: true,
+            follow: false,
+            strip_credentials: false,
+        }
+    }
+
+    /// The next hop after a `status` redirect to `location`, by RFC 9110's method rules
+    /// as browsers apply them: a POST goes on as a GET without its body after 301 or
+    /// 302, any method but GET and HEAD does after 303, and 307 and 308 keep both. A hop on the same origin is named by its path, as a
+    /// request to that path would be; one to another origin by its URL.
+    fn redirected(mut self, status: u16, location: Location, follow: bool) -> Plan {
+        let cross_origin = location.same_origin_path.is_none();
+        let to_get = match status {
+            301 | 302 => self.method == Method::POST,
+            303 => self.method != Method::GET && self.method != Method::HEAD,
+            _ => false,
+        };
+        if to_get {
+            self.method = Method::GET;
+            self.body = Bytes::new();
+            self.headers.retain(|(n, _)| {
+                n != CONTENT_TYPE && n != CONTENT_LENGTH && n != TRANSFER_ENCODING
+            });
+        }
+        if cross_origin {
+            self.strip_credentials = true;
+            self.headers
+                .retain(|(n, _)| n != http::header::AUTHORIZATION && n != COOKIE);
+        }
+        self.idempotent = is_idempotent(&self.method);
+        self.name = location.same_origin_path.map(|p| {
+            let mut name = String::new();
+            name_for_path(&p, &mut name);
+            Cow::Owned(name)
+        });
+        self.path = Cow::Owned(location.url);
+        self.query = None;
+        self.follow = follow;
+        self
+    }
+
+    /// Whether a header of the defaults goes out with this plan.
+    fn sends_default(&self, name: &HeaderName) -> bool {
+        !(self.strip_credentials && (name == http::header::AUTHORIZATION || name == COOKIE))
+    }
 }
 
 fn now_us() -> u64 {
@@ -828,6 +1029,28 @@ impl HttpClient {
         &mut self.recorder
     }
 
+    /// Whether the user is stopping (its graceful stop began).
+    fn is_stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(StopSignal::is_stopped)
+    }
+
+    /// Sleeps `d` unless the user stops first; false if it did.
+    async fn back_off(&self, d: Duration) -> bool {
+        let mut sleep = Box::pin(tokio::time::sleep(d));
+        let Some(stop) = &self.stop else {
+            sleep.await;
+            return true;
+        };
+        let mut stopped = std::pin::pin!(stop.stopped());
+        std::future::poll_fn(|cx| {
+            if stopped.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(false);
+            }
+            sleep.as_mut().poll(cx).map(|()| !stop.is_stopped())
+        })
+        .await
+    }
+
     fn backoff(&mut self, attempt: u32) -> Duration {
         let exp = self
             .settings
@@ -895,6 +1118,7 @@ impl HttpClient {
                     bytes_sent: bytes.0,
                     bytes_received: bytes.1,
                     entry,
+                    location: None,
                 },
             )
         };
@@ -911,17 +1135,18 @@ impl HttpClient {
         let timeout = self.settings.timeout;
         let timed_out = || format!("no complete response within {timeout:?}");
 
-        // A reused connection can turn out closed by the server while idle; then the
-        // request was never sent and goes once more on a fresh connection, unrecorded.
+        // A connection found closed before a byte of the request left goes once more on
+        // a fresh connection, unrecorded: the server cannot have seen the request.
+        let careful = !plan.idempotent;
         let mut fresh_tries = 0;
         loop {
-            let (conn_index, sent) = match self.ready_connection(origin, started) {
+            let (conn_index, sent) = match self.ready_connection(origin, started, careful) {
                 Some(i) if fresh_tries == 0 => (i, started),
                 _ => {
                     // The slow path (wait, or connect and handshake) is boxed: its
                     // future is large and would otherwise be moved on every request.
                     let deadline = started + timeout;
-                    match Box::pin(self.open_connection(origin, deadline)).await {
+                    match Box::pin(self.open_connection(origin, deadline, careful)).await {
                         Ok(i) => (i, Instant::now()),
                         Err(e) => {
                             return failed(e.category, e.message, started.elapsed(), (0, 0), entry);
@@ -929,7 +1154,7 @@ impl HttpClient {
                     }
                 }
             };
-            let (is_new, baseline, h2) = {
+            let (baseline, h2) = {
                 let conn = &self.conns[conn_index].1;
                 let fresh = conn.requests == 0;
                 // A new connection's handshake bytes belong to the request that opened it.
@@ -941,9 +1166,9 @@ impl HttpClient {
                         conn.counters.received.load(Ordering::Relaxed),
                     )
                 };
-                (fresh, base, conn.is_h2())
+                (base, conn.is_h2())
             };
-            let cookie = self.cookie_header(&base.origin, target.as_str());
+            let cookie = self.cookie_header(&base.origin, target.as_str(), plan);
             let h2_request = if h2 {
                 match self.build_request(plan, &base, target.clone(), cookie) {
                     Ok(r) => Some(r),
@@ -984,18 +1209,20 @@ impl HttpClient {
                             } else {
                                 &plan.body
                             };
-                            let raw = h1.exchange(body, plan.method == Method::HEAD).await?;
+                            let raw = h1
+                                .exchange(body, plan.method == Method::HEAD, self.settings.max_body)
+                                .await?;
                             let status = StatusCode::from_u16(raw.status).map_err(|_| {
                                 crate::h1::ExchangeError {
                                     category: ErrorCategory::Protocol,
                                     message: format!("invalid status code {}", raw.status),
-                                    nothing_received: false,
+                                    unsent: false,
                                 }
                             })?;
                             Ok((status, Headers::raw(raw.head), raw.body, raw.sets_cookie))
                         }
                         (Kind::H2 { sender, .. }, Some(request)) => {
-                            h2_exchange(sender, request).await
+                            h2_exchange(sender, request, self.settings.max_body).await
                         }
                         (Kind::H2 { .. }, None) => unreachable!("an HTTP/2 request is built"),
                     }
@@ -1020,9 +1247,8 @@ impl HttpClient {
                 }
                 Ok(Err(e)) => {
                     self.conns.swap_remove(conn_index);
-                    // A kept-alive connection the server closed while it was idle: the
-                    // request goes once more on a fresh connection, unrecorded.
-                    if e.nothing_received && !is_new && fresh_tries == 0 {
+                    // Not one byte of the request left: the server cannot have it.
+                    if e.unsent && fresh_tries == 0 {
                         fresh_tries += 1;
                         continue;
                     }
@@ -1039,7 +1265,18 @@ impl HttpClient {
                 }
             }
             let code = status.as_u16();
+            let location = if plan.follow && matches!(code, 301..=303 | 307 | 308) {
+                headers
+                    .map()
+                    .get(http::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| resolve_location(&base, target.as_str(), l))
+            } else {
+                None
+            };
             let error = match &plan.expect {
+                // A hop to be followed is judged as any request without expectations.
+                _ if location.is_some() => None,
                 Expect::Default if code >= 400 => Some(format!("HTTP {code}")),
                 Expect::Statuses(want) if !want.contains(&code) => {
                     Some(format!("HTTP {code}, expected {want:?}"))
@@ -1063,18 +1300,25 @@ impl HttpClient {
                     bytes_sent: bytes.0,
                     bytes_received: bytes.1,
                     entry,
+                    location,
                 },
             );
         }
     }
 
-    /// The index of a kept-alive connection to `origin` that can take a request now.
+    /// The index of a kept-alive connection to `origin` that can take a request now;
+    /// `careful`: checked for a close or stray bytes however briefly it was idle.
     #[inline]
-    fn ready_connection(&mut self, origin: &Arc<Origin>, now: Instant) -> Option<usize> {
+    fn ready_connection(
+        &mut self,
+        origin: &Arc<Origin>,
+        now: Instant,
+        careful: bool,
+    ) -> Option<usize> {
         // A relative path's origin is the base's own: found by address, not compared.
         self.conns
             .iter_mut()
-            .position(|(o, c)| (Arc::ptr_eq(o, origin) || o == origin) && c.is_ready(now))
+            .position(|(o, c)| (Arc::ptr_eq(o, origin) || o == origin) && c.is_ready(now, careful))
     }
 
     /// The index of a ready connection to `origin`: a live one once it is ready, else a
@@ -1083,9 +1327,10 @@ impl HttpClient {
         &mut self,
         origin: &Arc<Origin>,
         deadline: Instant,
+        careful: bool,
     ) -> Result<usize, crate::conn::ConnectError> {
         if let Some(i) = self.conns.iter().position(|(o, _)| o == origin) {
-            let ready = tokio::time::timeout_at(deadline, self.conns[i].1.ready()).await;
+            let ready = tokio::time::timeout_at(deadline, self.conns[i].1.ready(careful)).await;
             if ready == Ok(true) {
                 return Ok(i);
             }
@@ -1110,17 +1355,47 @@ impl HttpClient {
         Ok(self.conns.len() - 1)
     }
 
-    /// Fills the cookie buffer with the jar's `Cookie` header for a request to `target`
-    /// on `origin`; false when no cookie goes with it.
-    fn cookie_header(&mut self, origin: &Origin, target: &str) -> bool {
-        !self.cookies.is_empty()
-            && self.cookies.header_value(
+    /// Fills the cookie buffer with the `Cookie` header for a request to `target` on
+    /// `origin`: the jar's cookies, merged behind a `Cookie` header the request (or the
+    /// defaults) set, whose cookies win over the jar's of the same name. False when the
+    /// jar has none for it (a given header then goes as it is).
+    fn cookie_header(&mut self, origin: &Origin, target: &str, plan: &Plan) -> bool {
+        if self.cookies.is_empty()
+            || !self.cookies.header_value(
                 &origin.host,
                 target,
                 origin.https,
                 SystemTime::now(),
                 &mut self.cookie_buf,
             )
+        {
+            return false;
+        }
+        let given = self
+            .settings
+            .default_headers
+            .get_all(COOKIE)
+            .iter()
+            .filter(|_| plan.sends_default(&COOKIE))
+            .chain(
+                plan.headers
+                    .iter()
+                    .filter(|(n, _)| n == COOKIE)
+                    .map(|(_, v)| v),
+            );
+        let mut explicit = String::new();
+        for v in given {
+            if let Ok(v) = v.to_str() {
+                if !explicit.is_empty() {
+                    explicit.push_str("; ");
+                }
+                explicit.push_str(v.trim());
+            }
+        }
+        if !explicit.is_empty() {
+            merge_cookies(&explicit, &mut self.cookie_buf);
+        }
+        true
     }
 
     /// The HTTP/2 request for one attempt: the authority goes in the URI
@@ -1147,11 +1422,16 @@ impl HttpClient {
         let headers = request.headers_mut();
         if !self.settings.default_headers.is_empty() {
             headers.clone_from(&self.settings.default_headers);
+            if plan.strip_credentials {
+                headers.remove(http::header::AUTHORIZATION);
+                headers.remove(COOKIE);
+            }
         }
         for (name, value) in &plan.headers {
             headers.append(name, value.clone());
         }
         if cookie && let Ok(v) = HeaderValue::from_str(&self.cookie_buf) {
+            // Holds the given cookies merged with the jar's.
             headers.insert(COOKIE, v);
         }
         Ok(request)
@@ -1269,8 +1549,9 @@ impl HttpClient {
 
 /// Encodes an HTTP/1.1 request head into `out` (cleared first), with the body behind it
 /// when it is small enough to go in the same write. Headers in order: the defaults, the
-/// request's own, then `Host` unless one was given, the jar's `Cookie` (which replaces
-/// any given one) and `Content-Length` unless a length or transfer coding was given.
+/// request's own, then `Host` unless one was given, the `Cookie` header (the given one
+/// merged with the jar's, in place of the given one) and `Content-Length` unless a
+/// length or transfer coding was given.
 fn encode_h1(
     out: &mut Vec<u8>,
     plan: &Plan,
@@ -1294,6 +1575,7 @@ fn encode_h1(
     let given = settings
         .default_headers
         .iter()
+        .filter(|(n, _)| plan.sends_default(n))
         .chain(plan.headers.iter().map(|(n, v)| (n, v)));
     for (name, value) in given {
         if cookie.is_some() && name == COOKIE {
@@ -1321,6 +1603,67 @@ fn encode_h1(
     }
 }
 
+/// Puts the cookies of `explicit` (a `Cookie` header the request set) before those of
+/// `jar` (the jar's header, rewritten in place), leaving out the jar's cookies that
+/// `explicit` names: a cookie set on the request wins over the jar's.
+fn merge_cookies(explicit: &str, jar: &mut String) {
+    fn name_of(pair: &str) -> &str {
+        pair.split_once('=').map_or(pair, |(n, _)| n).trim()
+    }
+    let names: Vec<&str> = explicit.split(';').map(name_of).collect();
+    let mut merged = explicit.to_owned();
+    for pair in jar.split(';').map(str::trim) {
+        if pair.is_empty() || names.contains(&name_of(pair)) {
+            continue;
+        }
+        merged.push_str("; ");
+        merged.push_str(pair);
+    }
+    *jar = merged;
+}
+
+/// Where a `Location` header leads from the request at `target` on `base`; `None` for a
+/// location that cannot be followed.
+fn resolve_location(base: &Base, target: &str, location: &str) -> Option<Location> {
+    let location = location.trim();
+    let location = location.split_once('#').map_or(location, |(l, _)| l);
+    let scheme = if base.origin.https { "https" } else { "http" };
+    let authority = base.authority.to_str().ok()?;
+    let here = format!("{scheme}://{authority}");
+    let url = if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_owned()
+    } else if let Some(rest) = location.strip_prefix("//") {
+        format!("{scheme}://{rest}")
+    } else if location.starts_with('/') {
+        format!("{here}{location}")
+    } else {
+        let path = target.split_once('?').map_or(target, |(p, _)| p);
+        if location.is_empty() {
+            format!("{here}{target}")
+        } else if location.starts_with('?') {
+            format!("{here}{path}{location}")
+        } else {
+            let dir = path.rfind('/').map_or("/", |i| &path[..=i]);
+            format!("{here}{dir}{location}")
+        }
+    };
+    // The same origin: this scheme and authority followed by the path.
+    let same_origin_path = url
+        .strip_prefix(&here)
+        .filter(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+        .map(|rest| {
+            if rest.is_empty() {
+                "/".to_owned()
+            } else {
+                rest.to_owned()
+            }
+        });
+    Some(Location {
+        url,
+        same_origin_path,
+    })
+}
+
 /// `n` in decimal, written into `buf` without allocating.
 fn format_len(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
     let mut at = buf.len();
@@ -1338,18 +1681,40 @@ fn format_len(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
 async fn h2_exchange(
     sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
     request: http::Request<Full<Bytes>>,
+    max_body: usize,
 ) -> Result<(StatusCode, Headers, Bytes, bool), crate::h1::ExchangeError> {
     let failed = |e: hyper::Error| {
         let (category, message) = categorize(&e);
         crate::h1::ExchangeError {
             category,
             message,
-            nothing_received: e.is_canceled(),
+            // Cancelled by hyper: the connection ended before the request went out.
+            unsent: e.is_canceled(),
         }
     };
     let response = sender.send_request(request).await.map_err(failed)?;
     let (parts, mut body) = response.into_parts();
-    let body = read_body(&mut body).await.map_err(failed)?;
+    let too_large = |what: String| crate::h1::ExchangeError {
+        category: ErrorCategory::BodyTooLarge,
+        message: format!(
+            "{what} is over the {} limit",
+            aiotest_core::size::format(max_body as u64)
+        ),
+        unsent: false,
+    };
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > max_body as u64) {
+        return Err(too_large(format!("the declared body of {n} bytes")));
+    }
+    let body = match read_body(&mut body, max_body).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return Err(too_large("the body".to_owned())),
+        Err(e) => return Err(failed(e)),
+    };
     let sets_cookie = parts.headers.contains_key(SET_COOKIE);
     Ok((
         parts.status,
@@ -1359,16 +1724,22 @@ async fn h2_exchange(
     ))
 }
 
-/// The whole body of a response. Unlike `BodyExt::collect`, this keeps no list of
-/// buffers: a body that arrives in one frame (most do) is that frame's bytes, uncopied;
-/// later frames are appended to one buffer. Trailers are not kept.
-async fn read_body(body: &mut Incoming) -> Result<Bytes, hyper::Error> {
+/// The whole body of a response, `None` once it passes `max` bytes. Unlike
+/// `BodyExt::collect`, this keeps no list of buffers: a body that arrives in one frame
+/// (most do) is that frame's bytes, uncopied; later frames are appended to one buffer.
+/// Trailers are not kept.
+async fn read_body(body: &mut Incoming, max: usize) -> Result<Option<Bytes>, hyper::Error> {
     let mut first: Option<Bytes> = None;
     let mut joined = BytesMut::new();
+    let mut len = 0usize;
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
         let Ok(data) = frame?.into_data() else {
             continue;
         };
+        len = len.saturating_add(data.len());
+        if len > max {
+            return Ok(None);
+        }
         match &first {
             None => first = Some(data),
             Some(head) => {
@@ -1379,11 +1750,11 @@ async fn read_body(body: &mut Incoming) -> Result<Bytes, hyper::Error> {
             }
         }
     }
-    Ok(if joined.is_empty() {
+    Ok(Some(if joined.is_empty() {
         first.unwrap_or_default()
     } else {
         joined.freeze()
-    })
+    }))
 }
 
 /// The category and message of a failed exchange.

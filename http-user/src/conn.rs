@@ -14,7 +14,8 @@ use http_body_util::Full;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -151,6 +152,30 @@ impl AsyncWrite for Stream {
     }
 }
 
+impl Stream {
+    fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => &s.inner,
+            Stream::Tls(s) => &s.get_ref().0.inner,
+        }
+    }
+
+    /// Whether the socket itself has anything to read now (bytes, its end, an error),
+    /// asked of the kernel: the runtime's own record of readiness can lag behind what
+    /// arrived while the connection sat idle.
+    fn socket_has_input(&self) -> bool {
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match socket2::SockRef::from(self.tcp()).peek(&mut probe) {
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+            Ok(_) => true,
+        }
+    }
+}
+
 /// The protocol of a live connection.
 pub(crate) enum Kind {
     /// Driven by the user's task itself.
@@ -192,17 +217,38 @@ impl Connection {
     }
 
     /// Whether the connection can take a request at `now`, without waiting.
-    pub(crate) fn is_ready(&mut self, now: tokio::time::Instant) -> bool {
+    ///
+    /// An HTTP/1.1 connection the last response left open is checked for anything the
+    /// server sent since (its end, a reset, a `408`, a stray answer) when it has been idle
+    /// a while, or always when `careful` (a request that must not reach the server twice):
+    /// such a connection is closed, never paired with the next request, and the request
+    /// goes on a fresh one, since the server cannot have seen it. Back-to-back idempotent
+    /// requests skip the check; should such a request meet a close, the attempt is
+    /// counted and retried as any failed one.
+    pub(crate) fn is_ready(&mut self, now: tokio::time::Instant, careful: bool) -> bool {
         match &mut self.kind {
-            Kind::H1(h1) => h1.is_reusable(now),
+            Kind::H1(h1) => {
+                if !h1.is_open() {
+                    return false;
+                }
+                if !careful && !h1.idle_a_while(now) {
+                    return true;
+                }
+                // TLS may hold decrypted bytes the socket no longer shows.
+                if h1.io.socket_has_input() || (h1.io.is_tls() && h1.has_input()) {
+                    h1.close();
+                    return false;
+                }
+                true
+            }
             Kind::H2 { sender, .. } => sender.is_ready(),
         }
     }
 
     /// Whether the connection can take a request (waits for HTTP/2 readiness).
-    pub(crate) async fn ready(&mut self) -> bool {
+    pub(crate) async fn ready(&mut self, careful: bool) -> bool {
         match &mut self.kind {
-            Kind::H1(h1) => h1.is_reusable(tokio::time::Instant::now()),
+            Kind::H1(_) => self.is_ready(tokio::time::Instant::now(), careful),
             Kind::H2 { sender, .. } => sender.ready().await.is_ok(),
         }
     }
@@ -289,22 +335,46 @@ pub(crate) async fn connect(
     Ok(Connection::new(Kind::H2 { sender, driver }, counters))
 }
 
+/// A client certificate chain and its key, for servers that ask for one.
+pub(crate) type ClientAuth = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// Reads a PEM certificate chain and private key; an error says which of the two is
+/// unusable and why.
+pub(crate) fn client_auth(cert: &[u8], key: &[u8]) -> Result<ClientAuth, String> {
+    let chain = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the certificate is not PEM: {e}"))?;
+    if chain.is_empty() {
+        return Err("the certificate file holds no CERTIFICATE section".to_owned());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key)
+        .map_err(|e| format!("the key is not a PEM private key: {e}"))?;
+    Ok((chain, key))
+}
+
 /// The TLS settings shared by all users of one [`crate::HttpUser`]: webpki roots and
-/// ALPN `h2, http/1.1`; with `verify` false, any certificate is accepted.
-pub(crate) fn tls_config(verify: bool) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+/// ALPN `h2, http/1.1`; with `verify` false, any certificate is accepted; with a client
+/// certificate, it is presented to servers that ask for one.
+pub(crate) fn tls_config(
+    verify: bool,
+    client: Option<ClientAuth>,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()?;
-    let mut config = if verify {
+    let builder = if verify {
         let roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(roots)
     } else {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth()
+    };
+    let mut config = match client {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+        None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))

@@ -11,7 +11,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::Context;
 use std::time::Duration;
 
 use aiotest_metrics::ErrorCategory;
@@ -27,8 +27,12 @@ const MAX_HEADERS: usize = 100;
 const READ_CHUNK: usize = 4096;
 /// A body at most this large is copied behind the head and sent in one write.
 const COALESCE_BODY: usize = 16 * 1024;
-/// A connection idle at least this long is checked before it is used again.
-const CHECK_AFTER_IDLE: Duration = Duration::from_millis(50);
+/// A connection idle at least this long is checked before it is used again (a request
+/// that is not idempotent always checks it): long enough that back-to-back requests skip
+/// the check, short enough that bytes a server sends between a user's requests are seen.
+pub(crate) const CHECK_AFTER_IDLE: Duration = Duration::from_millis(1);
+/// The most room a read asks for beyond what the buffer holds.
+const READ_STEP: usize = 64 * 1024;
 
 /// A response read off the wire: its status, its raw head (status line and headers,
 /// to be parsed again only on demand) and its body.
@@ -46,21 +50,32 @@ pub(crate) struct RawResponse {
 pub(crate) struct ExchangeError {
     pub(crate) category: ErrorCategory,
     pub(crate) message: String,
-    /// The connection closed before a single byte of the response: on a kept-alive
-    /// connection, the server had closed it while idle, and the request may go again on
-    /// a fresh one.
-    pub(crate) nothing_received: bool,
+    /// Not one byte of the request reached the connection: the write failed at once (the
+    /// peer had reset it), so the server cannot have processed it and it may go again on
+    /// a fresh connection. Any other failure may have reached the server.
+    pub(crate) unsent: bool,
 }
 
 fn protocol(message: impl Into<String>) -> ExchangeError {
     ExchangeError {
         category: ErrorCategory::Protocol,
         message: message.into(),
-        nothing_received: false,
+        unsent: false,
     }
 }
 
-fn io_error(e: &io::Error, nothing_received: bool) -> ExchangeError {
+fn too_large(what: &str, limit: usize) -> ExchangeError {
+    ExchangeError {
+        category: ErrorCategory::BodyTooLarge,
+        message: format!(
+            "{what} is over the {} limit",
+            aiotest_core::size::format(limit as u64)
+        ),
+        unsent: false,
+    }
+}
+
+fn io_error(e: &io::Error) -> ExchangeError {
     use io::ErrorKind::*;
     let tls = e
         .get_ref()
@@ -80,19 +95,19 @@ fn io_error(e: &io::Error, nothing_received: bool) -> ExchangeError {
     ExchangeError {
         category,
         message: format!("connection error: {e}"),
-        nothing_received,
+        unsent: false,
     }
 }
 
-fn closed_early(nothing_received: bool) -> ExchangeError {
+fn closed_early(received: bool) -> ExchangeError {
     ExchangeError {
         category: ErrorCategory::Reset,
-        message: if nothing_received {
-            "connection closed before the response".to_owned()
-        } else {
+        message: if received {
             "connection closed before the response was complete".to_owned()
+        } else {
+            "connection closed before the response".to_owned()
         },
-        nothing_received,
+        unsent: false,
     }
 }
 
@@ -121,7 +136,8 @@ pub(crate) struct H1<S> {
     read: BytesMut,
     /// The next request, head and (small) body.
     pub(crate) write: Vec<u8>,
-    /// False once the server said it closes, or a response ended with the connection.
+    /// False once the server said it closes, a response ended with the connection, or
+    /// bytes nobody asked for were seen.
     reusable: bool,
     /// When the last response ended (set by the caller, who reads the clock anyway).
     pub(crate) idle_since: Option<Instant>,
@@ -138,49 +154,81 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
         }
     }
 
-    /// Whether the connection can take another request at `now`: the last response left
-    /// it open, and, when it has been idle a while, the server has not closed it or sent
-    /// anything since (say a 408 before closing). The check does not wait: a closed socket
-    /// reads its end at once. Back-to-back requests skip it; should the server close the
-    /// connection just then, the request finds no answer and goes again on a fresh one.
-    pub(crate) fn is_reusable(&mut self, now: Instant) -> bool {
-        if !self.reusable {
-            return false;
-        }
-        if self
-            .idle_since
-            .is_some_and(|t| now.saturating_duration_since(t) < CHECK_AFTER_IDLE)
-        {
-            return true;
-        }
+    /// Whether the last response left the connection open.
+    pub(crate) fn is_open(&self) -> bool {
+        self.reusable
+    }
+
+    /// The connection must not carry another request.
+    pub(crate) fn close(&mut self) {
+        self.reusable = false;
+    }
+
+    /// Whether the connection has been idle for [`CHECK_AFTER_IDLE`] or more at `now` (a
+    /// connection that never carried a request has not).
+    pub(crate) fn idle_a_while(&self, now: Instant) -> bool {
+        self.idle_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= CHECK_AFTER_IDLE)
+    }
+
+    /// Whether the stream has anything to read right now without waiting: its end, an
+    /// error, or bytes nobody asked for (say a 408 before a close). Through the stream's
+    /// own readiness, so for a TLS stream it also sees what TLS has buffered.
+    pub(crate) fn has_input(&mut self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut probe = [0u8; 1];
         let mut buf = ReadBuf::new(&mut probe);
-        match Pin::new(&mut self.io).poll_read(&mut cx, &mut buf) {
-            // Nothing to read: open and idle, as it should be.
-            Poll::Pending => true,
-            // Its end, an error, or bytes nobody asked for: not usable.
-            Poll::Ready(_) => {
-                self.reusable = false;
-                false
-            }
-        }
+        !Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut buf)
+            .is_pending()
     }
 
     /// Sends the request in the write buffer (then `body`, when it was too large to copy
     /// there) and reads the response. `head_request`: the response has no body whatever
-    /// its headers say. On an error the connection must not be used again.
+    /// its headers say. A body over `max_body` bytes fails with its own category. On an
+    /// error the connection must not be used again.
+    ///
+    /// A write that fails after the server got part of the request is followed by a read:
+    /// a server may answer before it stops reading (a `413` to a large body), and that
+    /// answer is the request's.
     pub(crate) async fn exchange(
         &mut self,
         body: &[u8],
         head_request: bool,
+        max_body: usize,
     ) -> Result<RawResponse, ExchangeError> {
         self.read.clear();
-        if let Err(e) = self.send(body).await {
-            return Err(io_error(&e, true));
+        if let Err((e, written)) = self.send(body).await {
+            self.reusable = false;
+            if written == 0 {
+                return Err(ExchangeError {
+                    unsent: true,
+                    ..io_error(&e)
+                });
+            }
+            return self
+                .read_response(head_request, max_body)
+                .await
+                .map_err(|_| io_error(&e));
         }
+        let result = self.read_response(head_request, max_body).await;
+        if result.is_err() {
+            self.reusable = false;
+        }
+        result
+    }
+
+    async fn read_response(
+        &mut self,
+        head_request: bool,
+        max_body: usize,
+    ) -> Result<RawResponse, ExchangeError> {
+        // Whether any byte of an answer came, interim responses included: after one, the
+        // server has the request.
+        let mut received = !self.read.is_empty();
         let head = loop {
             match parse_head(&self.read, head_request)? {
+                Some(h) if h.len > MAX_HEAD => return Err(head_too_large()),
                 Some(h) if (100..200).contains(&h.status) && h.status != 101 => {
                     // An interim response (100 Continue, 103 Early Hints): the final one
                     // follows.
@@ -189,19 +237,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
                 Some(h) => break h,
                 None => {
                     if self.read.len() > MAX_HEAD {
-                        return Err(protocol(format!(
-                            "response head larger than {} KiB",
-                            MAX_HEAD / 1024
-                        )));
+                        return Err(head_too_large());
                     }
                     if self.fill(READ_CHUNK).await? == 0 {
-                        return Err(closed_early(self.read.is_empty()));
+                        return Err(closed_early(received));
                     }
+                    received = true;
                 }
             }
         };
         if head.status == 101 {
-            self.reusable = false;
             return Err(protocol(
                 "the server switched protocols (101), not supported",
             ));
@@ -210,17 +255,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
         let body = match head.framing {
             Framing::Empty => Bytes::new(),
             Framing::Length(n) => {
+                if n > max_body {
+                    return Err(too_large(
+                        &format!("the declared body of {n} bytes"),
+                        max_body,
+                    ));
+                }
                 while self.read.len() < n {
-                    let missing = n - self.read.len();
-                    if self.fill(missing.max(READ_CHUNK)).await? == 0 {
-                        return Err(closed_early(false));
+                    let want = self.step(n - self.read.len());
+                    if self.fill(want).await? == 0 {
+                        return Err(closed_early(true));
                     }
                 }
                 self.read.split_to(n).freeze()
             }
-            Framing::Chunked => self.read_chunked().await?,
+            Framing::Chunked => self.read_chunked(max_body).await?,
             Framing::Close => {
-                while self.fill(READ_CHUNK).await? != 0 {}
+                loop {
+                    if self.read.len() > max_body {
+                        return Err(too_large("the body", max_body));
+                    }
+                    let want = self.step(usize::MAX);
+                    if self.fill(want).await? == 0 {
+                        break;
+                    }
+                }
                 self.reusable = false;
                 self.read.split().freeze()
             }
@@ -236,12 +295,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
         })
     }
 
-    async fn send(&mut self, body: &[u8]) -> io::Result<()> {
-        self.io.write_all(&self.write).await?;
-        if !body.is_empty() {
-            self.io.write_all(body).await?;
+    /// How much room to ask for when `missing` more bytes are expected: never more than
+    /// the buffer already holds (or [`READ_STEP`]), so memory follows what arrived, not
+    /// what the server declared.
+    fn step(&self, missing: usize) -> usize {
+        missing.min(self.read.len().max(READ_STEP)).max(READ_CHUNK)
+    }
+
+    /// Writes the request; on failure, the error and how many bytes were written.
+    async fn send(&mut self, body: &[u8]) -> Result<(), (io::Error, usize)> {
+        let mut written = 0;
+        for part in [self.write.as_slice(), body] {
+            let mut rest = part;
+            while !rest.is_empty() {
+                match self.io.write(rest).await {
+                    Ok(0) => return Err((io::ErrorKind::WriteZero.into(), written)),
+                    Ok(n) => {
+                        written += n;
+                        rest = &rest[n..];
+                    }
+                    Err(e) => return Err((e, written)),
+                }
+            }
         }
-        self.io.flush().await
+        self.io.flush().await.map_err(|e| (e, written))
     }
 
     /// Reads once into the read buffer, with at least `want` bytes of room; the count
@@ -249,15 +326,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
     async fn fill(&mut self, want: usize) -> Result<usize, ExchangeError> {
         // With the last response's body dropped, this takes its memory back.
         self.read.reserve(want);
-        let nothing = self.read.is_empty();
         self.io
             .read_buf(&mut self.read)
             .await
-            .map_err(|e| io_error(&e, nothing))
+            .map_err(|e| io_error(&e))
     }
 
-    /// A chunked body, decoded; trailers are read and dropped.
-    async fn read_chunked(&mut self) -> Result<Bytes, ExchangeError> {
+    /// A chunked body, decoded, at most `max_body` bytes; trailers are read and dropped.
+    /// A chunk is copied out as it arrives, so its declared size reserves nothing.
+    async fn read_chunked(&mut self, max_body: usize) -> Result<Bytes, ExchangeError> {
         let mut body = BytesMut::new();
         loop {
             let (start, size) = loop {
@@ -268,32 +345,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
                             return Err(protocol("chunk size line too long"));
                         }
                         if self.fill(READ_CHUNK).await? == 0 {
-                            return Err(closed_early(false));
+                            return Err(closed_early(true));
                         }
                     }
                     Err(_) => return Err(protocol("invalid chunk size")),
                 }
             };
-            let size = usize::try_from(size).map_err(|_| protocol("chunk too large"))?;
+            let room = max_body - body.len();
+            let Some(size) = usize::try_from(size).ok().filter(|&n| n <= room) else {
+                return Err(too_large(
+                    &format!("a chunk of {size} bytes after {} bytes", body.len()),
+                    max_body,
+                ));
+            };
+            let _ = self.read.split_to(start);
             if size == 0 {
-                let _ = self.read.split_to(start);
                 return self.skip_trailers().await.map(|()| body.freeze());
             }
-            let end = start
-                .checked_add(size)
-                .and_then(|e| e.checked_add(2))
-                .ok_or_else(|| protocol("chunk too large"))?;
-            while self.read.len() < end {
-                let missing = end - self.read.len();
-                if self.fill(missing.max(READ_CHUNK)).await? == 0 {
-                    return Err(closed_early(false));
+            let mut left = size;
+            while left > 0 {
+                if self.read.is_empty() {
+                    let want = self.step(left);
+                    if self.fill(want).await? == 0 {
+                        return Err(closed_early(true));
+                    }
+                }
+                let take = left.min(self.read.len());
+                body.extend_from_slice(&self.read[..take]);
+                let _ = self.read.split_to(take);
+                left -= take;
+            }
+            while self.read.len() < 2 {
+                if self.fill(READ_CHUNK).await? == 0 {
+                    return Err(closed_early(true));
                 }
             }
-            if &self.read[end - 2..end] != b"\r\n" {
+            if &self.read[..2] != b"\r\n" {
                 return Err(protocol("chunk not followed by CRLF"));
             }
-            body.extend_from_slice(&self.read[start..end - 2]);
-            let _ = self.read.split_to(end);
+            let _ = self.read.split_to(2);
         }
     }
 
@@ -305,6 +395,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
                 return Ok(());
             }
             if let Some(at) = self.read.windows(4).position(|w| w == b"\r\n\r\n") {
+                if at + 4 > MAX_HEAD {
+                    return Err(protocol("trailers larger than 64 KiB"));
+                }
                 let _ = self.read.split_to(at + 4);
                 return Ok(());
             }
@@ -312,10 +405,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
                 return Err(protocol("trailers larger than 64 KiB"));
             }
             if self.fill(READ_CHUNK).await? == 0 {
-                return Err(closed_early(false));
+                return Err(closed_early(true));
             }
         }
     }
+}
+
+fn head_too_large() -> ExchangeError {
+    protocol(format!("response head larger than {} KiB", MAX_HEAD / 1024))
 }
 
 /// Headers room for the first parse of a head: most responses have fewer, and the room
@@ -347,7 +444,7 @@ fn parse_head_in<const N: usize>(
 ) -> Result<Result<Option<Head>, ExchangeError>, httparse::Error> {
     let mut headers = [httparse::EMPTY_HEADER; N];
     let mut response = httparse::Response::new(&mut headers);
-    let len = match response.parse(buf)? {
+    let len = match parser().parse_response(&mut response, buf)? {
         httparse::Status::Complete(len) => len,
         httparse::Status::Partial => return Ok(Ok(None)),
     };
@@ -427,21 +524,39 @@ fn read_head(
     }))
 }
 
+/// The response parser: a header folded over several lines (obs-fold) is accepted, as
+/// RFC 9112 section 5.2 asks of a client; its line breaks become spaces in the map.
+fn parser() -> httparse::ParserConfig {
+    let mut config = httparse::ParserConfig::default();
+    config.allow_obsolete_multiline_headers_in_responses(true);
+    config
+}
+
 /// The headers of a raw head as a map (names lower-cased; a header whose value is not
-/// valid in a map is left out).
+/// valid in a map is left out; a folded one is unfolded).
 pub(crate) fn header_map(head: &[u8]) -> http::HeaderMap {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let mut map = http::HeaderMap::new();
-    if response.parse(head).is_err() {
+    if parser().parse_response(&mut response, head).is_err() {
         return map;
     }
     for h in response.headers.iter() {
-        if let (Ok(n), Ok(v)) = (
-            http::header::HeaderName::from_bytes(h.name.as_bytes()),
-            http::HeaderValue::from_bytes(h.value),
-        ) {
-            map.append(n, v);
+        let Ok(name) = http::header::HeaderName::from_bytes(h.name.as_bytes()) else {
+            continue;
+        };
+        let value = if h.value.iter().any(|&b| b == b'\r' || b == b'\n') {
+            let unfolded: Vec<u8> = h
+                .value
+                .iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+                .collect();
+            http::HeaderValue::from_bytes(&unfolded)
+        } else {
+            http::HeaderValue::from_bytes(h.value)
+        };
+        if let Ok(v) = value {
+            map.append(name, v);
         }
     }
     map

@@ -104,6 +104,7 @@ mod target;
 mod timer;
 
 pub use client::{
-    HttpClient, HttpConfigError, HttpUser, HttpUserBuilder, RequestBuilder, RequestError, Response,
+    DEFAULT_MAX_REDIRECTS, DEFAULT_MAX_RESPONSE_BODY, HttpClient, HttpConfigError, HttpUser,
+    HttpUserBuilder, RequestBuilder, RequestError, Response,
 };
 pub use cookies::CookieJar;

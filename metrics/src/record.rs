@@ -31,11 +31,14 @@ pub enum ErrorCategory {
     /// (or being sent) and no response was complete. Counted as a request and a failure,
     /// with no duration: its latency is unknown, so it stays out of every percentile.
     Interrupted,
+    /// The response's body was larger than the user allows (its declared length, or the
+    /// bytes that arrived): the rest was not read and the connection was closed.
+    BodyTooLarge,
 }
 
 impl ErrorCategory {
     /// How many categories there are.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
 
     /// Every category, in declaration order (which is also [`index`](Self::index) order).
     pub const ALL: [ErrorCategory; Self::COUNT] = [
@@ -49,6 +52,7 @@ impl ErrorCategory {
         ErrorCategory::CheckFailed,
         ErrorCategory::Other,
         ErrorCategory::Interrupted,
+        ErrorCategory::BodyTooLarge,
     ];
 
     /// The label used in summaries and metrics.
@@ -64,6 +68,7 @@ impl ErrorCategory {
             ErrorCategory::CheckFailed => "check_failed",
             ErrorCategory::Other => "other",
             ErrorCategory::Interrupted => "interrupted",
+            ErrorCategory::BodyTooLarge => "body_too_large",
         }
     }
 

@@ -18,10 +18,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::user_loop::{Control, UserEnv, Work, run_user};
+use crate::user_loop::{UserEnv, UserStop, Work, run_user};
 
 struct Slot {
-    stop: watch::Sender<bool>,
+    stop: UserStop,
     type_index: usize,
     task: tokio::task::Id,
 }
@@ -119,7 +119,7 @@ impl UserManager {
         self.target = None;
         self.type_targets = None;
         for slot in &self.users {
-            let _ = slot.stop.send(true);
+            slot.stop.give();
         }
         // Paused users must wake up to see the stop.
         let _ = self.paused.send(false);
@@ -283,8 +283,7 @@ impl UserManager {
         if type_index >= self.types.len() {
             return;
         }
-        let (stop, stop_rx) = watch::channel(false);
-        let control = Control::new(stop_rx, self.paused.subscribe());
+        let (stop, control) = UserStop::new(self.paused.subscribe());
         let id = self
             .env
             .next_id
@@ -315,7 +314,7 @@ impl UserManager {
         if let Some(i) = at {
             let slot = self.users.remove(i);
             // The user finishes its task in flight, runs on_stop and ends.
-            let _ = slot.stop.send(true);
+            slot.stop.give();
         }
     }
 

@@ -26,6 +26,7 @@ use aiotest_core::BoxFuture;
 use aiotest_core::fastrand::Rng;
 use aiotest_core::lifecycle::SetupData;
 use aiotest_core::scenario::IterationLateness;
+use aiotest_core::stop::StopSignal;
 use aiotest_core::user::{ExecutionMode, TaskResult, UserContext, UserInstance, UserType};
 use aiotest_core::wait::Wait;
 use aiotest_metrics::{MetricsCollector, Recorder};
@@ -55,10 +56,36 @@ pub(crate) struct UserEnv {
     pub(crate) next_id: AtomicU64,
 }
 
+/// The runner's end of a user's stop: the user loop's channel, and the same stop as the
+/// user's own clients see it ([`StopSignal`], in the user's context).
+pub(crate) struct UserStop {
+    tx: watch::Sender<bool>,
+    signal: StopSignal,
+}
+
+impl UserStop {
+    /// A stop not yet given, and the user's [`Control`] over it and `paused`.
+    pub(crate) fn new(paused: watch::Receiver<bool>) -> (UserStop, Control) {
+        let (tx, rx) = watch::channel(false);
+        let signal = StopSignal::new();
+        let mut control = Control::new(rx, paused);
+        control.signal = signal.clone();
+        (UserStop { tx, signal }, control)
+    }
+
+    /// Stops the user gracefully.
+    pub(crate) fn give(&self) {
+        let _ = self.tx.send(true);
+        self.signal.stop();
+    }
+}
+
 /// A user's stop and pause signals. Each is read through its version first, a plain
 /// atomic load; the value (behind the channel's lock) only when it changed.
 #[derive(Clone)]
 pub(crate) struct Control {
+    /// The stop as the user's clients see it.
+    signal: StopSignal,
     /// Graceful stop of this user: finish the iteration in flight, skip the waits,
     /// `on_stop`.
     stop: watch::Receiver<bool>,
@@ -80,6 +107,7 @@ impl Control {
         let stop_seen = *stop.borrow_and_update();
         let paused_seen = *paused.borrow_and_update();
         Control {
+            signal: StopSignal::new(),
             stop,
             paused,
             stop_seen,
@@ -363,7 +391,8 @@ pub(crate) async fn run_user(
         .in_scenario(Arc::clone(&scenario))
         .with(env.collector.recorder())
         .with(env.collector.clone())
-        .with(lateness.clone());
+        .with(lateness.clone())
+        .with(ctl.signal.clone());
         let mut instance = match catch_unwind(AssertUnwindSafe(|| user_type.spawn(&ctx))) {
             Ok(i) => i,
             Err(p) => {

@@ -202,6 +202,40 @@ impl Data {
     }
 }
 
+/// A file the scenario names at `f` (field `field`): from the disk, relative to the
+/// scenario file's folder, or from a distributed run's plan.
+pub(super) fn read_file(
+    cx: &Ctx<'_>,
+    files: Files<'_>,
+    f: &Spanned<String>,
+    field: &str,
+) -> Result<String, ScenarioError> {
+    let path = f.get_ref();
+    match files {
+        Files::Disk => {
+            let full = cx
+                .file
+                .parent()
+                .map_or_else(|| Path::new(path).to_owned(), |dir| dir.join(path));
+            std::fs::read_to_string(&full).or_else(|e| {
+                cx.err(
+                    Some(f.span()),
+                    field,
+                    format!("cannot read `{}`: {e}", full.display()),
+                )
+            })
+        }
+        Files::Given(given) => match given.get(path) {
+            Some(t) => Ok(t.clone()),
+            None => cx.err(
+                Some(f.span()),
+                field,
+                format!("`{path}` is not in the master's plan"),
+            ),
+        },
+    }
+}
+
 fn load_one(
     cx: &Ctx<'_>,
     field: &str,
@@ -211,31 +245,7 @@ fn load_one(
     let f = &spec.file;
     let ff = format!("{field}.file");
     let path = f.get_ref();
-    let text = match files {
-        Files::Disk => {
-            let full = cx
-                .file
-                .parent()
-                .map_or_else(|| Path::new(path).to_owned(), |dir| dir.join(path));
-            std::fs::read_to_string(&full).or_else(|e| {
-                cx.err(
-                    Some(f.span()),
-                    &ff,
-                    format!("cannot read `{}`: {e}", full.display()),
-                )
-            })?
-        }
-        Files::Given(given) => match given.get(path) {
-            Some(t) => t.clone(),
-            None => {
-                return cx.err(
-                    Some(f.span()),
-                    &ff,
-                    format!("`{path}` is not in the master's plan"),
-                );
-            }
-        },
-    };
+    let text = read_file(cx, files, f, &ff)?;
     let strategy = match spec.strategy.as_ref().map(|s| (s, s.get_ref().as_str())) {
         None | Some((_, "unique")) => Strategy::Unique { wrap: false },
         Some((_, "round_robin")) => Strategy::RoundRobin,
@@ -371,40 +381,58 @@ fn json_lines(text: &str) -> Result<Table, String> {
     Ok((columns.unwrap_or_default(), rows))
 }
 
-/// The data files a scenario file's text names, read from the disk (relative to
-/// `scenario`'s folder), for a distributed run's plan; an error past [`PLAN_LIMIT`].
+/// The files a scenario file's text names (data files, client certificates and keys),
+/// read from the disk (relative to `scenario`'s folder), for a distributed run's plan;
+/// an error past [`PLAN_LIMIT`].
 pub(crate) fn referenced(scenario: &Path, text: &str) -> Result<BTreeMap<String, String>, String> {
     #[derive(Deserialize)]
-    struct OnlyData {
+    struct Only {
         #[serde(default)]
         data: Vec<OnlyFile>,
+        http: Option<OnlyHttp>,
+        #[serde(default)]
+        users: Vec<OnlyUser>,
     }
     #[derive(Deserialize)]
     struct OnlyFile {
         file: String,
     }
+    #[derive(Deserialize)]
+    struct OnlyHttp {
+        client_cert: Option<String>,
+        client_key: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct OnlyUser {
+        http: Option<OnlyHttp>,
+    }
     // A file that does not parse is reported in full when it is checked.
-    let Ok(only) = toml::from_str::<OnlyData>(text) else {
+    let Ok(only) = toml::from_str::<Only>(text) else {
         return Ok(BTreeMap::new());
     };
+    let certs = only
+        .http
+        .iter()
+        .chain(only.users.iter().filter_map(|u| u.http.as_ref()))
+        .flat_map(|h| [h.client_cert.clone(), h.client_key.clone()])
+        .flatten();
     let mut out = BTreeMap::new();
     let mut total = 0usize;
-    for d in only.data {
+    for file in only.data.into_iter().map(|d| d.file).chain(certs) {
         let full = scenario
             .parent()
-            .map_or_else(|| Path::new(&d.file).to_owned(), |dir| dir.join(&d.file));
+            .map_or_else(|| Path::new(&file).to_owned(), |dir| dir.join(&file));
         let text = std::fs::read_to_string(&full)
             .map_err(|e| format!("cannot read `{}`: {e}", full.display()))?;
         total += text.len();
         if total > PLAN_LIMIT {
             return Err(format!(
-                "data file `{}`: the data files add up to more than {} MiB, the most a distributed \
-                 run ships to its workers; split the test or use fewer rows",
-                d.file,
+                "file `{file}`: the files the scenario reads add up to more than {} MiB, the \
+                 most a distributed run ships to its workers; split the test or use fewer rows",
                 PLAN_LIMIT >> 20
             ));
         }
-        out.insert(d.file, text);
+        out.insert(file, text);
     }
     Ok(out)
 }

@@ -104,6 +104,22 @@ struct HttpSpec {
     timeout: Option<Spanned<String>>,
     max_retries: Option<Spanned<u32>>,
     verify_ssl: Option<bool>,
+    max_redirects: Option<Spanned<u32>>,
+    max_response_body: Option<Spanned<SizeSpec>>,
+    /// PEM files, relative to the scenario file.
+    client_cert: Option<Spanned<String>>,
+    client_key: Option<Spanned<String>>,
+}
+
+/// A size: bytes, or a string with a unit (`"64MiB"`).
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected a size: a number of bytes or a string such as \"10MiB\""
+)]
+enum SizeSpec {
+    Bytes(u64),
+    Text(String),
 }
 
 #[derive(Deserialize)]
@@ -435,11 +451,12 @@ pub fn parse(file: &Path, text: &str) -> Result<ScenarioFile, ScenarioError> {
     parse_with(file, text, Inputs::with_http(&HttpSettings::default()))
 }
 
-/// The file's `[http]`, checked.
+/// The file's `[http]`, checked; a client certificate is read through `files`.
 fn http_settings(
     cx: &Ctx<'_>,
     spec: Option<&Spanned<HttpSpec>>,
     field: &str,
+    files: data::Files<'_>,
 ) -> Result<HttpSettings, ScenarioError> {
     let Some(h) = spec else {
         return Ok(HttpSettings::default());
@@ -466,10 +483,74 @@ fn http_settings(
             ),
         );
     }
+    if let Some(n) = &h.max_redirects
+        && *n.get_ref() > crate::quick::MAX_REDIRECTS
+    {
+        return cx.err(
+            Some(n.span()),
+            format!("{field}.max_redirects"),
+            format!(
+                "{} is more than the {} redirects allowed",
+                n.get_ref(),
+                crate::quick::MAX_REDIRECTS
+            ),
+        );
+    }
+    let max_response_body = match &h.max_response_body {
+        Some(b) => {
+            let text = match b.get_ref() {
+                SizeSpec::Bytes(n) => n.to_string(),
+                SizeSpec::Text(t) => t.clone(),
+            };
+            Some(
+                crate::quick::parse_body_limit(&text)
+                    .or_else(|e| cx.err(Some(b.span()), format!("{field}.max_response_body"), e))?,
+            )
+        }
+        None => None,
+    };
+    let client_cert = match (&h.client_cert, &h.client_key) {
+        (Some(cert), Some(key)) => {
+            let read = |f: &Spanned<String>, name: &str| {
+                data::read_file(cx, files, f, &format!("{field}.{name}"))
+            };
+            let pem = (read(cert, "client_cert")?, read(key, "client_key")?);
+            // Checked here, so a bad file names its field and line.
+            if let Err(e) = HttpUser::builder()
+                .client_cert_pem(pem.0.as_bytes(), pem.1.as_bytes())
+                .build()
+            {
+                return cx.err(
+                    Some(cert.span()),
+                    format!("{field}.client_cert"),
+                    e.to_string(),
+                );
+            }
+            Some(pem)
+        }
+        (None, None) => None,
+        (Some(c), None) => {
+            return cx.err(
+                Some(c.span()),
+                format!("{field}.client_cert"),
+                "needs client_key (the certificate's private key)",
+            );
+        }
+        (None, Some(k)) => {
+            return cx.err(
+                Some(k.span()),
+                format!("{field}.client_key"),
+                "needs client_cert (the certificate it belongs to)",
+            );
+        }
+    };
     Ok(HttpSettings {
         timeout_s,
         max_retries: h.max_retries.as_ref().map(|n| *n.get_ref()),
         verify_ssl: h.verify_ssl,
+        max_redirects: h.max_redirects.as_ref().map(|n| *n.get_ref()),
+        max_response_body,
+        client_cert,
     })
 }
 
@@ -517,7 +598,7 @@ pub(crate) fn parse_with(
         }
         None => None,
     };
-    let file_http = http_settings(&cx, spec.http.as_ref(), "http")?;
+    let file_http = http_settings(&cx, spec.http.as_ref(), "http", inputs.files)?;
     let http = overrides.over(&file_http);
     let (shape, load) = match load_shape(&cx, spec.load.as_ref())? {
         Some((s, l)) => (Some(s), Some(l)),
@@ -558,8 +639,8 @@ pub(crate) fn parse_with(
         let client = match &u.get_ref().http {
             Some(h) => {
                 let field = format!("users[{i}].http");
-                let settings =
-                    overrides.over(&http_settings(&cx, Some(h), &field)?.over(&file_http));
+                let own_http = http_settings(&cx, Some(h), &field, inputs.files)?;
+                let settings = overrides.over(&own_http.over(&file_http));
                 own = settings
                     .apply(HttpUser::builder())
                     .build()

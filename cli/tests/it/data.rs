@@ -262,7 +262,7 @@ fn a_master_refuses_data_files_too_big_to_ship_before_touching_redis() {
     let err = super::text(&out.stderr);
     assert!(
         err.contains(&format!(
-            "data file `{csv}`: the data files add up to more than 16 MiB, the most a distributed run ships to its workers"
+            "file `{csv}`: the files the scenario reads add up to more than 16 MiB, the most a distributed run ships to its workers"
         )),
         "{err}"
     );

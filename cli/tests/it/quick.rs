@@ -91,6 +91,30 @@ fn quick_mode_mistakes_exit_2_before_any_request() {
         ),
         (vec!["--url", &url, "--timeout", "0s"], "at most 1h"),
         (vec!["--url", &url, "--max-retries", "99"], "0 to 10"),
+        (vec!["--url", &url, "--max-redirects", "101"], "to 100"),
+        (
+            vec!["--url", &url, "--max-response-body", "0"],
+            "from 1 byte to 4 GiB",
+        ),
+        (
+            vec!["--url", &url, "--max-response-body", "lots"],
+            "is not a size",
+        ),
+        (
+            vec!["--url", &url, "--client-cert", "/nonexistent/c.pem"],
+            "--client-cert needs --client-key",
+        ),
+        (
+            vec![
+                "--url",
+                &url,
+                "--client-cert",
+                "/nonexistent/c.pem",
+                "--client-key",
+                "/nonexistent/k.pem",
+            ],
+            "--client-cert: /nonexistent/c.pem",
+        ),
         (vec![&url, "--url", &url], "cannot be used with '--url"),
         (
             vec![file.to_str().unwrap(), "--header", "a: b"],
@@ -254,5 +278,113 @@ fn command_line_load_flags_change_only_their_part_of_the_files_load() {
         text(&out.stderr)
     );
     let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(export);
+}
+
+/// Redirects are followed and each hop counted, unless `--max-redirects 0` (or the file's
+/// `max_redirects`) turns it off; a body over `--max-response-body` (or the file's limit)
+/// fails on its own, and the run goes on.
+#[test]
+fn redirects_and_the_body_limit_come_from_the_command_line_or_the_file() {
+    use std::sync::atomic::AtomicU64;
+    let served = std::sync::Arc::new(AtomicU64::new(0));
+    let count = std::sync::Arc::clone(&served);
+    let addr = super::serve(move |req, _| {
+        count.fetch_add(1, Ordering::SeqCst);
+        let b = hyper::Response::builder();
+        let (b, body) = match req.uri.path() {
+            "/r" => (b.status(302).header("location", "/dest"), String::new()),
+            "/big" => (b, "x".repeat(2_000)),
+            _ => (b, "ok".to_owned()),
+        };
+        b.body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap()
+    });
+    let export = export_path("redirects");
+    let run = |args: &[&str]| {
+        let out = aiotest(
+            &[
+                &["run", "-q", "--summary-export", export.to_str().unwrap()][..],
+                args,
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+        json
+    };
+    let r = format!("http://{addr}/r");
+    let json = run(&[&r, "-i", "3"]);
+    assert_eq!(super::endpoint_counts(&json, "/r"), (3, 0));
+    assert_eq!(super::endpoint_counts(&json, "/dest"), (3, 0));
+    assert_eq!(served.swap(0, Ordering::SeqCst), 6);
+    let json = run(&[&r, "-i", "3", "--max-redirects", "0"]);
+    assert_eq!(json["totals"]["requests"], 3);
+    assert_eq!(served.swap(0, Ordering::SeqCst), 3);
+    let big = format!("http://{addr}/big");
+    let json = run(&[
+        &big,
+        "-i",
+        "2",
+        "--max-response-body",
+        "1KiB",
+        "--allow-failures",
+    ]);
+    assert_eq!(super::endpoint_counts(&json, "/big"), (2, 2));
+    assert_eq!(json["errors"][0]["category"], "body_too_large");
+    assert_eq!(served.swap(0, Ordering::SeqCst), 2);
+
+    let file = super::TempFile::new("limits", "");
+    let toml = |http: &str| {
+        format!(
+            "host = \"http://{addr}\"\n[http]\n{http}\n\
+             [[users]]\nname = \"u\"\nwait_time = 0\n\
+             [[users.tasks]]\npath = \"/r\"\n[[users.tasks]]\npath = \"/big\"\n\
+             [[scenarios]]\nname = \"s\"\nexecutor = \"per-vu-iterations\"\nvus = 1\niterations = 1\n"
+        )
+    };
+    std::fs::write(
+        file.path(),
+        toml("max_redirects = 0\nmax_response_body = \"1KiB\""),
+    )
+    .unwrap();
+    let json = run(&[file.path().to_str().unwrap(), "--allow-failures"]);
+    assert_eq!(super::endpoint_counts(&json, "/r"), (1, 0));
+    assert_eq!(super::endpoint_counts(&json, "/big"), (1, 1));
+    assert_eq!(served.swap(0, Ordering::SeqCst), 2);
+    for (http, want) in [
+        (
+            "max_response_body = \"lots\"",
+            ":3: http.max_response_body: `lots` is not a size",
+        ),
+        (
+            "max_redirects = 1000",
+            ":3: http.max_redirects: 1000 is more than the 100",
+        ),
+        (
+            "client_cert = \"nope.pem\"",
+            ":3: http.client_cert: needs client_key",
+        ),
+        (
+            "client_cert = \"nope.pem\"\nclient_key = \"nope.pem\"",
+            ":3: http.client_cert: cannot read",
+        ),
+    ] {
+        std::fs::write(file.path(), toml(http)).unwrap();
+        let out = aiotest(&["run", file.path().to_str().unwrap(), "-q"]);
+        assert_eq!(out.status.code(), Some(2), "{http}");
+        assert!(
+            text(&out.stderr).contains(want),
+            "{http}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 0);
     let _ = std::fs::remove_file(export);
 }

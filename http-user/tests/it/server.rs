@@ -170,6 +170,29 @@ fn serve(acceptor: Option<tokio_rustls::TlsAcceptor>) -> TestServer {
     TestServer { addr, seen }
 }
 
+/// An HTTPS server (http/1.1) that requires a client certificate issued by `ca`.
+pub(crate) fn start_mtls(ca: rustls::pki_types::CertificateDer<'static>) -> TestServer {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("certificate");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).expect("CA");
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::clone(&provider),
+    )
+    .build()
+    .expect("client verifier");
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .expect("server config");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+}
+
 fn tls_acceptor(alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("certificate");
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
