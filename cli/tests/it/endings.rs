@@ -276,3 +276,37 @@ fn the_live_rate_at_steady_state_is_the_served_rate() {
         "live {live:.1} req/s, served {served:.1} req/s"
     );
 }
+
+/// Retries end with the run: against a target that never answers, a 1 s run whose
+/// attempts time out after 1 s ends once its attempt in flight times out, not after
+/// three more attempts and their back-offs (it used to run on for every retry).
+#[test]
+fn retries_and_their_back_off_stop_at_the_graceful_stop() {
+    let t = target();
+    let url = format!("http://{}/hang", t.addr);
+    let export = export_path("retries-stop");
+    let started = Instant::now();
+    let out = aiotest(&[
+        "run",
+        &url,
+        "-t",
+        "1s",
+        "--timeout",
+        "1s",
+        "--max-retries",
+        "3",
+        "-q",
+        "--allow-failures",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    let json = read_json(&export);
+    assert_eq!(
+        json["totals"]["requests"].as_u64(),
+        Some(t.served.load(Ordering::Relaxed))
+    );
+    let _ = std::fs::remove_file(export);
+}
