@@ -1,6 +1,11 @@
 //! Local recording and collection: per-user [`Recorder`]s batch records and flush them into
-//! a shared [`MetricsCollector`], which closes an interval snapshot every
-//! `flush_interval` for the sink.
+//! a shared [`MetricsCollector`], which files each record under the interval of its own
+//! time and hands the intervals it holds to the sink when asked.
+//!
+//! Intervals are a grid of `flush_interval` from the Unix epoch (interval `k` covers
+//! `[k * step, (k + 1) * step)` µs), the same in every process: a record sent in second
+//! 12 is in interval 12 whenever its batch arrives, on a worker as on its master, so a
+//! run's series matches the target's own per-second log.
 //!
 //! The request path is [`Recorder::record`]: one hash lookup of the endpoint (an id is
 //! assigned the first time a recorder sees it), a push into a pre-allocated buffer, and a
@@ -130,16 +135,22 @@ impl MetricsSink for Vec<Snapshot> {
     }
 }
 
+/// What arrived for one interval of the grid since the collector last handed it on.
+#[derive(Default)]
+struct Bucket {
+    /// By endpoint id.
+    current: Vec<Option<EndpointStats>>,
+    /// Iterations, by scenario.
+    scenarios: std::collections::BTreeMap<String, ScenarioStats>,
+    /// Named checks.
+    checks: std::collections::BTreeMap<String, crate::CheckStats>,
+}
+
 struct State {
     keys: Vec<EndpointKey>,
     index: std::collections::HashMap<EndpointKey, u32>,
-    /// The open interval, by endpoint id.
-    current: Vec<Option<EndpointStats>>,
-    /// The open interval's iterations, by scenario.
-    scenarios: std::collections::BTreeMap<String, ScenarioStats>,
-    /// The open interval's named checks.
-    checks: std::collections::BTreeMap<String, crate::CheckStats>,
-    opened_us: Option<u64>,
+    /// What arrived since the last close, by grid interval.
+    buckets: std::collections::BTreeMap<u64, Bucket>,
     pending: VecDeque<Snapshot>,
     merged_intervals: u64,
     /// Request names folded into [`OTHER_ENDPOINT`], the first few (for the warning).
@@ -148,6 +159,24 @@ struct State {
 
 /// Names listed in the warning about folded endpoints.
 const FOLDED_SHOWN: usize = 3;
+
+impl State {
+    /// The bucket of grid interval `k`, with a slot for every known endpoint.
+    fn bucket(&mut self, k: u64) -> &mut Bucket {
+        let slots = self.keys.len();
+        let b = self.buckets.entry(k).or_default();
+        if b.current.len() < slots {
+            b.current.resize_with(slots, || None);
+        }
+        b
+    }
+}
+
+fn now_wall_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
 
 struct Shared {
     /// Unique per collector: tells an [`Endpoint`] of this collector from another's.
@@ -203,10 +232,7 @@ impl MetricsCollector {
                 state: Mutex::new(State {
                     keys: Vec::new(),
                     index: std::collections::HashMap::new(),
-                    current: Vec::new(),
-                    scenarios: Default::default(),
-                    checks: Default::default(),
-                    opened_us: None,
+                    buckets: Default::default(),
                     pending: VecDeque::new(),
                     merged_intervals: 0,
                     folded: Vec::new(),
@@ -256,53 +282,61 @@ impl MetricsCollector {
         }
     }
 
-    /// Counts `n` iterations of `scenario` that were due and dropped (no user was free).
+    /// Counts `n` iterations of `scenario` that were due and dropped (no user was free),
+    /// now.
     pub fn add_dropped(&self, scenario: &str, n: u64) {
+        self.add_dropped_at(scenario, n, now_wall_us());
+    }
+
+    /// Counts `n` iterations of `scenario` that were due and dropped at `time_us`.
+    pub fn add_dropped_at(&self, scenario: &str, n: u64, time_us: u64) {
         if n == 0 {
             return;
         }
+        let k = time_us / self.step_us();
         let mut state = self.shared.lock();
-        match state.scenarios.get_mut(scenario) {
+        let bucket = state.bucket(k);
+        match bucket.scenarios.get_mut(scenario) {
             Some(s) => s.dropped += n,
             None => {
                 let stats = ScenarioStats {
                     dropped: n,
                     ..ScenarioStats::default()
                 };
-                state.scenarios.insert(scenario.to_owned(), stats);
+                bucket.scenarios.insert(scenario.to_owned(), stats);
             }
         }
     }
 
-    /// Closes the open interval at `now_us` and queues it for the sink. If
-    /// `buffer_size` intervals already wait, the two oldest merge first.
-    pub fn close_interval(&self, now_us: u64) {
+    /// The grid's step, µs.
+    pub fn step_us(&self) -> u64 {
+        duration_us(self.shared.config.flush_interval).max(1)
+    }
+
+    /// Queues for the sink everything that arrived since the last close: one snapshot per
+    /// grid interval, spanning that interval (`[k * step, (k + 1) * step)`). An interval
+    /// that gets more records later is queued again, with those. If `buffer_size`
+    /// intervals already wait, the two oldest merge first. `_now_us` is kept for callers
+    /// that close on a clock; records carry their own time.
+    pub fn close_interval(&self, _now_us: u64) {
+        let step = self.step_us();
         let mut state = self.shared.lock();
-        let mut snapshot = Snapshot {
-            start_us: state.opened_us,
-            end_us: Some(now_us),
-            endpoints: Default::default(),
-            scenarios: std::mem::take(&mut state.scenarios),
-            checks: std::mem::take(&mut state.checks),
-        };
-        // Endpoint ids stay valid: the new interval has a slot for every known endpoint.
-        let slots = state.keys.len();
-        let current = std::mem::replace(&mut state.current, empty_slots(slots));
-        for (id, stats) in current.into_iter().enumerate() {
-            if let (Some(stats), Some(key)) = (stats, state.keys.get(id)) {
-                snapshot.endpoints.insert(key.clone(), stats);
+        let buckets = std::mem::take(&mut state.buckets);
+        for (k, bucket) in buckets {
+            let mut snapshot = Snapshot {
+                start_us: Some(k.saturating_mul(step)),
+                end_us: Some(k.saturating_add(1).saturating_mul(step)),
+                scenarios: bucket.scenarios,
+                checks: bucket.checks,
+                ..Snapshot::default()
+            };
+            for (id, stats) in bucket.current.into_iter().enumerate() {
+                if let (Some(stats), Some(key)) = (stats, state.keys.get(id)) {
+                    snapshot.endpoints.insert(key.clone(), stats);
+                }
             }
+            state.pending.push_back(snapshot);
         }
-        if snapshot.start_us.is_none() {
-            snapshot.start_us = snapshot
-                .endpoints
-                .values()
-                .filter_map(|e| e.first_time_us)
-                .min()
-                .or(Some(now_us));
-        }
-        state.opened_us = Some(now_us);
-        state.pending.push_back(snapshot);
         while state.pending.len() > self.shared.config.buffer_size {
             if let (Some(mut oldest), Some(next)) =
                 (state.pending.pop_front(), state.pending.pop_front())
@@ -331,10 +365,6 @@ impl MetricsCollector {
     pub fn merged_intervals(&self) -> u64 {
         self.shared.lock().merged_intervals
     }
-}
-
-fn empty_slots(n: usize) -> Vec<Option<EndpointStats>> {
-    (0..n).map(|_| None).collect()
 }
 
 fn duration_us(d: Duration) -> u64 {
@@ -401,11 +431,12 @@ pub struct Recorder {
     /// The slot of the previous record's endpoint.
     last: usize,
     buf: Vec<Raw>,
-    /// Iterations: (index in `scenario_names`, duration, interrupted).
-    iterations: Vec<(u16, u64, bool)>,
+    /// Iterations: (index in `scenario_names`, duration, interrupted, time).
+    iterations: Vec<(u16, u64, bool, u64)>,
     scenario_names: Vec<Box<str>>,
-    /// Named checks' verdicts since the last flush: (name, passes, fails).
-    checks: Vec<(Box<str>, u64, u64)>,
+    /// Named checks' verdicts since the last flush: (name, passes, fails, time of the
+    /// newest).
+    checks: Vec<(Box<str>, u64, u64, u64)>,
     messages: Vec<Box<str>>,
     batch_size: usize,
     flush_interval_us: u64,
@@ -499,33 +530,43 @@ impl Recorder {
     pub fn buffered(&self) -> usize {
         self.buf.len()
             + self.iterations.len()
-            + self.checks.iter().filter(|(_, p, f)| p + f > 0).count()
+            + self.checks.iter().filter(|(_, p, f, _)| p + f > 0).count()
     }
 
     /// Counts one verdict of the named check `name` (k6's `check`): it judges a response
     /// without failing the request. Sent with the next flush of this recorder's requests.
     pub fn record_check(&mut self, name: &str, passed: bool) {
-        let i = match self.checks.iter().position(|(n, _, _)| &**n == name) {
+        // A check judges the response just recorded: its time, without a clock read.
+        let time = match self.buf.last() {
+            Some(r) => r.time_us,
+            None => now_wall_us(),
+        };
+        if self.buf.is_empty() && self.iterations.is_empty() {
+            // No request will flush it soon: keep it as live as a request.
+            self.flush_due_us
+                .get_or_insert(time.saturating_add(self.flush_interval_us));
+        }
+        let i = match self.checks.iter().position(|(n, _, _, _)| &**n == name) {
             Some(i) => i,
             None => {
-                self.checks.push((name.into(), 0, 0));
+                self.checks.push((name.into(), 0, 0, time));
                 self.checks.len() - 1
             }
         };
-        if let Some((_, passes, fails)) = self.checks.get_mut(i) {
+        if let Some(&(_, p, f, at)) = self.checks.get(i)
+            && p + f > 0
+            && at / self.flush_interval_us.max(1) != time / self.flush_interval_us.max(1)
+        {
+            // The pending verdicts belong to an earlier interval: they go first.
+            self.flush_checks();
+        }
+        if let Some((_, passes, fails, at)) = self.checks.get_mut(i) {
             if passed {
                 *passes += 1;
             } else {
                 *fails += 1;
             }
-        }
-        if self.buf.is_empty() && self.iterations.is_empty() {
-            // No request will flush it soon: keep it as live as a request.
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-            self.flush_due_us
-                .get_or_insert(now.saturating_add(self.flush_interval_us));
+            *at = time;
         }
     }
 
@@ -539,17 +580,16 @@ impl Recorder {
                 self.scenario_names.len() - 1
             }
         };
+        // Iterations are far rarer than requests, so reading the clock here costs
+        // nothing that matters, and it keeps them as live as requests: flushed once the
+        // oldest buffered record is a flush interval old, not only when the batch is full.
+        let now = now_wall_us();
         self.iterations.push((
             u16::try_from(id).unwrap_or(u16::MAX),
             duration_us,
             interrupted,
+            now,
         ));
-        // Iterations are far rarer than requests, so reading the clock here costs
-        // nothing that matters, and it keeps them as live as requests: flushed once the
-        // oldest buffered record is a flush interval old, not only when the batch is full.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         let due = *self
             .flush_due_us
             .get_or_insert(now.saturating_add(self.flush_interval_us));
@@ -558,31 +598,41 @@ impl Recorder {
         }
     }
 
+    /// Hands the named checks' pending verdicts to the collector.
+    fn flush_checks(&mut self) {
+        if !self.checks.iter().any(|(_, p, f, _)| p + f > 0) {
+            return;
+        }
+        let step = self.flush_interval_us.max(1);
+        let mut state = self.shared.lock();
+        for (name, passes, fails, at) in &mut self.checks {
+            if *passes + *fails == 0 {
+                continue;
+            }
+            let bucket = state.bucket(*at / step);
+            let stats = match bucket.checks.get_mut(&**name) {
+                Some(s) => s,
+                None => bucket.checks.entry(name.to_string()).or_default(),
+            };
+            stats.passes += std::mem::take(passes);
+            stats.fails += std::mem::take(fails);
+        }
+    }
+
     fn flush_now(&mut self) {
         self.flush_due_us = None;
-        if self.checks.iter().any(|(_, p, f)| p + f > 0) {
-            let mut state = self.shared.lock();
-            for (name, passes, fails) in &mut self.checks {
-                if *passes + *fails == 0 {
-                    continue;
-                }
-                let stats = match state.checks.get_mut(&**name) {
-                    Some(s) => s,
-                    None => state.checks.entry(name.to_string()).or_default(),
-                };
-                stats.passes += std::mem::take(passes);
-                stats.fails += std::mem::take(fails);
-            }
-        }
+        self.flush_checks();
+        let step = self.flush_interval_us.max(1);
         if !self.iterations.is_empty() {
             let mut state = self.shared.lock();
-            for &(id, us, interrupted) in &self.iterations {
+            for &(id, us, interrupted, at) in &self.iterations {
                 let Some(name) = self.scenario_names.get(usize::from(id)) else {
                     continue;
                 };
-                let stats = match state.scenarios.get_mut(&**name) {
+                let bucket = state.bucket(at / step);
+                let stats = match bucket.scenarios.get_mut(&**name) {
                     Some(s) => s,
-                    None => state.scenarios.entry(name.to_string()).or_default(),
+                    None => bucket.scenarios.entry(name.to_string()).or_default(),
                 };
                 if interrupted {
                     stats.interrupted += 1;
@@ -597,17 +647,21 @@ impl Recorder {
             return;
         }
         let mut state = self.shared.lock();
-        let opened = self.buf.iter().map(|r| r.time_us).min();
-        if state.opened_us.is_none() {
-            state.opened_us = opened;
-        }
-        let slots = state.keys.len();
-        if state.current.len() < slots {
-            state.current.resize_with(slots, || None);
-        }
+        // A batch spans one or two intervals: the bucket is looked up again only when
+        // a record's interval differs from the previous one's.
+        let mut at_k = u64::MAX;
+        let mut bucket: Option<&mut Bucket> = None;
         for r in &self.buf {
+            let k = r.time_us / step;
+            if k != at_k || bucket.is_none() {
+                at_k = k;
+                bucket = Some(state.bucket(k));
+            }
+            let Some(b) = bucket.as_deref_mut() else {
+                continue;
+            };
             // Every id this recorder holds was registered, so it has a slot.
-            let Some(slot) = state.current.get_mut(r.endpoint as usize) else {
+            let Some(slot) = b.current.get_mut(r.endpoint as usize) else {
                 continue;
             };
             let message = self.messages.get(usize::from(r.message)).map(|m| &**m);
@@ -700,9 +754,6 @@ impl Recorder {
                 id
             }
         };
-        if state.current.len() <= id as usize {
-            state.current.resize_with(id as usize + 1, || None);
-        }
         drop(state);
         let owned = || OwnedKey {
             scenario: scenario.into(),

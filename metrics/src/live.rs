@@ -7,10 +7,11 @@
 //! window's intervals are merged when asked, about once a second.
 //!
 //! Rates divide the requests of the closed intervals in the window by the time those
-//! intervals span, never by the time up to now: requests reach the view in batches, up to
-//! a flush interval or two after they were made, and dividing by "now" would count the
-//! time whose requests have not arrived yet (a rate ~10% low at steady state, and zero for
-//! the first seconds).
+//! intervals span, less the time the run was paused in them, never by the time up to
+//! now: requests reach the view in batches, up to a flush interval or two after they were
+//! made, and dividing by "now" would count the time whose requests have not arrived yet
+//! (a rate ~10% low at steady state, and zero for the first seconds); dividing by paused
+//! time would make a pause look like a target that stopped answering.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -75,7 +76,8 @@ pub struct LiveStats {
 #[derive(Debug, Clone)]
 pub struct LiveView {
     window_us: u64,
-    ring: VecDeque<Snapshot>,
+    /// Closed intervals, each with the time within it the run was paused.
+    ring: VecDeque<(Snapshot, u64)>,
     total: Snapshot,
 }
 
@@ -97,9 +99,15 @@ impl LiveView {
 
     /// Adds a closed interval.
     pub fn push(&mut self, interval: Snapshot) {
+        self.push_active(interval, 0);
+    }
+
+    /// Adds a closed interval during `paused_us` of which the run was paused: that time
+    /// is not in the rate's divisor (a pause is not a quiet target).
+    pub fn push_active(&mut self, interval: Snapshot, paused_us: u64) {
         self.total.merge(&interval);
         let newest_end = interval.end_us;
-        self.ring.push_back(interval);
+        self.ring.push_back((interval, paused_us));
         if let Some(end) = newest_end {
             self.evict(end);
         }
@@ -110,7 +118,7 @@ impl LiveView {
         while self
             .ring
             .front()
-            .is_some_and(|s| s.end_us.is_some_and(|e| e <= horizon))
+            .is_some_and(|(s, _)| s.end_us.is_some_and(|e| e <= horizon))
         {
             self.ring.pop_front();
         }
@@ -124,19 +132,36 @@ impl LiveView {
     /// The current figures: over the closed intervals of the last window, which ends
     /// with the newest closed interval.
     pub fn current(&self) -> LiveStats {
-        let newest = self.ring.iter().filter_map(|s| s.end_us).max().unwrap_or(0);
+        let newest = self
+            .ring
+            .iter()
+            .filter_map(|(s, _)| s.end_us)
+            .max()
+            .unwrap_or(0);
         let horizon = newest.saturating_sub(self.window_us);
         let mut window = Snapshot::new();
         let mut from = newest;
-        for s in self
+        let mut paused = 0u64;
+        for (s, p) in self
             .ring
             .iter()
-            .filter(|s| s.end_us.is_none_or(|e| e > horizon))
+            .filter(|(s, _)| s.end_us.is_none_or(|e| e > horizon))
         {
             window.merge(s);
             from = from.min(s.start_us.unwrap_or(newest));
+            // A pause in an interval cut by the horizon counts in proportion.
+            let (a, b) = (s.start_us.unwrap_or(newest), s.end_us.unwrap_or(newest));
+            let inside = b.saturating_sub(a.max(horizon));
+            paused += match b.saturating_sub(a) {
+                0 => 0,
+                len => (*p).min(len) * inside / len,
+            };
         }
-        let covered = Duration::from_micros(newest.saturating_sub(from.max(horizon)));
+        let covered = Duration::from_micros(
+            newest
+                .saturating_sub(from.max(horizon))
+                .saturating_sub(paused),
+        );
         let secs = covered.as_secs_f64();
         let total = self.total.total();
         LiveStats {
@@ -249,6 +274,28 @@ mod tests {
         assert_eq!(live.covered, Duration::from_secs(10));
         assert!(
             (live.totals.rps - 100.0).abs() < 1e-9,
+            "{}",
+            live.totals.rps
+        );
+    }
+
+    #[test]
+    fn paused_time_is_not_in_the_rate() {
+        let mut view = LiveView::default();
+        for sec in 0..4 {
+            view.push(interval(sec * S, (sec + 1) * S, "/a", 100, 100, 0));
+        }
+        // Paused for 9 of the next 10 s, 10 requests in the second it ran.
+        view.push_active(interval(4 * S, 5 * S, "/a", 10, 100, 0), 900_000);
+        for sec in 5..13 {
+            view.push_active(interval(sec * S, (sec + 1) * S, "/a", 0, 100, 0), S);
+        }
+        view.push_active(interval(13 * S, 14 * S, "/a", 90, 100, 0), 0);
+        let live = view.current();
+        // The window 4..14 s: 100 requests in 1.1 s of running.
+        assert_eq!(live.covered, Duration::from_millis(1_100));
+        assert!(
+            (live.totals.rps - 100.0 / 1.1).abs() < 1e-6,
             "{}",
             live.totals.rps
         );

@@ -428,6 +428,11 @@ pub struct Snapshot {
     /// Named checks' verdicts, by check name.
     #[serde(default)]
     pub checks: BTreeMap<String, crate::CheckStats>,
+    /// Requests counted here that belong to an earlier interval: they arrived after that
+    /// interval had closed (behind a request that took longer than the close waits, or
+    /// in a worker's delayed batch). Counted in every total, once.
+    #[serde(default)]
+    pub late: u64,
 }
 
 impl Snapshot {
@@ -446,6 +451,7 @@ impl Snapshot {
     pub fn merge(&mut self, other: &Snapshot) {
         self.start_us = min_opt(self.start_us, other.start_us);
         self.end_us = max_opt(self.end_us, other.end_us);
+        self.late += other.late;
         for (key, stats) in &other.endpoints {
             match self.endpoints.get_mut(key) {
                 Some(mine) => mine.merge(stats),

@@ -11,12 +11,14 @@
 //! run's own collector. A worker is an engine too: its scenarios are driven by the
 //! commands its master sends, not by their executors here.
 //!
-//! Metrics: every flush interval the engine closes its collector's interval, takes the
-//! placement's (workers' snapshots), and files each snapshot under the interval of the
-//! run's grid its end falls in. An interval closes once every source has reported past
-//! it (the placement's watermark); then the live view, the interval series and every
-//! output see it. Totals take every snapshot as it arrives, so nothing is lost to a late
-//! one: it joins the next open interval.
+//! Metrics: every flush interval the engine takes what its collector and the placement
+//! (workers' snapshots) gathered, and files each snapshot under the interval of the grid
+//! its records' own time falls in (the grid is absolute: the same seconds in every
+//! process). An interval closes a flush interval and a quarter after its end, so that
+//! users' batches of it have arrived, and once every source has reported past it (the
+//! placement's watermark); then the live view, the interval series and every output see
+//! it. Totals take every snapshot as it arrives, so nothing is lost to a late one: it is
+//! counted in the next interval to close, marked `late`, and the summary says how many.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -246,6 +248,21 @@ struct Run {
     agg: Aggregator,
     next_flush: Instant,
     planned: Option<Duration>,
+    /// The run's pauses (wall-clock µs), the last one open while paused.
+    pauses: Vec<(u64, Option<u64>)>,
+}
+
+impl Run {
+    /// How long the run was paused within `[from, to)` (wall-clock µs).
+    fn paused_within(&self, from: u64, to: u64) -> u64 {
+        self.pauses
+            .iter()
+            .map(|&(a, b)| {
+                let b = b.unwrap_or(u64::MAX).min(to);
+                b.saturating_sub(a.max(from))
+            })
+            .sum()
+    }
 }
 
 /// What the local runner and the master hold alike: the runner's core, the test, and the
@@ -434,6 +451,7 @@ impl<P: Placement> Engine<'_, P> {
             next_flush: base.at + flush_every,
             base,
             planned,
+            pauses: Vec::new(),
         };
         let ending = if proceed {
             self.control_loop(&mut run).await
@@ -585,11 +603,15 @@ impl<P: Placement> Engine<'_, P> {
             Command::Pause if states.can_pause() => {
                 self.placement.pause(now);
                 run.clock.pause(now.into_std());
+                run.pauses.push((run.base.wall_us(now), None));
                 states.enter(RunnerState::Paused);
             }
             Command::Resume if states.can_resume() => {
                 self.placement.resume(now);
                 run.clock.resume(now.into_std());
+                if let Some((_, end)) = run.pauses.last_mut() {
+                    end.get_or_insert(run.base.wall_us(now));
+                }
                 states.enter(RunnerState::Running);
             }
             Command::Stop => return Some(Ending::because(StopReason::Stopped)),
@@ -660,10 +682,13 @@ impl<P: Placement> Engine<'_, P> {
         if last {
             run.agg.close_all(now_us, &mut closed);
         } else {
+            // Users flush a batch once its oldest record is a flush interval old: an
+            // interval is complete here a flush interval (and a margin) after its end.
+            let lag = run.agg.step_us + run.agg.step_us / 4;
             let watermark = self
                 .placement
-                .watermark(now_us, run.agg.step_us)
-                .min(now_us);
+                .watermark(now_us.saturating_sub(lag), run.agg.step_us)
+                .min(now_us.saturating_sub(lag));
             run.agg.close_until(watermark, &mut closed);
         }
         if closed.is_empty() {
@@ -681,8 +706,9 @@ impl<P: Placement> Engine<'_, P> {
                 interval.end_us.unwrap_or(now_us),
             );
             let live = {
+                let paused = run.paused_within(span.0, span.1);
                 let mut view = lock(&self.core.shared.live);
-                view.push(interval.clone());
+                view.push_active(interval.clone(), paused);
                 view.current()
             };
             let total_users = users.iter().map(|(_, n)| n).sum();
@@ -730,6 +756,15 @@ impl<P: Placement> Engine<'_, P> {
             .unwrap_or_default();
         let mut summary = Summary::new(total, run_time).with_scenarios(&infos);
         summary.notes = notes(total, &self.placement.counts(), ending, finish);
+        if run.agg.late_requests > 0 {
+            summary.notes.push(format!(
+                "{} requests reached the figures after their second of the series had \
+                 closed (held behind a request longer than a second, or in a delayed batch \
+                 of a worker): they are in every total, and in the series in a later second, \
+                 marked late.",
+                run.agg.late_requests
+            ));
+        }
         for o in self.outputs.iter_mut() {
             o.summary(&mut summary, total);
         }

@@ -752,13 +752,13 @@ impl Placement for WorkersPlacement {
     }
 
     fn watermark(&self, now_us: u64, interval_us: u64) -> u64 {
-        // Every live worker has reported up to here; one that lags (or died without a
-        // word) holds intervals back for three intervals at most.
+        // Every live worker has closed and sent its intervals up to here; one that lags
+        // (or died without a word) holds intervals back for three intervals at most.
         let floor = now_us.saturating_sub(3 * interval_us);
         self.workers
             .values()
             .filter(|w| w.compatible && !w.missing)
-            .map(|w| w.reported_to_us.map_or(floor, |t| t + interval_us / 2))
+            .map(|w| w.reported_to_us.unwrap_or(floor))
             .min()
             .unwrap_or(now_us)
             .max(floor)

@@ -292,8 +292,9 @@ fn redis_killed_for_good_ends_the_master_and_stops_the_workers() {
         .concat(),
     );
     super::wait_for("traffic", Duration::from_secs(30), || served(&t) > 100);
-    // Long enough for metrics to reach the master.
-    std::thread::sleep(Duration::from_secs(2));
+    // Long enough for metrics to reach the master: a worker sends a second once its
+    // users' batches of it are in (1.25 s after it ends), at its next flush.
+    std::thread::sleep(Duration::from_secs(4));
     redis.kill();
     let killed = Instant::now();
     let out = super::wait_exit(master, Duration::from_secs(15), "the master");

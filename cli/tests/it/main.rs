@@ -1223,5 +1223,6 @@ mod logins;
 mod quick;
 mod reports;
 mod scenarios;
+mod series;
 mod terminal;
 mod vars;

@@ -213,20 +213,51 @@ fn endpoints_stay_known_across_intervals() {
     let mut r = c.recorder();
     r.record(&ok("/a", 1));
     c.close_interval(10);
-    r.record(&ok("/a", 11));
-    r.record(&ok("/b", 12));
+    r.record(&ok("/a", 1_000_011));
+    r.record(&ok("/b", 1_000_012));
     c.close_interval(20);
-    r.record(&ok("/b", 21));
+    r.record(&ok("/b", 2_000_021));
     c.close_interval(30);
     let p = c.take_pending();
     let counts: Vec<u64> = p.iter().map(|s| s.total().requests).collect();
     assert_eq!(counts, [1, 2, 1]);
-    assert_eq!(p[1].start_us, Some(10));
-    assert_eq!(p[1].end_us, Some(20));
+    assert_eq!(p[1].start_us, Some(1_000_000));
+    assert_eq!(p[1].end_us, Some(2_000_000));
+}
+
+#[test]
+fn records_are_filed_under_the_interval_of_their_own_time_whenever_they_arrive() {
+    let c = collector(1_000, 16);
+    let (mut early, mut late) = (c.recorder(), c.recorder());
+    // Seconds 5 and 6, in one batch; a batch of second 5 that arrives after second 5 was
+    // handed on is filed under second 5 again, never under the second it arrived in.
+    early.record(&ok("/a", 5_100_000));
+    early.record(&ok("/a", 5_900_000));
+    early.record(&ok("/a", 6_200_000));
+    late.record(&ok("/a", 5_500_000));
+    early.record_iteration("s", 10, false);
+    early.flush();
+    c.close_interval(6_300_000);
+    late.flush();
+    c.close_interval(7_000_000);
+    let p = c.take_pending();
+    // (The iteration is filed at the wall clock's second: a snapshot of its own.)
+    let spans: Vec<(Option<u64>, u64)> = p
+        .iter()
+        .filter(|s| s.total().requests > 0)
+        .map(|s| (s.start_us, s.total().requests))
+        .collect();
     assert_eq!(
-        p[0].start_us,
-        Some(1),
-        "the first interval starts at its first record"
+        spans,
+        [
+            (Some(5_000_000), 2),
+            (Some(6_000_000), 1),
+            (Some(5_000_000), 1)
+        ]
+    );
+    assert_eq!(
+        p.iter().filter(|s| s.scenarios.contains_key("s")).count(),
+        1
     );
 }
 
@@ -236,17 +267,17 @@ fn a_slow_sink_makes_intervals_merge_not_queue_and_nothing_is_lost() {
     let mut r = c.recorder();
     for i in 0..5u64 {
         for _ in 0..=i {
-            r.record(&ok("/a", i * 10 + 1));
+            r.record(&ok("/a", i * 1_000_000 + 1));
         }
-        c.close_interval(i * 10 + 10);
+        c.close_interval(i * 1_000_000 + 10);
     }
     let p = c.take_pending();
     assert_eq!(p.len(), 2, "bounded by buffer_size");
     assert_eq!(c.merged_intervals(), 3);
     assert_eq!(total(&p).requests, 1 + 2 + 3 + 4 + 5);
-    assert_eq!(p[0].start_us, Some(1));
-    assert_eq!(p[0].end_us, Some(40));
-    assert_eq!(p[1].start_us, Some(40));
+    assert_eq!(p[0].start_us, Some(0));
+    assert_eq!(p[0].end_us, Some(4_000_000));
+    assert_eq!(p[1].start_us, Some(4_000_000));
 }
 
 #[test]

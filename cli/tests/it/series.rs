@@ -1,0 +1,94 @@
+//! The run's series against the target's own clock: every second of the CSV history, the
+//! first and the last included, holds what the target served in that second.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{aiotest, text};
+
+fn wall_us() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap()
+}
+
+/// A target that logs how many requests arrived in each wall-clock second, and answers
+/// in 2 ms in even seconds and 12 ms in odd ones: the rate changes every second, so a
+/// series a second late cannot pass for right.
+fn counting_target() -> (std::net::SocketAddr, Arc<Mutex<BTreeMap<u64, u64>>>) {
+    let log: Arc<Mutex<BTreeMap<u64, u64>>> = Arc::default();
+    let seen = Arc::clone(&log);
+    let addr = super::serve(move |_, _| {
+        let now = wall_us();
+        *seen.lock().unwrap().entry(now / 1_000_000).or_default() += 1;
+        let ms = if (now / 1_000_000).is_multiple_of(2) { 2 } else { 12 };
+        std::thread::sleep(Duration::from_millis(ms));
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")))
+    });
+    (addr, log)
+}
+
+/// `(interval end in µs, requests in the interval)` of the history's aggregated rows.
+fn history(path: &std::path::Path) -> Vec<(u64, u64)> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let mut rows = Vec::new();
+    let mut before = 0u64;
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        if &rec[5] != "Aggregated" {
+            continue;
+        }
+        let end = (rec[0].parse::<f64>().unwrap() * 1e6).round() as u64;
+        let so_far: u64 = rec[11].parse().unwrap();
+        rows.push((end, so_far - before));
+        before = so_far;
+    }
+    rows
+}
+
+#[test]
+fn every_second_of_the_history_is_the_targets_own_count_first_and_last_included() {
+    let (addr, log) = counting_target();
+    let prefix = std::env::temp_dir().join(format!("aiotest-it-{}-series", std::process::id()));
+    let out = aiotest(&[
+        "run",
+        &format!("http://{addr}/"),
+        "-u",
+        "4",
+        "-t",
+        "5s",
+        "-q",
+        "--csv",
+        prefix.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let history_path = std::path::PathBuf::from(format!("{}_history.csv", prefix.display()));
+    let rows = history(&history_path);
+    let served = log.lock().unwrap().clone();
+    let total: u64 = served.values().sum();
+    assert_eq!(rows.iter().map(|r| r.1).sum::<u64>(), total, "{rows:?}");
+    assert!(rows.len() >= 5, "{rows:?}");
+    // The rows' ends are the seconds' ends, but the last (the run's end).
+    for (i, &(end, n)) in rows.iter().enumerate() {
+        let second = (end - 1) / 1_000_000;
+        if i + 1 < rows.len() {
+            assert_eq!(end % 1_000_000, 0, "row {i} ends on a second: {rows:?}");
+        }
+        let want = served.get(&second).copied().unwrap_or(0);
+        // A request sent in the last microseconds of a second reaches the target in the
+        // next: a few may cross the boundary.
+        assert!(
+            n.abs_diff(want) <= 3 + want / 50,
+            "second {second} (row {i} of {}): the history has {n}, the target served {want}\n{rows:?}\n{served:?}",
+            rows.len()
+        );
+    }
+    for suffix in ["history", "stats", "failures"] {
+        let _ = std::fs::remove_file(format!("{}_{suffix}.csv", prefix.display()));
+    }
+}
