@@ -693,33 +693,53 @@ impl<'c> RequestBuilder<'c> {
             plan,
             armed: false,
         };
+        // One loop for retries and redirect hops, so the common case (one attempt) moves
+        // its response and measurements as little as possible.
+        let mut attempt = 0u32;
         loop {
-            let hop = flight.send_hop().await;
-            let mut response = hop.response;
-            if let Some(next) = hop.meta.location.as_ref() {
-                // A redirect followed: this hop is a request of its own.
-                let next = next.clone();
-                if !hop.recorded {
-                    flight.client.record_attempt(
-                        &flight.plan,
-                        &response,
-                        &hop.meta,
-                        hop.attempt,
-                        false,
-                    );
+            flight.armed = true;
+            let (mut response, mut meta) = flight.client.attempt(&flight.plan).await;
+            flight.armed = false;
+            response.attempts = attempt + 1;
+            let client = &mut *flight.client;
+            let plan = &flight.plan;
+            let retryable = response.error.as_ref().is_some_and(|e| {
+                matches!(
+                    e.category,
+                    ErrorCategory::Connect
+                        | ErrorCategory::Dns
+                        | ErrorCategory::Timeout
+                        | ErrorCategory::Reset
+                )
+            }) || matches!(response.status_code(), 502..=504);
+            if plan.idempotent
+                && retryable
+                && attempt < client.settings.max_retries
+                && !client.is_stopping()
+            {
+                client.record_attempt(plan, &response, &meta, attempt, false);
+                // The backoff is outside every attempt's measured time; no retry starts
+                // once the user is stopping, and a back-off ends there.
+                let backoff = client.backoff(attempt + 1);
+                if !client.back_off(backoff).await {
+                    // The last attempt, recorded, is the answer.
+                    return response;
                 }
-                hops_left -= 1;
-                let previous = std::mem::replace(&mut flight.plan, Plan::placeholder());
-                flight.plan = previous.redirected(response.status_code(), next, hops_left > 0);
+                attempt += 1;
+                client.retries += 1;
                 continue;
             }
-            if hop.recorded {
-                // Stopped in a back-off: the last attempt, recorded, is the answer.
-                return response;
+            if let Some(next) = meta.location.take() {
+                // A redirect followed: this hop is a request of its own.
+                client.record_attempt(plan, &response, &meta, attempt, false);
+                hops_left -= 1;
+                attempt = 0;
+                let previous = std::mem::replace(&mut flight.plan, Plan::placeholder());
+                flight.plan = previous.redirected(response.status_code(), *next, hops_left > 0);
+                continue;
             }
             // The final attempt: the user's check has its say before the record is made,
             // so the request is counted once, with its verdict.
-            let client = &mut *flight.client;
             let checked = response.error.is_none() && check.is_some();
             if checked
                 && let Some(check) = check
@@ -730,7 +750,7 @@ impl<'c> RequestBuilder<'c> {
                     message,
                 });
             }
-            client.record_attempt(&flight.plan, &response, &hop.meta, hop.attempt, checked);
+            client.record_attempt(plan, &response, &meta, attempt, checked);
             return response;
         }
     }
@@ -760,67 +780,6 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The last attempt of one hop (one URL) of a request.
-struct Hop {
-    response: Response,
-    meta: Meta,
-    /// 0 for the first attempt.
-    attempt: u32,
-    /// The attempt was already recorded (as a failed attempt before a back-off that the
-    /// user's stop cut short).
-    recorded: bool,
-}
-
-impl InFlight<'_> {
-    /// One URL: attempts until one is final. An idempotent request is tried again after
-    /// connection errors, timeouts and 502-504, each attempt recorded, unless the user
-    /// is stopping: no retry starts after the graceful stop, and a back-off ends at it.
-    async fn send_hop(&mut self) -> Hop {
-        let mut attempt = 0u32;
-        loop {
-            self.armed = true;
-            let (mut response, meta) = self.client.attempt(&self.plan).await;
-            self.armed = false;
-            response.attempts = attempt + 1;
-            let client = &mut *self.client;
-            let retryable = response.error.as_ref().is_some_and(|e| {
-                matches!(
-                    e.category,
-                    ErrorCategory::Connect
-                        | ErrorCategory::Dns
-                        | ErrorCategory::Timeout
-                        | ErrorCategory::Reset
-                )
-            }) || matches!(response.status_code(), 502..=504);
-            if !(self.plan.idempotent
-                && retryable
-                && attempt < client.settings.max_retries
-                && !client.is_stopping())
-            {
-                return Hop {
-                    response,
-                    meta,
-                    attempt,
-                    recorded: false,
-                };
-            }
-            client.record_attempt(&self.plan, &response, &meta, attempt, false);
-            let backoff = client.backoff(attempt + 1);
-            // The backoff is outside every attempt's measured time.
-            if !client.back_off(backoff).await {
-                return Hop {
-                    response,
-                    meta,
-                    attempt,
-                    recorded: true,
-                };
-            }
-            attempt += 1;
-            client.retries += 1;
-        }
-    }
-}
-
 /// What an attempt measured besides the response itself.
 struct Meta {
     sent_at_us: u64,
@@ -828,8 +787,9 @@ struct Meta {
     bytes_received: u64,
     /// The path's entry in the client's target table, if it has one.
     entry: Option<usize>,
-    /// Where a redirect to be followed leads.
-    location: Option<Location>,
+    /// Where a redirect to be followed leads (boxed: most attempts have none, and this
+    /// is moved with every response).
+    location: Option<Box<Location>>,
 }
 
 /// Where a redirect leads.
@@ -1271,6 +1231,7 @@ impl HttpClient {
                     .get(http::header::LOCATION)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|l| resolve_location(&base, target.as_str(), l))
+                    .map(Box::new)
             } else {
                 None
             };
@@ -1359,16 +1320,20 @@ impl HttpClient {
     /// `origin`: the jar's cookies, merged behind a `Cookie` header the request (or the
     /// defaults) set, whose cookies win over the jar's of the same name. False when the
     /// jar has none for it (a given header then goes as it is).
+    #[inline]
     fn cookie_header(&mut self, origin: &Origin, target: &str, plan: &Plan) -> bool {
-        if self.cookies.is_empty()
-            || !self.cookies.header_value(
-                &origin.host,
-                target,
-                origin.https,
-                SystemTime::now(),
-                &mut self.cookie_buf,
-            )
-        {
+        !self.cookies.is_empty() && self.jar_cookie_header(origin, target, plan)
+    }
+
+    /// [`cookie_header`](Self::cookie_header) for a jar that holds cookies.
+    fn jar_cookie_header(&mut self, origin: &Origin, target: &str, plan: &Plan) -> bool {
+        if !self.cookies.header_value(
+            &origin.host,
+            target,
+            origin.https,
+            SystemTime::now(),
+            &mut self.cookie_buf,
+        ) {
             return false;
         }
         let given = self

@@ -198,101 +198,104 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
         max_body: usize,
     ) -> Result<RawResponse, ExchangeError> {
         self.read.clear();
-        if let Err((e, written)) = self.send(body).await {
-            self.reusable = false;
-            if written == 0 {
+        // A write that failed part way: the answer read next, if any, is the request's;
+        // without one, this error is.
+        let write_error = match self.send(body).await {
+            Ok(()) => None,
+            Err((e, 0)) => {
+                self.reusable = false;
                 return Err(ExchangeError {
                     unsent: true,
                     ..io_error(&e)
                 });
             }
-            return self
-                .read_response(head_request, max_body)
-                .await
-                .map_err(|_| io_error(&e));
-        }
-        let result = self.read_response(head_request, max_body).await;
-        if result.is_err() {
-            self.reusable = false;
-        }
-        result
-    }
-
-    async fn read_response(
-        &mut self,
-        head_request: bool,
-        max_body: usize,
-    ) -> Result<RawResponse, ExchangeError> {
-        // Whether any byte of an answer came, interim responses included: after one, the
-        // server has the request.
-        let mut received = !self.read.is_empty();
-        let head = loop {
-            match parse_head(&self.read, head_request)? {
-                Some(h) if h.len > MAX_HEAD => return Err(head_too_large()),
-                Some(h) if (100..200).contains(&h.status) && h.status != 101 => {
-                    // An interim response (100 Continue, 103 Early Hints): the final one
-                    // follows.
-                    let _ = self.read.split_to(h.len);
-                }
-                Some(h) => break h,
-                None => {
-                    if self.read.len() > MAX_HEAD {
-                        return Err(head_too_large());
-                    }
-                    if self.fill(READ_CHUNK).await? == 0 {
-                        return Err(closed_early(received));
-                    }
-                    received = true;
-                }
-            }
-        };
-        if head.status == 101 {
-            return Err(protocol(
-                "the server switched protocols (101), not supported",
-            ));
-        }
-        let head_bytes = self.read.split_to(head.len).freeze();
-        let body = match head.framing {
-            Framing::Empty => Bytes::new(),
-            Framing::Length(n) => {
-                if n > max_body {
-                    return Err(too_large(
-                        &format!("the declared body of {n} bytes"),
-                        max_body,
-                    ));
-                }
-                while self.read.len() < n {
-                    let want = self.step(n - self.read.len());
-                    if self.fill(want).await? == 0 {
-                        return Err(closed_early(true));
-                    }
-                }
-                self.read.split_to(n).freeze()
-            }
-            Framing::Chunked => self.read_chunked(max_body).await?,
-            Framing::Close => {
-                loop {
-                    if self.read.len() > max_body {
-                        return Err(too_large("the body", max_body));
-                    }
-                    let want = self.step(usize::MAX);
-                    if self.fill(want).await? == 0 {
-                        break;
-                    }
-                }
+            Err((e, _)) => {
                 self.reusable = false;
-                self.read.split().freeze()
+                Some(e)
             }
         };
-        // A kept-alive connection carries one response per request: bytes past it mean
-        // the two sides disagree on where it ended.
-        self.reusable &= head.keep_alive && self.read.is_empty();
-        Ok(RawResponse {
-            status: head.status,
-            head: head_bytes,
-            body,
-            sets_cookie: head.sets_cookie,
-        })
+        // Read in place, not in a function of its own: one state machine per exchange.
+        let result = async {
+            // Whether any byte of an answer came, interim responses included: after one, the
+            // server has the request.
+            let mut received = !self.read.is_empty();
+            let head = loop {
+                match parse_head(&self.read, head_request)? {
+                    Some(h) if h.len > MAX_HEAD => return Err(head_too_large()),
+                    Some(h) if (100..200).contains(&h.status) && h.status != 101 => {
+                        // An interim response (100 Continue, 103 Early Hints): the final one
+                        // follows.
+                        let _ = self.read.split_to(h.len);
+                    }
+                    Some(h) => break h,
+                    None => {
+                        if self.read.len() > MAX_HEAD {
+                            return Err(head_too_large());
+                        }
+                        if self.fill(READ_CHUNK).await? == 0 {
+                            return Err(closed_early(received));
+                        }
+                        received = true;
+                    }
+                }
+            };
+            if head.status == 101 {
+                return Err(protocol(
+                    "the server switched protocols (101), not supported",
+                ));
+            }
+            let head_bytes = self.read.split_to(head.len).freeze();
+            let body = match head.framing {
+                Framing::Empty => Bytes::new(),
+                Framing::Length(n) => {
+                    if n > max_body {
+                        return Err(too_large(
+                            &format!("the declared body of {n} bytes"),
+                            max_body,
+                        ));
+                    }
+                    while self.read.len() < n {
+                        let want = self.step(n - self.read.len());
+                        if self.fill(want).await? == 0 {
+                            return Err(closed_early(true));
+                        }
+                    }
+                    self.read.split_to(n).freeze()
+                }
+                Framing::Chunked => self.read_chunked(max_body).await?,
+                Framing::Close => {
+                    loop {
+                        if self.read.len() > max_body {
+                            return Err(too_large("the body", max_body));
+                        }
+                        let want = self.step(usize::MAX);
+                        if self.fill(want).await? == 0 {
+                            break;
+                        }
+                    }
+                    self.reusable = false;
+                    self.read.split().freeze()
+                }
+            };
+            // A kept-alive connection carries one response per request: bytes past it mean
+            // the two sides disagree on where it ended.
+            self.reusable &= head.keep_alive && self.read.is_empty();
+            Ok(RawResponse {
+                status: head.status,
+                head: head_bytes,
+                body,
+                sets_cookie: head.sets_cookie,
+            })
+        }
+        .await;
+        match (result, write_error) {
+            (Ok(r), _) => Ok(r),
+            (Err(e), None) => {
+                self.reusable = false;
+                Err(e)
+            }
+            (Err(_), Some(e)) => Err(io_error(&e)),
+        }
     }
 
     /// How much room to ask for when `missing` more bytes are expected: never more than

@@ -266,7 +266,7 @@ impl MetricsCollector {
     /// a few.
     pub fn recorder_with(&self, batch: usize) -> Recorder {
         let batch_size = batch.clamp(1, self.shared.config.batch_size);
-        Recorder {
+        let state = RecorderState {
             shared: Arc::clone(&self.shared),
             endpoints: HashMap::new(),
             slots: Vec::new(),
@@ -279,6 +279,9 @@ impl MetricsCollector {
             batch_size,
             flush_interval_us: duration_us(self.shared.config.flush_interval),
             flush_due_us: None,
+        };
+        Recorder {
+            state: Arc::new(Mutex::new(state)),
         }
     }
 
@@ -423,7 +426,120 @@ struct Raw {
 }
 
 /// Records requests for one user or thread; see the [module docs](self).
+///
+/// Its buffer sits behind a mutex of its own, taken once per record and never contended
+/// in a run: the user's own task is the only one that records into it, and the runner,
+/// on that same task, hands its records on before the user idles ([`IdleFlush`]), so a
+/// user that waits or is paused does not hold its records back.
 pub struct Recorder {
+    state: Arc<Mutex<RecorderState>>,
+}
+
+/// A [`Recorder`]'s batch as its user's runner sees it while the user idles: when the
+/// oldest record buffered must be handed on for its interval not to close without it,
+/// and a flush. It does not keep the recorder alive.
+#[derive(Clone)]
+pub struct IdleFlush(std::sync::Weak<Mutex<RecorderState>>);
+
+impl std::fmt::Debug for IdleFlush {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdleFlush").finish_non_exhaustive()
+    }
+}
+
+impl IdleFlush {
+    /// When (µs since the epoch) the oldest buffered record must be handed on: half a
+    /// flush interval after the end of its interval (which closes a quarter later than
+    /// that at the earliest). `None` when nothing is buffered.
+    pub fn due_us(&self) -> Option<u64> {
+        let state = self.0.upgrade()?;
+        let s = lock_state(&state);
+        let oldest = s.flush_due_us?.saturating_sub(s.flush_interval_us);
+        let step = s.flush_interval_us.max(1);
+        Some(
+            (oldest / step + 1)
+                .saturating_mul(step)
+                .saturating_add(step / 2),
+        )
+    }
+
+    /// Hands the buffered records on now.
+    pub fn flush(&self) {
+        if let Some(state) = self.0.upgrade() {
+            lock_state(&state).flush_now();
+        }
+    }
+}
+
+fn lock_state(m: &Mutex<RecorderState>) -> MutexGuard<'_, RecorderState> {
+    // A poisoned lock still holds a consistent batch: records are pushed whole.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Recorder {
+    #[inline]
+    fn lock(&self) -> MutexGuard<'_, RecorderState> {
+        lock_state(&self.state)
+    }
+
+    /// Records one request, firing `request_metrics` first if it has handlers.
+    #[inline]
+    pub fn record(&mut self, r: &RequestRecord<'_>) {
+        self.lock().record(r);
+    }
+
+    /// The endpoint of `scenario`, `name` and `method`, for [`record_at`](Self::record_at).
+    pub fn endpoint(&mut self, scenario: &str, name: &str, method: &str) -> Endpoint {
+        self.lock().endpoint(scenario, name, method)
+    }
+
+    /// Records one request against `endpoint`, which must be the endpoint of `r`'s
+    /// scenario, name and method: the lookup [`record`](Self::record) makes is skipped
+    /// (`r`'s strings still go to `request_metrics` handlers). For callers that record
+    /// the same endpoint again and again, such as an HTTP client with its paths. An
+    /// endpoint of another collector is not trusted: `r`'s strings are looked up.
+    #[inline]
+    pub fn record_at(&mut self, endpoint: Endpoint, r: &RequestRecord<'_>) {
+        self.lock().record_at(endpoint, r);
+    }
+
+    /// Flushes if the oldest buffered record is older than `flush_interval` at `now_us`.
+    /// Call it between tasks so an idle user's records still arrive in time.
+    pub fn flush_if_due(&mut self, now_us: u64) {
+        self.lock().flush_if_due(now_us);
+    }
+
+    /// Flushes now (also done on drop).
+    pub fn flush(&mut self) {
+        self.lock().flush_now();
+    }
+
+    /// Records buffered and not yet flushed.
+    pub fn buffered(&self) -> usize {
+        self.lock().buffered()
+    }
+
+    /// Counts one verdict of the named check `name` (k6's `check`): it judges a response
+    /// without failing the request. Sent with the next flush of this recorder's requests.
+    pub fn record_check(&mut self, name: &str, passed: bool) {
+        self.lock().record_check(name, passed);
+    }
+
+    /// Records one iteration of `scenario` that took `duration_us`: completed, or cut off
+    /// by the end of the graceful stop period (`interrupted`).
+    pub fn record_iteration(&mut self, scenario: &str, duration_us: u64, interrupted: bool) {
+        self.lock()
+            .record_iteration(scenario, duration_us, interrupted);
+    }
+
+    /// This recorder's batch, for its runner to hand on while the user idles.
+    pub fn idle(&self) -> IdleFlush {
+        IdleFlush(Arc::downgrade(&self.state))
+    }
+}
+
+/// A recorder's state; see [`Recorder`].
+struct RecorderState {
     shared: Arc<Shared>,
     /// Endpoint key -> slot; a slot holds the key again and the collector's endpoint id.
     endpoints: HashMap<OwnedKey, usize>,
@@ -445,23 +561,24 @@ pub struct Recorder {
 
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.lock();
         f.debug_struct("Recorder")
-            .field("buffered", &self.buf.len())
-            .field("endpoints", &self.endpoints.len())
+            .field("buffered", &s.buf.len())
+            .field("endpoints", &s.endpoints.len())
             .finish_non_exhaustive()
     }
 }
 
-impl Recorder {
+impl RecorderState {
     /// Records one request, firing `request_metrics` first if it has handlers.
     #[inline]
-    pub fn record(&mut self, r: &RequestRecord<'_>) {
+    fn record(&mut self, r: &RequestRecord<'_>) {
         let endpoint = self.endpoint_id(r.scenario, r.name, r.method);
         self.push(endpoint, r);
     }
 
     /// The endpoint of `scenario`, `name` and `method`, for [`record_at`](Self::record_at).
-    pub fn endpoint(&mut self, scenario: &str, name: &str, method: &str) -> Endpoint {
+    fn endpoint(&mut self, scenario: &str, name: &str, method: &str) -> Endpoint {
         Endpoint {
             collector: self.shared.id,
             id: self.endpoint_id(scenario, name, method),
@@ -474,7 +591,7 @@ impl Recorder {
     /// the same endpoint again and again, such as an HTTP client with its paths. An
     /// endpoint of another collector is not trusted: `r`'s strings are looked up.
     #[inline]
-    pub fn record_at(&mut self, endpoint: Endpoint, r: &RequestRecord<'_>) {
+    fn record_at(&mut self, endpoint: Endpoint, r: &RequestRecord<'_>) {
         let id = if endpoint.collector == self.shared.id {
             endpoint.id
         } else {
@@ -515,19 +632,14 @@ impl Recorder {
 
     /// Flushes if the oldest buffered record is older than `flush_interval` at `now_us`.
     /// Call it between tasks so an idle user's records still arrive in time.
-    pub fn flush_if_due(&mut self, now_us: u64) {
+    fn flush_if_due(&mut self, now_us: u64) {
         if self.flush_due_us.is_some_and(|due| now_us >= due) {
             self.flush_now();
         }
     }
 
-    /// Flushes now (also done on drop).
-    pub fn flush(&mut self) {
-        self.flush_now();
-    }
-
     /// Records buffered and not yet flushed.
-    pub fn buffered(&self) -> usize {
+    fn buffered(&self) -> usize {
         self.buf.len()
             + self.iterations.len()
             + self.checks.iter().filter(|(_, p, f, _)| p + f > 0).count()
@@ -535,7 +647,7 @@ impl Recorder {
 
     /// Counts one verdict of the named check `name` (k6's `check`): it judges a response
     /// without failing the request. Sent with the next flush of this recorder's requests.
-    pub fn record_check(&mut self, name: &str, passed: bool) {
+    fn record_check(&mut self, name: &str, passed: bool) {
         // A check judges the response just recorded: its time, without a clock read.
         let time = match self.buf.last() {
             Some(r) => r.time_us,
@@ -572,7 +684,7 @@ impl Recorder {
 
     /// Records one iteration of `scenario` that took `duration_us`: completed, or cut off
     /// by the end of the graceful stop period (`interrupted`).
-    pub fn record_iteration(&mut self, scenario: &str, duration_us: u64, interrupted: bool) {
+    fn record_iteration(&mut self, scenario: &str, duration_us: u64, interrupted: bool) {
         let id = match self.scenario_names.iter().position(|n| &**n == scenario) {
             Some(i) => i,
             None => {
@@ -780,9 +892,9 @@ impl Recorder {
     }
 }
 
-impl Drop for Recorder {
+impl Drop for RecorderState {
     fn drop(&mut self) {
-        self.flush();
+        self.flush_now();
     }
 }
 

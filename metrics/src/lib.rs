@@ -64,8 +64,8 @@ pub mod stats;
 
 pub use checks::CheckStats;
 pub use collector::{
-    ConfigError, Endpoint, MAX_ENDPOINTS_LIMIT, MetricsCollector, MetricsConfig, MetricsSink,
-    OTHER_ENDPOINT, Recorder,
+    ConfigError, Endpoint, IdleFlush, MAX_ENDPOINTS_LIMIT, MetricsCollector, MetricsConfig,
+    MetricsSink, OTHER_ENDPOINT, Recorder,
 };
 pub use event::RequestMetricsEvent;
 pub use iterations::ScenarioStats;

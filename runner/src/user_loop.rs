@@ -29,6 +29,7 @@ use aiotest_core::scenario::IterationLateness;
 use aiotest_core::stop::StopSignal;
 use aiotest_core::user::{ExecutionMode, TaskResult, UserContext, UserInstance, UserType};
 use aiotest_core::wait::Wait;
+use aiotest_metrics::IdleFlush;
 use aiotest_metrics::{MetricsCollector, Recorder};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -86,6 +87,9 @@ impl UserStop {
 pub(crate) struct Control {
     /// The stop as the user's clients see it.
     signal: StopSignal,
+    /// The user's recorders: handed on while the user idles, before an interval closes
+    /// without their records.
+    recorders: Vec<IdleFlush>,
     /// Graceful stop of this user: finish the iteration in flight, skip the waits,
     /// `on_stop`.
     stop: watch::Receiver<bool>,
@@ -95,6 +99,12 @@ pub(crate) struct Control {
     stop_seen: bool,
     /// The pause signal as last read.
     paused_seen: bool,
+}
+
+fn wall_now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Whether a receiver may hold a value not yet read (a closed channel counts).
@@ -108,6 +118,7 @@ impl Control {
         let paused_seen = *paused.borrow_and_update();
         Control {
             signal: StopSignal::new(),
+            recorders: Vec::new(),
             stop,
             paused,
             stop_seen,
@@ -130,6 +141,35 @@ impl Control {
         }
     }
 
+    /// Watches `recorder` while the user idles.
+    fn watch(&mut self, recorder: IdleFlush) {
+        self.recorders.push(recorder);
+    }
+
+    /// Awaits `fut` while the user does nothing else: a recorder whose oldest record
+    /// would otherwise stay buffered past its interval's close is handed on meanwhile.
+    async fn idle<F: Future>(&self, fut: F) -> F::Output {
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            let Some(due) = self.recorders.iter().filter_map(IdleFlush::due_us).min() else {
+                return fut.await;
+            };
+            let wait = Duration::from_micros(due.saturating_sub(wall_now_us()));
+            tokio::select! {
+                out = &mut fut => return out,
+                () = tokio::time::sleep(wait) => {
+                    // The clock is not asked again: a recorder due by then flushes, so
+                    // the loop ends even on a paused clock.
+                    for r in &self.recorders {
+                        if r.due_us().is_some_and(|d| d <= due) {
+                            r.flush();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Waits while the run is paused, unless stopped; true if it waited.
     async fn hold_while_paused(&mut self) -> bool {
         if may_have_changed(&self.paused) {
@@ -140,10 +180,14 @@ impl Control {
         }
         // A clone waits, so this receiver still sees the change on its next read.
         let mut paused = self.paused.clone();
-        tokio::select! {
-            _ = paused.wait_for(|p| !*p) => {}
-            () = self.stopped() => {}
-        }
+        let mut stop = self.stop.clone();
+        self.idle(async {
+            tokio::select! {
+                _ = paused.wait_for(|p| !*p) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        })
+        .await;
         true
     }
 
@@ -154,10 +198,19 @@ impl Control {
             tokio::task::yield_now().await;
             return !self.is_stopped();
         }
-        tokio::select! {
-            () = tokio::time::sleep(d) => !self.is_stopped(),
-            () = self.stopped() => false,
+        let mut stop = self.stop.clone();
+        let stopped = self
+            .idle(async {
+                tokio::select! {
+                    () = tokio::time::sleep(d) => false,
+                    _ = stop.wait_for(|s| *s) => true,
+                }
+            })
+            .await;
+        if stopped {
+            self.stop_seen = true;
         }
+        !stopped && !self.is_stopped()
     }
 }
 
@@ -238,10 +291,27 @@ impl Source {
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
                 .ok()
                 .map(|_| None),
-            Source::Tickets(rx, ..) => tokio::select! {
-                t = rx.recv() => t.map(|t| Some(Instant::now().saturating_duration_since(t.due))),
-                () = ctl.stopped() => None,
-            },
+            Source::Tickets(rx, ..) => {
+                if let Ok(t) = rx.try_recv() {
+                    return Some(Some(Instant::now().saturating_duration_since(t.due)));
+                }
+                let mut stop = ctl.stop.clone();
+                let next = ctl
+                    .idle(async {
+                        tokio::select! {
+                            t = rx.recv() => Some(t),
+                            _ = stop.wait_for(|s| *s) => None,
+                        }
+                    })
+                    .await;
+                match next {
+                    Some(t) => t.map(|t| Some(Instant::now().saturating_duration_since(t.due))),
+                    None => {
+                        ctl.stop_seen = true;
+                        None
+                    }
+                }
+            }
         }
     }
 }
@@ -382,6 +452,9 @@ pub(crate) async fn run_user(
         // The user's recorder, the collector for any further recorder it needs (a
         // concurrent user with one HTTP client per slot, say), and the lateness of its
         // iterations (open model).
+        let recorder = env.collector.recorder();
+        ctl.recorders.clear();
+        ctl.watch(recorder.idle());
         let ctx = UserContext::new(
             user_id,
             Arc::clone(&name),
@@ -389,7 +462,7 @@ pub(crate) async fn run_user(
             env.setup.clone(),
         )
         .in_scenario(Arc::clone(&scenario))
-        .with(env.collector.recorder())
+        .with(recorder)
         .with(env.collector.clone())
         .with(lateness.clone())
         .with(ctl.signal.clone());
@@ -458,6 +531,7 @@ async fn sequential(
     let tasks = user_type.iteration_len();
     let open = source.open_model();
     let mut recorder = slot.env.collector.recorder_with(16);
+    ctl.watch(recorder.idle());
     source.offer();
     while let Some(late) = source.next(ctl).await {
         slot.lateness.set(late);
@@ -528,6 +602,7 @@ async fn concurrent(
                 let mut rng = Rng::new();
                 let mut scheduler = user_type.scheduler();
                 let mut recorder = slot.env.collector.recorder_with(16);
+                slot_ctl.watch(recorder.idle());
                 let open = source.open_model();
                 source.offer();
                 loop {

@@ -237,13 +237,16 @@ fn the_live_rate_at_steady_state_is_the_served_rate() {
     let url = format!("http://{}/", t.addr);
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    // Users that mostly wait: a rate the machine holds steady whatever else runs.
+    // Users that mostly wait, all started at once: a rate the machine holds steady from
+    // the first second, whatever else runs.
     let mut child = spawn_piped(&[
         "run",
         "--url",
         &url,
         "-u",
         "5",
+        "-r",
+        "1000",
         "--wait",
         "0.02",
         "--control-addr",
@@ -253,27 +256,47 @@ fn the_live_rate_at_steady_state_is_the_served_rate() {
     wait_for("traffic", Duration::from_secs(20), || {
         t.served.load(Ordering::Relaxed) > 0
     });
-    std::thread::sleep(Duration::from_secs(4));
+    let first = Instant::now();
+    let rps = || {
+        http(port, "GET", "/api/state").unwrap()["rps"]
+            .as_f64()
+            .unwrap()
+    };
+    // From the third second on, the live rate is the served rate (it used to read
+    // (k-1)/k of it for the first ten seconds).
+    std::thread::sleep(Duration::from_secs(3));
+    let early = rps();
+    let served_early = t.served.load(Ordering::Relaxed) as f64 / first.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(1));
     let from = (Instant::now(), t.served.load(Ordering::Relaxed));
-    std::thread::sleep(Duration::from_secs(8));
+    std::thread::sleep(Duration::from_secs(6));
     let mut live = Vec::new();
     for _ in 0..3 {
-        live.push(
-            http(port, "GET", "/api/state").unwrap()["rps"]
-                .as_f64()
-                .unwrap(),
-        );
+        live.push(rps());
         std::thread::sleep(Duration::from_secs(1));
     }
     let served =
         (t.served.load(Ordering::Relaxed) - from.1) as f64 / from.0.elapsed().as_secs_f64();
     let live = live.iter().sum::<f64>() / live.len() as f64;
+    // A pause is not a quiet target: the rate over the window stays the rate of the
+    // time the run ran.
+    assert!(http_text(port, "POST", "/api/pause").is_some());
+    std::thread::sleep(Duration::from_secs(6));
+    let paused = rps();
     let _ = child.kill();
     let _ = child.wait();
     assert!(served > 50.0, "{served}");
     assert!(
-        (live - served).abs() / served < 0.03,
+        (live - served).abs() / served < 0.05,
         "live {live:.1} req/s, served {served:.1} req/s"
+    );
+    assert!(
+        (early - served_early).abs() / served_early < 0.05,
+        "at 3 s: live {early:.1} req/s, served {served_early:.1} req/s"
+    );
+    assert!(
+        (paused - served).abs() / served < 0.05,
+        "paused 6 s: live {paused:.1} req/s, served {served:.1} req/s"
     );
 }
 

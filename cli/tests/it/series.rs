@@ -26,7 +26,11 @@ fn counting_target() -> (std::net::SocketAddr, Arc<Mutex<BTreeMap<u64, u64>>>) {
     let addr = super::serve(move |_, _| {
         let now = wall_us();
         *seen.lock().unwrap().entry(now / 1_000_000).or_default() += 1;
-        let ms = if (now / 1_000_000).is_multiple_of(2) { 2 } else { 12 };
+        let ms = if (now / 1_000_000).is_multiple_of(2) {
+            2
+        } else {
+            12
+        };
         std::thread::sleep(Duration::from_millis(ms));
         hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")))
     });
@@ -53,19 +57,38 @@ fn history(path: &std::path::Path) -> Vec<(u64, u64)> {
 
 #[test]
 fn every_second_of_the_history_is_the_targets_own_count_first_and_last_included() {
+    check_history("series", &["-u", "4"]);
+}
+
+/// Users that wait over a second between requests (Locust's `between(1, 2)`) hand their
+/// records on while they wait: none arrives after its second closed.
+#[test]
+fn users_that_think_for_seconds_do_not_hold_their_records_back() {
+    let json = check_history("series-think", &["-u", "20", "--wait", "0.8..1.6"]);
+    let notes = json["notes"].to_string();
+    assert!(!notes.contains("late"), "{notes}");
+}
+
+/// Runs 5 s against the counting target with `extra`, checks the history against the
+/// target's log and returns the summary export.
+fn check_history(name: &str, extra: &[&str]) -> serde_json::Value {
     let (addr, log) = counting_target();
-    let prefix = std::env::temp_dir().join(format!("aiotest-it-{}-series", std::process::id()));
-    let out = aiotest(&[
+    let prefix = std::env::temp_dir().join(format!("aiotest-it-{}-{name}", std::process::id()));
+    let export = super::export_path(name);
+    let url = format!("http://{addr}/");
+    let mut args = vec![
         "run",
-        &format!("http://{addr}/"),
-        "-u",
-        "4",
+        &url,
         "-t",
         "5s",
         "-q",
         "--csv",
         prefix.to_str().unwrap(),
-    ]);
+        "--summary-export",
+        export.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = aiotest(&args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let history_path = std::path::PathBuf::from(format!("{}_history.csv", prefix.display()));
     let rows = history(&history_path);
@@ -91,4 +114,7 @@ fn every_second_of_the_history_is_the_targets_own_count_first_and_last_included(
     for suffix in ["history", "stats", "failures"] {
         let _ = std::fs::remove_file(format!("{}_{suffix}.csv", prefix.display()));
     }
+    let json = serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let _ = std::fs::remove_file(export);
+    json
 }

@@ -128,11 +128,10 @@ fn past_max_endpoints_new_names_are_counted_under_other_in_bounded_memory() {
         let r = if i % 2 == 0 { &mut a } else { &mut b };
         r.record(&ok(&name, i));
     }
+    let (na, nb) = (a.lock().endpoints.len(), b.lock().endpoints.len());
     assert!(
-        a.endpoints.len() <= 4 && b.endpoints.len() <= 4,
-        "recorders remember no folded name: {} {}",
-        a.endpoints.len(),
-        b.endpoints.len()
+        na <= 4 && nb <= 4,
+        "recorders remember no folded name: {na} {nb}"
     );
     drop((a, b));
     c.close_interval(u64::MAX);
@@ -391,4 +390,24 @@ fn bad_settings_are_refused() {
         err(bad(1, 0, 1)),
         "metrics flush_interval must be at least 1ms, got 0ns"
     );
+}
+
+#[test]
+fn an_idle_users_batch_is_due_before_its_interval_closes_and_flushes_on_demand() {
+    let c = collector(1_000, 16);
+    let mut r = c.recorder();
+    let idle = r.idle();
+    assert_eq!(idle.due_us(), None, "nothing buffered");
+    r.record(&ok("/a", 5_300_000));
+    r.record(&ok("/a", 5_800_000));
+    // Half a flush interval after the oldest record's second ends.
+    assert_eq!(idle.due_us(), Some(6_500_000));
+    idle.flush();
+    assert_eq!(r.buffered(), 0);
+    assert_eq!(idle.due_us(), None);
+    c.close_interval(0);
+    assert_eq!(total(&c.take_pending()).requests, 2);
+    drop(r);
+    idle.flush();
+    assert_eq!(idle.due_us(), None, "a dropped recorder is not kept alive");
 }
