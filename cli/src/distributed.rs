@@ -318,8 +318,11 @@ pub(crate) async fn run_worker(args: RunArgs, test: Option<Test>) -> Result<i32,
     }
     let handle = worker.handle();
     // A signal ends the worker: its users stop, their last metrics go to the master.
+    let signalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&signalled);
     let signals = tokio::spawn(async move {
         crate::signals::first_signal().await;
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
         handle.quit().await;
     });
     let result = worker.run().await;
@@ -330,7 +333,11 @@ pub(crate) async fn run_worker(args: RunArgs, test: Option<Test>) -> Result<i32,
                 "aiotest: worker done: {} requests in {} metrics batches over {} runs, {} users cancelled",
                 report.requests, report.batches, report.runs, report.cancelled_users
             );
-            Ok(EXIT_OK)
+            if signalled.load(std::sync::atomic::Ordering::SeqCst) {
+                Ok(crate::EXIT_SIGNAL)
+            } else {
+                Ok(EXIT_OK)
+            }
         }
         Err(e) => {
             eprintln!("aiotest: worker: {e}");

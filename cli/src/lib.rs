@@ -38,6 +38,9 @@ pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 /// A threshold failed.
 pub const EXIT_THRESHOLDS: i32 = 99;
+/// Exit code: the run was cut short by Ctrl-C or SIGTERM (k6's code for the same), so a
+/// cancelled CI job never reads as a pass. The summary and exports are still written.
+pub const EXIT_SIGNAL: i32 = 105;
 
 use clap::Parser;
 

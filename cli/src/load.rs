@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aiotest_core::scenario::Executor;
-use aiotest_core::shape::{ConstantShape, LoadUserShape, MAX_USERS, StagesShape};
+use aiotest_core::shape::{ConstantShape, LoadUserShape, StagesShape};
 use serde::{Deserialize, Serialize};
 
 use crate::args::RunArgs;
@@ -65,6 +65,12 @@ impl SelfScheduled {
     }
 }
 
+/// The most users `--rate` starts beforehand unless `-u` says otherwise.
+const DEFAULT_USERS: u32 = 1_000;
+/// The most users `--rate` may run unless `--max-users` says otherwise (about 100 MB of
+/// idle users).
+const DEFAULT_MAX_USERS: u32 = 10_000;
+
 /// The open-model or iteration load of `--rate` or `-i`, if asked for.
 pub(crate) fn self_scheduled(args: &RunArgs) -> Result<Option<SelfScheduled>, UsageError> {
     if let Some(rate) = args.rate {
@@ -74,14 +80,20 @@ pub(crate) fn self_scheduled(args: &RunArgs) -> Result<Option<SelfScheduled>, Us
             ));
         };
         // Enough users for 30 s of iterations in flight (a slow target at the default
-        // timeout), never fewer than 10.
+        // timeout), never fewer than 10 nor, unless asked, more than DEFAULT_MAX_USERS.
         let max_users = args.max_users.unwrap_or_else(|| {
-            ((rate * 30.0).ceil() as u64).clamp(10, u64::from(MAX_USERS)) as u32
+            ((rate * 30.0).ceil() as u64).clamp(10, u64::from(DEFAULT_MAX_USERS)) as u32
         });
-        // 100 ms worth of iterations ready before the first one.
+        if max_users == 0 {
+            return Err(UsageError(
+                "--max-users 0: an open-model run needs at least one user".into(),
+            ));
+        }
+        // 100 ms worth of iterations ready before the first one, at most
+        // DEFAULT_USERS unless asked.
         let users = args
             .users
-            .unwrap_or_else(|| ((rate * 0.1).ceil() as u32).clamp(1, max_users));
+            .unwrap_or_else(|| ((rate * 0.1).ceil() as u32).clamp(1, max_users.min(DEFAULT_USERS)));
         if users > max_users {
             return Err(UsageError(format!(
                 "-u {users} is above --max-users {max_users}"

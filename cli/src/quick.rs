@@ -180,23 +180,26 @@ impl QuickRequest {
         r.body = match (&args.body, &args.body_file, &args.json) {
             (Some(b), None, None) => Some(b.clone().into_bytes()),
             (None, Some(path), None) => {
-                let len = std::fs::metadata(path)
-                    .map_err(|e| named("--body-file", format!("{}: {e}", path.display())))?
-                    .len();
-                if len > MAX_BODY {
+                // Read with a bound, not by the size on disk: a pipe or a device
+                // (`/dev/zero`) has none.
+                use std::io::Read;
+                let file = std::fs::File::open(path)
+                    .map_err(|e| named("--body-file", format!("{}: {e}", path.display())))?;
+                let mut body = Vec::new();
+                file.take(MAX_BODY + 1)
+                    .read_to_end(&mut body)
+                    .map_err(|e| named("--body-file", format!("{}: {e}", path.display())))?;
+                if body.len() as u64 > MAX_BODY {
                     return Err(named(
                         "--body-file",
                         format!(
-                            "{}: {len} bytes is over the {} MiB a body may have",
+                            "{}: over the {} MiB a body may have",
                             path.display(),
                             MAX_BODY >> 20
                         ),
                     ));
                 }
-                Some(
-                    std::fs::read(path)
-                        .map_err(|e| named("--body-file", format!("{}: {e}", path.display())))?,
-                )
+                Some(body)
             }
             (None, None, Some(j)) => {
                 serde_json::from_str::<serde_json::Value>(j)

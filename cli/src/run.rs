@@ -20,7 +20,7 @@ use aiotest_runner::{
 use crate::Test;
 use crate::args::RunArgs;
 use crate::quick::{HttpSettings, QuickRequest};
-use crate::{EXIT_FAILED, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE};
+use crate::{EXIT_FAILED, EXIT_OK, EXIT_SIGNAL, EXIT_THRESHOLDS, EXIT_USAGE};
 
 /// The local runner, or the master of a distributed run: the same handle and report.
 // Built once per process: the variants' sizes do not matter.
@@ -525,7 +525,12 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
         }
         None => None,
     };
-    let signals = tokio::spawn(crate::signals::stop_on_signals(handle.clone(), args.quiet));
+    let signalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signals = tokio::spawn(crate::signals::stop_on_signals(
+        handle.clone(),
+        args.quiet,
+        Arc::clone(&signalled),
+    ));
     // Restores the terminal when the run is over (dropped at the end of this function).
     let keyboard = if args.quiet {
         None
@@ -553,7 +558,13 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
         let served = target.served.load(std::sync::atomic::Ordering::Relaxed);
         println!("Demo target served {served} requests.");
     }
-    let code = exit_code(&report, args.allow_failures);
+    let mut code = exit_code(&report, args.allow_failures);
+    if signalled.load(std::sync::atomic::Ordering::SeqCst) {
+        if !args.quiet || code == EXIT_OK {
+            eprintln!("aiotest: the run was cut short by a signal (exit {EXIT_SIGNAL})");
+        }
+        code = EXIT_SIGNAL;
+    }
     if let (true, Some(server)) = (args.linger, &control) {
         if !args.quiet {
             eprintln!(

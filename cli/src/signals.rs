@@ -37,10 +37,15 @@ pub(crate) async fn first_signal() {
     Signals::new().next().await;
 }
 
-/// First signal: graceful stop. Second: stop at once.
-pub(crate) async fn stop_on_signals(handle: RunnerHandle, quiet: bool) {
+/// First signal: graceful stop. Second: stop at once. `signalled` is set at the first.
+pub(crate) async fn stop_on_signals(
+    handle: RunnerHandle,
+    quiet: bool,
+    signalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut signals = Signals::new();
     signals.next().await;
+    signalled.store(true, std::sync::atomic::Ordering::SeqCst);
     if !quiet {
         eprintln!("\naiotest: stopping (Ctrl-C again to stop at once)");
     }

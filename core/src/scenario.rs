@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::shape::{LoadUserShape, MAX_USERS, ShapeError, Stage, validate_users};
+
+/// The highest arrival rate, iterations per second, of any front end.
+pub const MAX_RATE: f64 = 10_000_000.0;
 use crate::user::UserType;
 
 /// The default graceful stop period of a scenario (k6's `gracefulStop`).
@@ -319,15 +322,24 @@ impl Executor {
                 Ok(())
             }
         };
-        let rate_ok = |field: &'static str, r: f64| {
-            if r.is_finite() && r >= 0.0 {
-                Ok(())
-            } else {
-                bad(
+        // A rate is per `time_unit`: bounded per second, as the command line bounds it.
+        let rate_ok = |field: &'static str, r: f64, unit: Duration| {
+            if !(r.is_finite() && r >= 0.0) {
+                return bad(
                     field,
                     format!("{r} is not a rate (a number of iterations, 0 or more)"),
-                )
+                );
             }
+            let per_s = r / unit.as_secs_f64().max(f64::MIN_POSITIVE);
+            if per_s > MAX_RATE {
+                return bad(
+                    field,
+                    format!(
+                        "{r:e} per {unit:?} is more than the {MAX_RATE:.0} iterations per second allowed"
+                    ),
+                );
+            }
+            Ok(())
         };
         let users = |field: &'static str, n: u32| {
             validate_users(n.into())
@@ -384,8 +396,8 @@ impl Executor {
                 max_vus,
                 max_delay,
             } => {
-                rate_ok("rate", *rate)?;
                 positive("time_unit", *time_unit)?;
+                rate_ok("rate", *rate, *time_unit)?;
                 positive("duration", *duration)?;
                 pool(*pre_allocated_vus, *max_vus, *max_delay)
             }
@@ -397,13 +409,13 @@ impl Executor {
                 max_vus,
                 max_delay,
             } => {
-                rate_ok("start_rate", *start_rate)?;
                 positive("time_unit", *time_unit)?;
+                rate_ok("start_rate", *start_rate, *time_unit)?;
                 if stages.is_empty() {
                     return bad("stages", "at least one stage is needed".into());
                 }
                 for s in stages {
-                    rate_ok("stages.target", s.target)?;
+                    rate_ok("stages.target", s.target, *time_unit)?;
                 }
                 if stages.iter().all(|s| s.duration.is_zero()) {
                     return bad("stages", "the stages add up to no time at all".into());

@@ -12,16 +12,20 @@ use std::path::{Path, PathBuf};
 use aiotest_core::BoxError;
 use aiotest_metrics::{EndpointKey, EndpointStats, Snapshot};
 
+use crate::escape::spreadsheet_safe;
 use crate::output::{IntervalView, Output, RunInfo, Verdict};
 use crate::series::PointRow;
 use crate::summary::Summary;
 
-/// A field, quoted when it holds a comma, a quote or a line break (RFC 4180).
+/// A field: control characters escaped and a leading formula character neutralised
+/// ([`spreadsheet_safe`]: names and messages can carry a response's bytes), quoted when
+/// it holds a comma or a quote (RFC 4180).
 fn field(s: &str) -> String {
+    let s = spreadsheet_safe(s);
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s.into_owned()
     }
 }
 
@@ -303,11 +307,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fields_with_commas_quotes_or_breaks_are_quoted() {
+    fn fields_with_commas_or_quotes_are_quoted_and_nothing_raw_gets_through() {
         assert_eq!(field("plain"), "plain");
         assert_eq!(field("a,b"), "\"a,b\"");
         assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(field("two\nlines"), "\"two\nlines\"");
+        // A line break or an escape sequence from a response is written escaped.
+        assert_eq!(field("two\nlines"), "two\\nlines");
+        assert_eq!(field("\u{1b}[2J"), "\\x1b[2J");
+        assert_eq!(field("=1+1,x"), "\"'=1+1,x\"");
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub mod control;
 pub mod csv;
 pub mod distributed;
 mod engine;
+pub mod escape;
 mod handle;
 mod local;
 mod manager;

@@ -338,6 +338,7 @@ impl UserManager {
 
     /// Reaps users that have ended (stopped, their work done, or cancelled).
     pub fn cleanup_inactive_users(&mut self) {
+        let mut ended = std::collections::HashSet::new();
         while let Some(result) = self.tasks.try_join_next_with_id() {
             let id = match result {
                 Ok((id, ())) => id,
@@ -349,9 +350,12 @@ impl UserManager {
                     e.id()
                 }
             };
-            if let Some(i) = self.users.iter().position(|u| u.task == id) {
-                self.users.remove(i);
-            }
+            ended.insert(id);
+        }
+        // One pass, however many ended: removing them one by one was quadratic when a
+        // million users ended together.
+        if !ended.is_empty() {
+            self.users.retain(|u| !ended.contains(&u.task));
         }
     }
 

@@ -3,6 +3,7 @@
 //! Everything is computed from the merged snapshot, so percentiles are the HDR
 //! histogram's (within 0.1%), never averages of per-user percentiles.
 
+use crate::escape::{pad, printable};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -480,17 +481,21 @@ impl Summary {
         }
         if !self.checks.is_empty() {
             let _ = writeln!(out, "\nChecks:");
-            let wide = self.checks.iter().map(|c| c.name.chars().count()).max();
+            let wide = self
+                .checks
+                .iter()
+                .map(|c| printable(&c.name).chars().count())
+                .max()
+                .unwrap_or(0);
             for c in &self.checks {
                 let mark = if c.fails == 0 { "ok  " } else { "FAIL" };
+                let name = printable(&c.name);
+                let mut line = format!("  {mark} {name}");
+                pad(&mut line, wide - name.chars().count());
                 let _ = writeln!(
                     out,
-                    "  {mark} {:<w$}  {:>7.2}%  {} passed, {} failed",
-                    c.name,
-                    c.rate,
-                    c.passes,
-                    c.fails,
-                    w = wide.unwrap_or(0)
+                    "{line}  {:>7.2}%  {} passed, {} failed",
+                    c.rate, c.passes, c.fails
                 );
             }
         }
@@ -525,7 +530,11 @@ impl Summary {
                 let _ = writeln!(
                     out,
                     "{:>9}  {} {} [{}] {}",
-                    e.count, e.method, e.name, e.category, e.message
+                    e.count,
+                    printable(&e.method),
+                    printable(&e.name),
+                    e.category,
+                    printable(&e.message)
                 );
             }
         }
@@ -591,6 +600,7 @@ enum TableLine {
 }
 
 fn row_cells(label: String, r: &Row, unit: LatencyUnit) -> Vec<String> {
+    let label = printable(&label).into_owned();
     vec![
         label,
         r.requests.to_string(),
@@ -642,15 +652,22 @@ fn render_cells(out: &mut String, headers: &[String], rows: &[TableLine], width:
         let mut text = String::new();
         let name = &c[0];
         let name_len = name.chars().count();
+        // Padded by hand: a name of any length (format!'s widths end at 65,535).
         if name_len > name_w {
             // Its own line, then the figures under an empty name.
             let _ = writeln!(out, "{name}");
-            let _ = write!(text, "{:name_w$}", "");
+            pad(&mut text, name_w);
         } else {
-            let _ = write!(text, "{name}{:pad$}", "", pad = name_w - name_len);
+            text.push_str(name);
+            pad(&mut text, name_w - name_len);
         }
         for i in (1..COLUMNS.len()).filter(|&i| keep(i)) {
-            let _ = write!(text, "  {:>w$}", c[i], w = widths[i]);
+            let cell = &c[i];
+            pad(
+                &mut text,
+                2 + widths[i].saturating_sub(cell.chars().count()),
+            );
+            text.push_str(cell);
         }
         let _ = writeln!(out, "{}", text.trim_end());
     };

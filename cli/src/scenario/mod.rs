@@ -2683,6 +2683,18 @@ max_vus = 20
             ),
             (
                 sc(
+                    "executor = \"constant-arrival-rate\"\nrate = 1e300\nduration = \"1m\"\npre_allocated_vus = 1\n",
+                ),
+                "s.toml:8: scenarios[0].rate: 1e300 per 1s is more than the 10000000 iterations per second allowed",
+            ),
+            (
+                sc(
+                    "executor = \"ramping-arrival-rate\"\ntime_unit = \"1ms\"\nstages = [{ duration = \"1s\", target = 20000 }]\npre_allocated_vus = 1\n",
+                ),
+                "scenarios[0].stages.target: 2e4 per 1ms is more than the 10000000 iterations per second allowed",
+            ),
+            (
+                sc(
                     "executor = \"constant-arrival-rate\"\nrate = 5\nduration = \"1m\"\npre_allocated_vus = 8\nmax_vus = 2\n",
                 ),
                 "s.toml:10: scenarios[0].pre_allocated_vus: 8 is above max_vus (2)",

@@ -1030,7 +1030,7 @@ fn ctrl_c_stops_gracefully_and_still_prints_the_summary() {
         .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(105), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let total: u64 = stdout
         .lines()

@@ -89,6 +89,10 @@ fn quick_mode_mistakes_exit_2_before_any_request() {
             vec!["--url", &url, "--body-file", "/nonexistent/body"],
             "--body-file: /nonexistent/body",
         ),
+        (
+            vec!["--url", &url, "--body-file", "/dev/zero"],
+            "--body-file: /dev/zero: over the 64 MiB a body may have",
+        ),
         (vec!["--url", &url, "--timeout", "0s"], "at most 1h"),
         (vec!["--url", &url, "--max-retries", "99"], "0 to 10"),
         (vec!["--url", &url, "--max-redirects", "101"], "to 100"),

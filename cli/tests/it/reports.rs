@@ -395,3 +395,70 @@ fn the_dashboard_shows_the_run_live_and_its_buttons_steer_it() {
     assert_eq!(json["totals"]["requests"], served(&t));
     let _ = std::fs::remove_file(export);
 }
+
+/// Bytes from a response never reach the terminal or a CSV cell raw: a captured value
+/// holding escape sequences, used in a path, is shown escaped in the Errors section and
+/// in the failures CSV; a name that starts like a formula is neutralised in the CSV; and
+/// a path longer than 65,535 characters is printed in the summary, not a panic.
+#[test]
+fn response_bytes_are_escaped_on_the_terminal_and_in_csv_cells() {
+    let addr = super::serve(|req, _| {
+        let body = if req.uri.path() == "/login" {
+            "{\"token\":\"\\u001b]0;owned\\u0007\\u001b[2J\"}".to_owned()
+        } else {
+            "ok".to_owned()
+        };
+        let status = if req.uri.path().starts_with("/=") {
+            500
+        } else {
+            200
+        };
+        hyper::Response::builder()
+            .status(status)
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap()
+    });
+    let long = "a".repeat(70_000);
+    let file = super::TempFile::new(
+        "escapes",
+        &format!(
+            "host = \"http://{addr}\"\n\
+             [[setup]]\npath = \"/login\"\ncapture = {{ token = \"/token\" }}\n\
+             [[users]]\nname = \"u\"\nwait_time = 0\n\
+             [[users.tasks]]\npath = \"/items/{{{{setup.token}}}}\"\nname = \"/items/{{{{setup.token}}}}\"\n\
+             [[users.tasks]]\npath = \"/=cmd\"\nname = \"=HYPERLINK(1)\"\n\
+             [[users.tasks]]\npath = \"/{long}\"\n\
+             [[scenarios]]\nname = \"s\"\nexecutor = \"per-vu-iterations\"\nvus = 1\niterations = 1\n"
+        ),
+    );
+    let prefix = std::env::temp_dir().join(format!("aiotest-it-{}-esc", std::process::id()));
+    let out = super::aiotest(&[
+        "run",
+        file.path().to_str().unwrap(),
+        "-q",
+        "--allow-failures",
+        "--csv",
+        prefix.to_str().unwrap(),
+    ]);
+    let stdout = super::text(&out.stdout);
+    let stderr = super::text(&out.stderr);
+    assert!(out.status.code().is_some(), "{stderr}");
+    assert!(
+        !stdout.contains('\u{1b}'),
+        "a raw escape reached the terminal"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "a raw escape reached the terminal"
+    );
+    assert!(stdout.contains(&long), "the long path is in the summary");
+    assert!(stdout.contains("\\x1b]0;owned\\x07\\x1b[2J"), "{stdout}");
+    let failures = std::fs::read_to_string(format!("{}_failures.csv", prefix.display())).unwrap();
+    let stats = std::fs::read_to_string(format!("{}_stats.csv", prefix.display())).unwrap();
+    assert!(!failures.contains('\u{1b}') && !stats.contains('\u{1b}'));
+    assert!(stats.contains("'=HYPERLINK(1)"), "{stats}");
+    assert!(failures.contains("'=HYPERLINK(1)"), "{failures}");
+    for suffix in ["history", "stats", "failures"] {
+        let _ = std::fs::remove_file(format!("{}_{suffix}.csv", prefix.display()));
+    }
+}
