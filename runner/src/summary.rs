@@ -38,20 +38,27 @@ pub struct Row {
     pub checks_failed: u64,
     /// Requests per second over the run time.
     pub rps: f64,
-    /// Shortest duration, ms.
-    pub min_ms: f64,
-    /// Median, ms.
-    pub p50_ms: f64,
-    /// 90th percentile, ms.
-    pub p90_ms: f64,
-    /// 95th percentile, ms.
-    pub p95_ms: f64,
-    /// 99th percentile, ms.
-    pub p99_ms: f64,
-    /// Longest duration, ms.
-    pub max_ms: f64,
-    /// Mean duration, ms.
-    pub mean_ms: f64,
+    /// Shortest duration, ms. `None` (null in JSON, `-` in tables) when no request of the row has a
+    /// duration (every one failed before an exchange, or was interrupted).
+    pub min_ms: Option<f64>,
+    /// Median, ms. `None` (null in JSON, `-` in tables) when no request of the row has a
+    /// duration (every one failed before an exchange, or was interrupted).
+    pub p50_ms: Option<f64>,
+    /// 90th percentile, ms. `None` (null in JSON, `-` in tables) when no request of the row has a
+    /// duration (every one failed before an exchange, or was interrupted).
+    pub p90_ms: Option<f64>,
+    /// 95th percentile, ms. `None` (null in JSON, `-` in tables) when no request of the row has a
+    /// duration (every one failed before an exchange, or was interrupted).
+    pub p95_ms: Option<f64>,
+    /// 99th percentile, ms. `None` (null in JSON, `-` in tables) when no request of the row has a
+    /// duration (every one failed before an exchange, or was interrupted).
+    pub p99_ms: Option<f64>,
+    /// Longest duration, ms. `None` (null in JSON, `-` in tables) when no request of the row has a
+    /// duration (every one failed before an exchange, or was interrupted).
+    pub max_ms: Option<f64>,
+    /// Mean duration, ms. `None` (null in JSON, `-` in tables) when no request of the row has a
+    /// duration (every one failed before an exchange, or was interrupted).
+    pub mean_ms: Option<f64>,
     /// Bytes sent.
     pub bytes_sent: u64,
     /// Bytes received.
@@ -81,6 +88,7 @@ fn ms(us: u64) -> f64 {
 impl Row {
     /// The row for `stats` over `secs` seconds.
     pub fn new(scenario: &str, name: &str, method: &str, stats: &EndpointStats, secs: f64) -> Self {
+        let timed = stats.timed() > 0;
         Row {
             scenario: scenario.to_owned(),
             name: name.to_owned(),
@@ -96,13 +104,13 @@ impl Row {
             } else {
                 0.0
             },
-            min_ms: ms(stats.min_us.unwrap_or(0)),
-            p50_ms: ms(stats.percentile_us(0.50)),
-            p90_ms: ms(stats.percentile_us(0.90)),
-            p95_ms: ms(stats.percentile_us(0.95)),
-            p99_ms: ms(stats.percentile_us(0.99)),
-            max_ms: ms(stats.max_us.unwrap_or(0)),
-            mean_ms: stats.mean_us() / 1_000.0,
+            min_ms: timed.then(|| ms(stats.min_us.unwrap_or(0))),
+            p50_ms: timed.then(|| ms(stats.percentile_us(0.50))),
+            p90_ms: timed.then(|| ms(stats.percentile_us(0.90))),
+            p95_ms: timed.then(|| ms(stats.percentile_us(0.95))),
+            p99_ms: timed.then(|| ms(stats.percentile_us(0.99))),
+            max_ms: timed.then(|| ms(stats.max_us.unwrap_or(0))),
+            mean_ms: timed.then(|| stats.mean_us() / 1_000.0),
             bytes_sent: stats.bytes_sent,
             bytes_received: stats.bytes_received,
             service_p50_ms: stats.service.as_ref().map(|t| ms(t.percentile_us(0.50))),
@@ -413,7 +421,7 @@ impl Summary {
             self.endpoints
                 .iter()
                 .chain(std::iter::once(&self.totals))
-                .map(|r| r.max_ms.max(r.service_max_ms.unwrap_or(0.0))),
+                .map(|r| r.max_ms.unwrap_or(0.0).max(r.service_max_ms.unwrap_or(0.0))),
         );
         let mut rows: Vec<TableLine> = Vec::new();
         let grouped = self
@@ -606,13 +614,13 @@ fn row_cells(label: String, r: &Row, unit: LatencyUnit) -> Vec<String> {
         r.requests.to_string(),
         r.failures.to_string(),
         format!("{:.1}", r.rps),
-        unit.show(r.min_ms),
-        unit.show(r.p50_ms),
-        unit.show(r.p90_ms),
-        unit.show(r.p95_ms),
-        unit.show(r.p99_ms),
-        unit.show(r.max_ms),
-        unit.show(r.mean_ms),
+        unit.show_opt(r.min_ms),
+        unit.show_opt(r.p50_ms),
+        unit.show_opt(r.p90_ms),
+        unit.show_opt(r.p95_ms),
+        unit.show_opt(r.p99_ms),
+        unit.show_opt(r.max_ms),
+        unit.show_opt(r.mean_ms),
     ]
 }
 
@@ -711,6 +719,11 @@ impl LatencyUnit {
         }
     }
 
+    /// A duration, or `-` for none.
+    fn show_opt(self, ms: Option<f64>) -> String {
+        ms.map_or_else(|| "-".to_owned(), |ms| self.show(ms))
+    }
+
     fn show(self, ms: f64) -> String {
         match self {
             LatencyUnit::Micros => format!("{:.0}", ms * 1_000.0),
@@ -748,11 +761,12 @@ mod tests {
         assert!((sum.totals.rps - 11.0).abs() < 1e-9);
         let a = &sum.endpoints[0];
         assert_eq!((a.name.as_str(), a.method.as_str()), ("/a", "GET"));
-        assert_eq!(a.min_ms, 1.0);
-        assert_eq!(a.max_ms, 100.0);
-        assert!((a.p50_ms - 50.0).abs() <= 0.05, "{}", a.p50_ms);
-        assert!((a.p99_ms - 99.0).abs() <= 0.1, "{}", a.p99_ms);
-        assert!((a.mean_ms - 50.5).abs() < 1e-9);
+        assert_eq!(a.min_ms, Some(1.0));
+        assert_eq!(a.max_ms, Some(100.0));
+        let (p50, p99) = (a.p50_ms.unwrap(), a.p99_ms.unwrap());
+        assert!((p50 - 50.0).abs() <= 0.05, "{p50}");
+        assert!((p99 - 99.0).abs() <= 0.1, "{p99}");
+        assert!((a.mean_ms.unwrap() - 50.5).abs() < 1e-9);
         assert_eq!(
             sum.errors,
             vec![ErrorRow {
@@ -763,6 +777,27 @@ mod tests {
                 count: 10
             }]
         );
+    }
+
+    #[test]
+    fn without_a_single_duration_the_latency_figures_are_null_not_zero() {
+        let mut snap = Snapshot::new();
+        for _ in 0..3 {
+            snap.record(
+                &RequestRecord::ok("/down", "GET", 0, 0)
+                    .failed(ErrorCategory::Connect, Some("refused")),
+            );
+        }
+        let sum = Summary::new(&snap, Duration::from_secs(1));
+        assert_eq!(sum.totals.p95_ms, None);
+        let v: serde_json::Value = serde_json::from_str(&sum.to_json()).unwrap();
+        for field in ["min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms"] {
+            assert!(v["totals"][field].is_null(), "totals.{field}: {}", v["totals"]);
+        }
+        let table = sum.render_table_for(None);
+        let total = table.lines().find(|l| l.starts_with("Total")).unwrap();
+        assert!(total.ends_with("-  -  -  -  -  -  -") || total.contains("  -"), "{table}");
+        assert!(!total.contains("0µs") && !total.contains(" 0.00"), "{table}");
     }
 
     #[test]

@@ -77,9 +77,14 @@ fn main() -> Result<(), BoxError> {
     };
 
     let on_summary = SummaryHook::new(|summary: &Summary| {
+        // No p95 when no request had a duration (every one failed before an exchange).
+        let p95 = summary
+            .totals
+            .p95_ms
+            .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2} ms"));
         eprintln!(
-            "summary hook: {} requests, p95 {:.2} ms",
-            summary.totals.requests, summary.totals.p95_ms
+            "summary hook: {} requests, p95 {p95}",
+            summary.totals.requests
         );
         Ok(())
     });

@@ -53,8 +53,9 @@ pub(crate) fn utc(us: u64) -> String {
     )
 }
 
-fn ms(v: f64) -> String {
-    format!("{v:.2}")
+/// A duration in ms, `-` for none (no request of the row has a duration).
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
 }
 
 /// A numeric cell carrying its field name, so a reader (or a test) finds it.
@@ -134,11 +135,11 @@ pub(crate) fn endpoints_table(summary: &Summary) -> String {
                 out,
                 "<tr class=\"service\"><td class=\"text\">&nbsp;&nbsp;service time</td>\
                  <td colspan=\"5\"></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td></tr>",
-                ms(p50),
-                ms(p90),
-                ms(p95),
-                ms(p99),
-                ms(max)
+                ms(Some(p50)),
+                ms(Some(p90)),
+                ms(Some(p95)),
+                ms(Some(p99)),
+                ms(Some(max))
             );
         }
     }
@@ -187,8 +188,8 @@ pub(crate) fn scenarios_table(meta: Option<&RunMeta>, summary: &Summary) -> Stri
             "iterations_per_s",
             &format!("{:.1}", sc.iterations_per_s),
         );
-        num(&mut out, "iteration_p50_ms", &ms(sc.iteration_p50_ms));
-        num(&mut out, "iteration_p95_ms", &ms(sc.iteration_p95_ms));
+        num(&mut out, "iteration_p50_ms", &ms(Some(sc.iteration_p50_ms)));
+        num(&mut out, "iteration_p95_ms", &ms(Some(sc.iteration_p95_ms)));
         out.push_str("</tr>");
     }
     out.push_str("</table>");
