@@ -153,6 +153,7 @@ impl Bare {
             attempt: 0,
             lateness_us: None,
             checked: false,
+            expected_interval_us: None,
         });
         body
     }

@@ -327,6 +327,18 @@ fn parse_users(s: &str) -> Result<u32, String> {
 
 /// Checks a `-H` URL the way every runner and client does: a bad port is an error.
 fn parse_host(s: &str) -> Result<String, String> {
+    // `-H 'Authorization: Bearer x'` is curl's and oha's header flag; here it is the host.
+    if let Some((name, rest)) = s.split_once(':')
+        && !name.is_empty()
+        && !matches!(name, "http" | "https")
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        // `localhost:8080` is a host and a port.
+        && !rest.split('/').next().is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!(
+            "`{s}` looks like a header: -H is the host (as in Locust); use --header '{s}'"
+        ));
+    }
     let u = aiotest_core::url::parse_base_url(s).map_err(|e| format!("`{s}`: {e}"))?;
     if u.rest.contains(['?', '#']) {
         return Err(format!("`{s}`: a host must not have a query string"));

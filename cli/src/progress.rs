@@ -80,7 +80,7 @@ impl Figures {
         };
         let fields = [
             clock,
-            format!("{} users", self.users),
+            plural(self.users, "user", "users"),
             format!("{} req/s", rate(self.rps)),
             format!("p95 {}", latency(self.p95_us)),
             format!("{fail_pct:.2}% failed"),
@@ -194,6 +194,12 @@ impl Output for Progress {
         }
         Ok(())
     }
+}
+
+/// `n` and the noun that goes with it: `1 user`, `2 users`.
+pub(crate) fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 #[cfg(test)]

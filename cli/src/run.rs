@@ -210,6 +210,19 @@ fn url_as_argument(args: &mut RunArgs) -> Result<(), UsageError> {
         return Ok(());
     };
     if !(arg.starts_with("http://") || arg.starts_with("https://")) {
+        // `127.0.0.1:8080` or `localhost:3000/api` is a URL without its scheme, not a
+        // file (unless such a file exists).
+        let looks_like_host = {
+            let host = arg.split('/').next().unwrap_or("");
+            host.rsplit_once(':').is_some_and(|(h, port)| {
+                !h.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+            })
+        };
+        if looks_like_host && !std::path::Path::new(arg).exists() {
+            return Err(UsageError(format!(
+                "`{arg}` is not a file; to test a URL write its scheme: `http://{arg}`"
+            )));
+        }
         return Ok(());
     }
     if args.url.is_some() || args.demo {

@@ -388,6 +388,8 @@ impl HttpUser {
             wall: WallClock::default(),
             targets: Targets::default(),
             stop: None,
+            attempt_started: None,
+            cadence_us: 0,
         }
     }
 }
@@ -417,6 +419,10 @@ pub struct HttpClient {
     lateness: Option<IterationLateness>,
     /// The user's graceful stop, inside a runner: no retry starts after it.
     stop: Option<StopSignal>,
+    /// When the attempt in flight started.
+    attempt_started: Option<Instant>,
+    /// The average time between this user's attempts, µs (0 until known).
+    cadence_us: u64,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -1063,6 +1069,14 @@ impl HttpClient {
         // once, it is also the moment the request is sent.
         let started = Instant::now();
         let sent_at_us = self.wall.micros_at(started);
+        if let Some(before) = self.attempt_started.replace(started) {
+            let gap = u64::try_from(started.saturating_duration_since(before).as_micros())
+                .unwrap_or(u64::MAX);
+            self.cadence_us = match self.cadence_us {
+                0 => gap,
+                c => c - c / 8 + gap / 8,
+            };
+        }
         let failed = |category, message: String, duration: Duration, bytes: (u64, u64), entry| {
             (
                 Response {
@@ -1434,6 +1448,7 @@ impl HttpClient {
             attempt: 0,
             lateness_us: None,
             checked: false,
+            expected_interval_us: None,
         });
         Response {
             status: None,
@@ -1452,22 +1467,38 @@ impl HttpClient {
     /// (its latency is unknown; the statistics keep it out of every percentile).
     #[cold]
     fn record_interrupted(&mut self, plan: &Plan) {
+        // What it waited: a lower bound of its latency.
+        let (waited_us, time_us) = match self.attempt_started {
+            Some(t) => (
+                u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
+                self.wall.micros_at(t),
+            ),
+            None => (0, now_us()),
+        };
+        let lateness_us = self.lateness.as_ref().and_then(IterationLateness::get_us);
+        let expected_interval_us = self.cadence();
         let name = Self::record_name(&mut self.name_buf, &self.targets, plan, None);
         self.recorder.record(&RequestRecord {
             scenario: &self.scenario,
             name,
             method: plan.method.as_str(),
             status: None,
-            duration_us: 0,
+            duration_us: waited_us,
             bytes_sent: 0,
             bytes_received: 0,
             error: Some(ErrorCategory::Interrupted),
             message: Some("still in flight when the run's graceful stop period ended"),
-            time_us: now_us(),
+            time_us,
             attempt: 0,
-            lateness_us: None,
+            lateness_us,
             checked: false,
+            expected_interval_us,
         });
+    }
+
+    /// The user's usual time between requests (an average of the last few), once known.
+    fn cadence(&self) -> Option<u64> {
+        (self.cadence_us > 0).then_some(self.cadence_us)
     }
 
     fn record_attempt(
@@ -1488,8 +1519,14 @@ impl HttpClient {
             }
             _ => None,
         };
-        let name = Self::record_name(&mut self.name_buf, &self.targets, plan, meta.entry);
         let error = response.error.as_ref();
+        // A request that timed out kept its user waiting as one cut off does.
+        let expected_interval_us = if error.is_some_and(|e| e.category == ErrorCategory::Timeout) {
+            self.cadence()
+        } else {
+            None
+        };
+        let name = Self::record_name(&mut self.name_buf, &self.targets, plan, meta.entry);
         let record = RequestRecord {
             scenario: &self.scenario,
             name,
@@ -1504,6 +1541,7 @@ impl HttpClient {
             attempt,
             lateness_us: self.lateness.as_ref().and_then(IterationLateness::get_us),
             checked,
+            expected_interval_us,
         };
         match endpoint {
             Some(endpoint) => self.recorder.record_at(endpoint, &record),

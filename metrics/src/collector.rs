@@ -420,6 +420,8 @@ struct Raw {
     duration_us: u64,
     /// `NO_LATENESS` in the closed model.
     lateness_us: u64,
+    /// The user's interval between requests, for one that never completed; 0 for none.
+    expected_us: u64,
     bytes_sent: u64,
     bytes_received: u64,
     time_us: u64,
@@ -618,6 +620,7 @@ impl RecorderState {
             checked: r.checked,
             duration_us: r.duration_us,
             lateness_us: r.lateness_us.unwrap_or(NO_LATENESS),
+            expected_us: r.expected_interval_us.unwrap_or(0),
             bytes_sent: r.bytes_sent,
             bytes_received: r.bytes_received,
             time_us: r.time_us,
@@ -790,6 +793,9 @@ impl RecorderState {
                 message,
                 r.time_us,
             );
+            if r.expected_us > 0 && r.lateness_us == NO_LATENESS {
+                stats.record_omitted(r.duration_us, r.expected_us);
+            }
         }
         drop(state);
         self.buf.clear();

@@ -29,7 +29,7 @@ pub enum ErrorCategory {
     Other,
     /// Still in flight when the run's graceful stop period ended: the request was sent
     /// (or being sent) and no response was complete. Counted as a request and a failure,
-    /// with no duration: its latency is unknown, so it stays out of every percentile.
+    /// with the time it had waited as its duration (a lower bound of its latency).
     Interrupted,
     /// The response's body was larger than the user allows (its declared length, or the
     /// bytes that arrived): the rest was not read and the connection was closed.
@@ -74,18 +74,14 @@ impl ErrorCategory {
 
     /// Whether a request that failed this way has a latency that says something of the
     /// target: no for failures before any exchange (connect, DNS, TLS, a request that
-    /// could not be sent) and for interrupted ones. Those count as requests and failures
-    /// and stay out of every percentile, min, max and mean, so a dead target cannot pass
-    /// `p95<1ms` on fast refusals. A timeout keeps its duration: it is a lower bound of a
-    /// latency that must show.
+    /// could not be sent). Those count as requests and failures and stay out of every
+    /// percentile, min, max and mean, so a dead target cannot pass `p95<1ms` on fast
+    /// refusals. A timeout and an interrupted request keep the time they waited: a lower
+    /// bound of a latency that must show.
     pub const fn has_latency(self) -> bool {
         !matches!(
             self,
-            ErrorCategory::Connect
-                | ErrorCategory::Dns
-                | ErrorCategory::Tls
-                | ErrorCategory::Other
-                | ErrorCategory::Interrupted
+            ErrorCategory::Connect | ErrorCategory::Dns | ErrorCategory::Tls | ErrorCategory::Other
         )
     }
 
@@ -139,6 +135,12 @@ pub struct RequestRecord<'a> {
     /// A check of the response ran (k6's checks, Locust's `catch_response`): a failed
     /// one makes the request fail with [`ErrorCategory::CheckFailed`].
     pub checked: bool,
+    /// For a closed-model request that never completed (timed out, or interrupted at
+    /// the end of the graceful stop), the user's usual time between requests, µs: while
+    /// it waited, the user sent none, and the latency percentiles take the samples it
+    /// would have taken (HdrHistogram's coordinated-omission correction), so a target
+    /// that hangs cannot pass a percentile on the requests made before it hung.
+    pub expected_interval_us: Option<u64>,
 }
 
 impl<'a> RequestRecord<'a> {
@@ -159,6 +161,7 @@ impl<'a> RequestRecord<'a> {
             attempt: 0,
             lateness_us: None,
             checked: false,
+            expected_interval_us: None,
         }
     }
 
@@ -180,9 +183,9 @@ impl<'a> RequestRecord<'a> {
         self.error.is_some()
     }
 
-    /// Whether its duration is a latency: false for a request whose response never
-    /// completed because the run stopped it ([`ErrorCategory::Interrupted`]).
+    /// Whether its duration is a latency (or a lower bound of one): false for a request
+    /// that failed before any exchange.
     pub fn is_timed(&self) -> bool {
-        self.error != Some(ErrorCategory::Interrupted)
+        self.error.is_none_or(ErrorCategory::has_latency)
     }
 }

@@ -183,7 +183,17 @@ pub struct EndpointStats {
     /// from sending to the last byte beside it. `None` when no such request was made.
     #[serde(default)]
     pub service: Option<ServiceTime>,
+    /// Samples in `histogram` estimated, not measured: the requests users would have
+    /// sent while they waited on requests that never completed (see
+    /// [`RequestRecord::expected_interval_us`]). They weigh in the percentiles only:
+    /// counts, min, max and mean are the measured requests'.
+    #[serde(default)]
+    pub estimated: u64,
 }
+
+/// Estimated samples one request that never completed adds at most: past it, each
+/// recorded value stands for several (with its count), so memory and time stay bounded.
+const MAX_ESTIMATED_VALUES: u64 = 10_000;
 
 /// Plain service times of open-model requests; see [`EndpointStats::service`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -237,6 +247,7 @@ impl Default for EndpointStats {
     fn default() -> Self {
         EndpointStats {
             histogram: Latencies::new(),
+            estimated: 0,
             requests: 0,
             failures: 0,
             retries: 0,
@@ -284,6 +295,32 @@ impl EndpointStats {
             self.retries += 1;
         }
         self.checks += u64::from(r.checked);
+        if let Some(e) = r.expected_interval_us
+            && r.lateness_us.is_none()
+        {
+            self.record_omitted(r.duration_us, e);
+        }
+    }
+
+    /// Adds the samples a user waiting `waited_us` on a request that never completed
+    /// would have taken, one every `interval_us`: `waited - interval`, `waited - 2 *
+    /// interval`, ... down to one interval (HdrHistogram's
+    /// `recordValueWithExpectedInterval`).
+    pub(crate) fn record_omitted(&mut self, waited_us: u64, interval_us: u64) {
+        if interval_us == 0 || waited_us <= interval_us {
+            return;
+        }
+        let n = (waited_us - 1) / interval_us;
+        let groups = n.min(MAX_ESTIMATED_VALUES);
+        for g in 0..groups {
+            let (first, last) = (g * n / groups + 1, (g + 1) * n / groups);
+            let mid = first + (last - first) / 2;
+            let v = waited_us
+                .saturating_sub(mid.saturating_mul(interval_us))
+                .clamp(HISTOGRAM_LOW_US, HISTOGRAM_HIGH_US);
+            let _ = self.histogram.record_n(v, last - first + 1);
+        }
+        self.estimated += n;
     }
 
     #[allow(clippy::too_many_arguments)] // the fields of a record, unpacked
@@ -344,6 +381,7 @@ impl EndpointStats {
     /// Adds `other` in, exactly.
     pub fn merge(&mut self, other: &EndpointStats) {
         self.histogram.merge_from(&other.histogram);
+        self.estimated += other.estimated;
         self.requests += other.requests;
         self.failures += other.failures;
         self.retries += other.retries;
@@ -401,9 +439,9 @@ impl EndpointStats {
         }
     }
 
-    /// Requests with a duration: all but the interrupted ones.
+    /// Requests with a duration: all but those that failed before any exchange.
     pub fn timed(&self) -> u64 {
-        self.histogram.len()
+        self.histogram.len().saturating_sub(self.estimated)
     }
 
     /// Requests still in flight when the run's graceful stop ended.

@@ -250,9 +250,35 @@ struct Run {
     planned: Option<Duration>,
     /// The run's pauses (wall-clock µs), the last one open while paused.
     pauses: Vec<(u64, Option<u64>)>,
+    /// The stretch without a response going on (since when, wall-clock µs), and the
+    /// longest one seen.
+    quiet_since: Option<u64>,
+    longest_quiet: Option<(u64, u64)>,
 }
 
 impl Run {
+    /// Follows stretches of closed intervals in which no sent request got a response (a
+    /// target that hangs); a paused interval neither extends nor ends one.
+    fn note_quiet(&mut self, interval: &Snapshot, span: (u64, u64)) {
+        if self.paused_within(span.0, span.1) >= span.1.saturating_sub(span.0) {
+            return;
+        }
+        let responses: u64 = interval
+            .endpoints
+            .values()
+            .flat_map(|e| e.status_codes.iter().map(|&(_, n)| n))
+            .sum();
+        if responses > 0 {
+            self.quiet_since = None;
+            return;
+        }
+        let since = *self.quiet_since.get_or_insert(span.0);
+        let longest = self.longest_quiet.map_or(0, |(a, b)| b - a);
+        if span.1.saturating_sub(since) > longest {
+            self.longest_quiet = Some((since, span.1));
+        }
+    }
+
     /// How long the run was paused within `[from, to)` (wall-clock µs).
     fn paused_within(&self, from: u64, to: u64) -> u64 {
         self.pauses
@@ -452,6 +478,8 @@ impl<P: Placement> Engine<'_, P> {
             base,
             planned,
             pauses: Vec::new(),
+            quiet_since: None,
+            longest_quiet: None,
         };
         let ending = if proceed {
             self.control_loop(&mut run).await
@@ -705,6 +733,7 @@ impl<P: Placement> Engine<'_, P> {
                 interval.start_us.unwrap_or(now_us),
                 interval.end_us.unwrap_or(now_us),
             );
+            run.note_quiet(&interval, span);
             let live = {
                 let paused = run.paused_within(span.0, span.1);
                 let mut view = lock(&self.core.shared.live);
@@ -756,6 +785,19 @@ impl<P: Placement> Engine<'_, P> {
             .unwrap_or_default();
         let mut summary = Summary::new(total, run_time).with_scenarios(&infos);
         summary.notes = notes(total, &self.placement.counts(), ending, finish);
+        if let Some((from, to)) = run.longest_quiet
+            && to - from >= 2_000_000
+            && total.total().requests > 0
+        {
+            let at = |t: u64| t.saturating_sub(run.base.wall_us) as f64 / 1e6;
+            summary.notes.push(format!(
+                "No request sent from {:.1} s to {:.1} s of the run got a response: {:.1} s \
+                 without one, the longest such stretch.",
+                at(from),
+                at(to),
+                (to - from) as f64 / 1e6
+            ));
+        }
         if run.agg.late_requests > 0 {
             summary.notes.push(format!(
                 "{} requests reached the figures after their second of the series had \
@@ -782,6 +824,11 @@ impl<P: Placement> Engine<'_, P> {
         }
         (summary, errors)
     }
+}
+
+/// `n` with the words for one or many: `1 request was`, `3 requests were`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// What the figures leave out, and why.
@@ -821,14 +868,24 @@ fn notes(total: &Snapshot, counts: &TaskCounts, ending: &Ending, finish: &Finish
     let interrupted = all.interrupted();
     if interrupted > 0 {
         notes.push(format!(
-            "{interrupted} requests were still in flight when the graceful stop period ended: \
-             counted as failed (interrupted), without a duration."
+            "{} still in flight when the graceful stop period ended: counted as failed \
+             (interrupted), with the time waited as the duration (a lower bound).",
+            count(interrupted, "request was", "requests were")
+        ));
+    }
+    let estimated: u64 = total.endpoints.values().map(|e| e.estimated).sum();
+    if estimated > 0 {
+        notes.push(format!(
+            "The percentiles include {estimated} samples estimated for the requests users \
+             would have sent while they waited on ones that never completed (timed out or \
+             interrupted), one per user's usual interval (coordinated-omission correction); \
+             counts, min, max and mean are the measured requests'."
         ));
     }
     if counts.cancelled_users > 0 {
         notes.push(format!(
-            "{} users were still busy after the graceful stop period and were cancelled.",
-            counts.cancelled_users
+            "{} still busy after the graceful stop period and cancelled.",
+            count(counts.cancelled_users, "user was", "users were")
         ));
     }
     if !finish.missing_workers.is_empty() {

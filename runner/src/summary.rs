@@ -791,13 +791,25 @@ mod tests {
         let sum = Summary::new(&snap, Duration::from_secs(1));
         assert_eq!(sum.totals.p95_ms, None);
         let v: serde_json::Value = serde_json::from_str(&sum.to_json()).unwrap();
-        for field in ["min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms"] {
-            assert!(v["totals"][field].is_null(), "totals.{field}: {}", v["totals"]);
+        for field in [
+            "min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms",
+        ] {
+            assert!(
+                v["totals"][field].is_null(),
+                "totals.{field}: {}",
+                v["totals"]
+            );
         }
         let table = sum.render_table_for(None);
         let total = table.lines().find(|l| l.starts_with("Total")).unwrap();
-        assert!(total.ends_with("-  -  -  -  -  -  -") || total.contains("  -"), "{table}");
-        assert!(!total.contains("0µs") && !total.contains(" 0.00"), "{table}");
+        assert!(
+            total.ends_with("-  -  -  -  -  -  -") || total.contains("  -"),
+            "{table}"
+        );
+        assert!(
+            !total.contains("0µs") && !total.contains(" 0.00"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -59,6 +59,75 @@ fn a_hung_target_gives_interrupted_requests_and_fails_the_threshold() {
         stdout.contains("5 requests were still in flight when the graceful stop period ended"),
         "{stdout}"
     );
+    // They waited the whole run: that is their duration, a lower bound.
+    assert!(
+        json["totals"]["max_ms"].as_f64().unwrap() >= 3_000.0,
+        "{}",
+        json["totals"]
+    );
+    let _ = std::fs::remove_file(export);
+}
+
+/// A target that answers for a second and then hangs for the rest of the run: the
+/// requests made before it hung are fast, but users waited for most of the run, so
+/// `p95<100ms` fails (it used to pass with p95 at a few ms), and the summary says how
+/// long no response came.
+#[test]
+fn a_target_that_hangs_mid_run_fails_a_latency_threshold() {
+    let started = std::sync::OnceLock::<Instant>::new();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = std::sync::Arc::clone(&served);
+    let addr = super::serve(move |_, _| {
+        count.fetch_add(1, Ordering::SeqCst);
+        let first = *started.get_or_init(Instant::now);
+        if first.elapsed() > Duration::from_secs(1) {
+            // Hangs the server's only thread: every connection waits.
+            std::thread::sleep(Duration::from_secs(20));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")))
+    });
+    let export = export_path("hang-mid-run");
+    let out = aiotest(&[
+        "run",
+        &format!("http://{addr}/"),
+        "-u",
+        "20",
+        "-t",
+        "6s",
+        "--stop-timeout",
+        "1s",
+        "--threshold",
+        "p95<100ms",
+        "--threshold",
+        "failures<5%",
+        "-q",
+        "--summary-export",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(99), "{}", text(&out.stderr));
+    let json = read_json(&export);
+    let verdicts = super::threshold_verdicts(&json);
+    assert!(!verdicts[0], "p95<100ms fails: {}", json["thresholds"]);
+    assert!(
+        json["totals"]["p95_ms"].as_f64().unwrap() > 1_000.0,
+        "{}",
+        json["totals"]
+    );
+    // Estimated samples are not requests: the count is what was sent, the server's
+    // count plus the 19 requests queued behind the one its thread hangs in.
+    let (counted, served) = (
+        json["totals"]["requests"].as_u64().unwrap(),
+        served.load(Ordering::SeqCst),
+    );
+    assert!(
+        (served..=served + 20).contains(&counted),
+        "{counted} vs {served}"
+    );
+    assert_eq!(json["totals"]["interrupted"].as_u64(), Some(20));
+    let notes = json["notes"].to_string();
+    assert!(notes.contains("got a response"), "{notes}");
+    assert!(notes.contains("samples estimated"), "{notes}");
     let _ = std::fs::remove_file(export);
 }
 

@@ -97,6 +97,14 @@ fn quick_mode_mistakes_exit_2_before_any_request() {
         (vec!["--url", &url, "--max-retries", "99"], "0 to 10"),
         (vec!["--url", &url, "--max-redirects", "101"], "to 100"),
         (
+            vec!["--url", &url, "-H", "Authorization: Bearer x"],
+            "looks like a header: -H is the host (as in Locust); use --header 'Authorization: Bearer x'",
+        ),
+        (
+            vec!["127.0.0.1:8080"],
+            "`127.0.0.1:8080` is not a file; to test a URL write its scheme: `http://127.0.0.1:8080`",
+        ),
+        (
             vec!["--url", &url, "--max-response-body", "0"],
             "from 1 byte to 4 GiB",
         ),

@@ -35,29 +35,25 @@ fn endpoint_stats_count_everything_exactly() {
 }
 
 #[test]
-fn interrupted_requests_count_as_failures_but_stay_out_of_every_latency() {
+fn interrupted_requests_count_as_failures_with_the_time_they_waited() {
     let mut s = EndpointStats::default();
     s.record(&rec("/a", Some(200), 1_000, 50));
     s.record(&rec("/a", None, 4_000_000, 60).failed(ErrorCategory::Interrupted, None));
-    s.record(&rec("/a", None, 0, 70).failed(ErrorCategory::Interrupted, None));
+    s.record(&rec("/a", None, 2_000, 70).failed(ErrorCategory::Interrupted, None));
     assert_eq!(
         (s.requests, s.failures, s.timed(), s.interrupted()),
-        (3, 2, 1, 2)
+        (3, 2, 3, 2)
     );
-    assert_eq!((s.min_us, s.max_us), (Some(1_000), Some(1_000)));
-    assert_eq!(s.mean_us(), 1_000.0);
-    assert_eq!(s.percentile_us(0.99), 1_000);
-    // A merge keeps the distinction.
+    // What they waited is a lower bound of their latency, and it shows.
+    assert_eq!((s.min_us, s.max_us), (Some(1_000), Some(4_000_000)));
+    assert!(
+        s.percentile_us(0.99) >= 3_990_000,
+        "{}",
+        s.percentile_us(0.99)
+    );
     let mut m = EndpointStats::default();
     m.merge(&s);
-    assert_eq!((m.requests, m.timed(), m.interrupted()), (3, 1, 2));
-    // Only interrupted requests: no latency at all, not a zero one.
-    let mut only = EndpointStats::default();
-    only.record(&rec("/b", None, 9, 0).failed(ErrorCategory::Interrupted, None));
-    assert_eq!(
-        (only.percentile_us(0.5), only.mean_us(), only.min_us),
-        (0, 0.0, None)
-    );
+    assert_eq!((m.requests, m.timed(), m.interrupted()), (3, 3, 2));
 }
 
 #[test]
@@ -340,4 +336,39 @@ fn hostile_histograms_are_refused_before_anything_is_allocated_for_them() {
         let err = decode_histogram(&blob).unwrap_err();
         assert!(err.contains(expected), "{err} (expected {expected})");
     }
+}
+
+#[test]
+fn a_request_that_never_completed_adds_the_samples_its_user_would_have_taken() {
+    let mut s = EndpointStats::default();
+    for _ in 0..99 {
+        s.record(&RequestRecord::ok("/a", "GET", 200, 1_000));
+    }
+    // Cut off after 10 s, from a user that sent a request every 10 ms.
+    s.record(&RequestRecord {
+        expected_interval_us: Some(10_000),
+        ..RequestRecord::ok("/a", "GET", 0, 10_000_000).failed(ErrorCategory::Interrupted, None)
+    });
+    assert_eq!(s.requests, 100);
+    assert_eq!(s.timed(), 100, "estimated samples are no requests");
+    assert_eq!(s.estimated, 999);
+    assert_eq!(s.max_us, Some(10_000_000));
+    // The user waited most of the time: the 95th percentile shows it.
+    assert!(
+        s.percentile_us(0.95) > 9_000_000,
+        "{}",
+        s.percentile_us(0.95)
+    );
+    assert!((s.mean_us() - (99.0 * 1_000.0 + 10_000_000.0) / 100.0).abs() < 1e-6);
+    // Merged exactly; bounded for a huge wait at a tiny interval.
+    let mut t = EndpointStats::default();
+    t.merge(&s);
+    assert_eq!((t.estimated, t.timed()), (999, 100));
+    let mut u = EndpointStats::default();
+    u.record(&RequestRecord {
+        expected_interval_us: Some(1),
+        ..RequestRecord::ok("/a", "GET", 0, 3_600_000_000).failed(ErrorCategory::Timeout, None)
+    });
+    assert_eq!(u.estimated, 3_599_999_999);
+    assert_eq!(u.timed(), 1);
 }

@@ -91,6 +91,7 @@ fn with_record<T>(r: &Req, f: impl FnOnce(&RequestRecord<'_>) -> T) -> T {
         attempt: r.attempt,
         lateness_us: r.lateness,
         checked: false,
+        expected_interval_us: None,
     };
     f(&record)
 }
