@@ -201,6 +201,8 @@ fn build_from_plan(
                 env: crate::scenario::env::Env::Given(&plan.env),
                 tags: &plan.tags,
                 files: crate::scenario::data::Files::Given(&plan.data),
+                // The master checked it; a worker never runs setup.
+                no_setup: false,
             };
             let s =
                 crate::scenario::parse_with(Path::new("(scenario from the master)"), text, inputs)

@@ -286,6 +286,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
         Some(path) => {
             let inputs = crate::scenario::Inputs {
                 tags: &tags,
+                no_setup: args.no_setup,
                 ..crate::scenario::Inputs::with_http(&http)
             };
             Some(crate::scenario::load_with(path, inputs).map_err(|e| UsageError(e.to_string()))?)
@@ -596,6 +597,8 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
 
 /// The exit code of a finished run, after saying what went wrong.
 fn exit_code(report: &RunReport, allow_failures: bool) -> i32 {
+    // A teardown that failed left what the test set up behind: the run failed.
+    let teardown_failed = matches!(&report.teardown, Some(Err(_)));
     if let Some(Err(e)) = &report.teardown {
         eprintln!("aiotest: {e}");
     }
@@ -606,7 +609,7 @@ fn exit_code(report: &RunReport, allow_failures: bool) -> i32 {
         eprintln!("aiotest: the run ended early: {fault}");
         return EXIT_FAILED;
     }
-    if !report.output_errors.is_empty() {
+    if !report.output_errors.is_empty() || teardown_failed {
         return EXIT_FAILED;
     }
     let t = &report.summary.totals;

@@ -191,8 +191,11 @@ impl SetupContext {
 type SetupFn = Arc<
     dyn Fn(SetupContext) -> BoxFuture<'static, Result<SetupData, LifecycleError>> + Send + Sync,
 >;
-type TeardownFn =
-    Arc<dyn Fn(Option<SetupData>) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync>;
+type TeardownFn = Arc<
+    dyn Fn(SetupContext, Option<SetupData>) -> BoxFuture<'static, Result<(), BoxError>>
+        + Send
+        + Sync,
+>;
 type DecodeFn = fn(&[u8]) -> Result<SetupData, LifecycleError>;
 
 /// Setup and teardown hooks with their timeouts, typed by the setup data `D` (JSON values
@@ -299,9 +302,24 @@ where
         F: Fn(Option<Arc<D>>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
-        self.teardown = Some(Arc::new(move |data: Option<SetupData>| {
+        self.teardown = Some(Arc::new(move |_ctx, data: Option<SetupData>| {
             let typed = data.and_then(|d| d.get_arc::<D>());
             Box::pin(f(typed))
+        }));
+        self
+    }
+
+    /// The teardown hook, given the run's context as setup is (its host, and from a
+    /// runner the run's recorder and collector, so teardown's requests are counted)
+    /// whether setup ran or not (`--no-setup`).
+    pub fn teardown_with_context<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(SetupContext, Option<Arc<D>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        self.teardown = Some(Arc::new(move |ctx, data: Option<SetupData>| {
+            let typed = data.and_then(|d| d.get_arc::<D>());
+            Box::pin(f(ctx, typed))
         }));
         self
     }
@@ -390,10 +408,11 @@ impl Hooks {
     /// [`LifecycleError::Failed`].
     pub fn run_teardown(
         &self,
+        ctx: SetupContext,
         data: Option<SetupData>,
     ) -> Option<BoxFuture<'static, Result<(), LifecycleError>>> {
         self.teardown.as_ref().map(|f| {
-            let fut = f(data);
+            let fut = f(ctx, data);
             Box::pin(async move {
                 fut.await.map_err(|source| LifecycleError::Failed {
                     phase: Phase::Teardown,
@@ -569,7 +588,12 @@ mod tests {
             .into();
         let ctx = SetupContext::new(Some("http://127.0.0.1:1".into()));
         let data = block_on(hooks.run_setup(ctx).unwrap()).unwrap();
-        block_on(hooks.run_teardown(Some(data)).unwrap()).unwrap();
+        block_on(
+            hooks
+                .run_teardown(SetupContext::new(None), Some(data))
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(seen.lock().unwrap().as_deref(), Some("http://127.0.0.1:1"));
     }
 
@@ -581,7 +605,7 @@ mod tests {
             .into_hooks();
         let err = block_on(hooks.run_setup(SetupContext::default()).unwrap()).unwrap_err();
         assert_eq!(err.to_string(), "setup failed: no database");
-        let err = block_on(hooks.run_teardown(None).unwrap()).unwrap_err();
+        let err = block_on(hooks.run_teardown(SetupContext::new(None), None).unwrap()).unwrap_err();
         assert_eq!(err.to_string(), "teardown failed: still busy");
         let timeout = LifecycleError::Timeout {
             phase: Phase::Setup,

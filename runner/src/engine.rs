@@ -492,7 +492,10 @@ impl<P: Placement> Engine<'_, P> {
         self.core.states.enter(RunnerState::Stopping);
         self.stop_users(&ending).await;
         let teardown = if teardown_runs(self.hooks, &setup, self.config.no_teardown) {
-            Some(run_teardown(self.hooks, setup.data().cloned()).await)
+            let ctx = SetupContext::new(self.config.host.as_deref().map(Arc::from))
+                .with(run.collector.recorder())
+                .with(run.collector.clone());
+            Some(run_teardown(self.hooks, ctx, setup.data().cloned()).await)
         } else {
             None
         };
@@ -935,8 +938,12 @@ async fn run_setup(
 }
 
 /// Runs teardown under its timeout, if there is one.
-async fn run_teardown(hooks: &Hooks, data: Option<SetupData>) -> Result<(), LifecycleError> {
-    let Some(fut) = hooks.run_teardown(data) else {
+async fn run_teardown(
+    hooks: &Hooks,
+    ctx: SetupContext,
+    data: Option<SetupData>,
+) -> Result<(), LifecycleError> {
+    let Some(fut) = hooks.run_teardown(ctx, data) else {
         return Ok(());
     };
     let timeout = hooks.teardown_timeout();

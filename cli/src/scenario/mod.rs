@@ -367,6 +367,8 @@ pub(crate) struct Inputs<'a> {
     pub(crate) tags: &'a TagFilter,
     /// Where `[[data]]` files are read from.
     pub(crate) files: data::Files<'a>,
+    /// `--no-setup`: nothing may use `{{setup.NAME}}` but setup itself.
+    pub(crate) no_setup: bool,
 }
 
 static NO_TAGS: TagFilter = TagFilter {
@@ -382,6 +384,7 @@ impl Inputs<'_> {
             env: env::Env::Process,
             tags: &NO_TAGS,
             files: data::Files::Disk,
+            no_setup: false,
         }
     }
 }
@@ -405,6 +408,8 @@ pub enum FileLoad {
 struct Ctx<'a> {
     file: &'a Path,
     text: &'a str,
+    /// `--no-setup`: setup's values never come.
+    no_setup: bool,
 }
 
 impl Ctx<'_> {
@@ -562,7 +567,11 @@ pub(crate) fn parse_with(
 ) -> Result<ScenarioFile, ScenarioError> {
     let overrides = inputs.http;
     let env = inputs.env;
-    let cx = Ctx { file, text };
+    let cx = Ctx {
+        file,
+        text,
+        no_setup: inputs.no_setup,
+    };
     let mut spec: FileSpec = match toml::from_str(text) {
         Ok(s) => s,
         Err(e) => {
@@ -951,6 +960,8 @@ struct Scope<'a> {
     vars: &'a [String],
     /// The data columns; `None` for setup and teardown, which run for no user.
     columns: Option<&'a [String]>,
+    /// A setup request's: it runs only when setup does.
+    in_setup: bool,
 }
 
 /// Every `{{setup.NAME}}` in `s` must name a setup capture, every `{{vars.NAME}}` a
@@ -1005,6 +1016,15 @@ fn check_refs(
                     Some(s.span()),
                     field,
                     format!("`{open}{name}}}}}` is not captured by {whose}"),
+                );
+            }
+            if open == "{{setup." && cx.no_setup && !scope.in_setup {
+                return cx.err(
+                    Some(s.span()),
+                    field,
+                    format!(
+                        "`{{{{setup.{name}}}}}`: --no-setup skips the setup that captures it, so it would be empty; run setup, or leave the value out"
+                    ),
                 );
             }
         }
@@ -1751,6 +1771,7 @@ fn setup(
             captures: &captures,
             vars: &[],
             columns: None,
+            in_setup: true,
         };
         let plan = request(cx, &field, r, scope)?;
         let mut caps = Vec::new();
@@ -1797,6 +1818,7 @@ fn setup(
             captures: &captures,
             vars: &[],
             columns: None,
+            in_setup: false,
         };
         teardown.push(request(cx, &field, r, scope)?);
     }
@@ -1805,20 +1827,10 @@ fn setup(
     }
     let plans = Arc::new(plans);
     let settings = http_settings.clone();
-    // Teardown gets only setup's data: setup leaves it the run's host and collector, so
-    // its requests go where the users' went and are counted in the summary.
-    let place: Place = Arc::default();
-    let setup_place = Arc::clone(&place);
     let mut lifecycle = Lifecycle::<serde_json::Value>::new()
         .setup(move |ctx| {
             let plans = Arc::clone(&plans);
             let settings = settings.clone();
-            if let Ok(mut p) = setup_place.lock() {
-                *p = Some((
-                    ctx.host().map(str::to_owned),
-                    ctx.take::<aiotest_metrics::MetricsCollector>(),
-                ));
-            }
             async move {
                 // No host: relative paths fail (the command line refuses to start such a
                 // run); load never goes to a host nobody named.
@@ -1862,23 +1874,19 @@ fn setup(
     if !teardown.is_empty() {
         let plans = Arc::new(teardown);
         let settings = http_settings.clone();
-        lifecycle = lifecycle.teardown(move |data: Option<Arc<serde_json::Value>>| {
-            let plans = Arc::clone(&plans);
-            let settings = settings.clone();
-            let (host, collector) = place
-                .lock()
-                .ok()
-                .and_then(|p| p.clone())
-                .unwrap_or_default();
-            async move { run_teardown(&plans, &settings, host, collector, data).await }
-        });
+        // Teardown gets the run's host and collector whether setup ran or not, so its
+        // requests go where the users' went and are counted in the summary.
+        lifecycle =
+            lifecycle.teardown_with_context(move |ctx, data: Option<Arc<serde_json::Value>>| {
+                let plans = Arc::clone(&plans);
+                let settings = settings.clone();
+                let host = ctx.host().map(str::to_owned);
+                let collector = ctx.take::<aiotest_metrics::MetricsCollector>();
+                async move { run_teardown(&plans, &settings, host, collector, data).await }
+            });
     }
     Ok((lifecycle.into_hooks(), captures))
 }
-
-/// What setup leaves teardown: the run's host and metrics collector.
-type Place =
-    Arc<std::sync::Mutex<Option<(Option<String>, Option<aiotest_metrics::MetricsCollector>)>>>;
 
 /// Sends every teardown request, in order, each whatever became of the one before; the
 /// first failure is teardown's error.
@@ -2154,6 +2162,7 @@ fn user_type(
         captures,
         vars: &vars,
         columns: Some(&columns),
+        in_setup: false,
     };
     // The data files its tasks (and its headers) use.
     let mut used: Vec<usize> = Vec::new();

@@ -580,8 +580,39 @@ fn teardown_requests_use_setups_values_and_are_counted() {
         "it carried setup's token"
     );
 
-    // A teardown request that fails is said, and counted as a failure; the run's own
-    // results stand (as for any teardown that fails).
+    // --no-setup: teardown's token would be empty, so the file is refused before the
+    // run.
+    let out = aiotest(&["run", file.to_str().unwrap(), "-q", "--no-setup"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            ":14: teardown[0].headers.authorization: `{{setup.token}}`: --no-setup skips the setup that captures it"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    // A teardown that needs nothing from setup runs with --no-setup: on the run's host,
+    // counted.
+    let toml = format!(
+        "host = \"http://{}\"\n[load]\nusers = 1\nrun_time = \"500ms\"\n\n\
+         [[setup]]\nmethod = \"POST\"\npath = \"/login\"\n\n\
+         [[teardown]]\nmethod = \"DELETE\"\npath = \"/session\"\n\n\
+         [[users]]\nname = \"u\"\nwait_time = 0.01\n[[users.tasks]]\npath = \"/ok\"\n",
+        t.addr
+    );
+    std::fs::write(&file, toml).unwrap();
+    let before = t.served.load(Ordering::Relaxed);
+    let json = run_file(&file, "teardown-no-setup", &["--no-setup"]);
+    let served = t.served.load(Ordering::Relaxed) - before;
+    assert_eq!(json["totals"]["requests"].as_u64().unwrap(), served);
+    assert_eq!(endpoint_counts(&json, "/session"), (1, 0));
+    assert!(
+        !json["endpoints"].to_string().contains("/login"),
+        "setup did not run"
+    );
+
+    // A teardown request that fails is said, counted as a failure, and fails the run:
+    // what the test set up was not cleaned up.
     write("/fail");
     let export = export_path("teardown-fail");
     let out = aiotest(&[
@@ -591,7 +622,7 @@ fn teardown_requests_use_setups_values_and_are_counted() {
         "--summary-export",
         export.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("teardown failed: teardown request 0 (DELETE /fail): HTTP 500"),
         "{}",
