@@ -120,12 +120,12 @@ pub(crate) type Abort<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
 /// worker runs differ in. Nothing here may block: a placement that does I/O hands it to
 /// a task of its own, so the control loop always serves commands at once.
 pub(crate) trait Placement: Send {
-    /// Before setup (a master takes its lock and waits for workers). `Ok(false)` when the
-    /// run was stopped meanwhile by a command from `commands`.
+    /// Before setup (a master takes its lock and waits for workers). `Ok(Some(reason))`
+    /// when a command from `commands` ended the run meanwhile ([`Command::ending`]).
     fn prepare(
         &mut self,
         commands: &mut mpsc::Receiver<Command>,
-    ) -> impl Future<Output = Result<bool, RunError>> + Send;
+    ) -> impl Future<Output = Result<Option<StopReason>, RunError>> + Send;
 
     /// Users may start: setup is done.
     fn begin(&mut self, begin: Begin<'_>) -> Result<(), RunError>;
@@ -432,8 +432,8 @@ impl<P: Placement> Engine<'_, P> {
         }
         // Created before setup, so setup's own requests are counted like any other.
         let collector = MetricsCollector::new(self.config.metrics.clone(), event)?;
-        let proceed = match self.placement.prepare(&mut self.core.commands).await {
-            Ok(p) => p,
+        let mut ended = match self.placement.prepare(&mut self.core.commands).await {
+            Ok(e) => e,
             Err(e) => {
                 self.placement.finish().await;
                 return Err(e);
@@ -443,11 +443,41 @@ impl<P: Placement> Engine<'_, P> {
             self.core.states.enter(RunnerState::Ready);
         }
         self.core.states.enter(RunnerState::Starting);
+        // Setup obeys the commands every phase does: a stop, quit or abort ends it at
+        // once (its request in flight is recorded as interrupted), and a pause asked
+        // meanwhile holds the users from their start.
+        let mut paused_at_start = false;
         let (setup, setup_error) = match self.setup_given.take() {
             Some(data) => (data.map_or(SetupOutcome::Skipped, SetupOutcome::Done), None),
-            None if proceed => run_setup(self.hooks, self.config, &collector).await,
+            None if ended.is_none() => {
+                let mut setup_fut = std::pin::pin!(run_setup(self.hooks, self.config, &collector));
+                loop {
+                    tokio::select! {
+                        r = &mut setup_fut => break r,
+                        c = self.core.commands.recv() => {
+                            if let Some(reason) = Command::ending(c.as_ref()) {
+                                ended = Some(reason);
+                                break (SetupOutcome::Failed, None);
+                            }
+                            match c {
+                                Some(Command::Pause) => paused_at_start = true,
+                                Some(Command::Resume) => paused_at_start = false,
+                                other => tracing::debug!(?other, "command ignored during setup"),
+                            }
+                        }
+                    }
+                }
+            }
             None => (SetupOutcome::Skipped, None),
         };
+        if ended.is_some() && matches!(setup, SetupOutcome::Failed) {
+            // Cut short, not failed: the run ends as asked, with a summary of what setup
+            // sent, and no teardown (setup did not complete).
+            self.core.states.enter(RunnerState::Stopping);
+            return self
+                .end_before_users(collector, ended.unwrap_or(StopReason::Stopped))
+                .await;
+        }
         if let SetupOutcome::Failed = setup {
             self.core.states.enter(RunnerState::Stopping);
             self.core.states.enter(RunnerState::Ready);
@@ -481,10 +511,19 @@ impl<P: Placement> Engine<'_, P> {
             quiet_since: None,
             longest_quiet: None,
         };
-        let ending = if proceed {
-            self.control_loop(&mut run).await
-        } else {
-            Ending::because(StopReason::Stopped)
+        let ending = match ended {
+            None => {
+                if paused_at_start {
+                    let now = Instant::now();
+                    self.placement.pause(now);
+                    run.clock.pause(now.into_std());
+                    run.pauses.push((run.base.wall_us(now), None));
+                    self.core.states.enter(RunnerState::Running);
+                    self.core.states.enter(RunnerState::Paused);
+                }
+                self.control_loop(&mut run).await
+            }
+            Some(reason) => Ending::because(reason),
         };
         let run_time = ending
             .run_time
@@ -523,6 +562,59 @@ impl<P: Placement> Engine<'_, P> {
             panics: counts.panics,
             tasks: counts.tasks,
             cancelled_users: usize::try_from(counts.cancelled_users).unwrap_or(usize::MAX),
+            missing_workers: finish.missing_workers,
+            missing_flushes: finish.missing_flushes,
+            output_errors,
+        })
+    }
+
+    /// Ends a run that a command stopped before any user started (while setup ran): the
+    /// summary of what setup sent, the outputs' last word, no teardown.
+    async fn end_before_users(
+        &mut self,
+        collector: MetricsCollector,
+        reason: StopReason,
+    ) -> Result<RunReport, RunError> {
+        let base = TimeBase::now();
+        let flush_every = self.config.metrics.flush_interval;
+        let mut run = Run {
+            collector,
+            clock: RunClock::new(),
+            agg: Aggregator::new(base.wall_us, flush_every),
+            next_flush: base.at,
+            base,
+            planned: None,
+            pauses: Vec::new(),
+            quiet_since: None,
+            longest_quiet: None,
+        };
+        let ending = Ending {
+            stopped_by: Some("a command while setup ran: no user started".into()),
+            run_time: Some(Duration::ZERO),
+            ..Ending::because(reason)
+        };
+        let finish = self.placement.finish().await;
+        let (summary, output_errors) =
+            self.finish_metrics(&mut run, Duration::ZERO, &ending, &finish);
+        let counts = self.placement.counts();
+        self.core.states.enter(if reason == StopReason::Quit {
+            RunnerState::Quitting
+        } else {
+            RunnerState::Ready
+        });
+        Ok(RunReport {
+            summary,
+            snapshot: run.agg.total,
+            run_time: Duration::ZERO,
+            reason,
+            fault: None,
+            stopped_by: ending.stopped_by,
+            setup: SetupOutcome::Failed,
+            teardown: None,
+            task_errors: counts.task_errors,
+            panics: counts.panics,
+            tasks: counts.tasks,
+            cancelled_users: 0,
             missing_workers: finish.missing_workers,
             missing_flushes: finish.missing_flushes,
             output_errors,
@@ -645,10 +737,9 @@ impl<P: Placement> Engine<'_, P> {
                 }
                 states.enter(RunnerState::Running);
             }
-            Command::Stop => return Some(Ending::because(StopReason::Stopped)),
-            Command::Quit => return Some(Ending::because(StopReason::Quit)),
-            Command::Abort => return Some(Ending::because(StopReason::Aborted)),
-            Command::End(reason) => return Some(Ending::because(reason)),
+            Command::Stop | Command::Quit | Command::Abort | Command::End(_) => {
+                return Command::ending(Some(&c)).map(Ending::because);
+            }
             Command::SetUsers(n) => {
                 match (validate_users(n.into()), scenarios.manual(self.scenarios)) {
                     (Ok(n), Some(i)) => {

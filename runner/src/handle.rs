@@ -29,6 +29,21 @@ pub(crate) enum Command {
     End(StopReason),
 }
 
+impl Command {
+    /// How this command ends a run, in every phase alike (waiting for workers or for a
+    /// master, setup, the run itself): `None` for one that does not end it. A queue that
+    /// closed (`None`) is a quit.
+    pub(crate) fn ending(c: Option<&Command>) -> Option<StopReason> {
+        match c {
+            None | Some(Command::Quit) => Some(StopReason::Quit),
+            Some(Command::Stop) => Some(StopReason::Stopped),
+            Some(Command::Abort) => Some(StopReason::Aborted),
+            Some(Command::End(reason)) => Some(*reason),
+            Some(_) => None,
+        }
+    }
+}
+
 /// What a master asks of one scenario on a worker.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum ScenarioCommand {

@@ -20,7 +20,7 @@ use crate::engine::{Abort, Begin, Finish, Placement, RunConfig, Runner, single_s
 use crate::handle::{Command, RunnerHandle, WorkerView};
 use crate::manager::UserManager;
 use crate::output::Output;
-use crate::report::{RunError, RunReport};
+use crate::report::{RunError, RunReport, StopReason};
 use crate::scenarios::Part;
 use crate::user_loop::{UserEnv, UserStats, Work};
 
@@ -123,8 +123,11 @@ impl LocalPlacement {
 }
 
 impl Placement for LocalPlacement {
-    async fn prepare(&mut self, _: &mut mpsc::Receiver<Command>) -> Result<bool, RunError> {
-        Ok(true)
+    async fn prepare(
+        &mut self,
+        _: &mut mpsc::Receiver<Command>,
+    ) -> Result<Option<StopReason>, RunError> {
+        Ok(None)
     }
 
     fn begin(&mut self, begin: Begin<'_>) -> Result<(), RunError> {

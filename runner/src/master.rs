@@ -36,7 +36,7 @@ use crate::distributed::{DistributedConfig, INSTANCE_KEY_TTL};
 use crate::engine::{Abort, Begin, Finish, Placement, RunConfig, Runner, single_scenario};
 use crate::handle::{Command, RunnerHandle, WorkerView, lock};
 use crate::output::Output;
-use crate::report::{RunError, RunReport};
+use crate::report::{RunError, RunReport, StopReason};
 use crate::scenarios::{Part, split_weighted};
 
 /// What the master knows of a worker.
@@ -603,7 +603,10 @@ impl WorkersPlacement {
 }
 
 impl Placement for WorkersPlacement {
-    async fn prepare(&mut self, commands: &mut mpsc::Receiver<Command>) -> Result<bool, RunError> {
+    async fn prepare(
+        &mut self,
+        commands: &mut mpsc::Receiver<Command>,
+    ) -> Result<Option<StopReason>, RunError> {
         self.lock = Some(
             RedisLock::with_lock(&self.redis, &self.keys, "master", self.dist.lock_timeout).await?,
         );
@@ -619,7 +622,7 @@ impl Placement for WorkersPlacement {
             self.drain(now);
             let ready = self.workers.values().filter(|w| w.compatible).count();
             if ready >= self.dist.expect_workers {
-                return Ok(true);
+                return Ok(None);
             }
             if now >= self.next_beat {
                 self.next_beat = now + self.dist.heartbeat_interval;
@@ -636,8 +639,8 @@ impl Placement for WorkersPlacement {
             }
             tokio::select! {
                 c = commands.recv() => {
-                    if matches!(c, Some(Command::Stop | Command::Quit | Command::Abort | Command::End(_)) | None) {
-                        return Ok(false);
+                    if let Some(reason) = Command::ending(c.as_ref()) {
+                        return Ok(Some(reason));
                     }
                 }
                 () = self.arrived.notified() => {}

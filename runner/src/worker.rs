@@ -415,7 +415,12 @@ impl WorkerRunner {
                     }
                 }
                 c = self.core.commands.recv() => {
-                    if matches!(c, Some(Command::Quit | Command::Stop | Command::Abort) | None) {
+                    // As in every phase: quit and abort end the worker; a stop ends the
+                    // run it is in, and while it waits for a master there is none.
+                    if matches!(
+                        Command::ending(c.as_ref()),
+                        Some(StopReason::Quit | StopReason::Aborted)
+                    ) {
                         return Ok(None);
                     }
                 }
@@ -504,11 +509,11 @@ impl WorkerRunner {
             }
             tokio::select! {
                 _ = setup_rx.changed() => {}
-                c = self.core.commands.recv() => match c {
-                    Some(Command::Quit | Command::Abort) | None => return Ok(Left::Quit),
-                    Some(Command::Stop | Command::End(StopReason::Stopped)) => return Ok(Left::Stopped),
-                    Some(Command::End(StopReason::MasterLost)) => return Ok(Left::MasterLost),
-                    _ => {}
+                c = self.core.commands.recv() => match Command::ending(c.as_ref()) {
+                    Some(StopReason::Quit | StopReason::Aborted) => return Ok(Left::Quit),
+                    Some(StopReason::MasterLost) => return Ok(Left::MasterLost),
+                    Some(_) => return Ok(Left::Stopped),
+                    None => {}
                 },
             }
         };

@@ -431,3 +431,100 @@ fn many_pre_allocated_users_still_stop_at_a_signal() {
     let out = wait_exit(child, Duration::from_secs(20), "aiotest after SIGTERM");
     assert_eq!(out.status.code(), Some(105), "{}", text(&out.stderr));
 }
+
+/// Setup obeys the commands every phase does: SIGTERM or `POST /api/stop` while setup
+/// waits on a silent target ends the run at once with its summary (it used to wait for
+/// the setup request), and a pause asked during setup holds the users from their start.
+#[test]
+fn setup_obeys_stop_pause_and_signals() {
+    // A target whose login takes `login_ms` (its only thread sleeps: a silent target for
+    // a long one), counting the users' requests.
+    let target = |login_ms: u64| {
+        let users_served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = std::sync::Arc::clone(&users_served);
+        let addr = super::serve(move |req, _| {
+            if req.uri.path() == "/login" {
+                std::thread::sleep(Duration::from_millis(login_ms));
+            } else {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+        });
+        let file = super::TempFile::new(
+            &format!("setup-cmds-{login_ms}"),
+            &format!(
+                "host = \"http://{addr}\"\n[load]\nusers = 2\nrun_time = \"30s\"\n\
+                 [[setup]]\npath = \"/login\"\n\
+                 [[users]]\nname = \"u\"\nwait_time = 0.05\n[[users.tasks]]\npath = \"/work\"\n"
+            ),
+        );
+        (file, users_served)
+    };
+
+    // SIGTERM during setup.
+    let (silent, _) = target(60_000);
+    let started = Instant::now();
+    let child = spawn_piped(&["run", silent.path().to_str().unwrap(), "-q"]);
+    std::thread::sleep(Duration::from_millis(800));
+    signal(child.id(), "-TERM");
+    let out = wait_exit(
+        child,
+        Duration::from_secs(10),
+        "aiotest after SIGTERM in setup",
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(105), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Total"), "{stdout}");
+    assert!(stdout.contains("no user started"), "{stdout}");
+
+    // POST /api/stop during setup: the run time is 0 and so is its rate.
+    let (silent, users) = target(60_000);
+    let port = free_port();
+    let child = spawn_piped(&[
+        "run",
+        silent.path().to_str().unwrap(),
+        "-q",
+        "--control-addr",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    wait_for("the control API", Duration::from_secs(20), || {
+        http(port, "GET", "/api/state").is_some()
+    });
+    assert!(http_text(port, "POST", "/api/stop").is_some());
+    let out = wait_exit(
+        child,
+        Duration::from_secs(10),
+        "aiotest after a stop in setup",
+    );
+    let stdout = text(&out.stdout);
+    let total = stdout.lines().find(|l| l.starts_with("Total")).unwrap();
+    assert_eq!(total.split_whitespace().nth(3), Some("0.0"), "{stdout}");
+    assert_eq!(users.load(Ordering::SeqCst), 0);
+
+    // POST /api/pause during setup: the users start paused.
+    let (slow, users) = target(1_500);
+    let port = free_port();
+    let mut child = spawn_piped(&[
+        "run",
+        slow.path().to_str().unwrap(),
+        "-q",
+        "--control-addr",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    wait_for("the control API", Duration::from_secs(20), || {
+        http(port, "GET", "/api/state").is_some()
+    });
+    assert!(http_text(port, "POST", "/api/pause").is_some());
+    std::thread::sleep(Duration::from_millis(2_500));
+    let state = http(port, "GET", "/api/state").unwrap();
+    let before_resume = users.load(Ordering::SeqCst);
+    assert!(http_text(port, "POST", "/api/resume").is_some());
+    wait_for("users after the resume", Duration::from_secs(10), || {
+        users.load(Ordering::SeqCst) > 0
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(state["state"], "PAUSED", "{state}");
+    assert_eq!(before_resume, 0, "no user request while paused");
+}
