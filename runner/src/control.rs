@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /` | the live dashboard (a page with no data in it: served without the token) |
 //! | `GET /metrics` | Prometheus text exposition (`aiotest_*`) |
-//! | `GET /api/state` | `{"state", "users", "requests", "failures", "rps", "p95_ms", "workers"}` |
+//! | `GET /api/state` | `{"state", "done", "users", "requests", "failures", "rps", "p95_ms", "workers"}` |
 //! | `GET /api/series` | `{"points": [...]}`: the run's interval series |
 //! | `GET /api/summary` | the summary as it stands (the JSON export's shape), final after the run |
 //! | `GET /api/tables` | the dashboard's tables as HTML |
@@ -210,6 +210,8 @@ async fn route(
                 StatusCode::OK,
                 &serde_json::json!({
                     "state": handle.state().as_str(),
+                    // The run ended and its summary is final (with --linger).
+                    "done": handle.summary().is_some(),
                     "users": users,
                     "requests": live.total_requests,
                     "failures": live.total_failures,

@@ -415,6 +415,8 @@ impl<P: Placement> Engine<'_, P> {
             now_us(),
         );
         *lock(&self.core.shared.meta) = Some(meta.clone());
+        // A new run: not done until its summary is made.
+        *lock(&self.core.shared.summary) = None;
         for o in self.outputs.iter_mut() {
             let info = RunInfo {
                 role: self.core.role,
@@ -913,6 +915,10 @@ impl<P: Placement> Engine<'_, P> {
             }
         }
         *lock(&self.core.shared.summary) = Some(summary.clone());
+        // The run is over: nobody runs any more, whatever the last interval showed.
+        for (_, n) in lock(&self.core.shared.users).iter_mut() {
+            *n = 0;
+        }
         if let Some(meta) = lock(&self.core.shared.meta).as_mut() {
             meta.ended_us = Some(now_us());
         }

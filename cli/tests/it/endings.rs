@@ -293,6 +293,9 @@ fn linger_serves_the_final_totals_until_quit() {
     let state = http(port, "GET", "/api/state").unwrap();
     assert_eq!(state["requests"].as_u64(), Some(total));
     assert_eq!(state["state"], "READY");
+    // The final state, not the last users: done, nobody running.
+    assert_eq!(state["done"], true, "{state}");
+    assert_eq!(state["users"]["url"], 0, "{state}");
     assert!(http(port, "POST", "/api/quit").is_some());
     let out = wait_exit(child, Duration::from_secs(5), "aiotest after /api/quit");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

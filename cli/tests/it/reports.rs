@@ -357,7 +357,15 @@ fn the_dashboard_shows_the_run_live_and_its_buttons_steer_it() {
         Duration::from_secs(40),
         "return !document.getElementById('report').hidden",
     );
-    assert_ne!(state(&b), "RUNNING");
+    // The final state: done, nobody running, nothing to steer.
+    b.wait_for(
+        "the final state",
+        Duration::from_secs(10),
+        "return document.getElementById('state').textContent === 'DONE'
+             && document.getElementById('tile-users').textContent === '0'
+             && document.getElementById('pause').disabled
+             && document.getElementById('stop').disabled",
+    );
     let (status, page) = get_with_token(port, "/report.html", "s3cret");
     assert_eq!(status, 200);
     assert!(

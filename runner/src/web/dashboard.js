@@ -78,8 +78,10 @@
       .then(function (r) {
         var st = r[0], series = r[1], tables = r[2];
         var state = $("state");
-        state.textContent = st.state;
-        state.className = "badge" + (st.state === "RUNNING" ? " ok" : st.state === "PAUSED" ? " warn" : "");
+        // A finished run (kept up by --linger) shows its final state: nothing to steer.
+        state.textContent = st.done ? "DONE" : st.state;
+        state.className = "badge" + (st.done ? "" : st.state === "RUNNING" ? " ok" : st.state === "PAUSED" ? " warn" : "");
+        ["pause", "resume", "stop", "set-users"].forEach(function (id) { $(id).disabled = !!st.done; });
         var users = 0;
         for (var k in st.users) users += st.users[k];
         $("tile-users").textContent = users;
