@@ -384,6 +384,13 @@ impl Keys {
         format!("{}plan", self.prefix)
     }
 
+    /// The counter that numbers the workers of the instance as they join (users of
+    /// worker `n` are numbered from its own block, so a user's number is unique in the
+    /// test).
+    pub fn worker_ordinals(&self) -> String {
+        format!("{}workers", self.prefix)
+    }
+
     /// The key of the run-level lock `name` (one master per run id).
     pub fn lock(&self, name: &str) -> String {
         format!("{}lock:{name}", self.run_prefix)

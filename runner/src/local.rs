@@ -93,6 +93,8 @@ pub(crate) struct LocalPlacement {
     stats: Arc<UserStats>,
     env: Option<Arc<UserEnv>>,
     paused_at: Option<Instant>,
+    /// The number of the first user started here.
+    first_user_id: u64,
 }
 
 impl LocalPlacement {
@@ -104,7 +106,14 @@ impl LocalPlacement {
             stats: Arc::default(),
             env: None,
             paused_at: None,
+            first_user_id: 0,
         }
+    }
+
+    /// Users numbered from `id` (a worker's block, so numbers are unique in the test).
+    pub(crate) fn first_user_id(mut self, id: u64) -> Self {
+        self.first_user_id = id;
+        self
     }
 
     fn manager(&self, i: usize) -> Option<UserManager> {
@@ -136,7 +145,7 @@ impl Placement for LocalPlacement {
             host: self.host.clone(),
             setup: begin.setup,
             stats: Arc::clone(&self.stats),
-            next_id: Default::default(),
+            next_id: std::sync::atomic::AtomicU64::new(self.first_user_id),
         }));
         Ok(())
     }

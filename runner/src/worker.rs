@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::distributed::DistributedConfig;
+use crate::distributed::INSTANCE_KEY_TTL;
 use crate::engine::{Engine, RunConfig, single_scenario};
 use crate::handle::{Command, RunnerCore, RunnerHandle, ScenarioCommand, lock};
 use crate::local::LocalPlacement;
@@ -211,6 +212,11 @@ async fn ship(
     }
 }
 
+/// The users of the `n`-th worker to join an instance are numbered from `(n - 1) *
+/// USER_ID_BLOCK`: numbers stay unique in the test (k6's `exec.vu.idInTest`) however many
+/// users a worker starts over a run.
+pub(crate) const USER_ID_BLOCK: u64 = 1_000_000_000;
+
 /// The worker's output: every closed interval goes to the shipper.
 struct ShipOutput {
     queue: Arc<Mutex<ShipQueue>>,
@@ -370,7 +376,21 @@ impl WorkerRunner {
                     continue;
                 }
             };
-            match self.join(&instance, planned).await? {
+            // This worker's place among the instance's workers: its users' numbers.
+            let ordinal = match self
+                .redis
+                .incr(&keys.worker_ordinals(), INSTANCE_KEY_TTL)
+                .await
+            {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!("cannot number this worker in instance {instance}: {e}");
+                    tokio::time::sleep(self.dist.heartbeat_interval).await;
+                    continue;
+                }
+            };
+            let first_user = ordinal.saturating_sub(1).saturating_mul(USER_ID_BLOCK);
+            match self.join(&instance, planned, first_user).await? {
                 Left::Quit => {
                     self.core.states.enter(RunnerState::Quitting);
                     return Ok(self.report);
@@ -440,7 +460,12 @@ impl WorkerRunner {
 
     /// Takes part in `instance` until it stops this worker, tells it to quit, or goes
     /// silent.
-    async fn join(&mut self, instance: &str, planned: Planned) -> Result<Left, RunError> {
+    async fn join(
+        &mut self,
+        instance: &str,
+        planned: Planned,
+        first_user: u64,
+    ) -> Result<Left, RunError> {
         let Planned {
             scenarios,
             hooks,
@@ -536,7 +561,7 @@ impl WorkerRunner {
             ..self.config.clone()
         };
         config.validate()?;
-        let placement = LocalPlacement::new(scenarios.clone(), &config);
+        let placement = LocalPlacement::new(scenarios.clone(), &config).first_user_id(first_user);
         let result = Engine {
             core: &mut self.core,
             placement,

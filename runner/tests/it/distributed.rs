@@ -18,6 +18,8 @@ use aiotest_runner::{
 struct Counters {
     sent: AtomicU64,
     live: AtomicI64,
+    /// The numbers of the users started here.
+    ids: std::sync::Mutex<Vec<u64>>,
 }
 
 struct Rec {
@@ -46,6 +48,7 @@ fn rec_type(counters: &Arc<Counters>) -> UserType {
     let c = Arc::clone(counters);
     UserType::builder("rec", move |ctx| {
         c.live.fetch_add(1, Ordering::Relaxed);
+        c.ids.lock().unwrap().push(ctx.user_id());
         Rec {
             recorder: ctx.take::<Recorder>(),
             counters: Arc::clone(&c),
@@ -210,6 +213,15 @@ async fn three_workers_exact_totals_pause_and_every_worker_takes_part() {
         "every request counted exactly once"
     );
     assert!(report.missing_workers.is_empty());
+    // A user's number is unique in the test, not only on its worker (k6's idInTest).
+    let mut ids: Vec<u64> = counters
+        .iter()
+        .flat_map(|c| c.ids.lock().unwrap().clone())
+        .collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!((ids.len(), n), (9, 9), "{ids:?}");
     for w in workers {
         w.abort();
     }
@@ -393,6 +405,7 @@ fn flaky_type(counters: &Arc<Counters>) -> UserType {
     let c = Arc::clone(counters);
     UserType::builder("rec", move |ctx| {
         c.live.fetch_add(1, Ordering::Relaxed);
+        c.ids.lock().unwrap().push(ctx.user_id());
         Flaky {
             recorder: ctx.take::<Recorder>(),
             counters: Arc::clone(&c),
@@ -517,6 +530,7 @@ fn slow_type(counters: &Arc<Counters>) -> UserType {
     let c = Arc::clone(counters);
     UserType::builder("rec", move |ctx| {
         c.live.fetch_add(1, Ordering::Relaxed);
+        c.ids.lock().unwrap().push(ctx.user_id());
         Rec {
             recorder: ctx.take::<Recorder>(),
             counters: Arc::clone(&c),
