@@ -281,9 +281,21 @@ impl ArrivalRun {
         self.users.resume_all_users(now);
     }
 
-    /// Stops starting iterations; users finish theirs by `deadline`. Iterations still in
-    /// line never start: they are dropped.
-    pub(crate) fn end(&mut self, deadline: Instant) {
+    /// Stops starting iterations at `now`; users finish theirs by `deadline`. Iterations
+    /// still in line never start, nor do those of this node that were due by now (or by
+    /// the schedule's end) and not yet handed out (the scheduler was late, say a stalled
+    /// process): both are dropped, so due = done + dropped + interrupted always holds.
+    pub(crate) fn end(&mut self, now: Instant, deadline: Instant) {
+        if !self.ended {
+            let t = self.scenario_time(now).min(self.schedule.length());
+            let due = self.schedule.due_before(t);
+            let mut k = self.share.next_from(self.next);
+            while k < due {
+                self.dropped += 1;
+                k = self.share.next_from(k + 1);
+            }
+            self.next = k;
+        }
         self.ended = true;
         {
             let mut st = self.pool.state();

@@ -225,7 +225,7 @@ impl Placement for LocalPlacement {
     fn end_scenario(&mut self, i: usize, grace: Duration, now: Instant) {
         match self.runs.get_mut(i) {
             Some(Run::Targets(m) | Run::Iterations(m, ..)) => m.end(now + grace),
-            Some(Run::Arrivals(a)) => a.end(now + grace),
+            Some(Run::Arrivals(a)) => a.end(now, now + grace),
             _ => {}
         }
     }

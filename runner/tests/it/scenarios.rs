@@ -435,3 +435,62 @@ async fn with_a_max_delay_iterations_wait_in_line_and_the_wait_is_in_their_laten
     assert!(max <= 451_000, "150 ms + at most 300 ms in line: {max}");
     assert!(max >= 400_000, "some waited: {max}");
 }
+
+/// The process stalls for 300 ms across the scenario's end (its runtime is late): the
+/// iterations due in that time that never started are dropped and counted, so due =
+/// done + dropped + interrupted (they used to be lost: 2,848 + 0 of 3,000).
+#[tokio::test(start_paused = true)]
+async fn iterations_due_before_the_end_of_a_stall_across_it_are_counted_as_dropped() {
+    struct Staller {
+        started: tokio::time::Instant,
+        stalled: Arc<std::sync::atomic::AtomicBool>,
+        hits: Arc<AtomicU64>,
+    }
+    async fn go(u: &mut Staller) -> TaskResult {
+        u.hits.fetch_add(1, Ordering::Relaxed);
+        if u.started.elapsed() >= ms(9_850) && !u.stalled.swap(true, Ordering::SeqCst) {
+            // Everything on this runtime is late by 300 ms, the scheduler too.
+            tokio::time::advance(ms(300)).await;
+        }
+        Ok(())
+    }
+    let hits = Arc::new(AtomicU64::new(0));
+    let (h, stalled, started) = (
+        Arc::clone(&hits),
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        tokio::time::Instant::now(),
+    );
+    let ut = UserType::builder("staller", move |_| Staller {
+        started,
+        stalled: Arc::clone(&stalled),
+        hits: Arc::clone(&h),
+    })
+    .task("go", 1, go)
+    .build()
+    .unwrap();
+    let sc = Scenario::new(
+        "rate",
+        vec![ut],
+        Executor::ConstantArrivalRate {
+            rate: 300.0,
+            time_unit: secs(1),
+            duration: secs(10),
+            pre_allocated_vus: 5,
+            max_vus: 5,
+            max_delay: Duration::ZERO,
+        },
+    )
+    .unwrap();
+    let report = run(vec![sc]).await;
+    let it = &report.snapshot.scenarios["rate"];
+    assert!(
+        it.iterations < 3_000,
+        "the stall cost iterations: {}",
+        it.iterations
+    );
+    assert_eq!(
+        it.iterations + it.dropped + it.interrupted,
+        3_000,
+        "due = done + dropped + interrupted: {it:?}"
+    );
+}
