@@ -612,6 +612,14 @@ fn exit_code(report: &RunReport, allow_failures: bool) -> i32 {
     if !report.output_errors.is_empty() || teardown_failed {
         return EXIT_FAILED;
     }
+    if !report.missing_flushes.is_empty() {
+        // The figures lack what those workers' users did: they cannot pass for a result.
+        eprintln!(
+            "aiotest: metrics of {} are missing (see the notes): the run failed",
+            report.missing_flushes.join(", ")
+        );
+        return EXIT_FAILED;
+    }
     let t = &report.summary.totals;
     if t.requests > 0 && t.failures == t.requests && !allow_failures {
         eprintln!(

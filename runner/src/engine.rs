@@ -110,7 +110,13 @@ pub(crate) struct Begin<'a> {
 #[derive(Default)]
 pub(crate) struct Finish {
     pub(crate) missing_workers: Vec<String>,
+    /// Workers whose final flush never came.
     pub(crate) missing_flushes: Vec<String>,
+    /// The same, each with the end of the last interval it reported (µs since the
+    /// epoch): its metrics are missing from there on.
+    pub(crate) missing_since_us: Vec<(String, Option<u64>)>,
+    /// What else the placement has to say of the figures.
+    pub(crate) notes: Vec<String>,
 }
 
 /// A future the placement's stop races: resolves on an abort (a second Ctrl-C).
@@ -541,6 +547,24 @@ impl<P: Placement> Engine<'_, P> {
             None
         };
         let finish = self.placement.finish().await;
+        // The run time is the time load was sent: workers that went on sending after the
+        // master's end (their stop held up by Redis) stretch it to their last request.
+        self.flush(&mut run, Instant::now(), false);
+        let last_sent = run
+            .agg
+            .total
+            .endpoints
+            .values()
+            .filter_map(|e| e.last_time_us)
+            .max();
+        let run_time = match last_sent {
+            Some(t) => {
+                let paused = run.clock.paused_time(Instant::now().into_std());
+                let ran = Duration::from_micros(t.saturating_sub(run.base.wall_us));
+                run_time.max(ran.saturating_sub(paused))
+            }
+            None => run_time,
+        };
         let (summary, output_errors) = self.finish_metrics(&mut run, run_time, &ending, &finish);
         let counts = self.placement.counts();
         let snapshot = run.agg.total;
@@ -880,7 +904,13 @@ impl<P: Placement> Engine<'_, P> {
             .map(|m| m.scenarios.clone())
             .unwrap_or_default();
         let mut summary = Summary::new(total, run_time).with_scenarios(&infos);
-        summary.notes = notes(total, &self.placement.counts(), ending, finish);
+        summary.notes = notes(
+            total,
+            &self.placement.counts(),
+            ending,
+            finish,
+            run.base.wall_us,
+        );
         if let Some((from, to)) = run.longest_quiet
             && to - from >= 2_000_000
             && total.total().requests > 0
@@ -932,7 +962,13 @@ fn count(n: u64, one: &str, many: &str) -> String {
 }
 
 /// What the figures leave out, and why.
-fn notes(total: &Snapshot, counts: &TaskCounts, ending: &Ending, finish: &Finish) -> Vec<String> {
+fn notes(
+    total: &Snapshot,
+    counts: &TaskCounts,
+    ending: &Ending,
+    finish: &Finish,
+    start_us: u64,
+) -> Vec<String> {
     let mut notes = Vec::new();
     if let Some(fault) = &ending.fault {
         notes.push(format!("The run ended early: {fault}."));
@@ -994,12 +1030,20 @@ fn notes(total: &Snapshot, counts: &TaskCounts, ending: &Ending, finish: &Finish
             finish.missing_workers.join(", ")
         ));
     }
-    if !finish.missing_flushes.is_empty() {
-        notes.push(format!(
-            "No final metrics arrived from {}: their last interval (about a second of \
-             requests each) is missing from these figures.",
-            finish.missing_flushes.join(", ")
-        ));
+    notes.extend(finish.notes.iter().cloned());
+    for (worker, since) in &finish.missing_since_us {
+        notes.push(match since {
+            Some(t) => format!(
+                "Metrics of worker {worker} are missing from {:.1} s into the run on (the end \
+                 of the last interval it reported): it sent no final flush, so what its users \
+                 did after that is not in these figures.",
+                t.saturating_sub(start_us) as f64 / 1e6
+            ),
+            None => format!(
+                "Metrics of worker {worker} are missing: it reported nothing, so what its users \
+                 did is not in these figures."
+            ),
+        });
     }
     notes
 }

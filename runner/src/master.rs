@@ -75,6 +75,8 @@ enum Out {
 struct Health {
     last_ok: Mutex<Instant>,
     failing: std::sync::atomic::AtomicBool,
+    /// Redis answered again after failing, and the control loop has not yet seen it.
+    recovered: std::sync::atomic::AtomicBool,
 }
 
 impl Health {
@@ -110,6 +112,9 @@ async fn io_loop(
                 *lock(&health.last_ok) = Instant::now();
                 if failing {
                     tracing::warn!("Redis answers again");
+                    health
+                        .recovered
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 health
                     .failing
@@ -152,6 +157,8 @@ struct ScenarioPlan {
     parts: BTreeMap<String, Part>,
     /// Iterations each worker reported done (shared-iterations re-splits).
     done_by: BTreeMap<String, u64>,
+    /// Iterations each worker accounted for: done, dropped or interrupted.
+    accounted_by: BTreeMap<String, u64>,
     /// Ended, with this graceful stop period.
     ended: Option<Duration>,
 }
@@ -174,6 +181,7 @@ impl ScenarioPlan {
             started: None,
             parts: BTreeMap::new(),
             done_by: BTreeMap::new(),
+            accounted_by: BTreeMap::new(),
             ended: None,
         }
     }
@@ -209,6 +217,11 @@ pub(crate) struct WorkersPlacement {
     intervals: Vec<Snapshot>,
     counts: TaskCounts,
     missing_flushes: Vec<String>,
+    /// Arrival-rate iterations of workers gone that nobody accounted for: (scenario,
+    /// worker, count), counted as dropped.
+    lost: Vec<(String, String, u64)>,
+    /// How many of `lost` are in the figures already.
+    lost_counted: usize,
 }
 
 impl WorkersPlacement {
@@ -252,6 +265,7 @@ impl WorkersPlacement {
             health: Arc::new(Health {
                 last_ok: Mutex::new(now),
                 failing: Default::default(),
+                recovered: Default::default(),
             }),
             workers: BTreeMap::new(),
             ever_missing: BTreeSet::new(),
@@ -265,6 +279,8 @@ impl WorkersPlacement {
             intervals: Vec::new(),
             counts: TaskCounts::default(),
             missing_flushes: Vec::new(),
+            lost: Vec::new(),
+            lost_counted: 0,
         }
     }
 
@@ -350,6 +366,18 @@ impl WorkersPlacement {
 
     /// Takes what the subscriptions received.
     fn drain(&mut self, now: Instant) {
+        if self
+            .health
+            .recovered
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            // Silent because Redis was, not because they are gone: every worker gets a
+            // new liveness period to be heard again (and to send what it holds).
+            for w in self.workers.values_mut() {
+                w.last_seen = now;
+                w.missing = false;
+            }
+        }
         let inbox = std::mem::take(&mut *lock(&self.inbox));
         for (id, types, scenarios) in inbox.hellos {
             let missing: Vec<&String> = self
@@ -411,6 +439,8 @@ impl WorkersPlacement {
             for p in &mut self.plans {
                 if let Some(s) = snapshot.scenarios.get(&p.name) {
                     *p.done_by.entry(id.clone()).or_default() += s.iterations;
+                    *p.accounted_by.entry(id.clone()).or_default() +=
+                        s.iterations + s.dropped + s.interrupted;
                 }
             }
             self.counts.add(&counts);
@@ -436,7 +466,12 @@ impl WorkersPlacement {
         let Some((users, rate)) = plan.target else {
             return;
         };
-        if live.is_empty() || self.paused || plan.ended.is_some() {
+        if live.is_empty() {
+            // Nobody runs them: no user is placed.
+            plan.dispatched.iter_mut().for_each(|n| *n = 0);
+            return;
+        }
+        if self.paused || plan.ended.is_some() {
             return;
         }
         let split =
@@ -483,6 +518,27 @@ impl WorkersPlacement {
             plan.parts.len() == live.len() && live.iter().all(|id| plan.parts.contains_key(id));
         if !same {
             let first = plan.parts.is_empty();
+            // The share of a worker gone: iterations due in it before the new split that
+            // it never reported (it died with them in flight, unflushed, or never ran
+            // them) would be in no count; they are counted as dropped, and said.
+            if let Some(schedule) = plan.executor.arrivals() {
+                let new_from = schedule.due_before(elapsed);
+                for (gone, part) in plan.parts.iter().filter(|(id, _)| !live.contains(id)) {
+                    let mut due = 0u64;
+                    let mut k = part.share.next_from(part.share.from);
+                    while k < new_from {
+                        due += 1;
+                        k = part.share.next_from(k + 1);
+                    }
+                    let accounted = plan.accounted_by.get(gone).copied().unwrap_or(0);
+                    let lost = due.saturating_sub(accounted);
+                    if lost > 0 {
+                        // Counted once: what it accounted for now includes them.
+                        *plan.accounted_by.entry(gone.clone()).or_default() += lost;
+                        self.lost.push((plan.name.clone(), gone.clone(), lost));
+                    }
+                }
+            }
             let mut parts = BTreeMap::new();
             // Iterations already run by workers gone are not run again (shared budget).
             let done: u64 = plan.done_by.values().sum();
@@ -752,6 +808,20 @@ impl Placement for WorkersPlacement {
 
     fn take_intervals(&mut self, into: &mut Vec<Snapshot>) {
         into.append(&mut self.intervals);
+        let fresh = &self.lost[self.lost_counted..];
+        if !fresh.is_empty() {
+            let now = crate::handle::now_us();
+            let mut s = Snapshot {
+                start_us: Some(now),
+                end_us: Some(now),
+                ..Snapshot::default()
+            };
+            for (scenario, _, n) in fresh {
+                s.scenarios.entry(scenario.clone()).or_default().dropped += n;
+            }
+            self.lost_counted = self.lost.len();
+            into.push(s);
+        }
     }
 
     fn watermark(&self, now_us: u64, interval_us: u64) -> u64 {
@@ -768,12 +838,45 @@ impl Placement for WorkersPlacement {
     }
 
     fn users(&self) -> Vec<(String, u64)> {
+        // The users on live workers: none when every worker is MISSING (Redis gone).
         let mut out: Vec<(String, u64)> = self.names.iter().map(|n| (n.clone(), 0)).collect();
-        for plan in &self.plans {
+        let live: Vec<&WorkerInfo> = self
+            .workers
+            .values()
+            .filter(|w| w.compatible && !w.missing)
+            .collect();
+        if live.is_empty() {
+            return out;
+        }
+        let mut add = |t: &str, n: u64| {
+            if let Some((_, total)) = out.iter_mut().find(|(name, _)| name == t) {
+                *total += n;
+            }
+        };
+        let mut placed = 0;
+        for plan in self.plans.iter().filter(|p| p.drive == Drive::Targets) {
             for (t, n) in plan.types.iter().zip(&plan.dispatched) {
-                if let Some((_, total)) = out.iter_mut().find(|(name, _)| name == t) {
-                    *total += n;
-                }
+                add(t, *n);
+                placed += n;
+            }
+        }
+        // The workers' own counts cover self-scheduled scenarios (iterations, arrivals),
+        // which the master places no users for.
+        let rest = live
+            .iter()
+            .map(|w| w.users)
+            .sum::<u64>()
+            .saturating_sub(placed);
+        if rest > 0
+            && let Some(plan) = self
+                .plans
+                .iter()
+                .find(|p| p.drive != Drive::Targets && p.ended.is_none())
+        {
+            let split =
+                aiotest_core::weights::split_by_weight(rest, &plan.weights).unwrap_or_default();
+            for (t, n) in plan.types.iter().zip(split) {
+                add(t, n);
             }
         }
         out
@@ -820,29 +923,32 @@ impl Placement for WorkersPlacement {
                 next_send = now + Duration::from_millis(200);
                 self.broadcast(stop.clone());
             }
+            // A worker MISSING while Redis fails is unreachable, not gone: wait for it too.
+            let redis_failing = self.health.failing();
             let pending: Vec<String> = self
                 .workers
                 .iter()
-                .filter(|(_, w)| w.compatible && !w.missing && !w.final_seen)
+                .filter(|(_, w)| w.compatible && !w.final_seen && (!w.missing || redis_failing))
                 .map(|(id, _)| id.clone())
                 .collect();
             if pending.is_empty() {
-                return;
+                break;
             }
-            // With Redis gone nobody can answer: the workers stop on their own when the
-            // master falls silent, and waiting on would only delay the summary.
-            if !gave_up && self.health.failing() {
+            // Redis may come back while the workers still run (their master timeout):
+            // then their stop and final flushes get through. Past that they stop on their
+            // own and nothing more can come.
+            if !gave_up
+                && self.health.failing()
+                && self.health.since_ok(now) > self.dist.master_timeout + Duration::from_secs(2)
+            {
                 gave_up = true;
-                tracing::warn!("Redis is unreachable: not waiting for the workers' final flushes");
-                deadline = deadline.min(now + Duration::from_secs(1));
+                tracing::warn!(
+                    "Redis is unreachable: not waiting any longer for the workers' final flushes"
+                );
+                deadline = deadline.min(now);
             }
             if now >= deadline {
-                tracing::error!(
-                    ?pending,
-                    "workers sent no final flush; their last records are missing"
-                );
-                self.missing_flushes = pending;
-                return;
+                break;
             }
             tokio::select! {
                 () = &mut abort, if !aborted => {
@@ -856,6 +962,17 @@ impl Placement for WorkersPlacement {
                 () = self.arrived.notified() => {}
                 () = tokio::time::sleep_until(next_send.min(deadline)) => {}
             }
+        }
+        // Every worker that took part and sent no final flush, MISSING ones too: their
+        // metrics from their last report on are missing.
+        self.missing_flushes = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.compatible && !w.final_seen)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !self.missing_flushes.is_empty() {
+            tracing::debug!(pending = ?self.missing_flushes, "workers sent no final flush");
         }
     }
 
@@ -886,9 +1003,30 @@ impl Placement for WorkersPlacement {
         {
             tracing::warn!("could not clean up in Redis; the keys expire on their own");
         }
+        let missing_flushes = std::mem::take(&mut self.missing_flushes);
         Finish {
             missing_workers: self.ever_missing.iter().cloned().collect(),
-            missing_flushes: std::mem::take(&mut self.missing_flushes),
+            missing_since_us: missing_flushes
+                .iter()
+                .map(|id| {
+                    (
+                        id.clone(),
+                        self.workers.get(id).and_then(|w| w.reported_to_us),
+                    )
+                })
+                .collect(),
+            missing_flushes,
+            notes: self
+                .lost
+                .iter()
+                .map(|(scenario, worker, n)| {
+                    format!(
+                        "{n} iterations of scenario {scenario} due on worker {worker} before its \
+                         share moved to the others never reported back (run unrecorded, or \
+                         never run): counted as dropped."
+                    )
+                })
+                .collect(),
         }
     }
 }

@@ -127,6 +127,8 @@ fn a_worker_killed_with_sigkill_goes_missing_and_its_users_move() {
     let url = format!("http://{}/", t.addr);
     let control = free_port();
     let control_addr = format!("127.0.0.1:{control}");
+    let export = super::export_path("sigkill");
+    let _ = std::fs::remove_file(&export);
     let master = spawn(&[
         "run",
         "--url",
@@ -145,6 +147,8 @@ fn a_worker_killed_with_sigkill_goes_missing_and_its_users_move() {
         "--control-addr",
         &control_addr,
         "-q",
+        "--summary-export",
+        export.to_str().unwrap(),
     ]);
     let mut workers: Vec<Proc> = (0..3)
         .map(|_| {
@@ -222,10 +226,21 @@ fn a_worker_killed_with_sigkill_goes_missing_and_its_users_move() {
     assert!(http(control, "POST", "/api/stop").is_some());
     let mut master = master;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while master.0.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = master.0.try_wait().unwrap() {
+            break status;
+        }
         assert!(Instant::now() < deadline, "the master did not exit");
         std::thread::sleep(Duration::from_millis(100));
-    }
+    };
+    // The lost worker's last records never came: the run says so, and fails.
+    assert_eq!(status.code(), Some(1));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let notes = json["notes"].to_string();
+    assert!(notes.contains("went MISSING"), "{notes}");
+    assert_eq!(notes.matches("Metrics of worker").count(), 1, "{notes}");
+    let _ = std::fs::remove_file(export);
     for mut w in workers {
         let deadline = Instant::now() + Duration::from_secs(15);
         while w.0.try_wait().unwrap().is_none() {
@@ -311,7 +326,7 @@ fn redis_killed_for_good_ends_the_master_and_stops_the_workers() {
     assert!(counted > 0 && counted <= served(&t), "{counted}");
     let notes = json["notes"].to_string();
     assert!(notes.contains("The run ended early"), "{notes}");
-    assert!(notes.contains("No final metrics arrived from"), "{notes}");
+    assert!(notes.contains("Metrics of worker"), "{notes}");
     // The worker stops its users once its master is silent for 3 s (plus a heartbeat).
     std::thread::sleep(Duration::from_secs(5).saturating_sub(killed.elapsed()));
     let frozen = served(&t);
@@ -471,5 +486,144 @@ fn a_reused_run_id_sends_load_only_where_the_new_master_says() {
         "only the new run's requests are counted"
     );
     drop((w1, w2));
+    let _ = std::fs::remove_file(export);
+}
+
+/// Redis killed for good in a run shorter than `--redis-timeout`: the master runs to
+/// its end, but its workers went MISSING and their metrics stopped coming. It shows no
+/// users once they are gone, and ends with exit 1 and a note giving, per worker, from
+/// when its metrics are missing (it used to exit 0 with a quarter of the requests).
+#[test]
+fn redis_lost_before_a_short_run_ends_is_exit_1_with_the_missing_metrics_named() {
+    let mut redis = RedisServer::start().unwrap();
+    let t = super::target();
+    let url = format!("http://{}/", t.addr);
+    let export = super::export_path("redis-lost-short");
+    let _ = std::fs::remove_file(&export);
+    let port = super::free_port();
+    let meet = ["--redis", &redis.url(), "--run-id", "lost-short"];
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            spawn_logged(
+                &[
+                    &["run", "--worker", "--master-timeout", "3s", "-q"][..],
+                    &meet,
+                ]
+                .concat(),
+            )
+        })
+        .collect();
+    let master = super::spawn_piped(
+        &[
+            &[
+                "run",
+                "--url",
+                &url,
+                "--master",
+                "--expect-workers",
+                "2",
+                "--liveness-timeout",
+                "2s",
+                "-u",
+                "4",
+                "--wait",
+                "0.01",
+                "-t",
+                "10s",
+                "-q",
+                "--control-addr",
+                &format!("127.0.0.1:{port}"),
+                "--summary-export",
+                export.to_str().unwrap(),
+            ][..],
+            &meet,
+        ]
+        .concat(),
+    );
+    super::wait_for("traffic", Duration::from_secs(30), || served(&t) > 100);
+    std::thread::sleep(Duration::from_secs(3));
+    redis.kill();
+    // Both workers go MISSING after the liveness timeout: nobody runs the users.
+    super::wait_for("no users on the master", Duration::from_secs(10), || {
+        super::http(port, "GET", "/api/state").is_some_and(|s| s["users"]["url"] == 0)
+    });
+    let out = super::wait_exit(master, Duration::from_secs(30), "the master");
+    let err = super::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("metrics of"), "{err}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let notes = json["notes"].to_string();
+    assert_eq!(notes.matches("Metrics of worker").count(), 2, "{notes}");
+    assert!(notes.contains("s into the run on"), "{notes}");
+    let counted = json["totals"]["requests"].as_u64().unwrap();
+    assert!(
+        counted > 0 && counted < served(&t),
+        "{counted} of {}",
+        served(&t)
+    );
+    drop(workers);
+    let _ = std::fs::remove_file(export);
+}
+
+/// Redis down for 6 s across the run's end, then back: the master waits for its
+/// workers' final flushes rather than giving up at once, so what they sent late is
+/// merged; every request the target served is counted, and the run time is the time
+/// load was sent (the workers ran on until Redis brought them the stop).
+#[test]
+fn redis_down_across_the_end_and_back_loses_nothing_and_times_the_load() {
+    let mut redis = RedisServer::start().unwrap();
+    let t = super::target();
+    let url = format!("http://{}/", t.addr);
+    let export = super::export_path("redis-back");
+    let _ = std::fs::remove_file(&export);
+    let meet = ["--redis", &redis.url(), "--run-id", "back"];
+    let worker = spawn_logged(&[&["run", "--worker", "-q"][..], &meet].concat());
+    let master = super::spawn_piped(
+        &[
+            &[
+                "run",
+                "--url",
+                &url,
+                "--master",
+                "-u",
+                "2",
+                "--wait",
+                "0.01",
+                "-t",
+                "8s",
+                "-q",
+                "--summary-export",
+                export.to_str().unwrap(),
+            ][..],
+            &meet,
+        ]
+        .concat(),
+    );
+    super::wait_for("traffic", Duration::from_secs(30), || served(&t) > 50);
+    let first = Instant::now();
+    std::thread::sleep(Duration::from_secs(4));
+    redis.kill();
+    std::thread::sleep(Duration::from_secs(6));
+    redis.restart().unwrap();
+    let out = super::wait_exit(master, Duration::from_secs(40), "the master");
+    let err = super::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    assert_eq!(
+        json["totals"]["requests"].as_u64(),
+        Some(served(&t)),
+        "{}",
+        json["notes"]
+    );
+    // The load ran about 10 s (to the restart), not the 8 s the master planned.
+    let ran = first.elapsed().as_secs_f64();
+    let duration = json["duration_s"].as_f64().unwrap();
+    assert!(
+        duration > 9.0,
+        "run time {duration} s, the load ran ~{ran:.1} s"
+    );
+    drop(worker);
     let _ = std::fs::remove_file(export);
 }

@@ -308,7 +308,6 @@ fn the_dashboard_shows_the_run_live_and_its_buttons_steer_it() {
     );
     b.type_into("#token", "s3cret");
     b.click("#use-token");
-    let state = |b: &Browser| b.eval("return document.getElementById('state').textContent");
     b.wait_for(
         "RUNNING with charts of two points or more",
         Duration::from_secs(30),

@@ -264,6 +264,22 @@ async fn a_killed_worker_goes_missing_and_its_users_move() {
     handle.stop().await;
     let report = run.await.unwrap().unwrap();
     assert_eq!(report.missing_workers, vec!["w2".to_string()]);
+    // Its metrics since its last report are missing, and the iterations due on it that
+    // it never reported are counted as dropped: due = done + dropped + interrupted holds
+    // over the workers (they used to vanish from every count).
+    assert_eq!(report.missing_flushes, vec!["w2".to_string()]);
+    let it = &report.snapshot.scenarios["rate"];
+    let total = it.iterations + it.dropped + it.interrupted;
+    // Each worker's clock starts its part when the master's word reaches it: a few
+    // iterations either way at a split's boundary.
+    assert!(
+        (2_388..=2_405).contains(&total),
+        "2,400 due, give or take the workers' start lags: {total}"
+    );
+    assert!(it.dropped > 0, "the lost worker's share: {it:?}");
+    let notes = report.summary.notes.join(" ");
+    assert!(notes.contains("due on worker w2"), "{notes}");
+    assert!(notes.contains("Metrics of worker w2"), "{notes}");
     for w in workers {
         w.abort();
     }
@@ -895,6 +911,22 @@ async fn a_lost_workers_share_of_the_rate_moves_to_the_others() {
     );
     let report = run.await.unwrap().unwrap();
     assert_eq!(report.missing_workers, vec!["w2".to_string()]);
+    // Its metrics since its last report are missing, and the iterations due on it that
+    // it never reported are counted as dropped: due = done + dropped + interrupted holds
+    // over the workers (they used to vanish from every count).
+    assert_eq!(report.missing_flushes, vec!["w2".to_string()]);
+    let it = &report.snapshot.scenarios["rate"];
+    let total = it.iterations + it.dropped + it.interrupted;
+    // Each worker's clock starts its part when the master's word reaches it: a few
+    // iterations either way at a split's boundary.
+    assert!(
+        (2_388..=2_405).contains(&total),
+        "2,400 due, give or take the workers' start lags: {total}"
+    );
+    assert!(it.dropped > 0, "the lost worker's share: {it:?}");
+    let notes = report.summary.notes.join(" ");
+    assert!(notes.contains("due on worker w2"), "{notes}");
+    assert!(notes.contains("Metrics of worker w2"), "{notes}");
     for w in workers {
         w.abort();
     }
