@@ -106,11 +106,12 @@ pub(crate) fn redacted(url: &str) -> String {
 
 /// What the master's workers run: the `--url` test or the scenario file's text, so
 /// workers need no files.
+/// The plan, encoded, and the Redis keys it names that the master deletes at the end.
 pub(crate) fn worker_plan(
     args: &RunArgs,
     demo_url: Option<&str>,
     config: &RunConfig,
-) -> Result<Vec<u8>, UsageError> {
+) -> Result<(Vec<u8>, Vec<String>), UsageError> {
     let scenario = match &args.scenario {
         Some(path) => Some(
             std::fs::read_to_string(path)
@@ -151,7 +152,12 @@ pub(crate) fn worker_plan(
         request: QuickRequest::from_args(args)?,
         http: HttpSettings::from_args(args)?,
     };
-    serde_json::to_vec(&plan).map_err(|e| UsageError(format!("plan: {e}")))
+    let bytes = serde_json::to_vec(&plan).map_err(|e| UsageError(format!("plan: {e}")))?;
+    // A unique row counter per data set: `KEY:INDEX`, as the workers name them.
+    let keys = (0..plan.data.len())
+        .map(|i| format!("{}:{i}", plan.data_key))
+        .collect();
+    Ok((bytes, keys))
 }
 
 fn node_id() -> String {

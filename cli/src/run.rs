@@ -481,7 +481,8 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
     let mut runner = if args.master {
         // Workers need no files: they read what to run from the plan of this instance. A
         // plan that cannot be made is refused before Redis is touched.
-        let worker_plan = crate::distributed::worker_plan(&args, demo_url.as_deref(), &config)?;
+        let (worker_plan, plan_keys) =
+            crate::distributed::worker_plan(&args, demo_url.as_deref(), &config)?;
         let redis = crate::distributed::connect(&args).await?;
         if !args.quiet {
             eprintln!(
@@ -499,7 +500,8 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
                 exporter,
             )
             .map_err(|e| UsageError(e.to_string()))?
-            .plan(worker_plan),
+            .plan(worker_plan)
+            .clean_up(plan_keys),
         ))
     } else {
         AnyRunner::Local(

@@ -72,6 +72,9 @@ impl Drop for Subscription {
     }
 }
 
+/// How long a metrics stream outlives its last batch (seconds).
+const STREAM_TTL_S: i64 = 3_600;
+
 /// One node's end of the coordination channels of a run instance.
 #[derive(Debug)]
 pub struct DistributedCoordinator {
@@ -165,15 +168,13 @@ impl DistributedCoordinator {
                 let _: i64 = client.publish(self.keys.heartbeat(to), bytes).await?;
             }
             ChannelType::RequestMetrics => {
+                let stream = self.keys.metrics_stream();
                 let _: String = client
-                    .xadd(
-                        self.keys.metrics_stream(),
-                        false,
-                        None,
-                        "*",
-                        vec![("m", bytes)],
-                    )
+                    .xadd(stream.as_str(), false, None, "*", vec![("m", bytes)])
                     .await?;
+                // A stream made again after a Redis restart has no expiry: each batch
+                // gives it one, so an orphan (its master dead) goes on its own.
+                let _: i64 = client.expire(stream.as_str(), STREAM_TTL_S, None).await?;
             }
         }
         Ok(())

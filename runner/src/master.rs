@@ -222,6 +222,8 @@ pub(crate) struct WorkersPlacement {
     lost: Vec<(String, String, u64)>,
     /// How many of `lost` are in the figures already.
     lost_counted: usize,
+    /// More keys to delete at the end (the plan's).
+    clean_up: Vec<String>,
 }
 
 impl WorkersPlacement {
@@ -281,6 +283,7 @@ impl WorkersPlacement {
             missing_flushes: Vec::new(),
             lost: Vec::new(),
             lost_counted: 0,
+            clean_up: Vec::new(),
         }
     }
 
@@ -663,9 +666,37 @@ impl Placement for WorkersPlacement {
         &mut self,
         commands: &mut mpsc::Receiver<Command>,
     ) -> Result<Option<StopReason>, RunError> {
-        self.lock = Some(
-            RedisLock::with_lock(&self.redis, &self.keys, "master", self.dist.lock_timeout).await?,
-        );
+        // A master that died leaves its lock for up to the lock's timeout: wait that long
+        // (obeying commands) before taking another master for a live one.
+        let give_up = Instant::now() + self.dist.lock_timeout + Duration::from_secs(1);
+        let mut said = false;
+        let lock = loop {
+            match RedisLock::with_lock(&self.redis, &self.keys, "master", self.dist.lock_timeout)
+                .await
+            {
+                Ok(lock) => break lock,
+                Err(aiotest_coordinator::LockError::Held { .. }) if Instant::now() < give_up => {
+                    if !said {
+                        said = true;
+                        tracing::warn!(
+                            "another master holds run `{}`; waiting up to {:?} for its lock, which a master that died keeps that long",
+                            self.dist.run_id,
+                            self.dist.lock_timeout
+                        );
+                    }
+                    tokio::select! {
+                        c = commands.recv() => {
+                            if let Some(reason) = Command::ending(c.as_ref()) {
+                                return Ok(Some(reason));
+                            }
+                        }
+                        () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.lock = Some(lock);
         if let Some(plan) = &self.plan {
             self.redis
                 .set_bytes(&self.keys.plan(), plan, INSTANCE_KEY_TTL)
@@ -937,9 +968,13 @@ impl Placement for WorkersPlacement {
             // Redis may come back while the workers still run (their master timeout):
             // then their stop and final flushes get through. Past that they stop on their
             // own and nothing more can come.
+            // A quit does not wait for Redis, nor does a run that Redis already failed for
+            // its whole --redis-timeout.
+            let outage_limit =
+                (self.dist.master_timeout + Duration::from_secs(2)).min(self.dist.redis_timeout);
             if !gave_up
                 && self.health.failing()
-                && self.health.since_ok(now) > self.dist.master_timeout + Duration::from_secs(2)
+                && (quit || self.health.since_ok(now) > outage_limit)
             {
                 gave_up = true;
                 tracing::warn!(
@@ -989,10 +1024,13 @@ impl Placement for WorkersPlacement {
         }
         self.subscriptions.clear();
         let cleanup = async {
-            let _ = self
-                .redis
-                .del(&[self.keys.plan(), self.keys.metrics_stream()])
-                .await;
+            let mut keys = vec![
+                self.keys.plan(),
+                self.keys.metrics_stream(),
+                self.keys.worker_ordinals(),
+            ];
+            keys.extend(self.clean_up.iter().cloned());
+            let _ = self.redis.del(&keys).await;
             if let Some(l) = self.lock.take() {
                 let _ = l.release().await;
             }
@@ -1037,6 +1075,7 @@ pub struct MasterRunner {
     dist: DistributedConfig,
     redis: Redis,
     plan: Option<Vec<u8>>,
+    clean_up: Vec<String>,
 }
 
 impl MasterRunner {
@@ -1071,6 +1110,7 @@ impl MasterRunner {
             dist,
             redis,
             plan: None,
+            clean_up: Vec::new(),
         })
     }
 
@@ -1078,6 +1118,13 @@ impl MasterRunner {
     /// this master's instance, so only workers that join it read it.
     pub fn plan(mut self, plan: Vec<u8>) -> Self {
         self.plan = Some(plan);
+        self
+    }
+
+    /// Redis keys the plan's users make (a data file's row counter, say): deleted with
+    /// the instance's own when the run ends.
+    pub fn clean_up(mut self, keys: Vec<String>) -> Self {
+        self.clean_up.extend(keys);
         self
     }
 
@@ -1095,12 +1142,13 @@ impl MasterRunner {
     /// Runs the whole distributed test: the lock, the workers, setup, the run, their
     /// final flushes, teardown, the summary.
     pub async fn run(mut self) -> Result<RunReport, RunError> {
-        let placement = WorkersPlacement::new(
+        let mut placement = WorkersPlacement::new(
             &self.runner.scenarios,
             self.dist.clone(),
             self.redis.clone(),
             self.plan.take(),
         );
+        placement.clean_up = std::mem::take(&mut self.clean_up);
         self.runner.run(placement).await
     }
 }

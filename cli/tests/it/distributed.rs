@@ -393,20 +393,32 @@ fn a_master_whose_redis_died_still_obeys_quit() {
         Duration::from_secs(10),
         "the master after /api/quit",
     );
-    assert_eq!(out.status.code(), Some(0), "{}", super::text(&out.stderr));
-    assert!(super::text(&out.stdout).contains("Total"));
+    // Its worker's last metrics cannot come: said, and the run fails.
+    assert_eq!(out.status.code(), Some(1), "{}", super::text(&out.stderr));
+    let stdout = super::text(&out.stdout);
+    assert!(stdout.contains("Total"));
+    assert!(stdout.contains("Metrics of worker"), "{stdout}");
 }
 
-/// Deletes a key, as its expiry would.
-fn delete_key(url: &str, key: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+/// The keys of a run id left in a Redis (`redis-cli --scan`).
+pub(crate) fn run_keys(redis: &RedisServer, run_id: &str) -> Vec<String> {
+    let out = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port().to_string(),
+            "--scan",
+            "--pattern",
+            &format!("aiotest:{run_id}:*"),
+        ])
+        .output()
         .unwrap();
-    rt.block_on(async {
-        let redis = aiotest_coordinator::Redis::connect(url).await.unwrap();
-        redis.del(&[key.to_owned()]).await.unwrap();
-    });
+    let mut keys: Vec<String> = super::text(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .filter(|k| !k.is_empty())
+        .collect();
+    keys.sort();
+    keys
 }
 
 /// A run id used again: the first master dies (SIGKILL) leaving its plan and its worker's
@@ -447,8 +459,8 @@ fn a_reused_run_id_sends_load_only_where_the_new_master_says() {
     let w2 = spawn(&[&["run", "--worker", "-q"][..], &meet].concat());
     std::thread::sleep(Duration::from_secs(2));
     let old_served = served(&old);
-    // The dead master's lock expires in 10 s; deleting it is the same, sooner.
-    delete_key(&redis.url(), "aiotest:reused:lock:master");
+    // The dead master's lock expires 10 s after its death: the next master waits for
+    // it (it used to be refused as "another master is running").
     let new_url = format!("http://{}/", new.addr);
     let export = super::export_path("reused");
     let out = super::aiotest(
@@ -626,4 +638,48 @@ fn redis_down_across_the_end_and_back_loses_nothing_and_times_the_load() {
     );
     drop(worker);
     let _ = std::fs::remove_file(export);
+}
+
+/// A distributed run that ends normally leaves nothing of its run id in Redis: its plan,
+/// metrics stream, worker numbering and a data file's row counter go with it (the row
+/// counter used to stay a week).
+#[test]
+fn a_normal_end_leaves_no_key_of_the_run_in_redis() {
+    let redis = RedisServer::start().unwrap();
+    let t = super::target();
+    let dir = std::env::temp_dir().join(format!("aiotest-it-{}-keys", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("rows.csv"), "n\n1\n2\n3\n4\n").unwrap();
+    let file = dir.join("keys.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "host = \"http://{}\"\n[[data]]\nfile = \"rows.csv\"\non_exhausted = \"wrap\"\n\
+             [[users]]\nname = \"u\"\nwait_time = 0.01\n[[users.tasks]]\npath = \"/n/{{{{data.n}}}}\"\nname = \"/n\"\n",
+            t.addr
+        ),
+    )
+    .unwrap();
+    let meet = ["--redis", &redis.url(), "--run-id", "tidy"];
+    let _worker = spawn(&[&["run", "--worker", "-q"][..], &meet].concat());
+    let out = super::aiotest(
+        &[
+            &[
+                "run",
+                file.to_str().unwrap(),
+                "--master",
+                "-u",
+                "2",
+                "-t",
+                "2s",
+                "-q",
+            ][..],
+            &meet,
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", super::text(&out.stderr));
+    assert!(served(&t) > 0);
+    assert_eq!(run_keys(&redis, "tidy"), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -128,6 +128,15 @@ async fn metrics_travel_through_the_stream_in_order_and_are_trimmed() {
             .await
             .unwrap();
     }
+    // The stream expires on its own, even one made anew after a Redis restart (its
+    // master then gone): every batch gives it an expiry.
+    let ttl = std::process::Command::new("redis-cli")
+        .args(["-p", &srv.port().to_string(), "ttl"])
+        .arg(Keys::new("r", "i1").metrics_stream())
+        .output()
+        .unwrap();
+    let ttl: i64 = String::from_utf8_lossy(&ttl.stdout).trim().parse().unwrap();
+    assert!((3_500..=3_600).contains(&ttl), "ttl {ttl}");
     let (got, h) = inbox();
     let sub = master
         .subscribe(ChannelType::RequestMetrics, h)

@@ -892,10 +892,19 @@ async fn a_lost_workers_share_of_the_rate_moves_to_the_others() {
         None,
     )
     .unwrap();
+    let handle = master.handle();
     let run = tokio::spawn(master.run());
     wait_until("every worker running", Duration::from_secs(10), || {
         counters.iter().all(|c| c.sent.load(Ordering::Relaxed) > 50)
     })
+    .await;
+    // The master shows the users its workers run for an open-model scenario (3
+    // pre-allocated at least; it used to show 0: it places none itself).
+    wait_until(
+        "the workers' users on the master",
+        Duration::from_secs(5),
+        || handle.users().iter().map(|(_, n)| n).sum::<u64>() >= 3,
+    )
     .await;
     workers[2].abort();
     // Liveness is 1 s: by 2 s after the loss the two others run the whole rate.
