@@ -352,6 +352,17 @@ fn the_live_rate_at_steady_state_is_the_served_rate() {
     let served =
         (t.served.load(Ordering::Relaxed) - from.1) as f64 / from.0.elapsed().as_secs_f64();
     let live = live.iter().sum::<f64>() / live.len() as f64;
+    // A scrape mid-run never shows more iterations than requests (each iteration here is
+    // one request): both are filed by their own time, not by when their batch came.
+    let metrics = http_text(port, "GET", "/metrics").unwrap();
+    let (iterations, requests) = (
+        counter_sum(&metrics, "aiotest_iterations_total"),
+        counter_sum(&metrics, "aiotest_requests_total"),
+    );
+    assert!(
+        iterations <= requests && iterations > 0.0,
+        "{iterations} iterations, {requests} requests"
+    );
     // A pause is not a quiet target: the rate over the window stays the rate of the
     // time the run ran.
     assert!(http_text(port, "POST", "/api/pause").is_some());
