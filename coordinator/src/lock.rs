@@ -33,6 +33,10 @@ pub enum LockError {
     Held {
         /// The lock's name.
         name: String,
+        /// How long it has left before it expires unless renewed (`None` when Redis
+        /// could not say). A holder that is alive renews it every third of its timeout, so
+        /// a value that grows between two attempts means a live holder.
+        remaining: Option<Duration>,
     },
     /// A zero timeout.
     #[error("lock `{name}`: the timeout must be at least 1 ms")]
@@ -84,8 +88,14 @@ impl RedisLock {
             .await
             .map_err(CoordError::from)?;
         if set.is_none() {
+            let pttl: Result<i64, _> = redis.client().pttl(&key).await;
+            let remaining = pttl
+                .ok()
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map(Duration::from_millis);
             return Err(LockError::Held {
                 name: name.to_owned(),
+                remaining,
             });
         }
         let renewal = tokio::spawn(renew(redis.clone(), key.clone(), token.clone(), ms));

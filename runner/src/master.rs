@@ -668,14 +668,27 @@ impl Placement for WorkersPlacement {
     ) -> Result<Option<StopReason>, RunError> {
         // A master that died leaves its lock for up to the lock's timeout: wait that long
         // (obeying commands) before taking another master for a live one.
+        // A live master renews its lock every third of the timeout: the lock's time left
+        // growing between two looks means a live master, refused at once.
         let give_up = Instant::now() + self.dist.lock_timeout + Duration::from_secs(1);
         let mut said = false;
+        let mut last: Option<(Instant, Duration)> = None;
         let lock = loop {
             match RedisLock::with_lock(&self.redis, &self.keys, "master", self.dist.lock_timeout)
                 .await
             {
                 Ok(lock) => break lock,
-                Err(aiotest_coordinator::LockError::Held { .. }) if Instant::now() < give_up => {
+                Err(aiotest_coordinator::LockError::Held { remaining, .. })
+                    if Instant::now() < give_up =>
+                {
+                    let now = Instant::now();
+                    if let (Some((then, before)), Some(left)) = (last, remaining) {
+                        let expected = before.saturating_sub(now - then);
+                        if left > expected + Duration::from_millis(100) {
+                            return Err(RunError::MasterExists);
+                        }
+                    }
+                    last = remaining.map(|r| (now, r));
                     if !said {
                         said = true;
                         tracing::warn!(

@@ -97,6 +97,10 @@ fn quick_mode_mistakes_exit_2_before_any_request() {
         (vec!["--url", &url, "--max-retries", "99"], "0 to 10"),
         (vec!["--url", &url, "--max-redirects", "101"], "to 100"),
         (
+            vec!["--url", &url, "--rate", "10", "--max-users", "0"],
+            "--max-users 0: an open-model run needs at least one user",
+        ),
+        (
             vec!["--url", &url, "-H", "Authorization: Bearer x"],
             "looks like a header: -H is the host (as in Locust); use --header 'Authorization: Bearer x'",
         ),

@@ -315,8 +315,11 @@ async fn only_one_contender_gets_the_lock_and_release_frees_it() {
     for a in attempts {
         match a.await.unwrap() {
             Ok(lock) => held.push(lock),
-            Err(LockError::Held { name }) => {
+            Err(LockError::Held { name, remaining }) => {
                 assert_eq!(name, "master");
+                // The holder's time left is reported, never more than the timeout.
+                let left = remaining.expect("PTTL of a held lock");
+                assert!(left <= Duration::from_secs(10), "{left:?}");
                 refused += 1;
             }
             Err(e) => panic!("{e}"),

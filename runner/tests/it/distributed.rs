@@ -264,21 +264,9 @@ async fn a_killed_worker_goes_missing_and_its_users_move() {
     handle.stop().await;
     let report = run.await.unwrap().unwrap();
     assert_eq!(report.missing_workers, vec!["w2".to_string()]);
-    // Its metrics since its last report are missing, and the iterations due on it that
-    // it never reported are counted as dropped: due = done + dropped + interrupted holds
-    // over the workers (they used to vanish from every count).
+    // Its metrics since its last report are missing, and the summary names it.
     assert_eq!(report.missing_flushes, vec!["w2".to_string()]);
-    let it = &report.snapshot.scenarios["rate"];
-    let total = it.iterations + it.dropped + it.interrupted;
-    // Each worker's clock starts its part when the master's word reaches it: a few
-    // iterations either way at a split's boundary.
-    assert!(
-        (2_388..=2_405).contains(&total),
-        "2,400 due, give or take the workers' start lags: {total}"
-    );
-    assert!(it.dropped > 0, "the lost worker's share: {it:?}");
     let notes = report.summary.notes.join(" ");
-    assert!(notes.contains("due on worker w2"), "{notes}");
     assert!(notes.contains("Metrics of worker w2"), "{notes}");
     for w in workers {
         w.abort();
@@ -291,7 +279,9 @@ async fn a_second_master_is_refused_and_missing_workers_time_out() {
     let rec = || rec_type(&Arc::new(Counters::default()));
     let shape = || Box::new(ConstantShape::new(1, IMMEDIATE, None).unwrap());
     let mut waiting = dist("solo", 2);
-    waiting.wait_timeout = Duration::from_millis(800);
+    // Long enough for the second to see the first renew its lock (every 2/3 s): a live
+    // master is refused, while a dead one's lock would be waited out.
+    waiting.wait_timeout = Duration::from_secs(2);
     let first = MasterRunner::new(
         vec![rec()],
         shape(),
@@ -353,25 +343,11 @@ async fn workers_stop_when_the_master_is_lost_and_rejoin_a_new_one() {
         || live(&counters) == [0, 0],
     )
     .await;
-    // A new master: refused while the dead one's lock lives (up to 10 s), then it runs.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let (handle, run) = loop {
-        let master = relay_master(&srv.url()).await;
-        let handle = master.handle();
-        let run = tokio::spawn(master.run());
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if !run.is_finished() {
-            break (handle, run);
-        }
-        match run.await.unwrap() {
-            Err(RunError::MasterExists) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "the lock never expired"
-            ),
-            other => panic!("{other:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    // A new master at once: it waits out the dead one's lock (it stops being renewed,
+    // and expires 2 s after the death) instead of being refused, then runs.
+    let master = relay_master(&srv.url()).await;
+    let handle = master.handle();
+    let run = tokio::spawn(master.run());
     wait_until(
         "the workers to rejoin and run again",
         Duration::from_secs(10),
@@ -939,4 +915,35 @@ async fn a_lost_workers_share_of_the_rate_moves_to_the_others() {
     for w in workers {
         w.abort();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_waiting_for_a_master_ignores_stop_and_leaves_on_quit() {
+    let srv = RedisServer::start().unwrap();
+    let c = Arc::new(Counters::default());
+    let w = WorkerRunner::new(
+        vec![rec_type(&c)],
+        Hooks::default(),
+        config(),
+        dist("idle", 1),
+        Redis::connect(&srv.url()).await.unwrap(),
+        "w0",
+    )
+    .unwrap();
+    let handle = w.handle();
+    let run = tokio::spawn(w.run());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A stop (SIGINT's first meaning) ends a run; there is none yet, so the worker keeps
+    // waiting for a master (it used to leave as if the test had ended).
+    handle.stop().await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!run.is_finished(), "a stop ended a worker that had no run");
+    handle.quit().await;
+    let report = tokio::time::timeout(Duration::from_secs(3), run)
+        .await
+        .expect("quit ends a waiting worker")
+        .unwrap()
+        .unwrap();
+    assert_eq!((report.runs, report.requests), (0, 0));
+    assert_eq!(c.live.load(Ordering::Relaxed), 0);
 }
