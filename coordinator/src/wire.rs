@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. Peers with another version are refused.
 /// Version 3: metrics histograms are plain HDR V2 (version 2 deflated them). Version 4:
-/// the error category `body_too_large`.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// the error category `body_too_large`. Version 5: snapshots carry named metrics (an
+/// older master would drop them unseen).
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The seed's channel types (`DistributedCoordinator.publish(channel_type, ...)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

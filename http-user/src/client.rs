@@ -990,6 +990,29 @@ impl HttpClient {
         passed
     }
 
+    /// Adds a sample of a named metric under `tags` (k6's `myTrend.add(v, tags)`): it
+    /// goes out with this user's requests, into the summary, thresholds
+    /// (`orders{shop:eu} count>10`), the JSON export and Prometheus. A value the metric
+    /// cannot hold is refused.
+    ///
+    /// ```no_run
+    /// # use aiotest_metrics::{Metric, Tags};
+    /// # async fn f(client: &mut aiotest_http_user::HttpClient) -> Result<(), Box<dyn std::error::Error>> {
+    /// let cart_total = Metric::trend("cart_total")?;
+    /// let r = client.get("/api/cart").send().await;
+    /// let total: f64 = r.json::<serde_json::Value>()?["total"].as_f64().unwrap_or(0.0);
+    /// client.add(&cart_total, total, &Tags::from_pairs([("shop", "eu")])?)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn add(
+        &mut self,
+        metric: &aiotest_metrics::Metric,
+        value: f64,
+        tags: &aiotest_metrics::Tags,
+    ) -> Result<(), aiotest_metrics::MetricError> {
+        self.recorder.add(metric, value, tags)
+    }
+
     /// The recorder (to flush it, or to record non-HTTP work).
     pub fn recorder(&mut self) -> &mut Recorder {
         &mut self.recorder

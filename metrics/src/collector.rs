@@ -28,6 +28,7 @@ use hashbrown::{Equivalent, HashMap};
 
 use crate::event::RequestMetricsEvent;
 use crate::iterations::ScenarioStats;
+use crate::model::{Metric, MetricError, Tags};
 use crate::record::{ErrorCategory, RequestRecord};
 use crate::stats::{EndpointKey, EndpointStats, MAX_ERROR_MESSAGE_LEN, Snapshot, truncate};
 
@@ -144,6 +145,8 @@ struct Bucket {
     scenarios: std::collections::BTreeMap<String, ScenarioStats>,
     /// Named checks.
     checks: std::collections::BTreeMap<String, crate::CheckStats>,
+    /// Named metrics.
+    metrics: crate::MetricSet,
 }
 
 struct State {
@@ -275,6 +278,8 @@ impl MetricsCollector {
             iterations: Vec::new(),
             scenario_names: Vec::new(),
             checks: Vec::new(),
+            metrics: crate::MetricSet::new(),
+            metrics_at: 0,
             messages: Vec::new(),
             batch_size,
             flush_interval_us: duration_us(self.shared.config.flush_interval),
@@ -331,6 +336,7 @@ impl MetricsCollector {
                 end_us: Some(k.saturating_add(1).saturating_mul(step)),
                 scenarios: bucket.scenarios,
                 checks: bucket.checks,
+                metrics: bucket.metrics,
                 ..Snapshot::default()
             };
             for (id, stats) in bucket.current.into_iter().enumerate() {
@@ -521,6 +527,36 @@ impl Recorder {
         self.lock().buffered()
     }
 
+    /// Adds one sample of `metric` under `tags` (k6's `counter.add(1, tags)`,
+    /// `trend.add(ms)`, ...), sent with the next flush like a request. A value the metric
+    /// cannot hold (not finite; a negative trend) is refused and nothing is recorded.
+    ///
+    /// ```
+    /// # use aiotest_metrics::*;
+    /// let collector = MetricsCollector::new(MetricsConfig::default(), RequestMetricsEvent::new())?;
+    /// let mut recorder = collector.recorder();
+    /// let orders = Metric::counter("orders")?;
+    /// recorder.add(&orders, 1.0, &Tags::from_pairs([("shop", "eu")])?)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn add(&mut self, metric: &Metric, value: f64, tags: &Tags) -> Result<(), MetricError> {
+        self.add_at(metric, value, tags, now_wall_us())
+    }
+
+    /// [`add`](Self::add) for a sample taken at `at_us` (µs since the Unix epoch): it
+    /// belongs to that time's interval.
+    pub fn add_at(
+        &mut self,
+        metric: &Metric,
+        value: f64,
+        tags: &Tags,
+        at_us: u64,
+    ) -> Result<(), MetricError> {
+        metric.check(value)?;
+        self.lock().add(metric, value, tags, at_us);
+        Ok(())
+    }
+
     /// Counts one verdict of the named check `name` (k6's `check`): it judges a response
     /// without failing the request. Sent with the next flush of this recorder's requests.
     pub fn record_check(&mut self, name: &str, passed: bool) {
@@ -555,6 +591,9 @@ struct RecorderState {
     /// Named checks' verdicts since the last flush: (name, passes, fails, time of the
     /// newest).
     checks: Vec<(Box<str>, u64, u64, u64)>,
+    /// Named metrics' samples since the last flush, all of grid interval `metrics_at`.
+    metrics: crate::MetricSet,
+    metrics_at: u64,
     messages: Vec<Box<str>>,
     batch_size: usize,
     flush_interval_us: u64,
@@ -646,6 +685,39 @@ impl RecorderState {
         self.buf.len()
             + self.iterations.len()
             + self.checks.iter().filter(|(_, p, f, _)| p + f > 0).count()
+            + self.metrics.series.values().map(|s| s.len()).sum::<usize>()
+    }
+
+    /// Adds a checked sample taken at `at_us`.
+    fn add(&mut self, metric: &Metric, value: f64, tags: &Tags, at_us: u64) {
+        let step = self.flush_interval_us.max(1);
+        if !self.metrics.series.is_empty() && self.metrics_at != at_us / step {
+            // The pending samples belong to an earlier interval: they go first.
+            self.flush_metrics();
+        }
+        self.metrics_at = at_us / step;
+        self.metrics.add(metric, tags, value, at_us);
+        let due = *self
+            .flush_due_us
+            .get_or_insert(at_us.saturating_add(self.flush_interval_us));
+        if at_us >= due {
+            self.flush_now();
+        }
+    }
+
+    /// Hands the named metrics' pending samples to the collector.
+    fn flush_metrics(&mut self) {
+        if self.metrics.series.is_empty() && self.metrics.conflicts.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.metrics);
+        let mut state = self.shared.lock();
+        let bucket = state.bucket(self.metrics_at);
+        if bucket.metrics.series.is_empty() && bucket.metrics.conflicts.is_empty() {
+            bucket.metrics = pending;
+        } else {
+            bucket.metrics.merge(&pending);
+        }
     }
 
     /// Counts one verdict of the named check `name` (k6's `check`): it judges a response
@@ -737,6 +809,7 @@ impl RecorderState {
     fn flush_now(&mut self) {
         self.flush_due_us = None;
         self.flush_checks();
+        self.flush_metrics();
         let step = self.flush_interval_us.max(1);
         if !self.iterations.is_empty() {
             let mut state = self.shared.lock();

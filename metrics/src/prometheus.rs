@@ -19,6 +19,13 @@
 //! | `aiotest_users` | gauge | user_type |
 //! | `aiotest_runner_state` | gauge, 1 for the current state | state |
 //! | `aiotest_workers` | gauge | state |
+//! | `aiotest_custom_NAME...` | per kind, see below | the metric's tags |
+//!
+//! Named metrics (counters, gauges, rates, trends) are written from their run totals
+//! after the others: a counter as `aiotest_custom_NAME_total`, a gauge as
+//! `aiotest_custom_NAME`, a rate as the gauge `aiotest_custom_NAME_rate`, a trend as a
+//! summary `aiotest_custom_NAME` (quantiles 0.5, 0.9, 0.95, 0.99; a time trend in seconds,
+//! `..._seconds`).
 //!
 //! Every metric has a `# HELP` line. An endpoint's failure counters appear at zero, for
 //! every category, with the endpoint; a scenario's iteration counters at zero when the
@@ -133,6 +140,9 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct PrometheusExporter {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// Named metrics' run totals, written by [`named::render`]. A std mutex: held to merge
+    /// an interval or to write the text, never across an await.
+    named: std::sync::Mutex<crate::MetricSet>,
 }
 
 impl std::fmt::Debug for PrometheusExporter {
@@ -194,7 +204,11 @@ impl PrometheusExporter {
             }
         }
         let handle = recorder.handle();
-        PrometheusExporter { recorder, handle }
+        PrometheusExporter {
+            recorder,
+            handle,
+            named: std::sync::Mutex::default(),
+        }
     }
 
     /// Shows `scenario`'s iteration counters at zero, before its first iteration.
@@ -288,6 +302,12 @@ impl PrometheusExporter {
                     .increment(n);
             }
         }
+        if !interval.metrics.is_empty() {
+            self.named
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .merge(&interval.metrics);
+        }
         self.handle.run_upkeep();
     }
 
@@ -328,7 +348,15 @@ impl PrometheusExporter {
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
-        self.handle.render()
+        let mut out = self.handle.render();
+        let named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+        if !named.series.is_empty() {
+            if !out.is_empty() && !out.ends_with("\n\n") {
+                out.push('\n');
+            }
+            named::render(&named, &mut out);
+        }
+        out
     }
 }
 
@@ -379,6 +407,8 @@ impl PrometheusApp {
         }
     }
 }
+
+mod named;
 
 #[cfg(test)]
 mod tests;

@@ -471,6 +471,9 @@ pub struct Snapshot {
     /// in a worker's delayed batch). Counted in every total, once.
     #[serde(default)]
     pub late: u64,
+    /// Named metrics (counters, gauges, rates, trends) by name and tags.
+    #[serde(default)]
+    pub metrics: crate::MetricSet,
 }
 
 impl Snapshot {
@@ -514,6 +517,7 @@ impl Snapshot {
                 }
             }
         }
+        self.metrics.merge(&other.metrics);
     }
 
     /// Whether no request (and no iteration) is counted.
@@ -521,6 +525,7 @@ impl Snapshot {
         self.endpoints.values().all(|e| e.requests == 0)
             && self.scenarios.values().all(ScenarioStats::is_empty)
             && self.checks.values().all(|c| c.total() == 0)
+            && self.metrics.is_empty()
     }
 
     /// All endpoints merged into one (the "Total" row of a summary).

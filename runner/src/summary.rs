@@ -248,6 +248,97 @@ pub struct CheckRow {
     pub rate: f64,
 }
 
+/// One named metric (all its tag sets together, `tags` empty) or one of its tag sets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricRow {
+    /// The metric's name.
+    pub name: String,
+    /// `counter`, `gauge`, `rate` or `trend`.
+    pub kind: String,
+    /// Whether its values are milliseconds (a time trend).
+    pub time: bool,
+    /// The tag set of this row; empty for the metric's whole.
+    pub tags: BTreeMap<String, String>,
+    /// Samples taken.
+    pub samples: u64,
+    /// Its figures by aggregation: `count` and `rate` (per second) of a counter; `value`,
+    /// `min`, `max` of a gauge; `rate` (0 to 1) of a rate; `avg`, `min`, `med`, `max`,
+    /// `p(90)`, `p(95)`, `p(99)` of a trend.
+    pub values: BTreeMap<String, f64>,
+}
+
+/// Tag sets listed per metric in the printed summary (the JSON export has them all).
+const TAG_SETS_SHOWN: usize = 10;
+
+impl MetricRow {
+    fn new(
+        name: &str,
+        tags: &aiotest_metrics::Tags,
+        s: &aiotest_metrics::Series,
+        secs: f64,
+    ) -> Self {
+        use aiotest_metrics::{Aggregation as A, MetricKind};
+        let aggs: &[(&str, A)] = match s.kind() {
+            MetricKind::Counter => &[("count", A::Count), ("rate", A::Rate)],
+            MetricKind::Gauge => &[("value", A::Value), ("min", A::Min), ("max", A::Max)],
+            MetricKind::Rate => &[("rate", A::Rate)],
+            MetricKind::Trend => &[
+                ("avg", A::Avg),
+                ("min", A::Min),
+                ("med", A::Med),
+                ("max", A::Max),
+                ("p(90)", A::Percentile(90.0)),
+                ("p(95)", A::Percentile(95.0)),
+                ("p(99)", A::Percentile(99.0)),
+            ],
+        };
+        let values = aggs
+            .iter()
+            .filter_map(|(label, a)| {
+                s.value(*a, secs)
+                    .map(|v| ((*label).to_owned(), (v * 1_000.0).round() / 1_000.0))
+            })
+            .collect();
+        MetricRow {
+            name: name.to_owned(),
+            kind: s.kind().as_str().to_owned(),
+            time: s.time,
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            samples: s.samples,
+            values,
+        }
+    }
+
+    /// `count=12 rate=1.2/s`, `avg=3.1ms min=...`, `rate=97.50%`.
+    fn figures(&self) -> String {
+        let order: &[&str] = match self.kind.as_str() {
+            "counter" => &["count", "rate"],
+            "gauge" => &["value", "min", "max"],
+            "rate" => &["rate"],
+            _ => &["avg", "min", "med", "max", "p(90)", "p(95)", "p(99)"],
+        };
+        let mut out = String::new();
+        for label in order {
+            let Some(v) = self.values.get(*label) else {
+                continue;
+            };
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            let _ = match (self.kind.as_str(), *label) {
+                ("counter", "rate") => write!(out, "{label}={v}/s"),
+                ("rate", _) => write!(out, "{label}={:.2}%", v * 100.0),
+                ("trend", _) if self.time => write!(out, "{label}={v}ms"),
+                _ => write!(out, "{label}={v}"),
+            };
+        }
+        out
+    }
+}
+
 /// The run's summary, as printed and exported.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
@@ -261,6 +352,8 @@ pub struct Summary {
     pub scenarios: Vec<ScenarioRow>,
     /// Named checks, by name.
     pub checks: Vec<CheckRow>,
+    /// Named metrics, by name: each metric's whole, then each of its tag sets.
+    pub metrics: Vec<MetricRow>,
     /// Failures by message, most frequent first.
     pub errors: Vec<ErrorRow>,
     /// Threshold verdicts, in the order given.
@@ -346,15 +439,36 @@ impl Summary {
                 rate: (c.rate() * 100_000.0).round() / 1_000.0,
             })
             .collect();
+        let mut metrics = Vec::new();
+        let mut notes = Vec::new();
+        for (name, by_tags) in &snapshot.metrics.series {
+            let all = aiotest_metrics::Tags::new();
+            if let Some(whole) = snapshot.metrics.select(name, &all) {
+                metrics.push(MetricRow::new(name, &all, &whole, secs));
+            }
+            if by_tags.len() > 1 || by_tags.keys().any(|t| !t.is_empty()) {
+                for (tags, series) in by_tags {
+                    metrics.push(MetricRow::new(name, tags, series, secs));
+                }
+            }
+        }
+        for (name, n) in &snapshot.metrics.conflicts {
+            notes.push(format!(
+                "{n} samples of metric `{}` are left out: the name was first used for a {}, and they were of another kind",
+                printable(name),
+                snapshot.metrics.kind_of(name).map_or("metric", |k| k.as_str())
+            ));
+        }
         Summary {
             duration_s: secs,
             totals: Row::new("", "Total", "", &snapshot.total(), secs),
             endpoints,
             scenarios,
             checks,
+            metrics,
             errors,
             thresholds: Vec::new(),
-            notes: Vec::new(),
+            notes,
         }
     }
 
@@ -404,6 +518,53 @@ impl Summary {
             .iter()
             .find(|s| s.name == scenario)
             .map(|s| s.executor.as_str())
+    }
+
+    /// The named metrics: a line per metric, its tag sets indented below (the first
+    /// [`TAG_SETS_SHOWN`]).
+    fn render_metrics(&self, out: &mut String) {
+        if self.metrics.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "\nMetrics:");
+        let mut shown = 0;
+        let mut hidden = 0;
+        for (i, m) in self.metrics.iter().enumerate() {
+            if m.tags.is_empty() {
+                if hidden > 0 {
+                    let _ = writeln!(out, "      ({hidden} more tag sets in the JSON export)");
+                }
+                shown = 0;
+                hidden = 0;
+                let _ = writeln!(
+                    out,
+                    "  {} ({}, {} samples) {}",
+                    printable(&m.name),
+                    m.kind,
+                    m.samples,
+                    m.figures()
+                );
+            } else if shown < TAG_SETS_SHOWN {
+                shown += 1;
+                let tags: Vec<String> = m
+                    .tags
+                    .iter()
+                    .map(|(k, v)| format!("{}:{}", printable(k), printable(v)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    {{{}}} ({} samples) {}",
+                    tags.join(","),
+                    m.samples,
+                    m.figures()
+                );
+            } else {
+                hidden += 1;
+            }
+            if i + 1 == self.metrics.len() && hidden > 0 {
+                let _ = writeln!(out, "      ({hidden} more tag sets in the JSON export)");
+            }
+        }
     }
 
     /// The table printed at the end of a run, in full (every column): for pipes, files
@@ -507,6 +668,7 @@ impl Summary {
                 );
             }
         }
+        self.render_metrics(&mut out);
         if self
             .scenarios
             .iter()
@@ -907,6 +1069,50 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&summary.to_json()).unwrap();
         assert_eq!(json["checks"][0]["rate"], 95.0);
         assert_eq!(json["checks"][1]["passes"], 100);
+    }
+
+    #[test]
+    fn named_metrics_have_a_line_each_and_their_tag_sets_below() {
+        use aiotest_metrics::{Metric, Tags};
+        let mut snap = snapshot();
+        let orders = Metric::counter("orders").unwrap();
+        let wait = Metric::time_trend("cart_wait").unwrap();
+        let ok = Metric::rate("order_ok").unwrap();
+        let eu = Tags::from_pairs([("shop", "eu")]).unwrap();
+        let us = Tags::from_pairs([("shop", "us")]).unwrap();
+        for i in 1..=20u64 {
+            snap.metrics
+                .add(&orders, if i % 2 == 0 { &eu } else { &us }, 1.0, i);
+            snap.metrics.add(&wait, &Tags::new(), i as f64, i);
+            snap.metrics
+                .add(&ok, &Tags::new(), if i == 1 { 0.0 } else { 1.0 }, i);
+        }
+        snap.metrics
+            .add(&Metric::gauge("orders").unwrap(), &eu, 1.0, 1);
+        let summary = Summary::new(&snap, Duration::from_secs(10));
+        let table = summary.render_table();
+        assert!(
+            table.contains(
+                "\nMetrics:\n  cart_wait (trend, 20 samples) avg=10.5ms min=1ms med=10ms max=20ms p(90)=18.01ms p(95)=19ms p(99)=20ms\n  order_ok (rate, 20 samples) rate=95.00%\n  orders (counter, 20 samples) count=20 rate=2/s\n    {shop:eu} (10 samples) count=10 rate=1/s\n    {shop:us} (10 samples) count=10 rate=1/s\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            summary
+                .notes
+                .iter()
+                .any(|n| n.contains("1 samples of metric `orders` are left out")),
+            "{:?}",
+            summary.notes
+        );
+        let json: serde_json::Value = serde_json::from_str(&summary.to_json()).unwrap();
+        let rows = json["metrics"].as_array().unwrap();
+        assert_eq!(rows.len(), 5);
+        assert_eq!(rows[0]["name"], "cart_wait");
+        assert_eq!(rows[0]["time"], true);
+        assert_eq!(rows[0]["values"]["p(95)"], 19.0);
+        assert_eq!(rows[3]["tags"]["shop"], "eu");
+        assert_eq!(rows[3]["values"]["count"], 10.0);
     }
 
     #[test]

@@ -25,7 +25,7 @@
 
 use std::fmt;
 
-use aiotest_metrics::{EndpointStats, ErrorCategory, Snapshot};
+use aiotest_metrics::{Aggregation, EndpointStats, ErrorCategory, Snapshot, Tags};
 use serde::Serialize;
 
 /// A threshold expression that does not parse, with the expression and the reason.
@@ -54,6 +54,12 @@ enum Metric {
     ChecksRate,
     /// Written `checks` without `%`: only the rate is taken.
     Checks,
+    /// A named metric read by an aggregation (k6's form); `percent` when the limit was
+    /// written in %.
+    Named {
+        agg: Aggregation,
+        percent: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +68,10 @@ enum Op {
     Le,
     Gt,
     Ge,
+    /// `==` (k6's form only).
+    Eq,
+    /// `!=` (k6's form only).
+    Ne,
 }
 
 /// A parsed threshold.
@@ -77,6 +87,8 @@ pub struct Threshold {
     tag: Option<String>,
     /// The request names `tag` stands for, once known.
     tag_names: Option<Vec<String>>,
+    /// A named metric and its tag filter (k6's form).
+    named: Option<(String, Tags)>,
     op: Op,
     /// In the metric's base unit: ms for durations, a fraction for rates.
     limit: f64,
@@ -130,6 +142,22 @@ impl Threshold {
             Some(t) => (t.to_owned(), true),
             None => (text, false),
         };
+        if let Some(named) = parse_named(expr.trim().trim_end_matches(":abort")) {
+            let (name, tags, agg, op, limit, percent) = named.map_err(|r| err(&r))?;
+            return Ok(Threshold {
+                expr: expr.trim().to_owned(),
+                metric: Metric::Named { agg, percent },
+                name: None,
+                scenario: None,
+                check: None,
+                tag: None,
+                tag_names: None,
+                named: Some((name, tags)),
+                op,
+                limit,
+                abort,
+            });
+        }
         let after_filter = text.rfind('}').map_or(0, |i| i + 1);
         let op_at = text[after_filter..]
             .find(['<', '>'])
@@ -163,7 +191,7 @@ impl Threshold {
             tag,
         } = filters;
         let metric = parse_metric(metric_text).ok_or_else(|| {
-            err("unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps, requests, iterations, dropped_iterations or checks")
+            err("unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps, requests, iterations, dropped_iterations or checks, or a named metric in k6's form, e.g. `cart_total{shop:eu} p(95)<200`")
         })?;
         if name.is_some() && matches!(metric, Metric::Iterations | Metric::DroppedIterations) {
             return Err(err(
@@ -192,6 +220,7 @@ impl Threshold {
             check,
             tag,
             tag_names: None,
+            named: None,
             op,
             limit,
             abort,
@@ -227,6 +256,9 @@ impl Threshold {
 
     /// The verdict for `snapshot` over `run_secs` seconds.
     pub fn evaluate(&self, snapshot: &Snapshot, run_secs: f64) -> ThresholdResult {
+        if let (Some((name, tags)), Metric::Named { agg, percent }) = (&self.named, self.metric) {
+            return self.evaluate_named(snapshot, run_secs, name, tags, agg, percent);
+        }
         let mut stats = EndpointStats::default();
         let tagged = |name: &str| match (&self.tag, &self.tag_names) {
             (None, _) => true,
@@ -292,6 +324,8 @@ impl Threshold {
             Metric::Requests => (stats.requests as f64, stats.requests as f64),
             Metric::Iterations => (iterations.iterations as f64, iterations.iterations as f64),
             Metric::DroppedIterations => (iterations.dropped as f64, iterations.dropped as f64),
+            // Read by `evaluate_named`.
+            Metric::Named { .. } => (0.0, 0.0),
             Metric::ChecksRate | Metric::Checks => {
                 let failed = stats.failures_by_category[ErrorCategory::CheckFailed.index()];
                 let judged = stats.checks + named.total();
@@ -304,12 +338,7 @@ impl Threshold {
                 (rate, rate * 100.0)
             }
         };
-        let holds = match self.op {
-            Op::Lt => value < self.limit,
-            Op::Le => value <= self.limit,
-            Op::Gt => value > self.limit,
-            Op::Ge => value >= self.limit,
-        };
+        let holds = self.op.holds(value, self.limit);
         // A latency threshold needs timed requests: interrupted ones have no latency.
         // An iteration threshold needs its scenario to have run.
         let (judged, matched) = match self.metric {
@@ -353,6 +382,143 @@ impl Threshold {
             reason,
         }
     }
+}
+
+impl Threshold {
+    fn evaluate_named(
+        &self,
+        snapshot: &Snapshot,
+        run_secs: f64,
+        name: &str,
+        tags: &Tags,
+        agg: Aggregation,
+        percent: bool,
+    ) -> ThresholdResult {
+        let series = snapshot.metrics.select(name, tags);
+        let matched = series.as_ref().map_or(0, |s| s.samples);
+        let value = series.as_ref().and_then(|s| s.value(agg, run_secs));
+        let reason = match (&series, value) {
+            (None, _) => Some(format!("no sample of `{name}{tags}` was taken")),
+            (Some(s), None) => Some(format!(
+                "`{agg}` does not apply to {name}, a {}: use {}",
+                s.kind(),
+                Aggregation::of(s.kind())
+            )),
+            _ => None,
+        };
+        let v = value.unwrap_or(0.0);
+        let holds = value.is_some() && self.op.holds(v, self.limit);
+        let shown = if percent { v * 100.0 } else { v };
+        ThresholdResult {
+            expr: self.expr.clone(),
+            ok: holds,
+            value: (shown * 1_000.0).round() / 1_000.0,
+            matched,
+            reason,
+        }
+    }
+}
+
+impl Op {
+    fn holds(self, value: f64, limit: f64) -> bool {
+        match self {
+            Op::Lt => value < limit,
+            Op::Le => value <= limit,
+            Op::Gt => value > limit,
+            Op::Ge => value >= limit,
+            Op::Eq => value == limit,
+            Op::Ne => value != limit,
+        }
+    }
+}
+
+/// The parts of a threshold in k6's form.
+type Named = (String, Tags, Aggregation, Op, f64, bool);
+
+/// Names k6 gives its built-in metrics, with the form that reads them here.
+const K6_BUILT_INS: [(&str, &str); 6] = [
+    ("http_req_duration", "p95<300ms, avg<200ms, p99{name=/x}<1s"),
+    ("http_reqs", "requests>100 or rps>10"),
+    ("http_req_failed", "failures<1%"),
+    ("checks", "checks>99%"),
+    ("iterations", "iterations>=10"),
+    ("dropped_iterations", "dropped_iterations<1"),
+];
+
+/// A threshold in k6's form, `NAME[{KEY:VALUE,...}] AGGREGATION OP NUMBER[%]` (the
+/// aggregation after a space or a colon): `None` when `text` is not in that form.
+fn parse_named(text: &str) -> Option<Result<Named, String>> {
+    let ident = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(text.len());
+    let (name, rest) = text.split_at(ident);
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let (filter, rest) = match rest.strip_prefix('{') {
+        Some(r) => {
+            let end = r.find('}')?;
+            (Some(&r[..end]), &r[end + 1..])
+        }
+        None => (None, rest),
+    };
+    let after = rest.trim_start();
+    let after = after.strip_prefix(':').unwrap_or(after).trim_start();
+    if after.len() == rest.len() && filter.is_none() {
+        // No separator after a bare name: today's form (`p95<300ms`).
+        return None;
+    }
+    let op_at = after.find(['<', '>', '=', '!'])?;
+    let agg = Aggregation::parse(after[..op_at].trim())?;
+    Some(named_parts(name, filter, agg, &after[op_at..]))
+}
+
+fn named_parts(
+    name: &str,
+    filter: Option<&str>,
+    agg: Aggregation,
+    comparison: &str,
+) -> Result<Named, String> {
+    if let Some((_, instead)) = K6_BUILT_INS.iter().find(|(k6, _)| *k6 == name) {
+        return Err(format!(
+            "`{name}` is not a named metric here yet; write it as {instead}"
+        ));
+    }
+    let mut tags = Tags::new();
+    for pair in filter
+        .unwrap_or("")
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+    {
+        let (k, v) = pair
+            .split_once([':', '='])
+            .ok_or_else(|| format!("`{pair}`: a tag filter is KEY:VALUE"))?;
+        tags.insert(k.trim(), v.trim()).map_err(|e| e.to_string())?;
+    }
+    let ops = [
+        ("<=", Op::Le),
+        (">=", Op::Ge),
+        ("==", Op::Eq),
+        ("!=", Op::Ne),
+        ("<", Op::Lt),
+        (">", Op::Gt),
+    ];
+    let (op, value) = ops
+        .iter()
+        .find_map(|(t, op)| comparison.strip_prefix(t).map(|v| (*op, v.trim())))
+        .ok_or_else(|| "no comparison: use <, <=, >, >=, == or !=".to_owned())?;
+    let value = value.strip_prefix('=').unwrap_or(value).trim(); // k6's `===`
+    let (number, percent) = match value.strip_suffix('%') {
+        Some(n) => (n.trim(), true),
+        None => (value, false),
+    };
+    let n: f64 = number
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite())
+        .ok_or_else(|| format!("`{value}` is not a number"))?;
+    let limit = if percent { n / 100.0 } else { n };
+    Ok((name.to_owned(), tags, agg, op, limit, percent))
 }
 
 /// A threshold's filters.
@@ -494,6 +660,103 @@ mod tests {
 
     fn check(expr: &str) -> ThresholdResult {
         Threshold::parse(expr).unwrap().evaluate(&snapshot(), 10.0)
+    }
+
+    fn with_named_metrics() -> Snapshot {
+        use aiotest_metrics::{Metric, Tags};
+        let mut s = snapshot();
+        let eu = Tags::from_pairs([("shop", "eu")]).unwrap();
+        let us = Tags::from_pairs([("shop", "us")]).unwrap();
+        let orders = Metric::counter("orders").unwrap();
+        let depth = Metric::gauge("queue_depth").unwrap();
+        let ok = Metric::rate("order_ok").unwrap();
+        let wait = Metric::time_trend("cart_wait").unwrap();
+        for i in 0..40u64 {
+            let tags = if i % 4 == 0 { &us } else { &eu };
+            s.metrics.add(&orders, tags, 1.0, i);
+            s.metrics
+                .add(&ok, tags, if i % 10 == 0 { 0.0 } else { 1.0 }, i);
+            s.metrics.add(&wait, tags, (i + 1) as f64, i);
+            s.metrics.add(&depth, &Tags::new(), i as f64, i);
+        }
+        s
+    }
+
+    #[test]
+    fn named_metrics_are_judged_in_k6s_form_with_tag_filters() {
+        let s = with_named_metrics();
+        let cases = [
+            ("orders count==40", true),
+            ("orders{shop:eu} count==30", true),
+            ("orders{shop:us}: count>=10", true),
+            ("orders rate>=4", true), // 40 in 10 s
+            ("orders rate>4", false),
+            ("queue_depth value==39", true),
+            ("queue_depth max<39", false),
+            ("queue_depth min==0", true),
+            ("order_ok rate>0.95", false), // 36 of 40
+            ("order_ok rate>=90%", true),
+            ("cart_wait p(95)<=39", true),
+            ("cart_wait p(95)<30", false),
+            ("cart_wait{shop:us} max<=37", true),
+            ("cart_wait med<25", true),
+            ("cart_wait avg==20.5", true),
+            ("cart_wait{shop:eu} count!=30", false),
+        ];
+        for (expr, want) in cases {
+            let r = Threshold::parse(expr).unwrap().evaluate(&s, 10.0);
+            assert_eq!(r.ok, want, "{expr}: {r:?}");
+            assert!(r.matched > 0, "{expr}");
+        }
+        let r = Threshold::parse("order_ok rate>=90%")
+            .unwrap()
+            .evaluate(&s, 10.0);
+        assert_eq!(r.value, 90.0);
+    }
+
+    #[test]
+    fn a_named_threshold_that_cannot_be_read_fails_and_says_why() {
+        let s = with_named_metrics();
+        let fails = |expr: &str, why: &str| {
+            let r = Threshold::parse(expr).unwrap().evaluate(&s, 10.0);
+            assert!(!r.ok, "{expr}");
+            let reason = r.reason.unwrap_or_default();
+            assert!(reason.contains(why), "{expr}: {reason}");
+        };
+        fails(
+            "nothing_here count>0",
+            "no sample of `nothing_here` was taken",
+        );
+        fails(
+            "orders{shop:asia} count<1",
+            "no sample of `orders{shop:asia}`",
+        );
+        fails(
+            "orders p(95)<1",
+            "`p(95)` does not apply to orders, a counter: use count, rate",
+        );
+        fails("queue_depth rate<1", "a gauge: use value, min, max");
+        // Unchanged: today's form still parses as it did.
+        assert!(Threshold::parse("p95<300ms").unwrap().named.is_none());
+        assert!(
+            Threshold::parse("p(95){name=/x}<300")
+                .unwrap()
+                .named
+                .is_none()
+        );
+        assert!(Threshold::parse("failures<1%:abort").unwrap().aborts());
+        let named = Threshold::parse("orders count<1:abort").unwrap();
+        assert!(named.aborts() && named.named.is_some());
+        for (expr, why) in [
+            ("http_req_duration p(95)<500", "write it as p95<300ms"),
+            ("orders{shop} count<1", "a tag filter is KEY:VALUE"),
+            ("orders count<lots", "`lots` is not a number"),
+            ("orders count", "no comparison"),
+            ("orders>1", "unknown metric"),
+        ] {
+            let e = Threshold::parse(expr).unwrap_err().to_string();
+            assert!(e.contains(why), "{expr}: {e}");
+        }
     }
 
     #[test]
@@ -686,7 +949,7 @@ mod tests {
             ("p95", "no comparison: use <, <=, > or >="),
             (
                 "latency<3",
-                "unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps, requests, iterations, dropped_iterations or checks",
+                "unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps, requests, iterations, dropped_iterations or checks, or a named metric in k6's form, e.g. `cart_total{shop:eu} p(95)<200`",
             ),
             ("p95<fast", "`fast` is not a number"),
             ("p95<3kg", "unit `kg` does not fit this metric"),
@@ -698,7 +961,7 @@ mod tests {
             ("p95{name=/x<3", "unclosed `{` in the filter"),
             (
                 "p101<3",
-                "unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps, requests, iterations, dropped_iterations or checks",
+                "unknown metric: use p50, p90, p95, p99, pNN, avg, min, max, failures, rps, requests, iterations, dropped_iterations or checks, or a named metric in k6's form, e.g. `cart_total{shop:eu} p(95)<200`",
             ),
         ];
         for (expr, reason) in cases {

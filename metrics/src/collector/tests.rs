@@ -411,3 +411,31 @@ fn an_idle_users_batch_is_due_before_its_interval_closes_and_flushes_on_demand()
     idle.flush();
     assert_eq!(idle.due_us(), None, "a dropped recorder is not kept alive");
 }
+
+#[test]
+fn metric_samples_land_in_the_interval_they_were_taken_in() {
+    use crate::model::{Aggregation, Metric, Tags};
+    let c = collector(1_000, 16);
+    let mut r = c.recorder();
+    let orders = Metric::counter("orders").unwrap();
+    let eu = Tags::from_pairs([("shop", "eu")]).unwrap();
+    r.add_at(&orders, 2.0, &eu, 5_100_000).unwrap();
+    r.add_at(&orders, 3.0, &eu, 5_900_000).unwrap();
+    assert_eq!(r.buffered(), 1, "one series pending");
+    // The next second's sample sends the earlier ones first, to their own interval.
+    r.add_at(&orders, 4.0, &Tags::new(), 6_200_000).unwrap();
+    assert!(r.add_at(&orders, f64::NAN, &eu, 6_300_000).is_err());
+    drop(r);
+    c.close_interval(0);
+    let snaps = c.take_pending();
+    assert_eq!(snaps.len(), 2);
+    let read = |s: &Snapshot, tags: &Tags| {
+        s.metrics
+            .select("orders", tags)
+            .and_then(|x| x.value(Aggregation::Count, 1.0))
+    };
+    assert_eq!(snaps[0].start_us, Some(5_000_000));
+    assert_eq!(read(&snaps[0], &eu), Some(5.0));
+    assert_eq!(read(&snaps[1], &Tags::new()), Some(4.0));
+    assert_eq!(read(&snaps[1], &eu), None);
+}

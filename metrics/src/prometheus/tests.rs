@@ -315,3 +315,80 @@ fn every_metric_has_help_and_failure_counters_start_at_zero() {
         "{text}"
     );
 }
+
+#[test]
+fn named_metrics_are_written_by_kind_with_their_tags_as_labels() {
+    use crate::model::{Metric, Tags};
+    let e = PrometheusExporter::new();
+    let eu = Tags::from_pairs([("shop", "eu"), ("9 lives", "a\"b")]).unwrap();
+    let mut snap = interval();
+    for i in 1..=100u32 {
+        snap.metrics
+            .add(&Metric::counter("orders").unwrap(), &eu, 0.5, 1);
+        snap.metrics.add(
+            &Metric::time_trend("cart_wait").unwrap(),
+            &Tags::new(),
+            f64::from(i),
+            1,
+        );
+        snap.metrics.add(
+            &Metric::rate("order_ok").unwrap(),
+            &Tags::new(),
+            f64::from(u8::from(i % 4 != 0)),
+            1,
+        );
+    }
+    snap.metrics
+        .add(&Metric::gauge("depth").unwrap(), &Tags::new(), 7.0, 1);
+    e.update(&snap);
+    e.update(&snap); // totals over intervals
+    let text = e.render();
+    let scrape = parse(&text);
+    let find = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .collect::<Vec<_>>()
+    };
+    let orders = find("aiotest_custom_orders_total");
+    assert_eq!(orders.len(), 1, "{text}");
+    assert!(
+        matches!(orders[0].value, Value::Counter(v) if v == 100.0),
+        "{text}"
+    );
+    assert_eq!(label(orders[0], "shop"), Some("eu"));
+    // Escaped as the format wants (the parser leaves escapes as written).
+    assert_eq!(label(orders[0], "_9_lives"), Some("a\\\"b"));
+    let ok = find("aiotest_custom_order_ok_rate");
+    assert!(
+        matches!(ok[0].value, Value::Gauge(v) if v == 0.75),
+        "{text}"
+    );
+    let depth = find("aiotest_custom_depth");
+    assert!(
+        matches!(depth[0].value, Value::Gauge(v) if v == 7.0),
+        "{text}"
+    );
+    let wait = find("aiotest_custom_cart_wait_seconds");
+    let Value::Summary(quantiles) = &wait[0].value else {
+        panic!("a summary: {text}");
+    };
+    let p95 = quantiles.iter().find(|q| q.quantile == 0.95).unwrap().count;
+    assert!((p95 - 0.095).abs() < 0.0001, "{p95}");
+    for family in [
+        "aiotest_custom_orders_total",
+        "aiotest_custom_cart_wait_seconds",
+        "aiotest_custom_order_ok_rate",
+        "aiotest_custom_depth",
+    ] {
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "{family}: {text}"
+        );
+    }
+    assert!(
+        text.contains("aiotest_custom_cart_wait_seconds_count 200"),
+        "{text}"
+    );
+}

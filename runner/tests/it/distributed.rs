@@ -8,7 +8,7 @@ use aiotest_coordinator::Redis;
 use aiotest_coordinator::testutil::RedisServer;
 use aiotest_core::lifecycle::Hooks;
 use aiotest_core::prelude::*;
-use aiotest_metrics::{Recorder, RequestRecord};
+use aiotest_metrics::{Aggregation, Metric, Recorder, RequestRecord, Tags};
 use aiotest_runner::{
     DistributedConfig, MasterRunner, RunConfig, RunError, StopReason, WorkerRunner,
 };
@@ -39,7 +39,21 @@ async fn send(u: &mut Rec) -> TaskResult {
         .map_or(0, |d| d.as_micros() as u64);
     if let Some(r) = u.recorder.as_mut() {
         r.record(&RequestRecord::ok("/x", "GET", 200, 100).at(t));
-        u.counters.sent.fetch_add(1, Ordering::Relaxed);
+        let n = u.counters.sent.fetch_add(1, Ordering::Relaxed);
+        // Named metrics ride along with the requests: a counter of the same requests
+        // under a tag, and a trend of a known spread.
+        let parity =
+            Tags::from_pairs([("parity", if n.is_multiple_of(2) { "even" } else { "odd" })])
+                .unwrap();
+        r.add_at(&Metric::counter("sends").unwrap(), 1.0, &parity, t)
+            .unwrap();
+        r.add_at(
+            &Metric::trend("spread").unwrap(),
+            (n % 100) as f64,
+            &Tags::new(),
+            t,
+        )
+        .unwrap();
     }
     Ok(())
 }
@@ -212,6 +226,23 @@ async fn three_workers_exact_totals_pause_and_every_worker_takes_part() {
         sent(&counters),
         "every request counted exactly once"
     );
+    // Named metrics merge exactly across the workers: the counter equals the requests,
+    // its two tag sets add up to it, and the trend holds a sample for each.
+    let metrics = &report.snapshot.metrics;
+    let count = |tags: &[(&str, &str)]| {
+        metrics
+            .select("sends", &Tags::from_pairs(tags.iter().copied()).unwrap())
+            .and_then(|s| s.value(Aggregation::Count, 1.0))
+            .unwrap_or(0.0) as u64
+    };
+    assert_eq!(count(&[]), sent(&counters));
+    assert_eq!(
+        count(&[("parity", "even")]) + count(&[("parity", "odd")]),
+        sent(&counters)
+    );
+    let spread = metrics.select("spread", &Tags::new()).unwrap();
+    assert_eq!(spread.samples, sent(&counters));
+    assert!(spread.value(Aggregation::Max, 1.0).unwrap() <= 99.0);
     assert!(report.missing_workers.is_empty());
     // A user's number is unique in the test, not only on its worker (k6's idInTest).
     let mut ids: Vec<u64> = counters
