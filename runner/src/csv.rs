@@ -123,6 +123,7 @@ pub struct CsvOutput {
     total_so_far: (u64, u64),
     stats: String,
     failures: String,
+    metrics: String,
 }
 
 impl CsvOutput {
@@ -135,6 +136,7 @@ impl CsvOutput {
             total_so_far: (0, 0),
             stats: String::new(),
             failures: String::new(),
+            metrics: String::new(),
         }
     }
 
@@ -277,6 +279,7 @@ impl Output for CsvOutput {
             );
         }
         self.failures = failures;
+        self.metrics = metrics_csv(summary);
     }
 
     fn end(&mut self, _summary: &Summary) -> Result<(), BoxError> {
@@ -289,7 +292,11 @@ impl Output for CsvOutput {
                 self.path("history").display()
             ));
         }
-        for (kind, text) in [("stats", &self.stats), ("failures", &self.failures)] {
+        for (kind, text) in [
+            ("stats", &self.stats),
+            ("failures", &self.failures),
+            ("metrics", &self.metrics),
+        ] {
             if let Err(e) = Self::write(&self.path(kind), text) {
                 errors.push(e.to_string());
             }
@@ -302,9 +309,65 @@ impl Output for CsvOutput {
     }
 }
 
+/// `PREFIX_metrics.csv`: a row per figure of each named metric, whole (Tags `(all)`) and
+/// per tag set (`k:v,...`; empty for the samples without tags):
+/// `Name,Tags,Kind,Samples,Figure,Value`.
+fn metrics_csv(summary: &Summary) -> String {
+    let mut out = String::new();
+    line(
+        &mut out,
+        &["Name", "Tags", "Kind", "Samples", "Figure", "Value"].map(str::to_owned),
+    );
+    for m in &summary.metrics {
+        let tags = match &m.tags {
+            None => "(all)".to_owned(),
+            Some(t) => t
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        for (figure, value) in &m.values {
+            line(
+                &mut out,
+                &[
+                    m.name.clone(),
+                    tags.clone(),
+                    m.kind.clone(),
+                    m.samples.to_string(),
+                    figure.clone(),
+                    value.to_string(),
+                ],
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_metrics_have_a_row_per_figure_whole_and_per_tag_set() {
+        use aiotest_metrics::{Metric, Tags};
+        let mut snap = Snapshot::new();
+        let orders = Metric::counter("orders").unwrap();
+        let eu = Tags::from_pairs([("shop", "eu"), ("tier", "=gold")]).unwrap();
+        snap.metrics.add(&orders, &eu, 2.0, 1);
+        snap.metrics.add(&orders, &Tags::new(), 1.0, 1);
+        let summary = Summary::new(&snap, std::time::Duration::from_secs(1));
+        assert_eq!(
+            metrics_csv(&summary),
+            "Name,Tags,Kind,Samples,Figure,Value\n\
+             orders,(all),counter,2,count,3\n\
+             orders,(all),counter,2,rate,3\n\
+             orders,,counter,1,count,1\n\
+             orders,,counter,1,rate,1\n\
+             orders,\"shop:eu,tier:=gold\",counter,1,count,2\n\
+             orders,\"shop:eu,tier:=gold\",counter,1,rate,2\n"
+        );
+    }
 
     #[test]
     fn fields_with_commas_or_quotes_are_quoted_and_nothing_raw_gets_through() {

@@ -257,8 +257,8 @@ pub struct MetricRow {
     pub kind: String,
     /// Whether its values are milliseconds (a time trend).
     pub time: bool,
-    /// The tag set of this row; empty for the metric's whole.
-    pub tags: BTreeMap<String, String>,
+    /// The tag set of this row; `None` for the metric's whole (every tag set together).
+    pub tags: Option<BTreeMap<String, String>>,
     /// Samples taken.
     pub samples: u64,
     /// Its figures by aggregation: `count` and `rate` (per second) of a counter; `value`,
@@ -273,7 +273,7 @@ const TAG_SETS_SHOWN: usize = 10;
 impl MetricRow {
     fn new(
         name: &str,
-        tags: &aiotest_metrics::Tags,
+        tags: Option<&aiotest_metrics::Tags>,
         s: &aiotest_metrics::Series,
         secs: f64,
     ) -> Self {
@@ -303,17 +303,18 @@ impl MetricRow {
             name: name.to_owned(),
             kind: s.kind().as_str().to_owned(),
             time: s.time,
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
+            tags: tags.map(|t| {
+                t.iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect()
+            }),
             samples: s.samples,
             values,
         }
     }
 
     /// `count=12 rate=1.2/s`, `avg=3.1ms min=...`, `rate=97.50%`.
-    fn figures(&self) -> String {
+    pub(crate) fn figures(&self) -> String {
         let order: &[&str] = match self.kind.as_str() {
             "counter" => &["count", "rate"],
             "gauge" => &["value", "min", "max"],
@@ -444,11 +445,11 @@ impl Summary {
         for (name, by_tags) in &snapshot.metrics.series {
             let all = aiotest_metrics::Tags::new();
             if let Some(whole) = snapshot.metrics.select(name, &all) {
-                metrics.push(MetricRow::new(name, &all, &whole, secs));
+                metrics.push(MetricRow::new(name, None, &whole, secs));
             }
             if by_tags.len() > 1 || by_tags.keys().any(|t| !t.is_empty()) {
                 for (tags, series) in by_tags {
-                    metrics.push(MetricRow::new(name, tags, series, secs));
+                    metrics.push(MetricRow::new(name, Some(tags), series, secs));
                 }
             }
         }
@@ -529,11 +530,14 @@ impl Summary {
         let _ = writeln!(out, "\nMetrics:");
         let mut shown = 0;
         let mut hidden = 0;
-        for (i, m) in self.metrics.iter().enumerate() {
-            if m.tags.is_empty() {
-                if hidden > 0 {
-                    let _ = writeln!(out, "      ({hidden} more tag sets in the JSON export)");
-                }
+        let more = |out: &mut String, hidden: usize| {
+            if hidden > 0 {
+                let _ = writeln!(out, "      ({hidden} more tag sets in the JSON export)");
+            }
+        };
+        for m in &self.metrics {
+            let Some(tags) = &m.tags else {
+                more(out, hidden);
                 shown = 0;
                 hidden = 0;
                 let _ = writeln!(
@@ -544,27 +548,26 @@ impl Summary {
                     m.samples,
                     m.figures()
                 );
-            } else if shown < TAG_SETS_SHOWN {
-                shown += 1;
-                let tags: Vec<String> = m
-                    .tags
-                    .iter()
-                    .map(|(k, v)| format!("{}:{}", printable(k), printable(v)))
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "    {{{}}} ({} samples) {}",
-                    tags.join(","),
-                    m.samples,
-                    m.figures()
-                );
-            } else {
+                continue;
+            };
+            if shown == TAG_SETS_SHOWN {
                 hidden += 1;
+                continue;
             }
-            if i + 1 == self.metrics.len() && hidden > 0 {
-                let _ = writeln!(out, "      ({hidden} more tag sets in the JSON export)");
-            }
+            shown += 1;
+            let tags: Vec<String> = tags
+                .iter()
+                .map(|(k, v)| format!("{}:{}", printable(k), printable(v)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "    {{{}}} ({} samples) {}",
+                tags.join(","),
+                m.samples,
+                m.figures()
+            );
         }
+        more(out, hidden);
     }
 
     /// The table printed at the end of a run, in full (every column): for pipes, files
@@ -1111,6 +1114,7 @@ mod tests {
         assert_eq!(rows[0]["name"], "cart_wait");
         assert_eq!(rows[0]["time"], true);
         assert_eq!(rows[0]["values"]["p(95)"], 19.0);
+        assert_eq!(rows[0]["tags"], serde_json::Value::Null, "the whole");
         assert_eq!(rows[3]["tags"]["shop"], "eu");
         assert_eq!(rows[3]["values"]["count"], 10.0);
     }

@@ -26,6 +26,7 @@ use crate::args::parse_duration;
 
 pub(crate) mod data;
 pub(crate) mod env;
+mod feeds;
 mod scenarios;
 mod syntax;
 mod template;
@@ -78,6 +79,8 @@ struct FileSpec {
     thresholds: Vec<Spanned<ThresholdSpec>>,
     #[serde(default)]
     data: Vec<Spanned<data::DataSpec>>,
+    #[serde(default)]
+    metrics: Vec<Spanned<feeds::MetricSpec>>,
 }
 
 /// A threshold in the file: the flag's expression, alone or as `{ expr = "..." }`.
@@ -194,6 +197,9 @@ struct RequestSpec {
     checks: Vec<Spanned<CheckSpec>>,
     #[serde(default)]
     tags: Vec<Spanned<String>>,
+    /// Named metrics it feeds.
+    #[serde(default)]
+    metrics: Vec<Spanned<feeds::FeedSpec>>,
 }
 
 /// Where a capture takes its value: a JSON pointer into the body, `{ header = NAME }`, or
@@ -410,6 +416,8 @@ struct Ctx<'a> {
     text: &'a str,
     /// `--no-setup`: setup's values never come.
     no_setup: bool,
+    /// The declared `[[metrics]]`, by name.
+    metrics: HashMap<String, aiotest_metrics::Metric>,
 }
 
 impl Ctx<'_> {
@@ -571,6 +579,7 @@ pub(crate) fn parse_with(
         file,
         text,
         no_setup: inputs.no_setup,
+        metrics: HashMap::new(),
     };
     let mut spec: FileSpec = match toml::from_str(text) {
         Ok(s) => s,
@@ -593,6 +602,10 @@ pub(crate) fn parse_with(
         }
     };
     env::expand_file(&cx, &mut spec, env)?;
+    let cx = Ctx {
+        metrics: feeds::declare(&cx, &spec.metrics)?,
+        ..cx
+    };
     let host = match &spec.host {
         Some(h) => {
             let v = h.get_ref();
@@ -1047,6 +1060,8 @@ struct RequestPlan {
     captures: Arc<[(String, Capture)]>,
     /// Its named checks.
     checks: Arc<[NamedCheck]>,
+    /// The named metrics it feeds.
+    feeds: Arc<[feeds::Feed]>,
     /// Some template of it reads the user's variables (`{{vars.NAME}}`).
     uses_vars: bool,
 }
@@ -1176,6 +1191,7 @@ fn request(
     Ok(RequestPlan {
         name,
         checks,
+        feeds: feeds::feeds(cx, field, &spec.metrics, scope)?,
         captures: Arc::new([]),
         uses_vars,
         method,
@@ -1446,6 +1462,7 @@ impl RequestPlan {
             body_contains: self.body_contains.clone(),
             captures: Arc::clone(&self.captures),
             checks,
+            feeds: Arc::clone(&self.feeds),
             uses_vars: self.uses_vars,
         })
     }
@@ -1529,6 +1546,9 @@ impl RequestPlan {
         for c in self.checks.iter() {
             let passed = c.judge(&r, &mut body);
             client.check(&c.name, passed);
+        }
+        if !self.feeds.is_empty() {
+            feeds::record(&self.feeds, &r, client, vars);
         }
         r
     }

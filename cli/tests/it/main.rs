@@ -1254,6 +1254,7 @@ mod data;
 mod distributed;
 mod endings;
 mod logins;
+mod metrics;
 mod quick;
 mod reports;
 mod scenarios;

@@ -217,6 +217,37 @@ pub(crate) fn checks_table(summary: &Summary) -> String {
     out
 }
 
+/// Named metrics: a row per metric (its tag sets together), then one per tag set.
+pub(crate) fn metrics_table(summary: &Summary) -> String {
+    let mut out = String::from(
+        "<table id=\"named-metrics\"><tr><th class=\"text\">Metric</th>\
+         <th class=\"text\">Tags</th><th class=\"text\">Kind</th><th>Samples</th>\
+         <th class=\"text\">Figures</th></tr>",
+    );
+    for m in &summary.metrics {
+        let tags = match &m.tags {
+            None => "(all)".to_owned(),
+            Some(t) => t
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let _ = write!(
+            out,
+            "<tr><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td>\
+             <td>{}</td><td class=\"text\">{}</td></tr>",
+            esc(&m.name),
+            esc(&tags),
+            esc(&m.kind),
+            m.samples,
+            esc(&m.figures())
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
 /// Thresholds with their verdicts; a note when there are none.
 pub(crate) fn thresholds_table(summary: &Summary) -> String {
     if summary.thresholds.is_empty() {
@@ -399,6 +430,10 @@ pub fn render(meta: &RunMeta, summary: &Summary, series: &[SeriesPoint]) -> Stri
         out.push_str("<h2>Checks</h2>");
         out.push_str(&checks_table(summary));
     }
+    if !summary.metrics.is_empty() {
+        out.push_str("<h2>Metrics</h2>");
+        out.push_str(&metrics_table(summary));
+    }
     out.push_str(
         "<h2>Over time</h2><noscript><p class=\"note\">The charts need JavaScript; every \
          figure is also in the tables.</p></noscript><div class=\"charts\" id=\"charts\"></div>",
@@ -428,6 +463,24 @@ pub fn render(meta: &RunMeta, summary: &Summary, series: &[SeriesPoint]) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_metrics_have_a_table_row_each_escaped() {
+        use aiotest_metrics::{Metric, Snapshot, Tags};
+        let mut snap = Snapshot::new();
+        let tags = Tags::from_pairs([("page", "<script>")]).unwrap();
+        snap.metrics
+            .add(&Metric::time_trend("load_ms").unwrap(), &tags, 12.0, 1);
+        let summary = Summary::new(&snap, std::time::Duration::from_secs(1));
+        let html = metrics_table(&summary);
+        assert!(
+            html.contains("<td class=\"text\">load_ms</td><td class=\"text\">(all)</td>"),
+            "{html}"
+        );
+        assert!(html.contains("page:&lt;script&gt;"), "{html}");
+        assert!(html.contains("avg=12ms"), "{html}");
+        assert!(!html.contains("<script>"), "{html}");
+    }
 
     #[test]
     fn utc_dates_are_civil_dates() {

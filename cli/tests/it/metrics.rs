@@ -1,0 +1,279 @@
+//! Named metrics declared in a scenario file, fed from responses and constants, judged by
+//! thresholds in k6's form, and exported: on one machine and exact over two workers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aiotest_coordinator::testutil::RedisServer;
+use bytes::Bytes;
+use http_body_util::Full;
+use serde_json::Value;
+
+use super::{TempFile, aiotest, export_path, serve, spawn, text};
+
+/// A shop whose `/cart` answers totals 10, 20, 30 in turn; it counts what it served.
+fn shop() -> (std::net::SocketAddr, Arc<AtomicU64>) {
+    let served = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&served);
+    let addr = serve(move |_, _| {
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        let body = format!(r#"{{"total": {}, "ok": true}}"#, 10 * (n % 3 + 1));
+        hyper::Response::new(Full::new(Bytes::from(body)))
+    });
+    (addr, served)
+}
+
+const FILE: &str = r#"
+host = "http://ADDR"
+
+[load]
+users = 2
+run_time = "1s"
+
+[[metrics]]
+name = "carts"
+kind = "counter"
+
+[[metrics]]
+name = "cart_total"
+kind = "trend"
+
+[[metrics]]
+name = "cart_ok"
+kind = "rate"
+
+[[metrics]]
+name = "last_total"
+kind = "gauge"
+
+[[metrics]]
+name = "cart_ms"
+kind = "trend"
+time = true
+
+[[users]]
+name = "shopper"
+wait_time = 0.01
+[[users.tasks]]
+path = "/cart"
+metrics = [
+  { name = "carts", value = 1, tags = { shop = "eu" } },
+  { name = "cart_total", json = "/total" },
+  { name = "cart_total", json = "/missing" },
+  { name = "cart_ok", json = "/ok" },
+  { name = "last_total", json = "/total" },
+  { name = "cart_ms", response = "duration" },
+]
+"#;
+
+fn metric<'a>(json: &'a Value, name: &str, tags: &[(&str, &str)]) -> &'a Value {
+    json["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            // No tags: the metric's whole, whose tags are null.
+            m["name"] == name
+                && match m["tags"].as_object() {
+                    None => tags.is_empty(),
+                    Some(t) => {
+                        !tags.is_empty()
+                            && t.len() == tags.len()
+                            && tags.iter().all(|(k, v)| t[*k] == *v)
+                    }
+                }
+        })
+        .unwrap_or_else(|| panic!("no metric {name} {tags:?}: {}", json["metrics"]))
+}
+
+fn run(file: &std::path::Path, name: &str, extra: &[&str]) -> (Option<i32>, Value, String) {
+    let export = export_path(name);
+    let _ = std::fs::remove_file(&export);
+    let out = aiotest(
+        &[
+            &[
+                "run",
+                file.to_str().unwrap(),
+                "-q",
+                "--summary-export",
+                export.to_str().unwrap(),
+            ][..],
+            extra,
+        ]
+        .concat(),
+    );
+    let json = std::fs::read_to_string(&export)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(Value::Null);
+    let _ = std::fs::remove_file(export);
+    (
+        out.status.code(),
+        json,
+        text(&out.stdout) + &text(&out.stderr),
+    )
+}
+
+fn check_exact(json: &Value, served: u64) {
+    assert_eq!(json["totals"]["requests"], served);
+    let n = served as f64;
+    assert_eq!(metric(json, "carts", &[])["values"]["count"], n);
+    assert_eq!(
+        metric(json, "carts", &[("shop", "eu")])["values"]["count"],
+        n
+    );
+    let total = metric(json, "cart_total", &[]);
+    assert_eq!(total["samples"], served, "one sample a response");
+    assert_eq!(total["values"]["min"], 10.0);
+    assert_eq!(total["values"]["max"], 30.0);
+    assert_eq!(metric(json, "cart_ok", &[])["values"]["rate"], 1.0);
+    let last = metric(json, "last_total", &[])["values"]["value"]
+        .as_f64()
+        .unwrap();
+    assert!([10.0, 20.0, 30.0].contains(&last), "{last}");
+    let ms = metric(json, "cart_ms", &[]);
+    assert_eq!(ms["time"], true);
+    assert!(ms["values"]["max"].as_f64().unwrap() > 0.0);
+    // The feed that found nothing made no sample: it is counted as a miss.
+    assert_eq!(
+        metric(json, "metric_misses", &[("metric", "cart_total")])["values"]["count"],
+        n
+    );
+}
+
+#[test]
+fn a_files_metrics_are_fed_exported_and_judged_in_k6s_form() {
+    let (addr, served) = shop();
+    let file = TempFile::new("metrics", &FILE.replace("ADDR", &addr.to_string()));
+    let passing = [
+        "--threshold",
+        "carts{shop:eu} count>0",
+        "--threshold",
+        "cart_total p(95)<=30",
+        "--threshold",
+        "cart_ok rate==100%",
+        "--threshold",
+        "last_total max<=30",
+    ];
+    let (code, json, out) = run(file.path(), "metrics-pass", &passing);
+    assert_eq!(code, Some(0), "{out}");
+    check_exact(&json, served.load(Ordering::Relaxed));
+    for t in json["thresholds"].as_array().unwrap() {
+        assert_eq!(t["ok"], true, "{t}");
+        assert!(t["matched"].as_u64().unwrap() > 0, "{t}");
+    }
+    // Each kind fails when it should: exit 99, and the failing one says why.
+    for failing in [
+        "carts count<1",
+        "cart_total max<30",
+        "cart_ok rate<1",
+        "last_total value>30",
+        "cart_ms p(99)>60000",
+        "carts{shop:us} count>=0",
+    ] {
+        let (code, json, out) = run(file.path(), "metrics-fail", &["--threshold", failing]);
+        assert_eq!(code, Some(99), "{failing}: {out}");
+        assert_eq!(json["thresholds"][0]["ok"], false, "{failing}");
+    }
+    let (_, json, _) = run(
+        file.path(),
+        "metrics-none",
+        &["--threshold", "carts{shop:us} count>=0"],
+    );
+    assert_eq!(
+        json["thresholds"][0]["reason"],
+        "no sample of `carts{shop:us}` was taken"
+    );
+}
+
+#[test]
+fn a_files_metrics_add_up_exactly_over_two_workers() {
+    let (addr, served) = shop();
+    let file = TempFile::new("metrics-dist", &FILE.replace("ADDR", &addr.to_string()));
+    let redis = RedisServer::start().unwrap();
+    let meet = ["--redis", &redis.url(), "--run-id", "metrics"];
+    let _workers: Vec<_> = (0..2)
+        .map(|_| spawn(&[&["run", "--worker", "-q"][..], &meet[..]].concat()))
+        .collect();
+    let (code, json, out) = run(
+        file.path(),
+        "metrics-dist",
+        &[
+            &["--master", "--expect-workers", "2", "--worker-wait", "30s"][..],
+            &meet[..],
+            &["--threshold", "carts count>0"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    check_exact(&json, served.load(Ordering::Relaxed));
+}
+
+#[test]
+fn a_bad_metric_in_a_file_is_refused_naming_the_line() {
+    for (bad, want) in [
+        (
+            "[[metrics]]\nname = \"x\"\nkind = \"histogram\"\n",
+            "metrics[0].kind: `histogram` is not a kind: use counter, gauge, rate or trend",
+        ),
+        (
+            "[[metrics]]\nname = \"9x\"\nkind = \"counter\"\n",
+            "metrics[0].name: metric name `9x`",
+        ),
+        (
+            "[[metrics]]\nname = \"x\"\nkind = \"counter\"\ntime = true\n",
+            "metrics[0].time: only a trend holds times",
+        ),
+        (
+            "[[metrics]]\nname = \"x\"\nkind = \"counter\"\n[[metrics]]\nname = \"x\"\nkind = \"rate\"\n",
+            "metrics[1].name: `x` is declared twice",
+        ),
+    ] {
+        let toml = format!(
+            "host = \"http://127.0.0.1:9\"\n{bad}[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\n"
+        );
+        let file = TempFile::new("bad-metric", &toml);
+        let out = aiotest(&["run", file.path().to_str().unwrap(), "-q"]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = text(&out.stderr);
+        assert!(err.contains(want), "{bad}: {err}");
+    }
+    for (feed, want) in [
+        (
+            "{ name = \"nope\", value = 1 }",
+            "metrics[0].name: `nope` is not declared",
+        ),
+        (
+            "{ name = \"x\" }",
+            "give one of value, json, header, response or vars (found none)",
+        ),
+        (
+            "{ name = \"x\", value = 1, json = \"/a\" }",
+            "(found value, json)",
+        ),
+        (
+            "{ name = \"x\", response = \"size\" }",
+            "`size` is not a response property",
+        ),
+        (
+            "{ name = \"x\", vars = \"t\" }",
+            "no task of this user type captures `t`",
+        ),
+        (
+            "{ name = \"x\", json = \"a\" }",
+            "`a` is not a JSON pointer",
+        ),
+    ] {
+        let toml = format!(
+            "host = \"http://127.0.0.1:9\"\n[[metrics]]\nname = \"x\"\nkind = \"counter\"\n[[users]]\nname = \"u\"\n[[users.tasks]]\npath = \"/\"\nmetrics = [{feed}]\n"
+        );
+        let file = TempFile::new("bad-feed", &toml);
+        let out = aiotest(&["run", file.path().to_str().unwrap(), "-q"]);
+        assert_eq!(out.status.code(), Some(2), "{feed}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(want) && err.contains(":9: users[0].tasks[0]"),
+            "{feed}: {err}"
+        );
+    }
+}
