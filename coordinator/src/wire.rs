@@ -509,7 +509,7 @@ mod tests {
         let err = decode(&encode(&old), "run-1", None).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "message from w1 speaks protocol 0, this node speaks 4"
+            format!("message from w1 speaks protocol 0, this node speaks {PROTOCOL_VERSION}")
         );
         for garbage in [&b""[..], b"hello", &[0xc1; 64], &[0x92, 0x01]] {
             assert!(

@@ -103,6 +103,8 @@ pub mod naming;
 mod target;
 mod timer;
 
+/// Named metrics, for [`HttpClient::add`] without a dependency on `aiotest-metrics`.
+pub use aiotest_metrics::{Metric, MetricError, MetricKind, Tags};
 pub use client::{
     DEFAULT_MAX_REDIRECTS, DEFAULT_MAX_RESPONSE_BODY, HttpClient, HttpConfigError, HttpUser,
     HttpUserBuilder, RequestBuilder, RequestError, Response,
