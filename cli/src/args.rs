@@ -145,6 +145,10 @@ pub struct RunArgs {
     /// Leave out the scenario file's tasks with any of these tags.
     #[arg(long, value_delimiter = ',', value_parser = parse_tag)]
     pub exclude_tags: Vec<String>,
+    /// A tag of the whole test, KEY=VALUE (repeatable): every named-metric sample
+    /// carries it (k6's --tag).
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_test_tag)]
+    pub tag: Vec<(String, String)>,
     /// Serve /metrics and the control API (/api/state, pause, resume, stop, quit, users)
     /// here, e.g. 127.0.0.1:8089. Off by default.
     #[arg(long)]
@@ -448,6 +452,14 @@ fn parse_tag(s: &str) -> Result<String, String> {
         return Err(format!("`{s}`: a tag is letters, digits, _, - and ."));
     }
     Ok(tag.to_owned())
+}
+
+fn parse_test_tag(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: a tag is KEY=VALUE, e.g. --tag env=staging"))?;
+    aiotest_core::tag::check(k, v).map_err(|why| format!("`{s}`: {why}"))?;
+    Ok((k.to_owned(), v.to_owned()))
 }
 
 #[cfg(test)]

@@ -45,6 +45,9 @@ pub(crate) struct Plan {
     /// `--tags`, `--exclude-tags`.
     #[serde(default)]
     pub(crate) tags: crate::scenario::TagFilter,
+    /// `--tag KEY=VALUE`: the test's tags.
+    #[serde(default)]
+    pub(crate) test_tags: Vec<(String, String)>,
     /// The scenario file's data files, by their paths as written.
     #[serde(default)]
     pub(crate) data: std::collections::BTreeMap<String, String>,
@@ -140,6 +143,7 @@ pub(crate) fn worker_plan(
             include: args.tags.clone(),
             exclude: args.exclude_tags.clone(),
         },
+        test_tags: args.tag.clone(),
         url: args.url.clone().or_else(|| {
             demo_url
                 .filter(|_| scenario.is_none())
@@ -183,6 +187,14 @@ fn build_from_plan(
     let bytes = bytes.ok_or("the master stored no plan")?;
     let plan: Plan = serde_json::from_slice(bytes)
         .map_err(|e| format!("the master's plan does not decode: {e}"))?;
+    let test_tags = plan.test_tags.clone();
+    build_planned(plan, host, redis).map(|mut p| {
+        p.tags = Some(test_tags);
+        p
+    })
+}
+
+fn build_planned(plan: Plan, host: Option<&str>, redis: &Redis) -> Result<Planned, String> {
     let host = host.map(str::to_owned).or(plan.host.clone());
     match (&plan.url, &plan.scenario) {
         (Some(url), _) => {
@@ -245,6 +257,7 @@ fn planned(
             scenarios,
             hooks,
             host,
+            tags: None,
         });
     }
     match load {
@@ -255,6 +268,7 @@ fn planned(
                 scenarios: vec![sc],
                 hooks,
                 host,
+                tags: None,
             })
         }
         None => Planned::from_types(types, hooks, host).map_err(|e| e.to_string()),
@@ -284,7 +298,8 @@ pub(crate) async fn run_worker(args: RunArgs, test: Option<Test>) -> Result<i32,
             let w = WorkerRunner::from_plan(
                 move |plan: Option<&[u8]>| {
                     let plan = plan.and_then(|p| serde_json::from_slice::<Plan>(p).ok());
-                    let (plan_host, load) = plan.map_or((None, None), |p| (p.host, p.load));
+                    let (plan_host, load, tags) =
+                        plan.map_or((None, None, None), |p| (p.host, p.load, Some(p.test_tags)));
                     planned(
                         types.clone(),
                         scenarios.clone(),
@@ -292,6 +307,10 @@ pub(crate) async fn run_worker(args: RunArgs, test: Option<Test>) -> Result<i32,
                         host.clone().or(plan_host),
                         load.as_ref(),
                     )
+                    .map(|mut p| {
+                        p.tags = tags;
+                        p
+                    })
                 },
                 config,
                 dist_config(&args),

@@ -473,6 +473,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
             max_endpoints: args.max_endpoints,
             ..aiotest_metrics::MetricsConfig::default()
         },
+        tags: args.tag.clone(),
         ..RunConfig::default()
     };
     let exporter = args

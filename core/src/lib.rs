@@ -50,6 +50,7 @@ pub mod shape;
 pub mod size;
 pub mod state;
 pub mod stop;
+pub mod tag;
 pub mod url;
 pub mod user;
 pub mod wait;

@@ -629,6 +629,16 @@ pub enum ScenarioError {
     /// Two scenarios of one test with the same name.
     #[error("scenario name `{0}` is used twice")]
     Duplicate(String),
+    /// A tag that cannot be one ([`crate::tag::check`]).
+    #[error("scenario `{scenario}`: tag `{key}`: {why}")]
+    BadTag {
+        /// The scenario.
+        scenario: String,
+        /// The tag's key.
+        key: String,
+        /// What is wrong.
+        why: &'static str,
+    },
     /// A shape problem.
     #[error(transparent)]
     Shape(#[from] ShapeError),
@@ -750,6 +760,13 @@ pub fn validate_scenarios(scenarios: &[Scenario]) -> Result<(), ScenarioError> {
     for (i, s) in scenarios.iter().enumerate() {
         if scenarios[..i].iter().any(|o| o.name == s.name) {
             return Err(ScenarioError::Duplicate(s.name.to_string()));
+        }
+        for (k, v) in &s.tags {
+            crate::tag::check(k, v).map_err(|why| ScenarioError::BadTag {
+                scenario: s.name.to_string(),
+                key: k.escape_debug().to_string(),
+                why,
+            })?;
         }
     }
     Ok(())

@@ -205,6 +205,8 @@ impl Shared {
 #[derive(Clone)]
 pub struct MetricsCollector {
     shared: Arc<Shared>,
+    /// Tags every named-metric sample of its recorders carries (a scenario's, the test's).
+    tags: Arc<Tags>,
 }
 
 impl std::fmt::Debug for MetricsCollector {
@@ -243,7 +245,23 @@ impl MetricsCollector {
                 event,
                 admitted: std::sync::OnceLock::new(),
             }),
+            tags: Arc::default(),
         }
+    }
+
+    /// The same collector, whose recorders tag every named-metric sample with `tags`
+    /// (a sample's own tags win over them): a scenario's and the test's tags, as k6 puts
+    /// them on every sample.
+    pub fn tagged(&self, tags: Tags) -> Self {
+        MetricsCollector {
+            shared: Arc::clone(&self.shared),
+            tags: Arc::new(tags),
+        }
+    }
+
+    /// The tags its recorders put on every named-metric sample.
+    pub fn tags(&self) -> &Tags {
+        &self.tags
     }
 
     /// The settings.
@@ -280,6 +298,7 @@ impl MetricsCollector {
             checks: Vec::new(),
             metrics: crate::MetricSet::new(),
             metrics_at: 0,
+            tags: Arc::clone(&self.tags),
             messages: Vec::new(),
             batch_size,
             flush_interval_us: duration_us(self.shared.config.flush_interval),
@@ -553,7 +572,19 @@ impl Recorder {
         at_us: u64,
     ) -> Result<(), MetricError> {
         metric.check(value)?;
-        self.lock().add(metric, value, tags, at_us);
+        let mut state = self.lock();
+        if state.tags.is_empty() {
+            state.add(metric, value, tags, at_us);
+        } else if tags.is_empty() {
+            let base = Arc::clone(&state.tags);
+            state.add(metric, value, &base, at_us);
+        } else {
+            let mut all = (*state.tags).clone();
+            for (k, v) in tags.iter() {
+                all.insert(k, v)?;
+            }
+            state.add(metric, value, &all, at_us);
+        }
         Ok(())
     }
 
@@ -594,6 +625,8 @@ struct RecorderState {
     /// Named metrics' samples since the last flush, all of grid interval `metrics_at`.
     metrics: crate::MetricSet,
     metrics_at: u64,
+    /// Tags of every sample (its collector's).
+    tags: Arc<Tags>,
     messages: Vec<Box<str>>,
     batch_size: usize,
     flush_interval_us: u64,

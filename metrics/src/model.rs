@@ -197,23 +197,11 @@ impl Tags {
 
     /// Sets `key` to `value`.
     pub fn insert(&mut self, key: &str, value: &str) -> Result<(), MetricError> {
-        let bad = |reason| {
-            Err(MetricError::BadTag {
+        if let Err(reason) = aiotest_core::tag::check(key, value) {
+            return Err(MetricError::BadTag {
                 key: key.escape_debug().to_string(),
                 reason,
-            })
-        };
-        if key.is_empty() || key.len() > MAX_NAME_LEN {
-            return bad("a key has 1 to 128 bytes");
-        }
-        if key
-            .chars()
-            .any(|c| c.is_control() || matches!(c, '{' | '}' | ',' | ':' | '='))
-        {
-            return bad("a key has no control characters and none of { } , : =");
-        }
-        if value.len() > 4 * MAX_NAME_LEN {
-            return bad("a value has at most 512 bytes");
+            });
         }
         match self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
             Ok(i) => self.0[i].1 = value.to_owned(),

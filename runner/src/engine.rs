@@ -67,6 +67,9 @@ pub struct RunConfig {
     /// The command that started the run, shown in reports (the command line puts its
     /// own).
     pub command: Option<String>,
+    /// Tags of the whole test (k6's `--tag`): every named-metric sample carries them,
+    /// under its scenario's own tags.
+    pub tags: Vec<(String, String)>,
 }
 
 impl Default for RunConfig {
@@ -79,6 +82,7 @@ impl Default for RunConfig {
             metrics: MetricsConfig::default(),
             shape_poll: Duration::from_millis(250),
             command: None,
+            tags: Vec::new(),
         }
     }
 }
@@ -94,6 +98,12 @@ impl RunConfig {
             })?;
         }
         self.metrics.validate()?;
+        for (k, v) in &self.tags {
+            aiotest_core::tag::check(k, v).map_err(|why| RunError::InvalidConfig {
+                what: "tag",
+                reason: format!("`{}`: {why}", k.escape_debug()),
+            })?;
+        }
         Ok(())
     }
 }

@@ -95,6 +95,8 @@ pub(crate) struct LocalPlacement {
     paused_at: Option<Instant>,
     /// The number of the first user started here.
     first_user_id: u64,
+    /// The test's tags.
+    tags: Vec<(String, String)>,
 }
 
 impl LocalPlacement {
@@ -107,6 +109,7 @@ impl LocalPlacement {
             env: None,
             paused_at: None,
             first_user_id: 0,
+            tags: config.tags.clone(),
         }
     }
 
@@ -119,7 +122,13 @@ impl LocalPlacement {
     fn manager(&self, i: usize) -> Option<UserManager> {
         let sc = self.scenarios.get(i)?;
         let env = Arc::clone(self.env.as_ref()?);
-        UserManager::new(sc.user_types().to_vec(), sc.name_arc(), env).ok()
+        UserManager::new(
+            sc.user_types().to_vec(),
+            sc.name_arc(),
+            env,
+            scenario_tags(&self.tags, sc),
+        )
+        .ok()
     }
 
     fn each_manager(&mut self, mut f: impl FnMut(&mut UserManager)) {
@@ -129,6 +138,18 @@ impl LocalPlacement {
             }
         }
     }
+}
+
+/// The tags of every named-metric sample of `sc`'s users: the test's, the scenario's own
+/// over them, and, as k6 has it, `scenario`.
+fn scenario_tags(test: &[(String, String)], sc: &Scenario) -> aiotest_metrics::Tags {
+    let mut tags = aiotest_metrics::Tags::new();
+    for (k, v) in test.iter().chain(sc.tags()) {
+        // Checked with the scenarios and the config: cannot fail here.
+        let _ = tags.insert(k, v);
+    }
+    let _ = tags.insert("scenario", sc.name());
+    tags
 }
 
 impl Placement for LocalPlacement {

@@ -57,6 +57,8 @@ pub struct UserManager {
     paused: watch::Sender<bool>,
     paused_at: Option<Instant>,
     env: Arc<UserEnv>,
+    /// The run's collector, tagged with this scenario's tags.
+    collector: aiotest_metrics::MetricsCollector,
     target: Option<(u32, f64)>,
     type_targets: Option<(Vec<u32>, f64)>,
     ramp: Option<Ramp>,
@@ -70,9 +72,11 @@ impl UserManager {
         types: Vec<UserType>,
         scenario: Arc<str>,
         env: Arc<UserEnv>,
+        tags: aiotest_metrics::Tags,
     ) -> Result<Self, WeightError> {
         let weights: Vec<u32> = types.iter().map(UserType::weight).collect();
         Ok(UserManager {
+            collector: env.collector.tagged(tags),
             sequence: WeightedSequence::new(&weights)?,
             types,
             scenario,
@@ -295,6 +299,7 @@ impl UserManager {
                 id,
                 Arc::clone(&self.scenario),
                 Arc::clone(&self.env),
+                self.collector.clone(),
                 control,
                 work,
             ))
@@ -442,7 +447,8 @@ mod tests {
             stats: Arc::new(UserStats::default()),
             next_id: Default::default(),
         });
-        UserManager::new(types, "default".into(), env).expect("valid weights")
+        UserManager::new(types, "default".into(), env, aiotest_metrics::Tags::new())
+            .expect("valid weights")
     }
 
     fn counts(m: &UserManager) -> Vec<u64> {

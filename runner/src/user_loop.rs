@@ -427,6 +427,8 @@ impl Drop for Iteration<'_> {
 struct SlotEnv<'a> {
     user_type: &'a UserType,
     env: &'a UserEnv,
+    /// The collector of the user's scenario (tagged with its tags).
+    collector: &'a MetricsCollector,
     scenario: &'a str,
     lateness: &'a IterationLateness,
 }
@@ -437,6 +439,7 @@ pub(crate) async fn run_user(
     user_id: u64,
     scenario: Arc<str>,
     env: Arc<UserEnv>,
+    collector: MetricsCollector,
     mut ctl: Control,
     work: Work,
 ) {
@@ -452,7 +455,7 @@ pub(crate) async fn run_user(
         // The user's recorder, the collector for any further recorder it needs (a
         // concurrent user with one HTTP client per slot, say), and the lateness of its
         // iterations (open model).
-        let recorder = env.collector.recorder();
+        let recorder = collector.recorder();
         ctl.recorders.clear();
         ctl.watch(recorder.idle());
         let ctx = UserContext::new(
@@ -463,7 +466,7 @@ pub(crate) async fn run_user(
         )
         .in_scenario(Arc::clone(&scenario))
         .with(recorder)
-        .with(env.collector.clone())
+        .with(collector.clone())
         .with(lateness.clone())
         .with(ctl.signal.clone());
         let mut instance = match catch_unwind(AssertUnwindSafe(|| user_type.spawn(&ctx))) {
@@ -489,6 +492,7 @@ pub(crate) async fn run_user(
         let slot_env = SlotEnv {
             user_type: &user_type,
             env: &env,
+            collector: &collector,
             scenario: &scenario,
             lateness: &lateness,
         };
@@ -530,7 +534,7 @@ async fn sequential(
     let mut scheduler = user_type.scheduler();
     let tasks = user_type.iteration_len();
     let open = source.open_model();
-    let mut recorder = slot.env.collector.recorder_with(16);
+    let mut recorder = slot.collector.recorder_with(16);
     ctl.watch(recorder.idle());
     source.offer();
     while let Some(late) = source.next(ctl).await {
@@ -601,7 +605,7 @@ async fn concurrent(
             let fut: Pin<Box<dyn Future<Output = bool> + Send + '_>> = Box::pin(async move {
                 let mut rng = Rng::new();
                 let mut scheduler = user_type.scheduler();
-                let mut recorder = slot.env.collector.recorder_with(16);
+                let mut recorder = slot.collector.recorder_with(16);
                 slot_ctl.watch(recorder.idle());
                 let open = source.open_model();
                 source.offer();

@@ -43,6 +43,8 @@ pub struct Planned {
     pub hooks: Hooks,
     /// The host users target, if the plan names one (else the worker's `RunConfig`'s).
     pub host: Option<String>,
+    /// The test's tags, if the plan gives them (else the worker's `RunConfig`'s).
+    pub tags: Option<Vec<(String, String)>>,
 }
 
 impl Planned {
@@ -59,6 +61,7 @@ impl Planned {
             scenarios,
             hooks,
             host,
+            tags: None,
         })
     }
 }
@@ -82,6 +85,7 @@ impl WorkerPlan for FixedPlan {
             scenarios: self.scenarios.clone(),
             hooks: self.hooks.clone(),
             host: None,
+            tags: None,
         })
     }
 }
@@ -470,6 +474,7 @@ impl WorkerRunner {
             scenarios,
             hooks,
             host,
+            tags,
         } = planned;
         validate_scenarios(&scenarios)?;
         let coord = Arc::new(DistributedCoordinator::new(
@@ -558,6 +563,7 @@ impl WorkerRunner {
             no_setup: true,
             no_teardown: true,
             host: host.or_else(|| self.config.host.clone()),
+            tags: tags.unwrap_or_else(|| self.config.tags.clone()),
             ..self.config.clone()
         };
         config.validate()?;

@@ -119,7 +119,12 @@ fn check_exact(json: &Value, served: u64) {
     let n = served as f64;
     assert_eq!(metric(json, "carts", &[])["values"]["count"], n);
     assert_eq!(
-        metric(json, "carts", &[("shop", "eu")])["values"]["count"],
+        // Every sample carries its scenario and the test's --tag, beside its own tags.
+        metric(
+            json,
+            "carts",
+            &[("scenario", "default"), ("env", "ci"), ("shop", "eu")]
+        )["values"]["count"],
         n
     );
     let total = metric(json, "cart_total", &[]);
@@ -136,7 +141,15 @@ fn check_exact(json: &Value, served: u64) {
     assert!(ms["values"]["max"].as_f64().unwrap() > 0.0);
     // The feed that found nothing made no sample: it is counted as a miss.
     assert_eq!(
-        metric(json, "metric_misses", &[("metric", "cart_total")])["values"]["count"],
+        metric(
+            json,
+            "metric_misses",
+            &[
+                ("scenario", "default"),
+                ("env", "ci"),
+                ("metric", "cart_total")
+            ]
+        )["values"]["count"],
         n
     );
 }
@@ -146,6 +159,8 @@ fn a_files_metrics_are_fed_exported_and_judged_in_k6s_form() {
     let (addr, served) = shop();
     let file = TempFile::new("metrics", &FILE.replace("ADDR", &addr.to_string()));
     let passing = [
+        "--tag",
+        "env=ci",
         "--threshold",
         "carts{shop:eu} count>0",
         "--threshold",
@@ -171,7 +186,11 @@ fn a_files_metrics_are_fed_exported_and_judged_in_k6s_form() {
         "cart_ms p(99)>60000",
         "carts{shop:us} count>=0",
     ] {
-        let (code, json, out) = run(file.path(), "metrics-fail", &["--threshold", failing]);
+        let (code, json, out) = run(
+            file.path(),
+            "metrics-fail",
+            &["--tag", "env=ci", "--threshold", failing],
+        );
         assert_eq!(code, Some(99), "{failing}: {out}");
         assert_eq!(json["thresholds"][0]["ok"], false, "{failing}");
     }
@@ -201,12 +220,31 @@ fn a_files_metrics_add_up_exactly_over_two_workers() {
         &[
             &["--master", "--expect-workers", "2", "--worker-wait", "30s"][..],
             &meet[..],
-            &["--threshold", "carts count>0"],
+            &["--threshold", "carts{env:ci} count>0", "--tag", "env=ci"],
         ]
         .concat(),
     );
     assert_eq!(code, Some(0), "{out}");
     check_exact(&json, served.load(Ordering::Relaxed));
+}
+
+#[test]
+fn a_bad_test_tag_is_refused() {
+    for (tag, want) in [
+        ("env", "`env`: a tag is KEY=VALUE, e.g. --tag env=staging"),
+        (
+            "a:b=c",
+            "`a:b=c`: a key has no control characters and none of { } , : =",
+        ),
+    ] {
+        let out = aiotest(&["run", "--url", "http://127.0.0.1:9/", "--tag", tag]);
+        assert_eq!(out.status.code(), Some(2), "{tag}");
+        assert!(
+            text(&out.stderr).contains(want),
+            "{tag}: {}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -217,6 +217,13 @@ fn bad_executors_and_scenarios_are_refused_naming_the_field() {
             .to_string(),
         "scenario name `s` is used twice"
     );
+    let tagged = Scenario::new("t", vec![idle()], Executor::shape(|_: Duration| None))
+        .unwrap()
+        .tag("a:b", "x");
+    assert_eq!(
+        validate_scenarios(&[tagged]).unwrap_err().to_string(),
+        "scenario `t`: tag `a:b`: a key has no control characters and none of { } , : ="
+    );
 }
 
 #[test]

@@ -439,3 +439,35 @@ fn metric_samples_land_in_the_interval_they_were_taken_in() {
     assert_eq!(read(&snaps[1], &Tags::new()), Some(4.0));
     assert_eq!(read(&snaps[1], &eu), None);
 }
+
+#[test]
+fn a_tagged_collectors_recorders_put_its_tags_on_every_sample() {
+    use crate::model::{Aggregation, Metric, Tags};
+    let c = collector(1_000, 16);
+    let scenario = c.tagged(Tags::from_pairs([("scenario", "shop"), ("env", "ci")]).unwrap());
+    let mut r = scenario.recorder();
+    let orders = Metric::counter("orders").unwrap();
+    r.add_at(&orders, 1.0, &Tags::new(), 5_000_000).unwrap();
+    // The sample's own tag wins over the collector's.
+    r.add_at(
+        &orders,
+        2.0,
+        &Tags::from_pairs([("env", "prod")]).unwrap(),
+        5_000_001,
+    )
+    .unwrap();
+    drop(r);
+    c.close_interval(0);
+    let mut all = Snapshot::new();
+    for s in c.take_pending() {
+        all.merge(&s);
+    }
+    let count = |pairs: &[(&str, &str)]| {
+        all.metrics
+            .select("orders", &Tags::from_pairs(pairs.iter().copied()).unwrap())
+            .and_then(|s| s.value(Aggregation::Count, 1.0))
+    };
+    assert_eq!(count(&[("scenario", "shop"), ("env", "ci")]), Some(1.0));
+    assert_eq!(count(&[("scenario", "shop"), ("env", "prod")]), Some(2.0));
+    assert_eq!(count(&[("scenario", "shop")]), Some(3.0));
+}

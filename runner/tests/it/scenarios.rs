@@ -9,7 +9,7 @@ use std::time::Duration;
 use aiotest_core::lifecycle::Hooks;
 use aiotest_core::prelude::*;
 use aiotest_core::scenario::IterationLateness;
-use aiotest_metrics::{Recorder, RequestRecord};
+use aiotest_metrics::{Aggregation, Metric, Recorder, RequestRecord, Tags};
 use aiotest_runner::{LocalRunner, RunConfig, StopReason};
 
 fn secs(s: u64) -> Duration {
@@ -43,6 +43,10 @@ async fn request(u: &mut Worker) -> TaskResult {
             ..RequestRecord::ok("/x", "GET", 200, u.work.as_micros() as u64)
         };
         r.record(&record);
+        // A named metric with a tag of its own: the scenario's tags join it.
+        let kind = Tags::from_pairs([("kind", "work")]).unwrap();
+        r.add(&Metric::counter("work_done").unwrap(), 1.0, &kind)
+            .unwrap();
     }
     Ok(())
 }
@@ -83,9 +87,19 @@ async fn shared_iterations_run_exactly_that_many_and_end() {
         },
     )
     .unwrap();
-    let report = run(vec![sc]).await;
+    let report = run(vec![sc.tag("team", "checkout")]).await;
     assert_eq!(report.reason, StopReason::ShapeEnded);
     assert_eq!(hits.load(Ordering::Relaxed), 1_000);
+    // Every named sample carries the scenario's name and tags, and its own.
+    let tags = Tags::from_pairs([
+        ("scenario", "shared"),
+        ("team", "checkout"),
+        ("kind", "work"),
+    ])
+    .unwrap();
+    let work = report.snapshot.metrics.select("work_done", &tags).unwrap();
+    assert_eq!(work.value(Aggregation::Count, 1.0), Some(1_000.0));
+    assert_eq!(report.snapshot.metrics.series["work_done"].len(), 1);
     let it = &report.snapshot.scenarios["shared"];
     assert_eq!((it.iterations, it.interrupted, it.dropped), (1_000, 0, 0));
     assert_eq!(report.snapshot.total().requests, 1_000);
