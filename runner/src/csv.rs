@@ -319,14 +319,7 @@ fn metrics_csv(summary: &Summary) -> String {
         &["Name", "Tags", "Kind", "Samples", "Figure", "Value"].map(str::to_owned),
     );
     for m in &summary.metrics {
-        let tags = match &m.tags {
-            None => "(all)".to_owned(),
-            Some(t) => t
-                .iter()
-                .map(|(k, v)| format!("{k}:{v}"))
-                .collect::<Vec<_>>()
-                .join(","),
-        };
+        let tags = m.tags_joined(",").unwrap_or_else(|| "(all)".to_owned());
         for (figure, value) in &m.values {
             line(
                 &mut out,

@@ -313,6 +313,13 @@ impl MetricRow {
         }
     }
 
+    /// Its tag set as `k:v` pairs joined by `sep`; `None` for the metric's whole.
+    pub(crate) fn tags_joined(&self, sep: &str) -> Option<String> {
+        let tags = self.tags.as_ref()?;
+        let pairs: Vec<String> = tags.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        Some(pairs.join(sep))
+    }
+
     /// `count=12 rate=1.2/s`, `avg=3.1ms min=...`, `rate=97.50%`.
     pub(crate) fn figures(&self) -> String {
         let order: &[&str] = match self.kind.as_str() {
@@ -536,7 +543,7 @@ impl Summary {
             }
         };
         for m in &self.metrics {
-            let Some(tags) = &m.tags else {
+            if m.tags.is_none() {
                 more(out, hidden);
                 shown = 0;
                 hidden = 0;
@@ -549,20 +556,17 @@ impl Summary {
                     m.figures()
                 );
                 continue;
-            };
+            }
             if shown == TAG_SETS_SHOWN {
                 hidden += 1;
                 continue;
             }
             shown += 1;
-            let tags: Vec<String> = tags
-                .iter()
-                .map(|(k, v)| format!("{}:{}", printable(k), printable(v)))
-                .collect();
+            let tags = m.tags_joined(",").unwrap_or_default();
             let _ = writeln!(
                 out,
                 "    {{{}}} ({} samples) {}",
-                tags.join(","),
+                printable(&tags),
                 m.samples,
                 m.figures()
             );

@@ -27,7 +27,7 @@ use aiotest_metrics::{Metric, Tags};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Ctx, JsonPointer, ScenarioError, Scope, Vars};
+use super::{Ctx, JsonPointer, ScenarioError, Scope, Vars, one_of};
 
 /// The counter of samples a feed could not take, by metric.
 pub(super) const MISSES: &str = "metric_misses";
@@ -168,30 +168,18 @@ pub(super) fn feeds(
                 format!("`{name}` is not declared: add it to [[metrics]] with its kind"),
             );
         };
-        let given: Vec<&str> = [
-            spec.value.as_ref().map(|_| "value"),
-            spec.json.as_ref().map(|_| "json"),
-            spec.header.as_ref().map(|_| "header"),
-            spec.response.as_ref().map(|_| "response"),
-            spec.vars.as_ref().map(|_| "vars"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if given.len() != 1 {
-            return cx.err(
-                Some(f.span()),
-                ff,
-                format!(
-                    "give one of value, json, header, response or vars (found {})",
-                    if given.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        given.join(", ")
-                    }
-                ),
-            );
-        }
+        one_of(
+            cx,
+            f.span(),
+            &ff,
+            &[
+                ("value", spec.value.is_some()),
+                ("json", spec.json.is_some()),
+                ("header", spec.header.is_some()),
+                ("response", spec.response.is_some()),
+                ("vars", spec.vars.is_some()),
+            ],
+        )?;
         let source = if let Some(v) = &spec.value {
             if let Err(e) = metric.check(*v.get_ref()) {
                 return cx.err(Some(v.span()), format!("{ff}.value"), e.to_string());

@@ -1204,6 +1204,34 @@ fn request(
     })
 }
 
+/// Exactly one of `given` (a field's name, and whether it is there) must be there.
+fn one_of(
+    cx: &Ctx<'_>,
+    span: std::ops::Range<usize>,
+    field: &str,
+    given: &[(&str, bool)],
+) -> Result<(), ScenarioError> {
+    let found: Vec<&str> = given.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect();
+    if found.len() == 1 {
+        return Ok(());
+    }
+    let names: Vec<&str> = given.iter().map(|(n, _)| *n).collect();
+    let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+    cx.err(
+        Some(span),
+        field,
+        format!(
+            "give one of {} or {last} (found {})",
+            rest.join(", "),
+            if found.is_empty() {
+                "none".to_owned()
+            } else {
+                found.join(", ")
+            }
+        ),
+    )
+}
+
 /// A request's `checks`, checked.
 fn named_checks(
     cx: &Ctx<'_>,
@@ -1223,28 +1251,18 @@ fn named_checks(
                 "must not be empty",
             );
         }
-        let given = [
-            spec.status.as_ref().map(|_| "status"),
-            spec.header.as_ref().map(|_| "header"),
-            spec.json.as_ref().map(|_| "json"),
-            spec.body_contains.as_ref().map(|_| "body_contains"),
-            spec.regex.as_ref().map(|_| "regex"),
-        ];
-        let given: Vec<&str> = given.into_iter().flatten().collect();
-        if given.len() != 1 {
-            return cx.err(
-                Some(c.span()),
-                cf,
-                format!(
-                    "give one of status, header, json, body_contains or regex (found {})",
-                    if given.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        given.join(", ")
-                    }
-                ),
-            );
-        }
+        one_of(
+            cx,
+            c.span(),
+            &cf,
+            &[
+                ("status", spec.status.is_some()),
+                ("header", spec.header.is_some()),
+                ("json", spec.json.is_some()),
+                ("body_contains", spec.body_contains.is_some()),
+                ("regex", spec.regex.is_some()),
+            ],
+        )?;
         // A string to compare with may take the request's references.
         if let Some(e) = &spec.equals
             && let toml::Value::String(text) = e.get_ref()

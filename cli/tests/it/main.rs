@@ -205,6 +205,19 @@ pub(crate) fn run_file(file: &std::path::Path, name: &str, extra: &[&str]) -> se
     json
 }
 
+/// Runs the binary with `args` and `--summary-export`; its output and the export.
+pub(crate) fn run_exported(name: &str, args: &[&str]) -> (std::process::Output, serde_json::Value) {
+    let export = export_path(name);
+    let _ = std::fs::remove_file(&export);
+    let out = aiotest(&[args, &["-q", "--summary-export", export.to_str().unwrap()]].concat());
+    let json = std::fs::read_to_string(&export)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let _ = std::fs::remove_file(export);
+    (out, json)
+}
+
 fn export_path(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("aiotest-it-{}-{name}.json", std::process::id()))
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::Value;
 
-use super::{TempFile, aiotest, export_path, serve, spawn, text};
+use super::{TempFile, aiotest, run_exported, serve, spawn, text};
 
 /// A shop whose `/cart` answers totals 10, 20, 30 in turn; it counts what it served.
 fn shop() -> (std::net::SocketAddr, Arc<AtomicU64>) {
@@ -87,26 +87,10 @@ fn metric<'a>(json: &'a Value, name: &str, tags: &[(&str, &str)]) -> &'a Value {
 }
 
 fn run(file: &std::path::Path, name: &str, extra: &[&str]) -> (Option<i32>, Value, String) {
-    let export = export_path(name);
-    let _ = std::fs::remove_file(&export);
-    let out = aiotest(
-        &[
-            &[
-                "run",
-                file.to_str().unwrap(),
-                "-q",
-                "--summary-export",
-                export.to_str().unwrap(),
-            ][..],
-            extra,
-        ]
-        .concat(),
+    let (out, json) = run_exported(
+        name,
+        &[&["run", file.to_str().unwrap()][..], extra].concat(),
     );
-    let json = std::fs::read_to_string(&export)
-        .ok()
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or(Value::Null);
-    let _ = std::fs::remove_file(export);
     (
         out.status.code(),
         json,

@@ -7,20 +7,7 @@ use std::sync::atomic::Ordering;
 use aiotest_coordinator::testutil::RedisServer;
 use serde_json::Value;
 
-use super::{Target, aiotest, export_path, spawn, target, text};
-
-/// Runs the binary with `args` and `--summary-export`; its output and the export.
-fn run_exported(name: &str, args: &[&str]) -> (std::process::Output, Value) {
-    let export = export_path(name);
-    let _ = std::fs::remove_file(&export);
-    let out = aiotest(&[args, &["-q", "--summary-export", export.to_str().unwrap()]].concat());
-    let json = std::fs::read_to_string(&export)
-        .ok()
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or(Value::Null);
-    let _ = std::fs::remove_file(export);
-    (out, json)
-}
+use super::{Target, aiotest, run_exported, spawn, target, text};
 
 fn served(t: &Target) -> u64 {
     t.served.load(Ordering::Relaxed)

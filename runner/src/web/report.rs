@@ -225,14 +225,7 @@ pub(crate) fn metrics_table(summary: &Summary) -> String {
          <th class=\"text\">Figures</th></tr>",
     );
     for m in &summary.metrics {
-        let tags = match &m.tags {
-            None => "(all)".to_owned(),
-            Some(t) => t
-                .iter()
-                .map(|(k, v)| format!("{k}:{v}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        };
+        let tags = m.tags_joined(", ").unwrap_or_else(|| "(all)".to_owned());
         let _ = write!(
             out,
             "<tr><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td>\
