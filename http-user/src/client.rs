@@ -453,12 +453,141 @@ pub struct Response {
     duration: Duration,
     error: Option<RequestError>,
     attempts: u32,
+    timings: Timings,
+}
+
+/// Where a request's time went, as k6's `res.timings` has it: `blocked` (resolving the
+/// name and waiting for a connection), `connecting` (TCP) and `tls_handshaking` (both
+/// non-zero only for the request that opened its connection), `sending` (writing the
+/// request), `waiting` (from the request written to the first byte of the answer: the
+/// time to first byte) and `receiving` (the rest of the answer). `duration` is sending +
+/// waiting + receiving. Kept in whole microseconds; zero for a part that did not happen
+/// (a request that failed before its answer has no `receiving`). Over HTTP/2 the request
+/// is handed to the connection, not written by the client: its `sending` is 0 and its
+/// `waiting` runs to the answer's head.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// blocked, connecting, tls_handshaking, sending, waiting, receiving, in µs.
+    us: [u32; 6],
+    /// The protocol of the answer: 1 HTTP/1.1, 2 HTTP/2, 0 none.
+    proto: u8,
+}
+
+impl Timings {
+    fn part(&self, i: usize) -> Duration {
+        Duration::from_micros(u64::from(self.us[i]))
+    }
+
+    /// Resolving and waiting for a connection.
+    pub fn blocked(&self) -> Duration {
+        self.part(0)
+    }
+
+    /// The TCP handshake of the connection this request opened.
+    pub fn connecting(&self) -> Duration {
+        self.part(1)
+    }
+
+    /// The TLS handshake of the connection this request opened.
+    pub fn tls_handshaking(&self) -> Duration {
+        self.part(2)
+    }
+
+    /// Writing the request.
+    pub fn sending(&self) -> Duration {
+        self.part(3)
+    }
+
+    /// The request written to the answer's first byte.
+    pub fn waiting(&self) -> Duration {
+        self.part(4)
+    }
+
+    /// The answer's first byte to its last.
+    pub fn receiving(&self) -> Duration {
+        self.part(5)
+    }
+
+    /// sending + waiting + receiving.
+    pub fn duration(&self) -> Duration {
+        self.sending() + self.waiting() + self.receiving()
+    }
+
+    /// `HTTP/1.1` or `HTTP/2.0` (k6's `proto`), empty without an answer.
+    pub fn proto(&self) -> &'static str {
+        match self.proto {
+            1 => "HTTP/1.1",
+            2 => "HTTP/2.0",
+            _ => "",
+        }
+    }
+}
+
+/// When an exchange's request was written whole and its answer's first byte came, if
+/// known, and its protocol (1 or 2).
+type Marks = (Option<Instant>, Option<Instant>, u8);
+
+/// The timing breakdown of an answered attempt that began at `started`, sent its request
+/// on a ready connection at `sent` and took `duration` from there; `opening`: how its
+/// connection was opened, when this request opened it. Two instant subtractions for a
+/// kept-alive request (each costs more than the rest of this together).
+fn timings(
+    started: Instant,
+    sent: Instant,
+    duration: Duration,
+    opening: Option<&crate::conn::Opening>,
+    marks: Marks,
+) -> Timings {
+    let (written, first_byte, proto) = marks;
+    if sent == started && opening.is_none() && written.is_none() && first_byte.is_none() {
+        // The common case: a kept-alive connection, a request taken by one write, an
+        // answer read whole by one read. All of it was waiting.
+        let mut us = [0; 6];
+        us[4] = micros(duration);
+        return Timings { us, proto };
+    }
+    let (connecting, tls) = opening.map_or((Duration::ZERO, Duration::ZERO), |o| {
+        (o.connecting, o.tls_handshaking)
+    });
+    let blocked = if sent == started {
+        Duration::ZERO
+    } else {
+        (sent - started).saturating_sub(connecting + tls)
+    };
+    let sending = written.map_or(Duration::ZERO, |w| w.saturating_duration_since(sent));
+    let to_first_byte = first_byte.map_or(sending, |f| f.saturating_duration_since(sent));
+    Timings {
+        us: [
+            micros(blocked),
+            micros(connecting),
+            micros(tls),
+            micros(sending),
+            micros(to_first_byte.saturating_sub(sending)),
+            micros(duration.saturating_sub(to_first_byte)),
+        ],
+        proto,
+    }
+}
+
+/// Microseconds, saturating (a part never exceeds the hour a timeout allows).
+fn micros(d: Duration) -> u32 {
+    // In u64: `as_micros` works in u128, whose division costs more than the rest.
+    let us = d
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()));
+    u32::try_from(us).unwrap_or(u32::MAX)
 }
 
 impl Response {
     /// The status, if a response arrived.
     pub fn status(&self) -> Option<StatusCode> {
         self.status
+    }
+
+    /// Where its time went (k6's `res.timings`), and its protocol.
+    pub fn timings(&self) -> &Timings {
+        &self.timings
     }
 
     /// The status code as a number, 0 when no response arrived.
@@ -1109,6 +1238,7 @@ impl HttpClient {
                     duration,
                     error: Some(RequestError { category, message }),
                     attempts: 1,
+                    timings: Timings::default(),
                 },
                 Meta {
                     sent_at_us,
@@ -1151,7 +1281,7 @@ impl HttpClient {
                     }
                 }
             };
-            let (baseline, h2) = {
+            let (baseline, h2, fresh) = {
                 let conn = &self.conns[conn_index].1;
                 let fresh = conn.requests == 0;
                 // A new connection's handshake bytes belong to the request that opened it.
@@ -1163,7 +1293,7 @@ impl HttpClient {
                         conn.counters.received.load(Ordering::Relaxed),
                     )
                 };
-                (base, conn.is_h2())
+                (base, conn.is_h2(), fresh)
             };
             let cookie = self.cookie_header(&base.origin, target.as_str(), plan);
             let h2_request = if h2 {
@@ -1216,7 +1346,14 @@ impl HttpClient {
                                     unsent: false,
                                 }
                             })?;
-                            Ok((status, Headers::raw(raw.head), raw.body, raw.sets_cookie))
+                            let marks = (h1.written_at, h1.first_byte_at, 1);
+                            Ok((
+                                status,
+                                Headers::raw(raw.head),
+                                raw.body,
+                                raw.sets_cookie,
+                                marks,
+                            ))
                         }
                         (Kind::H2 { sender, .. }, Some(request)) => {
                             h2_exchange(sender, request, self.settings.max_body).await
@@ -1236,7 +1373,7 @@ impl HttpClient {
                 conn.counters.sent.load(Ordering::Relaxed) - baseline.0,
                 conn.counters.received.load(Ordering::Relaxed) - baseline.1,
             );
-            let (status, headers, body, sets_cookie) = match result {
+            let (status, headers, body, sets_cookie, marks) = match result {
                 Err(_elapsed) => {
                     // Mid-response: the connection cannot be reused.
                     self.conns.swap_remove(conn_index);
@@ -1261,6 +1398,8 @@ impl HttpClient {
                     }
                 }
             }
+            let opening = fresh.then_some(&conn.opening);
+            let timings = timings(started, sent, duration, opening, marks);
             let code = status.as_u16();
             let location = if plan.follow && matches!(code, 301..=303 | 307 | 308) {
                 headers
@@ -1292,6 +1431,7 @@ impl HttpClient {
                         message,
                     }),
                     attempts: 1,
+                    timings,
                 },
                 Meta {
                     sent_at_us,
@@ -1478,6 +1618,7 @@ impl HttpClient {
             headers: Headers::default(),
             body: Bytes::new(),
             duration: Duration::ZERO,
+            timings: Timings::default(),
             error: Some(RequestError {
                 category: ErrorCategory::Other,
                 message,
@@ -1708,7 +1849,7 @@ async fn h2_exchange(
     sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
     request: http::Request<Full<Bytes>>,
     max_body: usize,
-) -> Result<(StatusCode, Headers, Bytes, bool), crate::h1::ExchangeError> {
+) -> Result<(StatusCode, Headers, Bytes, bool, Marks), crate::h1::ExchangeError> {
     let failed = |e: hyper::Error| {
         let (category, message) = categorize(&e);
         crate::h1::ExchangeError {
@@ -1719,6 +1860,7 @@ async fn h2_exchange(
         }
     };
     let response = sender.send_request(request).await.map_err(failed)?;
+    let head_at = Instant::now();
     let (parts, mut body) = response.into_parts();
     let too_large = |what: String| crate::h1::ExchangeError {
         category: ErrorCategory::BodyTooLarge,
@@ -1747,6 +1889,7 @@ async fn h2_exchange(
         Headers::parsed(parts.headers),
         body,
         sets_cookie,
+        (None, Some(head_at), 2),
     ))
 }
 

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use aiotest_metrics::ErrorCategory;
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 
 use crate::h1::H1;
@@ -192,6 +194,18 @@ pub(crate) struct Connection {
     pub(crate) kind: Kind,
     pub(crate) counters: Arc<Counters>,
     pub(crate) requests: u64,
+    /// How long opening it took, for the request that opened it.
+    pub(crate) opening: Opening,
+}
+
+/// The parts of opening a connection, as k6 times them (resolving the name counts in the
+/// request's `blocked`, with the rest of the wait for the connection).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Opening {
+    /// The TCP handshake.
+    pub(crate) connecting: Duration,
+    /// The TLS handshake (zero for http).
+    pub(crate) tls_handshaking: Duration,
 }
 
 impl Drop for Connection {
@@ -203,11 +217,12 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    fn new(kind: Kind, counters: Arc<Counters>) -> Self {
+    fn new(kind: Kind, counters: Arc<Counters>, opening: Opening) -> Self {
         Connection {
             kind,
             counters,
             requests: 0,
+            opening,
         }
     }
 
@@ -279,6 +294,7 @@ pub(crate) async fn connect(
             format!("{} has no address", origin.host),
         ));
     }
+    let resolved = Instant::now();
     let mut last = None;
     let mut tcp = None;
     for addr in addrs {
@@ -297,6 +313,11 @@ pub(crate) async fn connect(
         );
         return Err(err(ErrorCategory::Connect, msg));
     };
+    let connected = Instant::now();
+    let mut opening = Opening {
+        connecting: connected - resolved,
+        tls_handshaking: Duration::ZERO,
+    };
     // Requests are small and latency matters more than packet count.
     let _ = tcp.set_nodelay(true);
     let counters = Arc::new(Counters::default());
@@ -306,7 +327,7 @@ pub(crate) async fn connect(
     };
     if !origin.https {
         let h1 = H1::new(Stream::Plain(io));
-        return Ok(Connection::new(Kind::H1(h1), counters));
+        return Ok(Connection::new(Kind::H1(h1), counters, opening));
     }
     let name = ServerName::try_from(origin.host.clone()).map_err(|e| {
         err(
@@ -323,16 +344,21 @@ pub(crate) async fn connect(
                 format!("TLS handshake with {}: {e}", origin.host),
             )
         })?;
+    opening.tls_handshaking = connected.elapsed();
     if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
         let h1 = H1::new(Stream::Tls(Box::new(stream)));
-        return Ok(Connection::new(Kind::H1(h1), counters));
+        return Ok(Connection::new(Kind::H1(h1), counters, opening));
     }
     let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
         .await
         .map_err(|e| err(ErrorCategory::Protocol, format!("HTTP/2 handshake: {e}")))?;
     // Spawned as it is, not wrapped: the driver is polled several times per request.
     let driver = tokio::spawn(conn).abort_handle();
-    Ok(Connection::new(Kind::H2 { sender, driver }, counters))
+    Ok(Connection::new(
+        Kind::H2 { sender, driver },
+        counters,
+        opening,
+    ))
 }
 
 /// A client certificate chain and its key, for servers that ask for one.

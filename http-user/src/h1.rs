@@ -141,6 +141,13 @@ pub(crate) struct H1<S> {
     reusable: bool,
     /// When the last response ended (set by the caller, who reads the clock anyway).
     pub(crate) idle_since: Option<Instant>,
+    /// When the last request was written whole (only when it took several writes), and
+    /// when the first byte of its answer came (only when it took several reads): k6's
+    /// `sending` ends and `receiving` begins there.
+    pub(crate) written_at: Option<Instant>,
+    pub(crate) first_byte_at: Option<Instant>,
+    /// Whether a byte of the current answer has been read.
+    answering: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
@@ -151,6 +158,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
             write: Vec::new(),
             reusable: true,
             idle_since: None,
+            written_at: None,
+            first_byte_at: None,
+            answering: false,
         }
     }
 
@@ -198,10 +208,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
         max_body: usize,
     ) -> Result<RawResponse, ExchangeError> {
         self.read.clear();
+        self.written_at = None;
+        self.first_byte_at = None;
+        self.answering = false;
         // A write that failed part way: the answer read next, if any, is the request's;
         // without one, this error is.
         let write_error = match self.send(body).await {
-            Ok(()) => None,
+            Ok(writes) => {
+                // A request taken by one write went out at once (an idle connection's
+                // socket buffer takes it whole): its system call's few µs count in
+                // `waiting`, and the clock is not read. One that took several writes
+                // (a large body) had to wait for the socket: that is `sending`.
+                if writes > 1 {
+                    self.written_at = Some(Instant::now());
+                }
+                None
+            }
             Err((e, 0)) => {
                 self.reusable = false;
                 return Err(ExchangeError {
@@ -306,11 +328,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
     }
 
     /// Writes the request; on failure, the error and how many bytes were written.
-    async fn send(&mut self, body: &[u8]) -> Result<(), (io::Error, usize)> {
+    /// Writes the request; how many writes it took.
+    async fn send(&mut self, body: &[u8]) -> Result<u32, (io::Error, usize)> {
         let mut written = 0;
+        let mut writes = 0;
         for part in [self.write.as_slice(), body] {
             let mut rest = part;
             while !rest.is_empty() {
+                writes += 1;
                 match self.io.write(rest).await {
                     Ok(0) => return Err((io::ErrorKind::WriteZero.into(), written)),
                     Ok(n) => {
@@ -321,18 +346,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
                 }
             }
         }
-        self.io.flush().await.map_err(|e| (e, written))
+        self.io.flush().await.map_err(|e| (e, written))?;
+        Ok(writes)
     }
 
     /// Reads once into the read buffer, with at least `want` bytes of room; the count
     /// read, 0 at the connection's end.
     async fn fill(&mut self, want: usize) -> Result<usize, ExchangeError> {
+        // The answer's first bytes came by the last read and more must be waited for: its
+        // first byte came about now (the parse in between takes µs). An answer read
+        // whole by its first read never reads the clock: its `receiving` is 0.
+        if self.answering && self.first_byte_at.is_none() {
+            self.first_byte_at = Some(Instant::now());
+        }
         // With the last response's body dropped, this takes its memory back.
         self.read.reserve(want);
-        self.io
+        let n = self
+            .io
             .read_buf(&mut self.read)
             .await
-            .map_err(|e| io_error(&e))
+            .map_err(|e| io_error(&e))?;
+        self.answering |= n > 0;
+        Ok(n)
     }
 
     /// A chunked body, decoded, at most `max_body` bytes; trailers are read and dropped.

@@ -107,6 +107,6 @@ mod timer;
 pub use aiotest_metrics::{Metric, MetricError, MetricKind, Tags};
 pub use client::{
     DEFAULT_MAX_REDIRECTS, DEFAULT_MAX_RESPONSE_BODY, HttpClient, HttpConfigError, HttpUser,
-    HttpUserBuilder, RequestBuilder, RequestError, Response,
+    HttpUserBuilder, RequestBuilder, RequestError, Response, Timings,
 };
 pub use cookies::CookieJar;

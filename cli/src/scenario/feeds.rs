@@ -68,6 +68,13 @@ enum Property {
     BodySize,
     /// 1 when the request succeeded, else 0 (for a rate).
     Ok,
+    /// A part of the timing breakdown, in milliseconds (`Response::timings`).
+    Blocked,
+    Connecting,
+    TlsHandshaking,
+    Sending,
+    Waiting,
+    Receiving,
 }
 
 #[derive(Clone, Debug)]
@@ -211,11 +218,17 @@ pub(super) fn feeds(
                 "status" => Property::Status,
                 "body_size" => Property::BodySize,
                 "ok" => Property::Ok,
+                "blocked" => Property::Blocked,
+                "connecting" => Property::Connecting,
+                "tls_handshaking" => Property::TlsHandshaking,
+                "sending" => Property::Sending,
+                "waiting" => Property::Waiting,
+                "receiving" => Property::Receiving,
                 other => {
                     return cx.err(
                         Some(r.span()),
                         format!("{ff}.response"),
-                        format!("`{other}` is not a response property: use duration, status, body_size or ok"),
+                        format!("`{other}` is not a response property: use duration, status, body_size, ok, blocked, connecting, tls_handshaking, sending, waiting or receiving"),
                     );
                 }
             })
@@ -259,6 +272,19 @@ impl Feed {
             Source::Response(Property::Ok) => Some(if r.is_ok() { 1.0 } else { 0.0 }),
             Source::Response(Property::Status) => answered.then(|| f64::from(r.status_code())),
             Source::Response(Property::BodySize) => answered.then(|| r.bytes().len() as f64),
+            Source::Response(part) => {
+                let t = r.timings();
+                let d = match part {
+                    Property::Blocked => t.blocked(),
+                    Property::Connecting => t.connecting(),
+                    Property::TlsHandshaking => t.tls_handshaking(),
+                    Property::Sending => t.sending(),
+                    Property::Waiting => t.waiting(),
+                    _ => t.receiving(),
+                };
+                // A part of an answer: without one, no sample.
+                answered.then_some(d.as_secs_f64() * 1_000.0)
+            }
             Source::Header(h) => number(r.headers().get(h)?.to_str().ok()?),
             Source::Json(pointer) => {
                 if !answered {

@@ -51,6 +51,16 @@ name = "cart_ms"
 kind = "trend"
 time = true
 
+[[metrics]]
+name = "ttfb"
+kind = "trend"
+time = true
+
+[[metrics]]
+name = "connect_ms"
+kind = "trend"
+time = true
+
 [[users]]
 name = "shopper"
 wait_time = 0.01
@@ -63,6 +73,8 @@ metrics = [
   { name = "cart_ok", json = "/ok" },
   { name = "last_total", json = "/total" },
   { name = "cart_ms", response = "duration" },
+  { name = "ttfb", response = "waiting" },
+  { name = "connect_ms", response = "connecting" },
 ]
 "#;
 
@@ -123,6 +135,21 @@ fn check_exact(json: &Value, served: u64) {
     let ms = metric(json, "cart_ms", &[]);
     assert_eq!(ms["time"], true);
     assert!(ms["values"]["max"].as_f64().unwrap() > 0.0);
+    // The time to first byte is part of the duration; a connection is opened by one
+    // request a user (two users, and a worker each in a distributed run: at most 4).
+    let ttfb = metric(json, "ttfb", &[]);
+    assert_eq!(ttfb["samples"], served);
+    assert!(ttfb["values"]["max"].as_f64().unwrap() <= ms["values"]["max"].as_f64().unwrap());
+    let connect = metric(json, "connect_ms", &[]);
+    assert_eq!(connect["samples"], served);
+    assert!(
+        connect["values"]["max"].as_f64().unwrap() > 0.0,
+        "{connect}"
+    );
+    assert!(
+        connect["values"]["p(90)"].as_f64().unwrap() == 0.0,
+        "kept-alive requests open nothing: {connect}"
+    );
     // The feed that found nothing made no sample: it is counted as a miss.
     assert_eq!(
         metric(

@@ -87,6 +87,17 @@ impl Conn {
         }
     }
 
+    /// Reads and drops `len` bytes of a body whose head was read alone.
+    pub(crate) fn drain_body(&mut self, len: usize) {
+        while self.pending.len() < len {
+            if self.fill().is_none() {
+                return;
+            }
+        }
+        self.pending.drain(..len);
+        self.log.requests.fetch_add(1, Ordering::SeqCst);
+    }
+
     pub(crate) fn write(&mut self, bytes: &[u8]) -> bool {
         self.stream.write_all(bytes).is_ok()
     }

@@ -6,6 +6,7 @@
 mod awkward;
 mod rules;
 mod server;
+mod timings;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -1,0 +1,127 @@
+//! The timing breakdown against servers that take known times: a delay before the first
+//! byte, a body dripped in parts, a slow reader of a large request, TLS.
+
+use std::time::Duration;
+
+use aiotest_http_user::{HttpUser, Timings};
+
+use crate::awkward::serve;
+use crate::server::{start, start_tls_h1};
+use crate::{client, collector};
+
+fn ms(t: Duration) -> f64 {
+    t.as_secs_f64() * 1_000.0
+}
+
+/// The parts add up to the duration, to the microsecond each part is rounded to.
+fn adds_up(t: &Timings, duration: Duration) {
+    let sum = t.duration().as_micros() as i128;
+    let d = duration.as_micros() as i128;
+    assert!((sum - d).abs() <= 3, "{t:?} vs {duration:?}");
+}
+
+#[tokio::test]
+async fn waiting_and_receiving_match_a_servers_delay_and_drip() {
+    // 150 ms before the first byte; the body in three parts 100 ms apart.
+    let srv = serve(|mut conn| {
+        while conn.request(true).is_some() {
+            std::thread::sleep(Duration::from_millis(150));
+            conn.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nab");
+            std::thread::sleep(Duration::from_millis(100));
+            conn.write(b"cd");
+            std::thread::sleep(Duration::from_millis(100));
+            if !conn.write(b"ef") {
+                return;
+            }
+        }
+    });
+    let c = collector();
+    let mut client = client(&srv.url(), &c);
+    for i in 0..2 {
+        let r = client.get("/drip").send().await;
+        assert_eq!(r.text(), "abcdef");
+        let t = *r.timings();
+        assert!((150.0..200.0).contains(&ms(t.waiting())), "{i}: {t:?}");
+        assert!((200.0..260.0).contains(&ms(t.receiving())), "{i}: {t:?}");
+        assert_eq!(t.tls_handshaking(), Duration::ZERO, "http has no TLS");
+        assert_eq!(t.proto(), "HTTP/1.1");
+        adds_up(&t, r.duration());
+        if i == 0 {
+            assert!(
+                t.connecting() > Duration::ZERO,
+                "it opened the connection: {t:?}"
+            );
+        } else {
+            assert_eq!(t.connecting(), Duration::ZERO, "kept alive: {t:?}");
+            assert_eq!(t.blocked(), Duration::ZERO, "kept alive: {t:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_answer_read_whole_at_once_was_all_waiting() {
+    let srv = start(false);
+    let c = collector();
+    let mut client = client(&srv.url("http"), &c);
+    let _ = client.get("/ok").send().await;
+    let r = client.get("/ok").send().await;
+    let t = *r.timings();
+    assert_eq!(t.receiving(), Duration::ZERO, "{t:?}");
+    assert_eq!(t.waiting().as_micros(), r.duration().as_micros(), "{t:?}");
+}
+
+#[tokio::test]
+async fn a_large_request_to_a_slow_reader_is_sending() {
+    // The server reads the head, waits 200 ms, then reads the 8 MiB body.
+    let srv = serve(|mut conn| {
+        let Some(_) = conn.request(false) else { return };
+        std::thread::sleep(Duration::from_millis(200));
+        conn.drain_body(8 << 20);
+        conn.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    });
+    let c = collector();
+    let mut client = client(&srv.url(), &c);
+    let r = client
+        .post("/upload")
+        .body(vec![b'x'; 8 << 20])
+        .send()
+        .await;
+    assert!(r.is_ok(), "{:?}", r.error());
+    let t = *r.timings();
+    assert!(ms(t.sending()) >= 150.0, "{t:?}");
+    assert!(ms(t.waiting()) < 100.0, "{t:?}");
+    adds_up(&t, r.duration());
+}
+
+#[tokio::test]
+async fn tls_handshaking_counts_for_the_request_that_opened_the_connection() {
+    for (srv, proto) in [(start_tls_h1(), "HTTP/1.1"), (start(true), "HTTP/2.0")] {
+        let c = collector();
+        let http = HttpUser::builder()
+            .host(srv.url("https"))
+            .verify_ssl(false)
+            .build()
+            .unwrap();
+        let mut client = http.client(c.recorder());
+        let first = *client.get("/ok").send().await.timings();
+        let second = *client.get("/ok").send().await.timings();
+        assert!(first.tls_handshaking() > Duration::ZERO, "{first:?}");
+        assert!(first.connecting() > Duration::ZERO, "{first:?}");
+        assert_eq!(second.tls_handshaking(), Duration::ZERO, "{second:?}");
+        assert_eq!(second.connecting(), Duration::ZERO, "{second:?}");
+        assert_eq!((first.proto(), second.proto()), (proto, proto));
+    }
+}
+
+#[tokio::test]
+async fn a_request_with_no_answer_has_no_protocol_nor_parts() {
+    let c = collector();
+    let mut client = client(
+        &format!("http://127.0.0.1:{}", crate::server::closed_port()),
+        &c,
+    );
+    let r = client.get("/").send().await;
+    assert!(!r.is_ok());
+    assert_eq!(*r.timings(), Timings::default());
+    assert_eq!(r.timings().proto(), "");
+}
