@@ -54,6 +54,14 @@ pub(crate) fn tables(handle: &RunnerHandle) -> serde_json::Value {
     }
     html.push_str("<h2>Thresholds</h2>");
     html.push_str(&report::thresholds_table(&summary));
+    if !summary.checks.is_empty() {
+        html.push_str("<h2>Checks</h2>");
+        html.push_str(&report::checks_table(&summary));
+    }
+    if !summary.metrics.is_empty() {
+        html.push_str("<h2>Metrics</h2>");
+        html.push_str(&report::metrics_table(&summary));
+    }
     html.push_str("<h2>Scenarios</h2>");
     html.push_str(&report::scenarios_table(meta.as_ref(), &summary));
     html.push_str("<h2>Endpoints</h2>");

@@ -39,10 +39,17 @@ async fn http(
 
 struct Ticker {
     hits: Arc<AtomicU64>,
+    recorder: Option<aiotest_metrics::Recorder>,
 }
 
 async fn tick(u: &mut Ticker) -> TaskResult {
     u.hits.fetch_add(1, Ordering::Relaxed);
+    // A named metric and a named check: the dashboard and /metrics show them.
+    if let Some(r) = u.recorder.as_mut() {
+        let ticks = aiotest_metrics::Metric::counter("ticks").unwrap();
+        r.add(&ticks, 1.0, &aiotest_metrics::Tags::new()).unwrap();
+        r.record_check("ticked", true);
+    }
     Ok(())
 }
 
@@ -61,8 +68,9 @@ async fn wait_for_state(addr: SocketAddr, want: &str) {
 async fn the_api_pauses_resumes_resizes_and_stops_a_run() {
     let hits = Arc::new(AtomicU64::new(0));
     let h = Arc::clone(&hits);
-    let ut = UserType::builder("ticker", move |_ctx| Ticker {
+    let ut = UserType::builder("ticker", move |ctx| Ticker {
         hits: Arc::clone(&h),
+        recorder: ctx.take(),
     })
     .wait_time(0.01)
     .task("tick", 1, tick)
@@ -154,6 +162,25 @@ async fn the_api_pauses_resumes_resizes_and_stops_a_run() {
     assert_eq!(http(addr, "GET", "/nope", "", None).await.0, 404);
     assert_eq!(http(addr, "DELETE", "/api/state", "", None).await.0, 405);
 
+    // The dashboard's tables and /metrics have the named metric and check.
+    let mut tables = String::new();
+    for _ in 0..100 {
+        tables = http(addr, "GET", "/api/tables", "", None).await.1;
+        if tables.contains("named-metrics") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        tables.contains("id=\\\"named-metrics\\\"") && tables.contains("ticks"),
+        "{tables}"
+    );
+    assert!(tables.contains("id=\\\"named-checks\\\""), "{tables}");
+    let metrics = http(addr, "GET", "/metrics", "", None).await.1;
+    assert!(
+        metrics.contains("aiotest_custom_ticks_total{scenario=\"default\"}"),
+        "{metrics}"
+    );
     assert_eq!(http(addr, "POST", "/api/stop", "", None).await.0, 202);
     let report = run.await.unwrap().unwrap();
     assert_eq!(report.reason, StopReason::Stopped);
