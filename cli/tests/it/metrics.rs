@@ -326,3 +326,45 @@ fn a_bad_metric_in_a_file_is_refused_naming_the_line() {
         );
     }
 }
+
+/// The example file, the scenario-file twin of the Rust example `custom_metrics`: the
+/// same metrics of the same kinds, judged the same way.
+#[test]
+fn the_custom_metrics_example_file_runs_against_the_demo_target() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/custom_metrics.toml"
+    );
+    let (out, json) = run_exported(
+        "example-metrics",
+        &[
+            "run",
+            file,
+            "--demo",
+            "-t",
+            "1s",
+            "--threshold",
+            "pages{page:home} count>10",
+            "--threshold",
+            "body_bytes value>0",
+            "--threshold",
+            "fast rate>0.5",
+            "--threshold",
+            "connect_ms max>0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let requests = json["totals"]["requests"].as_u64().unwrap();
+    assert_eq!(
+        metric(&json, "pages", &[])["values"]["count"],
+        requests as f64
+    );
+    for (name, kind) in [
+        ("pages", "counter"),
+        ("body_bytes", "gauge"),
+        ("fast", "rate"),
+        ("connect_ms", "trend"),
+    ] {
+        assert_eq!(metric(&json, name, &[])["kind"], kind, "{name}");
+    }
+}
