@@ -151,6 +151,9 @@ struct Bucket {
 
 struct State {
     keys: Vec<EndpointKey>,
+    /// The same keys, shared with the recorders that use them: one copy of an endpoint's
+    /// strings per collector, not one per user.
+    owned: Vec<Arc<OwnedKey>>,
     index: std::collections::HashMap<EndpointKey, u32>,
     /// What arrived since the last close, by grid interval.
     buckets: std::collections::BTreeMap<u64, Bucket>,
@@ -236,6 +239,7 @@ impl MetricsCollector {
                 config,
                 state: Mutex::new(State {
                     keys: Vec::new(),
+                    owned: Vec::new(),
                     index: std::collections::HashMap::new(),
                     buckets: Default::default(),
                     pending: VecDeque::new(),
@@ -433,6 +437,12 @@ impl Equivalent<OwnedKey> for BorrowedKey<'_> {
     }
 }
 
+impl Equivalent<Arc<OwnedKey>> for BorrowedKey<'_> {
+    fn equivalent(&self, key: &Arc<OwnedKey>) -> bool {
+        self.equivalent(&**key)
+    }
+}
+
 /// One buffered request, compact and free of borrowed data.
 #[derive(Clone, Copy)]
 struct Raw {
@@ -611,8 +621,8 @@ impl Recorder {
 struct RecorderState {
     shared: Arc<Shared>,
     /// Endpoint key -> slot; a slot holds the key again and the collector's endpoint id.
-    endpoints: HashMap<OwnedKey, usize>,
-    slots: Vec<(OwnedKey, u32)>,
+    endpoints: HashMap<Arc<OwnedKey>, usize>,
+    slots: Vec<(Arc<OwnedKey>, u32)>,
     /// The slot of the previous record's endpoint.
     last: usize,
     buf: Vec<Raw>,
@@ -940,8 +950,8 @@ impl RecorderState {
     fn register_endpoint(&mut self, scenario: &str, name: &str, method: &str) -> u32 {
         let key = EndpointKey::new(scenario, name, method);
         let mut state = self.shared.lock();
-        let id = match state.index.get(&key) {
-            Some(&id) => id,
+        let (id, owned) = match state.index.get(&key) {
+            Some(&id) => (id, state.owned.get(id as usize).cloned()),
             None if state.keys.len() >= self.shared.config.max_endpoints
                 && name != OTHER_ENDPOINT =>
             {
@@ -973,20 +983,29 @@ impl RecorderState {
             }
             None => {
                 let id = u32::try_from(state.keys.len()).unwrap_or(u32::MAX);
+                let owned = Arc::new(OwnedKey {
+                    scenario: scenario.into(),
+                    name: name.into(),
+                    method: method.into(),
+                });
                 state.keys.push(key.clone());
+                state.owned.push(Arc::clone(&owned));
                 state.index.insert(key, id);
-                id
+                (id, Some(owned))
             }
         };
         drop(state);
-        let owned = || OwnedKey {
-            scenario: scenario.into(),
-            name: name.into(),
-            method: method.into(),
-        };
+        // Always there (pushed with its key); made again only if that ever changes.
+        let owned = owned.unwrap_or_else(|| {
+            Arc::new(OwnedKey {
+                scenario: scenario.into(),
+                name: name.into(),
+                method: method.into(),
+            })
+        });
         let slot = self.slots.len();
-        self.slots.push((owned(), id));
-        self.endpoints.insert(owned(), slot);
+        self.slots.push((Arc::clone(&owned), id));
+        self.endpoints.insert(owned, slot);
         self.last = slot;
         id
     }

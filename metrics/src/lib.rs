@@ -49,8 +49,9 @@
 //! Such a 1,000-endpoint snapshot is 512 kB in MessagePack (histograms as plain HDR V2:
 //! deflating them made it 383 kB but cost the workers and the master three times the
 //! CPU). Memory per recorder is its batch buffer (56 bytes a record, growing with use up
-//! to `batch_size` records) and its endpoint table; the histograms live once per
-//! collector and interval, not once per user.
+//! to `batch_size` records) and its endpoint table, whose keys it shares with the
+//! collector (about 50 bytes an endpoint); the histograms live once per collector and
+//! interval, not once per user.
 
 pub mod checks;
 pub mod collector;
