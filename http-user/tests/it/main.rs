@@ -30,6 +30,16 @@ fn client(host: &str, c: &MetricsCollector) -> HttpClient {
         .client(c.recorder())
 }
 
+/// A client of `host` that accepts the test servers' self-signed certificates.
+fn insecure_client(host: &str, c: &MetricsCollector) -> HttpClient {
+    HttpUser::builder()
+        .host(host)
+        .verify_ssl(false)
+        .build()
+        .unwrap()
+        .client(c.recorder())
+}
+
 /// Drops the client (flushing its recorder) and returns everything recorded.
 fn finish(client: HttpClient, c: &MetricsCollector) -> Snapshot {
     drop(client);
@@ -583,12 +593,7 @@ async fn bad_settings_are_refused_at_build() {
 async fn https_over_http1_keeps_its_connection_and_its_cookies() {
     let srv = start_tls_h1();
     let c = collector();
-    let http = HttpUser::builder()
-        .host(srv.url("https"))
-        .verify_ssl(false)
-        .build()
-        .unwrap();
-    let mut client = http.client(c.recorder());
+    let mut client = insecure_client(&srv.url("https"), &c);
     assert_eq!(client.get("/version").send().await.text(), "HTTP/1.1");
     assert!(client.get("/set-cookie").send().await.is_ok());
     assert_eq!(

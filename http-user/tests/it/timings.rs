@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use aiotest_http_user::{HttpUser, Timings};
+use aiotest_http_user::Timings;
 
 use crate::awkward::serve;
 use crate::server::{start, start_tls_h1};
@@ -41,8 +41,12 @@ async fn waiting_and_receiving_match_a_servers_delay_and_drip() {
         let r = client.get("/drip").send().await;
         assert_eq!(r.text(), "abcdef");
         let t = *r.timings();
-        assert!((150.0..200.0).contains(&ms(t.waiting())), "{i}: {t:?}");
-        assert!((200.0..260.0).contains(&ms(t.receiving())), "{i}: {t:?}");
+        // The server cannot answer before 150 ms nor finish before 350 ms; how soon the
+        // client's task sees each read moves the line between the two by the
+        // scheduling noise of a loaded 2-core machine (20 ms allowed).
+        assert!((150.0..220.0).contains(&ms(t.waiting())), "{i}: {t:?}");
+        assert!((180.0..260.0).contains(&ms(t.receiving())), "{i}: {t:?}");
+        assert!(ms(t.waiting() + t.receiving()) >= 350.0, "{i}: {t:?}");
         assert_eq!(t.tls_handshaking(), Duration::ZERO, "http has no TLS");
         assert_eq!(t.proto(), "HTTP/1.1");
         adds_up(&t, r.duration());
@@ -97,12 +101,7 @@ async fn a_large_request_to_a_slow_reader_is_sending() {
 async fn tls_handshaking_counts_for_the_request_that_opened_the_connection() {
     for (srv, proto) in [(start_tls_h1(), "HTTP/1.1"), (start(true), "HTTP/2.0")] {
         let c = collector();
-        let http = HttpUser::builder()
-            .host(srv.url("https"))
-            .verify_ssl(false)
-            .build()
-            .unwrap();
-        let mut client = http.client(c.recorder());
+        let mut client = crate::insecure_client(&srv.url("https"), &c);
         let first = *client.get("/ok").send().await.timings();
         let second = *client.get("/ok").send().await.timings();
         assert!(first.tls_handshaking() > Duration::ZERO, "{first:?}");

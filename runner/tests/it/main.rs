@@ -371,29 +371,6 @@ async fn users_get_a_graceful_stop_period_then_are_cancelled() {
     assert!(took >= secs(2) && took < secs(3), "{took:?}");
 }
 
-/// The same when the run ends by its own time: each user stuck past the graceful stop
-/// is counted once (they were counted once when cancelled and again when reaped).
-#[tokio::test(start_paused = true)]
-async fn users_cancelled_at_the_end_of_a_timed_run_are_counted_once() {
-    let ut = UserType::builder("slow", |_ctx| Slow)
-        .task("slow", 1, very_slow)
-        .build()
-        .unwrap();
-    let config = RunConfig {
-        stop_timeout: secs(2),
-        ..RunConfig::default()
-    };
-    let shape = ConstantShape::new(3, IMMEDIATE, Some(secs(5))).unwrap();
-    let runner = LocalRunner::new(vec![ut], shape, Hooks::default(), config).unwrap();
-    let report = runner.run().await.unwrap();
-    assert_eq!(report.cancelled_users, 3);
-    let notes = report.summary.notes.join(" ");
-    assert!(
-        notes.contains("3 users were still busy after the graceful stop period"),
-        "{notes}"
-    );
-}
-
 #[tokio::test(start_paused = true)]
 async fn users_split_over_types_by_weight_and_set_users_overrides() {
     let hits = Arc::new(AtomicU64::new(0));
