@@ -36,15 +36,16 @@ fn a_rate_of_500_for_10s_makes_5000_requests_all_counted() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let requests = json["totals"]["requests"].as_u64().unwrap();
-    assert!(
-        (4_950..=5_050).contains(&requests),
-        "500/s for 10 s: {requests}"
-    );
     assert_eq!(requests, served(&t), "exactly what the server counted");
     let sc = scenario(&json, "default");
     assert_eq!(sc["executor"], "constant-arrival-rate");
-    assert_eq!(sc["dropped_iterations"], 0);
     assert_eq!(sc["iterations"].as_u64().unwrap(), requests);
+    // Every iteration due is done or dropped (a stall of this loaded machine can leave
+    // no user free for one; CI once saw 1 of 5,000): never lost.
+    let dropped = sc["dropped_iterations"].as_u64().unwrap();
+    let due = requests + dropped + sc["interrupted_iterations"].as_u64().unwrap();
+    assert!((4_950..=5_050).contains(&due), "500/s for 10 s: {due} due");
+    assert!(dropped <= 50, "at most 1% dropped: {dropped}");
     // Open model: the service time is kept beside the latency from the intended start.
     let service = json["totals"]["service_p50_ms"].as_f64().unwrap();
     assert!((5.0..50.0).contains(&service), "{service}");
