@@ -143,6 +143,7 @@ impl Bare {
             scenario: "default",
             name: "/items",
             method: "GET",
+            tags: aiotest_metrics::Tags::none(),
             status: Some(200),
             duration_us: duration.as_micros() as u64,
             bytes_sent: 60,

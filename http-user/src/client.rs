@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 use aiotest_core::user::UserContext;
-use aiotest_metrics::{ErrorCategory, MetricsCollector, Recorder, RequestRecord};
+use aiotest_metrics::{
+    ErrorCategory, Metric, MetricError, MetricsCollector, Recorder, RequestRecord, Tags,
+};
 use bytes::{Bytes, BytesMut};
 use http::header::{
     CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, HeaderName, HeaderValue, SET_COOKIE,
@@ -390,6 +392,7 @@ impl HttpUser {
             stop: None,
             attempt_started: None,
             cadence_us: 0,
+            group: Groups::default(),
         }
     }
 }
@@ -423,6 +426,25 @@ pub struct HttpClient {
     attempt_started: Option<Instant>,
     /// The average time between this user's attempts, µs (0 until known).
     cadence_us: u64,
+    /// The groups the user is in (k6's `group`).
+    group: Groups,
+}
+
+/// The group path a user is in, and what its requests and checks carry for it.
+#[derive(Default)]
+struct Groups {
+    /// `::outer::inner`, empty outside every group.
+    path: String,
+    /// `{group: path}`, or none outside every group.
+    tags: Tags,
+    /// Each open group's start and the path's length before it.
+    open: Vec<(Instant, usize)>,
+}
+
+/// The trend of group durations (k6's `group_duration`).
+fn group_duration() -> &'static Metric {
+    static METRIC: std::sync::OnceLock<Metric> = std::sync::OnceLock::new();
+    METRIC.get_or_init(|| Metric::time_trend("group_duration").expect("a valid metric name"))
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -688,9 +710,32 @@ pub struct RequestBuilder<'c> {
     expect: Expect,
     check: Option<Check>,
     invalid: Option<String>,
+    tags: Tags,
 }
 
 impl<'c> RequestBuilder<'c> {
+    /// Tags the request with `key=value` (k6's `tags: { key: value }`): it is counted
+    /// under its own endpoint row, and thresholds and every output can tell it apart
+    /// (`http_req_duration{key:value}`). `name` names the request, as
+    /// [`name`](Self::name) does (k6's `tags: { name }`). A tag that breaks the tag rule
+    /// (an empty or unprintable key, more than 128 bytes), or one of the system tags
+    /// aiotest sets (`scenario`, `method`, `status`, `group`), makes the request fail
+    /// unsent, naming it.
+    pub fn tag(mut self, key: &str, value: &str) -> Self {
+        if key == "name" {
+            self.name = Some(Cow::Owned(value.to_owned()));
+            return self;
+        }
+        if matches!(key, "scenario" | "method" | "status" | "group") {
+            self.invalid = Some(format!("tag `{key}`: a system tag, set by aiotest"));
+            return self;
+        }
+        if let Err(e) = self.tags.insert(key, value) {
+            self.invalid = Some(e.to_string());
+        }
+        self
+    }
+
     /// Names the request in the statistics (default: the path with ids replaced).
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.name = Some(name.into());
@@ -804,8 +849,16 @@ impl<'c> RequestBuilder<'c> {
             expect,
             check,
             invalid,
+            tags,
         } = self;
+        // The group's tag is the client's own: set over a request's tag of that name.
+        let tags = if tags.is_empty() {
+            None
+        } else {
+            Some(tags.with(&client.group.tags))
+        };
         let plan = Plan {
+            tags,
             idempotent: is_idempotent(&method),
             method,
             path,
@@ -950,11 +1003,15 @@ struct Plan {
     /// Sent to another origin than the request's first: no `Authorization` or `Cookie`
     /// header of the request's own or the defaults.
     strip_credentials: bool,
+    /// The request's own tags with the group's; `None` for none of its own (the
+    /// group's, if any, are the client's).
+    tags: Option<Tags>,
 }
 
 impl Plan {
     fn placeholder() -> Plan {
         Plan {
+            tags: None,
             method: Method::GET,
             path: Cow::Borrowed(""),
             query: None,
@@ -1063,6 +1120,7 @@ impl HttpClient {
             expect: Expect::Default,
             check: None,
             invalid: None,
+            tags: Tags::new(),
         }
     }
 
@@ -1115,8 +1173,87 @@ impl HttpClient {
     /// # }
     /// ```
     pub fn check(&mut self, name: &str, passed: bool) -> bool {
-        self.recorder.record_check(name, passed);
+        if self.group.path.is_empty() {
+            self.recorder.record_check(name, passed);
+        } else {
+            // In a group, a check is known by its path, as k6 has it: `::group::name`.
+            let path = format!("{}::{name}", self.group.path);
+            self.recorder.record_check(&path, passed);
+        }
         passed
+    }
+
+    /// Runs `body` in the group `name` (k6's `group(name, fn)`): every request and check
+    /// made in it carries the tag `group` with the path of the groups it is in
+    /// (`::checkout::pay`), and its time is a sample of the `group_duration` trend under
+    /// that tag. Groups nest. A name that is empty, holds `::` or breaks the tag rule
+    /// is refused and `body` does not run.
+    ///
+    /// ```no_run
+    /// # async fn f(client: &mut aiotest_http_user::HttpClient) -> Result<(), aiotest_metrics::MetricError> {
+    /// client
+    ///     .group("checkout", |c| {
+    ///         Box::pin(async move {
+    ///             let r = c.get("/cart").send().await;
+    ///             c.check("cart is there", r.status_code() == 200);
+    ///         })
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn group<T>(
+        &mut self,
+        name: &str,
+        body: impl for<'a> FnOnce(
+            &'a mut HttpClient,
+        ) -> Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>,
+    ) -> Result<T, MetricError> {
+        self.enter_group(name)?;
+        let out = body(self).await;
+        self.exit_group();
+        Ok(out)
+    }
+
+    /// Enters the group `name` until [`exit_group`](Self::exit_group): the unscoped form
+    /// of [`group`](Self::group), for front ends that walk a plan.
+    pub fn enter_group(&mut self, name: &str) -> Result<(), MetricError> {
+        if name.is_empty() || name.contains("::") {
+            return Err(MetricError::BadTag {
+                key: "group".into(),
+                reason: "a group name is not empty and holds no `::`",
+            });
+        }
+        let before = self.group.path.len();
+        let mut path = String::with_capacity(before + 2 + name.len());
+        path.push_str(&self.group.path);
+        path.push_str("::");
+        path.push_str(name);
+        let tags = Tags::from_pairs([("group", path.as_str())])?;
+        self.group.open.push((Instant::now(), before));
+        self.group.path = path;
+        self.group.tags = tags;
+        Ok(())
+    }
+
+    /// Leaves the innermost group, recording its duration; nothing outside every group.
+    pub fn exit_group(&mut self) {
+        let Some((started, before)) = self.group.open.pop() else {
+            return;
+        };
+        let ms = started.elapsed().as_secs_f64() * 1_000.0;
+        // A duration is finite and at least 0: the trend holds it.
+        let _ = self.recorder.add(group_duration(), ms, &self.group.tags);
+        self.group.path.truncate(before);
+        self.group.tags = if self.group.path.is_empty() {
+            Tags::new()
+        } else {
+            Tags::from_pairs([("group", self.group.path.as_str())]).unwrap_or_default()
+        };
+    }
+
+    /// The group path the user is in (`::checkout::pay`), empty outside every group.
+    pub fn group_path(&self) -> &str {
+        &self.group.path
     }
 
     /// Adds a sample of a named metric under `tags` (k6's `myTrend.add(v, tags)`): it
@@ -1601,6 +1738,7 @@ impl HttpClient {
             scenario: &self.scenario,
             name,
             method: plan.method.as_str(),
+            tags: plan.tags.as_ref().unwrap_or(&self.group.tags),
             status: None,
             duration_us: 0,
             bytes_sent: 0,
@@ -1646,6 +1784,7 @@ impl HttpClient {
             scenario: &self.scenario,
             name,
             method: plan.method.as_str(),
+            tags: plan.tags.as_ref().unwrap_or(&self.group.tags),
             status: None,
             duration_us: waited_us,
             bytes_sent: 0,
@@ -1673,12 +1812,14 @@ impl HttpClient {
         attempt: u32,
         checked: bool,
     ) {
-        // A kept path without an explicit name has its metrics endpoint remembered.
+        let tags = plan.tags.as_ref().unwrap_or(&self.group.tags);
+        // A kept path without an explicit name or tags has its metrics endpoint
+        // remembered.
         let endpoint = match (&plan.name, meta.entry) {
-            (None, Some(i)) => {
+            (None, Some(i)) if tags.is_empty() => {
                 let (recorder, scenario) = (&mut self.recorder, &self.scenario);
                 Some(self.targets.endpoint(i, &plan.method, |name| {
-                    recorder.endpoint(scenario, name, plan.method.as_str())
+                    recorder.endpoint(scenario, name, plan.method.as_str(), Tags::none())
                 }))
             }
             _ => None,
@@ -1695,6 +1836,7 @@ impl HttpClient {
             scenario: &self.scenario,
             name,
             method: plan.method.as_str(),
+            tags,
             status: response.status.map(|s| s.as_u16()),
             duration_us: u64::try_from(response.duration.as_micros()).unwrap_or(u64::MAX),
             bytes_sent: meta.bytes_sent,

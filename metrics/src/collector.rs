@@ -409,6 +409,18 @@ struct OwnedKey {
     scenario: Box<str>,
     name: Box<str>,
     method: Box<str>,
+    tags: Tags,
+}
+
+impl OwnedKey {
+    fn of(key: &EndpointKey) -> Self {
+        OwnedKey {
+            scenario: key.scenario.as_str().into(),
+            name: key.name.as_str().into(),
+            method: key.method.as_str().into(),
+            tags: key.tags.clone(),
+        }
+    }
 }
 
 /// The same key borrowed from a record: looked up without allocating.
@@ -416,24 +428,29 @@ struct BorrowedKey<'a> {
     scenario: &'a str,
     name: &'a str,
     method: &'a str,
+    tags: &'a Tags,
 }
 
-// Both hash the three strings in the same order, so a borrowed key finds its owned twin.
+// Both hash the strings and tags in the same order, so a borrowed key finds its owned
+// twin.
 impl Hash for OwnedKey {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        (&*self.scenario, &*self.name, &*self.method).hash(h);
+        (&*self.scenario, &*self.name, &*self.method, &self.tags).hash(h);
     }
 }
 
 impl Hash for BorrowedKey<'_> {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        (self.scenario, self.name, self.method).hash(h);
+        (self.scenario, self.name, self.method, self.tags).hash(h);
     }
 }
 
 impl Equivalent<OwnedKey> for BorrowedKey<'_> {
     fn equivalent(&self, key: &OwnedKey) -> bool {
-        self.scenario == &*key.scenario && self.name == &*key.name && self.method == &*key.method
+        self.scenario == &*key.scenario
+            && self.name == &*key.name
+            && self.method == &*key.method
+            && *self.tags == key.tags
     }
 }
 
@@ -525,9 +542,10 @@ impl Recorder {
         self.lock().record(r);
     }
 
-    /// The endpoint of `scenario`, `name` and `method`, for [`record_at`](Self::record_at).
-    pub fn endpoint(&mut self, scenario: &str, name: &str, method: &str) -> Endpoint {
-        self.lock().endpoint(scenario, name, method)
+    /// The endpoint of `scenario`, `name`, `method` and `tags`, for
+    /// [`record_at`](Self::record_at).
+    pub fn endpoint(&mut self, scenario: &str, name: &str, method: &str, tags: &Tags) -> Endpoint {
+        self.lock().endpoint(scenario, name, method, tags)
     }
 
     /// Records one request against `endpoint`, which must be the endpoint of `r`'s
@@ -657,15 +675,16 @@ impl RecorderState {
     /// Records one request, firing `request_metrics` first if it has handlers.
     #[inline]
     fn record(&mut self, r: &RequestRecord<'_>) {
-        let endpoint = self.endpoint_id(r.scenario, r.name, r.method);
+        let endpoint = self.endpoint_id(r.scenario, r.name, r.method, r.tags);
         self.push(endpoint, r);
     }
 
-    /// The endpoint of `scenario`, `name` and `method`, for [`record_at`](Self::record_at).
-    fn endpoint(&mut self, scenario: &str, name: &str, method: &str) -> Endpoint {
+    /// The endpoint of `scenario`, `name`, `method` and `tags`, for
+    /// [`record_at`](Self::record_at).
+    fn endpoint(&mut self, scenario: &str, name: &str, method: &str, tags: &Tags) -> Endpoint {
         Endpoint {
             collector: self.shared.id,
-            id: self.endpoint_id(scenario, name, method),
+            id: self.endpoint_id(scenario, name, method, tags),
         }
     }
 
@@ -679,7 +698,7 @@ impl RecorderState {
         let id = if endpoint.collector == self.shared.id {
             endpoint.id
         } else {
-            self.endpoint_id(r.scenario, r.name, r.method)
+            self.endpoint_id(r.scenario, r.name, r.method, r.tags)
         };
         self.push(id, r);
     }
@@ -918,11 +937,12 @@ impl RecorderState {
     }
 
     #[inline]
-    fn endpoint_id(&mut self, scenario: &str, name: &str, method: &str) -> u32 {
+    fn endpoint_id(&mut self, scenario: &str, name: &str, method: &str, tags: &Tags) -> u32 {
         let key = BorrowedKey {
             scenario,
             name,
             method,
+            tags,
         };
         // Consecutive requests usually hit the same endpoint: comparing three short
         // strings is cheaper than hashing them.
@@ -941,31 +961,24 @@ impl RecorderState {
         {
             // Neither admitted nor remembered: memory stays bounded however many
             // distinct names come (the `(other)` endpoint itself is remembered).
-            return self.endpoint_id(scenario, OTHER_ENDPOINT, method);
+            return self.endpoint_id(scenario, OTHER_ENDPOINT, method, tags);
         }
-        self.register_endpoint(scenario, name, method)
+        self.register_endpoint(scenario, name, method, tags)
     }
 
     #[cold]
-    fn register_endpoint(&mut self, scenario: &str, name: &str, method: &str) -> u32 {
-        let key = EndpointKey::new(scenario, name, method);
+    fn register_endpoint(&mut self, scenario: &str, name: &str, method: &str, tags: &Tags) -> u32 {
+        let key = EndpointKey::tagged(scenario, name, method, tags);
         let mut state = self.shared.lock();
         let (id, owned) = match state.index.get(&key) {
             Some(&id) => (id, state.owned.get(id as usize).cloned()),
             None if state.keys.len() >= self.shared.config.max_endpoints
                 && name != OTHER_ENDPOINT =>
             {
-                let _ = self.shared.admitted.get_or_init(|| {
-                    state
-                        .keys
-                        .iter()
-                        .map(|k| OwnedKey {
-                            scenario: k.scenario.as_str().into(),
-                            name: k.name.as_str().into(),
-                            method: k.method.as_str().into(),
-                        })
-                        .collect()
-                });
+                let _ = self
+                    .shared
+                    .admitted
+                    .get_or_init(|| state.keys.iter().map(OwnedKey::of).collect());
                 if state.folded.len() < FOLDED_SHOWN {
                     state.folded.push(name.to_owned());
                     if state.folded.len() == 1 {
@@ -979,15 +992,11 @@ impl RecorderState {
                     }
                 }
                 drop(state);
-                return self.endpoint_id(scenario, OTHER_ENDPOINT, method);
+                return self.endpoint_id(scenario, OTHER_ENDPOINT, method, tags);
             }
             None => {
                 let id = u32::try_from(state.keys.len()).unwrap_or(u32::MAX);
-                let owned = Arc::new(OwnedKey {
-                    scenario: scenario.into(),
-                    name: name.into(),
-                    method: method.into(),
-                });
+                let owned = Arc::new(OwnedKey::of(&key));
                 state.keys.push(key.clone());
                 state.owned.push(Arc::clone(&owned));
                 state.index.insert(key, id);
@@ -997,11 +1006,9 @@ impl RecorderState {
         drop(state);
         // Always there (pushed with its key); made again only if that ever changes.
         let owned = owned.unwrap_or_else(|| {
-            Arc::new(OwnedKey {
-                scenario: scenario.into(),
-                name: name.into(),
-                method: method.into(),
-            })
+            Arc::new(OwnedKey::of(&EndpointKey::tagged(
+                scenario, name, method, tags,
+            )))
         });
         let slot = self.slots.len();
         self.slots.push((Arc::clone(&owned), id));

@@ -53,6 +53,7 @@
 //! collector (about 50 bytes an endpoint); the histograms live once per collector and
 //! interval, not once per user.
 
+pub mod builtin;
 pub mod checks;
 pub mod collector;
 pub mod event;
@@ -64,6 +65,7 @@ pub mod prometheus;
 pub mod record;
 pub mod stats;
 
+pub use builtin::{BUILTIN_METRICS, builtin_metrics, is_builtin, split_check_path};
 pub use checks::CheckStats;
 pub use collector::{
     ConfigError, Endpoint, IdleFlush, MAX_ENDPOINTS_LIMIT, MetricsCollector, MetricsConfig,

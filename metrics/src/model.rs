@@ -180,8 +180,43 @@ pub struct Tags(Vec<(String, String)>);
 
 impl Tags {
     /// No tags.
-    pub fn new() -> Self {
+    pub const fn new() -> Self {
         Tags(Vec::new())
+    }
+
+    /// An empty set to borrow where a record has no tags.
+    pub fn none() -> &'static Tags {
+        static NONE: Tags = Tags::new();
+        &NONE
+    }
+
+    /// How many pairs.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// These tags with every pair of `other` set over them.
+    pub fn with(&self, other: &Tags) -> Tags {
+        if other.is_empty() {
+            return self.clone();
+        }
+        if self.is_empty() {
+            return other.clone();
+        }
+        let mut all = self.clone();
+        for (k, v) in other.iter() {
+            // Both sides were checked when they were built.
+            all.set_checked(k, v);
+        }
+        all
+    }
+
+    /// Sets a pair already known to pass the tag rule, or a system tag made here.
+    pub(crate) fn set_checked(&mut self, key: &str, value: &str) {
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+            Ok(i) => self.0[i].1 = value.to_owned(),
+            Err(i) => self.0.insert(i, (key.to_owned(), value.to_owned())),
+        }
     }
 
     /// Tags from pairs; a key given twice keeps its last value.
@@ -203,10 +238,7 @@ impl Tags {
                 reason,
             });
         }
-        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
-            Ok(i) => self.0[i].1 = value.to_owned(),
-            Err(i) => self.0.insert(i, (key.to_owned(), value.to_owned())),
-        }
+        self.set_checked(key, value);
         Ok(())
     }
 

@@ -9,17 +9,20 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `aiotest_requests_total` | counter | scenario, name, method, status (`none` without a response) |
-//! | `aiotest_failures_total` | counter | scenario, name, method, category |
-//! | `aiotest_request_duration_seconds` | histogram, 10 µs to 60 s | scenario, name, method |
-//! | `aiotest_bytes_sent_total`, `aiotest_bytes_received_total` | counter | scenario, name, method |
+//! | `aiotest_requests_total` | counter | scenario, name, method, tags, status (`none` without a response) |
+//! | `aiotest_failures_total` | counter | scenario, name, method, tags, category |
+//! | `aiotest_request_duration_seconds` | histogram, 10 µs to 60 s | scenario, name, method, tags |
+//! | `aiotest_bytes_sent_total`, `aiotest_bytes_received_total` | counter | scenario, name, method, tags |
 //! | `aiotest_iterations_total`, `aiotest_dropped_iterations_total`, `aiotest_interrupted_iterations_total` | counter | scenario |
 //! | `aiotest_iteration_duration_seconds` | histogram, as requests' | scenario |
-//! | `aiotest_checks_total` | counter | check, result (`pass`, `fail`; both from a check's first verdict) |
+//! | `aiotest_checks_total` | counter | check, result (`pass`, `fail`; both from a check's first verdict), group (a check made in one) |
 //! | `aiotest_users` | gauge | user_type |
 //! | `aiotest_runner_state` | gauge, 1 for the current state | state |
 //! | `aiotest_workers` | gauge | state |
 //! | `aiotest_custom_NAME...` | per kind, see below | the metric's tags |
+//!
+//! *tags*: a request's own key=value tags (the group among them), each key made a label
+//! name (other characters than letters, digits and `_` become `_`).
 //!
 //! Named metrics (counters, gauges, rates, trends) are written from their run totals
 //! after the others: a counter as `aiotest_custom_NAME_total`, a gauge as
@@ -161,12 +164,21 @@ fn key(name: &'static str, labels: Vec<Label>) -> metrics::Key {
     metrics::Key::from_parts(name, labels)
 }
 
+/// An endpoint's labels: scenario, name, method, then its own tags (a tag whose label
+/// name would repeat one of those is left out).
 fn endpoint_labels(k: &EndpointKey) -> Vec<Label> {
-    vec![
+    let mut labels = vec![
         Label::new("scenario", k.scenario.clone()),
         Label::new("name", k.name.clone()),
         Label::new("method", k.method.clone()),
-    ]
+    ];
+    for (key, value) in k.tags.iter() {
+        let key = named::label_name(key);
+        if !labels.iter().any(|l| l.key() == key) {
+            labels.push(Label::new(key, value.to_owned()));
+        }
+    }
+    labels
 }
 
 const META: metrics::Metadata<'static> =
@@ -290,13 +302,17 @@ impl PrometheusExporter {
                 histogram.record_many(us as f64 / 1e6, v.count_at_value() as usize);
             }
         }
-        for (name, c) in &interval.checks {
+        for (path, c) in &interval.checks {
+            let (group, name) = crate::split_check_path(path);
             // Both results, at zero until they happen: rate() sees the first failure.
             for (result, n) in [("pass", c.passes), ("fail", c.fails)] {
-                let labels = vec![
-                    Label::new("check", name.clone()),
+                let mut labels = vec![
+                    Label::new("check", name.to_owned()),
                     Label::new("result", result),
                 ];
+                if let Some(group) = group {
+                    labels.push(Label::new("group", group.to_owned()));
+                }
                 self.recorder
                     .register_counter(&key("aiotest_checks_total", labels), &META)
                     .increment(n);

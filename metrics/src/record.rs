@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::Tags;
+
 /// Why a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -111,6 +113,9 @@ pub struct RequestRecord<'a> {
     pub name: &'a str,
     /// The HTTP method, upper case.
     pub method: &'a str,
+    /// The request's own key=value tags (the group among them), besides the scenario's
+    /// and the test's: part of the endpoint it is counted under.
+    pub tags: &'a Tags,
     /// The response status, if a response arrived.
     pub status: Option<u16>,
     /// From sending the request to the last byte of the body, in microseconds.
@@ -151,6 +156,7 @@ impl<'a> RequestRecord<'a> {
             scenario: "default",
             name,
             method,
+            tags: Tags::none(),
             status: Some(status),
             duration_us,
             bytes_sent: 0,
@@ -169,6 +175,12 @@ impl<'a> RequestRecord<'a> {
     pub fn failed(mut self, category: ErrorCategory, message: Option<&'a str>) -> Self {
         self.error = Some(category);
         self.message = message;
+        self
+    }
+
+    /// The same record under `tags`.
+    pub fn tagged(mut self, tags: &'a Tags) -> Self {
+        self.tags = tags;
         self
     }
 

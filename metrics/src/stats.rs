@@ -13,6 +13,7 @@ use crate::latencies::Latencies;
 use serde::{Deserialize, Serialize};
 
 use crate::iterations::ScenarioStats;
+use crate::model::Tags;
 use crate::record::{ErrorCategory, RequestRecord};
 
 /// Lowest trackable duration: 1 microsecond.
@@ -45,15 +46,34 @@ pub struct EndpointKey {
     pub name: String,
     /// The HTTP method.
     pub method: String,
+    /// The requests' own key=value tags (the group among them); none for most.
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
 }
 
 impl EndpointKey {
-    /// A key from its parts.
+    /// A key from its parts, without tags.
     pub fn new(scenario: &str, name: &str, method: &str) -> Self {
+        Self::tagged(scenario, name, method, Tags::none())
+    }
+
+    /// A key from its parts.
+    pub fn tagged(scenario: &str, name: &str, method: &str, tags: &Tags) -> Self {
         EndpointKey {
             scenario: scenario.to_owned(),
             name: name.to_owned(),
             method: method.to_owned(),
+            tags: tags.clone(),
+        }
+    }
+
+    /// The name as tables show it: the request name, then its tags as k6 writes a
+    /// sub-metric (`/pay {group:::checkout}`) when it has any.
+    pub fn label(&self) -> std::borrow::Cow<'_, str> {
+        if self.tags.is_empty() {
+            std::borrow::Cow::Borrowed(&self.name)
+        } else {
+            std::borrow::Cow::Owned(format!("{} {}", self.name, self.tags))
         }
     }
 }
@@ -484,7 +504,7 @@ impl Snapshot {
 
     /// Counts one request.
     pub fn record(&mut self, r: &RequestRecord<'_>) {
-        let key = EndpointKey::new(r.scenario, r.name, r.method);
+        let key = EndpointKey::tagged(r.scenario, r.name, r.method, r.tags);
         self.endpoints.entry(key).or_default().record(r);
     }
 

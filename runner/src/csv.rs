@@ -236,7 +236,7 @@ impl Output for CsvOutput {
             t.0 += r.requests;
             t.1 += r.failures;
             let t = *t;
-            row(&mut out, &k.scenario, &k.method, &k.name, r, t);
+            row(&mut out, &k.scenario, &k.method, &k.label(), r, t);
         }
         if let Some(w) = self.history.as_mut()
             && let Err(e) = w.write_all(out.as_bytes())
@@ -253,7 +253,7 @@ impl Output for CsvOutput {
         for (k, s) in &total.endpoints {
             line(
                 &mut stats,
-                &stats_row(&k.method, &k.name, &k.scenario, s, secs),
+                &stats_row(&k.method, &k.label(), &k.scenario, s, secs),
             );
         }
         line(

@@ -442,6 +442,7 @@ impl<P: Placement> Engine<'_, P> {
                 request_metrics: &event,
                 meta: &meta,
                 handle: &self.core.handle,
+                tags: &self.config.tags,
             };
             o.start(&info).map_err(|e| RunError::Output {
                 name: o.name().to_owned(),

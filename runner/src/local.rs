@@ -142,7 +142,7 @@ impl LocalPlacement {
 
 /// The tags of every named-metric sample of `sc`'s users: the test's, the scenario's own
 /// over them, and, as k6 has it, `scenario`.
-fn scenario_tags(test: &[(String, String)], sc: &Scenario) -> aiotest_metrics::Tags {
+pub(crate) fn scenario_tags(test: &[(String, String)], sc: &Scenario) -> aiotest_metrics::Tags {
     let mut tags = aiotest_metrics::Tags::new();
     for (k, v) in test.iter().chain(sc.tags()) {
         // Checked with the scenarios and the config: cannot fail here.

@@ -64,6 +64,24 @@ pub struct RunInfo<'a> {
     /// The run's handle: an output may publish through it (the thresholds output
     /// publishes its verdicts as they stand).
     pub handle: &'a crate::RunnerHandle,
+    /// The test's own tags (`--tag`).
+    pub tags: &'a [(String, String)],
+}
+
+impl RunInfo<'_> {
+    /// Each scenario's tags, by name: the test's, the scenario's own over them and
+    /// `scenario`, as its samples carry them.
+    pub fn scenario_tags(&self) -> std::collections::BTreeMap<String, aiotest_metrics::Tags> {
+        self.scenarios
+            .iter()
+            .map(|sc| {
+                (
+                    sc.name().to_owned(),
+                    crate::local::scenario_tags(self.tags, sc),
+                )
+            })
+            .collect()
+    }
 }
 
 /// One closed interval, and the run as it stands at its end.
@@ -143,12 +161,17 @@ pub trait Output: Send {
 pub struct Thresholds {
     list: Vec<Threshold>,
     handle: Option<crate::RunnerHandle>,
+    scenario_tags: std::collections::BTreeMap<String, aiotest_metrics::Tags>,
 }
 
 impl Thresholds {
     /// The thresholds in `list`.
     pub fn new(list: Vec<Threshold>) -> Self {
-        Thresholds { list, handle: None }
+        Thresholds {
+            list,
+            handle: None,
+            scenario_tags: Default::default(),
+        }
     }
 }
 
@@ -159,6 +182,7 @@ impl Output for Thresholds {
 
     fn start(&mut self, run: &RunInfo<'_>) -> Result<(), BoxError> {
         self.handle = Some(run.handle.clone());
+        self.scenario_tags = run.scenario_tags();
         Ok(())
     }
 
@@ -167,7 +191,7 @@ impl Output for Thresholds {
         let verdicts: Vec<ThresholdResult> = self
             .list
             .iter()
-            .map(|t| t.evaluate(view.total, secs))
+            .map(|t| t.evaluate_in(view.total, secs, &self.scenario_tags))
             .collect();
         let mut stop = Verdict::Continue;
         for (t, verdict) in self.list.iter().zip(&verdicts) {
@@ -190,7 +214,7 @@ impl Output for Thresholds {
         summary.thresholds = self
             .list
             .iter()
-            .map(|t| t.evaluate(total, summary.duration_s))
+            .map(|t| t.evaluate_in(total, summary.duration_s, &self.scenario_tags))
             .collect();
         if let Some(h) = &self.handle {
             h.publish_thresholds(summary.thresholds.clone());

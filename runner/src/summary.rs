@@ -19,8 +19,12 @@ use crate::threshold::ThresholdResult;
 pub struct Row {
     /// The scenario.
     pub scenario: String,
-    /// The request name (`Total` for the totals row).
+    /// The request name (`Total` for the totals row), with its tags as k6 writes a
+    /// sub-metric when it has any (`/pay {group:::checkout}`).
     pub name: String,
+    /// The request's own tags (the group among them), when it has any.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
     /// The method (empty for the totals row).
     pub method: String,
     /// Requests made.
@@ -92,6 +96,7 @@ impl Row {
         Row {
             scenario: scenario.to_owned(),
             name: name.to_owned(),
+            tags: BTreeMap::new(),
             method: method.to_owned(),
             requests: stats.requests,
             failures: stats.failures,
@@ -378,13 +383,20 @@ impl Summary {
         let endpoints: Vec<Row> = snapshot
             .endpoints
             .iter()
-            .map(|(k, s)| Row::new(&k.scenario, &k.name, &k.method, s, secs))
+            .map(|(k, s)| Row {
+                tags: k
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                ..Row::new(&k.scenario, &k.label(), &k.method, s, secs)
+            })
             .collect();
         let mut errors = Vec::new();
         for (k, s) in &snapshot.endpoints {
             for m in &s.errors.kept {
                 errors.push(ErrorRow {
-                    name: k.name.clone(),
+                    name: k.label().into_owned(),
                     method: k.method.clone(),
                     category: m.category.as_str().to_owned(),
                     message: m.message.clone(),
@@ -405,7 +417,7 @@ impl Summary {
                     let n = s.failures_by_category[c.index()].saturating_sub(kept_by_cat(c));
                     if n > 0 {
                         errors.push(ErrorRow {
-                            name: k.name.clone(),
+                            name: k.label().into_owned(),
                             method: k.method.clone(),
                             category: c.as_str().to_owned(),
                             message: "(other messages)".to_owned(),
@@ -657,17 +669,33 @@ impl Summary {
         }
         if !self.checks.is_empty() {
             let _ = writeln!(out, "\nChecks:");
-            let wide = self
+            // As k6 prints them: the checks made outside every group, then each group's
+            // under its path.
+            let mut checks: Vec<(Option<&str>, &str, &CheckRow)> = self
                 .checks
                 .iter()
-                .map(|c| printable(&c.name).chars().count())
+                .map(|c| {
+                    let (group, name) = aiotest_metrics::split_check_path(&c.name);
+                    (group, name, c)
+                })
+                .collect();
+            checks.sort_by_key(|&(group, _, _)| group);
+            let indent = |g: Option<&str>| if g.is_some() { 4 } else { 2 };
+            let wide = checks
+                .iter()
+                .map(|&(g, name, _)| indent(g) + printable(name).chars().count())
                 .max()
                 .unwrap_or(0);
-            for c in &self.checks {
+            let mut heading = None;
+            for (group, name, c) in checks {
+                if group.is_some() && group != heading {
+                    let _ = writeln!(out, "  {}", printable(group.unwrap_or_default()));
+                    heading = group;
+                }
                 let mark = if c.fails == 0 { "ok  " } else { "FAIL" };
-                let name = printable(&c.name);
-                let mut line = format!("  {mark} {name}");
-                pad(&mut line, wide - name.chars().count());
+                let name = printable(name);
+                let mut line = format!("{:w$}{mark} {name}", "", w = indent(group));
+                pad(&mut line, wide - indent(group) - name.chars().count());
                 let _ = writeln!(
                     out,
                     "{line}  {:>7.2}%  {} passed, {} failed",
@@ -1076,6 +1104,26 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&summary.to_json()).unwrap();
         assert_eq!(json["checks"][0]["rate"], 95.0);
         assert_eq!(json["checks"][1]["passes"], 100);
+    }
+
+    #[test]
+    fn checks_made_in_groups_are_shown_under_their_group() {
+        let mut snap = snapshot();
+        for (path, fails) in [
+            ("::checkout::pay::paid", 1),
+            ("::checkout::cart shown", 0),
+            ("home", 0),
+        ] {
+            snap.checks.insert(
+                path.into(),
+                aiotest_metrics::CheckStats { passes: 9, fails },
+            );
+        }
+        let table = Summary::new(&snap, Duration::from_secs(10)).render_table();
+        let want = "\nChecks:\n  ok   home           100.00%  9 passed, 0 failed\n  \
+                    ::checkout\n    ok   cart shown   100.00%  9 passed, 0 failed\n  \
+                    ::checkout::pay\n    FAIL paid          90.00%  9 passed, 1 failed\n";
+        assert!(table.contains(want), "{table}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod awkward;
+mod groups;
 mod rules;
 mod server;
 mod timings;

@@ -330,12 +330,14 @@ fn failures_keep_their_messages_up_to_a_bound() {
 fn a_resolved_endpoint_records_like_its_strings_and_only_on_its_collector() {
     let c = collector(1, 16);
     let mut r = c.recorder();
-    let a = r.endpoint("default", "/a", "GET");
-    assert_eq!(r.endpoint("default", "/a", "GET"), a);
+    let a = r.endpoint("default", "/a", "GET", Tags::none());
+    assert_eq!(r.endpoint("default", "/a", "GET", Tags::none()), a);
     r.record_at(a, &ok("/a", 1));
     r.record(&ok("/a", 2));
     // An endpoint of another collector is not trusted: the record's strings decide.
-    let other = collector(1, 16).recorder().endpoint("default", "/z", "GET");
+    let other = collector(1, 16)
+        .recorder()
+        .endpoint("default", "/z", "GET", Tags::none());
     r.record_at(other, &ok("/b", 3));
     c.close_interval(10);
     let snap = c.take_pending().remove(0);

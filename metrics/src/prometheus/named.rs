@@ -84,6 +84,23 @@ fn line(out: &mut String, name: &str, labels: &str, v: f64) {
     let _ = writeln!(out, "{name}{labels} {v}");
 }
 
+/// `key` made a valid label name: other characters than ASCII letters, digits and `_`
+/// become `_`, a leading digit gets a `_` before it.
+pub(crate) fn label_name(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 1);
+    if key.starts_with(|c: char| c.is_ascii_digit()) {
+        out.push('_');
+    }
+    out.extend(key.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            c
+        } else {
+            '_'
+        }
+    }));
+    out
+}
+
 fn labels_with(tags: &Tags, key: &str, value: &str) -> String {
     labels(tags, Some((key, value)))
 }
@@ -99,16 +116,7 @@ fn labels(tags: &Tags, extra: Option<(&str, &str)>) -> String {
         if i > 0 {
             out.push(',');
         }
-        if k.starts_with(|c: char| c.is_ascii_digit()) {
-            out.push('_');
-        }
-        out.extend(k.chars().map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        }));
+        out.push_str(&label_name(k));
         out.push_str("=\"");
         for c in v.chars() {
             match c {

@@ -392,3 +392,31 @@ fn named_metrics_are_written_by_kind_with_their_tags_as_labels() {
         "{text}"
     );
 }
+
+#[test]
+fn a_requests_own_tags_are_labels_of_its_endpoint() {
+    let mut snap = Snapshot::new();
+    let tags = crate::Tags::from_pairs([("group", "::checkout"), ("team-id", "web")]).unwrap();
+    snap.record(&RequestRecord::ok("/pay", "POST", 200, 1_000).tagged(&tags));
+    snap.record(&RequestRecord::ok("/pay", "POST", 200, 1_000));
+    let exporter = PrometheusExporter::new();
+    exporter.update(&snap);
+    let scrape = parse(&exporter.render());
+    let requests: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "aiotest_requests_total" && label(s, "name") == Some("/pay"))
+        .collect();
+    assert_eq!(requests.len(), 2, "a series per tag set");
+    let tagged = requests
+        .iter()
+        .find(|s| label(s, "group").is_some())
+        .expect("the tagged series");
+    assert_eq!(label(tagged, "group"), Some("::checkout"));
+    assert_eq!(
+        label(tagged, "team_id"),
+        Some("web"),
+        "a key made a label name"
+    );
+    assert!(matches!(tagged.value, Value::Counter(n) if n == 1.0));
+}

@@ -81,6 +81,7 @@ fn with_record<T>(r: &Req, f: impl FnOnce(&RequestRecord<'_>) -> T) -> T {
         scenario: "default",
         name: NAMES[r.name],
         method: METHODS[r.method],
+        tags: aiotest_metrics::Tags::none(),
         status: r.status,
         duration_us: r.duration_us,
         bytes_sent: r.bytes,

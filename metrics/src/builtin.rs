@@ -1,0 +1,197 @@
+//! k6's built-in metrics, read from a snapshot's request, iteration and check families
+//! into the named model, so that one threshold form, one filter and one aggregation
+//! read them all (`http_req_duration{name:/cart,group:::checkout} p(95)<200`).
+//!
+//! | name | kind | system tags |
+//! |---|---|---|
+//! | `http_reqs` | counter | scenario, name, method, status (`0`: no response), the request's own |
+//! | `http_req_failed` | rate | scenario, name, method, the request's own |
+//! | `http_req_duration` | time trend | scenario, name, method, the request's own |
+//! | `data_sent`, `data_received` | counter (bytes) | scenario, name, method, the request's own |
+//! | `iterations`, `dropped_iterations` | counter | scenario |
+//! | `iteration_duration` | time trend | scenario |
+//! | `checks` | rate | check, group (for a check made in a group) |
+//!
+//! Every series also carries its scenario's tags (the test's and the scenario's own), as
+//! a custom metric's samples do. A request's latency is kept per endpoint, not per
+//! status: `status` is a tag of `http_reqs` alone.
+
+use std::collections::BTreeMap;
+
+use crate::model::{MetricSet, Series, Tags, TrendValues, Values};
+use crate::stats::Snapshot;
+
+/// The names [`builtin_metrics`] gives, each with its kind, as k6 names them.
+pub const BUILTIN_METRICS: [&str; 9] = [
+    "http_reqs",
+    "http_req_failed",
+    "http_req_duration",
+    "data_sent",
+    "data_received",
+    "iterations",
+    "dropped_iterations",
+    "iteration_duration",
+    "checks",
+];
+
+/// Whether `name` is one of k6's built-in metrics this model reads.
+pub fn is_builtin(name: &str) -> bool {
+    BUILTIN_METRICS.contains(&name)
+}
+
+/// The built-in metrics of `snapshot` that `wanted` asks for, under their system tags
+/// and each scenario's tags in `scenario_tags` (by scenario name; a scenario not there
+/// has none).
+pub fn builtin_metrics(
+    snapshot: &Snapshot,
+    scenario_tags: &BTreeMap<String, Tags>,
+    wanted: impl Fn(&str) -> bool,
+) -> MetricSet {
+    let mut set = MetricSet::new();
+    let none = Tags::new();
+    let base = |scenario: &str| -> Tags {
+        let mut t = scenario_tags.get(scenario).unwrap_or(&none).clone();
+        t.set_checked("scenario", scenario);
+        t
+    };
+    let endpoint_metrics = [
+        "http_reqs",
+        "http_req_failed",
+        "http_req_duration",
+        "data_sent",
+        "data_received",
+    ];
+    if endpoint_metrics.iter().any(|n| wanted(n)) {
+        for (key, stats) in &snapshot.endpoints {
+            let mut tags = base(&key.scenario).with(&key.tags);
+            tags.set_checked("name", &key.name);
+            tags.set_checked("method", &key.method);
+            if wanted("http_reqs") {
+                let mut answered = 0;
+                for &(status, n) in &stats.status_codes {
+                    answered += n;
+                    let mut t = tags.clone();
+                    t.set_checked("status", &status.to_string());
+                    set.merge_series("http_reqs", &t, &counter(n as f64, n));
+                }
+                let unanswered = stats.requests.saturating_sub(answered);
+                if unanswered > 0 || stats.requests == 0 {
+                    let mut t = tags.clone();
+                    t.set_checked("status", "0");
+                    set.merge_series("http_reqs", &t, &counter(unanswered as f64, unanswered));
+                }
+            }
+            if wanted("http_req_failed") {
+                let rate = Series {
+                    time: false,
+                    samples: stats.requests,
+                    values: Values::Rate {
+                        nonzero: stats.failures,
+                    },
+                };
+                set.merge_series("http_req_failed", &tags, &rate);
+            }
+            if wanted("http_req_duration") {
+                let trend = time_trend(
+                    stats.timed(),
+                    stats.duration_sum_us,
+                    stats.min_us,
+                    stats.max_us,
+                    &stats.histogram,
+                );
+                set.merge_series("http_req_duration", &tags, &trend);
+            }
+            if wanted("data_sent") {
+                let c = counter(stats.bytes_sent as f64, stats.requests);
+                set.merge_series("data_sent", &tags, &c);
+            }
+            if wanted("data_received") {
+                let c = counter(stats.bytes_received as f64, stats.requests);
+                set.merge_series("data_received", &tags, &c);
+            }
+        }
+    }
+    for (scenario, it) in &snapshot.scenarios {
+        let tags = base(scenario);
+        if wanted("iterations") {
+            let c = counter(it.iterations as f64, it.iterations);
+            set.merge_series("iterations", &tags, &c);
+        }
+        if wanted("dropped_iterations") {
+            // A scenario that dropped none still has a series: `count<1` holds on it.
+            let c = counter(it.dropped as f64, it.dropped.max(1));
+            set.merge_series("dropped_iterations", &tags, &c);
+        }
+        if wanted("iteration_duration") {
+            let histogram = crate::Latencies::from(it.duration.clone());
+            let trend = time_trend(
+                it.iterations,
+                it.duration_sum_us,
+                it.min_us,
+                it.max_us,
+                &histogram,
+            );
+            set.merge_series("iteration_duration", &tags, &trend);
+        }
+    }
+    if wanted("checks") {
+        for (path, c) in &snapshot.checks {
+            let (group, check) = split_check_path(path);
+            let mut tags = Tags::new();
+            tags.set_checked("check", check);
+            if let Some(group) = group {
+                tags.set_checked("group", group);
+            }
+            let rate = Series {
+                time: false,
+                samples: c.total(),
+                values: Values::Rate { nonzero: c.passes },
+            };
+            set.merge_series("checks", &tags, &rate);
+        }
+    }
+    set
+}
+
+/// A check's group and name from the path it is counted under: `::outer::inner::name`
+/// for one made in a group (the name is what follows the last `::`), the name alone
+/// otherwise.
+pub fn split_check_path(path: &str) -> (Option<&str>, &str) {
+    match path.strip_prefix("::").and_then(|_| path.rfind("::")) {
+        Some(at) if at > 0 => (Some(&path[..at]), &path[at + 2..]),
+        _ => (None, path),
+    }
+}
+
+fn counter(sum: f64, samples: u64) -> Series {
+    Series {
+        time: false,
+        samples,
+        values: Values::Counter { sum },
+    }
+}
+
+/// A time trend from a histogram of µs: a µs is the thousandth of a millisecond the
+/// named model keeps, so the histogram is taken as it is.
+fn time_trend(
+    count: u64,
+    sum_us: u64,
+    min_us: Option<u64>,
+    max_us: Option<u64>,
+    histogram: &crate::Latencies,
+) -> Series {
+    Series {
+        time: true,
+        samples: count,
+        values: Values::Trend(TrendValues {
+            count,
+            sum: sum_us as f64 / 1_000.0,
+            min: min_us.map_or(f64::INFINITY, |m| m as f64 / 1_000.0),
+            max: max_us.map_or(f64::NEG_INFINITY, |m| m as f64 / 1_000.0),
+            histogram: histogram.clone(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;
