@@ -195,8 +195,11 @@ struct RequestSpec {
     capture: BTreeMap<String, Spanned<CaptureSpec>>,
     #[serde(default)]
     checks: Vec<Spanned<CheckSpec>>,
-    #[serde(default)]
-    tags: Vec<Spanned<String>>,
+    /// Locust's labels (`["slow"]`, which `--tags` select) or k6's key=value tags
+    /// (`{ team = "web" }`, on its samples).
+    tags: Option<Spanned<toml::Value>>,
+    /// The group it is made in (k6's `group`): `checkout`, nested as `checkout::pay`.
+    group: Option<Spanned<String>>,
     /// Named metrics it feeds.
     #[serde(default)]
     metrics: Vec<Spanned<feeds::FeedSpec>>,
@@ -744,8 +747,9 @@ fn tag_names(
 ) -> Result<BTreeMap<String, Vec<String>>, ScenarioError> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut add = |field: String, r: &Spanned<RequestSpec>| -> Result<(), ScenarioError> {
+        let labels = task_tags(cx, &field, r.get_ref())?.labels;
         let r = r.get_ref();
-        let Some(first) = r.tags.first() else {
+        let Some(first) = r.tags.as_ref().filter(|_| !labels.is_empty()) else {
             return Ok(());
         };
         let name = match &r.name {
@@ -760,8 +764,8 @@ fn tag_names(
             None if r.path.get_ref().contains("{{") => r.path.get_ref().clone(),
             None => crate::run::request_name(r.path.get_ref()),
         };
-        for t in &r.tags {
-            let names = out.entry(t.get_ref().clone()).or_default();
+        for t in &labels {
+            let names = out.entry(t.clone()).or_default();
             if !names.contains(&name) {
                 names.push(name.clone());
             }
@@ -1064,6 +1068,106 @@ struct RequestPlan {
     feeds: Arc<[feeds::Feed]>,
     /// Some template of it reads the user's variables (`{{vars.NAME}}`).
     uses_vars: bool,
+    /// Its key=value tags.
+    tags: Arc<[(String, String)]>,
+    /// The groups it is made in, outermost first.
+    group: Arc<[String]>,
+}
+
+/// A task's `tags`: labels, or key=value pairs.
+#[derive(Default)]
+struct TaskTags {
+    /// Locust's labels, which `--tags` and `--exclude-tags` select.
+    labels: Vec<String>,
+    /// k6's tags, carried by the request's samples.
+    pairs: Vec<(String, String)>,
+}
+
+impl TaskTags {
+    /// What `--tags` and `--exclude-tags` match: each label, and each pair as `key=value`.
+    fn selectable(&self) -> Vec<String> {
+        let pairs = self.pairs.iter().map(|(k, v)| format!("{k}={v}"));
+        self.labels.iter().cloned().chain(pairs).collect()
+    }
+}
+
+/// A TOML value as the file wrote it, for a message.
+fn show(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => format!("{s:?}"),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        other => format!("a {}", other.type_str()),
+    }
+}
+
+/// A task's `tags`, checked: a list of labels (letters, digits, `_`, `-` and `.`) or a
+/// table of key = "value" tags (the tag rule).
+fn task_tags(cx: &Ctx<'_>, field: &str, spec: &RequestSpec) -> Result<TaskTags, ScenarioError> {
+    let Some(t) = &spec.tags else {
+        return Ok(TaskTags::default());
+    };
+    let mut out = TaskTags::default();
+    match t.get_ref() {
+        toml::Value::Array(items) => {
+            for (k, item) in items.iter().enumerate() {
+                let ok = item.as_str().filter(|tag| {
+                    !tag.is_empty()
+                        && tag.bytes().all(|b| {
+                            b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.'
+                        })
+                });
+                match ok {
+                    Some(tag) => out.labels.push(tag.to_owned()),
+                    None => {
+                        return cx.err(
+                            Some(t.span()),
+                            format!("{field}.tags[{k}]"),
+                            format!("{}: a tag is letters, digits, _, - and .", show(item)),
+                        );
+                    }
+                }
+            }
+        }
+        toml::Value::Table(pairs) => {
+            for (k, v) in pairs {
+                let Some(v) = v.as_str() else {
+                    return cx.err(
+                        Some(t.span()),
+                        format!("{field}.tags.{k}"),
+                        format!("{}: a tag's value is a string", show(v)),
+                    );
+                };
+                if let Err(why) = aiotest_core::tag::check(k, v) {
+                    return cx.err(Some(t.span()), format!("{field}.tags.{k}"), why);
+                }
+                if matches!(
+                    k.as_str(),
+                    "group" | "scenario" | "name" | "method" | "status"
+                ) {
+                    return cx.err(
+                        Some(t.span()),
+                        format!("{field}.tags.{k}"),
+                        format!("`{k}` is a system tag, set by aiotest"),
+                    );
+                }
+                out.pairs.push((k.clone(), v.to_owned()));
+            }
+        }
+        other => {
+            return cx.err(
+                Some(t.span()),
+                format!("{field}.tags"),
+                format!(
+                    "{}: tags are a list of labels ([\"slow\"], for --tags) or a table of \
+                     key = \"value\" tags ({{ team = \"web\" }})",
+                    show(other)
+                ),
+            );
+        }
+    }
+    Ok(out)
 }
 
 fn request(
@@ -1073,20 +1177,28 @@ fn request(
     scope: Scope<'_>,
 ) -> Result<RequestPlan, ScenarioError> {
     let spec = r.get_ref();
-    for (k, t) in spec.tags.iter().enumerate() {
-        let tag = t.get_ref();
-        if tag.is_empty()
-            || !tag
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
-        {
-            return cx.err(
-                Some(t.span()),
-                format!("{field}.tags[{k}]"),
-                format!("`{tag}`: a tag is letters, digits, _, - and ."),
-            );
+    let tags = task_tags(cx, field, spec)?.pairs;
+    let group = match &spec.group {
+        None => Vec::new(),
+        Some(g) => {
+            let parts: Vec<String> = g.get_ref().split("::").map(str::to_owned).collect();
+            let path = format!("::{}", g.get_ref());
+            if parts.iter().any(String::is_empty)
+                || aiotest_core::tag::check("group", &path).is_err()
+            {
+                return cx.err(
+                    Some(g.span()),
+                    format!("{field}.group"),
+                    format!(
+                        "`{}`: a group is a name, or names joined by :: for nested groups \
+                         (`checkout::pay`), at most 512 bytes",
+                        g.get_ref()
+                    ),
+                );
+            }
+            parts
         }
-    }
+    };
     let method = match &spec.method {
         Some(m) => {
             let upper = m.get_ref().to_ascii_uppercase();
@@ -1191,6 +1303,8 @@ fn request(
     Ok(RequestPlan {
         name,
         checks,
+        tags: tags.into(),
+        group: group.into(),
         feeds: feeds::feeds(cx, field, &spec.metrics, scope)?,
         captures: Arc::new([]),
         uses_vars,
@@ -1482,6 +1596,8 @@ impl RequestPlan {
             checks,
             feeds: Arc::clone(&self.feeds),
             uses_vars: self.uses_vars,
+            tags: Arc::clone(&self.tags),
+            group: Arc::clone(&self.group),
         })
     }
 
@@ -1511,9 +1627,30 @@ impl RequestPlan {
         vars: Option<&Vars>,
         unsendable: Option<&str>,
     ) -> aiotest_http_user::Response {
+        // Checked with the file: entering cannot fail.
+        let mut entered = 0;
+        for g in self.group.iter() {
+            entered += usize::from(client.enter_group(g).is_ok());
+        }
+        let r = self.send_in_group(client, vars, unsendable).await;
+        for _ in 0..entered {
+            client.exit_group();
+        }
+        r
+    }
+
+    async fn send_in_group(
+        &self,
+        client: &mut HttpClient,
+        vars: Option<&Vars>,
+        unsendable: Option<&str>,
+    ) -> aiotest_http_user::Response {
         let mut req = client.request(self.method.clone(), self.path.clone());
         if let Some(why) = unsendable {
             req = req.fail_unsent(why);
+        }
+        for (k, v) in self.tags.iter() {
+            req = req.tag(k, v);
         }
         if let Some(n) = &self.name {
             req = req.name(n.clone());
@@ -2316,7 +2453,7 @@ fn user_type(
             );
         }
         names_weights.push((tname, w));
-        let tags: Vec<String> = ts.tags.iter().map(|t| t.get_ref().clone()).collect();
+        let tags = task_tags(cx, &tf, ts)?.selectable();
         selected.push(refs.tags.selects(&tags));
         plans.push(plan);
     }
@@ -2930,8 +3067,12 @@ max_vus = 20
             (task("body = \"{{data.key}}\"\n"), "s.toml:5: users[0].tasks[0].body: `{{data.key}}` is not a column of any [[data]] file".into()),
             (data(&good, "") + "[[setup]]\npath = \"/{{data.key}}\"\n" + VALID_TAIL, "s.toml:4: setup[0].path: `{{data.key}}`: setup and teardown run once, for no user".into()),
             (data(&good, "") + &task("json = { user = \"{{data.nope}}\" }\n"), "s.toml:7: users[0].tasks[0].json: `{{data.nope}}` is not a column".into()),
-            (task("tags = [\"a b\"]\n"), "s.toml:5: users[0].tasks[0].tags[0]: `a b`: a tag is letters, digits, _, - and .".into()),
-            (task("tags = \"x\"\n"), "s.toml:5: users[0].tasks[0].tags: invalid type: string \"x\"".into()),
+            (task("tags = [\"a b\"]\n"), "s.toml:5: users[0].tasks[0].tags[0]: \"a b\": a tag is letters, digits, _, - and .".into()),
+            (task("tags = \"x\"\n"), "s.toml:5: users[0].tasks[0].tags: \"x\": tags are a list of labels".into()),
+            (task("tags = { team = 1 }\n"), "s.toml:5: users[0].tasks[0].tags.team: 1: a tag's value is a string".into()),
+            (task("tags = { \"a:b\" = \"x\" }\n"), "s.toml:5: users[0].tasks[0].tags.a:b: a key has no control characters".into()),
+            (task("tags = { status = \"x\" }\n"), "s.toml:5: users[0].tasks[0].tags.status: `status` is a system tag".into()),
+            (task("group = \"a::::b\"\n"), "s.toml:5: users[0].tasks[0].group: `a::::b`: a group is a name".into()),
             ("[[setup]]\npath = \"/{{setup.t}}\"\ntags = [\"s\"]\n".to_owned() + "[[setup]]\npath = \"/\"\ncapture = { t = \"/t\" }\n" + VALID_TAIL, "setup[0].path: `{{setup.t}}` is not captured".into()),
         ];
         for (text, want) in cases {

@@ -1266,6 +1266,7 @@ mod browser;
 mod data;
 mod distributed;
 mod endings;
+mod groups;
 mod logins;
 mod metrics;
 mod quick;

@@ -1,0 +1,231 @@
+//! k6's key=value tags and groups from a scenario file: each request counted under its
+//! tags and group path, group durations, checks by group, thresholds on k6's built-in
+//! metrics filtered by those tags; on one machine and exact over two workers.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aiotest_coordinator::testutil::RedisServer;
+use bytes::Bytes;
+use http_body_util::Full;
+use serde_json::Value;
+
+use super::{TempFile, run_exported, serve, spawn, text};
+
+type Served = Arc<Mutex<BTreeMap<String, u64>>>;
+
+/// A shop that counts what it served, by path.
+fn shop() -> (std::net::SocketAddr, Served) {
+    let served = Served::default();
+    let counts = Arc::clone(&served);
+    let addr = serve(move |parts, _| {
+        *counts
+            .lock()
+            .unwrap()
+            .entry(parts.uri.path().to_owned())
+            .or_default() += 1;
+        hyper::Response::new(Full::new(Bytes::from_static(b"ok")))
+    });
+    (addr, served)
+}
+
+const FILE: &str = r#"
+host = "http://ADDR"
+
+[load]
+users = 2
+run_time = "1s"
+
+[[users]]
+name = "buyer"
+wait_time = 0.01
+execution_mode = "sequential"
+[[users.tasks]]
+path = "/browse"
+tags = { page = "list" }
+[[users.tasks]]
+path = "/cart"
+group = "checkout"
+checks = [{ name = "cart shown", status = 200 }]
+[[users.tasks]]
+path = "/pay"
+group = "checkout::pay"
+tags = { page = "pay" }
+checks = [{ name = "paid", status = 200 }]
+"#;
+
+fn run(file: &std::path::Path, name: &str, extra: &[&str]) -> (Option<i32>, Value, String) {
+    let (out, json) = run_exported(
+        name,
+        &[&["run", file.to_str().unwrap()][..], extra].concat(),
+    );
+    (
+        out.status.code(),
+        json,
+        text(&out.stdout) + &text(&out.stderr),
+    )
+}
+
+/// The endpoint row named `name` (the request name and its tags, as tables show it).
+fn row<'a>(json: &'a Value, name: &str) -> &'a Value {
+    json["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no row {name}: {}", json["endpoints"]))
+}
+
+fn check_exact(json: &Value, served: &Served) {
+    let served = served.lock().unwrap().clone();
+    assert!(served.values().all(|&n| n > 0), "{served:?}");
+    let browse = row(json, "/browse {page:list}");
+    assert_eq!(browse["requests"], served["/browse"]);
+    assert_eq!(browse["tags"]["page"], "list");
+    let cart = row(json, "/cart {group:::checkout}");
+    assert_eq!(cart["requests"], served["/cart"]);
+    assert_eq!(cart["tags"]["group"], "::checkout");
+    let pay = row(json, "/pay {group:::checkout::pay,page:pay}");
+    assert_eq!(pay["requests"], served["/pay"]);
+    // A group's duration: one sample a task run in it.
+    let durations: BTreeMap<String, u64> = json["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"] == "group_duration" && m["tags"]["group"].is_string())
+        .filter(|m| m["tags"].as_object().unwrap().len() == 2) // group and scenario
+        .map(|m| {
+            (
+                m["tags"]["group"].as_str().unwrap().to_owned(),
+                m["samples"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // In a file, a task's groups cover that task: `checkout` has a sample for each task
+    // in it or below it. A group cut by the end of the run has none: at most one a user.
+    for (group, n) in [
+        ("::checkout", served["/cart"] + served["/pay"]),
+        ("::checkout::pay", served["/pay"]),
+    ] {
+        let d = durations[group];
+        assert!(d <= n && d + 2 >= n, "{group}: {d} durations, {n} requests");
+    }
+    // Checks by path, as k6 has them.
+    let checks: Vec<&str> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(checks, ["::checkout::cart shown", "::checkout::pay::paid"]);
+}
+
+#[test]
+fn a_files_tags_and_groups_are_counted_exported_and_judged() {
+    let (addr, served) = shop();
+    let file = TempFile::new("groups", &FILE.replace("ADDR", &addr.to_string()));
+    let passing = [
+        "--threshold",
+        "http_reqs{page:pay} count>0",
+        "--threshold",
+        "http_req_duration{group:::checkout::pay} p(95)<5000",
+        "--threshold",
+        "http_req_failed{group:::checkout} rate==0",
+        "--threshold",
+        "checks{group:::checkout::pay} rate==100%",
+        "--threshold",
+        "group_duration{group:::checkout} max<5000",
+        "--threshold",
+        "iterations{scenario:default} count>0",
+    ];
+    let (code, json, out) = run(file.path(), "groups-pass", &passing);
+    assert_eq!(code, Some(0), "{out}");
+    check_exact(&json, &served);
+    for t in json["thresholds"].as_array().unwrap() {
+        assert_eq!(t["ok"], true, "{t}");
+        assert!(t["matched"].as_u64().unwrap() > 0, "{t}");
+    }
+    // The summary shows each row under its tags.
+    assert!(
+        out.contains("/pay {group:::checkout::pay,page:pay}"),
+        "{out}"
+    );
+    for failing in [
+        "http_reqs{page:pay} count<1",
+        "http_req_duration{group:::checkout} max<0.001",
+        "checks{group:::nowhere} rate>0",
+        "http_reqs{page:none} count>=0",
+    ] {
+        let (code, json, out) = run(file.path(), "groups-fail", &["--threshold", failing]);
+        assert_eq!(code, Some(99), "{failing}: {out}");
+        assert_eq!(json["thresholds"][0]["ok"], false, "{failing}");
+    }
+}
+
+#[test]
+fn a_files_tags_and_groups_add_up_exactly_over_two_workers() {
+    let (addr, served) = shop();
+    let file = TempFile::new("groups-dist", &FILE.replace("ADDR", &addr.to_string()));
+    let redis = RedisServer::start().unwrap();
+    let meet = ["--redis", &redis.url(), "--run-id", "groups"];
+    let _workers: Vec<_> = (0..2)
+        .map(|_| spawn(&[&["run", "--worker", "-q"][..], &meet[..]].concat()))
+        .collect();
+    let (code, json, out) = run(
+        file.path(),
+        "groups-dist",
+        &[
+            &["--master", "--expect-workers", "2", "--worker-wait", "30s"][..],
+            &meet[..],
+            &["--threshold", "http_reqs{page:pay} count>0"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    check_exact(&json, &served);
+}
+
+/// The example file, the scenario-file twin of the Rust example `checkout`: the same rows,
+/// checks and groups, judged the same way.
+#[test]
+fn the_checkout_example_file_runs_against_the_demo_target() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/checkout.toml");
+    let (out, json) = run_exported(
+        "example-checkout",
+        &[
+            "run",
+            file,
+            "--demo",
+            "-t",
+            "1s",
+            "--threshold",
+            "http_reqs{page:home} count>0",
+            "--threshold",
+            "http_req_duration{page:pay} p(95)<5000",
+            "--threshold",
+            "checks{group:::checkout::pay} rate==100%",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for name in [
+        "/ {page:home}",
+        "/cart {group:::checkout,page:cart}",
+        "/pay {group:::checkout::pay,page:pay}",
+    ] {
+        assert!(row(&json, name)["requests"].as_u64().unwrap() > 0, "{name}");
+    }
+    let checks: Vec<&str> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            "::checkout::cart shown",
+            "::checkout::pay::paid",
+            "home shown"
+        ]
+    );
+}
