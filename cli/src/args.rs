@@ -131,6 +131,12 @@ pub struct RunArgs {
     /// (1 to 100000).
     #[arg(long, default_value = "1000", value_parser = parse_max_endpoints)]
     pub max_endpoints: usize,
+    /// Keep each response's timing breakdown as k6's trends (`http_req_blocked`,
+    /// `http_req_connecting`, `http_req_tls_handshaking`, `http_req_sending`,
+    /// `http_req_waiting`, `http_req_receiving`) under the request's tags; on by itself
+    /// when a threshold reads one.
+    #[arg(long)]
+    pub timings: bool,
     /// Exit 0 even when not one request succeeded (by default that run exits 1): for a
     /// test that expects a target to refuse.
     #[arg(long)]

@@ -48,6 +48,9 @@ pub(crate) struct Plan {
     /// `--tag KEY=VALUE`: the test's tags.
     #[serde(default)]
     pub(crate) test_tags: Vec<(String, String)>,
+    /// Responses' timing breakdowns kept as trends (`--timings`, or a threshold on one).
+    #[serde(default)]
+    pub(crate) timing_trends: bool,
     /// The scenario file's data files, by their paths as written.
     #[serde(default)]
     pub(crate) data: std::collections::BTreeMap<String, String>,
@@ -144,6 +147,7 @@ pub(crate) fn worker_plan(
             exclude: args.exclude_tags.clone(),
         },
         test_tags: args.tag.clone(),
+        timing_trends: config.metrics.timing_trends,
         url: args.url.clone().or_else(|| {
             demo_url
                 .filter(|_| scenario.is_none())
@@ -187,9 +191,10 @@ fn build_from_plan(
     let bytes = bytes.ok_or("the master stored no plan")?;
     let plan: Plan = serde_json::from_slice(bytes)
         .map_err(|e| format!("the master's plan does not decode: {e}"))?;
-    let test_tags = plan.test_tags.clone();
+    let (test_tags, timing_trends) = (plan.test_tags.clone(), plan.timing_trends);
     build_planned(plan, host, redis).map(|mut p| {
         p.tags = Some(test_tags);
+        p.timing_trends = Some(timing_trends);
         p
     })
 }
@@ -258,6 +263,7 @@ fn planned(
             hooks,
             host,
             tags: None,
+            timing_trends: None,
         });
     }
     match load {
@@ -269,6 +275,7 @@ fn planned(
                 hooks,
                 host,
                 tags: None,
+                timing_trends: None,
             })
         }
         None => Planned::from_types(types, hooks, host).map_err(|e| e.to_string()),
@@ -298,8 +305,10 @@ pub(crate) async fn run_worker(args: RunArgs, test: Option<Test>) -> Result<i32,
             let w = WorkerRunner::from_plan(
                 move |plan: Option<&[u8]>| {
                     let plan = plan.and_then(|p| serde_json::from_slice::<Plan>(p).ok());
-                    let (plan_host, load, tags) =
-                        plan.map_or((None, None, None), |p| (p.host, p.load, Some(p.test_tags)));
+                    let (plan_host, load, tags, timing_trends) = plan
+                        .map_or((None, None, None, None), |p| {
+                            (p.host, p.load, Some(p.test_tags), Some(p.timing_trends))
+                        });
                     planned(
                         types.clone(),
                         scenarios.clone(),
@@ -309,6 +318,7 @@ pub(crate) async fn run_worker(args: RunArgs, test: Option<Test>) -> Result<i32,
                     )
                     .map(|mut p| {
                         p.tags = tags;
+                        p.timing_trends = timing_trends;
                         p
                     })
                 },

@@ -1,35 +1,10 @@
 //! The custom-metrics example against the embedded demo target: every kind in the
 //! export, thresholds on each kind deciding the exit code.
 
-use std::process::Command;
+mod common;
 
 fn run(name: &str, thresholds: &[&str]) -> (Option<i32>, serde_json::Value) {
-    let export = std::env::temp_dir().join(format!(
-        "aiotest-example-{}-{name}.json",
-        std::process::id()
-    ));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custom_metrics"));
-    cmd.args([
-        "run",
-        "--demo",
-        "-u",
-        "2",
-        "-t",
-        "1s",
-        "-q",
-        "--summary-export",
-    ])
-    .arg(&export);
-    for t in thresholds {
-        cmd.args(["--threshold", t]);
-    }
-    let out = cmd.output().expect("the example runs");
-    let json = std::fs::read_to_string(&export)
-        .ok()
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or(serde_json::Value::Null);
-    let _ = std::fs::remove_file(&export);
-    (out.status.code(), json)
+    common::run_example(env!("CARGO_BIN_EXE_custom_metrics"), name, thresholds)
 }
 
 fn whole<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {

@@ -374,6 +374,8 @@ impl HttpUser {
 
     fn client_with_base(&self, recorder: Recorder, base: Option<Arc<Base>>) -> HttpClient {
         HttpClient {
+            timing_trends: recorder.timing_trends(),
+            timing_tags: TimingTags::default(),
             base,
             scenario: Arc::clone(&self.settings.scenario),
             lateness: None,
@@ -428,6 +430,10 @@ pub struct HttpClient {
     cadence_us: u64,
     /// The groups the user is in (k6's `group`).
     group: Groups,
+    /// Each response's timing breakdown is kept as k6's trends
+    /// ([`aiotest_metrics::MetricsConfig::timing_trends`]).
+    timing_trends: bool,
+    timing_tags: TimingTags,
 }
 
 /// The group path a user is in, and what its requests and checks carry for it.
@@ -439,6 +445,14 @@ struct Groups {
     tags: Tags,
     /// Each open group's start and the path's length before it.
     open: Vec<(Instant, usize)>,
+}
+
+/// k6's trends of the timing breakdown, in [`Timings`]' order.
+fn timing_metrics() -> &'static [Metric; 6] {
+    static METRICS: std::sync::OnceLock<[Metric; 6]> = std::sync::OnceLock::new();
+    METRICS.get_or_init(|| {
+        aiotest_metrics::TIMING_TRENDS.map(|n| Metric::time_trend(n).expect("a valid metric name"))
+    })
 }
 
 /// The trend of group durations (k6's `group_duration`).
@@ -577,7 +591,8 @@ fn timings(
         (sent - started).saturating_sub(connecting + tls)
     };
     let sending = written.map_or(Duration::ZERO, |w| w.saturating_duration_since(sent));
-    let to_first_byte = first_byte.map_or(sending, |f| f.saturating_duration_since(sent));
+    // An answer read whole by one read arrived with its first byte: all of it was waiting.
+    let to_first_byte = first_byte.map_or(duration, |f| f.saturating_duration_since(sent));
     Timings {
         us: [
             micros(blocked),
@@ -1853,6 +1868,105 @@ impl HttpClient {
             Some(endpoint) => self.recorder.record_at(endpoint, &record),
             None => self.recorder.record(&record),
         }
+        if self.timing_trends {
+            let own = plan.tags.as_ref().unwrap_or(&self.group.tags);
+            let tags = self
+                .timing_tags
+                .get(&mut self.recorder, record.name, plan, response, own);
+            let t = &response.timings;
+            let parts = [
+                t.blocked(),
+                t.connecting(),
+                t.tls_handshaking(),
+                t.sending(),
+                t.waiting(),
+                t.receiving(),
+            ];
+            let ms = |d: Duration| d.as_secs_f64() * 1_000.0;
+            let metrics = timing_metrics();
+            let samples: [(&Metric, f64); 6] = std::array::from_fn(|i| (&metrics[i], ms(parts[i])));
+            // Durations are finite and at least 0: every trend holds them.
+            let _ = self
+                .recorder
+                .add_all_under(&samples, &tags, meta.sent_at_us);
+        }
+    }
+}
+
+/// The tags of a response's timing trends, by request: its own (the group among them),
+/// its system tags (name, method, status, proto, expected_response) and its recorder's,
+/// made once per distinct request and outcome, not per response.
+#[derive(Default)]
+struct TimingTags {
+    made: Vec<(TimingKey, Arc<Tags>)>,
+    /// The entry replaced next when `made` is full.
+    next: usize,
+}
+
+/// What a response's timing tags depend on.
+#[derive(PartialEq)]
+struct TimingKey {
+    name: Box<str>,
+    method: Method,
+    status: u16,
+    proto: u8,
+    expected: bool,
+    own: Tags,
+}
+
+/// Distinct requests and outcomes whose timing tags a client keeps.
+const TIMING_TAGS_KEPT: usize = 64;
+
+impl TimingTags {
+    fn get(
+        &mut self,
+        recorder: &mut Recorder,
+        name: &str,
+        plan: &Plan,
+        response: &Response,
+        own: &Tags,
+    ) -> Arc<Tags> {
+        let status = response.status.map_or(0, |s| s.as_u16());
+        // As k6 has it: the status was one the request expected (a response whose check
+        // failed still had one).
+        let expected = response
+            .error
+            .as_ref()
+            .is_none_or(|e| e.category == ErrorCategory::CheckFailed);
+        let proto = response.timings.proto;
+        let found = self.made.iter().find(|(k, _)| {
+            k.status == status
+                && k.expected == expected
+                && k.proto == proto
+                && *k.name == *name
+                && k.method == plan.method
+                && k.own == *own
+        });
+        if let Some((_, tags)) = found {
+            return Arc::clone(tags);
+        }
+        let mut tags = own.clone();
+        tags.set_system("name", name);
+        tags.set_system("method", plan.method.as_str());
+        tags.set_system("status", &status.to_string());
+        tags.set_system("proto", response.timings.proto());
+        tags.set_system("expected_response", if expected { "true" } else { "false" });
+        let tags = Arc::new(recorder.full_tags(&tags));
+        let key = TimingKey {
+            name: name.into(),
+            method: plan.method.clone(),
+            status,
+            proto,
+            expected,
+            own: own.clone(),
+        };
+        if self.made.len() < TIMING_TAGS_KEPT {
+            self.made.push((key, Arc::clone(&tags)));
+        } else {
+            self.made[self.next] = (key, Arc::clone(&tags));
+            self.next = (self.next + 1) % TIMING_TAGS_KEPT;
+        }
+        tags
     }
 }
 

@@ -34,6 +34,18 @@ pub const BUILTIN_METRICS: [&str; 9] = [
     "checks",
 ];
 
+/// k6's trends of the timing breakdown, kept when
+/// [`MetricsConfig::timing_trends`](crate::MetricsConfig::timing_trends) is on: blocked,
+/// connecting, tls_handshaking, sending, waiting, receiving.
+pub const TIMING_TRENDS: [&str; 6] = [
+    "http_req_blocked",
+    "http_req_connecting",
+    "http_req_tls_handshaking",
+    "http_req_sending",
+    "http_req_waiting",
+    "http_req_receiving",
+];
+
 /// Whether `name` is one of k6's built-in metrics this model reads.
 pub fn is_builtin(name: &str) -> bool {
     BUILTIN_METRICS.contains(&name)

@@ -67,6 +67,12 @@ pub struct MetricsConfig {
     /// warning names the first folded ones: a task that puts a unique id in every path
     /// would otherwise make one endpoint (and one histogram) per request.
     pub max_endpoints: usize,
+    /// Keep k6's trends of each response's timing breakdown (`http_req_blocked`,
+    /// `http_req_connecting`, `http_req_tls_handshaking`, `http_req_sending`,
+    /// `http_req_waiting`, `http_req_receiving`) under the request's system tags
+    /// (default off: six samples a request are not free). An HTTP client reads it from
+    /// its recorder ([`Recorder::timing_trends`]).
+    pub timing_trends: bool,
 }
 
 /// The name new request names are counted under once [`MetricsConfig::max_endpoints`]
@@ -83,6 +89,7 @@ impl Default for MetricsConfig {
             flush_interval: Duration::from_secs(1),
             buffer_size: 16,
             max_endpoints: 1_000,
+            timing_trends: false,
         }
     }
 }
@@ -303,6 +310,7 @@ impl MetricsCollector {
             metrics: crate::MetricSet::new(),
             metrics_at: 0,
             tags: Arc::clone(&self.tags),
+            staged: Vec::new(),
             messages: Vec::new(),
             batch_size,
             flush_interval_us: duration_us(self.shared.config.flush_interval),
@@ -616,6 +624,51 @@ impl Recorder {
         Ok(())
     }
 
+    /// Whether its collector keeps the timing breakdown's trends
+    /// ([`MetricsConfig::timing_trends`]).
+    pub fn timing_trends(&self) -> bool {
+        self.lock().shared.config.timing_trends
+    }
+
+    /// `tags` with its collector's set under them: what a sample under `tags` is filed
+    /// under, for [`add_all_under`](Self::add_all_under).
+    pub fn full_tags(&self, tags: &Tags) -> Tags {
+        self.lock().tags.with(tags)
+    }
+
+    /// Adds one sample of each `(metric, value)` under exactly `tags` (already made by
+    /// [`full_tags`](Self::full_tags)), all taken at `at_us`: for a caller that keeps the
+    /// tags of what it records again and again, such as an HTTP client's timing trends.
+    /// The samples are kept by the tags' address until the recorder flushes, so that
+    /// no tag set is compared per sample. A value a metric cannot hold is refused, and
+    /// nothing of the others is recorded either.
+    pub fn add_all_under(
+        &mut self,
+        samples: &[(&Metric, f64)],
+        tags: &Arc<Tags>,
+        at_us: u64,
+    ) -> Result<(), MetricError> {
+        for (metric, value) in samples {
+            metric.check(*value)?;
+        }
+        self.lock().add_staged(samples, tags, at_us);
+        Ok(())
+    }
+
+    /// Adds one sample of each `(metric, value)` under `tags`, all taken at `at_us`:
+    /// [`add_at`](Self::add_at) for several metrics of one event, the tags merged with
+    /// the collector's once. A value a metric cannot hold is refused, and nothing of the
+    /// others is recorded either.
+    pub fn add_all_at(
+        &mut self,
+        samples: &[(&Metric, f64)],
+        tags: &Tags,
+        at_us: u64,
+    ) -> Result<(), MetricError> {
+        let all = Arc::new(self.full_tags(tags));
+        self.add_all_under(samples, &all, at_us)
+    }
+
     /// Counts one verdict of the named check `name` (k6's `check`): it judges a response
     /// without failing the request. Sent with the next flush of this recorder's requests.
     pub fn record_check(&mut self, name: &str, passed: bool) {
@@ -634,6 +687,9 @@ impl Recorder {
         IdleFlush(Arc::downgrade(&self.state))
     }
 }
+
+/// Series of samples under one kept tag set, by metric.
+type Staged = Vec<(Metric, crate::model::Series)>;
 
 /// A recorder's state; see [`Recorder`].
 struct RecorderState {
@@ -655,6 +711,9 @@ struct RecorderState {
     metrics_at: u64,
     /// Tags of every sample (its collector's).
     tags: Arc<Tags>,
+    /// Samples of [`Recorder::add_all_under`] since the last flush, all of interval
+    /// `metrics_at`, by the address of their tags, then by metric.
+    staged: Vec<(Arc<Tags>, Staged)>,
     messages: Vec<Box<str>>,
     batch_size: usize,
     flush_interval_us: u64,
@@ -748,17 +807,52 @@ impl RecorderState {
             + self.iterations.len()
             + self.checks.iter().filter(|(_, p, f, _)| p + f > 0).count()
             + self.metrics.series.values().map(|s| s.len()).sum::<usize>()
+            + self.staged.iter().map(|(_, s)| s.len()).sum::<usize>()
     }
 
     /// Adds a checked sample taken at `at_us`.
     fn add(&mut self, metric: &Metric, value: f64, tags: &Tags, at_us: u64) {
+        self.enter_metrics_interval(at_us);
+        self.metrics.add(metric, tags, value, at_us);
+        self.metrics_added(at_us);
+    }
+
+    /// Samples of several metrics under tags kept by their address.
+    fn add_staged(&mut self, samples: &[(&Metric, f64)], tags: &Arc<Tags>, at_us: u64) {
+        self.enter_metrics_interval(at_us);
+        let i = match self.staged.iter().position(|(t, _)| Arc::ptr_eq(t, tags)) {
+            Some(i) => i,
+            None => {
+                self.staged.push((Arc::clone(tags), Vec::new()));
+                self.staged.len() - 1
+            }
+        };
+        let series = &mut self.staged[i].1;
+        for &(metric, value) in samples {
+            match series.iter_mut().find(|(m, _)| m == metric) {
+                Some((_, s)) => s.add(value, at_us),
+                None => {
+                    let mut s = crate::model::Series::new(metric.kind(), metric.is_time());
+                    s.add(value, at_us);
+                    series.push((metric.clone(), s));
+                }
+            }
+        }
+        self.metrics_added(at_us);
+    }
+
+    /// The pending samples of an earlier interval than `at_us`'s go first.
+    fn enter_metrics_interval(&mut self, at_us: u64) {
         let step = self.flush_interval_us.max(1);
-        if !self.metrics.series.is_empty() && self.metrics_at != at_us / step {
-            // The pending samples belong to an earlier interval: they go first.
+        let pending = !self.metrics.series.is_empty() || !self.staged.is_empty();
+        if pending && self.metrics_at != at_us / step {
             self.flush_metrics();
         }
         self.metrics_at = at_us / step;
-        self.metrics.add(metric, tags, value, at_us);
+    }
+
+    /// A sample at `at_us` was added: flushed with the requests when due.
+    fn metrics_added(&mut self, at_us: u64) {
         let due = *self
             .flush_due_us
             .get_or_insert(at_us.saturating_add(self.flush_interval_us));
@@ -769,6 +863,11 @@ impl RecorderState {
 
     /// Hands the named metrics' pending samples to the collector.
     fn flush_metrics(&mut self) {
+        for (tags, series) in std::mem::take(&mut self.staged) {
+            for (metric, s) in series {
+                self.metrics.merge_series(metric.name(), &tags, &s);
+            }
+        }
         if self.metrics.series.is_empty() && self.metrics.conflicts.is_empty() {
             return;
         }

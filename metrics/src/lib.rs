@@ -65,7 +65,7 @@ pub mod prometheus;
 pub mod record;
 pub mod stats;
 
-pub use builtin::{BUILTIN_METRICS, builtin_metrics, is_builtin, split_check_path};
+pub use builtin::{BUILTIN_METRICS, TIMING_TRENDS, builtin_metrics, is_builtin, split_check_path};
 pub use checks::CheckStats;
 pub use collector::{
     ConfigError, Endpoint, IdleFlush, MAX_ENDPOINTS_LIMIT, MetricsCollector, MetricsConfig,

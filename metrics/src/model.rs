@@ -195,6 +195,13 @@ impl Tags {
         self.0.len()
     }
 
+    /// Sets one of the tags aiotest itself gives a sample (`name`, `status`, `proto`,
+    /// ...): a key that passes the tag rule, and a value of any length (a request name).
+    pub fn set_system(&mut self, key: &'static str, value: &str) {
+        debug_assert!(aiotest_core::tag::check(key, "").is_ok());
+        self.set_checked(key, value);
+    }
+
     /// These tags with every pair of `other` set over them.
     pub fn with(&self, other: &Tags) -> Tags {
         if other.is_empty() {

@@ -250,6 +250,11 @@ impl Threshold {
         self
     }
 
+    /// The metric a threshold in k6's form reads (`http_req_waiting{...} p(95)<200`).
+    pub fn metric_name(&self) -> Option<&str> {
+        self.named.as_ref().map(|(name, _)| name.as_str())
+    }
+
     /// The scenario its selector names (`{scenario=...}`), if any.
     pub fn scenario(&self) -> Option<&str> {
         self.scenario.as_deref()

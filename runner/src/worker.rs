@@ -45,6 +45,10 @@ pub struct Planned {
     pub host: Option<String>,
     /// The test's tags, if the plan gives them (else the worker's `RunConfig`'s).
     pub tags: Option<Vec<(String, String)>>,
+    /// Whether responses' timing breakdowns are kept as trends
+    /// ([`aiotest_metrics::MetricsConfig::timing_trends`]), if the plan says (else the
+    /// worker's `RunConfig`'s).
+    pub timing_trends: Option<bool>,
 }
 
 impl Planned {
@@ -62,6 +66,7 @@ impl Planned {
             hooks,
             host,
             tags: None,
+            timing_trends: None,
         })
     }
 }
@@ -86,6 +91,7 @@ impl WorkerPlan for FixedPlan {
             hooks: self.hooks.clone(),
             host: None,
             tags: None,
+            timing_trends: None,
         })
     }
 }
@@ -475,6 +481,7 @@ impl WorkerRunner {
             hooks,
             host,
             tags,
+            timing_trends,
         } = planned;
         validate_scenarios(&scenarios)?;
         let coord = Arc::new(DistributedCoordinator::new(
@@ -564,6 +571,10 @@ impl WorkerRunner {
             no_teardown: true,
             host: host.or_else(|| self.config.host.clone()),
             tags: tags.unwrap_or_else(|| self.config.tags.clone()),
+            metrics: aiotest_metrics::MetricsConfig {
+                timing_trends: timing_trends.unwrap_or(self.config.metrics.timing_trends),
+                ..self.config.metrics.clone()
+            },
             ..self.config.clone()
         };
         config.validate()?;

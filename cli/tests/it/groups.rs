@@ -111,13 +111,58 @@ fn check_exact(json: &Value, served: &Served) {
         assert!(d <= n && d + 2 >= n, "{group}: {d} durations, {n} requests");
     }
     // Checks by path, as k6 has them.
-    let checks: Vec<&str> = json["checks"]
+    assert_eq!(
+        check_names(json),
+        ["::checkout::cart shown", "::checkout::pay::paid"]
+    );
+}
+
+/// The names of the export's named checks, in order.
+fn check_names(json: &Value) -> Vec<&str> {
+    json["checks"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(checks, ["::checkout::cart shown", "::checkout::pay::paid"]);
+        .collect()
+}
+
+/// Each part of the timing breakdown has a sample per response, under the request's tags.
+fn check_timings(json: &Value, served: &Served) {
+    let served: u64 = served.lock().unwrap().values().sum();
+    for name in [
+        "http_req_blocked",
+        "http_req_connecting",
+        "http_req_tls_handshaking",
+        "http_req_sending",
+        "http_req_waiting",
+        "http_req_receiving",
+    ] {
+        let rows: Vec<&Value> = json["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["name"] == name)
+            .collect();
+        let whole = rows.iter().find(|m| m["tags"].is_null()).expect(name);
+        assert_eq!(whole["samples"], served, "{name}");
+        assert_eq!(whole["time"], true, "{name}");
+        let pay = rows
+            .iter()
+            .find(|m| m["tags"]["page"] == "pay")
+            .unwrap_or_else(|| panic!("{name}: {rows:?}"));
+        for (k, v) in [
+            ("name", "/pay"),
+            ("method", "GET"),
+            ("status", "200"),
+            ("proto", "HTTP/1.1"),
+            ("expected_response", "true"),
+            ("group", "::checkout::pay"),
+            ("scenario", "default"),
+        ] {
+            assert_eq!(pay["tags"][k], v, "{name}: {pay}");
+        }
+    }
 }
 
 #[test]
@@ -137,10 +182,14 @@ fn a_files_tags_and_groups_are_counted_exported_and_judged() {
         "group_duration{group:::checkout} max<5000",
         "--threshold",
         "iterations{scenario:default} count>0",
+        // A threshold on a part of the timing breakdown keeps those trends by itself.
+        "--threshold",
+        "http_req_waiting{page:pay,status:200,proto:HTTP/1.1} p(95)<5000",
     ];
     let (code, json, out) = run(file.path(), "groups-pass", &passing);
     assert_eq!(code, Some(0), "{out}");
     check_exact(&json, &served);
+    check_timings(&json, &served);
     for t in json["thresholds"].as_array().unwrap() {
         assert_eq!(t["ok"], true, "{t}");
         assert!(t["matched"].as_u64().unwrap() > 0, "{t}");
@@ -177,12 +226,13 @@ fn a_files_tags_and_groups_add_up_exactly_over_two_workers() {
         &[
             &["--master", "--expect-workers", "2", "--worker-wait", "30s"][..],
             &meet[..],
-            &["--threshold", "http_reqs{page:pay} count>0"],
+            &["--threshold", "http_reqs{page:pay} count>0", "--timings"],
         ]
         .concat(),
     );
     assert_eq!(code, Some(0), "{out}");
     check_exact(&json, &served);
+    check_timings(&json, &served);
 }
 
 /// The example file, the scenario-file twin of the Rust example `checkout`: the same rows,
@@ -214,14 +264,8 @@ fn the_checkout_example_file_runs_against_the_demo_target() {
     ] {
         assert!(row(&json, name)["requests"].as_u64().unwrap() > 0, "{name}");
     }
-    let checks: Vec<&str> = json["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        checks,
+        check_names(&json),
         [
             "::checkout::cart shown",
             "::checkout::pay::paid",

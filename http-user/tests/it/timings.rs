@@ -124,3 +124,73 @@ async fn a_request_with_no_answer_has_no_protocol_nor_parts() {
     assert_eq!(*r.timings(), Timings::default());
     assert_eq!(r.timings().proto(), "");
 }
+
+/// With the collector's `timing_trends`, each part is a sample of k6's trend under the
+/// request's system tags; without, none is kept.
+#[tokio::test]
+async fn the_breakdown_is_kept_as_k6s_trends_when_asked() {
+    use aiotest_metrics::{
+        Aggregation, MetricsCollector, MetricsConfig, RequestMetricsEvent, Tags,
+    };
+    let srv = serve(|mut conn| {
+        while conn.request(true).is_some() {
+            std::thread::sleep(Duration::from_millis(100));
+            if !conn.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\nno") {
+                return;
+            }
+        }
+    });
+    let config = MetricsConfig {
+        timing_trends: true,
+        ..MetricsConfig::default()
+    };
+    let c = MetricsCollector::new(config, RequestMetricsEvent::new()).unwrap();
+    let mut client = client(&srv.url(), &c);
+    for _ in 0..3 {
+        let r = client.get("/gone").tag("team", "web").send().await;
+        // An answer in one read is all waiting, on a new connection as on a kept one.
+        let t = r.timings();
+        assert!(
+            ms(t.waiting()) >= 100.0 && t.receiving() == Duration::ZERO,
+            "{t:?}"
+        );
+    }
+    let s = crate::finish(client, &c);
+    let tags = Tags::from_pairs([
+        ("name", "/gone"),
+        ("method", "GET"),
+        ("status", "404"),
+        ("proto", "HTTP/1.1"),
+        ("expected_response", "false"),
+        ("team", "web"),
+    ])
+    .unwrap();
+    let series = |name: &str| {
+        s.metrics
+            .select(name, &tags)
+            .unwrap_or_else(|| panic!("no {name}{tags}: {:?}", s.metrics.series.keys()))
+    };
+    let waiting = series("http_req_waiting");
+    assert_eq!(waiting.samples, 3);
+    let min = waiting.value(Aggregation::Min, 1.0).unwrap();
+    assert!((100.0..170.0).contains(&min), "{waiting:?}");
+    // One request opened the connection: the others' connecting time is 0.
+    let connecting = series("http_req_connecting");
+    assert!(connecting.value(Aggregation::Max, 1.0).unwrap() > 0.0);
+    assert_eq!(connecting.value(Aggregation::Med, 1.0), Some(0.0));
+    assert_eq!(
+        series("http_req_tls_handshaking").value(Aggregation::Max, 1.0),
+        Some(0.0),
+        "http has no TLS"
+    );
+    for name in ["http_req_blocked", "http_req_sending", "http_req_receiving"] {
+        assert_eq!(series(name).samples, 3, "{name}");
+    }
+
+    // Off by default.
+    let c = crate::collector();
+    let mut plain = crate::client(&srv.url(), &c);
+    plain.get("/gone").send().await;
+    let s = crate::finish(plain, &c);
+    assert!(s.metrics.is_empty(), "{:?}", s.metrics.series.keys());
+}

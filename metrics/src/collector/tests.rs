@@ -473,3 +473,47 @@ fn a_tagged_collectors_recorders_put_its_tags_on_every_sample() {
     assert_eq!(count(&[("scenario", "shop"), ("env", "prod")]), Some(2.0));
     assert_eq!(count(&[("scenario", "shop")]), Some(3.0));
 }
+
+#[test]
+fn samples_under_kept_tags_are_filed_like_any_other() {
+    use crate::model::{Aggregation, Metric, Tags};
+    let c = collector(1_000, 16);
+    let scenario = c.tagged(Tags::from_pairs([("scenario", "shop")]).unwrap());
+    let mut r = scenario.recorder();
+    let (wait, sent) = (
+        Metric::time_trend("wait").unwrap(),
+        Metric::counter("sent").unwrap(),
+    );
+    let own = Tags::from_pairs([("name", "/a")]).unwrap();
+    let full = Arc::new(r.full_tags(&own));
+    assert_eq!(
+        full.get("scenario"),
+        Some("shop"),
+        "the collector's tags are in"
+    );
+    for (i, at) in [5_100_000u64, 5_200_000, 6_100_000].into_iter().enumerate() {
+        r.add_all_under(&[(&wait, 10.0 * (i + 1) as f64), (&sent, 1.0)], &full, at)
+            .unwrap();
+    }
+    // The same tags made again (another address) and the plain form add to the same
+    // series; a bad value records nothing of the others.
+    let again = Arc::new(r.full_tags(&own));
+    r.add_all_under(&[(&sent, 1.0)], &again, 6_200_000).unwrap();
+    r.add_at(&sent, 1.0, &own, 6_300_000).unwrap();
+    assert!(
+        r.add_all_under(&[(&sent, 1.0), (&wait, -1.0)], &full, 6_400_000)
+            .is_err()
+    );
+    drop(r);
+    c.close_interval(0);
+    let snaps = c.take_pending();
+    assert_eq!(snaps.len(), 2, "filed by their own time");
+    let read = |s: &Snapshot, name: &str, agg| {
+        s.metrics.select(name, &own).and_then(|x| x.value(agg, 1.0))
+    };
+    assert_eq!(read(&snaps[0], "wait", Aggregation::Max), Some(20.0));
+    assert_eq!(read(&snaps[0], "sent", Aggregation::Count), Some(2.0));
+    assert_eq!(read(&snaps[1], "wait", Aggregation::Count), Some(1.0));
+    assert_eq!(read(&snaps[1], "sent", Aggregation::Count), Some(3.0));
+    assert_eq!(snaps[1].metrics.series["sent"].len(), 1, "one series");
+}
