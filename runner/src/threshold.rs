@@ -266,7 +266,7 @@ impl Threshold {
     }
 
     /// The verdict for `snapshot` over `run_secs` seconds, each scenario's samples under
-    /// its tags in `scenario_tags` (see [`crate::RunInfo::scenario_tags`]).
+    /// its tags in `scenario_tags` (see [`crate::output::RunInfo::scenario_tags`]).
     pub fn evaluate_in(
         &self,
         snapshot: &Snapshot,
