@@ -84,6 +84,9 @@ pub enum Message {
         budget: u64,
         /// How far into the scenario the part starts, µs.
         elapsed_us: u64,
+        /// When the master measured `elapsed_us` (µs since the Unix epoch; 0: unknown).
+        #[serde(default)]
+        sent_us: u64,
     },
     /// Master → workers: the scenario ends; users finish their iteration within the
     /// graceful stop period.
@@ -451,6 +454,7 @@ mod tests {
                 max_vus: 10,
                 budget: 0,
                 elapsed_us: 1_500_000,
+                sent_us: 1_765_000_000_000_000,
             },
             Message::EndScenario {
                 scenario: "rate".into(),

@@ -128,8 +128,8 @@ const LOOKAHEAD: Duration = Duration::from_millis(1);
 
 impl ArrivalRun {
     /// Starts the scenario at `now`, `elapsed` into its schedule (a worker joining late or
-    /// given a new share), with `pre_allocated` users idle and up to `max_vus`; an
-    /// iteration may wait `max_delay` for a free user.
+    /// given a new share) as measured `lag` ago, with `pre_allocated` users idle and up
+    /// to `max_vus`; an iteration may wait `max_delay` for a free user.
     #[allow(clippy::too_many_arguments)] // a scenario part, unpacked
     pub(crate) fn start(
         schedule: ArrivalSchedule,
@@ -138,7 +138,7 @@ impl ArrivalRun {
         max_delay: Duration,
         mut users: UserManager,
         collector: MetricsCollector,
-        elapsed: Duration,
+        (elapsed, lag): (Duration, Duration),
         now: Instant,
     ) -> Self {
         let pool = Arc::new(Pool::new(max_delay));
@@ -149,7 +149,7 @@ impl ArrivalRun {
             schedule,
             share,
             next,
-            origin: now.checked_sub(elapsed).unwrap_or(now),
+            origin: now.checked_sub(elapsed + lag).unwrap_or(now),
             paused_at: None,
             pool,
             max_vus,
@@ -161,14 +161,21 @@ impl ArrivalRun {
         }
     }
 
-    /// A new share of the schedule from `elapsed` on (the workers changed).
-    pub(crate) fn reshare(&mut self, share: Share, max_vus: u32, elapsed: Duration, now: Instant) {
+    /// A new share of the schedule from `elapsed` on, measured `lag` ago (the workers
+    /// changed).
+    pub(crate) fn reshare(
+        &mut self,
+        share: Share,
+        max_vus: u32,
+        (elapsed, lag): (Duration, Duration),
+        now: Instant,
+    ) {
         if share == self.share && max_vus == self.max_vus {
             return;
         }
         self.share = share;
         self.max_vus = max_vus;
-        self.origin = now.checked_sub(elapsed).unwrap_or(now);
+        self.origin = now.checked_sub(elapsed + lag).unwrap_or(now);
         self.next = share.next_from(self.schedule.due_before(elapsed).max(share.from));
     }
 

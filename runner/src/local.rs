@@ -178,7 +178,7 @@ impl Placement for LocalPlacement {
             None => return,
             Some(Run::Waiting) => {}
             Some(Run::Arrivals(a)) => {
-                a.reshare(part.share, part.vus.1, part.elapsed, now);
+                a.reshare(part.share, part.vus.1, (part.elapsed, part.lag), now);
                 return;
             }
             Some(Run::Iterations(m, budget, old)) => {
@@ -208,7 +208,7 @@ impl Placement for LocalPlacement {
                     e.max_delay(),
                     users,
                     env.collector.clone(),
-                    part.elapsed,
+                    (part.elapsed, part.lag),
                     now,
                 )),
                 _ => Run::Targets(users),

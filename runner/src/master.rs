@@ -581,6 +581,7 @@ impl WorkersPlacement {
                         max_vus: part.vus.1,
                         budget: part.budget,
                         elapsed_us: u64::try_from(part.elapsed.as_micros()).unwrap_or(u64::MAX),
+                        sent_us: crate::handle::now_us(),
                     },
                     Some(id.clone()),
                 )

@@ -28,6 +28,10 @@ pub(crate) struct Part {
     pub(crate) budget: u64,
     /// How far into the scenario the part starts (a worker joining, or re-shared).
     pub(crate) elapsed: Duration,
+    /// How long ago `elapsed` was measured (a master's command in transit): an arrival
+    /// part's clock starts that much further on, so it keeps the master's time and its
+    /// iterations due meanwhile are due at once, not cut from its end.
+    pub(crate) lag: Duration,
 }
 
 impl Part {
@@ -70,6 +74,7 @@ impl Part {
             vus,
             budget,
             elapsed: Duration::ZERO,
+            lag: Duration::ZERO,
         }
     }
 }

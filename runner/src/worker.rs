@@ -674,6 +674,7 @@ fn bridge(
                 max_vus,
                 budget,
                 elapsed_us,
+                sent_us,
             } => match index(&scenario) {
                 Some((i, _)) => handle.try_send(Command::Scenario(
                     i,
@@ -682,6 +683,7 @@ fn bridge(
                         vus: (vus, max_vus),
                         budget,
                         elapsed: Duration::from_micros(elapsed_us),
+                        lag: transit(sent_us),
                     }),
                 )),
                 None => true,
@@ -731,4 +733,15 @@ async fn heartbeats(
         }
         tokio::time::sleep(dist.heartbeat_interval).await;
     }
+}
+
+/// How long a master's command measured at `sent_us` (µs since the Unix epoch) took to
+/// arrive, by this machine's clock; none when unknown. At most a second: a clock set
+/// ahead of the master's must not start a part seconds into its schedule.
+fn transit(sent_us: u64) -> Duration {
+    if sent_us == 0 {
+        return Duration::ZERO;
+    }
+    let now = crate::handle::now_us();
+    Duration::from_micros(now.saturating_sub(sent_us)).min(Duration::from_secs(1))
 }

@@ -853,11 +853,12 @@ async fn a_ramping_arrival_rate_over_three_workers_runs_the_integral_of_its_rate
     assert_eq!(report.reason, StopReason::ShapeEnded);
     let it = &report.snapshot.scenarios["ramp"];
     let total = it.iterations + it.dropped;
-    // Every worker starts its part on its own clock when the master's start reaches it:
-    // the parts add up to the schedule, give or take iterations due in the moments a
-    // worker's start lags the master's.
+    // Every worker starts its part on the master's time (its clock set forward by the
+    // start command's transit), so the parts add up to the schedule though a loaded
+    // machine delivers the start late: a worker that started on its own clock lost the
+    // iterations due in its last moments (17 of 1,200 on a loaded 2-core machine).
     assert!(
-        (1_188..=1_200).contains(&total),
+        (1_199..=1_200).contains(&total),
         "the integral of the rate is 1,200: {total}"
     );
     assert_eq!(it.dropped, 0);
