@@ -2100,6 +2100,19 @@ async fn run_teardown(
     first_error.map_or(Ok(()), |e| Err(e.into()))
 }
 
+/// A user type's tasks rendered with the setup values they were rendered with.
+type Rendered =
+    Arc<std::sync::Mutex<Option<(Option<Arc<serde_json::Value>>, Arc<Vec<RequestPlan>>)>>>;
+
+/// Whether two setup values are the same one (the same run's).
+fn same_values(a: &Option<Arc<serde_json::Value>>, b: &Option<Arc<serde_json::Value>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
+}
+
 /// A scenario user: its clients (one per concurrent slot) and its tasks, rendered with
 /// setup's values when the user starts.
 struct ScenarioUser {
@@ -2482,12 +2495,28 @@ fn user_type(
     let data = Arc::clone(refs.data);
     let http = http.clone();
     let plans = Arc::new(plans);
+    // Setup runs once a run: its values are the same for every user, and so are the
+    // tasks rendered with them. Rendered once and shared, not once per user (a copy of
+    // every task per user was most of the memory of a file of many tasks).
+    let rendered: Rendered = Arc::default();
     let mut b = UserType::builder(name, move |ctx| {
         let values = ctx.setup::<serde_json::Value>();
-        let tasks: Vec<RequestPlan> = plans
-            .iter()
-            .map(|p| p.rendered(values.as_deref()))
-            .collect();
+        let tasks = {
+            let mut cache = rendered.lock().unwrap_or_else(|e| e.into_inner());
+            match &*cache {
+                Some((v, tasks)) if same_values(v, &values) => Arc::clone(tasks),
+                _ => {
+                    let tasks: Arc<Vec<RequestPlan>> = Arc::new(
+                        plans
+                            .iter()
+                            .map(|p| p.rendered(values.as_deref()))
+                            .collect(),
+                    );
+                    *cache = Some((values.clone(), Arc::clone(&tasks)));
+                    tasks
+                }
+            }
+        };
         // One client per concurrent slot, each with its own recorder on the run's
         // collector.
         let clients = (0..slots)
@@ -2495,7 +2524,7 @@ fn user_type(
             .collect();
         ScenarioUser {
             clients,
-            tasks: Arc::new(tasks),
+            tasks,
             vars: Vars::default(),
             vu: ctx.user_id(),
             runs: AtomicU64::new(0),
