@@ -104,8 +104,10 @@ impl LiveView {
 
     /// Adds a closed interval during `paused_us` of which the run was paused: that time
     /// is not in the rate's divisor (a pause is not a quiet target).
-    pub fn push_active(&mut self, interval: Snapshot, paused_us: u64) {
+    pub fn push_active(&mut self, mut interval: Snapshot, paused_us: u64) {
         self.total.merge(&interval);
+        // Kept for the window, read only through merges: sparse, not full histograms.
+        interval.compact();
         let newest_end = interval.end_us;
         self.ring.push_back((interval, paused_us));
         if let Some(end) = newest_end {

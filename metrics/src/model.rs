@@ -326,7 +326,7 @@ impl TrendValues {
         // The middle of the sample's bucket, to 4 significant digits (the histogram keeps
         // 1 part in 2,048): a trend of round numbers reads back round, where the bucket's
         // top would make 10 read 10.007.
-        let h = &*self.histogram;
+        let h = &self.histogram;
         let mid = h.median_equivalent(h.value_at_quantile(quantile.clamp(0.0, 1.0))) as f64;
         let v = round_significant(mid, 4) / TREND_SCALE;
         Some(v.clamp(self.min, self.max))
@@ -660,6 +660,15 @@ impl MetricSet {
         }
         for (name, n) in &other.conflicts {
             *self.conflicts.entry(name.clone()).or_default() += n;
+        }
+    }
+
+    /// Its trends' histograms compacted (see [`Latencies::compact`]).
+    pub fn compact(&mut self) {
+        for series in self.series.values_mut().flat_map(|s| s.values_mut()) {
+            if let Values::Trend(t) = &mut series.values {
+                t.histogram.compact();
+            }
         }
     }
 

@@ -508,6 +508,18 @@ impl Snapshot {
         self.endpoints.entry(key).or_default().record(r);
     }
 
+    /// Its histograms held without full counts arrays where few slots are filled (see
+    /// [`Latencies::compact`]): for a snapshot kept, not read again soon.
+    pub fn compact(&mut self) {
+        for stats in self.endpoints.values_mut() {
+            stats.histogram.compact();
+            if let Some(service) = &mut stats.service {
+                service.histogram.compact();
+            }
+        }
+        self.metrics.compact();
+    }
+
     /// Adds `other` in, exactly; the span grows to cover both.
     pub fn merge(&mut self, other: &Snapshot) {
         self.start_us = min_opt(self.start_us, other.start_us);
