@@ -461,6 +461,20 @@ impl Summary {
             .collect();
         let mut metrics = Vec::new();
         let mut notes = Vec::new();
+        // k6's built-in metrics first, each as a whole (their tag sets are one per
+        // endpoint: the endpoint table has them, thresholds read them).
+        let builtin = aiotest_metrics::builtin_metrics(snapshot, &BTreeMap::new(), |_| true);
+        for name in aiotest_metrics::BUILTIN_METRICS {
+            let whole = builtin.select(name, &aiotest_metrics::Tags::new());
+            let Some(whole) = whole.filter(|w| w.samples > 0) else {
+                continue;
+            };
+            let none_dropped = name == "dropped_iterations"
+                && whole.value(aiotest_metrics::Aggregation::Count, secs) == Some(0.0);
+            if !none_dropped {
+                metrics.push(MetricRow::new(name, None, &whole, secs));
+            }
+        }
         for (name, by_tags) in &snapshot.metrics.series {
             let all = aiotest_metrics::Tags::new();
             if let Some(whole) = snapshot.metrics.select(name, &all) {
@@ -1146,9 +1160,22 @@ mod tests {
             .add(&Metric::gauge("orders").unwrap(), &eu, 1.0, 1);
         let summary = Summary::new(&snap, Duration::from_secs(10));
         let table = summary.render_table();
+        // k6's built-in metrics first, read from the request figures.
         assert!(
             table.contains(
-                "\nMetrics:\n  cart_wait (trend, 20 samples) avg=10.5ms min=1ms med=10ms max=20ms p(90)=18.01ms p(95)=19ms p(99)=20ms\n  order_ok (rate, 20 samples) rate=95.00%\n  orders (counter, 20 samples) count=20 rate=2/s\n    {shop:eu} (10 samples) count=10 rate=1/s\n    {shop:us} (10 samples) count=10 rate=1/s\n"
+                "\nMetrics:\n  http_reqs (counter, 110 samples) count=110 rate=11/s\n  \
+                 http_req_failed (rate, 110 samples) rate=9.10%\n  http_req_duration (trend, \
+                 110 samples) avg=45.955ms min=0.5ms"
+            ),
+            "{table}"
+        );
+        assert!(
+            !table.contains("dropped_iterations"),
+            "none dropped: {table}"
+        );
+        assert!(
+            table.contains(
+                "\n  cart_wait (trend, 20 samples) avg=10.5ms min=1ms med=10ms max=20ms p(90)=18.01ms p(95)=19ms p(99)=20ms\n  order_ok (rate, 20 samples) rate=95.00%\n  orders (counter, 20 samples) count=20 rate=2/s\n    {shop:eu} (10 samples) count=10 rate=1/s\n    {shop:us} (10 samples) count=10 rate=1/s\n"
             ),
             "{table}"
         );
@@ -1161,7 +1188,22 @@ mod tests {
             summary.notes
         );
         let json: serde_json::Value = serde_json::from_str(&summary.to_json()).unwrap();
-        let rows = json["metrics"].as_array().unwrap();
+        let all = json["metrics"].as_array().unwrap();
+        let builtin: Vec<&str> = all[..5]
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            builtin,
+            [
+                "http_reqs",
+                "http_req_failed",
+                "http_req_duration",
+                "data_sent",
+                "data_received"
+            ]
+        );
+        let rows = &all[5..];
         assert_eq!(rows.len(), 5);
         assert_eq!(rows[0]["name"], "cart_wait");
         assert_eq!(rows[0]["time"], true);

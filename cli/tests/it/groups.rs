@@ -110,6 +110,20 @@ fn check_exact(json: &Value, served: &Served) {
         let d = durations[group];
         assert!(d <= n && d + 2 >= n, "{group}: {d} durations, {n} requests");
     }
+    // k6's built-in metrics in the metrics section, from the same figures.
+    let whole = |name: &str| {
+        json["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name && m["tags"].is_null())
+            .unwrap_or_else(|| panic!("no {name}: {}", json["metrics"]))
+            .clone()
+    };
+    let total: u64 = served.values().sum();
+    assert_eq!(whole("http_reqs")["values"]["count"], total as f64);
+    assert_eq!(whole("http_req_duration")["samples"], total);
+    assert_eq!(whole("checks")["values"]["rate"], 1.0);
     // Checks by path, as k6 has them.
     assert_eq!(
         check_names(json),
