@@ -1154,9 +1154,11 @@ impl HttpClient {
         self.conns.clear();
     }
 
-    /// Called at the end of an iteration: applies the per-iteration reset settings and
-    /// flushes the recorder if its interval is due.
+    /// Called at the end of an iteration: applies the per-iteration reset settings, leaves
+    /// any group still open (one whose body was cancelled; its run has no duration
+    /// sample) and flushes the recorder if its interval is due.
     pub fn end_iteration(&mut self) {
+        self.group = Groups::default();
         if self.settings.reset_connections_per_iteration {
             self.reset_connections();
         }
@@ -1202,7 +1204,9 @@ impl HttpClient {
     /// made in it carries the tag `group` with the path of the groups it is in
     /// (`::checkout::pay`), and its time is a sample of the `group_duration` trend under
     /// that tag. Groups nest. A name that is empty, holds `::` or breaks the tag rule
-    /// is refused and `body` does not run.
+    /// is refused and `body` does not run. A group whose body is cancelled (dropped
+    /// before it ends) stays open, without a duration sample, until
+    /// [`end_iteration`](Self::end_iteration).
     ///
     /// ```no_run
     /// # async fn f(client: &mut aiotest_http_user::HttpClient) -> Result<(), aiotest_metrics::MetricError> {

@@ -124,3 +124,32 @@ async fn tagged_and_grouped_requests_are_counted_apart() {
     assert_eq!(rate(&[("group", "::checkout::pay")]), Some(1.0));
     assert_eq!(rate(&[]), Some(2.0 / 3.0));
 }
+
+#[tokio::test]
+async fn a_cancelled_groups_run_is_left_at_the_end_of_the_iteration() {
+    let srv = start(false);
+    let c = collector();
+    let mut client = client(&srv.url("http"), &c);
+    let cut = tokio::time::timeout(
+        std::time::Duration::from_millis(20),
+        client.group("slow", |_| {
+            Box::pin(async { tokio::time::sleep(std::time::Duration::from_secs(30)).await })
+        }),
+    )
+    .await;
+    assert!(cut.is_err(), "the body was cancelled");
+    assert_eq!(client.group_path(), "::slow", "still open");
+    client.end_iteration();
+    assert_eq!(client.group_path(), "");
+    client.get("/ok").send().await;
+    let s = finish(client, &c);
+    assert_eq!(
+        s.endpoints[&key("/ok", &[])].requests,
+        1,
+        "counted outside the group"
+    );
+    assert!(
+        s.metrics.select("group_duration", &Tags::new()).is_none(),
+        "a cancelled run has no duration"
+    );
+}
