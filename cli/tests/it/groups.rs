@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use aiotest_coordinator::testutil::RedisServer;
 use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::Value;
 
-use super::{TempFile, run_exported, serve, spawn, text};
+use super::{TempFile, run_exported, run_file_over_two_workers, run_scenario, serve, text};
 
 type Served = Arc<Mutex<BTreeMap<String, u64>>>;
 
@@ -55,15 +54,7 @@ checks = [{ name = "paid", status = 200 }]
 "#;
 
 fn run(file: &std::path::Path, name: &str, extra: &[&str]) -> (Option<i32>, Value, String) {
-    let (out, json) = run_exported(
-        name,
-        &[&["run", file.to_str().unwrap()][..], extra].concat(),
-    );
-    (
-        out.status.code(),
-        json,
-        text(&out.stdout) + &text(&out.stderr),
-    )
+    run_scenario(file, name, extra)
 }
 
 /// The endpoint row named `name` (the request name and its tags, as tables show it).
@@ -229,20 +220,10 @@ fn a_files_tags_and_groups_are_counted_exported_and_judged() {
 fn a_files_tags_and_groups_add_up_exactly_over_two_workers() {
     let (addr, served) = shop();
     let file = TempFile::new("groups-dist", &FILE.replace("ADDR", &addr.to_string()));
-    let redis = RedisServer::start().unwrap();
-    let meet = ["--redis", &redis.url(), "--run-id", "groups"];
-    let _workers: Vec<_> = (0..2)
-        .map(|_| spawn(&[&["run", "--worker", "-q"][..], &meet[..]].concat()))
-        .collect();
-    let (code, json, out) = run(
+    let (code, json, out) = run_file_over_two_workers(
         file.path(),
         "groups-dist",
-        &[
-            &["--master", "--expect-workers", "2", "--worker-wait", "30s"][..],
-            &meet[..],
-            &["--threshold", "http_reqs{page:pay} count>0", "--timings"],
-        ]
-        .concat(),
+        &["--threshold", "http_reqs{page:pay} count>0", "--timings"],
     );
     assert_eq!(code, Some(0), "{out}");
     check_exact(&json, &served);

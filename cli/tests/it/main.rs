@@ -218,6 +218,39 @@ pub(crate) fn run_exported(name: &str, args: &[&str]) -> (std::process::Output, 
     (out, json)
 }
 
+/// Runs the scenario `file` with `extra` arguments: its exit code, JSON export, and
+/// everything it printed.
+pub(crate) fn run_scenario(
+    file: &std::path::Path,
+    name: &str,
+    extra: &[&str],
+) -> (Option<i32>, serde_json::Value, String) {
+    let (out, json) = run_exported(
+        name,
+        &[&["run", file.to_str().unwrap()][..], extra].concat(),
+    );
+    (
+        out.status.code(),
+        json,
+        text(&out.stdout) + &text(&out.stderr),
+    )
+}
+
+/// [`run_scenario`] as the master of two worker processes meeting in a private redis-server.
+pub(crate) fn run_file_over_two_workers(
+    file: &std::path::Path,
+    name: &str,
+    extra: &[&str],
+) -> (Option<i32>, serde_json::Value, String) {
+    let redis = aiotest_coordinator::testutil::RedisServer::start().unwrap();
+    let meet = ["--redis", &redis.url(), "--run-id", name];
+    let _workers: Vec<_> = (0..2)
+        .map(|_| spawn(&[&["run", "--worker", "-q"][..], &meet[..]].concat()))
+        .collect();
+    let master = ["--master", "--expect-workers", "2", "--worker-wait", "30s"];
+    run_scenario(file, name, &[&master[..], &meet[..], extra].concat())
+}
+
 fn export_path(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("aiotest-it-{}-{name}.json", std::process::id()))
 }

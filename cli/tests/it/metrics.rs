@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aiotest_coordinator::testutil::RedisServer;
 use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::Value;
 
-use super::{TempFile, aiotest, run_exported, serve, spawn, text};
+use super::{
+    TempFile, aiotest, run_exported, run_file_over_two_workers, run_scenario, serve, text,
+};
 
 /// A shop whose `/cart` answers totals 10, 20, 30 in turn; it counts what it served.
 fn shop() -> (std::net::SocketAddr, Arc<AtomicU64>) {
@@ -99,15 +100,7 @@ fn metric<'a>(json: &'a Value, name: &str, tags: &[(&str, &str)]) -> &'a Value {
 }
 
 fn run(file: &std::path::Path, name: &str, extra: &[&str]) -> (Option<i32>, Value, String) {
-    let (out, json) = run_exported(
-        name,
-        &[&["run", file.to_str().unwrap()][..], extra].concat(),
-    );
-    (
-        out.status.code(),
-        json,
-        text(&out.stdout) + &text(&out.stderr),
-    )
+    run_scenario(file, name, extra)
 }
 
 fn check_exact(json: &Value, served: u64) {
@@ -220,20 +213,10 @@ fn a_files_metrics_are_fed_exported_and_judged_in_k6s_form() {
 fn a_files_metrics_add_up_exactly_over_two_workers() {
     let (addr, served) = shop();
     let file = TempFile::new("metrics-dist", &FILE.replace("ADDR", &addr.to_string()));
-    let redis = RedisServer::start().unwrap();
-    let meet = ["--redis", &redis.url(), "--run-id", "metrics"];
-    let _workers: Vec<_> = (0..2)
-        .map(|_| spawn(&[&["run", "--worker", "-q"][..], &meet[..]].concat()))
-        .collect();
-    let (code, json, out) = run(
+    let (code, json, out) = run_file_over_two_workers(
         file.path(),
         "metrics-dist",
-        &[
-            &["--master", "--expect-workers", "2", "--worker-wait", "30s"][..],
-            &meet[..],
-            &["--threshold", "carts{env:ci} count>0", "--tag", "env=ci"],
-        ]
-        .concat(),
+        &["--threshold", "carts{env:ci} count>0", "--tag", "env=ci"],
     );
     assert_eq!(code, Some(0), "{out}");
     check_exact(&json, served.load(Ordering::Relaxed));

@@ -240,7 +240,18 @@ fn the_html_report_and_the_csv_files_agree_with_the_json_export() {
         0,
         "scripts really were off"
     );
-    for f in [file, export, html, csv_path("stats"), failures_csv, history] {
+    // k6's built-in metrics are rows of PREFIX_metrics.csv as of every other output.
+    let metrics = std::fs::read_to_string(csv_path("metrics")).unwrap();
+    assert!(metrics.contains("\nhttp_reqs,(all),counter,"), "{metrics}");
+    for f in [
+        file,
+        export,
+        html,
+        csv_path("stats"),
+        csv_path("metrics"),
+        failures_csv,
+        history,
+    ] {
         let _ = std::fs::remove_file(f);
     }
 }
@@ -465,7 +476,7 @@ fn response_bytes_are_escaped_on_the_terminal_and_in_csv_cells() {
     assert!(!failures.contains('\u{1b}') && !stats.contains('\u{1b}'));
     assert!(stats.contains("'=HYPERLINK(1)"), "{stats}");
     assert!(failures.contains("'=HYPERLINK(1)"), "{failures}");
-    for suffix in ["history", "stats", "failures"] {
+    for suffix in ["history", "stats", "failures", "metrics"] {
         let _ = std::fs::remove_file(format!("{}_{suffix}.csv", prefix.display()));
     }
 }

@@ -111,7 +111,7 @@ fn check_history(name: &str, extra: &[&str]) -> serde_json::Value {
             rows.len()
         );
     }
-    for suffix in ["history", "stats", "failures"] {
+    for suffix in ["history", "stats", "failures", "metrics"] {
         let _ = std::fs::remove_file(format!("{}_{suffix}.csv", prefix.display()));
     }
     let json = serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
