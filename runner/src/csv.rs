@@ -2,7 +2,10 @@
 //! and aggregated, Locust's columns first), `PREFIX_failures.csv` (failures by endpoint,
 //! category and message) and `PREFIX_history.csv` (one row per closed interval for the
 //! aggregate and each endpoint, written as the run goes, so a run cut short keeps its
-//! history).
+//! history). Beside them, the summary's own tables as the printed summary and the HTML
+//! report show them ([`crate::table`]): `PREFIX_metrics.csv` (each named metric, whole
+//! and per tag set, a column per figure), `PREFIX_checks.csv`, `PREFIX_scenarios.csv`
+//! (iterations) and `PREFIX_thresholds.csv` (verdicts).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -12,27 +15,15 @@ use std::path::{Path, PathBuf};
 use aiotest_core::BoxError;
 use aiotest_metrics::{EndpointKey, EndpointStats, Snapshot};
 
-use crate::escape::spreadsheet_safe;
 use crate::output::{IntervalView, Output, RunInfo, Verdict};
 use crate::series::PointRow;
 use crate::summary::Summary;
-
-/// A field: control characters escaped and a leading formula character neutralised
-/// ([`spreadsheet_safe`]: names and messages can carry a response's bytes), quoted when
-/// it holds a comma or a quote (RFC 4180).
-fn field(s: &str) -> String {
-    let s = spreadsheet_safe(s);
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.into_owned()
-    }
-}
+#[cfg(test)]
+use crate::table::csv_field as field;
+use crate::table::csv_line;
 
 fn line(out: &mut String, fields: &[String]) {
-    let joined: Vec<String> = fields.iter().map(|f| field(f)).collect();
-    out.push_str(&joined.join(","));
-    out.push('\n');
+    csv_line(out, fields.iter().map(String::as_str));
 }
 
 fn ms(us: u64) -> String {
@@ -113,7 +104,18 @@ fn stats_row(kind: &str, name: &str, scenario: &str, s: &EndpointStats, secs: f6
     row
 }
 
-/// The three CSV files; see the [module docs](self).
+/// Every file `--csv PREFIX` writes, as `PREFIX_{name}.csv`.
+pub const FILES: [&str; 7] = [
+    "stats",
+    "failures",
+    "history",
+    "metrics",
+    "checks",
+    "scenarios",
+    "thresholds",
+];
+
+/// The CSV files; see the [module docs](self).
 pub struct CsvOutput {
     prefix: PathBuf,
     history: Option<BufWriter<File>>,
@@ -123,7 +125,6 @@ pub struct CsvOutput {
     total_so_far: (u64, u64),
     stats: String,
     failures: String,
-    metrics: String,
 }
 
 impl CsvOutput {
@@ -136,7 +137,6 @@ impl CsvOutput {
             total_so_far: (0, 0),
             stats: String::new(),
             failures: String::new(),
-            metrics: String::new(),
         }
     }
 
@@ -279,10 +279,11 @@ impl Output for CsvOutput {
             );
         }
         self.failures = failures;
-        self.metrics = metrics_csv(summary);
     }
 
-    fn end(&mut self, _summary: &Summary) -> Result<(), BoxError> {
+    /// Writes the files; the summary's own tables (metrics, checks, scenarios,
+    /// thresholds) as the printed summary and the HTML report show them.
+    fn end(&mut self, summary: &Summary) -> Result<(), BoxError> {
         let mut errors = Vec::new();
         if let Some(mut w) = self.history.take()
             && let Err(e) = w.flush()
@@ -293,11 +294,14 @@ impl Output for CsvOutput {
             ));
         }
         for (kind, text) in [
-            ("stats", &self.stats),
-            ("failures", &self.failures),
-            ("metrics", &self.metrics),
+            ("stats", self.stats.clone()),
+            ("failures", self.failures.clone()),
+            ("metrics", summary.metrics_table(None).to_csv()),
+            ("checks", summary.checks_table().to_csv()),
+            ("scenarios", summary.scenarios_table(None).to_csv()),
+            ("thresholds", summary.thresholds_table().to_csv()),
         ] {
-            if let Err(e) = Self::write(&self.path(kind), text) {
+            if let Err(e) = Self::write(&self.path(kind), &text) {
                 errors.push(e.to_string());
             }
         }
@@ -309,40 +313,12 @@ impl Output for CsvOutput {
     }
 }
 
-/// `PREFIX_metrics.csv`: a row per figure of each named metric, whole (Tags `(all)`) and
-/// per tag set (`k:v,...`; empty for the samples without tags):
-/// `Name,Tags,Kind,Samples,Figure,Value`.
-fn metrics_csv(summary: &Summary) -> String {
-    let mut out = String::new();
-    line(
-        &mut out,
-        &["Name", "Tags", "Kind", "Samples", "Figure", "Value"].map(str::to_owned),
-    );
-    for m in &summary.metrics {
-        let tags = m.tags_joined(",").unwrap_or_else(|| "(all)".to_owned());
-        for (figure, value) in &m.values {
-            line(
-                &mut out,
-                &[
-                    m.name.clone(),
-                    tags.clone(),
-                    m.kind.clone(),
-                    m.samples.to_string(),
-                    figure.clone(),
-                    value.to_string(),
-                ],
-            );
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn named_metrics_have_a_row_per_figure_whole_and_per_tag_set() {
+    fn named_metrics_have_a_row_whole_and_per_tag_set_with_a_column_per_figure() {
         use aiotest_metrics::{Metric, Tags};
         let mut snap = Snapshot::new();
         let orders = Metric::counter("orders").unwrap();
@@ -351,14 +327,11 @@ mod tests {
         snap.metrics.add(&orders, &Tags::new(), 1.0, 1);
         let summary = Summary::new(&snap, std::time::Duration::from_secs(1));
         assert_eq!(
-            metrics_csv(&summary),
-            "Name,Tags,Kind,Samples,Figure,Value\n\
-             orders,(all),counter,2,count,3\n\
-             orders,(all),counter,2,rate,3\n\
-             orders,,counter,1,count,1\n\
-             orders,,counter,1,rate,1\n\
-             orders,\"shop:eu,tier:=gold\",counter,1,count,2\n\
-             orders,\"shop:eu,tier:=gold\",counter,1,rate,2\n"
+            summary.metrics_table(None).to_csv(),
+            "Metric,Name,Tags,Kind,Samples,count,rate,value,avg,min,med,max,p(90),p(95),p(99)\n\
+             orders,orders,(all),counter,2,3,3,,,,,,,,\n\
+             orders,orders,,counter,1,1,1,,,,,,,,\n\
+             orders,orders,\"shop:eu,tier:=gold\",counter,1,2,2,,,,,,,,\n"
         );
     }
 

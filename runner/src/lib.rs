@@ -61,6 +61,7 @@ mod report;
 mod scenarios;
 pub mod series;
 pub mod summary;
+pub mod table;
 pub mod threshold;
 mod user_loop;
 pub mod web;

@@ -3,7 +3,10 @@
 //! Everything is computed from the merged snapshot, so percentiles are the HDR
 //! histogram's (within 0.1%), never averages of per-user percentiles.
 
-use crate::escape::{pad, printable};
+use crate::escape::printable;
+use crate::table::Table;
+
+mod tables;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -194,9 +197,6 @@ impl RunMeta {
     }
 }
 
-/// The label of an open-model row's service-time line.
-const SERVICE_LABEL: &str = "  service time";
-
 /// A scenario's iterations.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScenarioRow {
@@ -275,6 +275,9 @@ pub struct MetricRow {
 /// Tag sets listed per metric in the printed summary (the JSON export has them all).
 const TAG_SETS_SHOWN: usize = 10;
 
+/// Error messages listed in the printed summary (the JSON export has them all).
+const ERRORS_SHOWN: usize = 20;
+
 impl MetricRow {
     fn new(
         name: &str,
@@ -323,32 +326,6 @@ impl MetricRow {
         let tags = self.tags.as_ref()?;
         let pairs: Vec<String> = tags.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         Some(pairs.join(sep))
-    }
-
-    /// `count=12 rate=1.2/s`, `avg=3.1ms min=...`, `rate=97.50%`.
-    pub(crate) fn figures(&self) -> String {
-        let order: &[&str] = match self.kind.as_str() {
-            "counter" => &["count", "rate"],
-            "gauge" => &["value", "min", "max"],
-            "rate" => &["rate"],
-            _ => &["avg", "min", "med", "max", "p(90)", "p(95)", "p(99)"],
-        };
-        let mut out = String::new();
-        for label in order {
-            let Some(v) = self.values.get(*label) else {
-                continue;
-            };
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            let _ = match (self.kind.as_str(), *label) {
-                ("counter", "rate") => write!(out, "{label}={v}/s"),
-                ("rate", _) => write!(out, "{label}={:.2}%", v * 100.0),
-                ("trend", _) if self.time => write!(out, "{label}={v}ms"),
-                _ => write!(out, "{label}={v}"),
-            };
-        }
-        out
     }
 }
 
@@ -476,6 +453,9 @@ impl Summary {
             }
         }
         for (name, by_tags) in &snapshot.metrics.series {
+            if aiotest_metrics::is_builtin(name) {
+                continue; // listed above, from the built-in view
+            }
             let all = aiotest_metrics::Tags::new();
             if let Some(whole) = snapshot.metrics.select(name, &all) {
                 metrics.push(MetricRow::new(name, None, &whole, secs));
@@ -554,52 +534,6 @@ impl Summary {
             .map(|s| s.executor.as_str())
     }
 
-    /// The named metrics: a line per metric, its tag sets indented below (the first
-    /// [`TAG_SETS_SHOWN`]).
-    fn render_metrics(&self, out: &mut String) {
-        if self.metrics.is_empty() {
-            return;
-        }
-        let _ = writeln!(out, "\nMetrics:");
-        let mut shown = 0;
-        let mut hidden = 0;
-        let more = |out: &mut String, hidden: usize| {
-            if hidden > 0 {
-                let _ = writeln!(out, "      ({hidden} more tag sets in the JSON export)");
-            }
-        };
-        for m in &self.metrics {
-            if m.tags.is_none() {
-                more(out, hidden);
-                shown = 0;
-                hidden = 0;
-                let _ = writeln!(
-                    out,
-                    "  {} ({}, {} samples) {}",
-                    printable(&m.name),
-                    m.kind,
-                    m.samples,
-                    m.figures()
-                );
-                continue;
-            }
-            if shown == TAG_SETS_SHOWN {
-                hidden += 1;
-                continue;
-            }
-            shown += 1;
-            let tags = m.tags_joined(",").unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "    {{{}}} ({} samples) {}",
-                printable(&tags),
-                m.samples,
-                m.figures()
-            );
-        }
-        more(out, hidden);
-    }
-
     /// The table printed at the end of a run, in full (every column): for pipes, files
     /// and wide terminals.
     pub fn render_table(&self) -> String {
@@ -610,66 +544,9 @@ impl Summary {
     /// the narrow layout (requests, failures, rate, p50, p95, p99, max); a name too long
     /// for its column goes on a line of its own above its figures, never cut.
     pub fn render_table_for(&self, width: Option<usize>) -> String {
-        let mut out = String::new();
-        let unit = LatencyUnit::of(
-            self.endpoints
-                .iter()
-                .chain(std::iter::once(&self.totals))
-                .map(|r| r.max_ms.unwrap_or(0.0).max(r.service_max_ms.unwrap_or(0.0))),
-        );
-        let mut rows: Vec<TableLine> = Vec::new();
-        let grouped = self
-            .endpoints
-            .iter()
-            .any(|r| r.scenario != self.endpoints[0].scenario);
-        let mut scenario: Option<&str> = None;
-        for r in &self.endpoints {
-            if grouped && scenario != Some(r.scenario.as_str()) {
-                scenario = Some(&r.scenario);
-                let executor = self
-                    .executor_of(&r.scenario)
-                    .map(|e| format!(" ({e})"))
-                    .unwrap_or_default();
-                rows.push(TableLine::Text(format!(
-                    "scenario {}{executor}",
-                    r.scenario
-                )));
-            }
-            rows.push(TableLine::Cells(row_cells(
-                format!("{} {}", r.method, r.name),
-                r,
-                unit,
-            )));
-            if let (Some(p50), Some(p90), Some(p95), Some(p99), Some(max)) = (
-                r.service_p50_ms,
-                r.service_p90_ms,
-                r.service_p95_ms,
-                r.service_p99_ms,
-                r.service_max_ms,
-            ) {
-                // Open model: the row above counts from each iteration's intended start;
-                // this one is the plain service time.
-                let mut cells = vec![String::new(); COLUMNS.len()];
-                cells[0] = SERVICE_LABEL.to_owned();
-                for (i, v) in [(5, p50), (6, p90), (7, p95), (8, p99), (9, max)] {
-                    cells[i] = unit.show(v);
-                }
-                rows.push(TableLine::Cells(cells));
-            }
-        }
-        rows.push(TableLine::Cells(row_cells(
-            "Total".to_owned(),
-            &self.totals,
-            unit,
-        )));
-        let headers: Vec<String> = COLUMNS
-            .iter()
-            .map(|c| match c.latency {
-                true => format!("{} {}", c.header, unit.name()),
-                false => c.header.to_owned(),
-            })
-            .collect();
-        render_cells(&mut out, &headers, &rows, width);
+        let mut out = self
+            .endpoints_table(self.latency_unit(), true)
+            .to_text(width);
         let _ = writeln!(out, "Run time {:.1} s", self.duration_s);
         let t = &self.totals;
         if t.checks > 0 {
@@ -681,96 +558,28 @@ impl Summary {
                 100.0 * (t.checks - t.checks_failed.min(t.checks)) as f64 / t.checks as f64
             );
         }
-        if !self.checks.is_empty() {
-            let _ = writeln!(out, "\nChecks:");
-            // As k6 prints them: the checks made outside every group, then each group's
-            // under its path.
-            let mut checks: Vec<(Option<&str>, &str, &CheckRow)> = self
-                .checks
-                .iter()
-                .map(|c| {
-                    let (group, name) = aiotest_metrics::split_check_path(&c.name);
-                    (group, name, c)
-                })
-                .collect();
-            checks.sort_by_key(|&(group, _, _)| group);
-            let indent = |g: Option<&str>| if g.is_some() { 4 } else { 2 };
-            let wide = checks
-                .iter()
-                .map(|&(g, name, _)| indent(g) + printable(name).chars().count())
-                .max()
-                .unwrap_or(0);
-            let mut heading = None;
-            for (group, name, c) in checks {
-                if group.is_some() && group != heading {
-                    let _ = writeln!(out, "  {}", printable(group.unwrap_or_default()));
-                    heading = group;
-                }
-                let mark = if c.fails == 0 { "ok  " } else { "FAIL" };
-                let name = printable(name);
-                let mut line = format!("{:w$}{mark} {name}", "", w = indent(group));
-                pad(&mut line, wide - indent(group) - name.chars().count());
-                let _ = writeln!(
-                    out,
-                    "{line}  {:>7.2}%  {} passed, {} failed",
-                    c.rate, c.passes, c.fails
-                );
+        // The other tables under a title each, indented.
+        let inner = width.map(|w| w.saturating_sub(2));
+        let mut section = |title: &str, table: Table| {
+            if table.is_empty() {
+                return;
             }
-        }
-        self.render_metrics(&mut out);
+            let _ = writeln!(out, "\n{title}:");
+            for line in table.to_text(inner).lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        };
+        section("Checks", self.checks_table());
+        section("Metrics", self.metrics_table(Some(TAG_SETS_SHOWN)));
         if self
             .scenarios
             .iter()
             .any(|s| s.iterations + s.dropped_iterations + s.interrupted_iterations > 0)
         {
-            let _ = writeln!(out, "\nIterations:");
-            for sc in &self.scenarios {
-                let mut line = format!(
-                    "  {} ({}): {} done, {:.1}/s, p50 {:.2} ms, p95 {:.2} ms",
-                    sc.name,
-                    sc.executor,
-                    sc.iterations,
-                    sc.iterations_per_s,
-                    sc.iteration_p50_ms,
-                    sc.iteration_p95_ms
-                );
-                if sc.dropped_iterations > 0 {
-                    let _ = write!(line, ", {} dropped", sc.dropped_iterations);
-                }
-                if sc.interrupted_iterations > 0 {
-                    let _ = write!(line, ", {} interrupted", sc.interrupted_iterations);
-                }
-                let _ = writeln!(out, "{line}");
-            }
+            section("Iterations", self.scenarios_table(None));
         }
-        if !self.errors.is_empty() {
-            let _ = writeln!(out, "\nErrors:");
-            for e in self.errors.iter().take(20) {
-                let _ = writeln!(
-                    out,
-                    "{:>9}  {} {} [{}] {}",
-                    e.count,
-                    printable(&e.method),
-                    printable(&e.name),
-                    e.category,
-                    printable(&e.message)
-                );
-            }
-        }
-        if !self.thresholds.is_empty() {
-            let _ = writeln!(out, "\nThresholds:");
-            for t in &self.thresholds {
-                let mark = if t.ok { "ok    " } else { "FAILED" };
-                match &t.reason {
-                    Some(why) => {
-                        let _ = writeln!(out, "  {mark} {}  ({why})", t.expr);
-                    }
-                    None => {
-                        let _ = writeln!(out, "  {mark} {}  (value {})", t.expr, t.value);
-                    }
-                }
-            }
-        }
+        section("Errors", self.errors_table(Some(ERRORS_SHOWN)));
+        section("Thresholds", self.thresholds_table());
         if !self.notes.is_empty() {
             let _ = writeln!(out, "\nNotes:");
             for n in &self.notes {
@@ -781,137 +590,20 @@ impl Summary {
     }
 }
 
-/// A column of the summary table.
-struct Column {
-    header: &'static str,
-    /// A duration, shown in the table's latency unit.
-    latency: bool,
-    /// Kept in the narrow layout.
-    narrow: bool,
-}
-
-const fn col(header: &'static str, latency: bool, narrow: bool) -> Column {
-    Column {
-        header,
-        latency,
-        narrow,
-    }
-}
-
-const COLUMNS: [Column; 11] = [
-    col("Endpoint", false, true),
-    col("Requests", false, true),
-    col("Fails", false, true),
-    col("Req/s", false, true),
-    col("Min", true, false),
-    col("p50", true, true),
-    col("p90", true, false),
-    col("p95", true, true),
-    col("p99", true, true),
-    col("Max", true, true),
-    col("Mean", true, false),
-];
-
-/// A line of the table: a row of cells, or a line of text (a scenario's heading).
-enum TableLine {
-    Cells(Vec<String>),
-    Text(String),
-}
-
-fn row_cells(label: String, r: &Row, unit: LatencyUnit) -> Vec<String> {
-    let label = printable(&label).into_owned();
-    vec![
-        label,
-        r.requests.to_string(),
-        r.failures.to_string(),
-        format!("{:.1}", r.rps),
-        unit.show_opt(r.min_ms),
-        unit.show_opt(r.p50_ms),
-        unit.show_opt(r.p90_ms),
-        unit.show_opt(r.p95_ms),
-        unit.show_opt(r.p99_ms),
-        unit.show_opt(r.max_ms),
-        unit.show_opt(r.mean_ms),
-    ]
-}
-
-/// Writes the table: each column as wide as its widest cell, the first left-aligned and
-/// the others right-aligned, in the full or the narrow layout (see
-/// [`Summary::render_table_for`]).
-fn render_cells(out: &mut String, headers: &[String], rows: &[TableLine], width: Option<usize>) {
-    let cells = || {
-        std::iter::once(headers).chain(rows.iter().filter_map(|l| match l {
-            TableLine::Cells(c) => Some(c.as_slice()),
-            TableLine::Text(_) => None,
-        }))
-    };
-    let widths: Vec<usize> = (0..COLUMNS.len())
-        .map(|i| cells().map(|c| c[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    // Every column (two spaces apart) when it fits or the width is unknown.
-    let total = |keep: &dyn Fn(usize) -> bool| -> usize {
-        (0..COLUMNS.len())
-            .filter(|&i| keep(i))
-            .map(|i| widths[i] + 2)
-            .sum::<usize>()
-            - 2
-    };
-    let all = |_: usize| true;
-    let narrow = |i: usize| COLUMNS[i].narrow;
-    let (keep, fits): (&dyn Fn(usize) -> bool, usize) = match width {
-        Some(w) if total(&all) >= w => (&narrow, w),
-        _ => (&all, usize::MAX),
-    };
-    // The name column gives way when the numbers need the room: at least "Endpoint".
-    let numbers = total(keep) - widths[0];
-    let name_w = widths[0]
-        .min(fits.saturating_sub(numbers + 1))
-        .max(COLUMNS[0].header.len());
-    let line = |out: &mut String, c: &[String]| {
-        let mut text = String::new();
-        let name = &c[0];
-        let name_len = name.chars().count();
-        // Padded by hand: a name of any length (format!'s widths end at 65,535).
-        if name_len > name_w {
-            // Its own line, then the figures under an empty name.
-            let _ = writeln!(out, "{name}");
-            pad(&mut text, name_w);
-        } else {
-            text.push_str(name);
-            pad(&mut text, name_w - name_len);
-        }
-        for i in (1..COLUMNS.len()).filter(|&i| keep(i)) {
-            let cell = &c[i];
-            pad(
-                &mut text,
-                2 + widths[i].saturating_sub(cell.chars().count()),
-            );
-            text.push_str(cell);
-        }
-        let _ = writeln!(out, "{}", text.trim_end());
-    };
-    line(out, headers);
-    for l in rows {
-        match l {
-            TableLine::Cells(c) => line(out, c),
-            TableLine::Text(t) => {
-                let _ = writeln!(out, "{t}");
-            }
-        }
-    }
-}
-
 /// The unit of every duration in one table, picked so that the largest fits: µs when
 /// all are under a millisecond, ms up to 100 s, s beyond.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LatencyUnit {
+pub enum LatencyUnit {
+    /// Microseconds.
     Micros,
+    /// Milliseconds.
     Millis,
+    /// Seconds.
     Secs,
 }
 
 impl LatencyUnit {
-    fn of(max_ms: impl Iterator<Item = f64>) -> Self {
+    pub(crate) fn of(max_ms: impl Iterator<Item = f64>) -> Self {
         let max = max_ms.fold(0.0, f64::max);
         if max < 1.0 {
             LatencyUnit::Micros
@@ -922,7 +614,7 @@ impl LatencyUnit {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             LatencyUnit::Micros => "µs",
             LatencyUnit::Millis => "ms",
@@ -931,11 +623,11 @@ impl LatencyUnit {
     }
 
     /// A duration, or `-` for none.
-    fn show_opt(self, ms: Option<f64>) -> String {
+    pub(crate) fn show_opt(self, ms: Option<f64>) -> String {
         ms.map_or_else(|| "-".to_owned(), |ms| self.show(ms))
     }
 
-    fn show(self, ms: f64) -> String {
+    pub(crate) fn show(self, ms: f64) -> String {
         match self {
             LatencyUnit::Micros => format!("{:.0}", ms * 1_000.0),
             LatencyUnit::Millis => format!("{ms:.2}"),
@@ -1056,7 +748,48 @@ mod tests {
                 .any(|l| l.starts_with("Total") && l.contains("110")),
             "{table}"
         );
-        assert!(table.contains("[http_status] HTTP 503"));
+        assert!(
+            table.contains("\nErrors:\n  Endpoint  Category     Count  Message\n  POST /b   http_status     10  HTTP 503\n"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn text_html_and_csv_render_the_one_endpoint_table() {
+        let summary = Summary::new(&snapshot(), Duration::from_secs(10));
+        let table = summary.endpoints_table(summary.latency_unit(), true);
+        let text = table.to_text(None);
+        assert!(
+            text.starts_with("Endpoint  Requests  Fails  Req/s  Min ms  p50 ms"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nPOST /b         10     10    1.0    0.50"),
+            "{text}"
+        );
+        let html = table.to_html();
+        assert!(
+            html.contains("<th>Interrupted</th>"),
+            "HTML has what text leaves out"
+        );
+        assert!(
+            html.contains("<td data-field=\"failures\">10</td>"),
+            "{html}"
+        );
+        assert!(html.contains("<tr class=\"total\">"), "{html}");
+        let csv = table.to_csv();
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next(),
+            Some(
+                "Endpoint,Scenario,Method,Name,Requests,Fails,Interrupted,Req/s,Min ms,p50 ms,p90 ms,p95 ms,p99 ms,Max ms,Mean ms"
+            )
+        );
+        assert_eq!(
+            lines.nth(1),
+            Some("POST /b,default,POST,/b,10,10,0,1.0,0.50,0.50,0.50,0.50,0.50,0.50,0.50")
+        );
+        assert_eq!(lines.count(), 1, "the totals: {csv}");
     }
 
     /// The right edge of every figure under its header, in every line of the table.
@@ -1093,7 +826,7 @@ mod tests {
     }
 
     #[test]
-    fn named_checks_have_a_line_each_with_passes_failures_and_rate() {
+    fn named_checks_have_a_row_each_with_passes_failures_and_rate() {
         let mut snap = snapshot();
         snap.checks.insert(
             "status is 200".into(),
@@ -1112,7 +845,11 @@ mod tests {
         let summary = Summary::new(&snap, Duration::from_secs(10));
         let table = summary.render_table();
         assert!(
-            table.contains("\nChecks:\n  FAIL has token        95.00%  95 passed, 5 failed\n  ok   status is 200   100.00%  100 passed, 0 failed\n"),
+            table.contains(
+                "\nChecks:\n  Check          Result  Rate %  Passed  Failed\n  \
+                 has token      FAIL     95.00      95       5\n  \
+                 status is 200  ok      100.00     100       0\n"
+            ),
             "{table}"
         );
         let json: serde_json::Value = serde_json::from_str(&summary.to_json()).unwrap();
@@ -1134,14 +871,15 @@ mod tests {
             );
         }
         let table = Summary::new(&snap, Duration::from_secs(10)).render_table();
-        let want = "\nChecks:\n  ok   home           100.00%  9 passed, 0 failed\n  \
-                    ::checkout\n    ok   cart shown   100.00%  9 passed, 0 failed\n  \
-                    ::checkout::pay\n    FAIL paid          90.00%  9 passed, 1 failed\n";
+        let want = "\nChecks:\n  Check         Result  Rate %  Passed  Failed\n  \
+                    home          ok      100.00       9       0\n  \
+                    ::checkout\n    cart shown  ok      100.00       9       0\n  \
+                    ::checkout::pay\n    paid        FAIL     90.00       9       1\n";
         assert!(table.contains(want), "{table}");
     }
 
     #[test]
-    fn named_metrics_have_a_line_each_and_their_tag_sets_below() {
+    fn named_metrics_have_a_row_each_and_their_tag_sets_below() {
         use aiotest_metrics::{Metric, Tags};
         let mut snap = snapshot();
         let orders = Metric::counter("orders").unwrap();
@@ -1163,9 +901,10 @@ mod tests {
         // k6's built-in metrics first, read from the request figures.
         assert!(
             table.contains(
-                "\nMetrics:\n  http_reqs (counter, 110 samples) count=110 rate=11/s\n  \
-                 http_req_failed (rate, 110 samples) rate=9.10%\n  http_req_duration (trend, \
-                 110 samples) avg=45.955ms min=0.5ms"
+                "\nMetrics:\n  Metric             Kind     Samples  count    rate       avg    min      med    max    p(90)    p(95)    p(99)\n  \
+                 http_reqs          counter      110    110    11/s\n  \
+                 http_req_failed    rate         110          9.10%\n  \
+                 http_req_duration  trend        110                 45.955ms  0.5ms  45.01ms  100ms  88.99ms  95.01ms  98.98ms\n"
             ),
             "{table}"
         );
@@ -1175,7 +914,11 @@ mod tests {
         );
         assert!(
             table.contains(
-                "\n  cart_wait (trend, 20 samples) avg=10.5ms min=1ms med=10ms max=20ms p(90)=18.01ms p(95)=19ms p(99)=20ms\n  order_ok (rate, 20 samples) rate=95.00%\n  orders (counter, 20 samples) count=20 rate=2/s\n    {shop:eu} (10 samples) count=10 rate=1/s\n    {shop:us} (10 samples) count=10 rate=1/s\n"
+                "\n  cart_wait          trend         20                   10.5ms    1ms     10ms   20ms  18.01ms     19ms     20ms\n  \
+                 order_ok           rate          20         95.00%\n  \
+                 orders             counter       20     20     2/s\n    \
+                 {shop:eu}        counter       10     10     1/s\n    \
+                 {shop:us}        counter       10     10     1/s\n"
             ),
             "{table}"
         );

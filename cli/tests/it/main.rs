@@ -349,7 +349,9 @@ fn thresholds_decide_the_exit_code() {
     ]);
     assert_eq!(out.status.code(), Some(99));
     assert!(
-        text(&out.stdout).contains("FAILED p95<10ms"),
+        text(&out.stdout)
+            .lines()
+            .any(|l| l.trim_start().starts_with("p95<10ms") && l.contains("  FAILED  ")),
         "{}",
         text(&out.stdout)
     );

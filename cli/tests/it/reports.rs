@@ -241,18 +241,24 @@ fn the_html_report_and_the_csv_files_agree_with_the_json_export() {
         "scripts really were off"
     );
     // k6's built-in metrics are rows of PREFIX_metrics.csv as of every other output.
-    let metrics = std::fs::read_to_string(csv_path("metrics")).unwrap();
-    assert!(metrics.contains("\nhttp_reqs,(all),counter,"), "{metrics}");
-    for f in [
-        file,
-        export,
-        html,
-        csv_path("stats"),
-        csv_path("metrics"),
-        failures_csv,
-        history,
-    ] {
+    // The summary's tables are CSV files too, rendered from the same table model.
+    let metrics = csv_rows(&csv_path("metrics"));
+    let reqs = metrics
+        .iter()
+        .find(|r| &r[0] == "http_reqs")
+        .expect("http_reqs in the metrics CSV");
+    assert_eq!((&reqs[2], &reqs[3]), ("(all)", "counter"));
+    assert_eq!(reqs[5].parse::<u64>().unwrap(), requests, "count");
+    let verdicts = csv_rows(&csv_path("thresholds"));
+    assert!(verdicts.iter().any(|r| &r[1] == "FAILED"), "{verdicts:?}");
+    let scenarios = csv_rows(&csv_path("scenarios"));
+    let names: Vec<&str> = scenarios.iter().map(|r| &r[0]).collect();
+    assert_eq!(names, ["errors", "rate"]);
+    for f in [file, export, html] {
         let _ = std::fs::remove_file(f);
+    }
+    for suffix in aiotest_runner::csv::FILES {
+        let _ = std::fs::remove_file(csv_path(suffix));
     }
 }
 
@@ -476,7 +482,7 @@ fn response_bytes_are_escaped_on_the_terminal_and_in_csv_cells() {
     assert!(!failures.contains('\u{1b}') && !stats.contains('\u{1b}'));
     assert!(stats.contains("'=HYPERLINK(1)"), "{stats}");
     assert!(failures.contains("'=HYPERLINK(1)"), "{failures}");
-    for suffix in ["history", "stats", "failures", "metrics"] {
+    for suffix in aiotest_runner::csv::FILES {
         let _ = std::fs::remove_file(format!("{}_{suffix}.csv", prefix.display()));
     }
 }

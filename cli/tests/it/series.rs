@@ -111,7 +111,7 @@ fn check_history(name: &str, extra: &[&str]) -> serde_json::Value {
             rows.len()
         );
     }
-    for suffix in ["history", "stats", "failures", "metrics"] {
+    for suffix in aiotest_runner::csv::FILES {
         let _ = std::fs::remove_file(format!("{}_{suffix}.csv", prefix.display()));
     }
     let json = serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();

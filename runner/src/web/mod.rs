@@ -56,16 +56,20 @@ pub(crate) fn tables(handle: &RunnerHandle) -> serde_json::Value {
     html.push_str(&report::thresholds_table(&summary));
     if !summary.checks.is_empty() {
         html.push_str("<h2>Checks</h2>");
-        html.push_str(&report::checks_table(&summary));
+        html.push_str(&summary.checks_table().to_html());
     }
     if !summary.metrics.is_empty() {
         html.push_str("<h2>Metrics</h2>");
-        html.push_str(&report::metrics_table(&summary));
+        html.push_str(&summary.metrics_table(None).to_html());
     }
     html.push_str("<h2>Scenarios</h2>");
-    html.push_str(&report::scenarios_table(meta.as_ref(), &summary));
+    html.push_str(&summary.scenarios_table(meta.as_ref()).to_html());
     html.push_str("<h2>Endpoints</h2>");
-    html.push_str(&report::endpoints_table(&summary));
+    html.push_str(
+        &summary
+            .endpoints_table(summary.latency_unit(), false)
+            .to_html(),
+    );
     html.push_str("<h2>Errors</h2>");
     html.push_str(&report::errors_tables(&summary));
     serde_json::json!({

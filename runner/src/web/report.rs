@@ -6,23 +6,9 @@ use std::fmt::Write as _;
 
 use crate::handle::WorkerView;
 use crate::series::SeriesPoint;
-use crate::summary::{Row, RunMeta, Summary};
+use crate::summary::{RunMeta, Summary};
 
-/// `s` with `& < > " '` escaped, for text and attribute values.
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(crate) use crate::table::esc;
 
 /// JSON for a `<script type="application/json">` block: `</` cannot close it early.
 pub(crate) fn json_in_script(value: &impl serde::Serialize) -> String {
@@ -53,42 +39,9 @@ pub(crate) fn utc(us: u64) -> String {
     )
 }
 
-/// A duration in ms, `-` for none (no request of the row has a duration).
-fn ms(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
-}
-
-/// A numeric cell carrying its field name, so a reader (or a test) finds it.
-fn num(out: &mut String, field: &str, text: &str) {
-    let _ = write!(out, "<td data-field=\"{field}\">{}</td>", esc(text));
-}
-
-const ROW_HEAD: &str = "<tr><th class=\"text\">Endpoint</th><th>Requests</th><th>Fails</th>\
-<th>Interrupted</th><th>Req/s</th><th>Min ms</th><th>p50 ms</th><th>p90 ms</th><th>p95 ms</th>\
-<th>p99 ms</th><th>Max ms</th><th>Mean ms</th></tr>";
-
-fn row_cells(out: &mut String, label: &str, r: &Row) {
-    let _ = write!(out, "<td class=\"text\">{}</td>", esc(label));
-    num(out, "requests", &r.requests.to_string());
-    num(out, "failures", &r.failures.to_string());
-    num(out, "interrupted", &r.interrupted.to_string());
-    num(out, "rps", &format!("{:.1}", r.rps));
-    num(out, "min_ms", &ms(r.min_ms));
-    num(out, "p50_ms", &ms(r.p50_ms));
-    num(out, "p90_ms", &ms(r.p90_ms));
-    num(out, "p95_ms", &ms(r.p95_ms));
-    num(out, "p99_ms", &ms(r.p99_ms));
-    num(out, "max_ms", &ms(r.max_ms));
-    num(out, "mean_ms", &ms(r.mean_ms));
-}
-
-/// The totals: one row, as the summary's last.
+/// The totals: one row, as the summary's last, and the request checks' verdicts.
 pub(crate) fn totals_table(summary: &Summary) -> String {
-    let mut out = String::from("<table id=\"totals\">");
-    out.push_str(ROW_HEAD);
-    out.push_str("<tr class=\"total\">");
-    row_cells(&mut out, "Total", &summary.totals);
-    out.push_str("</tr></table>");
+    let mut out = summary.totals_table().to_html();
     let t = &summary.totals;
     if t.checks > 0 {
         let _ = write!(
@@ -102,171 +55,12 @@ pub(crate) fn totals_table(summary: &Summary) -> String {
     out
 }
 
-/// Endpoints grouped by scenario; an open-model row has its service time under it.
-pub(crate) fn endpoints_table(summary: &Summary) -> String {
-    let mut out = String::from("<table id=\"endpoints\">");
-    out.push_str(ROW_HEAD);
-    let mut scenario: Option<&str> = None;
-    for r in &summary.endpoints {
-        if scenario != Some(r.scenario.as_str()) {
-            scenario = Some(&r.scenario);
-            let executor = summary
-                .executor_of(&r.scenario)
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default();
-            let _ = write!(
-                out,
-                "<tr class=\"group\"><td colspan=\"12\">scenario {}{}</td></tr>",
-                esc(&r.scenario),
-                esc(&executor)
-            );
-        }
-        let _ = write!(out, "<tr data-scenario=\"{}\">", esc(&r.scenario));
-        row_cells(&mut out, &format!("{} {}", r.method, r.name), r);
-        out.push_str("</tr>");
-        if let (Some(p50), Some(p90), Some(p95), Some(p99), Some(max)) = (
-            r.service_p50_ms,
-            r.service_p90_ms,
-            r.service_p95_ms,
-            r.service_p99_ms,
-            r.service_max_ms,
-        ) {
-            let _ = write!(
-                out,
-                "<tr class=\"service\"><td class=\"text\">&nbsp;&nbsp;service time</td>\
-                 <td colspan=\"5\"></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td></tr>",
-                ms(Some(p50)),
-                ms(Some(p90)),
-                ms(Some(p95)),
-                ms(Some(p99)),
-                ms(Some(max))
-            );
-        }
-    }
-    if summary.endpoints.is_empty() {
-        out.push_str("<tr><td class=\"text\" colspan=\"12\">No request yet.</td></tr>");
-    }
-    out.push_str("</table>");
-    out
-}
-
-/// Scenarios: what each is (from the run's settings, when known) and its iterations.
-pub(crate) fn scenarios_table(meta: Option<&RunMeta>, summary: &Summary) -> String {
-    let mut out = String::from(
-        "<table id=\"scenarios\"><tr><th class=\"text\">Scenario</th><th class=\"text\">Executor</th>\
-         <th class=\"text\">Settings</th><th>Starts</th><th>Iterations</th><th>Dropped</th>\
-         <th>Interrupted</th><th>Iter/s</th><th>Iter p50 ms</th><th>Iter p95 ms</th></tr>",
-    );
-    for sc in &summary.scenarios {
-        let info = meta.and_then(|m| m.scenarios.iter().find(|i| i.name == sc.name));
-        let settings = info.map_or(String::new(), |i| {
-            format!("{}; users: {}", i.settings, i.user_types.join(", "))
-        });
-        let starts = info.map_or(String::new(), |i| format!("{}s", i.start_time_s));
-        let _ = write!(
-            out,
-            "<tr data-scenario=\"{}\"><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td>{}</td>",
-            esc(&sc.name),
-            esc(&sc.name),
-            esc(&sc.executor),
-            esc(&settings),
-            esc(&starts)
-        );
-        num(&mut out, "iterations", &sc.iterations.to_string());
-        num(
-            &mut out,
-            "dropped_iterations",
-            &sc.dropped_iterations.to_string(),
-        );
-        num(
-            &mut out,
-            "interrupted_iterations",
-            &sc.interrupted_iterations.to_string(),
-        );
-        num(
-            &mut out,
-            "iterations_per_s",
-            &format!("{:.1}", sc.iterations_per_s),
-        );
-        num(&mut out, "iteration_p50_ms", &ms(Some(sc.iteration_p50_ms)));
-        num(&mut out, "iteration_p95_ms", &ms(Some(sc.iteration_p95_ms)));
-        out.push_str("</tr>");
-    }
-    out.push_str("</table>");
-    out
-}
-
-/// Named checks: passes, failures and the share that passed.
-pub(crate) fn checks_table(summary: &Summary) -> String {
-    let mut out = String::from(
-        "<table id=\"named-checks\"><tr><th class=\"text\">Check</th><th>Passed</th>\
-         <th>Failed</th><th>Rate %</th></tr>",
-    );
-    for c in &summary.checks {
-        let cls = if c.fails == 0 { "ok" } else { "bad" };
-        let _ = write!(
-            out,
-            "<tr><td class=\"text {cls}\">{}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
-            esc(&c.name),
-            c.passes,
-            c.fails,
-            c.rate
-        );
-    }
-    out.push_str("</table>");
-    out
-}
-
-/// Named metrics: a row per metric (its tag sets together), then one per tag set.
-pub(crate) fn metrics_table(summary: &Summary) -> String {
-    let mut out = String::from(
-        "<table id=\"named-metrics\"><tr><th class=\"text\">Metric</th>\
-         <th class=\"text\">Tags</th><th class=\"text\">Kind</th><th>Samples</th>\
-         <th class=\"text\">Figures</th></tr>",
-    );
-    for m in &summary.metrics {
-        let tags = m.tags_joined(", ").unwrap_or_else(|| "(all)".to_owned());
-        let _ = write!(
-            out,
-            "<tr><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td>\
-             <td>{}</td><td class=\"text\">{}</td></tr>",
-            esc(&m.name),
-            esc(&tags),
-            esc(&m.kind),
-            m.samples,
-            esc(&m.figures())
-        );
-    }
-    out.push_str("</table>");
-    out
-}
-
 /// Thresholds with their verdicts; a note when there are none.
 pub(crate) fn thresholds_table(summary: &Summary) -> String {
     if summary.thresholds.is_empty() {
         return "<p class=\"note\" id=\"thresholds\">No thresholds were set.</p>".into();
     }
-    let mut out = String::from(
-        "<table id=\"thresholds\"><tr><th class=\"text\">Threshold</th><th class=\"text\">Verdict</th>\
-         <th>Value</th><th>Matched</th><th class=\"text\">Why</th></tr>",
-    );
-    for t in &summary.thresholds {
-        let (cls, verdict) = if t.ok {
-            ("ok", "passed")
-        } else {
-            ("bad", "FAILED")
-        };
-        let _ = write!(
-            out,
-            "<tr><td class=\"text\">{}</td><td class=\"text {cls}\">{verdict}</td><td>{}</td><td>{}</td><td class=\"text\">{}</td></tr>",
-            esc(&t.expr),
-            t.value,
-            t.matched,
-            esc(t.reason.as_deref().unwrap_or(""))
-        );
-    }
-    out.push_str("</table>");
-    out
+    summary.thresholds_table().to_html()
 }
 
 /// Failures by category, then by message.
@@ -274,41 +68,7 @@ pub(crate) fn errors_tables(summary: &Summary) -> String {
     if summary.errors.is_empty() {
         return "<p class=\"note\" id=\"errors\">No request failed.</p>".into();
     }
-    let mut by_category: Vec<(&str, u64)> = Vec::new();
-    for e in &summary.errors {
-        match by_category.iter_mut().find(|(c, _)| *c == e.category) {
-            Some((_, n)) => *n += e.count,
-            None => by_category.push((&e.category, e.count)),
-        }
-    }
-    by_category.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let mut out = String::from(
-        "<table id=\"error-categories\"><tr><th class=\"text\">Category</th><th>Failures</th></tr>",
-    );
-    for (c, n) in by_category {
-        let _ = write!(
-            out,
-            "<tr><td class=\"text\">{}</td><td>{n}</td></tr>",
-            esc(c)
-        );
-    }
-    out.push_str(
-        "</table><table id=\"errors\"><tr><th class=\"text\">Endpoint</th><th class=\"text\">Category</th>\
-         <th class=\"text\">Message</th><th>Count</th></tr>",
-    );
-    for e in &summary.errors {
-        let _ = write!(
-            out,
-            "<tr><td class=\"text\">{} {}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td>{}</td></tr>",
-            esc(&e.method),
-            esc(&e.name),
-            esc(&e.category),
-            esc(&e.message),
-            e.count
-        );
-    }
-    out.push_str("</table>");
-    out
+    summary.error_categories_table().to_html() + &summary.errors_table(None).to_html()
 }
 
 /// A distributed run's workers.
@@ -421,20 +181,24 @@ pub fn render(meta: &RunMeta, summary: &Summary, series: &[SeriesPoint]) -> Stri
     out.push_str(&thresholds_table(summary));
     if !summary.checks.is_empty() {
         out.push_str("<h2>Checks</h2>");
-        out.push_str(&checks_table(summary));
+        out.push_str(&summary.checks_table().to_html());
     }
     if !summary.metrics.is_empty() {
         out.push_str("<h2>Metrics</h2>");
-        out.push_str(&metrics_table(summary));
+        out.push_str(&summary.metrics_table(None).to_html());
     }
     out.push_str(
         "<h2>Over time</h2><noscript><p class=\"note\">The charts need JavaScript; every \
          figure is also in the tables.</p></noscript><div class=\"charts\" id=\"charts\"></div>",
     );
     out.push_str("<h2>Scenarios</h2>");
-    out.push_str(&scenarios_table(Some(meta), summary));
+    out.push_str(&summary.scenarios_table(Some(meta)).to_html());
     out.push_str("<h2>Endpoints</h2>");
-    out.push_str(&endpoints_table(summary));
+    out.push_str(
+        &summary
+            .endpoints_table(summary.latency_unit(), false)
+            .to_html(),
+    );
     out.push_str("<h2>Errors</h2>");
     out.push_str(&errors_tables(summary));
     out.push_str(&notes_list(summary));
@@ -465,13 +229,13 @@ mod tests {
         snap.metrics
             .add(&Metric::time_trend("load_ms").unwrap(), &tags, 12.0, 1);
         let summary = Summary::new(&snap, std::time::Duration::from_secs(1));
-        let html = metrics_table(&summary);
+        let html = summary.metrics_table(None).to_html();
         assert!(
-            html.contains("<td class=\"text\">load_ms</td><td class=\"text\">(all)</td>"),
+            html.contains("<td class=\"text\" data-field=\"metric\">load_ms</td><td class=\"text\" data-field=\"tags\">(all)</td>"),
             "{html}"
         );
         assert!(html.contains("page:&lt;script&gt;"), "{html}");
-        assert!(html.contains("avg=12ms"), "{html}");
+        assert!(html.contains("<td data-field=\"avg\">12ms</td>"), "{html}");
         assert!(!html.contains("<script>"), "{html}");
     }
 
