@@ -1898,7 +1898,7 @@ impl HttpClient {
 }
 
 /// The tags of a response's timing trends, by request: its own (the group among them),
-/// its system tags (name, method, status, proto, expected_response) and its recorder's,
+/// its system tags (name, method, status, proto, expected_response, error_code) and its recorder's,
 /// made once per distinct request and outcome, not per response.
 #[derive(Default)]
 struct TimingTags {
@@ -1915,6 +1915,7 @@ struct TimingKey {
     status: u16,
     proto: u8,
     expected: bool,
+    error_code: Option<u16>,
     own: Tags,
 }
 
@@ -1938,9 +1939,14 @@ impl TimingTags {
             .as_ref()
             .is_none_or(|e| e.category == ErrorCategory::CheckFailed);
         let proto = response.timings.proto;
+        let error_code = response
+            .error
+            .as_ref()
+            .and_then(|e| e.category.error_code(status));
         let found = self.made.iter().find(|(k, _)| {
             k.status == status
                 && k.expected == expected
+                && k.error_code == error_code
                 && k.proto == proto
                 && *k.name == *name
                 && k.method == plan.method
@@ -1955,6 +1961,9 @@ impl TimingTags {
         tags.set_system("status", &status.to_string());
         tags.set_system("proto", response.timings.proto());
         tags.set_system("expected_response", if expected { "true" } else { "false" });
+        if let Some(code) = error_code {
+            tags.set_system("error_code", &code.to_string());
+        }
         let tags = Arc::new(recorder.full_tags(&tags));
         let key = TimingKey {
             name: name.into(),
@@ -1962,6 +1971,7 @@ impl TimingTags {
             status,
             proto,
             expected,
+            error_code,
             own: own.clone(),
         };
         if self.made.len() < TIMING_TAGS_KEPT {

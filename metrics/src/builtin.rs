@@ -5,12 +5,13 @@
 //! | name | kind | system tags |
 //! |---|---|---|
 //! | `http_reqs` | counter | scenario, name, method, status (`0`: no response), the request's own |
-//! | `http_req_failed` | rate | scenario, name, method, the request's own |
+//! | `http_req_failed` | rate | scenario, name, method, error_code (a failure k6 has a code for: [`ErrorCategory::error_code`]), the request's own |
 //! | `http_req_duration` | time trend | scenario, name, method, the request's own |
 //! | `data_sent`, `data_received` | counter (bytes) | scenario, name, method, the request's own |
 //! | `iterations`, `dropped_iterations` | counter | scenario |
 //! | `iteration_duration` | time trend | scenario |
 //! | `checks` | rate | check, group (for a check made in a group) |
+//! | `vus` | gauge | none: the users running, sampled by the local or master runner as each second closes |
 //!
 //! Every series also carries its scenario's tags (the test's and the scenario's own), as
 //! a custom metric's samples do. A request's latency is kept per endpoint, not per
@@ -18,11 +19,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::ErrorCategory;
 use crate::model::{MetricSet, Series, Tags, TrendValues, Values};
 use crate::stats::Snapshot;
 
 /// The names [`builtin_metrics`] gives, each with its kind, as k6 names them.
-pub const BUILTIN_METRICS: [&str; 9] = [
+pub const BUILTIN_METRICS: [&str; 10] = [
     "http_reqs",
     "http_req_failed",
     "http_req_duration",
@@ -32,7 +34,12 @@ pub const BUILTIN_METRICS: [&str; 9] = [
     "dropped_iterations",
     "iteration_duration",
     "checks",
+    "vus",
 ];
+
+/// The name of the users gauge, which the runner samples into a snapshot's named
+/// metrics (the others are read from its request, iteration and check families).
+pub const VUS: &str = "vus";
 
 /// k6's trends of the timing breakdown, kept when
 /// [`MetricsConfig::timing_trends`](crate::MetricsConfig::timing_trends) is on: blocked,
@@ -94,14 +101,26 @@ pub fn builtin_metrics(
                 }
             }
             if wanted("http_req_failed") {
-                let rate = Series {
-                    time: false,
-                    samples: stats.requests,
-                    values: Values::Rate {
-                        nonzero: stats.failures,
-                    },
-                };
-                set.merge_series("http_req_failed", &tags, &rate);
+                // Failures of a category k6 has a code for are a series of their own,
+                // tagged `error_code`; the rest (and every success) one without it.
+                let mut coded = 0;
+                for c in ErrorCategory::ALL {
+                    let n = stats.failures_by_category[c.index()];
+                    let Some(code) = c.error_code(0).filter(|_| n > 0) else {
+                        continue;
+                    };
+                    coded += n;
+                    let mut t = tags.clone();
+                    t.set_checked("error_code", &code.to_string());
+                    set.merge_series("http_req_failed", &t, &rate(n, n));
+                }
+                let rest = rate(
+                    stats.requests.saturating_sub(coded),
+                    stats.failures.saturating_sub(coded),
+                );
+                if rest.samples > 0 || coded == 0 {
+                    set.merge_series("http_req_failed", &tags, &rest);
+                }
             }
             if wanted("http_req_duration") {
                 let trend = time_trend(
@@ -162,6 +181,13 @@ pub fn builtin_metrics(
             set.merge_series("checks", &tags, &rate);
         }
     }
+    if wanted(VUS)
+        && let Some(by_tags) = snapshot.metrics.series.get(VUS)
+    {
+        for (tags, series) in by_tags {
+            set.merge_series(VUS, tags, series);
+        }
+    }
     set
 }
 
@@ -172,6 +198,14 @@ pub fn split_check_path(path: &str) -> (Option<&str>, &str) {
     match path.strip_prefix("::").and_then(|_| path.rfind("::")) {
         Some(at) if at > 0 => (Some(&path[..at]), &path[at + 2..]),
         _ => (None, path),
+    }
+}
+
+fn rate(samples: u64, nonzero: u64) -> Series {
+    Series {
+        time: false,
+        samples,
+        values: Values::Rate { nonzero },
     }
 }
 

@@ -310,6 +310,8 @@ impl MetricsCollector {
             metrics: crate::MetricSet::new(),
             metrics_at: 0,
             tags: Arc::clone(&self.tags),
+            merged: Vec::new(),
+            merged_next: 0,
             staged: Vec::new(),
             messages: Vec::new(),
             batch_size,
@@ -345,6 +347,24 @@ impl MetricsCollector {
                 bucket.scenarios.insert(scenario.to_owned(), stats);
             }
         }
+    }
+
+    /// Adds one sample of `metric` taken at `at_us`, under `tags` over this collector's
+    /// own: for the runner's figures that belong to no user (k6's `vus`). A value the
+    /// metric cannot hold is refused.
+    pub fn add_at(
+        &self,
+        metric: &Metric,
+        value: f64,
+        tags: &Tags,
+        at_us: u64,
+    ) -> Result<(), MetricError> {
+        metric.check(value)?;
+        let all = self.tags.with(tags);
+        let k = at_us / self.step_us();
+        let mut state = self.shared.lock();
+        state.bucket(k).metrics.add(metric, &all, value, at_us);
+        Ok(())
     }
 
     /// The grid's step, µs.
@@ -615,11 +635,11 @@ impl Recorder {
             let base = Arc::clone(&state.tags);
             state.add(metric, value, &base, at_us);
         } else {
-            let mut all = (*state.tags).clone();
-            for (k, v) in tags.iter() {
-                all.insert(k, v)?;
-            }
+            let i = state.merged_for(tags)?;
+            // Lent out for the call, not copied.
+            let all = std::mem::take(&mut state.merged[i].1);
             state.add(metric, value, &all, at_us);
+            state.merged[i].1 = all;
         }
         Ok(())
     }
@@ -711,6 +731,11 @@ struct RecorderState {
     metrics_at: u64,
     /// Tags of every sample (its collector's).
     tags: Arc<Tags>,
+    /// A sample's own tags merged over `tags`, the last few distinct ones: a custom
+    /// metric fed again and again under the same tags merges them once, not per sample.
+    merged: Vec<(Tags, Tags)>,
+    /// The entry of `merged` replaced next when it is full.
+    merged_next: usize,
     /// Samples of [`Recorder::add_all_under`] since the last flush, all of interval
     /// `metrics_at`, by the address of their tags, then by metric.
     staged: Vec<(Arc<Tags>, Staged)>,
@@ -730,7 +755,32 @@ impl std::fmt::Debug for Recorder {
     }
 }
 
+/// Distinct own tag sets whose merge with the collector's a recorder keeps.
+const MERGED_TAGS_KEPT: usize = 16;
+
 impl RecorderState {
+    /// The index in `merged` of `own` merged over this recorder's tags, merged now when
+    /// it is not there (replacing the oldest entry when full).
+    fn merged_for(&mut self, own: &Tags) -> Result<usize, MetricError> {
+        if let Some(i) = self.merged.iter().position(|(o, _)| o == own) {
+            return Ok(i);
+        }
+        let mut all = (*self.tags).clone();
+        for (k, v) in own.iter() {
+            all.insert(k, v)?;
+        }
+        let entry = (own.clone(), all);
+        if self.merged.len() < MERGED_TAGS_KEPT {
+            self.merged.push(entry);
+            Ok(self.merged.len() - 1)
+        } else {
+            let i = self.merged_next;
+            self.merged[i] = entry;
+            self.merged_next = (i + 1) % MERGED_TAGS_KEPT;
+            Ok(i)
+        }
+    }
+
     /// Records one request, firing `request_metrics` first if it has handlers.
     #[inline]
     fn record(&mut self, r: &RequestRecord<'_>) {

@@ -65,7 +65,9 @@ pub mod prometheus;
 pub mod record;
 pub mod stats;
 
-pub use builtin::{BUILTIN_METRICS, TIMING_TRENDS, builtin_metrics, is_builtin, split_check_path};
+pub use builtin::{
+    BUILTIN_METRICS, TIMING_TRENDS, VUS, builtin_metrics, is_builtin, split_check_path,
+};
 pub use checks::CheckStats;
 pub use collector::{
     ConfigError, Endpoint, IdleFlush, MAX_ENDPOINTS_LIMIT, MetricsCollector, MetricsConfig,

@@ -87,6 +87,25 @@ impl ErrorCategory {
         )
     }
 
+    /// k6's `error_code` for a failure of this category, `status` being the response's
+    /// status (0 for none): 1100 a DNS failure, 1210 a failed dial, 1220 a reset, 1050 a
+    /// timeout, 1300 TLS, 1000 (k6's generic error) a broken protocol, and 1000 + the
+    /// status for an error status (`1503`). None for what k6 has no code for: a failed
+    /// check, an interrupted request, a body over the limit, an unexpected status under
+    /// 400, anything else.
+    pub const fn error_code(self, status: u16) -> Option<u16> {
+        match self {
+            ErrorCategory::Dns => Some(1100),
+            ErrorCategory::Connect => Some(1210),
+            ErrorCategory::Reset => Some(1220),
+            ErrorCategory::Timeout => Some(1050),
+            ErrorCategory::Tls => Some(1300),
+            ErrorCategory::Protocol => Some(1000),
+            ErrorCategory::HttpStatus if status >= 400 && status < 600 => Some(1000 + status),
+            _ => None,
+        }
+    }
+
     /// Position in [`ErrorCategory::ALL`].
     pub const fn index(self) -> usize {
         self as usize

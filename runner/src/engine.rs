@@ -727,6 +727,16 @@ impl<P: Placement> Engine<'_, P> {
                 Err(e) => return Ending::fault(e),
             };
             self.publish_users(&scenarios);
+            if self.core.role != Role::Worker {
+                // k6's `vus`, as the loop leaves the users (a worker's master counts its
+                // users): a sample whenever they may have changed, in the interval of
+                // its time like any.
+                let users: u64 = lock(&self.core.shared.users).iter().map(|(_, n)| n).sum();
+                let none = aiotest_metrics::Tags::new();
+                let at = run.base.wall_us(now);
+                // A count of users is always a value a gauge holds.
+                let _ = run.collector.add_at(vus_metric(), users as f64, &none, at);
+            }
             if now >= run.next_flush {
                 while run.next_flush <= now {
                     run.next_flush += self.config.metrics.flush_interval;
@@ -865,13 +875,13 @@ impl<P: Placement> Engine<'_, P> {
                 interval.end_us.unwrap_or(now_us),
             );
             run.note_quiet(&interval, span);
+            let total_users = users.iter().map(|(_, n)| n).sum();
             let live = {
                 let paused = run.paused_within(span.0, span.1);
                 let mut view = lock(&self.core.shared.live);
                 view.push_active(interval.clone(), paused);
                 view.current()
             };
-            let total_users = users.iter().map(|(_, n)| n).sum();
             let point = SeriesPoint::new(&interval, span, run_time.as_secs_f64(), total_users);
             lock(&self.core.shared.series).push(point.clone());
             let view = IntervalView {
@@ -1111,4 +1121,12 @@ async fn run_teardown(
         tracing::debug!("{e}");
     }
     result
+}
+
+/// k6's `vus` gauge.
+fn vus_metric() -> &'static aiotest_metrics::Metric {
+    static VUS: std::sync::OnceLock<aiotest_metrics::Metric> = std::sync::OnceLock::new();
+    VUS.get_or_init(|| {
+        aiotest_metrics::Metric::gauge(aiotest_metrics::VUS).expect("a valid metric name")
+    })
 }

@@ -173,6 +173,8 @@ fn a_files_metrics_are_fed_exported_and_judged_in_k6s_form() {
         "cart_ok rate==100%",
         "--threshold",
         "last_total max<=30",
+        "--threshold",
+        "vus max==2",
     ];
     let (code, json, out) = run(file.path(), "metrics-pass", &passing);
     assert_eq!(code, Some(0), "{out}");
@@ -189,6 +191,7 @@ fn a_files_metrics_are_fed_exported_and_judged_in_k6s_form() {
         "last_total value>30",
         "cart_ms p(99)>60000",
         "carts{shop:us} count>=0",
+        "vus max<2",
     ] {
         let (code, json, out) = run(
             file.path(),
@@ -216,10 +219,21 @@ fn a_files_metrics_add_up_exactly_over_two_workers() {
     let (code, json, out) = run_file_over_two_workers(
         file.path(),
         "metrics-dist",
-        &["--threshold", "carts{env:ci} count>0", "--tag", "env=ci"],
+        &[
+            "--threshold",
+            "carts{env:ci} count>0",
+            "--tag",
+            "env=ci",
+            "--threshold",
+            "vus max==2",
+        ],
     );
     assert_eq!(code, Some(0), "{out}");
     check_exact(&json, served.load(Ordering::Relaxed));
+    // k6's `vus`: the master counts its workers' users (one each), once.
+    let vus = metric(&json, "vus", &[]);
+    assert_eq!(vus["kind"], "gauge");
+    assert_eq!(vus["values"]["max"], 2.0, "{vus}");
 }
 
 #[test]

@@ -162,6 +162,7 @@ async fn the_breakdown_is_kept_as_k6s_trends_when_asked() {
         ("status", "404"),
         ("proto", "HTTP/1.1"),
         ("expected_response", "false"),
+        ("error_code", "1404"),
         ("team", "web"),
     ])
     .unwrap();

@@ -76,6 +76,18 @@ fn requests_are_counted_by_status_and_tags() {
         Aggregation::Rate,
     );
     assert_eq!(failed, Some(0.2));
+    // k6's error_code: the refused connection's failure has 1210; the error status has
+    // no code here (the count by status is http_reqs'), and every request is in one
+    // series or the other.
+    let failed = |f: &[(&str, &str)]| {
+        let s = set.select("http_req_failed", &tags(f)).unwrap();
+        (s.samples, s.value(Aggregation::Rate, 1.0))
+    };
+    assert_eq!(failed(&[("error_code", "1210")]), (1, Some(1.0)));
+    assert_eq!(failed(&[]), (7, Some(2.0 / 7.0)));
+    assert_eq!(ErrorCategory::HttpStatus.error_code(503), Some(1503));
+    assert_eq!(ErrorCategory::HttpStatus.error_code(302), None);
+    assert_eq!(ErrorCategory::Timeout.error_code(0), Some(1050));
     let sent = value(
         &set,
         "data_sent",

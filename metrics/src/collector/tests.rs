@@ -474,6 +474,36 @@ fn a_tagged_collectors_recorders_put_its_tags_on_every_sample() {
     assert_eq!(count(&[("scenario", "shop")]), Some(3.0));
 }
 
+/// Own tags are merged with the collector's once per distinct set while few repeat; past
+/// the sets kept, older ones are merged again when they come back, and nothing is lost.
+#[test]
+fn many_distinct_own_tag_sets_are_each_counted_under_their_own_tags() {
+    use crate::model::{Aggregation, Metric, Tags};
+    let c = collector(1_000, 1_000_000);
+    let scenario = c.tagged(Tags::from_pairs([("scenario", "shop")]).unwrap());
+    let mut r = scenario.recorder();
+    let orders = Metric::counter("orders").unwrap();
+    let sets = MERGED_TAGS_KEPT * 2 + 3;
+    for round in 0..3 {
+        for i in 0..sets {
+            let own = Tags::from_pairs([("page", i.to_string().as_str())]).unwrap();
+            r.add_at(&orders, 1.0, &own, 5_000_000 + round).unwrap();
+        }
+    }
+    drop(r);
+    c.close_interval(0);
+    let mut all = Snapshot::new();
+    for s in c.take_pending() {
+        all.merge(&s);
+    }
+    let series = &all.metrics.series["orders"];
+    assert_eq!(series.len(), sets);
+    for (tags, s) in series {
+        assert_eq!(tags.get("scenario"), Some("shop"), "{tags}");
+        assert_eq!(s.value(Aggregation::Count, 1.0), Some(3.0), "{tags}");
+    }
+}
+
 #[test]
 fn samples_under_kept_tags_are_filed_like_any_other() {
     use crate::model::{Aggregation, Metric, Tags};

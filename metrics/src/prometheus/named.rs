@@ -22,6 +22,10 @@ const QUANTILES: [f64; 4] = [0.5, 0.9, 0.95, 0.99];
 /// Appends the text exposition of `set` to `out`.
 pub(crate) fn render(set: &MetricSet, out: &mut String) {
     for (name, by_tags) in &set.series {
+        // The users gauge has its own family (`aiotest_users`).
+        if name == crate::VUS {
+            continue;
+        }
         let Some(first) = by_tags.values().next() else {
             continue;
         };
