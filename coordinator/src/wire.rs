@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// Version 3: metrics histograms are plain HDR V2 (version 2 deflated them). Version 4:
 /// the error category `body_too_large`. Version 5: snapshots carry named metrics (an
 /// older master would drop them unseen).
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// The seed's channel types (`DistributedCoordinator.publish(channel_type, ...)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

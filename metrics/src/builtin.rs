@@ -8,9 +8,9 @@
 //! | `http_req_failed` | rate | scenario, name, method, error_code (a failure k6 has a code for: [`ErrorCategory::error_code`]), the request's own |
 //! | `http_req_duration` | time trend | scenario, name, method, the request's own |
 //! | `data_sent`, `data_received` | counter (bytes) | scenario, name, method, the request's own |
-//! | `iterations`, `dropped_iterations` | counter | scenario |
+//! | `iterations`, `dropped_iterations`, `interrupted_iterations` | counter | scenario |
 //! | `iteration_duration` | time trend | scenario |
-//! | `checks` | rate | check, group (for a check made in a group) |
+//! | `checks` | rate | check, group (for a check made in a group), and its recorder's: scenario, the test's |
 //! | `vus` | gauge | none: the users running, sampled by the local or master runner as each second closes |
 //!
 //! Every series also carries its scenario's tags (the test's and the scenario's own), as
@@ -20,11 +20,14 @@
 use std::collections::BTreeMap;
 
 use crate::ErrorCategory;
-use crate::model::{MetricSet, Series, Tags, TrendValues, Values};
+use crate::iterations::{
+    DROPPED_ITERATIONS, INTERRUPTED_ITERATIONS, ITERATION_DURATION, ITERATIONS,
+};
+use crate::model::{MetricSet, Series, Tags};
 use crate::stats::Snapshot;
 
 /// The names [`builtin_metrics`] gives, each with its kind, as k6 names them.
-pub const BUILTIN_METRICS: [&str; 10] = [
+pub const BUILTIN_METRICS: [&str; 11] = [
     "http_reqs",
     "http_req_failed",
     "http_req_duration",
@@ -32,6 +35,7 @@ pub const BUILTIN_METRICS: [&str; 10] = [
     "data_received",
     "iterations",
     "dropped_iterations",
+    "interrupted_iterations",
     "iteration_duration",
     "checks",
     "vus",
@@ -91,13 +95,18 @@ pub fn builtin_metrics(
                     answered += n;
                     let mut t = tags.clone();
                     t.set_checked("status", &status.to_string());
-                    set.merge_series("http_reqs", &t, &counter(n as f64, n));
+                    set.merge_series_within("http_reqs", &t, &counter(n as f64, n), usize::MAX);
                 }
                 let unanswered = stats.requests.saturating_sub(answered);
                 if unanswered > 0 || stats.requests == 0 {
                     let mut t = tags.clone();
                     t.set_checked("status", "0");
-                    set.merge_series("http_reqs", &t, &counter(unanswered as f64, unanswered));
+                    set.merge_series_within(
+                        "http_reqs",
+                        &t,
+                        &counter(unanswered as f64, unanswered),
+                        usize::MAX,
+                    );
                 }
             }
             if wanted("http_req_failed") {
@@ -112,80 +121,78 @@ pub fn builtin_metrics(
                     coded += n;
                     let mut t = tags.clone();
                     t.set_checked("error_code", &code.to_string());
-                    set.merge_series("http_req_failed", &t, &rate(n, n));
+                    set.merge_series_within("http_req_failed", &t, &rate(n, n), usize::MAX);
                 }
                 let rest = rate(
                     stats.requests.saturating_sub(coded),
                     stats.failures.saturating_sub(coded),
                 );
                 if rest.samples > 0 || coded == 0 {
-                    set.merge_series("http_req_failed", &tags, &rest);
+                    set.merge_series_within("http_req_failed", &tags, &rest, usize::MAX);
                 }
             }
             if wanted("http_req_duration") {
-                let trend = time_trend(
+                let trend = Series::time_trend_us(
                     stats.timed(),
                     stats.duration_sum_us,
                     stats.min_us,
                     stats.max_us,
                     &stats.histogram,
                 );
-                set.merge_series("http_req_duration", &tags, &trend);
+                set.merge_series_within("http_req_duration", &tags, &trend, usize::MAX);
             }
             if wanted("data_sent") {
                 let c = counter(stats.bytes_sent as f64, stats.requests);
-                set.merge_series("data_sent", &tags, &c);
+                set.merge_series_within("data_sent", &tags, &c, usize::MAX);
             }
             if wanted("data_received") {
                 let c = counter(stats.bytes_received as f64, stats.requests);
-                set.merge_series("data_received", &tags, &c);
+                set.merge_series_within("data_received", &tags, &c, usize::MAX);
             }
         }
     }
-    for (scenario, it) in &snapshot.scenarios {
-        let tags = base(scenario);
-        if wanted("iterations") {
-            let c = counter(it.iterations as f64, it.iterations);
-            set.merge_series("iterations", &tags, &c);
+    let with_scenario_tags = |tags: &Tags| -> Tags {
+        match tags.get("scenario").and_then(|sc| scenario_tags.get(sc)) {
+            Some(theirs) => theirs.with(tags),
+            None => tags.clone(),
         }
-        if wanted("dropped_iterations") {
-            // A scenario that dropped none still has a series: `count<1` holds on it.
-            let c = counter(it.dropped as f64, it.dropped.max(1));
-            set.merge_series("dropped_iterations", &tags, &c);
+    };
+    // Iterations are recorded in the named model, under their scenario's tags; a
+    // scenario that ran and dropped none still has a `dropped_iterations` series:
+    // `count<1` holds on it.
+    for name in [
+        ITERATIONS,
+        ITERATION_DURATION,
+        DROPPED_ITERATIONS,
+        INTERRUPTED_ITERATIONS,
+    ] {
+        if !wanted(name) {
+            continue;
         }
-        if wanted("iteration_duration") {
-            let histogram = crate::Latencies::from(it.duration.clone());
-            let trend = time_trend(
-                it.iterations,
-                it.duration_sum_us,
-                it.min_us,
-                it.max_us,
-                &histogram,
-            );
-            set.merge_series("iteration_duration", &tags, &trend);
-        }
-    }
-    if wanted("checks") {
-        for (path, c) in &snapshot.checks {
-            let (group, check) = split_check_path(path);
-            let mut tags = Tags::new();
-            tags.set_checked("check", check);
-            if let Some(group) = group {
-                tags.set_checked("group", group);
+        if let Some(by_tags) = snapshot.metrics.series.get(name) {
+            for (tags, series) in by_tags {
+                set.merge_series_within(name, &with_scenario_tags(tags), series, usize::MAX);
             }
-            let rate = Series {
-                time: false,
-                samples: c.total(),
-                values: Values::Rate { nonzero: c.passes },
-            };
-            set.merge_series("checks", &tags, &rate);
         }
     }
-    if wanted(VUS)
-        && let Some(by_tags) = snapshot.metrics.series.get(VUS)
+    if wanted(DROPPED_ITERATIONS)
+        && let Some(ran) = snapshot.metrics.series.get(ITERATIONS)
     {
-        for (tags, series) in by_tags {
-            set.merge_series(VUS, tags, series);
+        for tags in ran.keys() {
+            let tags = with_scenario_tags(tags);
+            if set.select(DROPPED_ITERATIONS, &tags).is_none() {
+                set.merge_series_within(DROPPED_ITERATIONS, &tags, &counter(0.0, 1), usize::MAX);
+            }
+        }
+    }
+    // Recorded in the named model itself.
+    for name in [crate::checks::CHECKS, VUS] {
+        if wanted(name)
+            && let Some(by_tags) = snapshot.metrics.series.get(name)
+        {
+            for (tags, series) in by_tags {
+                set.merge_series_within(name, tags, series, usize::MAX);
+            }
         }
     }
     set
@@ -202,41 +209,11 @@ pub fn split_check_path(path: &str) -> (Option<&str>, &str) {
 }
 
 fn rate(samples: u64, nonzero: u64) -> Series {
-    Series {
-        time: false,
-        samples,
-        values: Values::Rate { nonzero },
-    }
+    Series::rate(samples, nonzero)
 }
 
 fn counter(sum: f64, samples: u64) -> Series {
-    Series {
-        time: false,
-        samples,
-        values: Values::Counter { sum },
-    }
-}
-
-/// A time trend from a histogram of µs: a µs is the thousandth of a millisecond the
-/// named model keeps, so the histogram is taken as it is.
-fn time_trend(
-    count: u64,
-    sum_us: u64,
-    min_us: Option<u64>,
-    max_us: Option<u64>,
-    histogram: &crate::Latencies,
-) -> Series {
-    Series {
-        time: true,
-        samples: count,
-        values: Values::Trend(TrendValues {
-            count,
-            sum: sum_us as f64 / 1_000.0,
-            min: min_us.map_or(f64::INFINITY, |m| m as f64 / 1_000.0),
-            max: max_us.map_or(f64::NEG_INFINITY, |m| m as f64 / 1_000.0),
-            histogram: histogram.clone(),
-        }),
-    }
+    Series::counter(sum, samples)
 }
 
 #[cfg(test)]

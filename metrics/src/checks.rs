@@ -1,8 +1,36 @@
-//! Named checks as metrics (k6's `checks`): per check name, how many responses passed
-//! it and how many failed it. A named check judges a response without failing its
-//! request; it merges exactly, like everything in a [`Snapshot`](crate::Snapshot).
+//! Named checks as metrics (k6's `checks`): a check's verdicts are samples of the rate
+//! `checks` in the named model, tagged `check` (its name) and `group` (the group it was
+//! made in, if any) besides the recorder's tags (scenario, the test's). A named check
+//! judges a response without failing its request; it merges exactly, like every named
+//! metric. [`CheckStats`] is one check's verdicts as read back from the model.
 
 use serde::{Deserialize, Serialize};
+
+use crate::model::{Series, Tags, Values};
+
+/// The rate named checks are samples of.
+pub const CHECKS: &str = "checks";
+
+/// The tags of the check at `path` (`::group::name` for one made in a group, its name
+/// otherwise) over `base`.
+pub fn check_tags(base: &Tags, path: &str) -> Tags {
+    let (group, name) = crate::split_check_path(path);
+    let mut tags = base.clone();
+    tags.set_checked("check", name);
+    if let Some(group) = group {
+        tags.set_checked("group", group);
+    }
+    tags
+}
+
+/// `passes` verdicts that passed and `fails` that failed, as a series of the rate.
+pub(crate) fn verdicts(passes: u64, fails: u64) -> Series {
+    Series {
+        time: false,
+        samples: passes + fails,
+        values: Values::Rate { nonzero: passes },
+    }
+}
 
 /// One named check's verdicts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

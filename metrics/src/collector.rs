@@ -148,11 +148,7 @@ impl MetricsSink for Vec<Snapshot> {
 struct Bucket {
     /// By endpoint id.
     current: Vec<Option<EndpointStats>>,
-    /// Iterations, by scenario.
-    scenarios: std::collections::BTreeMap<String, ScenarioStats>,
-    /// Named checks.
-    checks: std::collections::BTreeMap<String, crate::CheckStats>,
-    /// Named metrics.
+    /// Named metrics (iterations and checks among them).
     metrics: crate::MetricSet,
 }
 
@@ -335,18 +331,14 @@ impl MetricsCollector {
             return;
         }
         let k = time_us / self.step_us();
+        let tags = scenario_tags(&self.tags, scenario);
+        let dropped = crate::model::Series::counter(n as f64, n);
         let mut state = self.shared.lock();
-        let bucket = state.bucket(k);
-        match bucket.scenarios.get_mut(scenario) {
-            Some(s) => s.dropped += n,
-            None => {
-                let stats = ScenarioStats {
-                    dropped: n,
-                    ..ScenarioStats::default()
-                };
-                bucket.scenarios.insert(scenario.to_owned(), stats);
-            }
-        }
+        state.bucket(k).metrics.merge_series(
+            crate::iterations::DROPPED_ITERATIONS,
+            &tags,
+            &dropped,
+        );
     }
 
     /// Adds one sample of `metric` taken at `at_us`, under `tags` over this collector's
@@ -385,8 +377,6 @@ impl MetricsCollector {
             let mut snapshot = Snapshot {
                 start_us: Some(k.saturating_mul(step)),
                 end_us: Some(k.saturating_add(1).saturating_mul(step)),
-                scenarios: bucket.scenarios,
-                checks: bucket.checks,
                 metrics: bucket.metrics,
                 ..Snapshot::default()
             };
@@ -722,10 +712,12 @@ struct RecorderState {
     buf: Vec<Raw>,
     /// Iterations: (index in `scenario_names`, duration, interrupted, time).
     iterations: Vec<(u16, u64, bool, u64)>,
-    scenario_names: Vec<Box<str>>,
-    /// Named checks' verdicts since the last flush: (name, passes, fails, time of the
-    /// newest).
-    checks: Vec<(Box<str>, u64, u64, u64)>,
+    /// Scenarios iterations were recorded for, with their tags (this recorder's, and
+    /// `scenario`).
+    scenario_names: Vec<(Box<str>, Tags)>,
+    /// Named checks' verdicts since the last flush: (path, its tags, passes, fails, time
+    /// of the newest). The tags are made once per check, when it is first seen.
+    checks: Vec<(Box<str>, Tags, u64, u64, u64)>,
     /// Named metrics' samples since the last flush, all of grid interval `metrics_at`.
     metrics: crate::MetricSet,
     metrics_at: u64,
@@ -753,6 +745,13 @@ impl std::fmt::Debug for Recorder {
             .field("endpoints", &s.endpoints.len())
             .finish_non_exhaustive()
     }
+}
+
+/// `base` with `scenario` set.
+fn scenario_tags(base: &Tags, scenario: &str) -> Tags {
+    let mut tags = base.clone();
+    tags.set_checked("scenario", scenario);
+    tags
 }
 
 /// Distinct own tag sets whose merge with the collector's a recorder keeps.
@@ -855,7 +854,11 @@ impl RecorderState {
     fn buffered(&self) -> usize {
         self.buf.len()
             + self.iterations.len()
-            + self.checks.iter().filter(|(_, p, f, _)| p + f > 0).count()
+            + self
+                .checks
+                .iter()
+                .filter(|(_, _, p, f, _)| p + f > 0)
+                .count()
             + self.metrics.series.values().map(|s| s.len()).sum::<usize>()
             + self.staged.iter().map(|(_, s)| s.len()).sum::<usize>()
     }
@@ -944,21 +947,22 @@ impl RecorderState {
             self.flush_due_us
                 .get_or_insert(time.saturating_add(self.flush_interval_us));
         }
-        let i = match self.checks.iter().position(|(n, _, _, _)| &**n == name) {
+        let i = match self.checks.iter().position(|(n, ..)| &**n == name) {
             Some(i) => i,
             None => {
-                self.checks.push((name.into(), 0, 0, time));
+                let tags = crate::checks::check_tags(&self.tags, name);
+                self.checks.push((name.into(), tags, 0, 0, time));
                 self.checks.len() - 1
             }
         };
-        if let Some(&(_, p, f, at)) = self.checks.get(i)
+        if let Some(&(_, _, p, f, at)) = self.checks.get(i)
             && p + f > 0
             && at / self.flush_interval_us.max(1) != time / self.flush_interval_us.max(1)
         {
             // The pending verdicts belong to an earlier interval: they go first.
             self.flush_checks();
         }
-        if let Some((_, passes, fails, at)) = self.checks.get_mut(i) {
+        if let Some((_, _, passes, fails, at)) = self.checks.get_mut(i) {
             if passed {
                 *passes += 1;
             } else {
@@ -971,10 +975,15 @@ impl RecorderState {
     /// Records one iteration of `scenario` that took `duration_us`: completed, or cut off
     /// by the end of the graceful stop period (`interrupted`).
     fn record_iteration(&mut self, scenario: &str, duration_us: u64, interrupted: bool) {
-        let id = match self.scenario_names.iter().position(|n| &**n == scenario) {
+        let id = match self
+            .scenario_names
+            .iter()
+            .position(|(n, _)| &**n == scenario)
+        {
             Some(i) => i,
             None => {
-                self.scenario_names.push(scenario.into());
+                let tags = scenario_tags(&self.tags, scenario);
+                self.scenario_names.push((scenario.into(), tags));
                 self.scenario_names.len() - 1
             }
         };
@@ -998,22 +1007,20 @@ impl RecorderState {
 
     /// Hands the named checks' pending verdicts to the collector.
     fn flush_checks(&mut self) {
-        if !self.checks.iter().any(|(_, p, f, _)| p + f > 0) {
+        if !self.checks.iter().any(|(_, _, p, f, _)| p + f > 0) {
             return;
         }
         let step = self.flush_interval_us.max(1);
         let mut state = self.shared.lock();
-        for (name, passes, fails, at) in &mut self.checks {
+        for (_, tags, passes, fails, at) in &mut self.checks {
             if *passes + *fails == 0 {
                 continue;
             }
+            let verdicts = crate::checks::verdicts(std::mem::take(passes), std::mem::take(fails));
             let bucket = state.bucket(*at / step);
-            let stats = match bucket.checks.get_mut(&**name) {
-                Some(s) => s,
-                None => bucket.checks.entry(name.to_string()).or_default(),
-            };
-            stats.passes += std::mem::take(passes);
-            stats.fails += std::mem::take(fails);
+            bucket
+                .metrics
+                .merge_series(crate::checks::CHECKS, tags, &verdicts);
         }
     }
 
@@ -1023,21 +1030,31 @@ impl RecorderState {
         self.flush_metrics();
         let step = self.flush_interval_us.max(1);
         if !self.iterations.is_empty() {
-            let mut state = self.shared.lock();
+            // Summed per scenario and interval first, then filed as named metrics: one
+            // merge per (scenario, interval) of the batch, not one per iteration.
+            let mut sums: Vec<(u16, u64, ScenarioStats)> = Vec::new();
             for &(id, us, interrupted, at) in &self.iterations {
-                let Some(name) = self.scenario_names.get(usize::from(id)) else {
-                    continue;
+                let k = at / step;
+                let i = match sums.iter().position(|(i, kk, _)| *i == id && *kk == k) {
+                    Some(i) => i,
+                    None => {
+                        sums.push((id, k, ScenarioStats::default()));
+                        sums.len() - 1
+                    }
                 };
-                let bucket = state.bucket(at / step);
-                let stats = match bucket.scenarios.get_mut(&**name) {
-                    Some(s) => s,
-                    None => bucket.scenarios.entry(name.to_string()).or_default(),
-                };
+                let stats = &mut sums[i].2;
                 if interrupted {
                     stats.interrupted += 1;
                 } else {
                     stats.completed(us);
                 }
+            }
+            let mut state = self.shared.lock();
+            for (id, k, stats) in &sums {
+                let Some((_, tags)) = self.scenario_names.get(usize::from(*id)) else {
+                    continue;
+                };
+                stats.file_into(&mut state.bucket(*k).metrics, tags);
             }
             drop(state);
             self.iterations.clear();

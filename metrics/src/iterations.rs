@@ -1,13 +1,27 @@
 //! Iterations as metrics: per scenario, how many iterations completed, were interrupted
 //! by a stop, or were dropped (an arrival-rate scenario that found no free user), and how
-//! long the completed ones took (k6's `iterations`, `iteration_duration`,
-//! `dropped_iterations`, `interrupted_iterations`). Merges exactly, like everything in a
-//! [`Snapshot`](crate::Snapshot).
+//! long the completed ones took. They are k6's `iterations`, `iteration_duration`,
+//! `dropped_iterations` and `interrupted_iterations` in the named model, under their
+//! scenario's tags (`scenario` among them), and merge exactly like every named metric;
+//! [`ScenarioStats`] is one scenario's figures read back from the model
+//! ([`Snapshot::scenarios`](crate::Snapshot::scenarios)).
+
+use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::model::{MetricSet, Series, Tags, Values};
 use crate::stats::{HISTOGRAM_HIGH_US, HISTOGRAM_LOW_US, new_histogram};
+
+/// The counter of iterations run to their end.
+pub const ITERATIONS: &str = "iterations";
+/// The counter of iterations cut off by the end of a graceful stop period.
+pub const INTERRUPTED_ITERATIONS: &str = "interrupted_iterations";
+/// The counter of arrival-rate iterations due with no user free to run them.
+pub const DROPPED_ITERATIONS: &str = "dropped_iterations";
+/// The time trend of the completed iterations' durations.
+pub const ITERATION_DURATION: &str = "iteration_duration";
 
 /// One scenario's iterations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +81,74 @@ impl ScenarioStats {
             (a, b) => a.or(b),
         };
         self.max_us = self.max_us.max(other.max_us);
+    }
+
+    /// Files these figures into `set` under `tags` (a scenario's: `scenario` among
+    /// them), as the named metrics they are.
+    pub fn file_into(&self, set: &mut MetricSet, tags: &Tags) {
+        if self.iterations > 0 {
+            let n = self.iterations;
+            set.merge_series(ITERATIONS, tags, &Series::counter(n as f64, n));
+            let histogram = crate::Latencies::from(self.duration.clone());
+            let trend = Series::time_trend_us(
+                n,
+                self.duration_sum_us,
+                self.min_us,
+                self.max_us,
+                &histogram,
+            );
+            set.merge_series(ITERATION_DURATION, tags, &trend);
+        }
+        for (name, n) in [
+            (INTERRUPTED_ITERATIONS, self.interrupted),
+            (DROPPED_ITERATIONS, self.dropped),
+        ] {
+            if n > 0 {
+                set.merge_series(name, tags, &Series::counter(n as f64, n));
+            }
+        }
+    }
+
+    /// Every scenario's figures in `set`, by the `scenario` tag of their series.
+    pub fn read_all(set: &MetricSet) -> BTreeMap<String, ScenarioStats> {
+        let mut out: BTreeMap<String, ScenarioStats> = BTreeMap::new();
+        for name in [
+            ITERATIONS,
+            INTERRUPTED_ITERATIONS,
+            DROPPED_ITERATIONS,
+            ITERATION_DURATION,
+        ] {
+            let Some(by_tags) = set.series.get(name) else {
+                continue;
+            };
+            for (tags, series) in by_tags {
+                let Some(scenario) = tags.get("scenario") else {
+                    continue;
+                };
+                let stats = match out.get_mut(scenario) {
+                    Some(s) => s,
+                    None => out.entry(scenario.to_owned()).or_default(),
+                };
+                match (name, &series.values) {
+                    (ITERATION_DURATION, Values::Trend(t)) if t.count > 0 => {
+                        let _ = stats.duration.add(&*t.histogram);
+                        let us = |ms: f64| (ms * 1_000.0).round() as u64;
+                        stats.duration_sum_us = stats.duration_sum_us.saturating_add(us(t.sum));
+                        stats.min_us = Some(stats.min_us.map_or(us(t.min), |m| m.min(us(t.min))));
+                        stats.max_us = Some(stats.max_us.map_or(us(t.max), |m| m.max(us(t.max))));
+                    }
+                    (ITERATIONS, Values::Counter { .. }) => stats.iterations += series.samples,
+                    (INTERRUPTED_ITERATIONS, Values::Counter { .. }) => {
+                        stats.interrupted += series.samples;
+                    }
+                    (DROPPED_ITERATIONS, Values::Counter { sum }) => {
+                        stats.dropped += sum.round() as u64;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
     }
 
     /// Whether nothing is counted.

@@ -68,7 +68,7 @@ pub mod stats;
 pub use builtin::{
     BUILTIN_METRICS, TIMING_TRENDS, VUS, builtin_metrics, is_builtin, split_check_path,
 };
-pub use checks::CheckStats;
+pub use checks::{CHECKS, CheckStats};
 pub use collector::{
     ConfigError, Endpoint, IdleFlush, MAX_ENDPOINTS_LIMIT, MetricsCollector, MetricsConfig,
     MetricsSink, OTHER_ENDPOINT, Recorder,
@@ -77,7 +77,10 @@ pub use event::RequestMetricsEvent;
 pub use iterations::ScenarioStats;
 pub use latencies::Latencies;
 pub use live::{LiveRow, LiveStats, LiveView};
-pub use model::{Aggregation, Metric, MetricError, MetricKind, MetricSet, Series, Tags};
+pub use model::{
+    Aggregation, MAX_TAG_SETS, Metric, MetricError, MetricKind, MetricSet, Series, Tags,
+    folded_tags,
+};
 pub use prometheus::{PrometheusApp, PrometheusExporter, create_prometheus_app};
 pub use record::{ErrorCategory, RequestRecord};
 pub use stats::{EndpointKey, EndpointStats, ErrorMessage, ErrorMessages, ServiceTime, Snapshot};

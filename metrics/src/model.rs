@@ -384,6 +384,46 @@ pub struct Series {
 }
 
 impl Series {
+    /// A counter's series: `samples` samples adding up to `sum`.
+    pub fn counter(sum: f64, samples: u64) -> Self {
+        Series {
+            time: false,
+            samples,
+            values: Values::Counter { sum },
+        }
+    }
+
+    /// A rate's series: `samples` samples, `nonzero` of them non-zero.
+    pub fn rate(samples: u64, nonzero: u64) -> Self {
+        Series {
+            time: false,
+            samples,
+            values: Values::Rate { nonzero },
+        }
+    }
+
+    /// A time trend's series from durations in µs (`histogram` of µs: a µs is the
+    /// thousandth of a millisecond a trend keeps, so it is taken as it is).
+    pub fn time_trend_us(
+        count: u64,
+        sum_us: u64,
+        min_us: Option<u64>,
+        max_us: Option<u64>,
+        histogram: &Latencies,
+    ) -> Self {
+        Series {
+            time: true,
+            samples: count,
+            values: Values::Trend(TrendValues {
+                count,
+                sum: sum_us as f64 / 1_000.0,
+                min: min_us.map_or(f64::INFINITY, |m| m as f64 / 1_000.0),
+                max: max_us.map_or(f64::NEG_INFINITY, |m| m as f64 / 1_000.0),
+                histogram: histogram.clone(),
+            }),
+        }
+    }
+
     /// An empty series of `kind`.
     pub fn new(kind: MetricKind, time: bool) -> Self {
         let values = match kind {
@@ -581,6 +621,18 @@ impl fmt::Display for Aggregation {
     }
 }
 
+/// Tag sets a metric keeps apart. Past them, a new tag set's samples are counted under
+/// [`folded_tags`], so that a tag whose value changes with every sample (an id) cannot
+/// grow memory without bound; totals stay exact.
+pub const MAX_TAG_SETS: usize = 1_000;
+
+/// The tag set samples past a metric's [`MAX_TAG_SETS`] are counted under:
+/// `{folded:true}`.
+pub fn folded_tags() -> &'static Tags {
+    static FOLDED: std::sync::OnceLock<Tags> = std::sync::OnceLock::new();
+    FOLDED.get_or_init(|| Tags(vec![("folded".to_owned(), "true".to_owned())]))
+}
+
 /// Series by (name, tags), and the samples refused for a kind conflict.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricSet {
@@ -633,6 +685,18 @@ impl MetricSet {
 
     /// Adds one series in.
     pub fn merge_series(&mut self, name: &str, tags: &Tags, series: &Series) {
+        self.merge_series_within(name, tags, series, MAX_TAG_SETS);
+    }
+
+    /// [`merge_series`](Self::merge_series) keeping up to `most` tag sets of a metric
+    /// apart (a derived view of already bounded figures passes `usize::MAX`).
+    pub(crate) fn merge_series_within(
+        &mut self,
+        name: &str,
+        tags: &Tags,
+        series: &Series,
+        most: usize,
+    ) {
         if self.kind_of(name).is_some_and(|k| k != series.kind()) {
             *self.conflicts.entry(name.to_owned()).or_default() += series.samples;
             return;
@@ -641,14 +705,37 @@ impl MetricSet {
             Some(m) => m,
             None => self.series.entry(name.to_owned()).or_default(),
         };
+        let full = by_tags.len() >= most;
         match by_tags.get_mut(tags) {
             Some(mine) => {
                 mine.merge(series);
+            }
+            None if full => {
+                // Too many tag sets (a tag whose value changes with every sample): the
+                // samples are counted, under one tag set that says so.
+                let folded = folded_tags();
+                match by_tags.get_mut(folded) {
+                    Some(mine) => {
+                        mine.merge(series);
+                    }
+                    None => {
+                        by_tags.insert(folded.clone(), series.clone());
+                    }
+                }
             }
             None => {
                 by_tags.insert(tags.clone(), series.clone());
             }
         }
+    }
+
+    /// Samples of each metric counted under [`folded_tags`], past its [`MAX_TAG_SETS`].
+    pub fn folded(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.series.iter().filter_map(|(name, by_tags)| {
+            by_tags
+                .get(folded_tags())
+                .map(|s| (name.as_str(), s.samples))
+        })
     }
 
     /// Adds `other` in, exactly.

@@ -283,7 +283,7 @@ impl PrometheusExporter {
                 histogram.record_many(secs, v.count_at_value() as usize);
             }
         }
-        for (name, it) in &interval.scenarios {
+        for (name, it) in &interval.scenarios() {
             let labels = vec![Label::new("scenario", name.clone())];
             for (metric, n) in [
                 ("aiotest_iterations_total", it.iterations),
@@ -302,7 +302,7 @@ impl PrometheusExporter {
                 histogram.record_many(us as f64 / 1e6, v.count_at_value() as usize);
             }
         }
-        for (path, c) in &interval.checks {
+        for (path, c) in &interval.checks() {
             let (group, name) = crate::split_check_path(path);
             // Both results, at zero until they happen: rate() sees the first failure.
             for (result, n) in [("pass", c.passes), ("fail", c.fails)] {

@@ -480,12 +480,6 @@ pub struct Snapshot {
     /// Statistics per endpoint, ordered by key.
     #[serde(with = "crate::stats::endpoint_list")]
     pub endpoints: BTreeMap<EndpointKey, EndpointStats>,
-    /// Iterations per scenario.
-    #[serde(default)]
-    pub scenarios: BTreeMap<String, ScenarioStats>,
-    /// Named checks' verdicts, by check name.
-    #[serde(default)]
-    pub checks: BTreeMap<String, crate::CheckStats>,
     /// Requests counted here that belong to an earlier interval: they arrived after that
     /// interval had closed (behind a request that took longer than the close waits, or
     /// in a worker's delayed batch). Counted in every total, once.
@@ -533,31 +527,61 @@ impl Snapshot {
                 }
             }
         }
-        for (name, stats) in &other.scenarios {
-            match self.scenarios.get_mut(name) {
-                Some(mine) => mine.merge(stats),
-                None => {
-                    self.scenarios.insert(name.clone(), stats.clone());
-                }
-            }
-        }
-        for (name, stats) in &other.checks {
-            match self.checks.get_mut(name) {
-                Some(mine) => mine.merge(stats),
-                None => {
-                    self.checks.insert(name.clone(), *stats);
-                }
-            }
-        }
         self.metrics.merge(&other.metrics);
+    }
+
+    /// Iterations per scenario: read from the iteration metrics of the named model
+    /// (see [`crate::iterations`]).
+    pub fn scenarios(&self) -> BTreeMap<String, ScenarioStats> {
+        ScenarioStats::read_all(&self.metrics)
+    }
+
+    /// Counts `stats` as iterations of `scenario` (tagged with it alone).
+    pub fn count_iterations(&mut self, scenario: &str, stats: &ScenarioStats) {
+        let mut tags = crate::Tags::new();
+        tags.set_checked("scenario", scenario);
+        stats.file_into(&mut self.metrics, &tags);
+    }
+
+    /// Named checks' verdicts by path (`::group::name` for one made in a group, its name
+    /// otherwise), every scenario's together: read from the rate
+    /// [`checks`](crate::checks::CHECKS) of the named metrics.
+    pub fn checks(&self) -> BTreeMap<String, crate::CheckStats> {
+        let mut out: BTreeMap<String, crate::CheckStats> = BTreeMap::new();
+        let Some(by_tags) = self.metrics.series.get(crate::checks::CHECKS) else {
+            return out;
+        };
+        for (tags, series) in by_tags {
+            let (Some(name), crate::model::Values::Rate { nonzero }) =
+                (tags.get("check"), &series.values)
+            else {
+                continue;
+            };
+            let path = match tags.get("group") {
+                Some(group) => format!("{group}::{name}"),
+                None => name.to_owned(),
+            };
+            let c = out.entry(path).or_default();
+            c.passes += nonzero;
+            c.fails += series.samples.saturating_sub(*nonzero);
+        }
+        out
+    }
+
+    /// Counts verdicts of the check at `path` (see [`checks`](Self::checks)) under
+    /// `tags` (its recorder's; `check` and `group` are added).
+    pub fn count_check(&mut self, path: &str, tags: &crate::Tags, passes: u64, fails: u64) {
+        let tags = crate::checks::check_tags(tags, path);
+        self.metrics.merge_series(
+            crate::checks::CHECKS,
+            &tags,
+            &crate::checks::verdicts(passes, fails),
+        );
     }
 
     /// Whether no request (and no iteration) is counted.
     pub fn is_empty(&self) -> bool {
-        self.endpoints.values().all(|e| e.requests == 0)
-            && self.scenarios.values().all(ScenarioStats::is_empty)
-            && self.checks.values().all(|c| c.total() == 0)
-            && self.metrics.is_empty()
+        self.endpoints.values().all(|e| e.requests == 0) && self.metrics.is_empty()
     }
 
     /// All endpoints merged into one (the "Total" row of a summary).

@@ -439,8 +439,9 @@ impl WorkersPlacement {
                 // Counted all the same: a request sent is a request counted.
                 None => tracing::warn!(worker = id, "metrics from a worker that never said hello"),
             }
+            let iterations = snapshot.scenarios();
             for p in &mut self.plans {
-                if let Some(s) = snapshot.scenarios.get(&p.name) {
+                if let Some(s) = iterations.get(&p.name) {
                     *p.done_by.entry(id.clone()).or_default() += s.iterations;
                     *p.accounted_by.entry(id.clone()).or_default() +=
                         s.iterations + s.dropped + s.interrupted;
@@ -862,7 +863,11 @@ impl Placement for WorkersPlacement {
                 ..Snapshot::default()
             };
             for (scenario, _, n) in fresh {
-                s.scenarios.entry(scenario.clone()).or_default().dropped += n;
+                let dropped = aiotest_metrics::ScenarioStats {
+                    dropped: *n,
+                    ..aiotest_metrics::ScenarioStats::default()
+                };
+                s.count_iterations(scenario, &dropped);
             }
             self.lost_counted = self.lost.len();
             into.push(s);

@@ -9,7 +9,7 @@
 //! kept per point: a thousand endpoints times a thousand points would not fit). The
 //! run's exact percentiles are in the summary.
 
-use aiotest_metrics::{EndpointKey, EndpointStats, Snapshot};
+use aiotest_metrics::{EndpointKey, EndpointStats, ScenarioStats, Snapshot};
 use serde::Serialize;
 
 /// Most points a series keeps.
@@ -74,7 +74,7 @@ pub struct ScenarioPoint {
 }
 
 impl ScenarioPoint {
-    fn of(name: &str, interval: &Snapshot) -> Self {
+    fn of(name: &str, interval: &Snapshot, it: Option<&ScenarioStats>) -> Self {
         let mut merged = EndpointStats::default();
         for (_, s) in interval
             .endpoints
@@ -83,7 +83,6 @@ impl ScenarioPoint {
         {
             merged.merge(s);
         }
-        let it = interval.scenarios.get(name);
         ScenarioPoint {
             iterations: it.map_or(0, |i| i.iterations),
             dropped: it.map_or(0, |i| i.dropped),
@@ -165,13 +164,16 @@ impl SeriesPoint {
                 .iter()
                 .map(|(k, s)| (k.clone(), PointRow::of(s)))
                 .collect(),
-            scenarios: scenario_names(interval)
-                .into_iter()
-                .map(|name| {
-                    let point = ScenarioPoint::of(&name, interval);
-                    (name, point)
-                })
-                .collect(),
+            scenarios: {
+                let iterations = interval.scenarios();
+                scenario_names(interval, &iterations)
+                    .into_iter()
+                    .map(|name| {
+                        let point = ScenarioPoint::of(&name, interval, iterations.get(&name));
+                        (name, point)
+                    })
+                    .collect()
+            },
         }
     }
 
@@ -201,8 +203,11 @@ impl SeriesPoint {
 }
 
 /// The scenarios with iterations or requests in `interval`, ordered by name.
-fn scenario_names(interval: &Snapshot) -> Vec<String> {
-    let mut names: Vec<String> = interval.scenarios.keys().cloned().collect();
+fn scenario_names(
+    interval: &Snapshot,
+    iterations: &std::collections::BTreeMap<String, ScenarioStats>,
+) -> Vec<String> {
+    let mut names: Vec<String> = iterations.keys().cloned().collect();
     for k in interval.endpoints.keys() {
         if !names.contains(&k.scenario) {
             names.push(k.scenario.clone());
@@ -358,7 +363,7 @@ mod tests {
         let mut it = aiotest_metrics::ScenarioStats::default();
         it.completed(1_000);
         it.dropped = 3;
-        s.scenarios.insert("rate".into(), it);
+        s.count_iterations("rate", &it);
         let mut p = SeriesPoint::new(&s, (0, 1), 1.0, 1);
         let rate = &p.scenarios[1];
         assert_eq!(rate.0, "rate");

@@ -406,10 +406,10 @@ impl Summary {
         }
         errors.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
         let scenarios = snapshot
-            .scenarios
-            .iter()
+            .scenarios()
+            .into_iter()
             .map(|(name, it)| ScenarioRow {
-                name: name.clone(),
+                name,
                 executor: String::new(),
                 tags: BTreeMap::new(),
                 iterations: it.iterations,
@@ -427,10 +427,10 @@ impl Summary {
             })
             .collect();
         let checks = snapshot
-            .checks
-            .iter()
+            .checks()
+            .into_iter()
             .map(|(name, c)| CheckRow {
-                name: name.clone(),
+                name,
                 passes: c.passes,
                 fails: c.fails,
                 rate: (c.rate() * 100_000.0).round() / 1_000.0,
@@ -465,6 +465,13 @@ impl Summary {
                     metrics.push(MetricRow::new(name, Some(tags), series, secs));
                 }
             }
+        }
+        for (name, n) in snapshot.metrics.folded() {
+            notes.push(format!(
+                "{n} samples of metric `{}` are counted under {{folded:true}}: it had more than {} tag sets (a tag whose value changes with every sample?); its totals are exact, its figures per tag set leave them out",
+                printable(name),
+                aiotest_metrics::MAX_TAG_SETS
+            ));
         }
         for (name, n) in &snapshot.metrics.conflicts {
             notes.push(format!(
@@ -828,20 +835,8 @@ mod tests {
     #[test]
     fn named_checks_have_a_row_each_with_passes_failures_and_rate() {
         let mut snap = snapshot();
-        snap.checks.insert(
-            "status is 200".into(),
-            aiotest_metrics::CheckStats {
-                passes: 100,
-                fails: 0,
-            },
-        );
-        snap.checks.insert(
-            "has token".into(),
-            aiotest_metrics::CheckStats {
-                passes: 95,
-                fails: 5,
-            },
-        );
+        snap.count_check("status is 200", &aiotest_metrics::Tags::new(), 100, 0);
+        snap.count_check("has token", &aiotest_metrics::Tags::new(), 95, 5);
         let summary = Summary::new(&snap, Duration::from_secs(10));
         let table = summary.render_table();
         assert!(
@@ -865,10 +860,7 @@ mod tests {
             ("::checkout::cart shown", 0),
             ("home", 0),
         ] {
-            snap.checks.insert(
-                path.into(),
-                aiotest_metrics::CheckStats { passes: 9, fails },
-            );
+            snap.count_check(path, &aiotest_metrics::Tags::new(), 9, fails);
         }
         let table = Summary::new(&snap, Duration::from_secs(10)).render_table();
         let want = "\nChecks:\n  Check         Result  Rate %  Passed  Failed\n  \
@@ -954,6 +946,27 @@ mod tests {
         assert_eq!(rows[0]["tags"], serde_json::Value::Null, "the whole");
         assert_eq!(rows[3]["tags"]["shop"], "eu");
         assert_eq!(rows[3]["values"]["count"], 10.0);
+    }
+
+    #[test]
+    fn folded_tag_sets_are_named_in_the_notes() {
+        use aiotest_metrics::{MAX_TAG_SETS, Metric, Tags};
+        let mut snap = snapshot();
+        let m = Metric::counter("by_user").unwrap();
+        for i in 0..MAX_TAG_SETS + 7 {
+            let tags = Tags::from_pairs([("user", i.to_string().as_str())]).unwrap();
+            snap.metrics.add(&m, &tags, 1.0, 1);
+        }
+        let summary = Summary::new(&snap, Duration::from_secs(1));
+        assert!(
+            summary.notes.iter().any(|n| n.starts_with(
+                "7 samples of metric `by_user` are counted under {folded:true}: it had more than 1000 tag sets"
+            )),
+            "{:?}",
+            summary.notes
+        );
+        let text = summary.render_table();
+        assert!(text.contains("(991 more tag sets in the JSON export)"), "{text}");
     }
 
     #[test]

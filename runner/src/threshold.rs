@@ -301,14 +301,14 @@ impl Threshold {
         // Named checks: one (`check=`), or all of them with the unfiltered `checks`.
         let mut named = aiotest_metrics::CheckStats::default();
         let unfiltered = self.name.is_none() && self.scenario.is_none() && self.tag.is_none();
-        for (n, c) in &snapshot.checks {
+        for (n, c) in &snapshot.checks() {
             if self.check.as_deref().map_or(unfiltered, |want| want == n) {
                 named.merge(c);
             }
         }
         let mut iterations = aiotest_metrics::ScenarioStats::default();
         let mut scenarios_seen = 0u64;
-        for (name, it) in &snapshot.scenarios {
+        for (name, it) in &snapshot.scenarios() {
             if self.scenario.as_deref().is_none_or(|sc| sc == name) {
                 iterations.merge(it);
                 scenarios_seen += 1;
@@ -834,10 +834,9 @@ mod tests {
                 ..RequestRecord::ok("/", "GET", 200, 5_000)
             });
         }
-        s.scenarios
-            .entry("browse".into())
-            .or_default()
-            .completed(9_000);
+        let mut it = aiotest_metrics::ScenarioStats::default();
+        it.completed(9_000);
+        s.count_iterations("browse", &it);
         let tags = BTreeMap::from([(
             "browse".to_owned(),
             Tags::from_pairs([("env", "staging"), ("scenario", "browse")]).unwrap(),
@@ -946,7 +945,7 @@ mod tests {
         let mut it = aiotest_metrics::ScenarioStats::default();
         it.completed(1_000);
         it.dropped = 3;
-        snap.scenarios.insert("rate".into(), it);
+        snap.count_iterations("rate", &it);
         let eval = |e: &str| Threshold::parse(e).unwrap().evaluate(&snap, 10.0);
         assert!(eval("max{scenario=default}<3s").ok);
         assert!(!eval("max{scenario=batch}<100ms").ok, "500 ms in batch");
@@ -972,10 +971,7 @@ mod tests {
     fn named_checks_are_judged_one_by_check_or_all_with_the_request_checks() {
         let mut s = snapshot();
         let mut c = |name: &str, passes: u64, fails: u64| {
-            s.checks.insert(
-                name.to_owned(),
-                aiotest_metrics::CheckStats { passes, fails },
-            );
+            s.count_check(name, &aiotest_metrics::Tags::new(), passes, fails);
         };
         c("status is 200", 99, 1);
         c("has token", 50, 50);

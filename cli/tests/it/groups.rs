@@ -183,6 +183,9 @@ fn a_files_tags_and_groups_are_counted_exported_and_judged() {
         "http_req_failed{group:::checkout} rate==0",
         "--threshold",
         "checks{group:::checkout::pay} rate==100%",
+        // Checks and iterations are named metrics under their scenario's tags.
+        "--threshold",
+        "checks{scenario:default} rate==100%",
         "--threshold",
         "group_duration{group:::checkout} max<5000",
         "--threshold",
@@ -208,6 +211,7 @@ fn a_files_tags_and_groups_are_counted_exported_and_judged() {
         "http_reqs{page:pay} count<1",
         "http_req_duration{group:::checkout} max<0.001",
         "checks{group:::nowhere} rate>0",
+        "checks{scenario:other} rate>0",
         "http_reqs{page:none} count>=0",
     ] {
         let (code, json, out) = run(file.path(), "groups-fail", &["--threshold", failing]);

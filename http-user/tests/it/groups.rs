@@ -82,7 +82,8 @@ async fn tagged_and_grouped_requests_are_counted_apart() {
     assert_eq!(key("/ok", &[("team", "web")]).label(), "/ok {team:web}");
 
     // Checks by path, as k6 has them.
-    let checks: Vec<&str> = s.checks.keys().map(String::as_str).collect();
+    let checks = s.checks();
+    let checks: Vec<&str> = checks.keys().map(String::as_str).collect();
     assert_eq!(
         checks,
         [

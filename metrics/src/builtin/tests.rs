@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::{Aggregation, CheckStats, ErrorCategory, RequestRecord};
+use crate::{Aggregation, ErrorCategory, RequestRecord};
 
 fn tags(pairs: &[(&str, &str)]) -> Tags {
     Tags::from_pairs(pairs.iter().copied()).unwrap()
@@ -27,25 +27,12 @@ fn snapshot() -> Snapshot {
     let mut refused = RequestRecord::ok("/pay", "POST", 0, 0).failed(ErrorCategory::Connect, None);
     refused.status = None;
     s.record(&refused.tagged(&checkout));
-    s.scenarios
-        .entry("default".into())
-        .or_default()
-        .completed(250_000);
-    s.scenarios.entry("default".into()).or_default().dropped += 2;
-    s.checks.insert(
-        "::checkout::paid".into(),
-        CheckStats {
-            passes: 3,
-            fails: 1,
-        },
-    );
-    s.checks.insert(
-        "cart shown".into(),
-        CheckStats {
-            passes: 5,
-            fails: 0,
-        },
-    );
+    let mut it = crate::ScenarioStats::default();
+    it.completed(250_000);
+    it.dropped = 2;
+    s.count_iterations("default", &it);
+    s.count_check("::checkout::paid", &Tags::new(), 3, 1);
+    s.count_check("cart shown", &Tags::new(), 5, 0);
     s
 }
 

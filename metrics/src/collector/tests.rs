@@ -81,7 +81,8 @@ fn iterations_are_flushed_once_the_oldest_is_a_flush_interval_old() {
         all.merge(&s);
     }
     assert_eq!(
-        all.scenarios["s"].iterations, 2,
+        all.scenarios()["s"].iterations,
+        2,
         "flushed without the recorder dropped"
     );
     drop(r);
@@ -108,7 +109,8 @@ fn named_checks_of_many_recorders_add_up_exactly_per_name() {
     for s in c.take_pending() {
         all.merge(&s);
     }
-    let s = |n: &str| (all.checks[n].passes, all.checks[n].fails);
+    let checks = all.checks();
+    let s = |n: &str| (checks[n].passes, checks[n].fails);
     assert_eq!(s("status is 200"), (10, 1));
     assert_eq!(s("has token"), (18, 2));
     assert!(!all.is_empty());
@@ -255,7 +257,7 @@ fn records_are_filed_under_the_interval_of_their_own_time_whenever_they_arrive()
         ]
     );
     assert_eq!(
-        p.iter().filter(|s| s.scenarios.contains_key("s")).count(),
+        p.iter().filter(|s| s.scenarios().contains_key("s")).count(),
         1
     );
 }

@@ -116,6 +116,31 @@ fn sets_merge_exactly_whatever_the_split() {
     assert_eq!(back, whole);
 }
 
+/// A tag whose value changes with every sample: the first MAX_TAG_SETS tag sets are
+/// kept apart, the rest counted under {folded:true}, the total exact, and a merge of two
+/// bounded sets stays bounded.
+#[test]
+fn tag_sets_past_the_bound_fold_and_totals_stay_exact() {
+    let m = Metric::counter("by_user").unwrap();
+    let fill = |from: usize| {
+        let mut set = MetricSet::new();
+        for i in from..from + MAX_TAG_SETS + 500 {
+            set.add(&m, &tags(&[("user", &i.to_string())]), 1.0, 1);
+        }
+        set
+    };
+    let a = fill(0);
+    let by_tags = &a.series["by_user"];
+    assert_eq!(by_tags.len(), MAX_TAG_SETS + 1);
+    assert_eq!(by_tags[folded_tags()].samples, 500);
+    assert_eq!(a.folded().collect::<Vec<_>>(), [("by_user", 500)]);
+    let mut both = a.clone();
+    both.merge(&fill(5_000));
+    assert_eq!(both.series["by_user"].len(), MAX_TAG_SETS + 1);
+    let total = both.select("by_user", &Tags::new()).unwrap();
+    assert_eq!(total.value(Aggregation::Count, 1.0), Some(3_000.0));
+}
+
 #[test]
 fn a_name_taken_by_another_kind_counts_its_samples_as_conflicts() {
     let mut set = MetricSet::new();

@@ -22,8 +22,9 @@ const QUANTILES: [f64; 4] = [0.5, 0.9, 0.95, 0.99];
 /// Appends the text exposition of `set` to `out`.
 pub(crate) fn render(set: &MetricSet, out: &mut String) {
     for (name, by_tags) in &set.series {
-        // The users gauge has its own family (`aiotest_users`).
-        if name == crate::VUS {
+        // The built-in ones recorded in the named model have families of their own
+        // (`aiotest_users`, `aiotest_checks_total`, `aiotest_iterations_total`, ...).
+        if crate::is_builtin(name) {
             continue;
         }
         let Some(first) = by_tags.values().next() else {

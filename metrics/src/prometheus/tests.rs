@@ -34,13 +34,7 @@ fn interval() -> Snapshot {
         RequestRecord::ok("/fast", "GET", 0, 300).failed(ErrorCategory::Connect, None);
     refused.status = None;
     snap.record(&refused);
-    snap.checks.insert(
-        "has token".into(),
-        crate::CheckStats {
-            passes: 97,
-            fails: 3,
-        },
-    );
+    snap.count_check("has token", &crate::Tags::new(), 97, 3);
     snap
 }
 
@@ -165,7 +159,7 @@ fn iterations_are_counted_per_scenario() {
     }
     it.dropped = 2;
     it.interrupted = 1;
-    snap.scenarios.insert("rate".into(), it);
+    snap.count_iterations("rate", &it);
     exporter.update(&snap);
     exporter.update(&snap);
     let scrape = parse(&exporter.render());
@@ -270,7 +264,7 @@ fn every_metric_has_help_and_failure_counters_start_at_zero() {
     snap.record(&RequestRecord::ok("/ok", "GET", 200, 1_000));
     let mut it = crate::ScenarioStats::default();
     it.completed(2_000);
-    snap.scenarios.insert("checkout".into(), it);
+    snap.count_iterations("checkout", &it);
     exporter.update(&snap);
     exporter.set_users("u", 1);
     exporter.set_runner_state(RunnerState::Running);

@@ -851,7 +851,7 @@ async fn a_ramping_arrival_rate_over_three_workers_runs_the_integral_of_its_rate
     .unwrap();
     let report = master.run().await.unwrap();
     assert_eq!(report.reason, StopReason::ShapeEnded);
-    let it = &report.snapshot.scenarios["ramp"];
+    let it = &report.snapshot.scenarios()["ramp"];
     let total = it.iterations + it.dropped;
     // Every worker starts its part on the master's time (its clock set forward by the
     // start command's transit), so the parts add up to the schedule though a loaded
@@ -932,7 +932,7 @@ async fn a_lost_workers_share_of_the_rate_moves_to_the_others() {
     // it never reported are counted as dropped: due = done + dropped + interrupted holds
     // over the workers (they used to vanish from every count).
     assert_eq!(report.missing_flushes, vec!["w2".to_string()]);
-    let it = &report.snapshot.scenarios["rate"];
+    let it = &report.snapshot.scenarios()["rate"];
     let total = it.iterations + it.dropped + it.interrupted;
     // Each worker's clock starts its part when the master's word reaches it: a few
     // iterations either way at a split's boundary.

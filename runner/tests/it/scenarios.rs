@@ -100,7 +100,7 @@ async fn shared_iterations_run_exactly_that_many_and_end() {
     let work = report.snapshot.metrics.select("work_done", &tags).unwrap();
     assert_eq!(work.value(Aggregation::Count, 1.0), Some(1_000.0));
     assert_eq!(report.snapshot.metrics.series["work_done"].len(), 1);
-    let it = &report.snapshot.scenarios["shared"];
+    let it = &report.snapshot.scenarios()["shared"];
     assert_eq!((it.iterations, it.interrupted, it.dropped), (1_000, 0, 0));
     assert_eq!(report.snapshot.total().requests, 1_000);
     // 10 users, 3 ms each: about 100 x 3 ms, not the 600 s allowed.
@@ -122,7 +122,7 @@ async fn per_vu_iterations_run_that_many_each_and_max_duration_cuts_them() {
     .unwrap();
     let report = run(vec![sc]).await;
     assert_eq!(hits.load(Ordering::Relaxed), 100);
-    assert_eq!(report.snapshot.scenarios["per-vu"].iterations, 100);
+    assert_eq!(report.snapshot.scenarios()["per-vu"].iterations, 100);
     // A max_duration shorter than the work: the scenario ends there, iterations in
     // flight finish (graceful stop), the rest never start.
     let hits = Arc::new(AtomicU64::new(0));
@@ -137,7 +137,7 @@ async fn per_vu_iterations_run_that_many_each_and_max_duration_cuts_them() {
     )
     .unwrap();
     let report = run(vec![sc]).await;
-    let it = &report.snapshot.scenarios["cut"];
+    let it = &report.snapshot.scenarios()["cut"];
     assert_eq!(
         it.iterations, 10,
         "5 each: 4 done by 4.5 s, the 5th finishes in grace"
@@ -162,7 +162,7 @@ async fn a_constant_arrival_rate_starts_every_iteration_on_schedule() {
     )
     .unwrap();
     let report = run(vec![sc]).await;
-    let it = &report.snapshot.scenarios["rate"];
+    let it = &report.snapshot.scenarios()["rate"];
     assert_eq!(it.iterations, 5_000, "rate x duration, exactly");
     assert_eq!(it.dropped, 0);
     assert_eq!(hits.load(Ordering::Relaxed), 5_000);
@@ -199,7 +199,7 @@ async fn an_iteration_not_yet_due_waits_for_a_user_instead_of_being_dropped() {
     )
     .unwrap();
     let report = run(vec![sc]).await;
-    let it = &report.snapshot.scenarios["fast"];
+    let it = &report.snapshot.scenarios()["fast"];
     assert_eq!((it.iterations, it.dropped), (8_000, 0));
     assert_eq!(it.iterations, 8_000);
     assert_eq!(hits.load(Ordering::Relaxed), 8_000);
@@ -226,7 +226,7 @@ async fn with_every_user_busy_iterations_are_dropped_and_counted_never_delayed()
     )
     .unwrap();
     let report = run(vec![sc]).await;
-    let it = &report.snapshot.scenarios["tight"];
+    let it = &report.snapshot.scenarios()["tight"];
     assert_eq!(
         it.iterations + it.dropped,
         1_000,
@@ -329,7 +329,7 @@ async fn a_ramping_arrival_rate_follows_the_integral_and_a_pause_brings_no_burst
         "{after} in the second after the resume"
     );
     let report = run.await.unwrap().unwrap();
-    let it = &report.snapshot.scenarios["ramp"];
+    let it = &report.snapshot.scenarios()["ramp"];
     assert_eq!(
         it.iterations + it.dropped,
         1_500,
@@ -385,8 +385,8 @@ async fn scenarios_start_at_their_own_time_and_are_counted_apart() {
     );
     let report = run.await.unwrap().unwrap();
     assert_eq!(report.run_time, secs(7), "the later one ends at 3 + 4 s");
-    assert_eq!(report.snapshot.scenarios["burst"].iterations, 200);
-    let warm = report.snapshot.scenarios["warmup"].iterations;
+    assert_eq!(report.snapshot.scenarios()["burst"].iterations, 200);
+    let warm = report.snapshot.scenarios()["warmup"].iterations;
     // 2 users, one iteration every 100 ms each, for 5 s; one started at the very end
     // finishes in the graceful stop.
     assert!((98..=102).contains(&warm), "{warm}");
@@ -426,7 +426,7 @@ async fn with_a_max_delay_iterations_wait_in_line_and_the_wait_is_in_their_laten
         .unwrap()
     };
     let report = run(vec![sc(secs(10))]).await;
-    let it = &report.snapshot.scenarios["queued"];
+    let it = &report.snapshot.scenarios()["queued"];
     assert_eq!((it.iterations, it.dropped), (14, 6));
     let x = report.snapshot.total();
     assert_eq!(x.service.as_ref().unwrap().max_us, 150_000);
@@ -438,7 +438,7 @@ async fn with_a_max_delay_iterations_wait_in_line_and_the_wait_is_in_their_laten
     // Allowed 300 ms, those that would wait longer are dropped; what ran waited at most
     // that long.
     let report = run(vec![sc(ms(300))]).await;
-    let it = &report.snapshot.scenarios["queued"];
+    let it = &report.snapshot.scenarios()["queued"];
     assert_eq!(
         it.iterations + it.dropped,
         20,
@@ -496,7 +496,7 @@ async fn iterations_due_before_the_end_of_a_stall_across_it_are_counted_as_dropp
     )
     .unwrap();
     let report = run(vec![sc]).await;
-    let it = &report.snapshot.scenarios["rate"];
+    let it = &report.snapshot.scenarios()["rate"];
     assert!(
         it.iterations < 3_000,
         "the stall cost iterations: {}",
