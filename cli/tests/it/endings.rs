@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{
-    aiotest, export_path, free_port, http, http_text, spawn_piped, target, text, wait_exit,
-    wait_for,
+    aiotest, counter_sum, export_path, free_port, http, http_text, spawn_piped, target, text,
+    wait_exit, wait_for,
 };
 
 fn read_json(path: &std::path::Path) -> serde_json::Value {
@@ -240,14 +240,6 @@ fn a_second_sigterm_stops_at_once_and_still_writes_the_export() {
 }
 
 /// The sum of a Prometheus counter over all its series.
-fn counter_sum(exposition: &str, name: &str) -> f64 {
-    exposition
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// `--linger` keeps the control API up after the run: `/metrics` and `/api/state` give
 /// the final totals (the JSON export's), until `POST /api/quit`.
 #[test]

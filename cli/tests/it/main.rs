@@ -1288,6 +1288,15 @@ pub(crate) fn wait_for(what: &str, limit: std::time::Duration, mut f: impl FnMut
     }
 }
 
+/// The sum of every sample of `name` in a Prometheus text exposition.
+pub(crate) fn counter_sum(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -1304,6 +1313,7 @@ mod endings;
 mod groups;
 mod logins;
 mod metrics;
+mod outputs;
 mod quick;
 mod reports;
 mod scenarios;
