@@ -472,11 +472,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
         metrics: aiotest_metrics::MetricsConfig {
             max_endpoints: args.max_endpoints,
             // Asked for, or read by a threshold: one on a trend nobody keeps would fail.
-            timing_trends: args.timings
-                || thresholds.iter().any(|t| {
-                    t.metric_name()
-                        .is_some_and(|n| aiotest_metrics::TIMING_TRENDS.contains(&n))
-                }),
+            timing_trends: args.timings || thresholds.iter().any(Threshold::needs_timings),
             ..aiotest_metrics::MetricsConfig::default()
         },
         tags: args.tag.clone(),

@@ -448,10 +448,22 @@ struct Groups {
 }
 
 /// k6's trends of the timing breakdown, in [`Timings`]' order.
-fn timing_metrics() -> &'static [Metric; 6] {
-    static METRICS: std::sync::OnceLock<[Metric; 6]> = std::sync::OnceLock::new();
+/// k6's timing trends, then `http_req_duration` per response (sending + waiting +
+/// receiving, as k6 defines it).
+fn timing_metrics() -> &'static [Metric; 7] {
+    static METRICS: std::sync::OnceLock<[Metric; 7]> = std::sync::OnceLock::new();
     METRICS.get_or_init(|| {
-        aiotest_metrics::TIMING_TRENDS.map(|n| Metric::time_trend(n).expect("a valid metric name"))
+        let t = aiotest_metrics::TIMING_TRENDS;
+        [
+            t[0],
+            t[1],
+            t[2],
+            t[3],
+            t[4],
+            t[5],
+            aiotest_metrics::HTTP_REQ_DURATION,
+        ]
+        .map(|n| Metric::time_trend(n).expect("a valid metric name"))
     })
 }
 
@@ -1885,10 +1897,11 @@ impl HttpClient {
                 t.sending(),
                 t.waiting(),
                 t.receiving(),
+                t.duration(),
             ];
             let ms = |d: Duration| d.as_secs_f64() * 1_000.0;
             let metrics = timing_metrics();
-            let samples: [(&Metric, f64); 6] = std::array::from_fn(|i| (&metrics[i], ms(parts[i])));
+            let samples: [(&Metric, f64); 7] = std::array::from_fn(|i| (&metrics[i], ms(parts[i])));
             // Durations are finite and at least 0: every trend holds them.
             let _ = self
                 .recorder

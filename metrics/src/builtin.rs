@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `http_reqs` | counter | scenario, name, method, status (`0`: no response), the request's own |
 //! | `http_req_failed` | rate | scenario, name, method, error_code (a failure k6 has a code for: [`ErrorCategory::error_code`]), the request's own |
-//! | `http_req_duration` | time trend | scenario, name, method, the request's own |
+//! | `http_req_duration` | time trend | scenario, name, method, the request's own; per response with the timing trends, and then also status, proto, expected_response, error_code |
 //! | `data_sent`, `data_received` | counter (bytes) | scenario, name, method, the request's own |
 //! | `iterations`, `dropped_iterations`, `interrupted_iterations` | counter | scenario |
 //! | `iteration_duration` | time trend | scenario |
@@ -40,6 +40,15 @@ pub const BUILTIN_METRICS: [&str; 11] = [
     "checks",
     "vus",
 ];
+
+/// k6's request duration. Read from the endpoint figures, unless the client kept it per
+/// response (with the timing trends: sending + waiting + receiving, as k6 defines it,
+/// under the tags of [`RESPONSE_TAGS`] too).
+pub const HTTP_REQ_DURATION: &str = "http_req_duration";
+
+/// The system tags only a per-response sample carries (the timing trends, and
+/// `http_req_duration` kept with them): a filter on one needs those samples.
+pub const RESPONSE_TAGS: [&str; 4] = ["status", "proto", "expected_response", "error_code"];
 
 /// The name of the users gauge, which the runner samples into a snapshot's named
 /// metrics (the others are read from its request, iteration and check families).
@@ -77,6 +86,9 @@ pub fn builtin_metrics(
         t.set_checked("scenario", scenario);
         t
     };
+    // Kept per response (with the timing trends): those samples are the metric, under
+    // every system tag, instead of the endpoint figures.
+    let per_response = snapshot.metrics.series.contains_key(HTTP_REQ_DURATION);
     let endpoint_metrics = [
         "http_reqs",
         "http_req_failed",
@@ -131,7 +143,7 @@ pub fn builtin_metrics(
                     set.merge_series_within("http_req_failed", &tags, &rest, usize::MAX);
                 }
             }
-            if wanted("http_req_duration") {
+            if wanted(HTTP_REQ_DURATION) && !per_response {
                 let trend = Series::time_trend_us(
                     stats.timed(),
                     stats.duration_sum_us,
@@ -186,7 +198,7 @@ pub fn builtin_metrics(
         }
     }
     // Recorded in the named model itself.
-    for name in [crate::checks::CHECKS, VUS] {
+    for name in [crate::checks::CHECKS, VUS, HTTP_REQ_DURATION] {
         if wanted(name)
             && let Some(by_tags) = snapshot.metrics.series.get(name)
         {

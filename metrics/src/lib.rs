@@ -66,7 +66,8 @@ pub mod record;
 pub mod stats;
 
 pub use builtin::{
-    BUILTIN_METRICS, TIMING_TRENDS, VUS, builtin_metrics, is_builtin, split_check_path,
+    BUILTIN_METRICS, HTTP_REQ_DURATION, RESPONSE_TAGS, TIMING_TRENDS, VUS, builtin_metrics,
+    is_builtin, split_check_path,
 };
 pub use checks::{CHECKS, CheckStats};
 pub use collector::{

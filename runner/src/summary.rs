@@ -966,7 +966,10 @@ mod tests {
             summary.notes
         );
         let text = summary.render_table();
-        assert!(text.contains("(991 more tag sets in the JSON export)"), "{text}");
+        assert!(
+            text.contains("(991 more tag sets in the JSON export)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -255,6 +255,21 @@ impl Threshold {
         self.named.as_ref().map(|(name, _)| name.as_str())
     }
 
+    /// Whether it reads samples only the timing trends keep
+    /// ([`MetricsConfig::timing_trends`](aiotest_metrics::MetricsConfig::timing_trends)):
+    /// a part of the timing breakdown, or `http_req_duration` filtered by a tag only a
+    /// response has (`status`, `proto`, `expected_response`, `error_code`).
+    pub fn needs_timings(&self) -> bool {
+        let Some((name, filter)) = &self.named else {
+            return false;
+        };
+        aiotest_metrics::TIMING_TRENDS.contains(&name.as_str())
+            || (name == aiotest_metrics::HTTP_REQ_DURATION
+                && filter
+                    .iter()
+                    .any(|(k, _)| aiotest_metrics::RESPONSE_TAGS.contains(&k)))
+    }
+
     /// The scenario its selector names (`{scenario=...}`), if any.
     pub fn scenario(&self) -> Option<&str> {
         self.scenario.as_deref()
@@ -423,6 +438,11 @@ impl Threshold {
         let value = series.as_ref().and_then(|s| s.value(agg, run_secs));
         let reason = match (&series, value) {
             (None, _) => Some(match unknown_tag_keys(set, name, tags) {
+                Some(keys) if self.needs_timings() => format!(
+                    "no sample of `{name}{tags}` was taken: no sample of `{name}` has the \
+                     tag {keys}, which only the timing trends keep (`--timings`, \
+                     `MetricsConfig::timing_trends`)"
+                ),
                 Some(keys) => format!(
                     "no sample of `{name}{tags}` was taken: no sample of `{name}` has the \
                      tag {keys}"
@@ -816,11 +836,30 @@ mod tests {
         );
         assert!(!eval("http_req_failed{name:/login} rate<10%").ok);
         assert!(eval("data_received count==0").ok);
-        // Latency is kept per endpoint, not per status: said, not passed.
+        // Latency is kept per endpoint, not per status, unless the timing trends are
+        // kept: said, not passed.
         let by_status = eval("http_req_duration{status:200} p(95)<1");
         assert!(!by_status.ok);
         let why = by_status.reason.unwrap_or_default();
-        assert!(why.contains("has the tag `status`"), "{why}");
+        assert!(
+            why.contains("has the tag `status`, which only the timing trends keep"),
+            "{why}"
+        );
+        assert!(
+            Threshold::parse("http_req_duration{status:200} p(95)<1")
+                .unwrap()
+                .needs_timings()
+        );
+        assert!(
+            Threshold::parse("http_req_waiting p(95)<1")
+                .unwrap()
+                .needs_timings()
+        );
+        assert!(
+            !Threshold::parse("http_req_duration{name:/x} p(95)<1")
+                .unwrap()
+                .needs_timings()
+        );
         // No iteration was recorded: a threshold on them fails.
         assert!(!eval("iterations count>=0").ok);
     }

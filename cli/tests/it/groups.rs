@@ -193,6 +193,9 @@ fn a_files_tags_and_groups_are_counted_exported_and_judged() {
         // A threshold on a part of the timing breakdown keeps those trends by itself.
         "--threshold",
         "http_req_waiting{page:pay,status:200,proto:HTTP/1.1} p(95)<5000",
+        // With them, k6's per-response duration, under every system tag.
+        "--threshold",
+        "http_req_duration{page:pay,status:200,expected_response:true} p(95)<5000",
     ];
     let (code, json, out) = run(file.path(), "groups-pass", &passing);
     assert_eq!(code, Some(0), "{out}");
@@ -202,6 +205,12 @@ fn a_files_tags_and_groups_are_counted_exported_and_judged() {
         assert_eq!(t["ok"], true, "{t}");
         assert!(t["matched"].as_u64().unwrap() > 0, "{t}");
     }
+    let by_status = json["thresholds"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        by_status["matched"],
+        served.lock().unwrap()["/pay"],
+        "{by_status}"
+    );
     // The summary shows each row under its tags.
     assert!(
         out.contains("/pay {group:::checkout::pay,page:pay}"),
@@ -227,7 +236,12 @@ fn a_files_tags_and_groups_add_up_exactly_over_two_workers() {
     let (code, json, out) = run_file_over_two_workers(
         file.path(),
         "groups-dist",
-        &["--threshold", "http_reqs{page:pay} count>0", "--timings"],
+        &[
+            "--threshold",
+            "http_reqs{page:pay} count>0",
+            "--threshold",
+            "http_req_duration{status:200} max<5000",
+        ],
     );
     assert_eq!(code, Some(0), "{out}");
     check_exact(&json, &served);

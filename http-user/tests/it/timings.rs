@@ -187,6 +187,14 @@ async fn the_breakdown_is_kept_as_k6s_trends_when_asked() {
     for name in ["http_req_blocked", "http_req_sending", "http_req_receiving"] {
         assert_eq!(series(name).samples, 3, "{name}");
     }
+    // k6's duration per response: sending + waiting + receiving, under the same tags.
+    let duration = series("http_req_duration");
+    assert_eq!(duration.samples, 3);
+    let (d, w) = (
+        duration.value(Aggregation::Min, 1.0).unwrap(),
+        waiting.value(Aggregation::Min, 1.0).unwrap(),
+    );
+    assert!(d >= w && d < w + 50.0, "duration {d} ms, waiting {w} ms");
 
     // Off by default.
     let c = crate::collector();

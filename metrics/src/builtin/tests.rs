@@ -140,3 +140,39 @@ fn the_view_of_a_merge_is_the_merge_of_the_views() {
     views.merge(&builtin_metrics(&b, &none, |_| true));
     assert_eq!(builtin_metrics(&merged, &none, |_| true), views);
 }
+
+/// Kept per response (with the timing trends), `http_req_duration` is those samples,
+/// under every system tag, and no longer the endpoint figures.
+#[test]
+fn a_per_response_duration_replaces_the_endpoint_figures() {
+    let mut snap = snapshot();
+    let d = crate::Metric::time_trend(HTTP_REQ_DURATION).unwrap();
+    let ok = tags(&[
+        ("name", "/cart"),
+        ("status", "200"),
+        ("expected_response", "true"),
+    ]);
+    let bad = tags(&[
+        ("name", "/cart"),
+        ("status", "500"),
+        ("expected_response", "false"),
+    ]);
+    for ms in [3.0, 4.0] {
+        snap.metrics.add(&d, &ok, ms, 1);
+    }
+    snap.metrics.add(&d, &bad, 9.0, 1);
+    let set = builtin_metrics(&snap, &BTreeMap::new(), |_| true);
+    let dur = |f: &[(&str, &str)], agg| value(&set, HTTP_REQ_DURATION, f, agg);
+    assert_eq!(
+        dur(&[], Aggregation::Count),
+        Some(3.0),
+        "the endpoints' are left out"
+    );
+    assert_eq!(dur(&[("status", "200")], Aggregation::Max), Some(4.0));
+    assert_eq!(
+        dur(&[("expected_response", "false")], Aggregation::Count),
+        Some(1.0)
+    );
+    // The other built-in metrics still read the endpoints.
+    assert_eq!(value(&set, "http_reqs", &[], Aggregation::Count), Some(7.0));
+}
