@@ -8,11 +8,11 @@
 
 use std::collections::BTreeMap;
 
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::Latencies;
 use crate::model::{MetricSet, Series, Tags, Values};
-use crate::stats::{HISTOGRAM_HIGH_US, HISTOGRAM_LOW_US, new_histogram};
+use crate::stats::{HISTOGRAM_HIGH_US, HISTOGRAM_LOW_US};
 
 /// The counter of iterations run to their end.
 pub const ITERATIONS: &str = "iterations";
@@ -24,7 +24,7 @@ pub const DROPPED_ITERATIONS: &str = "dropped_iterations";
 pub const ITERATION_DURATION: &str = "iteration_duration";
 
 /// One scenario's iterations.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScenarioStats {
     /// Iterations run to their end (successful or not).
     pub iterations: u64,
@@ -32,29 +32,14 @@ pub struct ScenarioStats {
     pub interrupted: u64,
     /// Arrival-rate iterations that were due but found no user to run them.
     pub dropped: u64,
-    /// Durations of the completed iterations, µs.
-    #[serde(with = "crate::stats::histogram_v2")]
-    pub duration: Histogram<u64>,
+    /// Durations of the completed iterations, µs (sparse while few slots are filled).
+    pub duration: Latencies,
     /// Their sum, µs.
     pub duration_sum_us: u64,
     /// The shortest, µs.
     pub min_us: Option<u64>,
     /// The longest, µs.
     pub max_us: Option<u64>,
-}
-
-impl Default for ScenarioStats {
-    fn default() -> Self {
-        ScenarioStats {
-            iterations: 0,
-            interrupted: 0,
-            dropped: 0,
-            duration: new_histogram(),
-            duration_sum_us: 0,
-            min_us: None,
-            max_us: None,
-        }
-    }
 }
 
 impl ScenarioStats {
@@ -74,7 +59,7 @@ impl ScenarioStats {
         self.iterations += other.iterations;
         self.interrupted += other.interrupted;
         self.dropped += other.dropped;
-        let _ = self.duration.add(&other.duration);
+        self.duration.merge_from(&other.duration);
         self.duration_sum_us = self.duration_sum_us.saturating_add(other.duration_sum_us);
         self.min_us = match (self.min_us, other.min_us) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -89,13 +74,12 @@ impl ScenarioStats {
         if self.iterations > 0 {
             let n = self.iterations;
             set.merge_series(ITERATIONS, tags, &Series::counter(n as f64, n));
-            let histogram = crate::Latencies::from(self.duration.clone());
             let trend = Series::time_trend_us(
                 n,
                 self.duration_sum_us,
                 self.min_us,
                 self.max_us,
-                &histogram,
+                &self.duration,
             );
             set.merge_series(ITERATION_DURATION, tags, &trend);
         }
@@ -131,7 +115,7 @@ impl ScenarioStats {
                 };
                 match (name, &series.values) {
                     (ITERATION_DURATION, Values::Trend(t)) if t.count > 0 => {
-                        let _ = stats.duration.add(&*t.histogram);
+                        stats.duration.merge_from(&t.histogram);
                         let us = |ms: f64| (ms * 1_000.0).round() as u64;
                         stats.duration_sum_us = stats.duration_sum_us.saturating_add(us(t.sum));
                         stats.min_us = Some(stats.min_us.map_or(us(t.min), |m| m.min(us(t.min))));

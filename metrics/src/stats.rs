@@ -602,7 +602,9 @@ pub(crate) mod histogram_v2 {
     use std::fmt;
 
     use hdrhistogram::Histogram;
-    use hdrhistogram::serialization::{Deserializer as HdrDe, Serializer as _, V2Serializer};
+    #[cfg(test)]
+    use hdrhistogram::serialization::Deserializer as HdrDe;
+    use hdrhistogram::serialization::{Serializer as _, V2Serializer};
     use serde::de::{self, SeqAccess, Visitor};
     use serde::{Deserializer, Serializer};
 
@@ -625,6 +627,7 @@ pub(crate) mod histogram_v2 {
         .map_err(|e| de::Error::custom(format!("histogram {e}")))
     }
 
+    #[cfg(test)]
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Histogram<u64>, D::Error> {
         let plain = checked_bytes(d)?;
         let mut h: Histogram<u64> = HdrDe::new()
