@@ -236,6 +236,10 @@ pub(crate) fn run_scenario(
     )
 }
 
+/// The flags of a master that waits for two workers.
+pub(crate) const MASTER_OF_TWO: [&str; 5] =
+    ["--master", "--expect-workers", "2", "--worker-wait", "30s"];
+
 /// [`run_scenario`] as the master of two worker processes meeting in a private redis-server.
 pub(crate) fn run_file_over_two_workers(
     file: &std::path::Path,
@@ -247,8 +251,7 @@ pub(crate) fn run_file_over_two_workers(
     let _workers: Vec<_> = (0..2)
         .map(|_| spawn(&[&["run", "--worker", "-q"][..], &meet[..]].concat()))
         .collect();
-    let master = ["--master", "--expect-workers", "2", "--worker-wait", "30s"];
-    run_scenario(file, name, &[&master[..], &meet[..], extra].concat())
+    run_scenario(file, name, &[&MASTER_OF_TWO[..], &meet[..], extra].concat())
 }
 
 fn export_path(name: &str) -> std::path::PathBuf {

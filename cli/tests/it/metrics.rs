@@ -13,7 +13,7 @@ use super::{
 };
 
 /// A shop whose `/cart` answers totals 10, 20, 30 in turn; it counts what it served.
-fn shop() -> (std::net::SocketAddr, Arc<AtomicU64>) {
+pub(super) fn shop() -> (std::net::SocketAddr, Arc<AtomicU64>) {
     let served = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&served);
     let addr = serve(move |_, _| {

@@ -4,30 +4,16 @@
 //! `/metrics`, each equal to what the target served.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use serde_json::Value;
 
+use super::metrics::shop;
 use super::{
-    TempFile, counter_sum, free_port, http, http_text, serve, spawn, spawn_piped, text, wait_exit,
-    wait_for,
+    MASTER_OF_TWO, TempFile, counter_sum, free_port, http, http_text, spawn, spawn_piped, text,
+    wait_exit, wait_for,
 };
-
-/// A shop whose answers carry totals 10, 20, 30 in turn; it counts what it served.
-fn shop() -> (std::net::SocketAddr, Arc<AtomicU64>) {
-    let served = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&served);
-    let addr = serve(move |_, _| {
-        let n = counter.fetch_add(1, Ordering::Relaxed);
-        let body = format!(r#"{{"total": {}, "ok": true}}"#, 10 * (n % 3 + 1));
-        hyper::Response::new(Full::new(Bytes::from(body)))
-    });
-    (addr, served)
-}
 
 const FILE: &str = r#"
 host = "http://ADDR"
@@ -163,14 +149,9 @@ fn the_json_html_csv_and_prometheus_outputs_agree_with_the_target_over_two_worke
         // Fails: every figure above passes, and a failing verdict must show everywhere.
         "http_req_duration{group:::checkout} max<0.001",
     ];
-    let mut args = vec![
-        "run",
-        file.path().to_str().unwrap(),
-        "--master",
-        "--expect-workers",
-        "2",
-        "--worker-wait",
-        "30s",
+    let mut args = vec!["run", file.path().to_str().unwrap()];
+    args.extend(MASTER_OF_TWO);
+    args.extend([
         "-q",
         "--summary-export",
         export.to_str().unwrap(),
@@ -181,7 +162,7 @@ fn the_json_html_csv_and_prometheus_outputs_agree_with_the_target_over_two_worke
         "--control-addr",
         &control,
         "--linger",
-    ];
+    ]);
     args.extend(&meet);
     for t in &thresholds {
         args.extend(["--threshold", t]);
