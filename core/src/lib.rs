@@ -44,6 +44,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub mod clock;
+pub mod duration;
 pub mod lifecycle;
 pub mod scenario;
 pub mod shape;
