@@ -21,6 +21,7 @@ mod progress;
 mod quick;
 mod run;
 pub mod scenario;
+mod script;
 mod signals;
 mod term;
 mod test;

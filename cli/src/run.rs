@@ -195,6 +195,8 @@ struct Plan {
     default_users: u32,
     /// Every request name the run can make, when known before it runs.
     names: Option<Vec<String>>,
+    /// The scenarios already say the load, the command line's included (a script).
+    load_decided: bool,
 }
 
 /// The name the HTTP user records a request to `path` under.
@@ -282,8 +284,13 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
             "--tags and --exclude-tags pick a scenario file's tasks: give a scenario file".into(),
         ));
     }
+    // A k6-style script: the options' load, with the command line's over it.
+    let mut script = match &args.scenario {
+        Some(path) if crate::script::is_script(path) => Some(crate::script::load(path, &args)?),
+        _ => None,
+    };
     let mut scenario = match &args.scenario {
-        Some(path) => {
+        Some(path) if script.is_none() => {
             let inputs = crate::scenario::Inputs {
                 tags: &tags,
                 no_setup: args.no_setup,
@@ -291,7 +298,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
             };
             Some(crate::scenario::load_with(path, inputs).map_err(|e| UsageError(e.to_string()))?)
         }
-        None => None,
+        _ => None,
     };
     if test.is_some() && scenario.is_some() {
         return Err(UsageError(
@@ -326,6 +333,14 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
     if let Some(s) = &mut scenario {
         thresholds.splice(0..0, std::mem::take(&mut s.thresholds));
     }
+    if let Some(s) = &mut script {
+        thresholds.splice(0..0, std::mem::take(&mut s.thresholds));
+    }
+    let mut tags = script
+        .as_mut()
+        .map(|s| std::mem::take(&mut s.tags))
+        .unwrap_or_default();
+    tags.extend(args.tag.iter().cloned());
     // `{tag=...}` stands for the requests of the file's tasks with that tag.
     for t in &mut thresholds {
         let Some(tag) = t.tag().map(str::to_owned) else {
@@ -366,7 +381,19 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
     let demo_url = demo.as_ref().map(|t| format!("http://{}", t.addr));
     let demo_time = demo.as_ref().map(|_| Duration::from_secs(10));
     let mut host = args.host.clone();
-    let plan = if let Some(s) = scenario {
+    let plan = if let Some(s) = script {
+        Plan {
+            scenarios: s.scenarios,
+            user_types: Vec::new(),
+            shape: None,
+            file_load: None,
+            hooks: s.hooks,
+            outputs: Vec::new(),
+            default_users: 1,
+            names: None,
+            load_decided: true,
+        }
+    } else if let Some(s) = scenario {
         // -H wins, then the embedded target with --demo, then the file's host.
         if host.is_none() {
             host = demo_url.clone().or(s.host);
@@ -385,6 +412,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
             outputs: Vec::new(),
             default_users: if demo.is_some() { 10 } else { 1 },
             names: s.request_names,
+            load_decided: false,
         }
     } else {
         match (test, &args.url, &demo_url) {
@@ -409,6 +437,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
                     outputs,
                     default_users: if demo.is_some() { 10 } else { 1 },
                     names: None,
+                    load_decided: false,
                 }
             }
             (None, Some(url), _) => Plan {
@@ -420,6 +449,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
                 hooks: Hooks::default(),
                 outputs: Vec::new(),
                 default_users: 1,
+                load_decided: false,
             },
             (None, None, Some(url)) => Plan {
                 scenarios: Vec::new(),
@@ -430,6 +460,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
                 hooks: Hooks::default(),
                 outputs: Vec::new(),
                 default_users: 10,
+                load_decided: false,
             },
             (None, None, None) => {
                 return Err(UsageError(
@@ -455,7 +486,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
             .map_err(|e| UsageError(e.to_string()))?
             .graceful_stop(args.stop_timeout);
         vec![sc]
-    } else if crate::load::given(&args) {
+    } else if crate::load::given(&args) && !plan.load_decided {
         return Err(UsageError(
             "the test's scenarios set the load: -u, -t, --stages, --rate and -i do not apply"
                 .into(),
@@ -475,7 +506,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
             timing_trends: args.timings || thresholds.iter().any(Threshold::needs_timings),
             ..aiotest_metrics::MetricsConfig::default()
         },
-        tags: args.tag.clone(),
+        tags,
         ..RunConfig::default()
     };
     let exporter = args

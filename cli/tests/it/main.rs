@@ -169,8 +169,13 @@ pub(crate) struct TempFile(std::path::PathBuf);
 impl TempFile {
     /// `text` written to a file named after this process and `name`.
     pub(crate) fn new(name: &str, text: &str) -> Self {
+        Self::with_extension(name, "toml", text)
+    }
+
+    /// `text` written to `NAME.EXT` (a script is `.js`).
+    pub(crate) fn with_extension(name: &str, ext: &str, text: &str) -> Self {
         let path =
-            std::env::temp_dir().join(format!("aiotest-it-{}-{name}.toml", std::process::id()));
+            std::env::temp_dir().join(format!("aiotest-it-{}-{name}.{ext}", std::process::id()));
         std::fs::write(&path, text).unwrap();
         TempFile(path)
     }
@@ -1320,6 +1325,7 @@ mod outputs;
 mod quick;
 mod reports;
 mod scenarios;
+mod scripts;
 mod series;
 mod terminal;
 mod vars;

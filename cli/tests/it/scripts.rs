@@ -1,0 +1,342 @@
+//! k6-style scripts (`aiotest run script.js`) against the counting target: the
+//! lifecycle as k6 describes it, the load from options and flags, and the errors a script
+//! author meets.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::{TempFile, check_counts, endpoint_counts, run_exported, target, text};
+
+/// A script file with `{BASE}` replaced by the target's URL.
+fn script(name: &str, base: &str, body: &str) -> TempFile {
+    TempFile::with_extension(name, "js", &body.replace("{BASE}", base))
+}
+
+fn run(file: &TempFile, name: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let (out, json) = run_exported(
+        name,
+        &[&["run", file.path().to_str().unwrap()][..], extra].concat(),
+    );
+    (
+        out.status.code(),
+        json,
+        text(&out.stdout) + &text(&out.stderr),
+    )
+}
+
+/// A named metric's whole-test row in an export.
+fn metric<'a>(json: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    json["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name && m["tags"].is_null())
+}
+
+#[test]
+fn the_four_phases_run_once_each_and_setup_data_reaches_default_and_teardown() {
+    let t = target();
+    let base = format!("http://{}", t.addr);
+    let f = script(
+        "lifecycle",
+        &base,
+        r#"
+import http from 'k6/http';
+import { check, sleep } from 'k6';
+
+// 1. init code: once per VU (and once to read these options).
+export const options = { vus: 3, iterations: 12 };
+
+// 2. setup code: once.
+export function setup() {
+  const res = http.get('{BASE}/login');
+  return { token: res.json('data.token'), v: 1 };
+}
+
+// 3. VU code: each iteration, with setup's data.
+export default function (data) {
+  const r = http.get('{BASE}/items');
+  check(r, {
+    'token came': () => data.token === 't-9',
+    'status is 200': (r) => r.status === 200,
+  });
+  sleep(0.01);
+}
+
+// 4. teardown code: once, with the same data.
+export function teardown(data) {
+  http.post('{BASE}/echo', JSON.stringify(data), { headers: { 'Content-Type': 'application/json' } });
+}
+"#,
+    );
+    let (code, json, out) = run(&f, "script-lifecycle", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(endpoint_counts(&json, &format!("{base}/login")), (1, 0));
+    assert_eq!(endpoint_counts(&json, &format!("{base}/items")), (12, 0));
+    assert_eq!(endpoint_counts(&json, &format!("{base}/echo")), (1, 0));
+    assert_eq!(check_counts(&json, "token came"), (12, 0));
+    assert_eq!(check_counts(&json, "status is 200"), (12, 0));
+    // Everything the target served is in the summary: 1 + 12 + 1.
+    assert_eq!(json["totals"]["requests"], 14);
+    assert_eq!(t.served.load(Ordering::Relaxed), 14);
+    assert_eq!(
+        t.echoed.lock().unwrap().as_slice(),
+        [r#"POST - application/json {"token":"t-9","v":1}"#]
+    );
+    assert_eq!(
+        metric(&json, "iterations").unwrap()["values"]["count"],
+        12.0
+    );
+}
+
+#[test]
+fn teardown_that_throws_on_wrong_data_fails_the_run_and_a_failed_setup_skips_it() {
+    let t = target();
+    let base = format!("http://{}", t.addr);
+    // Teardown checks what setup returned, and throws when it is not what it expects.
+    let f = script(
+        "teardown-throws",
+        &base,
+        r#"
+import http from 'k6/http';
+export function setup() { return { v: 1 }; }
+export default function () { http.get('{BASE}/a'); }
+export function teardown(data) {
+  if (data.v !== 2) {
+    throw new Error('incorrect data: ' + JSON.stringify(data));
+  }
+}
+"#,
+    );
+    let (code, _, out) = run(&f, "script-teardown-throws", &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(r#"teardown() threw: Error: incorrect data: {"v":1} at "#),
+        "{out}"
+    );
+    // A setup that throws: no VU runs, teardown does not run, the exit code says so.
+    let f = script(
+        "setup-throws",
+        &base,
+        r#"
+import http from 'k6/http';
+export function setup() { throw new Error('no accounts'); }
+export default function () { http.get('{BASE}/never'); }
+export function teardown() { http.get('{BASE}/echo'); }
+"#,
+    );
+    let served = t.served.load(Ordering::Relaxed);
+    let (code, _, out) = run(&f, "script-setup-throws", &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("setup() threw: Error: no accounts at "),
+        "{out}"
+    );
+    assert_eq!(t.served.load(Ordering::Relaxed), served, "nothing was sent");
+}
+
+#[test]
+fn a_scenario_runs_its_exec_function_with_constant_vus() {
+    let t = target();
+    let base = format!("http://{}", t.addr);
+    let f = script(
+        "exec",
+        &base,
+        r#"
+import http from 'k6/http';
+export const options = {
+  scenarios: {
+    browsing: { executor: 'constant-vus', exec: 'browse', vus: 2, duration: '1s', tags: { kind: 'web' } },
+    buying: { executor: 'per-vu-iterations', exec: 'buy', vus: 2, iterations: 3, startTime: '200ms' },
+  },
+};
+export function browse() { http.get('{BASE}/5ms'); }
+export function buy() { http.post('{BASE}/echo', 'item=1'); }
+"#,
+    );
+    let (code, json, out) = run(&f, "script-exec", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    let scenarios: Vec<&str> = json["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(scenarios, ["browsing", "buying"]);
+    let (browsed, _) = endpoint_counts(&json, &format!("{base}/5ms"));
+    // Two VUs for a second at a little over 5 ms a request.
+    assert!((100..=400).contains(&browsed), "{browsed}");
+    assert_eq!(endpoint_counts(&json, &format!("{base}/echo")), (6, 0));
+    assert_eq!(json["totals"]["requests"], t.served.load(Ordering::Relaxed));
+}
+
+#[test]
+fn the_command_line_overrides_the_options_load_field_by_field() {
+    let t = target();
+    let base = format!("http://{}", t.addr);
+    let f = script(
+        "override",
+        &base,
+        r#"
+import http from 'k6/http';
+export const options = { vus: 2, iterations: 4 };
+export default function () { http.get('{BASE}/x'); }
+"#,
+    );
+    let (code, json, out) = run(&f, "script-override", &["-i", "7"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(endpoint_counts(&json, &format!("{base}/x")), (7, 0));
+    // No load at all: one iteration of one VU, as in k6.
+    let f = script(
+        "no-load",
+        &base,
+        "import http from 'k6/http';\nexport default function () { http.get('{BASE}/y'); }\n",
+    );
+    let (code, json, out) = run(&f, "script-no-load", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(endpoint_counts(&json, &format!("{base}/y")), (1, 0));
+}
+
+#[test]
+fn an_exception_in_vu_code_fails_its_iteration_only_and_is_counted_with_its_line() {
+    let t = target();
+    let base = format!("http://{}", t.addr);
+    let f = script(
+        "throws",
+        &base,
+        r#"
+import http from 'k6/http';
+export const options = { iterations: 6 };
+export default function () {
+  http.get('{BASE}/x');
+  if (__ITER % 2 === 0) {
+    throw new Error('odd one out');
+  }
+  http.get('{BASE}/after');
+}
+"#,
+    );
+    let (code, json, out) = run(&f, "script-throws", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(endpoint_counts(&json, &format!("{base}/x")), (6, 0));
+    assert_eq!(endpoint_counts(&json, &format!("{base}/after")), (3, 0));
+    let row = json["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "script_errors" && !m["tags"].is_null())
+        .unwrap_or_else(|| panic!("no script_errors: {json}"));
+    assert_eq!(row["values"]["count"], 3.0);
+    let error = row["tags"]["error"].as_str().unwrap();
+    assert!(error.starts_with("Error: odd one out at "), "{error}");
+    assert!(error.ends_with(".js:7:15"), "{error}");
+}
+
+#[test]
+fn a_script_that_cannot_run_exits_2_saying_what_and_where() {
+    let t = target();
+    let base = format!("http://{}", t.addr);
+    let cases: [(&str, &str, &str); 6] = [
+        (
+            "syntax",
+            "export default function () {\n  const x = ;\n}\n",
+            "SyntaxError: unexpected token in expression: ';' at ",
+        ),
+        (
+            "module",
+            "import ws from 'k6/ws';\nexport default function () {}\n",
+            "aiotest does not support the module `k6/ws`",
+        ),
+        (
+            "export",
+            "import { nope } from 'k6/http';\nexport default function () {}\n",
+            "Could not find export 'nope' in module 'k6/http'",
+        ),
+        (
+            "init-request",
+            "import http from 'k6/http';\nhttp.get('{BASE}/x');\nexport default function () {}\n",
+            "an HTTP request is not allowed in the init context",
+        ),
+        (
+            "option",
+            "export const options = { vus: 2, duraton: '1s' };\nexport default function () {}\n",
+            "options: unknown field `duraton`",
+        ),
+        (
+            "nothing",
+            "export function setup() {}\n",
+            "the script exports no default function and no scenarios",
+        ),
+    ];
+    for (name, body, expected) in cases {
+        let f = script(&format!("bad-{name}"), &base, body);
+        let (code, _, out) = run(&f, &format!("script-bad-{name}"), &[]);
+        assert_eq!(code, Some(2), "{name}: {out}");
+        assert!(out.contains(expected), "{name}: {out}");
+        assert!(
+            out.contains(&f.path().display().to_string()),
+            "{name}: {out}"
+        );
+    }
+    // Where the syntax error is.
+    let f = script(
+        "bad-where",
+        &base,
+        "export default function () {\n  const x = ;\n}\n",
+    );
+    let (_, _, out) = run(&f, "script-bad-where", &[]);
+    assert!(
+        out.contains(&format!("{}:2:13", f.path().display())),
+        "{out}"
+    );
+    assert_eq!(t.served.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn a_threshold_with_abort_on_fail_ends_the_run_early_and_exits_99() {
+    let t = target();
+    let base = format!("http://{}", t.addr);
+    let f = script(
+        "abort",
+        &base,
+        r#"
+import http from 'k6/http';
+export const options = {
+  vus: 2,
+  duration: '30s',
+  thresholds: {
+    http_req_failed: [{ threshold: 'rate<0.1', abortOnFail: true }],
+    checks: ['rate>0.99'],
+  },
+};
+export default function () {
+  // Half fail: far over the threshold, but not a run where nothing succeeded.
+  http.get(__ITER % 2 === 0 ? '{BASE}/fail' : '{BASE}/ok');
+}
+"#,
+    );
+    let started = Instant::now();
+    let (code, json, out) = run(&f, "script-abort", &[]);
+    assert_eq!(code, Some(99), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{out}");
+    let verdicts: Vec<(String, bool)> = json["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["expr"].as_str().unwrap().to_owned(),
+                t["ok"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    // `checks` matched nothing: a threshold that cannot fail is no threshold.
+    assert_eq!(
+        verdicts,
+        [
+            ("checks rate>0.99".to_owned(), false),
+            ("http_req_failed rate<0.1:abort".to_owned(), false)
+        ]
+    );
+    assert_eq!(json["totals"]["requests"], t.served.load(Ordering::Relaxed));
+}
