@@ -91,7 +91,7 @@ struct Settings {
 }
 
 #[derive(Clone)]
-struct Base {
+pub(crate) struct Base {
     /// Shared with the client's connections to it: a connection is found by address.
     origin: Arc<Origin>,
     /// Path prefix of the host URL, without a trailing slash (often empty).
@@ -647,6 +647,19 @@ impl Response {
     /// The response headers (empty without a response).
     pub fn headers(&self) -> &HeaderMap {
         self.headers.map()
+    }
+
+    /// Calls `f` with each response header's name (lower case over HTTP/2, as received
+    /// over HTTP/1.1) and value, in order, without building the [`HeaderMap`] that
+    /// [`headers`](Self::headers) builds (a map costs an allocation per header).
+    pub fn for_each_header(&self, mut f: impl FnMut(&str, &[u8])) {
+        if let Some(map) = self.headers.map.get() {
+            for (k, v) in map {
+                f(k.as_str(), v.as_bytes());
+            }
+            return;
+        }
+        crate::h1::for_each_header(&self.headers.raw, f);
     }
 
     /// The body.
@@ -1355,6 +1368,11 @@ impl HttpClient {
         plan: &Plan,
     ) -> Result<(Cow<'s, Base>, PathAndQuery, Option<usize>), String> {
         if plan.path.starts_with("http://") || plan.path.starts_with("https://") {
+            if plan.query.is_none()
+                && let Some((b, target)) = targets.absolute(&plan.path)
+            {
+                return Ok((Cow::Owned(b.clone()), target.clone(), None));
+            }
             let uri: Uri = plan
                 .path
                 .parse()
@@ -1368,6 +1386,9 @@ impl HttpClient {
             let path = uri.path_and_query().map_or("/", |p| p.as_str());
             let target = join("", path, plan.query.as_deref())
                 .map_err(|e| format!("bad URL `{}`: {e}", plan.path))?;
+            if plan.query.is_none() {
+                targets.remember_absolute(&plan.path, &b, &target);
+            }
             return Ok((Cow::Owned(b), target, None));
         }
         let Some(b) = base else {

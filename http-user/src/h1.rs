@@ -572,6 +572,18 @@ fn parser() -> httparse::ParserConfig {
 
 /// The headers of a raw head as a map (names lower-cased; a header whose value is not
 /// valid in a map is left out; a folded one is unfolded).
+/// Calls `f` with each header of the response head `head`, as received.
+pub(crate) fn for_each_header(head: &[u8], mut f: impl FnMut(&str, &[u8])) {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    if parser().parse_response(&mut response, head).is_err() {
+        return;
+    }
+    for h in response.headers.iter() {
+        f(h.name, h.value);
+    }
+}
+
 pub(crate) fn header_map(head: &[u8]) -> http::HeaderMap {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);

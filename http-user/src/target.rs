@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::Method;
 use http::uri::PathAndQuery;
 
+use crate::client::Base;
 use crate::naming::name_for_path;
 
 /// Distinct paths kept per client.
@@ -40,9 +41,28 @@ struct Entry {
 #[derive(Default)]
 pub(crate) struct Targets {
     entries: Vec<Entry>,
+    /// Absolute URLs (`http://host/path`, as scripts write them) with their origin and
+    /// target, parsed once; as bounded as `entries`.
+    absolute: Vec<(Box<str>, Base, PathAndQuery)>,
 }
 
 impl Targets {
+    /// The origin and target of the absolute URL `url`, if kept.
+    pub(crate) fn absolute(&self, url: &str) -> Option<(&Base, &PathAndQuery)> {
+        self.absolute
+            .iter()
+            .find(|(u, _, _)| **u == *url)
+            .map(|(_, b, t)| (b, t))
+    }
+
+    /// Keeps the origin and target of `url`, while there is room.
+    pub(crate) fn remember_absolute(&mut self, url: &str, base: &Base, target: &PathAndQuery) {
+        if self.absolute.len() < CAPACITY {
+            self.absolute
+                .push((url.into(), base.clone(), target.clone()));
+        }
+    }
+
     /// The index of `path`'s entry, creating it when there is room. `None` when the path
     /// is not (and cannot be) kept; the caller then builds the target itself.
     #[inline]

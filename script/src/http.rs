@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use aiotest_http_user::HttpClient;
-use rquickjs::{Ctx, Object};
+use rquickjs::{Array, Ctx};
 use serde::Deserialize;
 
 /// One request, as the script asked for it.
@@ -130,26 +130,26 @@ impl RequestSpec {
 #[derive(Debug)]
 pub(crate) struct RawResponse {
     status: u16,
-    body: Option<String>,
-    headers: Vec<(String, String)>,
+    /// The body as received (`None`: `responseType: "none"`).
+    body: Option<bytes::Bytes>,
+    /// `Name: value` lines, names as k6 shows them.
+    headers: String,
     /// blocked, connecting, tls_handshaking, sending, waiting, receiving, duration, ms.
     timings: [f64; 7],
     proto: &'static str,
     error: String,
     error_code: u16,
     url: String,
-    method: String,
+    method: http::Method,
 }
 
-/// `content-type` as k6 shows it: `Content-Type`.
-fn canonical(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
+/// Appends `content-type` as k6 shows it: `Content-Type`.
+fn push_canonical(out: &mut String, name: &str) {
     let mut up = true;
     for c in name.chars() {
         out.push(if up { c.to_ascii_uppercase() } else { c });
         up = c == '-';
     }
-    out
 }
 
 /// Sends `spec` on the VU's client.
@@ -164,7 +164,7 @@ pub(crate) async fn send(client: &mut HttpClient, spec: RequestSpec) -> RawRespo
         tags,
         response,
     } = spec;
-    let shown_method = method.as_str().to_owned();
+    let shown_method = method.clone();
     let mut b = client.request(method, url.clone());
     let has_type = headers
         .iter()
@@ -194,22 +194,20 @@ pub(crate) async fn send(client: &mut HttpClient, spec: RequestSpec) -> RawRespo
         ),
         None => (String::new(), 0),
     };
+    let mut lines = String::new();
+    r.for_each_header(|k, v| {
+        push_canonical(&mut lines, k);
+        lines.push_str(": ");
+        lines.push_str(&String::from_utf8_lossy(v));
+        lines.push('\n');
+    });
     RawResponse {
         status: r.status_code(),
         body: match response {
-            ResponseType::Text => Some(r.text().into_owned()),
+            ResponseType::Text => Some(r.bytes().clone()),
             ResponseType::None => None,
         },
-        headers: r
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    canonical(k.as_str()),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        headers: lines,
         timings: [
             ms(t.blocked()),
             ms(t.connecting()),
@@ -227,47 +225,37 @@ pub(crate) async fn send(client: &mut HttpClient, spec: RequestSpec) -> RawRespo
     }
 }
 
-/// The JavaScript object of a response.
-pub(crate) fn response_object<'js>(
+/// Writes `r` into `a`, the VU's one response array, by position, as the module's
+/// `Response` constructor reads it (an object literal built in JavaScript has its keys
+/// compiled in, and the array is reused, so a response costs no key lookups and no
+/// allocation beyond its strings). Headers are one string, split when the script first
+/// reads them.
+pub(crate) fn fill_response<'js>(
     ctx: &Ctx<'js>,
+    a: &Array<'js>,
     r: RawResponse,
-) -> rquickjs::Result<Object<'js>> {
-    let o = Object::new(ctx.clone())?;
-    o.set("status", r.status)?;
-    o.set("body", r.body)?;
-    let headers = Object::new(ctx.clone())?;
-    for (k, v) in r.headers {
-        // A header given twice reads as its values joined, as k6 shows it.
-        let joined = match headers.get::<_, Option<String>>(k.as_str())? {
-            Some(prev) => format!("{prev}, {v}"),
-            None => v,
-        };
-        headers.set(k, joined)?;
+) -> rquickjs::Result<()> {
+    a.set(0, r.status)?;
+    match &r.body {
+        None => a.set(1, rquickjs::Null)?,
+        Some(b) => {
+            let text = match std::str::from_utf8(b) {
+                Ok(t) => rquickjs::String::from_str(ctx.clone(), t)?,
+                Err(_) => rquickjs::String::from_str(ctx.clone(), &String::from_utf8_lossy(b))?,
+            };
+            a.set(1, text)?;
+        }
     }
-    o.set("headers", headers)?;
-    let timings = Object::new(ctx.clone())?;
-    let names = [
-        "blocked",
-        "connecting",
-        "tls_handshaking",
-        "sending",
-        "waiting",
-        "receiving",
-        "duration",
-    ];
-    for (n, v) in names.iter().zip(r.timings) {
-        timings.set(*n, v)?;
+    a.set(2, r.headers)?;
+    for (i, v) in r.timings.into_iter().enumerate() {
+        a.set(3 + i, v)?;
     }
-    o.set("timings", timings)?;
-    o.set("proto", r.proto)?;
-    o.set("error", r.error)?;
-    o.set("error_code", r.error_code)?;
-    o.set("url", r.url.as_str())?;
-    let request = Object::new(ctx.clone())?;
-    request.set("method", r.method)?;
-    request.set("url", r.url)?;
-    o.set("request", request)?;
-    Ok(o)
+    a.set(10, r.proto)?;
+    a.set(11, r.error)?;
+    a.set(12, r.error_code)?;
+    a.set(13, r.url)?;
+    a.set(14, r.method.as_str())?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -304,7 +292,10 @@ mod tests {
 
     #[test]
     fn header_names_read_as_k6_shows_them() {
-        assert_eq!(canonical("content-type"), "Content-Type");
-        assert_eq!(canonical("x-request-id"), "X-Request-Id");
+        let mut s = String::new();
+        push_canonical(&mut s, "content-type");
+        s.push(' ');
+        push_canonical(&mut s, "x-request-id");
+        assert_eq!(s, "Content-Type X-Request-Id");
     }
 }

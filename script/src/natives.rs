@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use rquickjs::{Ctx, Exception, Function, Object};
+use aiotest_metrics::{Metric, Tags};
+use rquickjs::{Array, Ctx, Exception, Function, Object, Persistent};
 
-use crate::http::{RawResponse, RequestSpec};
+use crate::http::{RequestSpec, fill_response};
 use crate::vu::{Op, Resume, Shared};
 
 fn throw(ctx: &Ctx<'_>, message: &str) -> rquickjs::Error {
@@ -43,19 +44,25 @@ pub(crate) fn object<'js>(ctx: &Ctx<'js>, shared: &Rc<Shared>) -> rquickjs::Resu
                   body: Option<String>,
                   form: bool,
                   params: Option<String>|
-                  -> rquickjs::Result<RawResponse> {
+                  -> rquickjs::Result<Persistent<Array<'static>>> {
                 not_in_init(&ctx, &s, "an HTTP request")?;
                 let spec = RequestSpec::parse(&method, url, body, form, params.as_deref())
                     .map_err(|e| {
                         throw(&ctx, &format!("http.{}: {e}", method.to_ascii_lowercase()))
                     })?;
-                match s.ask(&ctx, Op::Request(Box::new(spec)))? {
-                    Resume::Response(r) => Ok(*r),
-                    _ => Err(throw(
+                let Resume::Response(r) = s.ask(&ctx, Op::Request(Box::new(spec)))? else {
+                    return Err(throw(
                         &ctx,
                         "internal: a request was answered with no response",
-                    )),
-                }
+                    ));
+                };
+                let buf = s
+                    .response
+                    .borrow()
+                    .clone()
+                    .ok_or_else(|| throw(&ctx, "internal: the VU has no response array"))?;
+                fill_response(&ctx, &buf.clone().restore(&ctx)?, *r)?;
+                Ok(buf)
             },
         )?,
     )?;
@@ -117,6 +124,84 @@ pub(crate) fn object<'js>(ctx: &Ctx<'js>, shared: &Rc<Shared>) -> rquickjs::Resu
             s.ask(&ctx, Op::ExitGroup)?;
             Ok(())
         })?,
+    )?;
+
+    let s = Rc::clone(shared);
+    o.set(
+        "metricDefine",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'_>,
+                  name: String,
+                  kind: String,
+                  time: bool|
+                  -> rquickjs::Result<usize> {
+                let m = match (kind.as_str(), time) {
+                    ("counter", _) => Metric::counter(&name),
+                    ("gauge", _) => Metric::gauge(&name),
+                    ("rate", _) => Metric::rate(&name),
+                    ("trend", false) => Metric::trend(&name),
+                    _ => Metric::time_trend(&name),
+                }
+                .map_err(|e| throw(&ctx, &format!("new {kind}(`{name}`): {e}")))?;
+                let mut all = s.metrics.borrow_mut();
+                if let Some(other) = all.iter().find(|o| o.name() == m.name() && **o != m) {
+                    return Err(throw(
+                        &ctx,
+                        &format!(
+                            "metric `{name}` is already a {:?}: one name, one kind",
+                            other.kind()
+                        ),
+                    ));
+                }
+                all.push(m);
+                Ok(all.len() - 1)
+            },
+        )?,
+    )?;
+
+    let s = Rc::clone(shared);
+    o.set(
+        "metricAdd",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'_>, id: usize, value: f64, tags: Option<String>| -> rquickjs::Result<()> {
+                not_in_init(&ctx, &s, "adding to a metric")?;
+                let metric = s
+                    .metrics
+                    .borrow()
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| throw(&ctx, "internal: no such metric"))?;
+                let tags = match tags {
+                    None => Tags::new(),
+                    Some(json) => {
+                        let map: std::collections::BTreeMap<String, serde_json::Value> =
+                            serde_json::from_str(&json).map_err(|e| {
+                                throw(&ctx, &format!("{}.add(value, tags): tags must be an object of strings: {e}", metric.name()))
+                            })?;
+                        let mut t = Tags::new();
+                        for (k, v) in map {
+                            let v = match v {
+                                serde_json::Value::String(s) => s,
+                                other => other.to_string(),
+                            };
+                            t.insert(&k, &v).map_err(|e| {
+                                throw(&ctx, &format!("{}.add: tag `{k}`: {e}", metric.name()))
+                            })?;
+                        }
+                        t
+                    }
+                };
+                if !value.is_finite() {
+                    return Err(throw(&ctx, &format!("{}.add({value}): not a number", metric.name())));
+                }
+                match s.ask(&ctx, Op::Metric { metric: metric.clone(), value, tags })? {
+                    Resume::Done => Ok(()),
+                    _ => Err(throw(&ctx, &format!("{}.add({value}): refused (see the log)", metric.name()))),
+                }
+            },
+        )?,
     )?;
 
     let s = Rc::clone(shared);

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use aiotest_http_user::HttpClient;
 use rquickjs::loader::{Loader, Resolver};
-use rquickjs::{
-    Context, Ctx, Exception, Function, IntoJs, Module, Object, Persistent, Runtime, Value,
-};
+use rquickjs::{Context, Ctx, Exception, Function, Module, Object, Persistent, Runtime, Value};
 
 use crate::error::JsError;
 use crate::fiber::{Fiber, JS_STACK_LIMIT, Owned, Suspender};
@@ -58,6 +56,12 @@ pub(crate) enum Op {
         passed: bool,
     },
     EnterGroup(String),
+    /// A sample of a custom metric.
+    Metric {
+        metric: aiotest_metrics::Metric,
+        value: f64,
+        tags: aiotest_metrics::Tags,
+    },
     ExitGroup,
     /// The call ended: its result as JSON when asked for, or its exception.
     Finished(Result<Option<String>, JsError>),
@@ -72,6 +76,12 @@ pub(crate) struct Shared {
     /// Set when the current call is abandoned: the interrupt handler then stops the
     /// script at its next check.
     pub(crate) aborting: Rc<Cell<bool>>,
+    /// The VU's one response array, which every response is written into (see
+    /// [`crate::http::fill_response`]).
+    pub(crate) response: RefCell<Option<Persistent<rquickjs::Array<'static>>>>,
+    /// The custom metrics this VU declared (`new Trend(...)`), by the id its
+    /// JavaScript object holds.
+    pub(crate) metrics: RefCell<Vec<aiotest_metrics::Metric>>,
     /// The fiber's suspender, once it started.
     suspender: RefCell<Option<Rc<Suspender<Resume, Op>>>>,
     pub(crate) script: Arc<Script>,
@@ -97,6 +107,7 @@ impl Shared {
 const MODULES: &[(&str, &str)] = &[
     ("k6", include_str!("js/k6.js")),
     ("k6/http", include_str!("js/http.js")),
+    ("k6/metrics", include_str!("js/metrics.js")),
 ];
 
 /// Modules k6 has that aiotest does not: refused by name when imported.
@@ -256,6 +267,11 @@ impl OnFiber {
 fn init<'js>(ctx: &Ctx<'js>, shared: &Rc<Shared>, script: &Script) -> Result<Object<'js>, JsError> {
     let err = |e| JsError::from_rquickjs(ctx, e, script);
     let natives = crate::natives::object(ctx, shared).map_err(err)?;
+    let buf = rquickjs::Array::new(ctx.clone()).map_err(err)?;
+    for i in 0..15 {
+        buf.set(i, rquickjs::Null).map_err(err)?;
+    }
+    *shared.response.borrow_mut() = Some(Persistent::save(ctx, buf));
     let g = ctx.globals();
     g.set("__aiotest", natives).map_err(err)?;
     g.set("__VU", shared.id).map_err(err)?;
@@ -301,6 +317,8 @@ impl Vu {
             in_init: Cell::new(false),
             aborting,
             suspender: RefCell::new(None),
+            response: RefCell::new(None),
+            metrics: RefCell::new(Vec::new()),
             script: Arc::clone(script),
         });
         let on = OnFiber {
@@ -330,6 +348,7 @@ impl Vu {
             // Values kept across calls go before the context does.
             on.exports = None;
             on.data = None;
+            on.shared.response.borrow_mut().take();
         })
         .map_err(|e| JsError::plain(format!("cannot allocate the VU's stack: {e}")))?;
         let mut vu = Vu {
@@ -423,6 +442,17 @@ impl Vu {
                         Resume::Abort
                     }
                 },
+                Op::Metric {
+                    metric,
+                    value,
+                    tags,
+                } => match client.add(&metric, value, &tags) {
+                    Ok(()) => Resume::Done,
+                    Err(e) => {
+                        tracing::warn!("metric `{}`: {e}", metric.name());
+                        Resume::Abort
+                    }
+                },
                 Op::ExitGroup => {
                     client.exit_group();
                     Resume::Done
@@ -461,12 +491,6 @@ impl Drop for Vu {
         if !inner.busy {
             let _ = inner.fiber.resume(Resume::Call(Call::Exit));
         }
-    }
-}
-
-impl<'js> IntoJs<'js> for RawResponse {
-    fn into_js(self, ctx: &Ctx<'js>) -> rquickjs::Result<Value<'js>> {
-        crate::http::response_object(ctx, self).map(Object::into_value)
     }
 }
 

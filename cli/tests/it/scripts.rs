@@ -340,3 +340,91 @@ export default function () {
     );
     assert_eq!(json["totals"]["requests"], t.served.load(Ordering::Relaxed));
 }
+
+#[test]
+fn custom_metrics_of_the_four_kinds_groups_tags_and_headers_are_counted() {
+    let t = target();
+    let base = format!("http://{}", t.addr);
+    let f = script(
+        "metrics",
+        &base,
+        r#"
+import http from 'k6/http';
+import { check, group } from 'k6';
+import { Counter, Gauge, Rate, Trend } from 'k6/metrics';
+
+const orders = new Counter('orders');
+const basket = new Gauge('basket_size');
+const paid = new Rate('paid');
+const waits = new Trend('login_wait', true);
+
+export const options = {
+  // One VU: its __ITER runs 0..8, so half of the payments pass.
+  vus: 1,
+  iterations: 8,
+  tags: { team: 'shop' },
+  thresholds: {
+    'orders{shop:eu}': ['count==8'],
+    paid: ['rate==0.5'],
+    'login_wait': ['max<10000'],
+    'http_reqs{page:cart}': ['count==8'],
+  },
+};
+
+export default function () {
+  group('checkout', () => {
+    const r = http.get('{BASE}/login', { tags: { page: 'cart' } });
+    check(r, {
+      'has a length': (r) => r.headers['Content-Length'] === String(r.body.length),
+      'token': (r) => r.json('data.token') === 't-9',
+    });
+    waits.add(r.timings.waiting);
+  });
+  orders.add(1, { shop: 'eu' });
+  basket.add(__ITER + 1);
+  paid.add(__ITER % 2 === 0);
+}
+"#,
+    );
+    let (code, json, out) = run(&f, "script-metrics", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(threshold_ok(&json), [true, true, true, true]);
+    assert_eq!(metric(&json, "orders").unwrap()["values"]["count"], 8.0);
+    assert_eq!(metric(&json, "paid").unwrap()["values"]["rate"], 0.5);
+    let gauge = &metric(&json, "basket_size").unwrap()["values"];
+    assert_eq!(gauge["min"], 1.0, "{gauge}");
+    assert_eq!(metric(&json, "login_wait").unwrap()["samples"], 8);
+    assert_eq!(check_counts(&json, "::checkout::has a length"), (8, 0));
+    assert_eq!(check_counts(&json, "::checkout::token"), (8, 0));
+    // The group is on the request and its checks; the test's tag on every sample.
+    let login = json["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["name"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{base}/login "))
+        })
+        .unwrap();
+    assert_eq!(login["tags"]["group"], "::checkout", "{login}");
+    assert_eq!(login["requests"], 8);
+    let tagged = json["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "orders" && !m["tags"].is_null())
+        .unwrap();
+    assert_eq!(tagged["tags"]["team"], "shop", "{tagged}");
+    assert_eq!(t.served.load(Ordering::Relaxed), 8);
+}
+
+fn threshold_ok(json: &serde_json::Value) -> Vec<bool> {
+    json["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["ok"].as_bool().unwrap())
+        .collect()
+}

@@ -13,8 +13,44 @@ function select(value, selector) {
 }
 
 class Response {
+  #headers;
+  #headerList;
+  // `raw` is the VU's response array, by position (see `fill_response`); the next
+  // request overwrites it, so everything is copied out of it here.
   constructor(raw) {
-    Object.assign(this, raw);
+    this.status = raw[0];
+    this.body = raw[1];
+    this.#headerList = raw[2];
+    this.timings = {
+      blocked: raw[3],
+      connecting: raw[4],
+      tls_handshaking: raw[5],
+      sending: raw[6],
+      waiting: raw[7],
+      receiving: raw[8],
+      duration: raw[9],
+    };
+    this.proto = raw[10];
+    this.error = raw[11];
+    this.error_code = raw[12];
+    this.url = raw[13];
+    this.request = { method: raw[14], url: raw[13] };
+  }
+  // Made when first read: most scripts never look at the headers.
+  get headers() {
+    if (this.#headers === undefined) {
+      const h = {};
+      for (const line of this.#headerList.split("\n")) {
+        const at = line.indexOf(": ");
+        if (at < 0) continue;
+        const k = line.slice(0, at);
+        const v = line.slice(at + 2);
+        // A header given twice reads as its values joined, as k6 shows it.
+        h[k] = h[k] === undefined ? v : h[k] + ", " + v;
+      }
+      this.#headers = h;
+    }
+    return this.#headers;
   }
   json(selector) {
     if (this.body === null || this.body === undefined) {
@@ -41,36 +77,40 @@ function isForm(body) {
   return body !== undefined && body !== null && typeof body === "object";
 }
 
-export function request(method, url, body, params) {
+function send(method, url, body, params) {
   const p = params === undefined || params === null ? null : params;
   if (p !== null && typeof p !== "object") {
     throw new TypeError("request params must be an object");
   }
   return new Response(
-    A.request(String(method).toUpperCase(), String(url), encodeBody(body), isForm(body), p === null ? null : JSON.stringify(p))
+    A.request(method, String(url), encodeBody(body), isForm(body), p === null ? null : JSON.stringify(p))
   );
 }
 
+export function request(method, url, body, params) {
+  return send(String(method).toUpperCase(), url, body, params);
+}
+
 export function get(url, params) {
-  return request("GET", url, null, params);
+  return send("GET", url, null, params);
 }
 export function head(url, params) {
-  return request("HEAD", url, null, params);
+  return send("HEAD", url, null, params);
 }
 export function post(url, body, params) {
-  return request("POST", url, body, params);
+  return send("POST", url, body, params);
 }
 export function put(url, body, params) {
-  return request("PUT", url, body, params);
+  return send("PUT", url, body, params);
 }
 export function patch(url, body, params) {
-  return request("PATCH", url, body, params);
+  return send("PATCH", url, body, params);
 }
 export function del(url, body, params) {
-  return request("DELETE", url, body, params);
+  return send("DELETE", url, body, params);
 }
 export function options(url, body, params) {
-  return request("OPTIONS", url, body, params);
+  return send("OPTIONS", url, body, params);
 }
 
 export default { request, get, head, post, put, patch, del, options };
