@@ -27,7 +27,8 @@ pub enum Command {
 /// `aiotest run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A scenario file (TOML), or a URL to test (http:// or https://, as --url).
+    /// A scenario file (TOML), a k6-style script (.js), or a URL to test (http:// or
+    /// https://, as --url).
     pub scenario: Option<PathBuf>,
     /// Test one URL (like hey or oha): GET unless -X or a body says otherwise.
     #[arg(long, conflicts_with_all = ["scenario", "demo"])]

@@ -184,10 +184,20 @@ struct OnFiber {
 }
 
 impl OnFiber {
+    /// The script's exports, after init.
+    fn exports<'js>(&self, ctx: &Ctx<'js>, script: &Script) -> Result<Object<'js>, JsError> {
+        self.exports
+            .clone()
+            .ok_or_else(|| JsError::plain("the script's init did not run"))?
+            .restore(ctx)
+            .map_err(|e| JsError::from_rquickjs(ctx, e, script))
+    }
+
     fn run(&mut self, call: Call) -> Result<Option<String>, JsError> {
         let shared = Rc::clone(&self.shared);
         let script = Arc::clone(&shared.script);
-        self.ctx.with(|ctx| match call {
+        let context = self.ctx.clone();
+        context.with(|ctx| match call {
             Call::Init => {
                 shared.in_init.set(true);
                 let r = init(&ctx, &shared, &script);
@@ -202,12 +212,7 @@ impl OnFiber {
                 iteration,
                 result,
             } => {
-                let exports = self
-                    .exports
-                    .clone()
-                    .ok_or_else(|| JsError::plain("the script's init did not run"))?
-                    .restore(&ctx)
-                    .map_err(|e| JsError::from_rquickjs(&ctx, e, &script))?;
+                let exports = self.exports(&ctx, &script)?;
                 let f: Function<'_> = exports
                     .get(&*func)
                     .map_err(|e| JsError::from_rquickjs(&ctx, e, &script))?;
@@ -241,12 +246,7 @@ impl OnFiber {
                     .map_err(|e| JsError::from_rquickjs(&ctx, e, &script))
             }
             Call::Describe => {
-                let exports = self
-                    .exports
-                    .clone()
-                    .ok_or_else(|| JsError::plain("the script's init did not run"))?
-                    .restore(&ctx)
-                    .map_err(|e| JsError::from_rquickjs(&ctx, e, &script))?;
+                let exports = self.exports(&ctx, &script)?;
                 let describe: Function<'_> = ctx
                     .eval(
                         "(ns) => JSON.stringify({ options: ns.options === undefined ? null : ns.options, \
