@@ -934,10 +934,11 @@ async fn a_lost_workers_share_of_the_rate_moves_to_the_others() {
     assert_eq!(report.missing_flushes, vec!["w2".to_string()]);
     let it = &report.snapshot.scenarios()["rate"];
     let total = it.iterations + it.dropped + it.interrupted;
-    // Each worker's clock starts its part when the master's word reaches it: a few
-    // iterations either way at a split's boundary.
+    // Each worker's clock starts its part when the master's word reaches it: some
+    // iterations either way at a split's boundary (19 short seen on a loaded 2-core
+    // machine). The lost worker's share that this guards against is 800.
     assert!(
-        (2_388..=2_405).contains(&total),
+        (2_360..=2_405).contains(&total),
         "2,400 due, give or take the workers' start lags: {total}"
     );
     assert!(it.dropped > 0, "the lost worker's share: {it:?}");
