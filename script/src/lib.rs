@@ -90,6 +90,7 @@ pub fn load(path: &Path, inputs: Inputs) -> Result<ScriptPlan, ScriptError> {
         reset_cookies: true,
         setup_timeout: HOOK_TIMEOUT,
         teardown_timeout: HOOK_TIMEOUT,
+        arrays: Default::default(),
     };
     // Init code once, to read the options and the exports (k6 does the same).
     let probe = Arc::new(script::Script {
@@ -97,6 +98,7 @@ pub fn load(path: &Path, inputs: Inputs) -> Result<ScriptPlan, ScriptError> {
         source: script.source.clone(),
         env: script.env.clone(),
         dir: script.dir.clone(),
+        arrays: Arc::clone(&script.arrays),
         ..script
     });
     let described = vu::Vu::new(&probe, 0)
@@ -113,6 +115,7 @@ pub fn load(path: &Path, inputs: Inputs) -> Result<ScriptPlan, ScriptError> {
         source: p.source.clone(),
         env: p.env.clone(),
         dir: p.dir.clone(),
+        arrays: Arc::clone(&p.arrays),
         ..*p
     });
     let hook_timeout = |field: &str, v: &Option<serde_json::Value>| match v {

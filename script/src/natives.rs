@@ -4,6 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
+
+use base64::Engine as _;
 use std::time::Duration;
 
 use aiotest_metrics::{Metric, Tags};
@@ -206,6 +209,104 @@ pub(crate) fn object<'js>(ctx: &Ctx<'js>, shared: &Rc<Shared>) -> rquickjs::Resu
 
     let s = Rc::clone(shared);
     o.set(
+        "sharedHas",
+        Function::new(ctx.clone(), move |name: String| -> bool {
+            shared_arrays(&s).contains_key(&name)
+        })?,
+    )?;
+
+    let s = Rc::clone(shared);
+    o.set(
+        "sharedPut",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'_>, name: String, items: Vec<String>| -> rquickjs::Result<()> {
+                if !s.in_init.get() {
+                    return Err(throw(
+                        &ctx,
+                        &format!("SharedArray(`{name}`): made in the init context only (code outside functions)"),
+                    ));
+                }
+                let items: Vec<Box<str>> = items.into_iter().map(String::into_boxed_str).collect();
+                // A VU initialising at the same time may have made it first: one copy wins.
+                shared_arrays(&s).entry(name).or_insert_with(|| Arc::new(items));
+                Ok(())
+            },
+        )?,
+    )?;
+
+    let s = Rc::clone(shared);
+    o.set(
+        "sharedOpen",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'_>, name: String| -> rquickjs::Result<usize> {
+                let array = shared_arrays(&s)
+                    .get(&name)
+                    .cloned()
+                    .ok_or_else(|| throw(&ctx, &format!("SharedArray `{name}` was never made")))?;
+                let mut open = s.arrays.borrow_mut();
+                open.push(array);
+                Ok(open.len() - 1)
+            },
+        )?,
+    )?;
+
+    let s = Rc::clone(shared);
+    o.set(
+        "sharedLength",
+        Function::new(ctx.clone(), move |id: usize| -> usize {
+            s.arrays.borrow().get(id).map_or(0, |a| a.len())
+        })?,
+    )?;
+
+    let s = Rc::clone(shared);
+    o.set(
+        "sharedGet",
+        Function::new(ctx.clone(), move |id: usize, i: usize| -> Option<String> {
+            s.arrays
+                .borrow()
+                .get(id)
+                .and_then(|a| a.get(i))
+                .map(|x| x.to_string())
+        })?,
+    )?;
+
+    o.set(
+        "b64encode",
+        Function::new(
+            ctx.clone(),
+            move |input: String, variant: String| -> String {
+                base64_engine(&variant).encode(input.as_bytes())
+            },
+        )?,
+    )?;
+
+    o.set(
+        "b64decode",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'_>, input: String, variant: String| -> rquickjs::Result<String> {
+                let bytes = base64_engine(&variant)
+                    .decode(input.as_bytes())
+                    .map_err(|e| {
+                        throw(
+                            &ctx,
+                            &format!("b64decode: `{input}` is not {variant} base64: {e}"),
+                        )
+                    })?;
+                String::from_utf8(bytes).map_err(|_| {
+                    throw(
+                        &ctx,
+                        &format!("b64decode: `{input}` does not decode to text"),
+                    )
+                })
+            },
+        )?,
+    )?;
+
+    let s = Rc::clone(shared);
+    o.set(
         "log",
         Function::new(ctx.clone(), move |level: String, message: String| {
             // The script's own output: shown as it prints it, whatever the log level.
@@ -243,6 +344,26 @@ pub(crate) fn object<'js>(ctx: &Ctx<'js>, shared: &Rc<Shared>) -> rquickjs::Resu
         )?,
     )?;
     Ok(o)
+}
+
+/// The script's shared arrays, locked (a poisoned lock still holds whole arrays: each is
+/// inserted in one step).
+fn shared_arrays(
+    s: &Shared,
+) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<Vec<Box<str>>>>> {
+    s.script.arrays.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The base64 alphabet and padding of k6's `std`, `rawstd`, `url`, `rawurl` (checked
+/// by the module before it gets here).
+fn base64_engine(variant: &str) -> &'static base64::engine::GeneralPurpose {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    match variant {
+        "rawstd" => &STANDARD_NO_PAD,
+        "url" => &URL_SAFE,
+        "rawurl" => &URL_SAFE_NO_PAD,
+        _ => &STANDARD,
+    }
 }
 
 /// `__ENV` from `env`.

@@ -1,7 +1,8 @@
 //! A script as loaded: its text and what every VU of it shares.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A script's source and what every VU made of it shares (read-only).
@@ -20,4 +21,9 @@ pub(crate) struct Script {
     /// `setupTimeout`, `teardownTimeout`.
     pub(crate) setup_timeout: Duration,
     pub(crate) teardown_timeout: Duration,
+    /// `SharedArray`s by name: each item as JSON, one copy for every VU.
+    pub(crate) arrays: SharedArrays,
 }
+
+/// The data of a script's `SharedArray`s.
+pub(crate) type SharedArrays = Arc<Mutex<HashMap<String, Arc<Vec<Box<str>>>>>>;

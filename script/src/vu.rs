@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     /// The custom metrics this VU declared (`new Trend(...)`), by the id its
     /// JavaScript object holds.
     pub(crate) metrics: RefCell<Vec<aiotest_metrics::Metric>>,
+    /// The shared arrays this VU opened (`k6/data`), by the id its JavaScript holds.
+    pub(crate) arrays: RefCell<Vec<Arc<Vec<Box<str>>>>>,
     /// The fiber's suspender, once it started.
     suspender: RefCell<Option<Rc<Suspender<Resume, Op>>>>,
     pub(crate) script: Arc<Script>,
@@ -108,6 +110,8 @@ const MODULES: &[(&str, &str)] = &[
     ("k6", include_str!("js/k6.js")),
     ("k6/http", include_str!("js/http.js")),
     ("k6/metrics", include_str!("js/metrics.js")),
+    ("k6/data", include_str!("js/data.js")),
+    ("k6/encoding", include_str!("js/encoding.js")),
 ];
 
 /// Modules k6 has that aiotest does not: refused by name when imported.
@@ -319,6 +323,7 @@ impl Vu {
             suspender: RefCell::new(None),
             response: RefCell::new(None),
             metrics: RefCell::new(Vec::new()),
+            arrays: RefCell::new(Vec::new()),
             script: Arc::clone(script),
         });
         let on = OnFiber {
@@ -508,6 +513,7 @@ mod tests {
             dir: std::env::temp_dir(),
             reset_cookies: true,
             setup_timeout: Duration::from_secs(1),
+            arrays: Default::default(),
             teardown_timeout: Duration::from_secs(1),
         })
     }

@@ -428,3 +428,80 @@ fn threshold_ok(json: &serde_json::Value) -> Vec<bool> {
         .map(|t| t["ok"].as_bool().unwrap())
         .collect()
 }
+
+#[test]
+fn a_shared_array_from_a_csv_opened_in_init_base64_and_a_redirect_followed() {
+    // The stand-in: `/r` redirects to `/final`, which echoes the authorization it got.
+    let addr = super::serve(|req, _| {
+        let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+            super::header(req, "authorization").to_owned(),
+        )));
+        if req.uri.path() == "/r" {
+            *r.status_mut() = hyper::StatusCode::FOUND;
+            r.headers_mut().insert(
+                "location",
+                hyper::header::HeaderValue::from_static("/final"),
+            );
+        }
+        r
+    });
+    let base = format!("http://{addr}");
+    let csv = TempFile::with_extension("users", "csv", "name,password\nann,a1\nbob,b2\ncid,c3\n");
+    let csv_name = csv.path().file_name().unwrap().to_str().unwrap().to_owned();
+    let f = script(
+        "shared",
+        &base,
+        &r#"
+import http from 'k6/http';
+import { check } from 'k6';
+import { SharedArray } from 'k6/data';
+import encoding from 'k6/encoding';
+
+const users = new SharedArray('users', function () {
+  const [header, ...rows] = open('CSV').trim().split('\n');
+  const keys = header.split(',');
+  return rows.map((row) => Object.fromEntries(row.split(',').map((v, i) => [keys[i], v])));
+});
+
+export const options = { vus: 1, iterations: 3 };
+
+export default function () {
+  const u = users[__ITER % users.length];
+  const auth = 'Basic ' + encoding.b64encode(`${u.name}:${u.password}`);
+  const r = http.get('{BASE}/r', { headers: { Authorization: auth } });
+  check(r, {
+    'redirect followed': (r) => r.status === 200,
+    'credentials arrived': (r) => encoding.b64decode(r.body.slice(6), 'std', 's') === `${u.name}:${u.password}`,
+    'three users': () => users.length === 3 && [...users].map((x) => x.name).join() === 'ann,bob,cid',
+  });
+}
+"#
+        .replace("CSV", &csv_name),
+    );
+    let (code, json, out) = run(&f, "script-shared", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(check_counts(&json, "redirect followed"), (3, 0));
+    assert_eq!(check_counts(&json, "credentials arrived"), (3, 0));
+    assert_eq!(check_counts(&json, "three users"), (3, 0));
+    // Each hop is a request of its own, as in k6.
+    assert_eq!(json["totals"]["requests"], 6, "{out}");
+    // A shared array is read-only, and made in init code only.
+    let f = script(
+        "shared-write",
+        &base,
+        "import { SharedArray } from 'k6/data';\nconst a = new SharedArray('a', () => [1, 2]);\nexport default function () { a[0] = 3; }\n",
+    );
+    let (code, json, out) = run(&f, "script-shared-write", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    let error = json["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "script_errors" && !m["tags"].is_null())
+        .map(|m| m["tags"]["error"].as_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(
+        error.starts_with("TypeError: SharedArray `a` is read-only"),
+        "{error}"
+    );
+}
