@@ -65,6 +65,11 @@ pub struct RunArgs {
     /// body_too_large.
     #[arg(long, value_parser = crate::quick::parse_body_limit)]
     pub max_response_body: Option<u64>,
+    /// Connect to ADDRESS where a URL names NAME (k6's `hosts`), repeatable: NAME is a
+    /// host or host:port, ADDRESS an IP or ip:port; the URL, Host header and TLS keep the
+    /// name. Over a script's `options.hosts`.
+    #[arg(long = "hosts", value_name = "NAME=ADDRESS", value_parser = parse_host_mapping)]
+    pub hosts: Vec<(String, String)>,
     /// A client certificate (PEM) for servers that require one (mutual TLS).
     #[arg(long)]
     pub client_cert: Option<PathBuf>,
@@ -427,6 +432,18 @@ fn parse_tag(s: &str) -> Result<String, String> {
         return Err(format!("`{s}`: a tag is letters, digits, _, - and ."));
     }
     Ok(tag.to_owned())
+}
+
+fn parse_host_mapping(s: &str) -> Result<(String, String), String> {
+    let (name, address) = s.split_once('=').ok_or_else(|| {
+        format!("`{s}`: write NAME=ADDRESS, e.g. --hosts shop.example.com=127.0.0.1:8080")
+    })?;
+    // Checked as the HTTP user will read it.
+    aiotest_http_user::HttpUser::builder()
+        .resolve(name, address)
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok((name.to_owned(), address.to_owned()))
 }
 
 fn parse_test_tag(s: &str) -> Result<(String, String), String> {

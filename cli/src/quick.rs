@@ -37,6 +37,9 @@ pub(crate) struct HttpSettings {
     pub(crate) max_response_body: Option<u64>,
     /// PEM certificate chain and key.
     pub(crate) client_cert: Option<(String, String)>,
+    /// `--hosts`: NAME=ADDRESS.
+    #[serde(default)]
+    pub(crate) hosts: Vec<(String, String)>,
 }
 
 impl HttpSettings {
@@ -68,6 +71,7 @@ impl HttpSettings {
             max_redirects: args.max_redirects,
             max_response_body: args.max_response_body,
             client_cert,
+            hosts: args.hosts.clone(),
         })
     }
 
@@ -84,6 +88,8 @@ impl HttpSettings {
                 .client_cert
                 .clone()
                 .or_else(|| base.client_cert.clone()),
+            // The command line's after the file's: a later mapping of a name wins.
+            hosts: base.hosts.iter().chain(&self.hosts).cloned().collect(),
         }
     }
 
@@ -106,6 +112,9 @@ impl HttpSettings {
         }
         if let Some((cert, key)) = &self.client_cert {
             builder = builder.client_cert_pem(cert.as_bytes(), key.as_bytes());
+        }
+        for (name, address) in &self.hosts {
+            builder = builder.resolve(name, address);
         }
         builder
     }

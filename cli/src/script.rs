@@ -44,8 +44,11 @@ pub(crate) fn load(path: &std::path::Path, args: &RunArgs) -> Result<ScriptRun, 
             )));
         }
     }
+    // The command line's HTTP settings over the options' (its --hosts after theirs).
+    let http = crate::quick::HttpSettings::from_args(args)?;
     let inputs = aiotest_script::Inputs {
         env: std::env::vars().collect(),
+        http: Some(std::sync::Arc::new(move |b| http.apply(b))),
     };
     let plan = aiotest_script::load(path, inputs).map_err(|e| UsageError(e.to_string()))?;
     let flags = Shortcut {

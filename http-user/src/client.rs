@@ -64,6 +64,16 @@ pub enum HttpConfigError {
     /// A zero response body limit.
     #[error("the response body limit must be at least one byte")]
     ZeroBodyLimit,
+    /// A host mapping (`hosts`) that does not read.
+    #[error("hosts `{name}` = `{address}`: {reason}")]
+    BadHostMapping {
+        /// The name mapped.
+        name: String,
+        /// The address given.
+        address: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// The default limit of a response body: larger ones fail as `body_too_large`.
@@ -88,6 +98,8 @@ struct Settings {
     tls: Arc<rustls::ClientConfig>,
     max_body: usize,
     max_redirects: u32,
+    /// Where names connect instead of their DNS answer (`resolve`).
+    hosts: Arc<Vec<crate::conn::HostMapping>>,
 }
 
 #[derive(Clone)]
@@ -146,6 +158,7 @@ pub struct HttpUserBuilder {
     max_body: u64,
     max_redirects: u32,
     client_cert: Option<(Vec<u8>, Vec<u8>)>,
+    hosts: Vec<(String, String)>,
 }
 
 impl Default for HttpUserBuilder {
@@ -163,6 +176,7 @@ impl Default for HttpUserBuilder {
             max_body: DEFAULT_MAX_RESPONSE_BODY,
             max_redirects: DEFAULT_MAX_REDIRECTS,
             client_cert: None,
+            hosts: Vec::new(),
         }
     }
 }
@@ -248,6 +262,16 @@ impl HttpUserBuilder {
         self
     }
 
+    /// Connects to `address` where a URL names `name` (k6's `hosts`): `name` is a host
+    /// (every port) or `host:port`, `address` an IP address (the URL's port) or
+    /// `ip:port`. The URL, the `Host` header and TLS keep the name; only where the
+    /// connection goes changes, so a test written for a public host runs against a local
+    /// stand-in unchanged.
+    pub fn resolve(mut self, name: impl Into<String>, address: impl Into<String>) -> Self {
+        self.hosts.push((name.into(), address.into()));
+        self
+    }
+
     /// Checks the settings and builds the shared TLS configuration.
     pub fn build(self) -> Result<HttpUser, HttpConfigError> {
         if self.timeout.is_zero() {
@@ -272,6 +296,11 @@ impl HttpUserBuilder {
         }
         let tls = tls_config(self.verify_ssl, client_auth)
             .map_err(|e| HttpConfigError::Tls(e.to_string()))?;
+        let hosts = self
+            .hosts
+            .iter()
+            .map(|(n, a)| crate::conn::HostMapping::parse(n, a))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(HttpUser {
             settings: Arc::new(Settings {
                 base,
@@ -285,6 +314,7 @@ impl HttpUserBuilder {
                 tls,
                 max_body: usize::try_from(self.max_body).unwrap_or(usize::MAX),
                 max_redirects: self.max_redirects,
+                hosts: Arc::new(hosts),
             }),
         })
     }
@@ -1664,19 +1694,23 @@ impl HttpClient {
             self.conns.swap_remove(i);
         }
         let timeout = self.settings.timeout;
-        let conn =
-            match tokio::time::timeout_at(deadline, connect(origin, &self.settings.tls)).await {
-                Ok(result) => result?,
-                Err(_) => {
-                    return Err(crate::conn::ConnectError {
-                        category: ErrorCategory::Timeout,
-                        message: format!(
-                            "could not connect to {}:{} within {timeout:?}",
-                            origin.host, origin.port
-                        ),
-                    });
-                }
-            };
+        let conn = match tokio::time::timeout_at(
+            deadline,
+            connect(origin, &self.settings.tls, &self.settings.hosts),
+        )
+        .await
+        {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(crate::conn::ConnectError {
+                    category: ErrorCategory::Timeout,
+                    message: format!(
+                        "could not connect to {}:{} within {timeout:?}",
+                        origin.host, origin.port
+                    ),
+                });
+            }
+        };
         self.connections_opened += 1;
         self.conns.push((Arc::clone(origin), conn));
         Ok(self.conns.len() - 1)

@@ -273,21 +273,92 @@ fn err(category: ErrorCategory, message: String) -> ConnectError {
     ConnectError { category, message }
 }
 
-/// Opens a connection to `origin`: resolve, connect, TLS with ALPN when https, then the
-/// HTTP handshake. Every failure is categorized.
+/// A name connected to a given address instead of its DNS answer (k6's `hosts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HostMapping {
+    /// The host, lower case.
+    host: String,
+    /// Only this port of it, if given.
+    port: Option<u16>,
+    ip: std::net::IpAddr,
+    /// The port to connect to, if not the URL's.
+    to_port: Option<u16>,
+}
+
+impl HostMapping {
+    /// `name` (`host` or `host:port`) to `address` (`ip` or `ip:port`).
+    pub(crate) fn parse(name: &str, address: &str) -> Result<Self, crate::HttpConfigError> {
+        let bad = |reason: &str| crate::HttpConfigError::BadHostMapping {
+            name: name.to_owned(),
+            address: address.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let port = |p: &str| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad(&format!("`{p}` is not a port")))
+        };
+        let (host, port_of_name) = match name.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(port(p)?)),
+            _ => (name, None),
+        };
+        if host.is_empty() || host.contains(['/', ' ']) {
+            return Err(bad("the name is a host name, or host:port"));
+        }
+        let (ip, to_port) = match address.parse::<std::net::SocketAddr>() {
+            Ok(sa) => (sa.ip(), Some(sa.port())),
+            Err(_) => (
+                address
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| bad("the address is an IP address, or ip:port"))?,
+                None,
+            ),
+        };
+        Ok(HostMapping {
+            host: host.to_ascii_lowercase(),
+            port: port_of_name,
+            ip,
+            to_port,
+        })
+    }
+
+    /// Where `origin` connects, if this mapping covers it.
+    fn address_for(&self, origin: &Origin) -> Option<std::net::SocketAddr> {
+        (origin.host.eq_ignore_ascii_case(&self.host) && self.port.is_none_or(|p| p == origin.port))
+            .then(|| std::net::SocketAddr::new(self.ip, self.to_port.unwrap_or(origin.port)))
+    }
+}
+
+/// Opens a connection to `origin`: resolve (or take its address from `hosts`), connect,
+/// TLS with ALPN when https, then the HTTP handshake. Every failure is categorized.
 pub(crate) async fn connect(
     origin: &Origin,
     tls: &Arc<rustls::ClientConfig>,
+    hosts: &[HostMapping],
 ) -> Result<Connection, ConnectError> {
-    let addrs: Vec<_> = tokio::net::lookup_host((origin.host.as_str(), origin.port))
-        .await
-        .map_err(|e| {
-            err(
-                ErrorCategory::Dns,
-                format!("cannot resolve {}: {e}", origin.host),
-            )
-        })?
-        .collect();
+    // A mapping for host:port wins over one for the host, and a later one (the command
+    // line's) over an earlier one (the test's).
+    let mapped = hosts
+        .iter()
+        .rev()
+        .filter(|m| m.port.is_some())
+        .chain(hosts.iter().rev().filter(|m| m.port.is_none()))
+        .find_map(|m| m.address_for(origin));
+    let addrs: Vec<_> = match mapped {
+        Some(a) => vec![a],
+        None => tokio::net::lookup_host((origin.host.as_str(), origin.port))
+            .await
+            .map_err(|e| {
+                err(
+                    ErrorCategory::Dns,
+                    format!("cannot resolve {}: {e}", origin.host),
+                )
+            })?
+            .collect(),
+    };
     if addrs.is_empty() {
         return Err(err(
             ErrorCategory::Dns,
@@ -454,5 +525,53 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod host_mapping_tests {
+    use super::*;
+
+    fn origin(host: &str, port: u16) -> Origin {
+        Origin {
+            https: false,
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn a_mapping_takes_a_name_or_a_name_and_port_to_an_ip_or_an_ip_and_port() {
+        let m = HostMapping::parse("Shop.Example.com", "127.0.0.1").expect("valid");
+        assert_eq!(
+            m.address_for(&origin("shop.example.com", 443)),
+            Some("127.0.0.1:443".parse().expect("valid"))
+        );
+        assert_eq!(m.address_for(&origin("example.com", 443)), None);
+        let m = HostMapping::parse("shop.example.com:443", "127.0.0.1:8443").expect("valid");
+        assert_eq!(
+            m.address_for(&origin("shop.example.com", 443)),
+            Some("127.0.0.1:8443".parse().expect("valid"))
+        );
+        assert_eq!(m.address_for(&origin("shop.example.com", 80)), None);
+        let m = HostMapping::parse("v6.example", "[::1]:81").expect("valid");
+        assert_eq!(
+            m.address_for(&origin("v6.example", 80)),
+            Some("[::1]:81".parse().expect("valid"))
+        );
+        for (name, address) in [
+            ("shop.example.com", "localhost"),
+            ("shop.example.com:x", "127.0.0.1"),
+            ("shop.example.com:0", "127.0.0.1"),
+            ("", "127.0.0.1"),
+            ("http://shop", "127.0.0.1"),
+        ] {
+            let e = HostMapping::parse(name, address).expect_err("refused");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("hosts `{name}` = `{address}`: ")),
+                "{e}"
+            );
+        }
     }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 use aiotest_core::lifecycle::Hooks;
 use aiotest_core::scenario::Scenario;
 use aiotest_core::user::UserType;
-use aiotest_http_user::HttpUser;
+use aiotest_http_user::{HttpUser, HttpUserBuilder};
 use aiotest_runner::Threshold;
 use serde::Deserialize;
 
@@ -58,10 +58,25 @@ pub struct ScriptPlan {
 }
 
 /// What a script is loaded with besides its text.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Inputs {
     /// `__ENV`.
     pub env: BTreeMap<String, String>,
+    /// HTTP settings over the options' (a command line's timeout, `--hosts`...): applied
+    /// to the HTTP user after the options.
+    pub http: Option<Arc<HttpOver>>,
+}
+
+/// What [`Inputs::http`] does to the options' HTTP user.
+pub type HttpOver = dyn Fn(HttpUserBuilder) -> HttpUserBuilder + Send + Sync;
+
+impl std::fmt::Debug for Inputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inputs")
+            .field("env", &self.env.len())
+            .field("http", &self.http.is_some())
+            .finish()
+    }
 }
 
 /// What the options VU reports of the script's exports.
@@ -75,7 +90,7 @@ struct Exports {
 const HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Reads the script at `path`, runs its init code once, and plans its test.
-pub fn load(path: &Path, inputs: Inputs) -> Result<ScriptPlan, ScriptError> {
+pub fn load(path: &Path, mut inputs: Inputs) -> Result<ScriptPlan, ScriptError> {
     let file = path.display().to_string();
     let err = |message: String| ScriptError {
         file: file.clone(),
@@ -85,7 +100,7 @@ pub fn load(path: &Path, inputs: Inputs) -> Result<ScriptPlan, ScriptError> {
     let mut script = script::Script {
         name: file.clone(),
         source,
-        env: inputs.env,
+        env: std::mem::take(&mut inputs.env),
         dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         reset_cookies: true,
         setup_timeout: HOOK_TIMEOUT,
@@ -137,6 +152,12 @@ pub fn load(path: &Path, inputs: Inputs) -> Result<ScriptPlan, ScriptError> {
     }
     if let Some(ua) = &options.user_agent {
         http = http.header("user-agent", ua);
+    }
+    for (name, address) in &options.hosts {
+        http = http.resolve(name, address);
+    }
+    if let Some(over) = &inputs.http {
+        http = over(http);
     }
     let http = http.build().map_err(|e| err(format!("options: {e}")))?;
 

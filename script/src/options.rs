@@ -104,6 +104,9 @@ pub(crate) struct Options {
     #[serde(rename = "insecureSkipTLSVerify", default)]
     pub(crate) insecure_skip_tls_verify: bool,
     pub(crate) user_agent: Option<String>,
+    /// Names connected to other addresses (`{"shop.example.com": "127.0.0.1:8080"}`).
+    #[serde(default)]
+    pub(crate) hosts: BTreeMap<String, String>,
 }
 
 /// The load of `vus`, `duration`, `iterations` and `stages` (k6's shortcuts), which the

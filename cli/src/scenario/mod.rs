@@ -567,6 +567,8 @@ fn http_settings(
         max_redirects: h.max_redirects.as_ref().map(|n| *n.get_ref()),
         max_response_body,
         client_cert,
+        // A file names its host; the command line's --hosts may point it elsewhere.
+        hosts: Vec::new(),
     })
 }
 

@@ -505,3 +505,72 @@ export default function () {
         "{error}"
     );
 }
+
+#[test]
+fn a_script_for_a_public_host_runs_against_a_local_stand_in_through_hosts() {
+    // The stand-in answers with the Host header it got: the name, not the address.
+    let addr = super::serve(|req, _| {
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+            super::header(req, "host").to_owned(),
+        )))
+    });
+    let f = script(
+        "hosts",
+        "",
+        r#"
+import http from 'k6/http';
+import { check } from 'k6';
+export const options = {
+  iterations: 2,
+  // Written for the public site; the command line points it elsewhere.
+  hosts: { 'shop.example.com': '127.0.0.1:1' },
+};
+export default function () {
+  const r = http.get('http://shop.example.com/items');
+  check(r, { 'the name went as Host': (r) => r.body === 'shop.example.com' });
+}
+"#,
+    );
+    let mapping = format!("shop.example.com={addr}");
+    let (code, json, out) = run(&f, "script-hosts", &["--hosts", &mapping]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(check_counts(&json, "the name went as Host"), (2, 0));
+    // Without the command line's mapping, the options' is used (nothing listens there).
+    let (code, json, out) = run(&f, "script-hosts-options", &[]);
+    assert_eq!(code, Some(1), "{out}");
+    // Every attempt failed to connect (a GET is retried: 2 iterations, 4 attempts each).
+    assert_eq!(json["totals"]["failures"], 8, "{out}");
+    assert_eq!(json["totals"]["requests"], 8, "{out}");
+    assert!(out.contains("127.0.0.1:1"), "{out}");
+    // The same flag points a --url test, and a bad mapping is refused before the run.
+    let (out, json) = run_exported(
+        "url-hosts",
+        &[
+            "run",
+            "--url",
+            "http://shop.example.com/x",
+            "-i",
+            "3",
+            "--hosts",
+            &mapping,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(json["totals"]["requests"], 3);
+    let (out, _) = run_exported(
+        "bad-hosts",
+        &[
+            "run",
+            "--url",
+            "http://shop.example.com/x",
+            "--hosts",
+            "shop.example.com=localhost",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("the address is an IP address, or ip:port"),
+        "{}",
+        text(&out.stderr)
+    );
+}
