@@ -381,14 +381,20 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
     let demo_url = demo.as_ref().map(|t| format!("http://{}", t.addr));
     let demo_time = demo.as_ref().map(|_| Duration::from_secs(10));
     let mut host = args.host.clone();
+    // A script's handleSummary replaces the printed summary.
+    let summary_replaced = script.as_ref().is_some_and(|s| s.handle_summary.is_some());
     let plan = if let Some(s) = script {
+        let mut outputs: Vec<Box<dyn Output>> = Vec::new();
+        if let Some(h) = s.handle_summary {
+            outputs.push(Box::new(h));
+        }
         Plan {
             scenarios: s.scenarios,
             user_types: Vec::new(),
             shape: None,
             file_load: None,
             hooks: s.hooks,
-            outputs: Vec::new(),
+            outputs,
             default_users: 1,
             names: None,
             load_decided: true,
@@ -603,7 +609,9 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
     };
     // Fitted to a terminal; in full in a pipe or a file.
     let width = crate::term::width(crate::term::Stream::Stdout);
-    print!("{}", report.summary.render_table_for(width));
+    if !summary_replaced {
+        print!("{}", report.summary.render_table_for(width));
+    }
     if let Some(target) = &demo {
         let served = target.served.load(std::sync::atomic::Ordering::Relaxed);
         println!("Demo target served {served} requests.");

@@ -23,6 +23,8 @@ pub(crate) struct ScriptRun {
     pub(crate) hooks: Hooks,
     pub(crate) thresholds: Vec<Threshold>,
     pub(crate) tags: Vec<(String, String)>,
+    /// `handleSummary`: replaces the printed summary.
+    pub(crate) handle_summary: Option<aiotest_script::HandleSummary>,
 }
 
 /// Loads the script at `path` and decides its load: `-u`, `-t`, `-i` and `--stages`
@@ -86,5 +88,6 @@ pub(crate) fn load(path: &std::path::Path, args: &RunArgs) -> Result<ScriptRun, 
         hooks: plan.hooks,
         thresholds: plan.thresholds,
         tags: plan.tags,
+        handle_summary: plan.handle_summary,
     })
 }

@@ -19,6 +19,7 @@ mod http;
 mod natives;
 mod options;
 mod script;
+mod summary;
 mod user;
 mod vu;
 
@@ -36,6 +37,7 @@ use serde::Deserialize;
 
 pub use error::{JsError, ScriptError};
 pub use options::Shortcut;
+pub use summary::HandleSummary;
 pub use user::SCRIPT_ERRORS;
 
 /// What a script asks the engine to run.
@@ -55,6 +57,9 @@ pub struct ScriptPlan {
     pub thresholds: Vec<Threshold>,
     /// `options.tags`: tags of every sample of the test.
     pub tags: Vec<(String, String)>,
+    /// `handleSummary`, if the script exports it: an output that replaces the default
+    /// summary with what it returns.
+    pub handle_summary: Option<HandleSummary>,
 }
 
 /// What a script is loaded with besides its text.
@@ -223,5 +228,6 @@ pub fn load(path: &Path, mut inputs: Inputs) -> Result<ScriptPlan, ScriptError> 
         hooks: user::hooks(&script, &http, has("setup"), has("teardown")),
         thresholds,
         tags: options.tags.into_iter().collect(),
+        handle_summary: has("handleSummary").then(|| HandleSummary::new(Arc::clone(&script))),
     })
 }

@@ -374,7 +374,22 @@ impl Vu {
             .ok_or_else(|| JsError::plain("internal: no description of the exports"))
     }
 
-    /// Runs a call that may not suspend for anything but its end (init).
+    /// Calls `func` with `data`, for its return value as JSON, where nothing may wait
+    /// (`handleSummary`: the run is over).
+    pub(crate) fn call_sync(
+        &mut self,
+        func: &str,
+        data: Arc<str>,
+    ) -> Result<Option<String>, JsError> {
+        self.run_sync(Call::Run {
+            func: Arc::from(func),
+            data: Some(data),
+            iteration: 0,
+            result: true,
+        })
+    }
+
+    /// Runs a call that may not suspend for anything but its end (init, handleSummary).
     fn run_sync(&mut self, call: Call) -> Result<Option<String>, JsError> {
         let inner = self.inner.get_mut();
         match inner.fiber.resume(Resume::Call(call)) {
@@ -382,7 +397,7 @@ impl Vu {
             Some(_) => {
                 inner.busy = true;
                 Err(JsError::plain(
-                    "init code made a request or slept: that is only allowed in VU code, setup and teardown",
+                    "init code and handleSummary may not make requests or sleep: that is for VU code, setup and teardown",
                 ))
             }
             None => Err(JsError::plain("internal: the VU's stack ended")),

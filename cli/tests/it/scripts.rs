@@ -574,3 +574,53 @@ export default function () {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn handle_summary_replaces_the_summary_and_writes_two_files_in_k6s_shape() {
+    let t = target();
+    let base = format!("http://{}", t.addr);
+    let dir = std::env::temp_dir().join(format!("aiotest-it-{}-summary", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = script(
+        "summary",
+        &base,
+        &r#"
+import http from 'k6/http';
+import { check, group } from 'k6';
+export const options = { iterations: 4, thresholds: { http_req_duration: ['p(95)<5000'] } };
+export default function () {
+  group('shop', () => {
+    const r = http.get('{BASE}/x');
+    check(r, { 'is 200': (r) => r.status === 200 });
+  });
+}
+export function handleSummary(data) {
+  const reqs = data.metrics.http_reqs.values.count;
+  const checks = data.root_group.groups[0].checks[0];
+  const ok = data.metrics.http_req_duration.thresholds['p(95)<5000'].ok;
+  return {
+    stdout: `requests: ${reqs}\n`,
+    'DIR/summary.json': JSON.stringify(data),
+    'DIR/short.txt': `${checks.path} ${checks.passes}/${checks.fails} ${ok} ${data.metrics.http_req_duration.contains}`,
+  };
+}
+"#
+        .replace("DIR", dir.to_str().unwrap()),
+    );
+    let (code, json, out) = run(&f, "script-summary", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("requests: 4\n"), "{out}");
+    // The default summary is replaced; the export is still written.
+    assert!(!out.contains("Endpoint"), "{out}");
+    assert_eq!(json["totals"]["requests"], 4);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("short.txt")).unwrap(),
+        "::shop::is 200 4/0 true time"
+    );
+    let data: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(data["metrics"]["iterations"]["type"], "counter");
+    assert_eq!(data["metrics"]["checks"]["values"]["passes"], 4);
+    let _ = std::fs::remove_dir_all(&dir);
+}
