@@ -25,6 +25,9 @@ pub(crate) struct Plan {
     pub(crate) url: Option<String>,
     /// A scenario file's text.
     pub(crate) scenario: Option<String>,
+    /// A script, with what it opened and the command line's load over it.
+    #[serde(default)]
+    pub(crate) script: Option<crate::script::Shipped>,
     /// `--wait` of a `--url` test: (min, max) seconds.
     pub(crate) wait: Option<(f64, f64)>,
     /// The host users target.
@@ -117,8 +120,10 @@ pub(crate) fn worker_plan(
     args: &RunArgs,
     demo_url: Option<&str>,
     config: &RunConfig,
+    script: Option<crate::script::Shipped>,
 ) -> Result<(Vec<u8>, Vec<String>), UsageError> {
     let scenario = match &args.scenario {
+        Some(_) if script.is_some() => None,
         Some(path) => Some(
             std::fs::read_to_string(path)
                 .map_err(|e| UsageError(format!("{}: {e}", path.display())))?,
@@ -146,14 +151,16 @@ pub(crate) fn worker_plan(
             include: args.tags.clone(),
             exclude: args.exclude_tags.clone(),
         },
-        test_tags: args.tag.clone(),
+        // The run's tags: a script's options' and the command line's.
+        test_tags: config.tags.clone(),
         timing_trends: config.metrics.timing_trends,
         url: args.url.clone().or_else(|| {
             demo_url
-                .filter(|_| scenario.is_none())
+                .filter(|_| scenario.is_none() && script.is_none())
                 .map(|u| format!("{u}/"))
         }),
         scenario,
+        script,
         wait: Plan::wait_arg(args.wait),
         host: config.host.clone(),
         load: crate::load::self_scheduled(args)?,
@@ -201,6 +208,11 @@ fn build_from_plan(
 
 fn build_planned(plan: Plan, host: Option<&str>, redis: &Redis) -> Result<Planned, String> {
     let host = host.map(str::to_owned).or(plan.host.clone());
+    if let Some(shipped) = &plan.script {
+        // The master's scenarios, made the same way; setup ran on the master.
+        let run = crate::script::on_worker(shipped, &plan.http, plan.load.as_ref())?;
+        return planned(Vec::new(), run.scenarios, run.hooks, host, None);
+    }
     match (&plan.url, &plan.scenario) {
         (Some(url), _) => {
             let wait = plan

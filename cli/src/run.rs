@@ -381,6 +381,8 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
     let demo_url = demo.as_ref().map(|t| format!("http://{}", t.addr));
     let demo_time = demo.as_ref().map(|_| Duration::from_secs(10));
     let mut host = args.host.clone();
+    // What a master ships of a script to its workers.
+    let shipped = script.as_ref().map(|s| s.shipped.clone());
     // A script's handleSummary replaces the printed summary.
     let summary_replaced = script.as_ref().is_some_and(|s| s.handle_summary.is_some());
     let plan = if let Some(s) = script {
@@ -522,7 +524,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
         // Workers need no files: they read what to run from the plan of this instance. A
         // plan that cannot be made is refused before Redis is touched.
         let (worker_plan, plan_keys) =
-            crate::distributed::worker_plan(&args, demo_url.as_deref(), &config)?;
+            crate::distributed::worker_plan(&args, demo_url.as_deref(), &config, shipped)?;
         let redis = crate::distributed::connect(&args).await?;
         if !args.quiet {
             eprintln!(

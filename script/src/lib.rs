@@ -60,6 +60,18 @@ pub struct ScriptPlan {
     /// `handleSummary`, if the script exports it: an output that replaces the default
     /// summary with what it returns.
     pub handle_summary: Option<HandleSummary>,
+    files: script::Files,
+}
+
+impl ScriptPlan {
+    /// The files the script's init code opened from disk while it was loaded, by the path
+    /// it gave: what a worker needs besides the script's text.
+    pub fn opened_files(&self) -> BTreeMap<String, String> {
+        match &self.files {
+            script::Files::Disk(seen) => seen.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            script::Files::Given(files) => (**files).clone(),
+        }
+    }
 }
 
 /// What a script is loaded with besides its text.
@@ -85,6 +97,15 @@ impl std::fmt::Debug for Inputs {
 }
 
 /// What the options VU reports of the script's exports.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_environment_a_script_reads_is_found_in_its_text() {
+        let src = "const a = __ENV.BASE_URL; const b = __ENV['TOKEN']; const c = __ENV[\"X_1\"]; __ENV[name];";
+        assert_eq!(super::env_referenced(src), ["BASE_URL", "TOKEN", "X_1"]);
+    }
+}
+
 #[derive(Deserialize)]
 struct Exports {
     options: Option<serde_json::Value>,
@@ -94,23 +115,89 @@ struct Exports {
 /// k6's default setup and teardown timeout.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Reads the script at `path`, runs its init code once, and plans its test.
-pub fn load(path: &Path, mut inputs: Inputs) -> Result<ScriptPlan, ScriptError> {
+/// Reads the script at `path`, runs its init code once, and plans its test. The files
+/// its init code opens are read from beside it, and recorded
+/// ([`ScriptPlan::opened_files`]).
+pub fn load(path: &Path, inputs: Inputs) -> Result<ScriptPlan, ScriptError> {
     let file = path.display().to_string();
+    let source = std::fs::read_to_string(path).map_err(|e| ScriptError {
+        file: file.clone(),
+        message: format!("cannot read it: {e}"),
+    })?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    plan(
+        file,
+        source,
+        dir,
+        script::Files::Disk(Default::default()),
+        inputs,
+    )
+}
+
+/// Plans the test of a script given as text (`name` in errors), whose `open()` reads
+/// only `files`: a worker's copy of its master's script.
+pub fn load_text(
+    name: &str,
+    source: String,
+    files: BTreeMap<String, String>,
+    inputs: Inputs,
+) -> Result<ScriptPlan, ScriptError> {
+    plan(
+        name.to_owned(),
+        source,
+        std::path::PathBuf::new(),
+        script::Files::Given(Arc::new(files)),
+        inputs,
+    )
+}
+
+/// The names of the environment variables `source` reads (`__ENV.NAME`,
+/// `__ENV['NAME']`): what a master ships to its workers of its environment.
+pub fn env_referenced(source: &str) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for (i, _) in source.match_indices("__ENV") {
+        let rest = &source[i + 5..];
+        let name: String = if let Some(r) = rest.strip_prefix('.') {
+            r.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '$')
+                .collect()
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let r = r.trim_start();
+            match r.chars().next() {
+                Some(q @ ('\'' | '"' | '`')) => r[1..].chars().take_while(|c| *c != q).collect(),
+                _ => String::new(),
+            }
+        } else {
+            String::new()
+        };
+        if !name.is_empty() {
+            out.insert(name);
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn plan(
+    file: String,
+    source: String,
+    dir: std::path::PathBuf,
+    files: script::Files,
+    mut inputs: Inputs,
+) -> Result<ScriptPlan, ScriptError> {
     let err = |message: String| ScriptError {
         file: file.clone(),
         message,
     };
-    let source = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
     let mut script = script::Script {
         name: file.clone(),
         source,
         env: std::mem::take(&mut inputs.env),
-        dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        dir,
         reset_cookies: true,
         setup_timeout: HOOK_TIMEOUT,
         teardown_timeout: HOOK_TIMEOUT,
         arrays: Default::default(),
+        files,
     };
     // Init code once, to read the options and the exports (k6 does the same).
     let probe = Arc::new(script::Script {
@@ -119,6 +206,7 @@ pub fn load(path: &Path, mut inputs: Inputs) -> Result<ScriptPlan, ScriptError> 
         env: script.env.clone(),
         dir: script.dir.clone(),
         arrays: Arc::clone(&script.arrays),
+        files: script.files.clone(),
         ..script
     });
     let described = vu::Vu::new(&probe, 0)
@@ -136,6 +224,7 @@ pub fn load(path: &Path, mut inputs: Inputs) -> Result<ScriptPlan, ScriptError> 
         env: p.env.clone(),
         dir: p.dir.clone(),
         arrays: Arc::clone(&p.arrays),
+        files: p.files.clone(),
         ..*p
     });
     let hook_timeout = |field: &str, v: &Option<serde_json::Value>| match v {
@@ -229,5 +318,6 @@ pub fn load(path: &Path, mut inputs: Inputs) -> Result<ScriptPlan, ScriptError> 
         thresholds,
         tags: options.tags.into_iter().collect(),
         handle_summary: has("handleSummary").then(|| HandleSummary::new(Arc::clone(&script))),
+        files: script.files.clone(),
     })
 }

@@ -336,10 +336,10 @@ pub(crate) fn object<'js>(ctx: &Ctx<'js>, shared: &Rc<Shared>) -> rquickjs::Resu
                         &format!("open(`{path}`, `{mode}`): aiotest opens files as text only"),
                     ));
                 }
-                let full = s.script.dir.join(&path);
-                std::fs::read_to_string(&full).map_err(|e| {
-                    throw(&ctx, &format!("open(`{path}`): cannot read {}: {e}", full.display()))
-                })
+                s.script
+                    .files
+                    .read(&s.script.dir, &path)
+                    .map_err(|e| throw(&ctx, &format!("open(`{path}`): {e}")))
             },
         )?,
     )?;

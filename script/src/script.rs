@@ -23,6 +23,37 @@ pub(crate) struct Script {
     pub(crate) teardown_timeout: Duration,
     /// `SharedArray`s by name: each item as JSON, one copy for every VU.
     pub(crate) arrays: SharedArrays,
+    /// The files `open()` read, by the path as the script wrote it: recorded where the
+    /// script is read from disk (so a master can ship them), given where it is not (a
+    /// worker reads only these).
+    pub(crate) files: Files,
+}
+
+/// Files `open()` reads: from disk (recording each), or only those given.
+#[derive(Debug, Clone)]
+pub(crate) enum Files {
+    Disk(Arc<Mutex<BTreeMap<String, String>>>),
+    Given(Arc<BTreeMap<String, String>>),
+}
+
+impl Files {
+    /// The text of `path` (relative to `dir` on disk).
+    pub(crate) fn read(&self, dir: &std::path::Path, path: &str) -> Result<String, String> {
+        match self {
+            Files::Disk(seen) => {
+                let full = dir.join(path);
+                let text = std::fs::read_to_string(&full)
+                    .map_err(|e| format!("cannot read {}: {e}", full.display()))?;
+                seen.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(path.to_owned(), text.clone());
+                Ok(text)
+            }
+            Files::Given(files) => files.get(path).cloned().ok_or_else(|| {
+                "the master's plan does not hold this file (only files the master's own run opened travel)".to_owned()
+            }),
+        }
+    }
 }
 
 /// The data of a script's `SharedArray`s.

@@ -529,6 +529,7 @@ mod tests {
             reset_cookies: true,
             setup_timeout: Duration::from_secs(1),
             arrays: Default::default(),
+            files: crate::script::Files::Given(Default::default()),
             teardown_timeout: Duration::from_secs(1),
         })
     }

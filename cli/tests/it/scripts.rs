@@ -624,3 +624,58 @@ export function handleSummary(data) {
     assert_eq!(data["metrics"]["checks"]["values"]["passes"], 4);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_script_over_two_workers_runs_setup_once_and_judges_the_merged_figures() {
+    let t = target();
+    let base = format!("http://{}", t.addr);
+    let words = TempFile::with_extension("words", "txt", "alpha\nbeta\n");
+    let words_name = words
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let f = script(
+        "dist",
+        &base,
+        &r#"
+import http from 'k6/http';
+import { check } from 'k6';
+import { SharedArray } from 'k6/data';
+
+// Opened on the master; the workers get it in the plan.
+const words = new SharedArray('words', () => open('WORDS').trim().split('\n'));
+
+export const options = {
+  vus: 4,
+  iterations: 40,
+  thresholds: { iterations: ['count==40'], checks: ['rate==1'], 'http_reqs{name:fetch}': ['count==40'] },
+};
+
+export function setup() {
+  return { token: http.get('{BASE}/login').json('data.token') };
+}
+
+export default function (data) {
+  const r = http.get(`{BASE}/w/${words[__ITER % words.length]}`, { tags: { name: 'fetch' } });
+  check(r, { 'token travelled': () => data.token === 't-9' && r.status === 200 });
+}
+
+export function teardown(data) {
+  http.post('{BASE}/echo', data.token);
+}
+"#
+        .replace("WORDS", &words_name),
+    );
+    let (code, json, out) = super::run_file_over_two_workers(f.path(), "script-dist", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(threshold_ok(&json), [true, true, true], "{out}");
+    assert_eq!(check_counts(&json, "token travelled"), (40, 0));
+    // Setup once, 40 iterations over both workers, teardown once: what the target served.
+    assert_eq!(endpoint_counts(&json, &format!("{base}/login")), (1, 0));
+    assert_eq!(json["totals"]["requests"], 42);
+    assert_eq!(t.served.load(Ordering::Relaxed), 42);
+    assert_eq!(t.echoed.lock().unwrap().as_slice(), ["POST - - t-9"]);
+}
