@@ -679,3 +679,80 @@ export function teardown(data) {
     assert_eq!(t.served.load(Ordering::Relaxed), 42);
     assert_eq!(t.echoed.lock().unwrap().as_slice(), ["POST - - t-9"]);
 }
+
+#[test]
+fn stages_ramp_the_vus_up_and_down_and_the_run_ends() {
+    let t = target();
+    let base = format!("http://{}", t.addr);
+    let f = script(
+        "stages",
+        &base,
+        r#"
+import http from 'k6/http';
+import { sleep } from 'k6';
+export const options = {
+  stages: [
+    { duration: '1s', target: 3 },
+    { duration: '1s', target: 0 },
+  ],
+  thresholds: { vus: ['max==3'] },
+};
+export default function () {
+  http.get('{BASE}/x');
+  sleep(0.05);
+}
+"#,
+    );
+    let started = Instant::now();
+    let (code, json, out) = run(&f, "script-stages", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{out}");
+    assert_eq!(threshold_ok(&json), [true], "{out}");
+    let requests = json["totals"]["requests"].as_u64().unwrap();
+    // About 3 VU-seconds at a little over 50 ms an iteration.
+    assert!((20..=80).contains(&requests), "{requests}");
+    assert_eq!(requests, t.served.load(Ordering::Relaxed));
+}
+
+#[test]
+fn cookies_persist_within_an_iteration_and_are_reset_between_them_unless_asked() {
+    // `/login` sets a session cookie; `/me` answers with the cookies it got.
+    let addr = super::serve(|req, _| {
+        let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+            super::header(req, "cookie").to_owned(),
+        )));
+        if req.uri.path() == "/login" {
+            r.headers_mut().insert(
+                "set-cookie",
+                hyper::header::HeaderValue::from_static("sid=abc; Path=/"),
+            );
+        }
+        r
+    });
+    let body = r#"
+import http from 'k6/http';
+import { check } from 'k6';
+export const options = { iterations: 3, OPTION };
+export default function () {
+  const before = http.get('{BASE}/me').body;
+  http.get('{BASE}/login');
+  check(http.get('{BASE}/me'), { 'logged in': (r) => r.body === 'sid=abc' });
+  check(null, { 'a fresh jar': () => before === '' });
+}
+"#;
+    let base = format!("http://{addr}");
+    let f = script("cookies", &base, &body.replace(", OPTION", ""));
+    let (code, json, out) = run(&f, "script-cookies", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(check_counts(&json, "logged in"), (3, 0));
+    assert_eq!(check_counts(&json, "a fresh jar"), (3, 0));
+    // With noCookiesReset, the second and third iterations start logged in.
+    let f = script(
+        "cookies-kept",
+        &base,
+        &body.replace("OPTION", "noCookiesReset: true"),
+    );
+    let (code, json, out) = run(&f, "script-cookies-kept", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(check_counts(&json, "a fresh jar"), (1, 2));
+}
