@@ -272,6 +272,14 @@ pub(crate) fn object<'js>(ctx: &Ctx<'js>, shared: &Rc<Shared>) -> rquickjs::Resu
         })?,
     )?;
 
+    let s = Rc::clone(shared);
+    o.set(
+        "scenarioName",
+        Function::new(ctx.clone(), move || -> String {
+            s.scenario.borrow().clone()
+        })?,
+    )?;
+
     o.set(
         "b64encode",
         Function::new(

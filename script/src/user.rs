@@ -26,9 +26,11 @@ pub(crate) struct JsUser {
 
 impl JsUser {
     fn new(script: &Arc<Script>, http: &HttpUser, func: &Arc<str>, ctx: &UserContext) -> Self {
-        let vu = Vu::new(script, ctx.user_id());
-        if let Err(e) = &vu {
-            tracing::error!(vu = ctx.user_id(), "init failed: {e}");
+        // k6 numbers VUs from 1 (`__VU` is 0 in setup, teardown and the options' init).
+        let mut vu = Vu::new(script, ctx.user_id() + 1);
+        match &mut vu {
+            Ok(vu) => vu.set_scenario(ctx.scenario().unwrap_or("default")),
+            Err(e) => tracing::error!(vu = ctx.user_id(), "init failed: {e}"),
         }
         JsUser {
             vu,

@@ -71,6 +71,8 @@ pub(crate) enum Op {
 pub(crate) struct Shared {
     /// The VU's number (`__VU`; 0 for the VU that reads the options).
     pub(crate) id: u64,
+    /// The scenario the VU runs in (empty for setup, teardown and the options).
+    pub(crate) scenario: RefCell<String>,
     /// Whether init code is running (`open` is allowed, requests are not).
     pub(crate) in_init: Cell<bool>,
     /// Set when the current call is abandoned: the interrupt handler then stops the
@@ -112,6 +114,7 @@ const MODULES: &[(&str, &str)] = &[
     ("k6/metrics", include_str!("js/metrics.js")),
     ("k6/data", include_str!("js/data.js")),
     ("k6/encoding", include_str!("js/encoding.js")),
+    ("k6/execution", include_str!("js/execution.js")),
 ];
 
 /// Modules k6 has that aiotest does not: refused by name when imported.
@@ -318,6 +321,7 @@ impl Vu {
         let ctx = Context::full(&runtime).map_err(|e| JsError::plain(e.to_string()))?;
         let shared = Rc::new(Shared {
             id,
+            scenario: RefCell::new(String::new()),
             in_init: Cell::new(false),
             aborting,
             suspender: RefCell::new(None),
@@ -366,6 +370,11 @@ impl Vu {
         };
         vu.run_sync(Call::Init)?;
         Ok(vu)
+    }
+
+    /// Names the scenario the VU runs in (`k6/execution`'s `scenario.name`).
+    pub(crate) fn set_scenario(&mut self, name: &str) {
+        *self.inner.get_mut().shared.scenario.borrow_mut() = name.to_owned();
     }
 
     /// The script's exports: `{"options": ..., "functions": [...]}` as JSON.

@@ -756,3 +756,49 @@ export default function () {
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(check_counts(&json, "a fresh jar"), (1, 2));
 }
+
+#[test]
+fn k6_execution_names_the_vu_and_scenario_and_refuses_what_it_lacks() {
+    let t = target();
+    let base = format!("http://{}", t.addr);
+    let f = script(
+        "execution",
+        &base,
+        r#"
+import http from 'k6/http';
+import { check } from 'k6';
+import exec from 'k6/execution';
+export const options = {
+  scenarios: { browse: { executor: 'per-vu-iterations', vus: 2, iterations: 3 } },
+};
+export default function () {
+  http.get('{BASE}/x');
+  check(exec, {
+    'names its scenario': (e) => e.scenario.name === 'browse',
+    'knows its VU and iteration': (e) => e.vu.idInTest === __VU && e.vu.iterationInScenario === __ITER && __VU >= 1,
+  });
+  if (__ITER === 2) {
+    exec.scenario.iterationInTest;
+  }
+}
+"#,
+    );
+    let (code, json, out) = run(&f, "script-execution", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(check_counts(&json, "names its scenario"), (6, 0));
+    assert_eq!(check_counts(&json, "knows its VU and iteration"), (6, 0));
+    let row = json["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "script_errors" && !m["tags"].is_null())
+        .unwrap_or_else(|| panic!("no script_errors: {out}"));
+    assert_eq!(row["values"]["count"], 2.0);
+    let error = row["tags"]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "Error: k6/execution: scenario.iterationInTest is not supported by aiotest"
+        ),
+        "{error}"
+    );
+}
