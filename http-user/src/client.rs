@@ -532,6 +532,8 @@ pub struct Response {
     error: Option<RequestError>,
     attempts: u32,
     timings: Timings,
+    /// The last hop's URL when redirects were followed.
+    redirected_to: Option<Box<str>>,
 }
 
 /// Where a request's time went, as k6's `res.timings` has it: `blocked` (resolving the
@@ -726,6 +728,12 @@ impl Response {
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
+
+    /// The URL of the last hop when the request followed redirects (k6's `res.url`
+    /// then); `None` when it followed none.
+    pub fn redirected_to(&self) -> Option<&str> {
+        self.redirected_to.as_deref()
+    }
 }
 
 /// A response's headers: an HTTP/1.1 head is kept as it arrived and made into a map the
@@ -781,9 +789,30 @@ pub struct RequestBuilder<'c> {
     check: Option<Check>,
     invalid: Option<String>,
     tags: Tags,
+    /// This request's own timeout and redirect limit, over the user type's.
+    timeout: Option<Duration>,
+    max_redirects: Option<u32>,
 }
 
 impl<'c> RequestBuilder<'c> {
+    /// How long each attempt of this request may take (connecting included), instead of
+    /// the user type's [`timeout`](HttpUserBuilder::timeout): k6's `timeout` param.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        if timeout.is_zero() {
+            self.invalid = Some("a request's timeout is more than 0".into());
+        }
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How many redirects this request follows, instead of the user type's
+    /// [`max_redirects`](HttpUserBuilder::max_redirects) (0: none, the redirect is the
+    /// answer): k6's `redirects` param.
+    pub fn max_redirects(mut self, n: u32) -> Self {
+        self.max_redirects = Some(n);
+        self
+    }
+
     /// Tags the request with `key=value` (k6's `tags: { key: value }`): it is counted
     /// under its own endpoint row, and thresholds and every output can tell it apart
     /// (`http_req_duration{key:value}`). `name` names the request, as
@@ -920,7 +949,10 @@ impl<'c> RequestBuilder<'c> {
             check,
             invalid,
             tags,
+            timeout,
+            max_redirects,
         } = self;
+        let max_redirects = max_redirects.unwrap_or(client.settings.max_redirects);
         // The group's tag is the client's own: set over a request's tag of that name.
         let tags = if tags.is_empty() {
             None
@@ -937,13 +969,14 @@ impl<'c> RequestBuilder<'c> {
             headers,
             body,
             expect,
-            follow: client.settings.max_redirects > 0,
+            follow: max_redirects > 0,
             strip_credentials: false,
+            timeout,
         };
         if let Some(message) = invalid {
             return client.record_unsent(&plan, message);
         }
-        let mut hops_left = client.settings.max_redirects;
+        let mut hops_left = max_redirects;
         // Should the run cancel this user while an attempt is in flight (the graceful
         // stop period ran out), dropping this future records the attempt as interrupted.
         let mut flight = InFlight {
@@ -1009,6 +1042,9 @@ impl<'c> RequestBuilder<'c> {
                 });
             }
             client.record_attempt(plan, &response, &meta, attempt, checked);
+            if hops_left < max_redirects {
+                response.redirected_to = Some(plan.path.as_ref().into());
+            }
             return response;
         }
     }
@@ -1076,6 +1112,8 @@ struct Plan {
     /// The request's own tags with the group's; `None` for none of its own (the
     /// group's, if any, are the client's).
     tags: Option<Tags>,
+    /// The request's own timeout, over the settings'.
+    timeout: Option<Duration>,
 }
 
 impl Plan {
@@ -1092,6 +1130,7 @@ impl Plan {
             idempotent: true,
             follow: false,
             strip_credentials: false,
+            timeout: None,
         }
     }
 
@@ -1191,12 +1230,64 @@ impl HttpClient {
             check: None,
             invalid: None,
             tags: Tags::new(),
+            timeout: None,
+            max_redirects: None,
         }
     }
 
     /// The user's cookies.
     pub fn cookies(&self) -> &CookieJar {
         &self.cookies
+    }
+
+    /// A client for requests this user makes beside its own (k6's `http.batch`): the
+    /// same settings, target, scenario and run signals, its own connections, a copy of
+    /// the cookies and a recorder of its own on the same collector, with the same tags.
+    pub fn sibling(&self) -> HttpClient {
+        HttpClient {
+            timing_trends: self.timing_trends,
+            timing_tags: TimingTags::default(),
+            base: self.base.clone(),
+            scenario: Arc::clone(&self.scenario),
+            lateness: self.lateness.clone(),
+            settings: Arc::clone(&self.settings),
+            conns: Vec::new(),
+            cookies: self.cookies.clone(),
+            recorder: self.recorder.sibling(),
+            name_buf: String::with_capacity(64),
+            cookie_buf: String::new(),
+            rng: aiotest_core::fastrand::Rng::new(),
+            retries: 0,
+            connections_opened: 0,
+            timer: CoarseTimer::new(self.settings.timeout),
+            wall: WallClock::default(),
+            targets: Targets::default(),
+            stop: self.stop.clone(),
+            attempt_started: None,
+            cadence_us: 0,
+            group: Groups {
+                path: self.group.path.clone(),
+                tags: self.group.tags.clone(),
+                open: Vec::new(),
+            },
+        }
+    }
+
+    /// Puts this client in the groups `other` is in (its requests carry their path), as
+    /// a [`sibling`](Self::sibling) made earlier follows its user into a group.
+    pub fn same_groups_as(&mut self, other: &HttpClient) {
+        if self.group.path != other.group.path {
+            self.group = Groups {
+                path: other.group.path.clone(),
+                tags: other.group.tags.clone(),
+                open: Vec::new(),
+            };
+        }
+    }
+
+    /// The user's cookies, to change (k6's `http.cookieJar()`).
+    pub fn cookies_mut(&mut self) -> &mut CookieJar {
+        &mut self.cookies
     }
 
     /// Forgets every cookie.
@@ -1458,6 +1549,7 @@ impl HttpClient {
                     error: Some(RequestError { category, message }),
                     attempts: 1,
                     timings: Timings::default(),
+                    redirected_to: None,
                 },
                 Meta {
                     sent_at_us,
@@ -1478,7 +1570,8 @@ impl HttpClient {
                 }
             };
         let origin = &base.origin;
-        let timeout = self.settings.timeout;
+        let timeout = plan.timeout.unwrap_or(self.settings.timeout);
+        self.timer.set_timeout(timeout);
         let timed_out = || format!("no complete response within {timeout:?}");
 
         // A connection found closed before a byte of the request left goes once more on
@@ -1492,7 +1585,7 @@ impl HttpClient {
                     // The slow path (wait, or connect and handshake) is boxed: its
                     // future is large and would otherwise be moved on every request.
                     let deadline = started + timeout;
-                    match Box::pin(self.open_connection(origin, deadline, careful)).await {
+                    match Box::pin(self.open_connection(origin, deadline, timeout, careful)).await {
                         Ok(i) => (i, Instant::now()),
                         Err(e) => {
                             return failed(e.category, e.message, started.elapsed(), (0, 0), entry);
@@ -1651,6 +1744,7 @@ impl HttpClient {
                     }),
                     attempts: 1,
                     timings,
+                    redirected_to: None,
                 },
                 Meta {
                     sent_at_us,
@@ -1684,6 +1778,7 @@ impl HttpClient {
         &mut self,
         origin: &Arc<Origin>,
         deadline: Instant,
+        timeout: Duration,
         careful: bool,
     ) -> Result<usize, crate::conn::ConnectError> {
         if let Some(i) = self.conns.iter().position(|(o, _)| o == origin) {
@@ -1693,7 +1788,6 @@ impl HttpClient {
             }
             self.conns.swap_remove(i);
         }
-        let timeout = self.settings.timeout;
         let conn = match tokio::time::timeout_at(
             deadline,
             connect(origin, &self.settings.tls, &self.settings.hosts),
@@ -1848,6 +1942,7 @@ impl HttpClient {
                 message,
             }),
             attempts: 1,
+            redirected_to: None,
         }
     }
 

@@ -117,6 +117,49 @@ impl CookieJar {
         }
     }
 
+    /// The cookies a request to `host` and `path` would send, by name and value, in the
+    /// order the jar holds them (k6's `jar.cookiesForURL`). Expired ones are forgotten.
+    pub fn for_url(
+        &mut self,
+        host: &str,
+        path: &str,
+        https: bool,
+        now: SystemTime,
+    ) -> Vec<(&str, &str)> {
+        self.cookies.retain(|c| c.expires.is_none_or(|e| e > now));
+        self.cookies
+            .iter()
+            .filter(|c| c.applies(host, path, https))
+            .map(|c| (c.name.as_str(), c.value.as_str()))
+            .collect()
+    }
+
+    /// Forgets the cookies a request to `host` and `path` would send, or only those named
+    /// `name` (k6's `jar.clear(url)` and `jar.delete(url, name)`).
+    pub fn remove(&mut self, host: &str, path: &str, https: bool, name: Option<&str>) {
+        self.cookies
+            .retain(|c| !(c.applies(host, path, https) && name.is_none_or(|n| n == c.name)));
+    }
+
+    /// Applies to this jar what changed from `before` to `after` (a copy of `before`
+    /// that requests were made with): cookies set or changed there are set here, cookies
+    /// gone there are gone here. For requests made side by side on copies of one jar.
+    pub fn absorb(&mut self, before: &CookieJar, after: &CookieJar) {
+        let same =
+            |a: &Cookie, b: &Cookie| a.name == b.name && a.domain == b.domain && a.path == b.path;
+        for gone in before
+            .cookies
+            .iter()
+            .filter(|b| !after.cookies.iter().any(|a| same(a, b)))
+        {
+            self.cookies.retain(|c| !same(c, gone));
+        }
+        for set in after.cookies.iter().filter(|a| !before.cookies.contains(a)) {
+            self.cookies.retain(|c| !same(c, set));
+            self.cookies.push(set.clone());
+        }
+    }
+
     /// Writes the `Cookie` header value for a request to `host` and `path` into `out`
     /// (cleared first). Returns false when no cookie applies.
     pub fn header_value(
@@ -133,12 +176,7 @@ impl CookieJar {
         }
         self.cookies.retain(|c| c.expires.is_none_or(|e| e > now));
         for c in &self.cookies {
-            let domain_ok = if c.host_only {
-                host.eq_ignore_ascii_case(&c.domain)
-            } else {
-                domain_matches(&host.to_ascii_lowercase(), &c.domain)
-            };
-            if !domain_ok || !path_matches(path, &c.path) || (c.secure && !https) {
+            if !c.applies(host, path, https) {
                 continue;
             }
             if !out.is_empty() {
@@ -149,6 +187,18 @@ impl CookieJar {
             out.push_str(&c.value);
         }
         !out.is_empty()
+    }
+}
+
+impl Cookie {
+    /// Whether a request to `host` and `path` sends it.
+    fn applies(&self, host: &str, path: &str, https: bool) -> bool {
+        let domain_ok = if self.host_only {
+            host.eq_ignore_ascii_case(&self.domain)
+        } else {
+            domain_matches(&host.to_ascii_lowercase(), &self.domain)
+        };
+        domain_ok && path_matches(path, &self.path) && (https || !self.secure)
     }
 }
 
@@ -265,6 +315,54 @@ mod tests {
             "session=abc; wide=1"
         );
         assert_eq!(jar.get("cart"), Some("1"));
+    }
+
+    #[test]
+    fn a_urls_cookies_are_listed_and_removed_by_url_and_name() {
+        let now = at(1_000_000);
+        let mut jar = CookieJar::new();
+        jar.store("shop.test", "/", "a=1; Path=/", now);
+        jar.store("shop.test", "/cart/x", "b=2", now);
+        jar.store("shop.test", "/", "gone=1; Max-Age=1", now);
+        jar.store("other.test", "/", "c=3", now);
+        let later = at(1_000_005);
+        assert_eq!(
+            jar.for_url("shop.test", "/cart/y", false, later),
+            vec![("a", "1"), ("b", "2")]
+        );
+        assert_eq!(jar.len(), 3, "the expired cookie is forgotten");
+        jar.remove("shop.test", "/cart/y", false, Some("a"));
+        assert_eq!(
+            jar.for_url("shop.test", "/cart/", false, later),
+            vec![("b", "2")]
+        );
+        jar.remove("shop.test", "/", false, None);
+        assert_eq!(
+            jar.for_url("shop.test", "/cart/", false, later),
+            vec![("b", "2")]
+        );
+        jar.remove("shop.test", "/cart/", false, None);
+        assert!(jar.for_url("shop.test", "/cart/", false, later).is_empty());
+        assert_eq!(jar.get("c"), Some("3"), "another host's cookie stays");
+    }
+
+    #[test]
+    fn what_copies_changed_is_absorbed() {
+        let now = at(1_000_000);
+        let mut jar = CookieJar::new();
+        jar.store("shop.test", "/", "keep=1", now);
+        jar.store("shop.test", "/", "drop=1", now);
+        jar.store("shop.test", "/", "change=1", now);
+        let before = jar.clone();
+        let (mut one, mut two) = (jar.clone(), jar.clone());
+        one.store("shop.test", "/", "drop=; Max-Age=0", now);
+        one.store("shop.test", "/", "new=1", now);
+        two.store("shop.test", "/", "change=2", now);
+        jar.absorb(&before, &one);
+        jar.absorb(&before, &two);
+        let mut got = jar.for_url("shop.test", "/", false, now);
+        got.sort_unstable();
+        assert_eq!(got, vec![("change", "2"), ("keep", "1"), ("new", "1")]);
     }
 
     #[test]

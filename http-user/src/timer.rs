@@ -45,6 +45,17 @@ impl CoarseTimer {
         }
     }
 
+    /// Waits from now on end `timeout` after they start (a request's own timeout); the
+    /// armed sleep is dropped when the timeout changes.
+    #[inline]
+    pub(crate) fn set_timeout(&mut self, timeout: Duration) {
+        if timeout != self.timeout {
+            self.timeout = timeout;
+            self.slack = MAX_SLACK.min(timeout / 16);
+            self.window = None;
+        }
+    }
+
     /// Prepares the timer for a wait started at `started`. Most calls find the armed
     /// sleep good enough and compare two instants; the deadline is not even computed.
     pub(crate) fn arm(&mut self, started: Instant) {

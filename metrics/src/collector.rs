@@ -634,6 +634,16 @@ impl Recorder {
         Ok(())
     }
 
+    /// A new recorder on the same collector, with the same tags: for requests a user
+    /// makes side by side (k6's `http.batch`), each in a recorder of its own.
+    pub fn sibling(&self) -> Recorder {
+        let (shared, tags) = {
+            let s = self.lock();
+            (Arc::clone(&s.shared), Arc::clone(&s.tags))
+        };
+        MetricsCollector { shared, tags }.recorder()
+    }
+
     /// Whether its collector keeps the timing breakdown's trends
     /// ([`MetricsConfig::timing_trends`]).
     pub fn timing_trends(&self) -> bool {

@@ -647,8 +647,17 @@ async fn a_connection_the_server_closed_while_idle_is_replaced_without_a_failure
     let c = collector();
     let mut client = client(&format!("http://{}", srv.addr), &c);
     for i in 0..5 {
-        // Idle long enough for the connection to be checked before use: the close is
-        // seen before the request goes, which goes on a new connection.
+        // Once the server closed the connection, idle long enough for it to be checked
+        // before use: the close is seen before the request goes, which goes on a new
+        // connection. (Waiting for the close itself: a loaded machine may run the
+        // server's thread late.)
+        if i > 0 {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while srv.closed.load(Ordering::Relaxed) < i {
+                assert!(std::time::Instant::now() < deadline, "the server never closed");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
         let r = client.get("/a").send().await;
         assert!(r.is_ok(), "request {i}: {:?}", r.error());

@@ -214,6 +214,9 @@ pub(crate) struct RawServer {
     pub(crate) addr: SocketAddr,
     pub(crate) read: Arc<AtomicU64>,
     pub(crate) written: Arc<AtomicU64>,
+    /// Connections it closed after answering (`CloseAfterEach`, `UntilClose`,
+    /// `TimeoutNotice`), counted once closed.
+    pub(crate) closed: Arc<AtomicU64>,
 }
 
 pub(crate) const RAW_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
@@ -253,11 +256,12 @@ pub(crate) fn start_raw(behaviour: Raw) -> RawServer {
     let addr = listener.local_addr().expect("addr");
     let read = Arc::new(AtomicU64::new(0));
     let written = Arc::new(AtomicU64::new(0));
-    let (r, w) = (Arc::clone(&read), Arc::clone(&written));
+    let closed = Arc::new(AtomicU64::new(0));
+    let (r, w, c) = (Arc::clone(&read), Arc::clone(&written), Arc::clone(&closed));
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let (r, w) = (Arc::clone(&r), Arc::clone(&w));
+            let (r, w, c) = (Arc::clone(&r), Arc::clone(&w), Arc::clone(&c));
             std::thread::spawn(move || {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
                 let mut pending = Vec::new();
@@ -296,6 +300,8 @@ pub(crate) fn start_raw(behaviour: Raw) -> RawServer {
                             behaviour,
                             Raw::CloseAfterEach | Raw::UntilClose | Raw::TimeoutNotice
                         ) {
+                            drop(stream);
+                            c.fetch_add(1, Ordering::Relaxed);
                             return;
                         }
                         if behaviour == Raw::ResetMidBody {
@@ -320,6 +326,7 @@ pub(crate) fn start_raw(behaviour: Raw) -> RawServer {
         addr,
         read,
         written,
+        closed,
     }
 }
 
