@@ -21,6 +21,12 @@ pub(crate) struct RequestSpec {
     name: Option<String>,
     tags: Vec<(String, String)>,
     response: ResponseType,
+    /// `timeout`: this request's own.
+    timeout: Option<std::time::Duration>,
+    /// `redirects`: how many this request follows.
+    redirects: Option<u32>,
+    /// `cookies`: (name, value, replace) sent with this request only.
+    cookies: Vec<(String, String, bool)>,
 }
 
 /// `responseType`: what the script keeps of the body.
@@ -42,7 +48,6 @@ struct Params {
     timeout: Option<serde_json::Value>,
     redirects: Option<serde_json::Value>,
     cookies: Option<serde_json::Value>,
-    jar: Option<serde_json::Value>,
     auth: Option<serde_json::Value>,
     compression: Option<serde_json::Value>,
     responses_callback: Option<serde_json::Value>,
@@ -59,6 +64,11 @@ fn text(what: &str, v: &serde_json::Value) -> Result<String, String> {
 }
 
 impl RequestSpec {
+    /// The URL asked for.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Checks what `http.request(method, url, body, params)` was given.
     pub(crate) fn parse(
         method: &str,
@@ -83,16 +93,15 @@ impl RequestSpec {
             name: None,
             tags: Vec::new(),
             response: ResponseType::Text,
+            timeout: None,
+            redirects: None,
+            cookies: Vec::new(),
         };
         let Some(params) = params else {
             return Ok(spec);
         };
         let p: Params = serde_json::from_str(params).map_err(|e| format!("params: {e}"))?;
         let unsupported = [
-            ("timeout", p.timeout.is_some()),
-            ("redirects", p.redirects.is_some()),
-            ("cookies", p.cookies.is_some()),
-            ("jar", p.jar.is_some()),
             ("auth", p.auth.is_some()),
             ("compression", p.compression.is_some()),
             ("responseCallback", p.responses_callback.is_some()),
@@ -110,6 +119,80 @@ impl RequestSpec {
                 spec.name = Some(v);
             } else {
                 spec.tags.push((k.clone(), v));
+            }
+        }
+        spec.timeout = match &p.timeout {
+            None => None,
+            // k6: a number is milliseconds, a string a duration (`"60s"`).
+            Some(serde_json::Value::Number(n)) => match n.as_f64() {
+                Some(ms) if ms > 0.0 && ms.is_finite() && ms < 1e12 => {
+                    Some(std::time::Duration::from_secs_f64(ms / 1e3))
+                }
+                _ => {
+                    return Err(format!(
+                        "params.timeout {n}: give milliseconds, more than 0"
+                    ));
+                }
+            },
+            Some(serde_json::Value::String(t)) => match aiotest_core::duration::parse_duration(t) {
+                Ok(d) if !d.is_zero() => Some(d),
+                Ok(_) => return Err(format!("params.timeout `{t}`: more than 0")),
+                Err(e) => return Err(format!("params.timeout `{t}`: {e}")),
+            },
+            Some(other) => {
+                return Err(format!(
+                    "params.timeout must be a duration (\"30s\") or milliseconds, not {other}"
+                ));
+            }
+        };
+        spec.redirects = match &p.redirects {
+            None => None,
+            Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                Some(n) => Some(n),
+                None => {
+                    return Err(format!(
+                        "params.redirects must be a count, 0 or more, not {v}"
+                    ));
+                }
+            },
+        };
+        if let Some(c) = &p.cookies {
+            let serde_json::Value::Object(map) = c else {
+                return Err(format!(
+                    "params.cookies must be an object of name: value, not {c}"
+                ));
+            };
+            for (name, v) in map {
+                let (value, replace) = match v {
+                    serde_json::Value::Object(o) => {
+                        let value = o.get("value").ok_or_else(|| {
+                            format!("params.cookies.{name}: an object needs `value`")
+                        })?;
+                        if let Some(k) = o.keys().find(|k| *k != "value" && *k != "replace") {
+                            return Err(format!(
+                                "params.cookies.{name}.{k}: a request's cookie has `value` and `replace`"
+                            ));
+                        }
+                        let replace = match o.get("replace") {
+                            None => false,
+                            Some(serde_json::Value::Bool(b)) => *b,
+                            Some(other) => {
+                                return Err(format!(
+                                    "params.cookies.{name}.replace must be true or false, not {other}"
+                                ));
+                            }
+                        };
+                        (
+                            text(&format!("params.cookies.{name}.value"), value)?,
+                            replace,
+                        )
+                    }
+                    v => (text(&format!("params.cookies.{name}"), v)?, false),
+                };
+                if name.is_empty() || name.contains([';', '=', ' ']) || value.contains(';') {
+                    return Err(format!("params.cookies: `{name}={value}` is not a cookie"));
+                }
+                spec.cookies.push((name.clone(), value, replace));
             }
         }
         spec.response = match p.response_type.as_deref() {
@@ -163,14 +246,29 @@ pub(crate) async fn send(client: &mut HttpClient, spec: RequestSpec) -> RawRespo
         name,
         tags,
         response,
+        timeout,
+        redirects,
+        cookies,
     } = spec;
     let shown_method = method.clone();
+    let cookie = request_cookies(client, &url, &headers, cookies);
     let mut b = client.request(method, url.clone());
+    if let Some(c) = &cookie {
+        b = b.header("cookie", c);
+    }
+    if let Some(t) = timeout {
+        b = b.timeout(t);
+    }
+    if let Some(n) = redirects {
+        b = b.max_redirects(n);
+    }
     let has_type = headers
         .iter()
         .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
     for (k, v) in &headers {
-        b = b.header(k, v);
+        if cookie.is_none() || !k.eq_ignore_ascii_case("cookie") {
+            b = b.header(k, v);
+        }
     }
     if form && !has_type {
         b = b.header("content-type", "application/x-www-form-urlencoded");
@@ -220,8 +318,75 @@ pub(crate) async fn send(client: &mut HttpClient, spec: RequestSpec) -> RawRespo
         proto: t.proto(),
         error,
         error_code,
-        url,
+        url: r.redirected_to().map_or(url, str::to_owned),
         method: shown_method,
+    }
+}
+
+/// The `Cookie` header of a request given `cookies` (k6's `params.cookies`): a
+/// `Cookie` header the script set, then each cookie given that the jar does not hold
+/// for the URL under its name, or that replaces the jar's (`replace: true`). The
+/// client merges the jar's behind it, leaving out the names it holds. `None` when no
+/// cookie was given.
+fn request_cookies(
+    client: &mut HttpClient,
+    url: &str,
+    headers: &[(String, String)],
+    cookies: Vec<(String, String, bool)>,
+) -> Option<String> {
+    if cookies.is_empty() {
+        return None;
+    }
+    let in_jar: Vec<String> = match Place::of(url) {
+        Some(p) => client
+            .cookies_mut()
+            .for_url(&p.host, &p.path, p.https, std::time::SystemTime::now())
+            .into_iter()
+            .map(|(n, _)| n.to_owned())
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut out = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+        .map(|(_, v)| v.clone())
+        .collect::<Vec<_>>()
+        .join("; ");
+    for (name, value, replace) in cookies {
+        if !replace && in_jar.contains(&name) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        out.push_str(&name);
+        out.push('=');
+        out.push_str(&value);
+    }
+    Some(out)
+}
+
+/// A URL's host, path and scheme, as a cookie jar reads them.
+pub(crate) struct Place {
+    pub(crate) host: String,
+    pub(crate) path: String,
+    pub(crate) https: bool,
+}
+
+impl Place {
+    /// `None` for what is not an absolute http(s) URL.
+    pub(crate) fn of(url: &str) -> Option<Place> {
+        let uri: http::Uri = url.parse().ok()?;
+        let https = match uri.scheme_str()? {
+            "https" => true,
+            "http" => false,
+            _ => return None,
+        };
+        Some(Place {
+            host: uri.host()?.to_owned(),
+            path: uri.path().to_owned(),
+            https,
+        })
     }
 }
 

@@ -13,6 +13,7 @@
 //! **Who should depend on this crate:** front ends that run k6-style scripts (the
 //! `aiotest` binary).
 
+mod batch;
 mod error;
 mod fiber;
 mod http;
@@ -194,6 +195,7 @@ fn plan(
         env: std::mem::take(&mut inputs.env),
         dir,
         reset_cookies: true,
+        batch: Default::default(),
         setup_timeout: HOOK_TIMEOUT,
         teardown_timeout: HOOK_TIMEOUT,
         arrays: Default::default(),
@@ -238,6 +240,18 @@ fn plan(
     script.setup_timeout = hook_timeout("setupTimeout", &options.setup_timeout)?;
     script.teardown_timeout = hook_timeout("teardownTimeout", &options.teardown_timeout)?;
     script.reset_cookies = !options.no_cookies_reset;
+    let limit = |field: &str, v: Option<u32>, default: usize| match v {
+        None => Ok(default),
+        Some(0) => Err(err(format!(
+            "options.{field}: 0 sends nothing; give 1 or more"
+        ))),
+        Some(n) => Ok(n as usize),
+    };
+    let defaults = batch::Limits::default();
+    script.batch = batch::Limits {
+        all: limit("batch", options.batch, defaults.all)?,
+        per_host: limit("batchPerHost", options.batch_per_host, defaults.per_host)?,
+    };
     let script = Arc::new(script);
 
     let mut http = HttpUser::builder().verify_ssl(!options.insecure_skip_tls_verify);
@@ -304,6 +318,13 @@ fn plan(
                 .into(),
         ));
     }
+    let trend_stats = match &options.summary_trend_stats {
+        None => summary::TREND_STATS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        Some(given) => summary::trend_stats(given).map_err(err)?,
+    };
     let thresholds = options
         .threshold_exprs()
         .map_err(err)?
@@ -317,7 +338,8 @@ fn plan(
         hooks: user::hooks(&script, &http, has("setup"), has("teardown")),
         thresholds,
         tags: options.tags.into_iter().collect(),
-        handle_summary: has("handleSummary").then(|| HandleSummary::new(Arc::clone(&script))),
+        handle_summary: has("handleSummary")
+            .then(|| HandleSummary::new(Arc::clone(&script), trend_stats)),
         files: script.files.clone(),
     })
 }

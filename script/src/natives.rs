@@ -13,7 +13,62 @@ use aiotest_metrics::{Metric, Tags};
 use rquickjs::{Array, Ctx, Exception, Function, Object, Persistent};
 
 use crate::http::{RequestSpec, fill_response};
-use crate::vu::{Op, Resume, Shared};
+use crate::vu::{JarOp, Op, Resume, Shared};
+
+/// One request of `http.batch`, as the module's JavaScript hands it over.
+#[derive(serde::Deserialize)]
+struct BatchItem {
+    /// The key of a batch given as an object, for errors.
+    key: Option<String>,
+    method: String,
+    url: String,
+    body: Option<String>,
+    form: bool,
+    params: Option<String>,
+}
+
+/// The `Set-Cookie` line k6's `jar.set(url, name, value, options)` stands for.
+fn set_cookie_line(name: &str, value: &str, options: Option<&str>) -> Result<String, String> {
+    if name.is_empty() || name.contains([';', '=', ' ', ',']) || value.contains([';', ',']) {
+        return Err(format!("`{name}={value}` is not a cookie"));
+    }
+    let mut line = format!("{name}={value}");
+    let Some(options) = options else {
+        return Ok(line);
+    };
+    let o: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(options).map_err(|e| format!("options: {e}"))?;
+    for (k, v) in &o {
+        let attr = match (k.as_str(), v) {
+            ("domain", serde_json::Value::String(d)) => format!("Domain={d}"),
+            ("path", serde_json::Value::String(p)) => format!("Path={p}"),
+            ("expires", serde_json::Value::String(e)) => format!("Expires={e}"),
+            ("max_age", serde_json::Value::Number(n)) => format!("Max-Age={n}"),
+            ("secure", serde_json::Value::Bool(b)) => {
+                if !*b {
+                    continue;
+                }
+                "Secure".to_owned()
+            }
+            // The jar sends cookies to requests, where HttpOnly changes nothing.
+            ("http_only", serde_json::Value::Bool(_)) => continue,
+            ("domain" | "path" | "expires" | "max_age" | "secure" | "http_only", v) => {
+                return Err(format!("options.{k}: {v} is not of its type"));
+            }
+            _ => {
+                return Err(format!(
+                    "options.{k}: a cookie has domain, path, expires, max_age, secure and http_only"
+                ));
+            }
+        };
+        if attr.contains(';') {
+            return Err(format!("options.{k}: {v} holds a `;`"));
+        }
+        line.push_str("; ");
+        line.push_str(&attr);
+    }
+    Ok(line)
+}
 
 fn throw(ctx: &Ctx<'_>, message: &str) -> rquickjs::Error {
     Exception::throw_message(ctx, message)
@@ -66,6 +121,92 @@ pub(crate) fn object<'js>(ctx: &Ctx<'js>, shared: &Rc<Shared>) -> rquickjs::Resu
                     .ok_or_else(|| throw(&ctx, "internal: the VU has no response array"))?;
                 fill_response(&ctx, &buf.clone().restore(&ctx)?, *r)?;
                 Ok(buf)
+            },
+        )?,
+    )?;
+
+    let s = Rc::clone(shared);
+    o.set(
+        "batch",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'_>, requests: String| -> rquickjs::Result<Persistent<Array<'static>>> {
+                not_in_init(&ctx, &s, "http.batch()")?;
+                let given: Vec<BatchItem> = serde_json::from_str(&requests)
+                    .map_err(|e| throw(&ctx, &format!("internal: http.batch's requests: {e}")))?;
+                let mut specs = Vec::with_capacity(given.len());
+                for (i, r) in given.into_iter().enumerate() {
+                    let spec =
+                        RequestSpec::parse(&r.method, r.url, r.body, r.form, r.params.as_deref())
+                            .map_err(|e| {
+                            throw(
+                                &ctx,
+                                &format!(
+                                    "http.batch, request {}: {e}",
+                                    r.key.unwrap_or_else(|| i.to_string())
+                                ),
+                            )
+                        })?;
+                    specs.push(spec);
+                }
+                let Resume::Responses(all) = s.ask(&ctx, Op::Batch(specs))? else {
+                    return Err(throw(
+                        &ctx,
+                        "internal: a batch was answered with no responses",
+                    ));
+                };
+                let out = Array::new(ctx.clone())?;
+                for (i, r) in all.into_iter().enumerate() {
+                    let a = Array::new(ctx.clone())?;
+                    fill_response(&ctx, &a, r)?;
+                    out.set(i, a)?;
+                }
+                Ok(Persistent::save(&ctx, out))
+            },
+        )?,
+    )?;
+
+    let s = Rc::clone(shared);
+    o.set(
+        "jar",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'_>,
+                  op: String,
+                  url: String,
+                  name: Option<String>,
+                  value: Option<String>,
+                  options: Option<String>|
+                  -> rquickjs::Result<Option<String>> {
+                not_in_init(&ctx, &s, "the cookie jar")?;
+                let Some(place) = crate::http::Place::of(&url) else {
+                    return Err(throw(
+                        &ctx,
+                        &format!("jar.{op}(`{url}`): not an http(s) URL"),
+                    ));
+                };
+                let op = match op.as_str() {
+                    "cookiesForURL" => JarOp::List,
+                    "clear" => JarOp::Remove(None),
+                    "delete" => JarOp::Remove(Some(name.unwrap_or_default())),
+                    "set" => {
+                        let name = name.unwrap_or_default();
+                        let value = value.unwrap_or_default();
+                        let cookie =
+                            set_cookie_line(&name, &value, options.as_deref()).map_err(|e| {
+                                throw(&ctx, &format!("jar.set(`{url}`, `{name}`): {e}"))
+                            })?;
+                        JarOp::Set(cookie)
+                    }
+                    other => {
+                        return Err(throw(&ctx, &format!("internal: no jar operation {other}")));
+                    }
+                };
+                match s.ask(&ctx, Op::Jar(place, op))? {
+                    Resume::Text(t) => Ok(Some(t)),
+                    Resume::Done => Ok(None),
+                    _ => Err(throw(&ctx, "internal: the jar did not answer")),
+                }
             },
         )?,
     )?;

@@ -107,6 +107,12 @@ pub(crate) struct Options {
     /// Names connected to other addresses (`{"shop.example.com": "127.0.0.1:8080"}`).
     #[serde(default)]
     pub(crate) hosts: BTreeMap<String, String>,
+    /// `batch`, `batchPerHost`: how many requests of an `http.batch` are in flight at
+    /// once, in all and to one host.
+    pub(crate) batch: Option<u32>,
+    pub(crate) batch_per_host: Option<u32>,
+    /// The trend figures `handleSummary`'s data has.
+    pub(crate) summary_trend_stats: Option<Vec<String>>,
 }
 
 /// The load of `vus`, `duration`, `iterations` and `stages` (k6's shortcuts), which the

@@ -18,6 +18,8 @@ pub(crate) struct Script {
     pub(crate) dir: PathBuf,
     /// Cookies are cleared before each iteration (k6's default; `noCookiesReset`).
     pub(crate) reset_cookies: bool,
+    /// `batch` and `batchPerHost`.
+    pub(crate) batch: crate::batch::Limits,
     /// `setupTimeout`, `teardownTimeout`.
     pub(crate) setup_timeout: Duration,
     pub(crate) teardown_timeout: Duration,

@@ -13,25 +13,47 @@ use crate::script::Script;
 use crate::vu::Vu;
 
 /// The trend figures k6 shows by default (`summaryTrendStats`).
-const TREND_STATS: [&str; 6] = ["avg", "min", "med", "max", "p(90)", "p(95)"];
+pub(crate) const TREND_STATS: [&str; 6] = ["avg", "min", "med", "max", "p(90)", "p(95)"];
+
+/// Checks `summaryTrendStats`: each a trend's figure (`avg`, `min`, `med`, `max`,
+/// `count`, `p(N)`).
+pub(crate) fn trend_stats(given: &[String]) -> Result<Vec<String>, String> {
+    if given.is_empty() {
+        return Err("options.summaryTrendStats: name at least one figure".into());
+    }
+    for stat in given {
+        match aiotest_metrics::Aggregation::parse(stat) {
+            Some(aiotest_metrics::Aggregation::Rate | aiotest_metrics::Aggregation::Value)
+            | None => {
+                return Err(format!(
+                    "options.summaryTrendStats: `{stat}` is not a trend's figure (avg, min, med, max, count, p(N))"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(given.to_vec())
+}
+
+/// Each trend row's figures of `stats`, by the row's key in `data`'s `metrics`.
+type TrendValues = BTreeMap<String, Map<String, Value>>;
 
 /// k6's `data` for `handleSummary`: `metrics` (by name, and `name{tag:value}` for the
 /// tag sets a threshold names), `root_group` (checks by group), `state`, `options`.
-pub(crate) fn data(summary: &Summary) -> Value {
+pub(crate) fn data(summary: &Summary, stats: &[String], trends: &TrendValues) -> Value {
     let mut metrics = Map::new();
     for row in &summary.metrics {
-        let key = match &row.tags {
-            None => row.name.clone(),
-            Some(tags) => {
-                let t: Vec<String> = tags.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-                format!("{}{{{}}}", row.name, t.join(","))
-            }
-        };
+        let key = row_key(row);
         let mut values = Map::new();
-        for (k, v) in &row.values {
-            let shown = row.kind != "trend" || TREND_STATS.contains(&k.as_str());
-            if shown && let Some(n) = serde_json::Number::from_f64(*v) {
-                values.insert(k.clone(), Value::Number(n));
+        match trends.get(&key) {
+            Some(v) if row.kind == "trend" => values = v.clone(),
+            _ => {
+                for (k, v) in &row.values {
+                    let shown = row.kind != "trend" || stats.iter().any(|s| s == k);
+                    if shown && let Some(n) = serde_json::Number::from_f64(*v) {
+                        values.insert(k.clone(), Value::Number(n));
+                    }
+                }
             }
         }
         if row.kind == "rate" {
@@ -74,8 +96,56 @@ pub(crate) fn data(summary: &Summary) -> Value {
             "isStdOutTTY": false,
             "isStdErrTTY": false,
         },
-        "options": { "summaryTrendStats": TREND_STATS },
+        "options": { "summaryTrendStats": stats },
     })
+}
+
+/// A row's key in k6's `metrics`: `name`, or `name{k:v,...}` for a tag set.
+fn row_key(row: &aiotest_runner::summary::MetricRow) -> String {
+    match &row.tags {
+        None => row.name.clone(),
+        Some(tags) => {
+            let t: Vec<String> = tags.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            format!("{}{{{}}}", row.name, t.join(","))
+        }
+    }
+}
+
+/// The figures of `stats` of every trend row of `summary`, read from the run's total.
+fn trend_values(
+    summary: &Summary,
+    total: &aiotest_metrics::Snapshot,
+    stats: &[String],
+) -> TrendValues {
+    let secs = summary.duration_s;
+    let builtin = aiotest_metrics::builtin_metrics(total, &BTreeMap::new(), |_| true);
+    let mut out = TrendValues::new();
+    for row in summary.metrics.iter().filter(|r| r.kind == "trend") {
+        let pairs = row.tags.iter().flatten();
+        let Ok(tags) = aiotest_metrics::Tags::from_pairs(pairs) else {
+            continue;
+        };
+        let series = if aiotest_metrics::is_builtin(&row.name) {
+            builtin.select(&row.name, &tags)
+        } else {
+            total.metrics.select(&row.name, &tags)
+        };
+        let Some(series) = series else { continue };
+        let mut values = Map::new();
+        for stat in stats {
+            let Some(agg) = aiotest_metrics::Aggregation::parse(stat) else {
+                continue;
+            };
+            let v = series
+                .value(agg, secs)
+                .map(|v| (v * 1_000.0).round() / 1_000.0);
+            if let Some(n) = v.and_then(serde_json::Number::from_f64) {
+                values.insert(stat.clone(), Value::Number(n));
+            }
+        }
+        out.insert(row_key(row), values);
+    }
+    out
 }
 
 /// Checks by group, as k6 nests them.
@@ -118,11 +188,19 @@ fn root_group(summary: &Summary) -> Value {
 /// Calls the script's `handleSummary` at the end of the run and writes what it returns.
 pub struct HandleSummary {
     script: Arc<Script>,
+    /// `summaryTrendStats`.
+    stats: Vec<String>,
+    /// Their values, read when the run's total is known.
+    trends: TrendValues,
 }
 
 impl HandleSummary {
-    pub(crate) fn new(script: Arc<Script>) -> Self {
-        HandleSummary { script }
+    pub(crate) fn new(script: Arc<Script>, stats: Vec<String>) -> Self {
+        HandleSummary {
+            script,
+            stats,
+            trends: TrendValues::new(),
+        }
     }
 }
 
@@ -131,8 +209,13 @@ impl Output for HandleSummary {
         "handleSummary"
     }
 
+    fn summary(&mut self, summary: &mut Summary, total: &aiotest_metrics::Snapshot) {
+        self.trends = trend_values(summary, total, &self.stats);
+    }
+
     fn end(&mut self, summary: &Summary) -> Result<(), BoxError> {
-        let data: Arc<str> = Arc::from(data(summary).to_string().as_str());
+        let data = data(summary, &self.stats, &self.trends).to_string();
+        let data: Arc<str> = Arc::from(data.as_str());
         let mut vu = Vu::new(&self.script, 0)?;
         let out = vu
             .call_sync("handleSummary", data)
@@ -181,7 +264,8 @@ mod tests {
                 rate: 100.0,
             });
         }
-        let d = data(&s);
+        let stats: Vec<String> = TREND_STATS.iter().map(|s| (*s).to_owned()).collect();
+        let d = data(&s, &stats, &TrendValues::new());
         let root = &d["root_group"];
         assert_eq!(root["checks"][0]["name"], "ok");
         let checkout = &root["groups"][0];

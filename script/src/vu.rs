@@ -40,6 +40,10 @@ pub(crate) enum Resume {
     Call(Call),
     /// The answer to [`Op::Request`].
     Response(Box<RawResponse>),
+    /// The answers to [`Op::Batch`], in its order.
+    Responses(Vec<RawResponse>),
+    /// A text answer (the jar's cookies, as JSON).
+    Text(String),
     /// What it asked for is done.
     Done,
     /// What it asked for will not happen: the call is being abandoned (its task was
@@ -50,6 +54,10 @@ pub(crate) enum Resume {
 /// What the VU's stack asks the driver for.
 pub(crate) enum Op {
     Request(Box<RequestSpec>),
+    /// Requests sent side by side (`http.batch`).
+    Batch(Vec<RequestSpec>),
+    /// An operation on the VU's cookie jar, for a URL.
+    Jar(crate::http::Place, JarOp),
     Sleep(Duration),
     Check {
         name: String,
@@ -65,6 +73,44 @@ pub(crate) enum Op {
     ExitGroup,
     /// The call ended: its result as JSON when asked for, or its exception.
     Finished(Result<Option<String>, JsError>),
+}
+
+/// Does `op` to `client`'s cookies for the URL at `place`.
+fn jar(client: &mut HttpClient, place: &crate::http::Place, op: JarOp) -> Resume {
+    let now = std::time::SystemTime::now();
+    let jar = client.cookies_mut();
+    match op {
+        JarOp::List => {
+            let mut by_name = serde_json::Map::new();
+            for (name, value) in jar.for_url(&place.host, &place.path, place.https, now) {
+                let values = by_name
+                    .entry(name.to_owned())
+                    .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+                if let serde_json::Value::Array(v) = values {
+                    v.push(serde_json::Value::String(value.to_owned()));
+                }
+            }
+            Resume::Text(serde_json::Value::Object(by_name).to_string())
+        }
+        JarOp::Set(line) => {
+            jar.store(&place.host, &place.path, &line, now);
+            Resume::Done
+        }
+        JarOp::Remove(name) => {
+            jar.remove(&place.host, &place.path, place.https, name.as_deref());
+            Resume::Done
+        }
+    }
+}
+
+/// What `http.cookieJar()` does to the cookies of a URL.
+pub(crate) enum JarOp {
+    /// `cookiesForURL`: `{name: [value]}` as JSON.
+    List,
+    /// `set`: the cookie as a `Set-Cookie` line.
+    Set(String),
+    /// `clear` (every cookie) or `delete` (the one named).
+    Remove(Option<String>),
 }
 
 /// What a VU's native functions share with its driver, on the VU's own thread.
@@ -297,6 +343,10 @@ fn init<'js>(ctx: &Ctx<'js>, shared: &Rc<Shared>, script: &Script) -> Result<Obj
 /// A virtual user of a script.
 pub(crate) struct Vu {
     inner: Owned<Inner>,
+    /// The clients `http.batch` sends on beside the VU's own, kept with their
+    /// connections for its next batch.
+    siblings: Vec<HttpClient>,
+    batch: crate::batch::Limits,
 }
 
 struct Inner {
@@ -367,6 +417,8 @@ impl Vu {
                 shared,
                 busy: false,
             }),
+            siblings: Vec::new(),
+            batch: script.batch,
         };
         vu.run_sync(Call::Init)?;
         Ok(vu)
@@ -451,6 +503,10 @@ impl Vu {
                     let r = crate::http::send(client, *spec).await;
                     Resume::Response(Box::new(r))
                 }
+                Op::Batch(specs) => Resume::Responses(
+                    crate::batch::send(client, &mut self.siblings, specs, self.batch).await,
+                ),
+                Op::Jar(place, op) => jar(client, &place, op),
                 Op::Sleep(d) => {
                     // What the VU recorded goes on before it idles, so that no interval
                     // closes without it.
@@ -536,6 +592,7 @@ mod tests {
             env: Default::default(),
             dir: std::env::temp_dir(),
             reset_cookies: true,
+            batch: Default::default(),
             setup_timeout: Duration::from_secs(1),
             arrays: Default::default(),
             files: crate::script::Files::Given(Default::default()),

@@ -236,7 +236,7 @@ export default function () {
 fn a_script_that_cannot_run_exits_2_saying_what_and_where() {
     let t = target();
     let base = format!("http://{}", t.addr);
-    let cases: [(&str, &str, &str); 6] = [
+    let cases: [(&str, &str, &str); 8] = [
         (
             "syntax",
             "export default function () {\n  const x = ;\n}\n",
@@ -266,6 +266,16 @@ fn a_script_that_cannot_run_exits_2_saying_what_and_where() {
             "nothing",
             "export function setup() {}\n",
             "the script exports no default function and no scenarios",
+        ),
+        (
+            "trend-stats",
+            "export const options = { summaryTrendStats: ['avg', 'rate'] };\nexport default function () {}\n",
+            "options.summaryTrendStats: `rate` is not a trend's figure",
+        ),
+        (
+            "batch-limit",
+            "export const options = { batchPerHost: 0 };\nexport default function () {}\n",
+            "options.batchPerHost: 0 sends nothing",
         ),
     ];
     for (name, body, expected) in cases {
@@ -588,7 +598,11 @@ fn handle_summary_replaces_the_summary_and_writes_two_files_in_k6s_shape() {
         &r#"
 import http from 'k6/http';
 import { check, group } from 'k6';
-export const options = { iterations: 4, thresholds: { http_req_duration: ['p(95)<5000'] } };
+export const options = {
+  iterations: 4,
+  thresholds: { http_req_duration: ['p(95)<5000'] },
+  summaryTrendStats: ['avg', 'p(99.9)', 'count'],
+};
 export default function () {
   group('shop', () => {
     const r = http.get('{BASE}/x');
@@ -622,6 +636,15 @@ export function handleSummary(data) {
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(data["metrics"]["iterations"]["type"], "counter");
     assert_eq!(data["metrics"]["checks"]["values"]["passes"], 4);
+    // Trends have the figures summaryTrendStats names, and only those.
+    let trend = data["metrics"]["iteration_duration"]["values"]
+        .as_object()
+        .unwrap();
+    let mut stats: Vec<&str> = trend.keys().map(String::as_str).collect();
+    stats.sort_unstable();
+    assert_eq!(stats, ["avg", "count", "p(99.9)"], "{trend:?}");
+    assert_eq!(trend["count"], 4.0);
+    assert_eq!(data["options"]["summaryTrendStats"][1], "p(99.9)");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -801,4 +824,275 @@ export default function () {
         ),
         "{error}"
     );
+}
+
+/// A raw HTTP/1.1 stand-in, a thread per connection (so one request may wait for others):
+/// `answer(path and query, request head)` gives the status, extra header lines and body;
+/// it counts every request it answered.
+struct Raw {
+    addr: std::net::SocketAddr,
+    served: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn raw_server(answer: impl Fn(&str, &str) -> (u16, String, String) + Send + Sync + 'static) -> Raw {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (answer, count) = (std::sync::Arc::new(answer), std::sync::Arc::clone(&served));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let (answer, count) = (
+                std::sync::Arc::clone(&answer),
+                std::sync::Arc::clone(&count),
+            );
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut out = stream;
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line == "\r\n" => break,
+                            Ok(_) => head.push_str(&line),
+                        }
+                    }
+                    let target = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    let mut body = vec![0; length];
+                    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+                        return;
+                    }
+                    let (status, headers, text) = answer(&target, &head);
+                    count.fetch_add(1, Ordering::Relaxed);
+                    let reply = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n{headers}\r\n{text}",
+                        text.len()
+                    );
+                    if out.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Raw { addr, served }
+}
+
+/// The value of header `name` in a request head, or "".
+fn head_value<'h>(head: &'h str, name: &str) -> &'h str {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .unwrap_or("")
+}
+
+#[test]
+fn http_batch_sends_its_requests_side_by_side_and_answers_in_their_order() {
+    // `/meet` answers `met` once four of them are in the server at once, `alone` after
+    // a second of waiting for the others: only requests sent side by side meet.
+    let waiting = std::sync::Arc::new((std::sync::Mutex::new(0u32), std::sync::Condvar::new()));
+    let t = raw_server(move |target, _| {
+        if !target.starts_with("/meet") {
+            return (200, String::new(), format!("ok {target}"));
+        }
+        let (lock, cv) = &*waiting;
+        let mut n = lock.lock().unwrap();
+        *n += 1;
+        cv.notify_all();
+        let (mut n, _) = cv
+            .wait_timeout_while(n, Duration::from_secs(1), |n| *n % 4 != 0)
+            .unwrap();
+        let met = *n % 4 == 0;
+        if !met {
+            *n -= 1; // gone: the next four meet afresh
+        }
+        (200, String::new(), if met { "met" } else { "alone" }.into())
+    });
+    let base = format!("http://{}", t.addr);
+    let body = r#"
+import http from 'k6/http';
+import { check } from 'k6';
+export const options = { iterations: 2, OPTIONS };
+export default function () {
+  const rs = http.batch([
+    '{BASE}/meet?a',
+    ['GET', '{BASE}/meet?b', null, { tags: { name: 'meet-b' } }],
+    { method: 'GET', url: '{BASE}/meet?c' },
+    { url: '{BASE}/meet?d' },
+  ]);
+  check(rs, {
+    'four met': (rs) => rs.length === 4 && rs.every((r) => r.status === 200 && r.body === 'met'),
+    'in their order': (rs) => rs.map((r) => r.url.split('?')[1]).join() === 'a,b,c,d',
+  });
+  const named = http.batch({ home: '{BASE}/x', form: ['POST', '{BASE}/y', { b: 1 }] });
+  check(named, {
+    'keyed as given': (o) => o.home.body === 'ok /x' && o.form.body === 'ok /y' && o.form.request.method === 'POST',
+  });
+}
+"#;
+    let f = script("batch", &base, &body.replace(", OPTIONS", ""));
+    let (code, json, out) = run(&f, "script-batch", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(check_counts(&json, "four met"), (2, 0));
+    assert_eq!(check_counts(&json, "in their order"), (2, 0));
+    assert_eq!(check_counts(&json, "keyed as given"), (2, 0));
+    assert_eq!(endpoint_counts(&json, "meet-b"), (2, 0));
+    assert_eq!(json["totals"]["requests"], 12, "{out}");
+    assert_eq!(t.served.load(Ordering::Relaxed), 12);
+    // Two at a time to one host: the four never meet.
+    let f = script(
+        "batch-per-host",
+        &base,
+        &body.replace("iterations: 2, OPTIONS", "iterations: 1, batchPerHost: 2"),
+    );
+    let (code, json, out) = run(&f, "script-batch-per-host", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(check_counts(&json, "four met"), (0, 1));
+    assert_eq!(check_counts(&json, "in their order"), (1, 0));
+    assert_eq!(json["totals"]["requests"], 6, "{out}");
+    // A batch that is not a list of requests says which one.
+    let f = script(
+        "batch-bad",
+        &base,
+        "import http from 'k6/http';\nexport default function () { http.batch([['GET', '{BASE}/x', null, { timeuot: 1 }]]); }\n",
+    );
+    let (_, json, out) = run(&f, "script-batch-bad", &[]);
+    let row = json["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "script_errors" && !m["tags"].is_null())
+        .unwrap_or_else(|| panic!("no script_errors: {out}"));
+    let error = row["tags"]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("Error: http.batch, request 0: params: unknown field `timeuot`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_cookie_jar_and_a_requests_own_cookies_work_as_k6_documents() {
+    // `/set` sets two cookies (and `/set2` a third), `/me` answers with the cookies it got.
+    let t = raw_server(|target, head| match target {
+        "/set" => (
+            200,
+            "set-cookie: sid=abc; Path=/\r\nset-cookie: theme=dark; Path=/; HttpOnly\r\n".into(),
+            String::new(),
+        ),
+        "/set2" => (200, "set-cookie: late=1; Path=/\r\n".into(), String::new()),
+        _ => (200, String::new(), head_value(head, "cookie").to_owned()),
+    });
+    let base = format!("http://{}", t.addr);
+    let f = script(
+        "jar",
+        &base,
+        r#"
+import http from 'k6/http';
+import { check } from 'k6';
+export default function () {
+  const jar = http.cookieJar();
+  const r = http.get('{BASE}/set');
+  check(r, {
+    'res.cookies': (r) => r.cookies.sid[0].value === 'abc' && r.cookies.theme[0].http_only === true && r.cookies.sid[0].path === '/',
+  });
+  check(jar.cookiesForURL('{BASE}/any'), {
+    'the jar holds them': (c) => c.sid[0] === 'abc' && c.theme[0] === 'dark',
+  });
+  jar.set('{BASE}/', 'extra', 'x1');
+  check(http.get('{BASE}/me'), { 'jar.set reaches the target': (r) => r.body === 'sid=abc; theme=dark; extra=x1' });
+  jar.delete('{BASE}/', 'theme');
+  check(http.get('{BASE}/me', { cookies: { sid: 'zzz', one: 'off' } }), {
+    "the jar's cookie wins unless replaced": (r) => r.body === 'one=off; sid=abc; extra=x1',
+  });
+  check(http.get('{BASE}/me', { cookies: { sid: { value: 'zzz', replace: true } }, jar: jar }), {
+    'replace: true wins': (r) => r.body === 'sid=zzz; extra=x1',
+  });
+  check(http.get('{BASE}/me'), { 'request cookies are not kept': (r) => r.body === 'sid=abc; extra=x1' });
+  jar.clear('{BASE}/');
+  check(http.get('{BASE}/me'), { 'cleared': (r) => r.body === '' });
+  http.batch(['{BASE}/set2']);
+  check(http.get('{BASE}/me'), { "a batch's cookies reach the jar": (r) => r.body === 'late=1' });
+  let refused = '';
+  try { new http.CookieJar(); } catch (e) { refused = String(e); }
+  check(refused, { 'a jar of its own is refused': (m) => m.includes('new http.CookieJar() is not supported') });
+}
+"#,
+    );
+    let (code, json, out) = run(&f, "script-jar", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    for name in [
+        "res.cookies",
+        "the jar holds them",
+        "jar.set reaches the target",
+        "the jar's cookie wins unless replaced",
+        "replace: true wins",
+        "request cookies are not kept",
+        "cleared",
+        "a batch's cookies reach the jar",
+        "a jar of its own is refused",
+    ] {
+        assert_eq!(check_counts(&json, name), (1, 0), "{name}: {out}");
+    }
+    assert_eq!(json["totals"]["requests"], t.served.load(Ordering::Relaxed));
+}
+
+#[test]
+fn timeout_and_redirects_params_and_the_url_a_redirect_ends_at() {
+    let t = raw_server(|target, _| match target {
+        "/r" => (302, "location: /final\r\n".into(), String::new()),
+        "/hang" => {
+            std::thread::sleep(Duration::from_secs(3));
+            (200, String::new(), String::new())
+        }
+        other => (200, String::new(), other.to_owned()),
+    });
+    let base = format!("http://{}", t.addr);
+    let f = script(
+        "params",
+        &base,
+        r#"
+import http from 'k6/http';
+import { check } from 'k6';
+export default function () {
+  check(http.get('{BASE}/r'), {
+    'followed to its end': (r) => r.status === 200 && r.url === '{BASE}/final' && r.body === '/final',
+  });
+  check(http.get('{BASE}/r', { redirects: 0 }), {
+    'not followed': (r) => r.status === 302 && r.url === '{BASE}/r' && r.headers.Location === '/final',
+  });
+  const started = Date.now();
+  const late = http.get('{BASE}/hang', { timeout: '300ms' });
+  const took = Date.now() - started;
+  check(late, {
+    'timed out': (r) => r.status === 0 && r.error_code === 1050 && took >= 290 && took < 2500,
+  });
+  check(http.get('{BASE}/quick', { timeout: 2000 }), { 'a number is ms': (r) => r.status === 200 });
+}
+"#,
+    );
+    let (code, json, out) = run(&f, "script-params", &["--max-retries", "0"]);
+    assert_eq!(code, Some(0), "{out}");
+    for name in [
+        "followed to its end",
+        "not followed",
+        "timed out",
+        "a number is ms",
+    ] {
+        assert_eq!(check_counts(&json, name), (1, 0), "{name}: {out}");
+    }
+    // /r twice, /final once, /hang once (timed out), /quick once.
+    assert_eq!(json["totals"]["requests"], 5, "{out}");
 }

@@ -12,9 +12,46 @@ function select(value, selector) {
   return v;
 }
 
+// `Set-Cookie` lines as k6's `res.cookies` shows them: by name, each a list of
+// `{ name, value, domain, path, http_only, secure, max_age, expires }`.
+function parseCookies(headerList) {
+  const out = {};
+  for (const line of headerList.split("\n")) {
+    if (!line.toLowerCase().startsWith("set-cookie: ")) continue;
+    const parts = line.slice(12).split(";");
+    const nv = parts.shift();
+    const at = nv.indexOf("=");
+    if (at <= 0) continue;
+    const c = {
+      name: nv.slice(0, at).trim(),
+      value: nv.slice(at + 1).trim(),
+      domain: "",
+      path: "",
+      http_only: false,
+      secure: false,
+      max_age: 0,
+      expires: 0,
+    };
+    for (const part of parts) {
+      const eq = part.indexOf("=");
+      const k = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase();
+      const v = eq < 0 ? "" : part.slice(eq + 1).trim();
+      if (k === "domain") c.domain = v;
+      else if (k === "path") c.path = v;
+      else if (k === "httponly") c.http_only = true;
+      else if (k === "secure") c.secure = true;
+      else if (k === "max-age") c.max_age = Number(v) || 0;
+      else if (k === "expires") c.expires = Date.parse(v) || 0;
+    }
+    (out[c.name] = out[c.name] || []).push(c);
+  }
+  return out;
+}
+
 class Response {
   #headers;
   #headerList;
+  #cookies;
   // `raw` is the VU's response array, by position (see `fill_response`); the next
   // request overwrites it, so everything is copied out of it here.
   constructor(raw) {
@@ -52,6 +89,10 @@ class Response {
     }
     return this.#headers;
   }
+  get cookies() {
+    if (this.#cookies === undefined) this.#cookies = parseCookies(this.#headerList);
+    return this.#cookies;
+  }
   json(selector) {
     if (this.body === null || this.body === undefined) {
       throw new Error("the response has no body (responseType \"none\", or no answer)");
@@ -77,14 +118,99 @@ function isForm(body) {
   return body !== undefined && body !== null && typeof body === "object";
 }
 
-function send(method, url, body, params) {
-  const p = params === undefined || params === null ? null : params;
-  if (p !== null && typeof p !== "object") {
-    throw new TypeError("request params must be an object");
+// The VU's one cookie jar (`http.cookieJar()`); k6's jars of one's own are not
+// supported.
+let making = false;
+export class CookieJar {
+  constructor() {
+    if (!making) {
+      throw new Error(
+        "new http.CookieJar() is not supported by aiotest: a VU has one jar, http.cookieJar()"
+      );
+    }
   }
+  cookiesForURL(url) {
+    return JSON.parse(A.jar("cookiesForURL", String(url), null, null, null));
+  }
+  set(url, name, value, options) {
+    const o = options === undefined || options === null ? null : JSON.stringify(options);
+    A.jar("set", String(url), String(name), String(value), o);
+  }
+  clear(url) {
+    A.jar("clear", String(url), null, null, null);
+  }
+  delete(url, name) {
+    A.jar("delete", String(url), String(name), null, null);
+  }
+}
+making = true;
+const theJar = new CookieJar();
+making = false;
+
+export function cookieJar() {
+  return theJar;
+}
+
+// `params` as JSON for the natives; `jar` may only be the VU's own.
+function paramsJson(params) {
+  if (params === undefined || params === null) return null;
+  if (typeof params !== "object") throw new TypeError("request params must be an object");
+  if (!("jar" in params)) return JSON.stringify(params);
+  if (params.jar !== theJar) {
+    throw new Error(
+      "params.jar: aiotest has one jar per VU, http.cookieJar()'s; another jar is not supported"
+    );
+  }
+  const rest = Object.assign({}, params);
+  delete rest.jar;
+  return JSON.stringify(rest);
+}
+
+function send(method, url, body, params) {
   return new Response(
-    A.request(method, String(url), encodeBody(body), isForm(body), p === null ? null : JSON.stringify(p))
+    A.request(method, String(url), encodeBody(body), isForm(body), paramsJson(params))
   );
+}
+
+// One request of a batch: a URL (a GET), `[method, url, body, params]` or
+// `{ method, url, body, params }`.
+function batchItem(key, r) {
+  let method = "GET";
+  let url;
+  let body = null;
+  let params;
+  if (typeof r === "string") {
+    url = r;
+  } else if (Array.isArray(r)) {
+    [method, url, body, params] = r;
+  } else if (r !== null && typeof r === "object") {
+    ({ method = "GET", url, body = null, params } = r);
+  } else {
+    throw new TypeError(`http.batch: request ${key} must be a URL, an array or an object`);
+  }
+  return {
+    key: String(key),
+    method: String(method).toUpperCase(),
+    url: String(url),
+    body: encodeBody(body),
+    form: isForm(body),
+    params: paramsJson(params),
+  };
+}
+
+// The requests side by side; the responses in the same shape (an array or an object).
+export function batch(requests) {
+  if (requests === null || typeof requests !== "object") {
+    throw new TypeError("http.batch takes an array or an object of requests");
+  }
+  const list = Array.isArray(requests);
+  const keys = list ? requests.map((_, i) => i) : Object.keys(requests);
+  const raws = A.batch(JSON.stringify(keys.map((k) => batchItem(k, requests[k]))));
+  const out = list ? [] : {};
+  keys.forEach((k, i) => {
+    out[k] = new Response(raws[i]);
+  });
+  return out;
 }
 
 export function request(method, url, body, params) {
@@ -113,4 +239,4 @@ export function options(url, body, params) {
   return send("OPTIONS", url, body, params);
 }
 
-export default { request, get, head, post, put, patch, del, options };
+export default { request, get, head, post, put, patch, del, options, batch, cookieJar, CookieJar };
