@@ -425,6 +425,7 @@ impl HttpUser {
             attempt_started: None,
             cadence_us: 0,
             group: Groups::default(),
+            redirected_to: None,
         }
     }
 }
@@ -464,6 +465,8 @@ pub struct HttpClient {
     /// ([`aiotest_metrics::MetricsConfig::timing_trends`]).
     timing_trends: bool,
     timing_tags: TimingTags,
+    /// Where the last request's redirects led, when it followed any.
+    redirected_to: Option<String>,
 }
 
 /// The group path a user is in, and what its requests and checks carry for it.
@@ -532,8 +535,6 @@ pub struct Response {
     error: Option<RequestError>,
     attempts: u32,
     timings: Timings,
-    /// The last hop's URL when redirects were followed.
-    redirected_to: Option<Box<str>>,
 }
 
 /// Where a request's time went, as k6's `res.timings` has it: `blocked` (resolving the
@@ -728,12 +729,6 @@ impl Response {
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
-
-    /// The URL of the last hop when the request followed redirects (k6's `res.url`
-    /// then); `None` when it followed none.
-    pub fn redirected_to(&self) -> Option<&str> {
-        self.redirected_to.as_deref()
-    }
 }
 
 /// A response's headers: an HTTP/1.1 head is kept as it arrived and made into a map the
@@ -789,7 +784,14 @@ pub struct RequestBuilder<'c> {
     check: Option<Check>,
     invalid: Option<String>,
     tags: Tags,
-    /// This request's own timeout and redirect limit, over the user type's.
+    /// This request's own timeout and redirect limit, over the user type's (boxed:
+    /// the builder is moved with every call, and most requests have none).
+    own: Option<Box<Own>>,
+}
+
+/// A request's own limits, over its user type's.
+#[derive(Debug, Clone, Copy, Default)]
+struct Own {
     timeout: Option<Duration>,
     max_redirects: Option<u32>,
 }
@@ -801,7 +803,7 @@ impl<'c> RequestBuilder<'c> {
         if timeout.is_zero() {
             self.invalid = Some("a request's timeout is more than 0".into());
         }
-        self.timeout = Some(timeout);
+        self.own.get_or_insert_default().timeout = Some(timeout);
         self
     }
 
@@ -809,7 +811,7 @@ impl<'c> RequestBuilder<'c> {
     /// [`max_redirects`](HttpUserBuilder::max_redirects) (0: none, the redirect is the
     /// answer): k6's `redirects` param.
     pub fn max_redirects(mut self, n: u32) -> Self {
-        self.max_redirects = Some(n);
+        self.own.get_or_insert_default().max_redirects = Some(n);
         self
     }
 
@@ -949,10 +951,12 @@ impl<'c> RequestBuilder<'c> {
             check,
             invalid,
             tags,
-            timeout,
-            max_redirects,
+            own,
         } = self;
-        let max_redirects = max_redirects.unwrap_or(client.settings.max_redirects);
+        let max_redirects = match &own {
+            None => client.settings.max_redirects,
+            Some(own) => own.max_redirects.unwrap_or(client.settings.max_redirects),
+        };
         // The group's tag is the client's own: set over a request's tag of that name.
         let tags = if tags.is_empty() {
             None
@@ -971,8 +975,14 @@ impl<'c> RequestBuilder<'c> {
             expect,
             follow: max_redirects > 0,
             strip_credentials: false,
-            timeout,
         };
+        let timeout = match own {
+            None => client.settings.timeout,
+            Some(own) => own.timeout.unwrap_or(client.settings.timeout),
+        };
+        if client.redirected_to.is_some() {
+            client.redirected_to = None;
+        }
         if let Some(message) = invalid {
             return client.record_unsent(&plan, message);
         }
@@ -989,7 +999,7 @@ impl<'c> RequestBuilder<'c> {
         let mut attempt = 0u32;
         loop {
             flight.armed = true;
-            let (mut response, mut meta) = flight.client.attempt(&flight.plan).await;
+            let (mut response, mut meta) = flight.client.attempt(&flight.plan, timeout).await;
             flight.armed = false;
             response.attempts = attempt + 1;
             let client = &mut *flight.client;
@@ -1043,7 +1053,7 @@ impl<'c> RequestBuilder<'c> {
             }
             client.record_attempt(plan, &response, &meta, attempt, checked);
             if hops_left < max_redirects {
-                response.redirected_to = Some(plan.path.as_ref().into());
+                client.redirected_to = Some(plan.path.as_ref().to_owned());
             }
             return response;
         }
@@ -1112,8 +1122,6 @@ struct Plan {
     /// The request's own tags with the group's; `None` for none of its own (the
     /// group's, if any, are the client's).
     tags: Option<Tags>,
-    /// The request's own timeout, over the settings'.
-    timeout: Option<Duration>,
 }
 
 impl Plan {
@@ -1130,7 +1138,6 @@ impl Plan {
             idempotent: true,
             follow: false,
             strip_credentials: false,
-            timeout: None,
         }
     }
 
@@ -1230,8 +1237,7 @@ impl HttpClient {
             check: None,
             invalid: None,
             tags: Tags::new(),
-            timeout: None,
-            max_redirects: None,
+            own: None,
         }
     }
 
@@ -1270,6 +1276,7 @@ impl HttpClient {
                 tags: self.group.tags.clone(),
                 open: Vec::new(),
             },
+            redirected_to: None,
         }
     }
 
@@ -1283,6 +1290,12 @@ impl HttpClient {
                 open: Vec::new(),
             };
         }
+    }
+
+    /// The URL the last request's redirects led to (k6's `res.url` then); `None` when
+    /// it followed none.
+    pub fn redirected_to(&self) -> Option<&str> {
+        self.redirected_to.as_deref()
     }
 
     /// The user's cookies, to change (k6's `http.cookieJar()`).
@@ -1526,7 +1539,7 @@ impl HttpClient {
     }
 
     /// One attempt, measured but not yet recorded.
-    async fn attempt(&mut self, plan: &Plan) -> (Response, Meta) {
+    async fn attempt(&mut self, plan: &Plan, timeout: Duration) -> (Response, Meta) {
         // One clock read starts the attempt; when a kept-alive connection is ready at
         // once, it is also the moment the request is sent.
         let started = Instant::now();
@@ -1549,7 +1562,6 @@ impl HttpClient {
                     error: Some(RequestError { category, message }),
                     attempts: 1,
                     timings: Timings::default(),
-                    redirected_to: None,
                 },
                 Meta {
                     sent_at_us,
@@ -1570,7 +1582,6 @@ impl HttpClient {
                 }
             };
         let origin = &base.origin;
-        let timeout = plan.timeout.unwrap_or(self.settings.timeout);
         self.timer.set_timeout(timeout);
         let timed_out = || format!("no complete response within {timeout:?}");
 
@@ -1744,7 +1755,6 @@ impl HttpClient {
                     }),
                     attempts: 1,
                     timings,
-                    redirected_to: None,
                 },
                 Meta {
                     sent_at_us,
@@ -1942,7 +1952,6 @@ impl HttpClient {
                 message,
             }),
             attempts: 1,
-            redirected_to: None,
         }
     }
 

@@ -318,7 +318,7 @@ pub(crate) async fn send(client: &mut HttpClient, spec: RequestSpec) -> RawRespo
         proto: t.proto(),
         error,
         error_code,
-        url: r.redirected_to().map_or(url, str::to_owned),
+        url: client.redirected_to().map_or(url, str::to_owned),
         method: shown_method,
     }
 }

@@ -654,7 +654,10 @@ async fn a_connection_the_server_closed_while_idle_is_replaced_without_a_failure
         if i > 0 {
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
             while srv.closed.load(Ordering::Relaxed) < i {
-                assert!(std::time::Instant::now() < deadline, "the server never closed");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the server never closed"
+                );
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
