@@ -165,7 +165,7 @@ pub(crate) fn worker_plan(
         host: config.host.clone(),
         load: crate::load::self_scheduled(args)?,
         request: QuickRequest::from_args(args)?,
-        http: HttpSettings::from_args(args)?,
+        http: crate::quick::http_settings(args)?,
     };
     let bytes = serde_json::to_vec(&plan).map_err(|e| UsageError(format!("plan: {e}")))?;
     // A unique row counter per data set: `KEY:INDEX`, as the workers name them.

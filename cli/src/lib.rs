@@ -20,7 +20,6 @@ mod load;
 mod progress;
 mod quick;
 mod run;
-pub mod scenario;
 mod script;
 mod signals;
 mod term;
@@ -30,6 +29,9 @@ pub use args::{
     Cli, Command, RunArgs, StagesArg, WaitArg, parse_duration, parse_stages, parse_wait,
 };
 pub use test::Test;
+
+/// Scenario files (the `aiotest-scenario` crate), as `aiotest run FILE.toml` reads them.
+pub use aiotest_scenario as scenario;
 
 /// Success.
 pub const EXIT_OK: i32 = 0;

@@ -1,162 +1,50 @@
 //! The quick mode's request (`--url` or a URL as the argument, with `-X`, `--header`,
-//! `--body`, `--body-file`, `--json`) and the HTTP settings every test can set
-//! (`--timeout`, `--max-retries`, `--insecure`, `--max-redirects`, `--max-response-body`,
-//! `--client-cert`/`--client-key`; `[http]` in a scenario file). Both travel in a
-//! master's plan, so workers send exactly the same requests (a client certificate
-//! travels as its PEM text: workers need no files).
+//! `--body`, `--body-file`, `--json`), and the command line's HTTP settings
+//! ([`aiotest_scenario::settings`]). Both travel in a master's plan, so workers send
+//! exactly the same requests.
 
-use std::time::Duration;
-
-use aiotest_http_user::HttpUserBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::args::RunArgs;
 use crate::run::UsageError;
 
-/// Most retries a request may be given.
-pub(crate) const MAX_RETRIES: u32 = 10;
-/// The longest timeout.
-pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(3_600);
+pub(crate) use aiotest_scenario::settings::{
+    HttpSettings, parse_body_limit, parse_redirects, parse_retries, parse_timeout, read_pem,
+};
+
 /// The largest body the command line sends (it is held in memory, shared by all users).
 pub(crate) const MAX_BODY: u64 = 64 << 20;
 
-/// Most redirects a request may follow.
-pub(crate) const MAX_REDIRECTS: u32 = 100;
-/// The largest response body limit.
-pub(crate) const MAX_RESPONSE_BODY: u64 = 4 << 30;
-
-/// Timeout, retries, certificate checks, redirects, the response body limit and a client
-/// certificate of the test's HTTP users. Unset values keep the HTTP user's defaults (30
-/// s, 3 retries, certificates checked, 10 redirects, 64 MiB, no client certificate).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct HttpSettings {
-    pub(crate) timeout_s: Option<f64>,
-    pub(crate) max_retries: Option<u32>,
-    pub(crate) verify_ssl: Option<bool>,
-    pub(crate) max_redirects: Option<u32>,
-    pub(crate) max_response_body: Option<u64>,
-    /// PEM certificate chain and key.
-    pub(crate) client_cert: Option<(String, String)>,
-    /// `--hosts`: NAME=ADDRESS.
-    #[serde(default)]
-    pub(crate) hosts: Vec<(String, String)>,
-}
-
-impl HttpSettings {
-    /// The command line's settings; an error names the flag.
-    pub(crate) fn from_args(args: &RunArgs) -> Result<Self, UsageError> {
-        let client_cert = match (&args.client_cert, &args.client_key) {
-            (Some(cert), Some(key)) => {
-                let read = |flag: &str, path: &std::path::Path| {
-                    read_pem(path).map_err(|e| UsageError(format!("{flag}: {e}")))
-                };
-                Some((read("--client-cert", cert)?, read("--client-key", key)?))
-            }
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(UsageError(
-                    "--client-cert needs --client-key (the certificate's private key)".into(),
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(UsageError(
-                    "--client-key needs --client-cert (the certificate it belongs to)".into(),
-                ));
-            }
-        };
-        Ok(HttpSettings {
-            timeout_s: args.timeout.map(|t| t.as_secs_f64()),
-            max_retries: args.max_retries,
-            verify_ssl: args.insecure.then_some(false),
-            max_redirects: args.max_redirects,
-            max_response_body: args.max_response_body,
-            client_cert,
-            hosts: args.hosts.clone(),
-        })
-    }
-
-    /// These settings, with `base`'s where these have none (the command line over a
-    /// scenario file's `[http]`).
-    pub(crate) fn over(&self, base: &HttpSettings) -> HttpSettings {
-        HttpSettings {
-            timeout_s: self.timeout_s.or(base.timeout_s),
-            max_retries: self.max_retries.or(base.max_retries),
-            verify_ssl: self.verify_ssl.or(base.verify_ssl),
-            max_redirects: self.max_redirects.or(base.max_redirects),
-            max_response_body: self.max_response_body.or(base.max_response_body),
-            client_cert: self
-                .client_cert
-                .clone()
-                .or_else(|| base.client_cert.clone()),
-            // The command line's after the file's: a later mapping of a name wins.
-            hosts: base.hosts.iter().chain(&self.hosts).cloned().collect(),
+/// The command line's HTTP settings; an error names the flag.
+pub(crate) fn http_settings(args: &RunArgs) -> Result<HttpSettings, UsageError> {
+    let client_cert = match (&args.client_cert, &args.client_key) {
+        (Some(cert), Some(key)) => {
+            let read = |flag: &str, path: &std::path::Path| {
+                read_pem(path).map_err(|e| UsageError(format!("{flag}: {e}")))
+            };
+            Some((read("--client-cert", cert)?, read("--client-key", key)?))
         }
-    }
-
-    /// `builder` with these settings.
-    pub(crate) fn apply(&self, mut builder: HttpUserBuilder) -> HttpUserBuilder {
-        if let Some(t) = self.timeout_s {
-            builder = builder.timeout(Duration::from_secs_f64(t));
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(UsageError(
+                "--client-cert needs --client-key (the certificate's private key)".into(),
+            ));
         }
-        if let Some(n) = self.max_retries {
-            builder = builder.max_retries(n);
+        (None, Some(_)) => {
+            return Err(UsageError(
+                "--client-key needs --client-cert (the certificate it belongs to)".into(),
+            ));
         }
-        if let Some(v) = self.verify_ssl {
-            builder = builder.verify_ssl(v);
-        }
-        if let Some(n) = self.max_redirects {
-            builder = builder.max_redirects(n);
-        }
-        if let Some(n) = self.max_response_body {
-            builder = builder.max_response_body(n);
-        }
-        if let Some((cert, key)) = &self.client_cert {
-            builder = builder.client_cert_pem(cert.as_bytes(), key.as_bytes());
-        }
-        for (name, address) in &self.hosts {
-            builder = builder.resolve(name, address);
-        }
-        builder
-    }
-}
-
-/// A PEM file's text (at most 1 MiB: a certificate chain is a few KiB).
-pub(crate) fn read_pem(path: &std::path::Path) -> Result<String, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut text = String::new();
-    file.take((1 << 20) + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if text.len() > 1 << 20 {
-        return Err(format!(
-            "{}: over 1 MiB, not a PEM certificate or key",
-            path.display()
-        ));
-    }
-    Ok(text)
-}
-
-/// `--max-redirects`.
-pub(crate) fn parse_redirects(s: &str) -> Result<u32, String> {
-    match s.trim().parse::<u32>() {
-        Ok(n) if n <= MAX_REDIRECTS => Ok(n),
-        _ => Err(format!(
-            "`{s}`: a number of redirects from 0 (none followed) to {MAX_REDIRECTS}"
-        )),
-    }
-}
-
-/// `--max-response-body`: a size from 1 byte to 4 GiB.
-pub(crate) fn parse_body_limit(s: &str) -> Result<u64, String> {
-    let n = aiotest_core::size::parse(s)?;
-    if n == 0 || n > MAX_RESPONSE_BODY {
-        return Err(format!(
-            "`{s}`: a response body limit is from 1 byte to {}",
-            aiotest_core::size::format(MAX_RESPONSE_BODY)
-        ));
-    }
-    Ok(n)
+    };
+    Ok(HttpSettings {
+        timeout_s: args.timeout.map(|t| t.as_secs_f64()),
+        max_retries: args.max_retries,
+        verify_ssl: args.insecure.then_some(false),
+        max_redirects: args.max_redirects,
+        max_response_body: args.max_response_body,
+        client_cert,
+        hosts: args.hosts.clone(),
+    })
 }
 
 /// The one request a quick-mode test sends.
@@ -297,25 +185,6 @@ pub(crate) fn parse_header(s: &str) -> Result<(String, String), String> {
     Ok((name.to_ascii_lowercase(), value.to_owned()))
 }
 
-/// `--max-retries`.
-pub(crate) fn parse_retries(s: &str) -> Result<u32, String> {
-    match s.trim().parse::<u32>() {
-        Ok(n) if n <= MAX_RETRIES => Ok(n),
-        _ => Err(format!(
-            "`{s}`: a number of retries from 0 to {MAX_RETRIES}"
-        )),
-    }
-}
-
-/// `--timeout`: more than zero, at most an hour.
-pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let d = crate::args::parse_duration(s)?;
-    if d.is_zero() || d > MAX_TIMEOUT {
-        return Err(format!("`{s}`: a timeout is more than 0 and at most 1h"));
-    }
-    Ok(d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,6 +214,9 @@ mod tests {
         assert!(parse_retries("11").is_err());
         assert!(parse_timeout("0s").is_err());
         assert!(parse_timeout("2h").is_err());
-        assert_eq!(parse_timeout("1.5s"), Ok(Duration::from_millis(1_500)));
+        assert_eq!(
+            parse_timeout("1.5s"),
+            Ok(std::time::Duration::from_millis(1_500))
+        );
     }
 }

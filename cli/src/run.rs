@@ -263,7 +263,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
         return crate::distributed::run_worker(args, test).await;
     }
     check_url_and_host(&args)?;
-    let http = HttpSettings::from_args(&args)?;
+    let http = crate::quick::http_settings(&args)?;
     let request = QuickRequest::from_args(&args)?;
     if let Some(flag) = QuickRequest::given(&args)
         && args.url.is_none()

@@ -89,7 +89,7 @@ pub(crate) fn load(path: &std::path::Path, args: &RunArgs) -> Result<ScriptRun, 
             )));
         }
     }
-    let http = HttpSettings::from_args(args)?;
+    let http = crate::quick::http_settings(args)?;
     let plan = aiotest_script::load(path, inputs(std::env::vars().collect(), &http))
         .map_err(|e| UsageError(e.to_string()))?;
     let source = std::fs::read_to_string(path)

@@ -13,7 +13,7 @@ const OPEN: &str = "{{env.";
 
 /// Where `{{env.NAME}}` values come from.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Env<'a> {
+pub enum Env<'a> {
     /// This process's environment.
     Process,
     /// Values given with a distributed run's plan (the master's).
@@ -32,7 +32,7 @@ impl Env<'_> {
 /// The values of the environment variables `text` refers to, from this process, for a
 /// distributed run's plan. Unset ones are left out (the workers then take the default
 /// or refuse the file, as here).
-pub(crate) fn referenced(text: &str) -> BTreeMap<String, String> {
+pub fn referenced(text: &str) -> BTreeMap<String, String> {
     template::refs(text, OPEN)
         .filter_map(Result::ok)
         .filter_map(|inner| {

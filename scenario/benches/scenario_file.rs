@@ -31,7 +31,7 @@ fn check(c: &mut Criterion) {
         group.throughput(Throughput::Elements(types as u64));
         group.bench_with_input(BenchmarkId::new("check", types), &text, |b, text| {
             b.iter(|| {
-                let file = aiotest_cli::scenario::parse(Path::new("big.toml"), text)
+                let file = aiotest_scenario::parse(Path::new("big.toml"), text)
                     .expect("the generated file is valid");
                 assert_eq!(file.user_types.len(), types);
             })

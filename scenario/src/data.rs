@@ -27,7 +27,7 @@ use super::{Ctx, ScenarioError};
 pub(super) const OPEN: &str = "{{data.";
 
 /// The most a distributed run's plan carries of data files, together.
-pub(crate) const PLAN_LIMIT: usize = 16 << 20;
+pub const PLAN_LIMIT: usize = 16 << 20;
 
 /// How long a distributed run's row counter is kept in Redis.
 const COUNTER_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
@@ -43,7 +43,7 @@ pub(super) struct DataSpec {
 
 /// Where data files are read from.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Files<'a> {
+pub enum Files<'a> {
     /// The disk, a relative path from the scenario file's folder.
     Disk,
     /// A distributed run's plan: each file's text by its path as written.
@@ -72,7 +72,7 @@ pub(super) struct DataSet {
 
 /// Every data file of a scenario, and where each column is.
 #[derive(Default)]
-pub(crate) struct Data {
+pub struct Data {
     sets: Vec<DataSet>,
     /// Column name -> (file, column).
     columns: BTreeMap<String, (usize, usize)>,
@@ -128,7 +128,7 @@ impl Data {
 
     /// Numbers unique rows through Redis at `key` (one key per run instance), so users of
     /// every worker of a distributed run take distinct rows.
-    pub(crate) fn share_unique_rows(&self, redis: &aiotest_coordinator::Redis, key: &str) {
+    pub fn share_unique_rows(&self, redis: &aiotest_coordinator::Redis, key: &str) {
         for (i, set) in self.sets.iter().enumerate() {
             if matches!(set.strategy, Strategy::Unique { .. }) {
                 let _ = set.shared.set((redis.clone(), format!("{key}:{i}")));
@@ -384,7 +384,7 @@ fn json_lines(text: &str) -> Result<Table, String> {
 /// The files a scenario file's text names (data files, client certificates and keys),
 /// read from the disk (relative to `scenario`'s folder), for a distributed run's plan;
 /// an error past [`PLAN_LIMIT`].
-pub(crate) fn referenced(scenario: &Path, text: &str) -> Result<BTreeMap<String, String>, String> {
+pub fn referenced(scenario: &Path, text: &str) -> Result<BTreeMap<String, String>, String> {
     #[derive(Deserialize)]
     struct Only {
         #[serde(default)]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Ctx, ScenarioError as FileError};
-use crate::args::parse_duration;
+use aiotest_core::duration::parse_duration;
 
 /// One `[[scenarios]]` table as written.
 #[derive(Deserialize)]
