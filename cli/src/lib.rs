@@ -44,6 +44,8 @@ pub const EXIT_THRESHOLDS: i32 = 99;
 /// Exit code: the run was cut short by Ctrl-C or SIGTERM (k6's code for the same), so a
 /// cancelled CI job never reads as a pass. The summary and exports are still written.
 pub const EXIT_SIGNAL: i32 = 105;
+/// Exit code: a script called `test.abort()` (k6's code for it).
+pub const EXIT_SCRIPT_ABORTED: i32 = 108;
 
 use clap::Parser;
 

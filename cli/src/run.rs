@@ -20,7 +20,7 @@ use aiotest_runner::{
 use crate::Test;
 use crate::args::RunArgs;
 use crate::quick::{HttpSettings, QuickRequest};
-use crate::{EXIT_FAILED, EXIT_OK, EXIT_SIGNAL, EXIT_THRESHOLDS, EXIT_USAGE};
+use crate::{EXIT_FAILED, EXIT_OK, EXIT_SCRIPT_ABORTED, EXIT_SIGNAL, EXIT_THRESHOLDS, EXIT_USAGE};
 
 /// The local runner, or the master of a distributed run: the same handle and report.
 // Built once per process: the variants' sizes do not matter.
@@ -386,7 +386,8 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
     // A script's handleSummary replaces the printed summary.
     let summary_replaced = script.as_ref().is_some_and(|s| s.handle_summary.is_some());
     let plan = if let Some(s) = script {
-        let mut outputs: Vec<Box<dyn Output>> = Vec::new();
+        let mut outputs: Vec<Box<dyn Output>> =
+            vec![Box::new(aiotest_script::AbortWatch::default())];
         if let Some(h) = s.handle_summary {
             outputs.push(Box::new(h));
         }
@@ -665,6 +666,17 @@ fn exit_code(report: &RunReport, allow_failures: bool) -> i32 {
             report.missing_flushes.join(", ")
         );
         return EXIT_FAILED;
+    }
+    if let Some(reason) = aiotest_script::aborted(&report.summary) {
+        let shown = if reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {reason}")
+        };
+        eprintln!(
+            "aiotest: the script aborted the run (test.abort(){shown}; exit {EXIT_SCRIPT_ABORTED})"
+        );
+        return EXIT_SCRIPT_ABORTED;
     }
     let t = &report.summary.totals;
     if t.requests > 0 && t.failures == t.requests && !allow_failures {

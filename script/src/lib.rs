@@ -13,6 +13,7 @@
 //! **Who should depend on this crate:** front ends that run k6-style scripts (the
 //! `aiotest` binary).
 
+mod abort;
 mod batch;
 mod error;
 mod fiber;
@@ -36,6 +37,7 @@ use aiotest_http_user::{HttpUser, HttpUserBuilder};
 use aiotest_runner::Threshold;
 use serde::Deserialize;
 
+pub use abort::{AbortWatch, SCRIPT_ABORTS, aborted};
 pub use error::{JsError, ScriptError};
 pub use options::Shortcut;
 pub use summary::HandleSummary;

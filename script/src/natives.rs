@@ -213,6 +213,24 @@ pub(crate) fn object<'js>(ctx: &Ctx<'js>, shared: &Rc<Shared>) -> rquickjs::Resu
 
     let s = Rc::clone(shared);
     o.set(
+        "abortTest",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'_>, reason: String| -> rquickjs::Result<()> {
+                not_in_init(&ctx, &s, "test.abort()")?;
+                s.ask(&ctx, Op::AbortTest(reason.clone()))?;
+                let shown = if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {reason}")
+                };
+                Err(throw(&ctx, &format!("test.abort() called{shown}")))
+            },
+        )?,
+    )?;
+
+    let s = Rc::clone(shared);
+    o.set(
         "sleep",
         Function::new(
             ctx.clone(),

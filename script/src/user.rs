@@ -22,6 +22,8 @@ pub(crate) struct JsUser {
     data: Option<Arc<str>>,
     iteration: u64,
     reset_cookies: bool,
+    /// The user's graceful stop: what a VU that aborted the test waits for.
+    stop: Option<aiotest_core::stop::StopSignal>,
 }
 
 impl JsUser {
@@ -41,6 +43,7 @@ impl JsUser {
                 .map(|d| Arc::from(String::from_utf8_lossy(d.json()).as_ref())),
             iteration: 0,
             reset_cookies: script.reset_cookies,
+            stop: ctx.get_cloned::<aiotest_core::stop::StopSignal>(),
         }
     }
 
@@ -49,6 +52,13 @@ impl JsUser {
             Ok(vu) => vu,
             Err(e) => return Err(Box::new(e.clone())),
         };
+        if vu.aborted() {
+            // This VU ended the test: it starts nothing more while the run stops.
+            if let Some(stop) = &self.stop {
+                stop.stopped().await;
+            }
+            return Ok(());
+        }
         if self.reset_cookies {
             self.client.clear_cookies();
         }
@@ -65,6 +75,8 @@ impl JsUser {
             .await
         {
             Ok(_) => Ok(()),
+            // `test.abort()`: counted in `script_aborts`, not as an error of the script.
+            Err(_) if vu.aborted() => Ok(()),
             Err(e) => {
                 // Counted with its message and place, in every output and across workers;
                 // a message that varies without bound folds with the metric's tag sets.
@@ -90,7 +102,7 @@ fn script_errors() -> &'static Metric {
 pub const SCRIPT_ERRORS: &str = "script_errors";
 
 /// `message` cut to what a tag value holds, at a character boundary.
-fn bounded(message: &str) -> String {
+pub(crate) fn bounded(message: &str) -> String {
     let max = aiotest_core::tag::MAX_VALUE_LEN;
     if message.len() <= max {
         return message.to_owned();

@@ -56,6 +56,8 @@ pub(crate) enum Op {
     Request(Box<RequestSpec>),
     /// Requests sent side by side (`http.batch`).
     Batch(Vec<RequestSpec>),
+    /// `test.abort(reason)`: the run ends.
+    AbortTest(String),
     /// An operation on the VU's cookie jar, for a URL.
     Jar(crate::http::Place, JarOp),
     Sleep(Duration),
@@ -347,6 +349,8 @@ pub(crate) struct Vu {
     /// connections for its next batch.
     siblings: Vec<HttpClient>,
     batch: crate::batch::Limits,
+    /// The last call ended the test (`test.abort()`).
+    aborted: bool,
 }
 
 struct Inner {
@@ -419,9 +423,15 @@ impl Vu {
             }),
             siblings: Vec::new(),
             batch: script.batch,
+            aborted: false,
         };
         vu.run_sync(Call::Init)?;
         Ok(vu)
+    }
+
+    /// Whether the script called `test.abort()` (in the last call, or before).
+    pub(crate) fn aborted(&self) -> bool {
+        self.aborted
     }
 
     /// Names the scenario the VU runs in (`k6/execution`'s `scenario.name`).
@@ -507,6 +517,11 @@ impl Vu {
                     crate::batch::send(client, &mut self.siblings, specs, self.batch).await,
                 ),
                 Op::Jar(place, op) => jar(client, &place, op),
+                Op::AbortTest(reason) => {
+                    crate::abort::record(client, &reason);
+                    self.aborted = true;
+                    Resume::Done
+                }
                 Op::Sleep(d) => {
                     // What the VU recorded goes on before it idles, so that no interval
                     // closes without it.

@@ -1096,3 +1096,83 @@ export default function () {
     // /r twice, /final once, /hang once (timed out), /quick once.
     assert_eq!(json["totals"]["requests"], 5, "{out}");
 }
+
+#[test]
+fn test_abort_ends_the_run_for_every_vu_runs_teardown_and_exits_108() {
+    let t = target();
+    let base = format!("http://{}", t.addr);
+    let f = script(
+        "abort-test",
+        &base,
+        r#"
+import http from 'k6/http';
+import { sleep } from 'k6';
+import exec from 'k6/execution';
+export const options = { vus: 4, duration: '30s' };
+export default function () {
+  http.get('{BASE}/x');
+  if (__VU === 2 && __ITER === 3) {
+    exec.test.abort('stock ran out');
+    http.get('{BASE}/never');
+  }
+  sleep(0.05);
+}
+export function teardown() { http.get('{BASE}/teardown'); }
+"#,
+    );
+    let started = Instant::now();
+    let (code, json, out) = run(&f, "script-abort-test", &[]);
+    assert_eq!(code, Some(108), "{out}");
+    // Stopped within a few intervals, not after the 30 s asked for.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        out.contains("the script aborted the run (test.abort(): stock ran out; exit 108)"),
+        "{out}"
+    );
+    let notes = json["notes"].to_string();
+    assert!(notes.contains("test.abort() (stock ran out)"), "{notes}");
+    let never = format!("{base}/never");
+    assert!(
+        !json["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == never.as_str()),
+        "nothing after test.abort() was sent"
+    );
+    assert_eq!(endpoint_counts(&json, &format!("{base}/teardown")), (1, 0));
+    let aborts = json["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "script_aborts" && m["tags"]["reason"] == "stock ran out")
+        .unwrap_or_else(|| panic!("no script_aborts: {json}"));
+    assert_eq!(aborts["values"]["count"], 1.0);
+    // Not an error of the script.
+    assert!(
+        !json["metrics"].to_string().contains("script_errors"),
+        "{}",
+        json["metrics"]
+    );
+    assert_eq!(json["totals"]["requests"], t.served.load(Ordering::Relaxed));
+    // Over two workers: the worker whose VU called it ends the run for both.
+    let started = Instant::now();
+    let (code, json, out) = super::run_file_over_two_workers(f.path(), "script-abort-dist", &[]);
+    assert_eq!(code, Some(108), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        json["notes"]
+            .to_string()
+            .contains("test.abort() (stock ran out)"),
+        "{out}"
+    );
+    assert_eq!(endpoint_counts(&json, &format!("{base}/teardown")), (1, 0));
+}

@@ -33,12 +33,11 @@ const scenario = strict("scenario", {
 });
 
 const test = strict("test", {
-  abort(message) {
-    throw new Error(
-      "k6/execution: test.abort() is not supported by aiotest yet" +
-        (message === undefined ? "" : ` (${message})`) +
-        "; a threshold with abortOnFail ends a run early"
-    );
+  // Ends the run for every VU, on every machine: counted in `script_aborts` under its
+  // reason, the run stops as a threshold with abortOnFail stops it, and aiotest exits
+  // 108. This VU's iteration ends here.
+  abort(reason) {
+    A.abortTest(reason === undefined || reason === null ? "" : String(reason));
   },
 });
 
