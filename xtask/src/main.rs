@@ -3,7 +3,8 @@
 //! - `cargo xtask test`: formatting, clippy with warnings denied, every test in the
 //!   workspace (doc tests too), and the docs with warnings denied. The one test command.
 //! - `cargo xtask bench`: aiotest beside wrk against a pinned target; `--memory`: RSS
-//!   per idle user and over a long run; `--criterion`: the criterion benchmarks.
+//!   per idle user and over a long run; `--scripts`: a k6-style script beside the same
+//!   scenario file; `--criterion`: the criterion benchmarks.
 //! - `cargo xtask dist-test`: the distributed smoke test: a private redis-server, a
 //!   counting target, one master and three worker processes (also run by `test`).
 //! - `cargo xtask screenshots`: the dashboard and report pictures in `docs/`.
@@ -31,6 +32,8 @@ const USAGE: &str = "usage: cargo xtask <test | bench | dist-test | screenshots 
   bench      aiotest beside wrk (and oha) against a pinned nginx or bench_target:
              req/s, CPU per request, peak RSS [--rounds N] [--seconds N] [--connections N]
              --memory: RSS per idle user (1k, 10k, 50k users) and over a long run
+             --scripts: a k6-style script beside the scenario file making the same GET
+             (req/s, CPU per request), a VU's memory idle in sleep(), 1,000 VUs' start
              --criterion [ARGS]: the criterion benchmarks (ARGS go to cargo bench)
   dist-test  distributed smoke test: master + 3 workers over a private redis-server
   screenshots  docs/dashboard.png and docs/report.png, from a run of examples/scenarios.toml

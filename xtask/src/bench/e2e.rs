@@ -174,7 +174,7 @@ fn oha(target: &Target, o: &Options) -> Result<Sample, String> {
     })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {
         0 => 0.0,

@@ -1,9 +1,11 @@
 //! `cargo xtask bench`: the end-to-end benchmark against wrk (default), the memory
-//! benchmark (`--memory`) and the criterion micro-benchmarks (`--criterion`).
+//! benchmark (`--memory`), k6-style scripts beside scenario files (`--scripts`) and the
+//! criterion micro-benchmarks (`--criterion`).
 
 mod e2e;
 mod memory;
 mod rig;
+mod scripts;
 
 use crate::util::{cargo, run as step};
 
@@ -11,13 +13,13 @@ use crate::util::{cargo, run as step};
 /// --workspace` would unify features across every package's dev-dependencies and build
 /// tokio with `test-util` (the other crates' tests need it), which slows every clock
 /// read and timer park. Benchmarks must see the features of a release build.
-/// The command line's only benchmark is named: a plain `cargo bench -p aiotest-cli` would
-/// also build its process-level tests in release mode.
+/// The scenario crate's only benchmark is named: a plain `cargo bench` of it would also
+/// build its tests in release mode.
 const PACKAGES: [(&str, Option<&str>); 4] = [
     ("aiotest-metrics", None),
     ("aiotest-coordinator", Some("wire")),
     ("aiotest-bench", None),
-    ("aiotest-cli", Some("scenario_file")),
+    ("aiotest-scenario", Some("scenario_file")),
 ];
 
 /// `cargo xtask bench [--rounds N] [--seconds N] [--connections N]`,
@@ -26,6 +28,7 @@ pub(crate) fn run(extra: &[String]) -> Result<(), String> {
     match extra.first().map(String::as_str) {
         Some("--criterion") => criterion(&extra[1..]),
         Some("--memory") => memory::run(&extra[1..]),
+        Some("--scripts") => scripts::run(&e2e::Options::parse(&extra[1..])?),
         _ => e2e::run(&e2e::Options::parse(extra)?),
     }
 }

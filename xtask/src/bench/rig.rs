@@ -151,6 +151,7 @@ pub(crate) fn hard_files_limit() -> u64 {
 /// What GNU time measured of one child.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Usage {
+    pub(crate) wall_s: f64,
     pub(crate) user_s: f64,
     pub(crate) sys_s: f64,
     pub(crate) max_rss_kb: u64,
@@ -183,7 +184,8 @@ pub(crate) fn measure(
     let f: Vec<&str> = last.split_whitespace().collect();
     let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
     let usage = match (num(0), num(1), num(2), num(3)) {
-        (Some(_wall), Some(user_s), Some(sys_s), Some(rss)) => Usage {
+        (Some(wall_s), Some(user_s), Some(sys_s), Some(rss)) => Usage {
+            wall_s,
             user_s,
             sys_s,
             max_rss_kb: rss as u64,
