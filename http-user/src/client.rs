@@ -695,6 +695,15 @@ impl Response {
         crate::h1::for_each_header(&self.headers.raw, f);
     }
 
+    /// The header lines of an HTTP/1.1 answer as they arrived (`Name: value`, each ending
+    /// in CRLF, then an empty line), without copying them; `None` for an HTTP/2 answer
+    /// (read [`for_each_header`](Self::for_each_header)) or no answer.
+    pub fn header_block(&self) -> Option<Bytes> {
+        let raw = &self.headers.raw;
+        let start = raw.windows(2).position(|w| w == b"\r\n")? + 2;
+        Some(raw.slice(start..))
+    }
+
     /// The body.
     pub fn bytes(&self) -> &Bytes {
         &self.body

@@ -215,8 +215,8 @@ pub(crate) struct RawResponse {
     status: u16,
     /// The body as received (`None`: `responseType: "none"`).
     body: Option<bytes::Bytes>,
-    /// `Name: value` lines, names as k6 shows them.
-    headers: String,
+    /// `Name: value` lines, as received (JavaScript shows names as k6 does, when read).
+    headers: bytes::Bytes,
     /// blocked, connecting, tls_handshaking, sending, waiting, receiving, duration, ms.
     timings: [f64; 7],
     proto: &'static str,
@@ -224,15 +224,6 @@ pub(crate) struct RawResponse {
     error_code: u16,
     url: String,
     method: http::Method,
-}
-
-/// Appends `content-type` as k6 shows it: `Content-Type`.
-fn push_canonical(out: &mut String, name: &str) {
-    let mut up = true;
-    for c in name.chars() {
-        out.push(if up { c.to_ascii_uppercase() } else { c });
-        up = c == '-';
-    }
 }
 
 /// Sends `spec` on the VU's client.
@@ -292,12 +283,16 @@ pub(crate) async fn send(client: &mut HttpClient, spec: RequestSpec) -> RawRespo
         ),
         None => (String::new(), 0),
     };
-    let mut lines = String::new();
-    r.for_each_header(|k, v| {
-        push_canonical(&mut lines, k);
-        lines.push_str(": ");
-        lines.push_str(&String::from_utf8_lossy(v));
-        lines.push('\n');
+    // HTTP/1.1's head as it came; HTTP/2's written out the same way.
+    let lines = r.header_block().unwrap_or_else(|| {
+        let mut lines = Vec::new();
+        r.for_each_header(|k, v| {
+            lines.extend_from_slice(k.as_bytes());
+            lines.extend_from_slice(b": ");
+            lines.extend_from_slice(v);
+            lines.extend_from_slice(b"\r\n");
+        });
+        lines.into()
     });
     RawResponse {
         status: r.status_code(),
@@ -395,32 +390,87 @@ impl Place {
 /// compiled in, and the array is reused, so a response costs no key lookups and no
 /// allocation beyond its strings). Headers are one string, split when the script first
 /// reads them.
+///
+/// `last` is what the array holds from the VU's previous response: a field that has not
+/// changed is not written again (a VU asking the same URL again and again gets the same
+/// status, headers but their date, body and URL; each new JavaScript string costs).
+/// `None` for a fresh array.
 pub(crate) fn fill_response<'js>(
     ctx: &Ctx<'js>,
     a: &Array<'js>,
     r: RawResponse,
+    last: Option<&mut Filled>,
 ) -> rquickjs::Result<()> {
-    a.set(0, r.status)?;
-    match &r.body {
-        None => a.set(1, rquickjs::Null)?,
-        Some(b) => {
-            let text = match std::str::from_utf8(b) {
-                Ok(t) => rquickjs::String::from_str(ctx.clone(), t)?,
-                Err(_) => rquickjs::String::from_str(ctx.clone(), &String::from_utf8_lossy(b))?,
-            };
-            a.set(1, text)?;
+    let mut fresh = Filled::default();
+    let (last, all) = match last {
+        Some(l) => {
+            let all = !l.set;
+            // Until it is all written: a write that fails leaves the array unknown.
+            l.set = false;
+            (l, all)
+        }
+        None => (&mut fresh, true),
+    };
+    let text = |b: &[u8]| match std::str::from_utf8(b) {
+        Ok(t) => rquickjs::String::from_str(ctx.clone(), t),
+        Err(_) => rquickjs::String::from_str(ctx.clone(), &String::from_utf8_lossy(b)),
+    };
+    if all || last.status != r.status {
+        a.set(0, r.status)?;
+    }
+    if all || last.body != r.body {
+        match &r.body {
+            None => a.set(1, rquickjs::Null)?,
+            Some(b) => a.set(1, text(b)?)?,
         }
     }
-    a.set(2, r.headers)?;
+    if all || last.headers != r.headers {
+        a.set(2, text(&r.headers)?)?;
+    }
     for (i, v) in r.timings.into_iter().enumerate() {
         a.set(3 + i, v)?;
     }
-    a.set(10, r.proto)?;
-    a.set(11, r.error)?;
-    a.set(12, r.error_code)?;
-    a.set(13, r.url)?;
-    a.set(14, r.method.as_str())?;
+    if all || last.proto != r.proto {
+        a.set(10, r.proto)?;
+    }
+    if all || last.error != r.error {
+        a.set(11, r.error.as_str())?;
+    }
+    if all || last.error_code != r.error_code {
+        a.set(12, r.error_code)?;
+    }
+    if all || last.url != r.url {
+        a.set(13, r.url.as_str())?;
+    }
+    if all || last.method != r.method {
+        a.set(14, r.method.as_str())?;
+    }
+    *last = Filled {
+        set: true,
+        status: r.status,
+        body: r.body,
+        headers: r.headers,
+        proto: r.proto,
+        error: r.error,
+        error_code: r.error_code,
+        url: r.url,
+        method: r.method,
+    };
     Ok(())
+}
+
+/// What a VU's response array holds (see [`fill_response`]).
+#[derive(Default)]
+pub(crate) struct Filled {
+    set: bool,
+    status: u16,
+    body: Option<bytes::Bytes>,
+    headers: bytes::Bytes,
+    proto: &'static str,
+    error: String,
+    error_code: u16,
+    url: String,
+    method: http::Method,
 }
 
 #[cfg(test)]
@@ -453,14 +503,5 @@ mod tests {
         let e =
             RequestSpec::parse("G T", "http://h/".into(), None, false, None).expect_err("method");
         assert!(e.contains("not an HTTP method"), "{e}");
-    }
-
-    #[test]
-    fn header_names_read_as_k6_shows_them() {
-        let mut s = String::new();
-        push_canonical(&mut s, "content-type");
-        s.push(' ');
-        push_canonical(&mut s, "x-request-id");
-        assert_eq!(s, "Content-Type X-Request-Id");
     }
 }

@@ -119,7 +119,12 @@ pub(crate) fn object<'js>(ctx: &Ctx<'js>, shared: &Rc<Shared>) -> rquickjs::Resu
                     .borrow()
                     .clone()
                     .ok_or_else(|| throw(&ctx, "internal: the VU has no response array"))?;
-                fill_response(&ctx, &buf.clone().restore(&ctx)?, *r)?;
+                fill_response(
+                    &ctx,
+                    &buf.clone().restore(&ctx)?,
+                    *r,
+                    Some(&mut s.filled.borrow_mut()),
+                )?;
                 Ok(buf)
             },
         )?,
@@ -158,7 +163,7 @@ pub(crate) fn object<'js>(ctx: &Ctx<'js>, shared: &Rc<Shared>) -> rquickjs::Resu
                 let out = Array::new(ctx.clone())?;
                 for (i, r) in all.into_iter().enumerate() {
                     let a = Array::new(ctx.clone())?;
-                    fill_response(&ctx, &a, r)?;
+                    fill_response(&ctx, &a, r, None)?;
                     out.set(i, a)?;
                 }
                 Ok(Persistent::save(&ctx, out))

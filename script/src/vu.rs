@@ -129,6 +129,8 @@ pub(crate) struct Shared {
     /// The VU's one response array, which every response is written into (see
     /// [`crate::http::fill_response`]).
     pub(crate) response: RefCell<Option<Persistent<rquickjs::Array<'static>>>>,
+    /// What that array holds.
+    pub(crate) filled: RefCell<crate::http::Filled>,
     /// The custom metrics this VU declared (`new Trend(...)`), by the id its
     /// JavaScript object holds.
     pub(crate) metrics: RefCell<Vec<aiotest_metrics::Metric>>,
@@ -380,6 +382,7 @@ impl Vu {
             aborting,
             suspender: RefCell::new(None),
             response: RefCell::new(None),
+            filled: RefCell::new(crate::http::Filled::default()),
             metrics: RefCell::new(Vec::new()),
             arrays: RefCell::new(Vec::new()),
             script: Arc::clone(script),

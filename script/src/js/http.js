@@ -12,13 +12,29 @@ function select(value, selector) {
   return v;
 }
 
-// `Set-Cookie` lines as k6's `res.cookies` shows them: by name, each a list of
+// `content-type` as k6 shows a header's name: `Content-Type`.
+function canonical(name) {
+  return name.toLowerCase().replace(/(^|-)([a-z])/g, (m, dash, c) => dash + c.toUpperCase());
+}
+
+// The head's `Name: value` lines, as [name, value] pairs.
+function headerPairs(block) {
+  const out = [];
+  for (const line of block.split("\n")) {
+    const at = line.indexOf(":");
+    if (at <= 0) continue;
+    out.push([line.slice(0, at).trim(), line.slice(at + 1).trim()]);
+  }
+  return out;
+}
+
+// `Set-Cookie` headers as k6's `res.cookies` shows them: by name, each a list of
 // `{ name, value, domain, path, http_only, secure, max_age, expires }`.
-function parseCookies(headerList) {
+function parseCookies(block) {
   const out = {};
-  for (const line of headerList.split("\n")) {
-    if (!line.toLowerCase().startsWith("set-cookie: ")) continue;
-    const parts = line.slice(12).split(";");
+  for (const [name, value] of headerPairs(block)) {
+    if (name.toLowerCase() !== "set-cookie") continue;
+    const parts = value.split(";");
     const nv = parts.shift();
     const at = nv.indexOf("=");
     if (at <= 0) continue;
@@ -48,56 +64,85 @@ function parseCookies(headerList) {
   return out;
 }
 
+// A response. `raw` is the VU's response array, by position (see `fill_response`),
+// which the next request overwrites: it is copied here, and every field is read from
+// the copy when first asked for (most scripts read the status and little else).
+// What a response makes when first read is kept in its copy, past the response's
+// fields: one private field to define per response.
+const HEADERS = 15;
+const COOKIES = 16;
+const TIMINGS = 17;
+const REQUEST = 18;
+
 class Response {
-  #headers;
-  #headerList;
-  #cookies;
-  // `raw` is the VU's response array, by position (see `fill_response`); the next
-  // request overwrites it, so everything is copied out of it here.
+  #raw;
   constructor(raw) {
-    this.status = raw[0];
-    this.body = raw[1];
-    this.#headerList = raw[2];
-    this.timings = {
-      blocked: raw[3],
-      connecting: raw[4],
-      tls_handshaking: raw[5],
-      sending: raw[6],
-      waiting: raw[7],
-      receiving: raw[8],
-      duration: raw[9],
-    };
-    this.proto = raw[10];
-    this.error = raw[11];
-    this.error_code = raw[12];
-    this.url = raw[13];
-    this.request = { method: raw[14], url: raw[13] };
+    // An array literal: cheaper to make than a slice.
+    const r = raw;
+    this.#raw = [r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14]];
   }
-  // Made when first read: most scripts never look at the headers.
-  get headers() {
-    if (this.#headers === undefined) {
-      const h = {};
-      for (const line of this.#headerList.split("\n")) {
-        const at = line.indexOf(": ");
-        if (at < 0) continue;
-        const k = line.slice(0, at);
-        const v = line.slice(at + 2);
-        // A header given twice reads as its values joined, as k6 shows it.
-        h[k] = h[k] === undefined ? v : h[k] + ", " + v;
-      }
-      this.#headers = h;
+  get status() {
+    return this.#raw[0];
+  }
+  get body() {
+    return this.#raw[1];
+  }
+  get timings() {
+    const r = this.#raw;
+    if (r[TIMINGS] === undefined) {
+      r[TIMINGS] = {
+        blocked: r[3],
+        connecting: r[4],
+        tls_handshaking: r[5],
+        sending: r[6],
+        waiting: r[7],
+        receiving: r[8],
+        duration: r[9],
+      };
     }
-    return this.#headers;
+    return r[TIMINGS];
+  }
+  get proto() {
+    return this.#raw[10];
+  }
+  get error() {
+    return this.#raw[11];
+  }
+  get error_code() {
+    return this.#raw[12];
+  }
+  get url() {
+    return this.#raw[13];
+  }
+  get request() {
+    const r = this.#raw;
+    if (r[REQUEST] === undefined) r[REQUEST] = { method: r[14], url: r[13] };
+    return r[REQUEST];
+  }
+  get headers() {
+    const r = this.#raw;
+    if (r[HEADERS] === undefined) {
+      const h = {};
+      for (const [name, value] of headerPairs(r[2])) {
+        const k = canonical(name);
+        // A header given twice reads as its values joined, as k6 shows it.
+        h[k] = h[k] === undefined ? value : h[k] + ", " + value;
+      }
+      r[HEADERS] = h;
+    }
+    return r[HEADERS];
   }
   get cookies() {
-    if (this.#cookies === undefined) this.#cookies = parseCookies(this.#headerList);
-    return this.#cookies;
+    const r = this.#raw;
+    if (r[COOKIES] === undefined) r[COOKIES] = parseCookies(r[2]);
+    return r[COOKIES];
   }
   json(selector) {
-    if (this.body === null || this.body === undefined) {
+    const body = this.#raw[1];
+    if (body === null || body === undefined) {
       throw new Error("the response has no body (responseType \"none\", or no answer)");
     }
-    const v = JSON.parse(this.body);
+    const v = JSON.parse(body);
     return selector === undefined ? v : select(v, selector);
   }
 }
