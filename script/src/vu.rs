@@ -178,7 +178,40 @@ const NOT_SUPPORTED: &[&str] = &[
     "k6/experimental",
 ];
 
-struct Modules;
+///
+/// A local file (`./lib.js`, `../common/util.js`, relative to the file that imports it) is
+/// known by its path relative to the script's directory, and read as `open()` reads
+/// files: from disk where the script was read from disk (recorded, so a master ships it
+/// to its workers), from the plan's files on a worker.
+struct Modules {
+    script: Arc<Script>,
+}
+
+/// `name` imported from the module `base`, as a path relative to the script's directory
+/// (`None` for a name that is not a relative path).
+fn local_module(script: &Script, base: &str, name: &str) -> Option<String> {
+    if !(name.starts_with("./") || name.starts_with("../")) {
+        return None;
+    }
+    // The main script sits in the script's directory; a local module where its path says.
+    let mut parts: Vec<&str> = if base == script.name {
+        Vec::new()
+    } else {
+        let mut p: Vec<&str> = base.split('/').collect();
+        p.pop();
+        p
+    };
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|p| *p != "..") => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    Some(parts.join("/"))
+}
 
 impl Resolver for Modules {
     fn resolve<'js>(
@@ -190,6 +223,9 @@ impl Resolver for Modules {
     ) -> rquickjs::Result<String> {
         if MODULES.iter().any(|(n, _)| *n == name) {
             return Ok(name.to_owned());
+        }
+        if let Some(path) = local_module(&self.script, base, name) {
+            return Ok(path);
         }
         let supported: Vec<&str> = MODULES.iter().map(|(n, _)| *n).collect();
         let why = if NOT_SUPPORTED
@@ -207,8 +243,8 @@ impl Resolver for Modules {
             )
         } else {
             format!(
-                "cannot import `{name}`: aiotest runs one script file with the modules {} \
-                 (imports of other files and remote modules are not supported yet)",
+                "cannot import `{name}`: aiotest imports the modules {} and local files by a \
+                 relative path (`./lib.js`); remote modules are not supported yet",
                 supported.join(", ")
             )
         };
@@ -223,10 +259,15 @@ impl Loader for Modules {
         name: &str,
         _attributes: Option<rquickjs::loader::ImportAttributes<'js>>,
     ) -> rquickjs::Result<Module<'js, rquickjs::module::Declared>> {
-        let Some((_, source)) = MODULES.iter().find(|(n, _)| *n == name) else {
-            return Err(rquickjs::Error::new_loading(name));
-        };
-        Module::declare(ctx.clone(), name, *source)
+        if let Some((_, source)) = MODULES.iter().find(|(n, _)| *n == name) {
+            return Module::declare(ctx.clone(), name, *source);
+        }
+        let source = self
+            .script
+            .files
+            .read(&self.script.dir, name)
+            .map_err(|e| rquickjs::Error::new_loading_message(name, e))?;
+        Module::declare(ctx.clone(), name, source)
     }
 }
 
@@ -370,7 +411,14 @@ impl Vu {
     pub(crate) fn new(script: &Arc<Script>, id: u64) -> Result<Vu, JsError> {
         let runtime = Runtime::new().map_err(|e| JsError::plain(e.to_string()))?;
         runtime.set_max_stack_size(JS_STACK_LIMIT);
-        runtime.set_loader(Modules, Modules);
+        runtime.set_loader(
+            Modules {
+                script: Arc::clone(script),
+            },
+            Modules {
+                script: Arc::clone(script),
+            },
+        );
         let aborting = Rc::new(Cell::new(false));
         let flag = Rc::clone(&aborting);
         runtime.set_interrupt_handler(Some(Box::new(move || flag.get())));
@@ -616,6 +664,19 @@ mod tests {
             files: crate::script::Files::Given(Default::default()),
             teardown_timeout: Duration::from_secs(1),
         })
+    }
+
+    #[test]
+    fn a_local_module_is_known_by_its_path_from_the_scripts_directory() {
+        let s = script("");
+        let at = |base: &str, name: &str| local_module(&s, base, name);
+        assert_eq!(at("t.js", "./lib/a.js").as_deref(), Some("lib/a.js"));
+        assert_eq!(at("lib/a.js", "../b.js").as_deref(), Some("b.js"));
+        assert_eq!(at("lib/a.js", "./c/./d.js").as_deref(), Some("lib/c/d.js"));
+        assert_eq!(at("t.js", "../up.js").as_deref(), Some("../up.js"));
+        assert_eq!(at("../up.js", "../more.js").as_deref(), Some("../../more.js"));
+        assert_eq!(at("t.js", "k6/http"), None);
+        assert_eq!(at("t.js", "https://jslib.k6.io/x.js"), None);
     }
 
     fn client() -> HttpClient {

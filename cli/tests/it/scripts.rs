@@ -1176,3 +1176,60 @@ export function teardown() { http.get('{BASE}/teardown'); }
     );
     assert_eq!(endpoint_counts(&json, &format!("{base}/teardown")), (1, 0));
 }
+
+#[test]
+fn a_script_imports_local_files_by_relative_path_alone_and_over_two_workers() {
+    let t = target();
+    let base = format!("http://{}", t.addr);
+    // main.js imports ./lib/pages.js, which imports ../shared.js: paths relative to the
+    // file that imports.
+    let dir = std::env::temp_dir().join(format!("aiotest-it-{}-imports", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    std::fs::write(
+        dir.join("shared.js"),
+        "export const PREFIX = '/page';\nexport function pick(i) { return ['a', 'b'][i % 2]; }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("lib/pages.js"),
+        "import { PREFIX, pick } from '../shared.js';\nexport function path(i) { return `${PREFIX}/${pick(i)}`; }\n",
+    )
+    .unwrap();
+    let main = dir.join("main.js");
+    std::fs::write(
+        &main,
+        r#"
+import http from 'k6/http';
+import { check } from 'k6';
+import { path } from './lib/pages.js';
+export const options = { vus: 2, iterations: 10 };
+export default function () {
+  const r = http.get(`{BASE}${path(__ITER)}`, { tags: { name: 'page' } });
+  check(r, { 'a page': (r) => r.status === 200 });
+}
+"#
+        .replace("{BASE}", &base),
+    )
+    .unwrap();
+    let (out, json) = run_exported("script-imports", &["run", main.to_str().unwrap()]);
+    let text = super::text(&out.stdout) + &super::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(check_counts(&json, "a page"), (10, 0));
+    // The workers read none of the files: the master ships them in the plan.
+    let (code, json, text) = super::run_file_over_two_workers(&main, "script-imports-dist", &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(check_counts(&json, "a page"), (10, 0));
+    assert_eq!(json["totals"]["requests"], 10);
+    // A file that is not there is an error naming it, before anything runs.
+    std::fs::write(
+        &main,
+        "import { x } from './nowhere.js';\nexport default function () {}\n",
+    )
+    .unwrap();
+    let (out, _) = run_exported("script-imports-missing", &["run", main.to_str().unwrap()]);
+    let text = super::text(&out.stdout) + &super::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("nowhere.js"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
