@@ -201,6 +201,7 @@ fn plan(
         setup_timeout: HOOK_TIMEOUT,
         teardown_timeout: HOOK_TIMEOUT,
         arrays: Default::default(),
+        scenario_iterations: Default::default(),
         files,
     };
     // Init code once, to read the options and the exports (k6 does the same).
@@ -210,6 +211,7 @@ fn plan(
         env: script.env.clone(),
         dir: script.dir.clone(),
         arrays: Arc::clone(&script.arrays),
+        scenario_iterations: Arc::clone(&script.scenario_iterations),
         files: script.files.clone(),
         ..script
     });
@@ -228,6 +230,7 @@ fn plan(
         env: p.env.clone(),
         dir: p.dir.clone(),
         arrays: Arc::clone(&p.arrays),
+        scenario_iterations: Arc::clone(&p.scenario_iterations),
         files: p.files.clone(),
         ..*p
     });

@@ -438,6 +438,12 @@ pub(crate) fn object<'js>(ctx: &Ctx<'js>, shared: &Rc<Shared>) -> rquickjs::Resu
 
     let s = Rc::clone(shared);
     o.set(
+        "scenarioIteration",
+        Function::new(ctx.clone(), move || -> u64 { s.scenario_iteration.get() })?,
+    )?;
+
+    let s = Rc::clone(shared);
+    o.set(
         "scenarioName",
         Function::new(ctx.clone(), move || -> String {
             s.scenario.borrow().clone()

@@ -25,6 +25,9 @@ pub(crate) struct Script {
     pub(crate) teardown_timeout: Duration,
     /// `SharedArray`s by name: each item as JSON, one copy for every VU.
     pub(crate) arrays: SharedArrays,
+    /// Iterations started in this process, by scenario (`k6/execution`'s
+    /// `scenario.iterationInInstance`).
+    pub(crate) scenario_iterations: ScenarioIterations,
     /// The files `open()` read, by the path as the script wrote it: recorded where the
     /// script is read from disk (so a master can ship them), given where it is not (a
     /// worker reads only these).
@@ -57,6 +60,9 @@ impl Files {
         }
     }
 }
+
+/// Iterations started in this process, by scenario.
+pub(crate) type ScenarioIterations = Arc<Mutex<HashMap<String, Arc<std::sync::atomic::AtomicU64>>>>;
 
 /// The data of a script's `SharedArray`s.
 pub(crate) type SharedArrays = Arc<Mutex<HashMap<String, Arc<Vec<Box<str>>>>>>;

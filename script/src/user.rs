@@ -22,6 +22,8 @@ pub(crate) struct JsUser {
     data: Option<Arc<str>>,
     iteration: u64,
     reset_cookies: bool,
+    /// Iterations of the VU's scenario started in this process.
+    scenario_iterations: Arc<std::sync::atomic::AtomicU64>,
     /// The user's graceful stop: what a VU that aborted the test waits for.
     stop: Option<aiotest_core::stop::StopSignal>,
 }
@@ -44,6 +46,14 @@ impl JsUser {
             iteration: 0,
             reset_cookies: script.reset_cookies,
             stop: ctx.get_cloned::<aiotest_core::stop::StopSignal>(),
+            scenario_iterations: Arc::clone(
+                script
+                    .scenario_iterations
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(ctx.scenario().unwrap_or("default").to_owned())
+                    .or_default(),
+            ),
         }
     }
 
@@ -64,6 +74,10 @@ impl JsUser {
         }
         let iteration = self.iteration;
         self.iteration += 1;
+        vu.set_scenario_iteration(
+            self.scenario_iterations
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
         match vu
             .call(
                 &mut self.client,

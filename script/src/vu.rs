@@ -121,6 +121,8 @@ pub(crate) struct Shared {
     pub(crate) id: u64,
     /// The scenario the VU runs in (empty for setup, teardown and the options).
     pub(crate) scenario: RefCell<String>,
+    /// The scenario's iteration in this process that the VU runs.
+    pub(crate) scenario_iteration: Cell<u64>,
     /// Whether init code is running (`open` is allowed, requests are not).
     pub(crate) in_init: Cell<bool>,
     /// Set when the current call is abandoned: the interrupt handler then stops the
@@ -426,6 +428,7 @@ impl Vu {
         let shared = Rc::new(Shared {
             id,
             scenario: RefCell::new(String::new()),
+            scenario_iteration: Cell::new(0),
             in_init: Cell::new(false),
             aborting,
             suspender: RefCell::new(None),
@@ -478,6 +481,11 @@ impl Vu {
         };
         vu.run_sync(Call::Init)?;
         Ok(vu)
+    }
+
+    /// Numbers the scenario iteration the next call runs (`scenario.iterationInInstance`).
+    pub(crate) fn set_scenario_iteration(&mut self, n: u64) {
+        self.inner.get_mut().shared.scenario_iteration.set(n);
     }
 
     /// Whether the script called `test.abort()` (in the last call, or before).
@@ -661,6 +669,7 @@ mod tests {
             batch: Default::default(),
             setup_timeout: Duration::from_secs(1),
             arrays: Default::default(),
+            scenario_iterations: Default::default(),
             files: crate::script::Files::Given(Default::default()),
             teardown_timeout: Duration::from_secs(1),
         })
@@ -674,7 +683,10 @@ mod tests {
         assert_eq!(at("lib/a.js", "../b.js").as_deref(), Some("b.js"));
         assert_eq!(at("lib/a.js", "./c/./d.js").as_deref(), Some("lib/c/d.js"));
         assert_eq!(at("t.js", "../up.js").as_deref(), Some("../up.js"));
-        assert_eq!(at("../up.js", "../more.js").as_deref(), Some("../../more.js"));
+        assert_eq!(
+            at("../up.js", "../more.js").as_deref(),
+            Some("../../more.js")
+        );
         assert_eq!(at("t.js", "k6/http"), None);
         assert_eq!(at("t.js", "https://jslib.k6.io/x.js"), None);
     }

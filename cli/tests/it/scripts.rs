@@ -791,15 +791,18 @@ fn k6_execution_names_the_vu_and_scenario_and_refuses_what_it_lacks() {
 import http from 'k6/http';
 import { check } from 'k6';
 import exec from 'k6/execution';
+import { Counter } from 'k6/metrics';
 export const options = {
   scenarios: { browse: { executor: 'per-vu-iterations', vus: 2, iterations: 3 } },
 };
+const numbered = new Counter('numbered');
 export default function () {
   http.get('{BASE}/x');
   check(exec, {
     'names its scenario': (e) => e.scenario.name === 'browse',
     'knows its VU and iteration': (e) => e.vu.idInTest === __VU && e.vu.iterationInScenario === __ITER && __VU >= 1,
   });
+  numbered.add(1, { n: String(exec.scenario.iterationInInstance) });
   if (__ITER === 2) {
     exec.scenario.iterationInTest;
   }
@@ -810,6 +813,19 @@ export default function () {
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(check_counts(&json, "names its scenario"), (6, 0));
     assert_eq!(check_counts(&json, "knows its VU and iteration"), (6, 0));
+    // The scenario's iterations in this process, numbered once each whichever VU ran it.
+    let mut numbers: Vec<String> = json["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"] == "numbered" && !m["tags"].is_null())
+        .map(|m| {
+            assert_eq!(m["values"]["count"], 1.0, "{m}");
+            m["tags"]["n"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, ["0", "1", "2", "3", "4", "5"]);
     let row = json["metrics"]
         .as_array()
         .unwrap()

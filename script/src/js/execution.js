@@ -30,6 +30,10 @@ const scenario = strict("scenario", {
   get name() {
     return A.scenarioName();
   },
+  // Iterations of this scenario started in this process before this one (all VUs).
+  get iterationInInstance() {
+    return A.scenarioIteration();
+  },
 });
 
 const test = strict("test", {
