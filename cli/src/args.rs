@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// Accept any TLS certificate (verify_ssl = false).
     #[arg(long)]
     pub insecure: bool,
+    /// Speak HTTP/2 to http:// URLs from the first byte (h2c by prior knowledge), for
+    /// servers that serve HTTP/2 without TLS.
+    #[arg(long)]
+    pub h2c: bool,
     /// Redirects a request follows, each hop recorded (default 10; 0 turns it off).
     #[arg(long, value_parser = crate::quick::parse_redirects)]
     pub max_redirects: Option<u32>,

@@ -44,6 +44,7 @@ pub(crate) fn http_settings(args: &RunArgs) -> Result<HttpSettings, UsageError> 
         max_response_body: args.max_response_body,
         client_cert,
         hosts: args.hosts.clone(),
+        h2c: args.h2c.then_some(true),
     })
 }
 

@@ -307,7 +307,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
     }
     if test.is_some() && http != HttpSettings::default() {
         return Err(UsageError(
-            "--timeout, --max-retries, --insecure, --max-redirects, --max-response-body and \
+            "--timeout, --max-retries, --insecure, --h2c, --max-redirects, --max-response-body and \
              --client-cert set the HTTP users of --url, --demo and scenario-file tests; this \
              binary builds its own"
                 .into(),

@@ -100,6 +100,8 @@ struct Settings {
     max_redirects: u32,
     /// Where names connect instead of their DNS answer (`resolve`).
     hosts: Arc<Vec<crate::conn::HostMapping>>,
+    /// `http://` URLs speak HTTP/2 from the first byte (h2c by prior knowledge).
+    h2c: bool,
 }
 
 #[derive(Clone)]
@@ -159,6 +161,7 @@ pub struct HttpUserBuilder {
     max_redirects: u32,
     client_cert: Option<(Vec<u8>, Vec<u8>)>,
     hosts: Vec<(String, String)>,
+    h2c: bool,
 }
 
 impl Default for HttpUserBuilder {
@@ -177,6 +180,7 @@ impl Default for HttpUserBuilder {
             max_redirects: DEFAULT_MAX_REDIRECTS,
             client_cert: None,
             hosts: Vec::new(),
+            h2c: false,
         }
     }
 }
@@ -272,6 +276,14 @@ impl HttpUserBuilder {
         self
     }
 
+    /// Speaks HTTP/2 to `http://` URLs from the connection's first byte (h2c "with prior
+    /// knowledge", RFC 9113 3.3), for servers that serve HTTP/2 without TLS; no upgrade
+    /// from HTTP/1.1 is tried. `https://` URLs keep choosing by ALPN.
+    pub fn http2_prior_knowledge(mut self, on: bool) -> Self {
+        self.h2c = on;
+        self
+    }
+
     /// Checks the settings and builds the shared TLS configuration.
     pub fn build(self) -> Result<HttpUser, HttpConfigError> {
         if self.timeout.is_zero() {
@@ -315,6 +327,7 @@ impl HttpUserBuilder {
                 max_body: usize::try_from(self.max_body).unwrap_or(usize::MAX),
                 max_redirects: self.max_redirects,
                 hosts: Arc::new(hosts),
+                h2c: self.h2c,
             }),
         })
     }
@@ -1809,7 +1822,12 @@ impl HttpClient {
         }
         let conn = match tokio::time::timeout_at(
             deadline,
-            connect(origin, &self.settings.tls, &self.settings.hosts),
+            connect(
+                origin,
+                &self.settings.tls,
+                &self.settings.hosts,
+                self.settings.h2c,
+            ),
         )
         .await
         {
@@ -2383,12 +2401,23 @@ fn categorize(e: &hyper::Error) -> (ErrorCategory, String) {
     let mut message = e.to_string();
     let mut io_kind = None;
     let mut tls = false;
+    let mut h2_protocol = false;
     let mut source = e.source();
     while let Some(s) = source {
         message.push_str(": ");
         message.push_str(&s.to_string());
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             io_kind = Some(io.kind());
+        }
+        // An HTTP/2 error that is not the socket's: the peer broke the protocol (an
+        // HTTP/1.1 server spoken to by prior knowledge, a bad frame).
+        if let Some(h2) = s.downcast_ref::<h2::Error>()
+            && !h2.is_io()
+            && h2
+                .reason()
+                .is_some_and(|r| r != h2::Reason::REFUSED_STREAM && r != h2::Reason::CANCEL)
+        {
+            h2_protocol = true;
         }
         if s.downcast_ref::<rustls::Error>().is_some() {
             tls = true;
@@ -2408,7 +2437,7 @@ fn categorize(e: &hyper::Error) -> (ErrorCategory, String) {
         || e.is_closed()
     {
         ErrorCategory::Reset
-    } else if e.is_parse() || e.is_parse_status() || e.is_user() {
+    } else if e.is_parse() || e.is_parse_status() || e.is_user() || h2_protocol {
         ErrorCategory::Protocol
     } else {
         ErrorCategory::Other

@@ -333,11 +333,13 @@ impl HostMapping {
 }
 
 /// Opens a connection to `origin`: resolve (or take its address from `hosts`), connect,
-/// TLS with ALPN when https, then the HTTP handshake. Every failure is categorized.
+/// TLS with ALPN when https, then the HTTP handshake (HTTP/2 at once over plain TCP with
+/// `h2c`). Every failure is categorized.
 pub(crate) async fn connect(
     origin: &Origin,
     tls: &Arc<rustls::ClientConfig>,
     hosts: &[HostMapping],
+    h2c: bool,
 ) -> Result<Connection, ConnectError> {
     // A mapping for host:port wins over one for the host, and a later one (the command
     // line's) over an earlier one (the test's).
@@ -396,6 +398,9 @@ pub(crate) async fn connect(
         inner: tcp,
         counters: Arc::clone(&counters),
     };
+    if !origin.https && h2c {
+        return h2(TokioIo::new(io), counters, opening).await;
+    }
     if !origin.https {
         let h1 = H1::new(Stream::Plain(io));
         return Ok(Connection::new(Kind::H1(h1), counters, opening));
@@ -420,7 +425,20 @@ pub(crate) async fn connect(
         let h1 = H1::new(Stream::Tls(Box::new(stream)));
         return Ok(Connection::new(Kind::H1(h1), counters, opening));
     }
-    let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+    h2(TokioIo::new(stream), counters, opening).await
+}
+
+/// The HTTP/2 handshake on `io` (TLS after ALPN, or plain TCP by prior knowledge), its
+/// connection driven by a task of its own.
+async fn h2<T>(
+    io: TokioIo<T>,
+    counters: Arc<Counters>,
+    opening: Opening,
+) -> Result<Connection, ConnectError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
         .await
         .map_err(|e| err(ErrorCategory::Protocol, format!("HTTP/2 handshake: {e}")))?;
     // Spawned as it is, not wrapped: the driver is polled several times per request.

@@ -105,6 +105,7 @@ pub(crate) fn http_settings(
         client_cert,
         // A file names its host; the command line's --hosts may point it elsewhere.
         hosts: Vec::new(),
+        h2c: h.h2c,
     })
 }
 

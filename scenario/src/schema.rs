@@ -52,6 +52,8 @@ pub(crate) struct HttpSpec {
     /// PEM files, relative to the scenario file.
     pub(crate) client_cert: Option<Spanned<String>>,
     pub(crate) client_key: Option<Spanned<String>>,
+    /// HTTP/2 without TLS, by prior knowledge.
+    pub(crate) h2c: Option<bool>,
 }
 
 /// A size: bytes, or a string with a unit (`"64MiB"`).

@@ -39,6 +39,9 @@ pub struct HttpSettings {
     /// `--hosts`: NAME=ADDRESS.
     #[serde(default)]
     pub hosts: Vec<(String, String)>,
+    /// HTTP/2 without TLS, by prior knowledge (`--h2c`, `h2c = true`).
+    #[serde(default)]
+    pub h2c: Option<bool>,
 }
 
 impl HttpSettings {
@@ -57,6 +60,7 @@ impl HttpSettings {
                 .or_else(|| base.client_cert.clone()),
             // The command line's after the file's: a later mapping of a name wins.
             hosts: base.hosts.iter().chain(&self.hosts).cloned().collect(),
+            h2c: self.h2c.or(base.h2c),
         }
     }
 
@@ -82,6 +86,9 @@ impl HttpSettings {
         }
         for (name, address) in &self.hosts {
             builder = builder.resolve(name, address);
+        }
+        if let Some(on) = self.h2c {
+            builder = builder.http2_prior_knowledge(on);
         }
         builder
     }

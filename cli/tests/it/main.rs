@@ -1319,6 +1319,7 @@ mod data;
 mod distributed;
 mod endings;
 mod groups;
+mod h2c;
 mod logins;
 mod metrics;
 mod outputs;

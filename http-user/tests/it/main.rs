@@ -741,3 +741,43 @@ async fn a_body_delimited_by_the_close_and_an_interim_response() {
     }
     assert_eq!(second.connections_opened(), 1);
 }
+
+#[tokio::test]
+async fn h2c_by_prior_knowledge_speaks_http2_over_plain_tcp() {
+    let srv = start(false);
+    let c = collector();
+    let mut h2c = HttpUser::builder()
+        .host(srv.url("http"))
+        .http2_prior_knowledge(true)
+        .build()
+        .unwrap()
+        .client(c.recorder());
+    let r = h2c.get("/version").send().await;
+    assert!(r.is_ok(), "{:?}", r.error());
+    assert_eq!(r.text(), "HTTP/2.0");
+    assert_eq!(r.timings().proto(), "HTTP/2.0");
+    for _ in 0..5 {
+        let r = h2c.post("/echo").body("x=1").send().await;
+        assert!(r.is_ok(), "{:?}", r.error());
+    }
+    assert_eq!(h2c.connections_opened(), 1, "one multiplexed connection");
+    let snap = finish(h2c, &c);
+    assert_eq!(endpoint(&snap, "/echo", "POST").requests, 5);
+    assert_eq!(srv.seen.requests.load(Ordering::Relaxed), 6);
+    // Without it, the same server is spoken to in HTTP/1.1.
+    let mut plain = client(&srv.url("http"), &c);
+    assert_eq!(plain.get("/version").send().await.text(), "HTTP/1.1");
+    // A server that speaks only HTTP/1.1 fails the handshake, counted as a protocol error.
+    let h1_only = start_raw(Raw::Keep);
+    let mut h2c = HttpUser::builder()
+        .host(format!("http://{}", h1_only.addr))
+        .http2_prior_knowledge(true)
+        .max_retries(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .client(c.recorder());
+    let r = h2c.get("/").send().await;
+    let e = r.error().expect("an HTTP/1.1 server cannot answer HTTP/2");
+    assert_eq!(e.category, ErrorCategory::Protocol, "{}", e.message);
+}
