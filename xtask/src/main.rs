@@ -32,6 +32,7 @@ const USAGE: &str = "usage: cargo xtask <test | bench | dist-test | screenshots 
   bench      aiotest beside wrk (and oha) against a pinned nginx or bench_target:
              req/s, CPU per request, peak RSS [--rounds N] [--seconds N] [--connections N]
              --memory: RSS per idle user (1k, 10k, 50k users) and over a long run
+             --http2: aiotest beside h2load over HTTP/2, TLS and h2c, 50 x 1 stream
              --scripts: a k6-style script beside the scenario file making the same GET
              (req/s, CPU per request), a VU's memory idle in sleep(), 1,000 VUs' start
              --criterion [ARGS]: the criterion benchmarks (ARGS go to cargo bench)

@@ -3,6 +3,7 @@
 //! criterion micro-benchmarks (`--criterion`).
 
 mod e2e;
+mod http2;
 mod memory;
 mod rig;
 mod scripts;
@@ -29,6 +30,7 @@ pub(crate) fn run(extra: &[String]) -> Result<(), String> {
         Some("--criterion") => criterion(&extra[1..]),
         Some("--memory") => memory::run(&extra[1..]),
         Some("--scripts") => scripts::run(&e2e::Options::parse(&extra[1..])?),
+        Some("--http2") => http2::run(&e2e::Options::parse(&extra[1..])?),
         _ => e2e::run(&e2e::Options::parse(extra)?),
     }
 }
