@@ -13,15 +13,13 @@ use aiotest_core::user::UserContext;
 use aiotest_metrics::{
     ErrorCategory, Metric, MetricError, MetricsCollector, Recorder, RequestRecord, Tags,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{
     CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, HeaderName, HeaderValue, SET_COOKIE,
     TRANSFER_ENCODING,
 };
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, StatusCode, Uri};
-use http_body_util::Full;
-use hyper::body::{Body as _, Incoming};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -1700,10 +1698,19 @@ impl HttpClient {
                                 marks,
                             ))
                         }
-                        (Kind::H2 { sender, .. }, Some(request)) => {
-                            h2_exchange(sender, request, self.settings.max_body).await
+                        (Kind::H2(h2), Some(request)) => {
+                            let (status, headers, body, sets_cookie, head_at) = h2
+                                .exchange(request, plan.body.clone(), self.settings.max_body)
+                                .await?;
+                            Ok::<_, crate::h1::ExchangeError>((
+                                status,
+                                Headers::parsed(headers),
+                                body,
+                                sets_cookie,
+                                (None, Some(head_at), 2),
+                            ))
                         }
-                        (Kind::H2 { .. }, None) => unreachable!("an HTTP/2 request is built"),
+                        (Kind::H2(_), None) => unreachable!("an HTTP/2 request is built"),
                     }
                 });
                 let timer = &mut self.timer;
@@ -1902,7 +1909,7 @@ impl HttpClient {
         base: &Base,
         target: PathAndQuery,
         cookie: bool,
-    ) -> Result<http::Request<Full<Bytes>>, String> {
+    ) -> Result<http::Request<()>, String> {
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(if base.origin.https {
             Scheme::HTTPS
@@ -1912,7 +1919,7 @@ impl HttpClient {
         parts.authority = Some(base.uri_authority.clone());
         parts.path_and_query = Some(target);
         let uri = Uri::from_parts(parts).map_err(|e| format!("invalid request URI: {e}"))?;
-        let mut request = http::Request::new(Full::new(plan.body.clone()));
+        let mut request = http::Request::new(());
         *request.method_mut() = plan.method.clone();
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
@@ -2311,136 +2318,4 @@ fn format_len(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
             return &buf[at..];
         }
     }
-}
-
-/// One HTTP/2 exchange through hyper.
-async fn h2_exchange(
-    sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
-    request: http::Request<Full<Bytes>>,
-    max_body: usize,
-) -> Result<(StatusCode, Headers, Bytes, bool, Marks), crate::h1::ExchangeError> {
-    let failed = |e: hyper::Error| {
-        let (category, message) = categorize(&e);
-        crate::h1::ExchangeError {
-            category,
-            message,
-            // Cancelled by hyper: the connection ended before the request went out.
-            unsent: e.is_canceled(),
-        }
-    };
-    let response = sender.send_request(request).await.map_err(failed)?;
-    let head_at = Instant::now();
-    let (parts, mut body) = response.into_parts();
-    let too_large = |what: String| crate::h1::ExchangeError {
-        category: ErrorCategory::BodyTooLarge,
-        message: format!(
-            "{what} is over the {} limit",
-            aiotest_core::size::format(max_body as u64)
-        ),
-        unsent: false,
-    };
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(n) = declared.filter(|&n| n > max_body as u64) {
-        return Err(too_large(format!("the declared body of {n} bytes")));
-    }
-    let body = match read_body(&mut body, max_body).await {
-        Ok(Some(b)) => b,
-        Ok(None) => return Err(too_large("the body".to_owned())),
-        Err(e) => return Err(failed(e)),
-    };
-    let sets_cookie = parts.headers.contains_key(SET_COOKIE);
-    Ok((
-        parts.status,
-        Headers::parsed(parts.headers),
-        body,
-        sets_cookie,
-        (None, Some(head_at), 2),
-    ))
-}
-
-/// The whole body of a response, `None` once it passes `max` bytes. Unlike
-/// `BodyExt::collect`, this keeps no list of buffers: a body that arrives in one frame
-/// (most do) is that frame's bytes, uncopied; later frames are appended to one buffer.
-/// Trailers are not kept.
-async fn read_body(body: &mut Incoming, max: usize) -> Result<Option<Bytes>, hyper::Error> {
-    let mut first: Option<Bytes> = None;
-    let mut joined = BytesMut::new();
-    let mut len = 0usize;
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        len = len.saturating_add(data.len());
-        if len > max {
-            return Ok(None);
-        }
-        match &first {
-            None => first = Some(data),
-            Some(head) => {
-                if joined.is_empty() {
-                    joined.extend_from_slice(head);
-                }
-                joined.extend_from_slice(&data);
-            }
-        }
-    }
-    Ok(Some(if joined.is_empty() {
-        first.unwrap_or_default()
-    } else {
-        joined.freeze()
-    }))
-}
-
-/// The category and message of a failed exchange.
-fn categorize(e: &hyper::Error) -> (ErrorCategory, String) {
-    use std::error::Error as _;
-    let mut message = e.to_string();
-    let mut io_kind = None;
-    let mut tls = false;
-    let mut h2_protocol = false;
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            io_kind = Some(io.kind());
-        }
-        // An HTTP/2 error that is not the socket's: the peer broke the protocol (an
-        // HTTP/1.1 server spoken to by prior knowledge, a bad frame).
-        if let Some(h2) = s.downcast_ref::<h2::Error>()
-            && !h2.is_io()
-            && h2
-                .reason()
-                .is_some_and(|r| r != h2::Reason::REFUSED_STREAM && r != h2::Reason::CANCEL)
-        {
-            h2_protocol = true;
-        }
-        if s.downcast_ref::<rustls::Error>().is_some() {
-            tls = true;
-        }
-        source = s.source();
-    }
-    use std::io::ErrorKind::*;
-    let category = if tls {
-        ErrorCategory::Tls
-    } else if e.is_timeout() {
-        ErrorCategory::Timeout
-    } else if matches!(
-        io_kind,
-        Some(ConnectionReset | BrokenPipe | UnexpectedEof | ConnectionAborted)
-    ) || e.is_incomplete_message()
-        || e.is_canceled()
-        || e.is_closed()
-    {
-        ErrorCategory::Reset
-    } else if e.is_parse() || e.is_parse_status() || e.is_user() || h2_protocol {
-        ErrorCategory::Protocol
-    } else {
-        ErrorCategory::Other
-    };
-    (category, message)
 }

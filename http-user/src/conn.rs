@@ -1,5 +1,5 @@
 //! Connections: TCP (counted), optional TLS with ALPN, then HTTP/1.1 on the user's own
-//! task ([`crate::h1`]) or HTTP/2 through hyper. One connection per origin per user, kept
+//! task ([`crate::h1`]) or HTTP/2 on it too ([`crate::h2`], the `h2` crate). One connection per origin per user, kept
 //! alive between requests.
 
 use std::io;
@@ -10,17 +10,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aiotest_metrics::ErrorCategory;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 
@@ -106,8 +101,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
     }
 }
 
-pub(crate) type Body = Full<Bytes>;
-
 /// The byte stream under HTTP/1.1: plain TCP or TLS, counted below TLS.
 pub(crate) enum Stream {
     Plain(CountingIo<TcpStream>),
@@ -182,11 +175,8 @@ impl Stream {
 pub(crate) enum Kind {
     /// Driven by the user's task itself.
     H1(H1<Stream>),
-    /// Driven by its own task, which the connection owns.
-    H2 {
-        sender: http2::SendRequest<Body>,
-        driver: AbortHandle,
-    },
+    /// Driven by the user's task too, while a request waits on it (boxed: it is large).
+    H2(Box<crate::h2::H2>),
 }
 
 /// A live connection. Dropping it closes the socket (and stops an HTTP/2 driver task).
@@ -208,14 +198,6 @@ pub(crate) struct Opening {
     pub(crate) tls_handshaking: Duration,
 }
 
-impl Drop for Connection {
-    fn drop(&mut self) {
-        if let Kind::H2 { driver, .. } = &self.kind {
-            driver.abort();
-        }
-    }
-}
-
 impl Connection {
     fn new(kind: Kind, counters: Arc<Counters>, opening: Opening) -> Self {
         Connection {
@@ -228,7 +210,7 @@ impl Connection {
 
     /// Whether this is an HTTP/2 connection.
     pub(crate) fn is_h2(&self) -> bool {
-        matches!(self.kind, Kind::H2 { .. })
+        matches!(self.kind, Kind::H2(_))
     }
 
     /// Whether the connection can take a request at `now`, without waiting.
@@ -256,7 +238,7 @@ impl Connection {
                 }
                 true
             }
-            Kind::H2 { sender, .. } => sender.is_ready(),
+            Kind::H2(h2) => h2.is_ready(),
         }
     }
 
@@ -264,7 +246,7 @@ impl Connection {
     pub(crate) async fn ready(&mut self, careful: bool) -> bool {
         match &mut self.kind {
             Kind::H1(_) => self.is_ready(tokio::time::Instant::now(), careful),
-            Kind::H2 { sender, .. } => sender.ready().await.is_ok(),
+            Kind::H2(h2) => h2.ready().await,
         }
     }
 }
@@ -399,7 +381,7 @@ pub(crate) async fn connect(
         counters: Arc::clone(&counters),
     };
     if !origin.https && h2c {
-        return h2(TokioIo::new(io), counters, opening).await;
+        return h2(Stream::Plain(io), counters, opening).await;
     }
     if !origin.https {
         let h1 = H1::new(Stream::Plain(io));
@@ -425,29 +407,23 @@ pub(crate) async fn connect(
         let h1 = H1::new(Stream::Tls(Box::new(stream)));
         return Ok(Connection::new(Kind::H1(h1), counters, opening));
     }
-    h2(TokioIo::new(stream), counters, opening).await
+    h2(Stream::Tls(Box::new(stream)), counters, opening).await
 }
 
-/// The HTTP/2 handshake on `io` (TLS after ALPN, or plain TCP by prior knowledge), its
-/// connection driven by a task of its own.
-async fn h2<T>(
-    io: TokioIo<T>,
+/// The HTTP/2 handshake on `io` (TLS after ALPN, or plain TCP by prior knowledge).
+async fn h2(
+    io: Stream,
     counters: Arc<Counters>,
     opening: Opening,
-) -> Result<Connection, ConnectError>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
-        .await
-        .map_err(|e| err(ErrorCategory::Protocol, format!("HTTP/2 handshake: {e}")))?;
-    // Spawned as it is, not wrapped: the driver is polled several times per request.
-    let driver = tokio::spawn(conn).abort_handle();
-    Ok(Connection::new(
-        Kind::H2 { sender, driver },
-        counters,
-        opening,
-    ))
+) -> Result<Connection, ConnectError> {
+    let h2 = crate::h2::H2::handshake(io).await.map_err(|e| {
+        let category = match e.get_io() {
+            Some(io) => crate::h1::io_error(io).category,
+            None => ErrorCategory::Protocol,
+        };
+        err(category, format!("HTTP/2 handshake: {e}"))
+    })?;
+    Ok(Connection::new(Kind::H2(Box::new(h2)), counters, opening))
 }
 
 /// A client certificate chain and its key, for servers that ask for one.

@@ -75,7 +75,7 @@ fn too_large(what: &str, limit: usize) -> ExchangeError {
     }
 }
 
-fn io_error(e: &io::Error) -> ExchangeError {
+pub(crate) fn io_error(e: &io::Error) -> ExchangeError {
     use io::ErrorKind::*;
     let tls = e
         .get_ref()

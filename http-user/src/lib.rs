@@ -16,7 +16,7 @@
 //! have closed it, or sent a 408 first); a request that meets a connection closed before
 //! any byte of its answer goes once more on a fresh connection, unrecorded, whatever its
 //! method (as browsers do: the server closed an idle connection as the request left).
-//! HTTP/2 goes through hyper.
+//! HTTP/2 runs on the user's task too, on the `h2` crate (`src/h2.rs`).
 //!
 //! Every attempt is recorded into the user's [`aiotest_metrics::Recorder`]: duration from
 //! sending the request to the last body byte (connecting is outside it, but inside the
@@ -99,6 +99,7 @@ mod client;
 mod conn;
 pub mod cookies;
 mod h1;
+mod h2;
 pub mod naming;
 mod target;
 mod timer;

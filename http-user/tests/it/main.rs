@@ -760,10 +760,21 @@ async fn h2c_by_prior_knowledge_speaks_http2_over_plain_tcp() {
         let r = h2c.post("/echo").body("x=1").send().await;
         assert!(r.is_ok(), "{:?}", r.error());
     }
+    // A body larger than the peer's first flow-control window (64 KiB) goes whole, and
+    // one as large comes back whole.
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let r = h2c.post("/echo-len").body(big.clone()).send().await;
+    assert_eq!(
+        r.text(),
+        format!("1000000 {:?}", big.last().map(|&b| b as char))
+    );
+    let r = h2c.get("/big/1000000").send().await;
+    assert!(r.is_ok(), "{:?}", r.error());
+    assert_eq!(r.bytes().len(), 1_000_000);
     assert_eq!(h2c.connections_opened(), 1, "one multiplexed connection");
     let snap = finish(h2c, &c);
     assert_eq!(endpoint(&snap, "/echo", "POST").requests, 5);
-    assert_eq!(srv.seen.requests.load(Ordering::Relaxed), 6);
+    assert_eq!(srv.seen.requests.load(Ordering::Relaxed), 8);
     // Without it, the same server is spoken to in HTTP/1.1.
     let mut plain = client(&srv.url("http"), &c);
     assert_eq!(plain.get("/version").send().await.text(), "HTTP/1.1");
