@@ -414,13 +414,20 @@ impl HttpUser {
     }
 
     fn client_with_base(&self, recorder: Recorder, base: Option<Arc<Base>>) -> HttpClient {
+        HttpClient::fresh(&self.settings, recorder, base)
+    }
+}
+
+impl HttpClient {
+    /// A client with nothing behind it yet: no connection, cookie, target or group.
+    fn fresh(settings: &Arc<Settings>, recorder: Recorder, base: Option<Arc<Base>>) -> HttpClient {
         HttpClient {
             timing_trends: recorder.timing_trends(),
             timing_tags: TimingTags::default(),
             base,
-            scenario: Arc::clone(&self.settings.scenario),
+            scenario: Arc::clone(&settings.scenario),
             lateness: None,
-            settings: Arc::clone(&self.settings),
+            settings: Arc::clone(settings),
             conns: Vec::new(),
             cookies: CookieJar::new(),
             recorder,
@@ -429,7 +436,7 @@ impl HttpUser {
             rng: aiotest_core::fastrand::Rng::new(),
             retries: 0,
             connections_opened: 0,
-            timer: CoarseTimer::new(self.settings.timeout),
+            timer: CoarseTimer::new(settings.timeout),
             wall: WallClock::default(),
             targets: Targets::default(),
             stop: None,
@@ -1270,34 +1277,13 @@ impl HttpClient {
     /// same settings, target, scenario and run signals, its own connections, a copy of
     /// the cookies and a recorder of its own on the same collector, with the same tags.
     pub fn sibling(&self) -> HttpClient {
-        HttpClient {
-            timing_trends: self.timing_trends,
-            timing_tags: TimingTags::default(),
-            base: self.base.clone(),
-            scenario: Arc::clone(&self.scenario),
-            lateness: self.lateness.clone(),
-            settings: Arc::clone(&self.settings),
-            conns: Vec::new(),
-            cookies: self.cookies.clone(),
-            recorder: self.recorder.sibling(),
-            name_buf: String::with_capacity(64),
-            cookie_buf: String::new(),
-            rng: aiotest_core::fastrand::Rng::new(),
-            retries: 0,
-            connections_opened: 0,
-            timer: CoarseTimer::new(self.settings.timeout),
-            wall: WallClock::default(),
-            targets: Targets::default(),
-            stop: self.stop.clone(),
-            attempt_started: None,
-            cadence_us: 0,
-            group: Groups {
-                path: self.group.path.clone(),
-                tags: self.group.tags.clone(),
-                open: Vec::new(),
-            },
-            redirected_to: None,
-        }
+        let mut c = HttpClient::fresh(&self.settings, self.recorder.sibling(), self.base.clone());
+        c.scenario = Arc::clone(&self.scenario);
+        c.lateness = self.lateness.clone();
+        c.stop = self.stop.clone();
+        c.cookies = self.cookies.clone();
+        c.same_groups_as(self);
+        c
     }
 
     /// Puts this client in the groups `other` is in (its requests carry their path), as

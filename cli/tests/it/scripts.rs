@@ -24,6 +24,20 @@ fn run(file: &TempFile, name: &str, extra: &[&str]) -> (Option<i32>, serde_json:
     )
 }
 
+/// The first error `script_errors` counted in an export, and how often.
+fn script_error(json: &serde_json::Value) -> (String, f64) {
+    let row = json["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "script_errors" && !m["tags"].is_null())
+        .unwrap_or_else(|| panic!("no script_errors: {json}"));
+    (
+        row["tags"]["error"].as_str().unwrap().to_owned(),
+        row["values"]["count"].as_f64().unwrap(),
+    )
+}
+
 /// A named metric's whole-test row in an export.
 fn metric<'a>(json: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
     json["metrics"]
@@ -220,14 +234,8 @@ export default function () {
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(endpoint_counts(&json, &format!("{base}/x")), (6, 0));
     assert_eq!(endpoint_counts(&json, &format!("{base}/after")), (3, 0));
-    let row = json["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "script_errors" && !m["tags"].is_null())
-        .unwrap_or_else(|| panic!("no script_errors: {json}"));
-    assert_eq!(row["values"]["count"], 3.0);
-    let error = row["tags"]["error"].as_str().unwrap();
+    let (error, count) = script_error(&json);
+    assert_eq!(count, 3.0);
     assert!(error.starts_with("Error: odd one out at "), "{error}");
     assert!(error.ends_with(".js:7:15"), "{error}");
 }
@@ -503,13 +511,7 @@ export default function () {
     );
     let (code, json, out) = run(&f, "script-shared-write", &[]);
     assert_eq!(code, Some(0), "{out}");
-    let error = json["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "script_errors" && !m["tags"].is_null())
-        .map(|m| m["tags"]["error"].as_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let (error, _) = script_error(&json);
     assert!(
         error.starts_with("TypeError: SharedArray `a` is read-only"),
         "{error}"
@@ -826,14 +828,8 @@ export default function () {
         .collect();
     numbers.sort_unstable();
     assert_eq!(numbers, ["0", "1", "2", "3", "4", "5"]);
-    let row = json["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "script_errors" && !m["tags"].is_null())
-        .unwrap_or_else(|| panic!("no script_errors: {out}"));
-    assert_eq!(row["values"]["count"], 2.0);
-    let error = row["tags"]["error"].as_str().unwrap();
+    let (error, count) = script_error(&json);
+    assert_eq!(count, 2.0, "{out}");
     assert!(
         error.starts_with(
             "Error: k6/execution: scenario.iterationInTest is not supported by aiotest"
@@ -985,14 +981,8 @@ export default function () {
         &base,
         "import http from 'k6/http';\nexport default function () { http.batch([['GET', '{BASE}/x', null, { timeuot: 1 }]]); }\n",
     );
-    let (_, json, out) = run(&f, "script-batch-bad", &[]);
-    let row = json["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "script_errors" && !m["tags"].is_null())
-        .unwrap_or_else(|| panic!("no script_errors: {out}"));
-    let error = row["tags"]["error"].as_str().unwrap();
+    let (_, json, _) = run(&f, "script-batch-bad", &[]);
+    let (error, _) = script_error(&json);
     assert!(
         error.starts_with("Error: http.batch, request 0: params: unknown field `timeuot`"),
         "{error}"

@@ -72,22 +72,7 @@ impl Target {
             ),
         )
         .map_err(|e| format!("{}: {e}", conf.display()))?;
-        let version = Command::new(&nginx)
-            .arg("-v")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
-            .unwrap_or_default();
-        let child = rig::command(files, rig::TARGET_CPU, &nginx)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("nginx: {e}"))?;
+        let (child, version) = rig::spawn_nginx(&nginx, &dir, files)?;
         let process = Guard(Some(child), "nginx");
         let deadline = Instant::now() + Duration::from_secs(10);
         for port in [h2c, tls] {
@@ -102,8 +87,7 @@ impl Target {
             h2c,
             tls,
             what: format!(
-                "{} (HTTP/2, one worker process, access log off, 2-byte body), pinned to CPU {}",
-                version.trim_start_matches("nginx version: "),
+                "{version} (HTTP/2, one worker process, access log off, 2-byte body), pinned to CPU {}",
                 rig::TARGET_CPU
             ),
             _process: process,

@@ -64,23 +64,7 @@ impl Target {
                     ),
                 )
                 .map_err(|e| format!("{}: {e}", conf.display()))?;
-                let version = Command::new(&nginx)
-                    .arg("-v")
-                    .output()
-                    .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
-                    .unwrap_or_default();
-                let child = command(files, TARGET_CPU, &nginx)
-                    .arg("-p")
-                    .arg(&dir)
-                    .arg("-c")
-                    .arg(&conf)
-                    .arg("-e")
-                    .arg(dir.join("error.log"))
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .map_err(|e| format!("nginx: {e}"))?;
-                let version = version.trim_start_matches("nginx version: ");
+                let (child, version) = spawn_nginx(&nginx, &dir, files)?;
                 (
                     child,
                     format!(
@@ -119,6 +103,35 @@ impl Target {
             dir,
         })
     }
+}
+
+/// nginx (the binary `nginx`) with the configuration `DIR/nginx.conf`, pinned to the
+/// target's CPU with room for `files` open files; its version, for the report.
+pub(crate) fn spawn_nginx(
+    nginx: &Path,
+    dir: &Path,
+    files: u64,
+) -> Result<(std::process::Child, String), String> {
+    let version = Command::new(nginx)
+        .arg("-v")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
+        .unwrap_or_default();
+    let child = command(files, TARGET_CPU, nginx)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("nginx: {e}"))?;
+    Ok((
+        child,
+        version.trim_start_matches("nginx version: ").to_owned(),
+    ))
 }
 
 /// `target/release/NAME`.
