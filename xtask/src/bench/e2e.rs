@@ -72,16 +72,31 @@ fn export_path(name: &str) -> std::path::PathBuf {
 
 /// `aiotest run --url URL -u N -t Ss -q` (no wait: --url's default), or with `--rate`
 /// (and `--max-delay`).
+/// What an open-model run showed besides its sample: iterations dropped, p99 from the
+/// intended start (the endpoint's) and the service p99 (`http_req_duration` per
+/// response, with `--timings`), in ms.
+#[derive(Debug, Clone, Copy, Default)]
+struct Open {
+    dropped: u64,
+    p99_ms: f64,
+    service_p99_ms: f64,
+}
+
 fn aiotest(
     target: &Target,
     o: &Options,
     rate: Option<(u64, &str)>,
-) -> Result<(Sample, u64), String> {
+) -> Result<(Sample, Open), String> {
+    aiotest_at(&target.url(), o, rate)
+}
+
+/// [`aiotest`] against `url` (`--insecure` for https).
+fn aiotest_at(url: &str, o: &Options, rate: Option<(u64, &str)>) -> Result<(Sample, Open), String> {
     let export = export_path("aiotest");
     let mut args: Vec<String> = vec![
         "run".into(),
         "--url".into(),
-        target.url(),
+        url.into(),
         "-u".into(),
         o.connections.to_string(),
         "-t".into(),
@@ -90,6 +105,9 @@ fn aiotest(
         "--summary-export".into(),
         export.display().to_string(),
     ];
+    if url.starts_with("https://") {
+        args.push("--insecure".into());
+    }
     if let Some((r, max_delay)) = rate {
         args.extend([
             "--rate".into(),
@@ -98,6 +116,7 @@ fn aiotest(
             o.connections.to_string(),
             "--max-delay".into(),
             max_delay.into(),
+            "--timings".into(),
         ]);
     }
     let (usage, _) = rig::measure(&rig::release_bin("aiotest"), &args, o.connections + 100)?;
@@ -105,24 +124,40 @@ fn aiotest(
     let _ = std::fs::remove_file(&export);
     let requests = json_number(&json, "totals", "requests").ok_or("no totals.requests")?;
     let secs = json_f64(&json, "duration_s").ok_or("no duration_s")?;
-    let dropped = json_number(&json, "scenarios", "dropped_iterations").unwrap_or(0);
+    let open = Open {
+        dropped: json_number(&json, "scenarios", "dropped_iterations").unwrap_or(0),
+        p99_ms: json
+            .find("\"totals\"")
+            .and_then(|at| json_f64(&json[at..], "p99_ms"))
+            .unwrap_or(0.0),
+        // The whole metric's row (its tag sets follow it).
+        service_p99_ms: json
+            .find("\"name\": \"http_req_duration\"")
+            .and_then(|at| json_f64(&json[at..], "p(99)"))
+            .unwrap_or(0.0),
+    };
     Ok((
         Sample {
             requests,
             secs,
             usage,
         },
-        dropped,
+        open,
     ))
 }
 
 /// `wrk -t1 -cN -dSs URL`: "N requests in 8.00s".
 fn wrk(target: &Target, o: &Options) -> Result<Sample, String> {
+    wrk_at(&target.url(), o)
+}
+
+/// [`wrk`] against `url`.
+fn wrk_at(url: &str, o: &Options) -> Result<Sample, String> {
     let args = vec![
         "-t1".to_owned(),
         format!("-c{}", o.connections),
         format!("-d{}s", o.seconds),
-        target.url(),
+        url.to_owned(),
     ];
     let (usage, out) = rig::measure(Path::new("wrk"), &args, o.connections + 100)?;
     let line = out
@@ -261,18 +296,59 @@ pub(crate) fn run(o: &Options) -> Result<(), String> {
             r.rss_kb as f64 / 1024.0
         );
     }
-    // The open model at 80% of the closed loop's maximum: as k6 does it (an iteration
-    // that finds every user busy is dropped), and letting it wait up to 2 ms for one.
+    // Over TLS (HTTP/1.1): aiotest and wrk in turns.
+    match (target.tls_url(), &wrk) {
+        (Some(url), Some(_)) => {
+            let mut tls: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+            for _ in 0..o.rounds {
+                tls[0].push(aiotest_at(&url, o, None)?.0);
+                tls[1].push(wrk_at(&url, o)?);
+            }
+            let (a, w) = (
+                Row::of("aiotest (TLS)", &tls[0]),
+                Row::of("wrk (TLS)", &tls[1]),
+            );
+            for r in [&a, &w] {
+                println!(
+                    "| {} | {:.0} | {:.0} | {:.0} | {:.2} ({:.2} + {:.2}) | {:.1} MB | {:.2}x | {:.2}x |",
+                    r.name,
+                    r.rps,
+                    r.min,
+                    r.max,
+                    r.cpu(),
+                    r.user_us,
+                    r.sys_us,
+                    r.rss_kb as f64 / 1024.0,
+                    r.rps / w.rps,
+                    r.cpu() / w.cpu()
+                );
+            }
+        }
+        _ => println!("bench: no TLS rows (they need nginx, openssl and wrk)"),
+    }
+    // The open model at 25%, 50% and 80% of the closed loop's maximum, as k6 does it (an
+    // iteration that finds every user busy is dropped), and at 80% letting it wait up to
+    // 2 ms for one: the rate achieved, what was dropped, and the p99 from each
+    // iteration's intended start beside the service p99.
     let closed = rows[0].rps;
-    let rate = (closed * 0.8).round().max(1.0) as u64;
-    for max_delay in ["0s", "2ms"] {
-        let (s, dropped) = aiotest(&target, o, Some((rate, max_delay)))?;
+    println!();
+    println!(
+        "| open model | asked | achieved | achieved/asked | dropped | p99 from the intended start | service p99 | CPU us/request (user + sys) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (share, max_delay) in [(0.25, "0s"), (0.5, "0s"), (0.8, "0s"), (0.8, "2ms")] {
+        let rate = (closed * share).round().max(1.0) as u64;
+        let (s, open) = aiotest(&target, o, Some((rate, max_delay)))?;
         let (user, sys) = s.cpu_us();
         println!(
-            "| aiotest --rate {rate} --max-delay {max_delay} (80% of {closed:.0}) | achieved {:.0}/s | dropped {dropped} | | {:.2} ({user:.2} + {sys:.2}) | {:.1} MB | | |",
+            "| `--rate {rate} --max-delay {max_delay}` ({:.0}% of {closed:.0}) | {rate} | {:.0}/s | {:.2}% | {} | {:.2} ms | {:.2} ms | {:.2} ({user:.2} + {sys:.2}) |",
+            share * 100.0,
             s.rps(),
+            s.rps() / rate as f64 * 100.0,
+            open.dropped,
+            open.p99_ms,
+            open.service_p99_ms,
             user + sys,
-            s.usage.max_rss_kb as f64 / 1024.0
         );
     }
     Ok(())

@@ -3,7 +3,6 @@
 //! without it (h2c, by prior knowledge), the generators in turns on CPU 1.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::e2e::{Options, median};
@@ -35,23 +34,7 @@ impl Target {
         let (h2c, tls) = (free_port()?, free_port()?);
         let dir = std::env::temp_dir().join(format!("aiotest-bench-h2-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        // A self-signed certificate for 127.0.0.1 (aiotest runs with --insecure, h2load
-        // does not check).
-        let made = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args(["-subj", "/CN=127.0.0.1", "-keyout"])
-            .arg(dir.join("key.pem"))
-            .arg("-out")
-            .arg(dir.join("cert.pem"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map_err(|e| format!("openssl: {e}"))?;
-        if !made.success() {
-            return Err("openssl could not make a certificate".into());
-        }
+        rig::self_signed(&dir)?;
         let files = connections + 100;
         let conf = dir.join("nginx.conf");
         std::fs::write(

@@ -18,6 +18,8 @@ pub(crate) const GENERATOR_CPU: &str = "1";
 /// A running target, stopped when dropped.
 pub(crate) struct Target {
     pub(crate) port: u16,
+    /// The same answer over TLS (HTTP/1.1), when nginx and openssl are installed.
+    pub(crate) tls_port: Option<u16>,
     /// What it is, for the report.
     pub(crate) what: String,
     _process: Guard,
@@ -35,6 +37,11 @@ impl Target {
         format!("http://127.0.0.1:{}/", self.port)
     }
 
+    /// The URL over TLS, when the target serves it.
+    pub(crate) fn tls_url(&self) -> Option<String> {
+        self.tls_port.map(|p| format!("https://127.0.0.1:{p}/"))
+    }
+
     /// Starts nginx (access log off, unlimited keep-alive, a 2-byte body, one worker
     /// process and no master) or, without nginx, `bench_target`; pinned to CPU 0, with
     /// room for `connections` connections.
@@ -46,10 +53,24 @@ impl Target {
             .into_iter()
             .map(PathBuf::from)
             .find(|p| p.is_file());
+        let mut tls_port = None;
         let (child, what) = match nginx {
             Some(nginx) => {
                 let conf = dir.join("nginx.conf");
                 let files = connections + 100;
+                // The same answer over TLS, when a certificate can be made.
+                let tls = if self_signed(&dir).is_ok() {
+                    let p = free_port()?;
+                    tls_port = Some(p);
+                    format!(
+                        "  server {{\n    listen 127.0.0.1:{p} ssl backlog=4096;\n    \
+                         ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n    \
+                         location / {{ return 200 \"ok\"; }}\n  }}\n",
+                        d = dir.display()
+                    )
+                } else {
+                    String::new()
+                };
                 std::fs::write(
                     &conf,
                     format!(
@@ -59,7 +80,7 @@ impl Target {
                          events {{ worker_connections {files}; }}\n\
                          http {{\n  access_log off;\n  keepalive_requests 1000000000;\n  \
                          keepalive_timeout 600s;\n  server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    \
-                         location / {{ return 200 \"ok\"; }}\n  }}\n}}\n",
+                         location / {{ return 200 \"ok\"; }}\n  }}\n{tls}}}\n",
                         d = dir.display()
                     ),
                 )
@@ -96,12 +117,43 @@ impl Target {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        if let Some(p) = tls_port {
+            while TcpStream::connect(("127.0.0.1", p)).is_err() {
+                if Instant::now() >= deadline {
+                    return Err(format!("the target never listened on port {p}"));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         Ok(Target {
             port,
+            tls_port,
             what: format!("{what}, pinned to CPU {TARGET_CPU}"),
             _process: process,
             dir,
         })
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1 in `DIR/cert.pem` and `DIR/key.pem` (the
+/// generators do not check it), made by openssl.
+pub(crate) fn self_signed(dir: &Path) -> Result<(), String> {
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("openssl: {e}"))?;
+    if made.success() {
+        Ok(())
+    } else {
+        Err("openssl could not make a certificate".into())
     }
 }
 
