@@ -564,6 +564,7 @@ async fn prepare_and_run(mut args: RunArgs, test: Option<Test>) -> Result<i32, U
     if let Some(prefix) = &args.csv {
         runner = runner.output(Box::new(CsvOutput::new(prefix)));
     }
+    runner = runner.output(Box::new(aiotest_runner::health::HealthWatch::new()));
     for o in plan.outputs {
         runner = runner.output(o);
     }

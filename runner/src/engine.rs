@@ -530,6 +530,16 @@ impl<P: Placement> Engine<'_, P> {
             quiet_since: None,
             longest_quiet: None,
         };
+        // The generator's own health, where users run (a master's are its workers').
+        let probe = (self.core.role != Role::Master).then(|| {
+            let tags = if self.core.role == Role::Worker {
+                aiotest_metrics::Tags::from_pairs([("worker_pid", std::process::id().to_string())])
+                    .unwrap_or_default()
+            } else {
+                aiotest_metrics::Tags::new()
+            };
+            tokio::spawn(crate::health::probe(run.collector.clone(), tags)).abort_handle()
+        });
         let ending = match ended {
             None => {
                 if paused_at_start {
@@ -549,6 +559,9 @@ impl<P: Placement> Engine<'_, P> {
             .unwrap_or_else(|| run.clock.run_time(Instant::now().into_std()));
         self.core.states.enter(RunnerState::Stopping);
         self.stop_users(&ending).await;
+        if let Some(p) = probe {
+            p.abort();
+        }
         let teardown = if teardown_runs(self.hooks, &setup, self.config.no_teardown) {
             let ctx = SetupContext::new(self.config.host.as_deref().map(Arc::from))
                 .with(run.collector.recorder())

@@ -53,6 +53,7 @@ pub mod distributed;
 mod engine;
 pub mod escape;
 mod handle;
+pub mod health;
 mod local;
 mod manager;
 mod master;

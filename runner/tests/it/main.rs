@@ -438,3 +438,41 @@ async fn a_shape_with_a_bad_rate_ends_the_run_with_an_error_and_a_summary() {
         report.summary.notes
     );
 }
+
+/// A user whose task blocks its runtime thread, as blocking work done in a task by
+/// mistake does.
+struct Blocker;
+async fn block(_: &mut Blocker) -> TaskResult {
+    std::thread::sleep(Duration::from_millis(30));
+    Ok(())
+}
+
+/// Runs `ut` for 3 s on the real clock (4 users) with the health watch, and returns the
+/// summary's notes and the whole run's `generator_delay` p99.
+async fn health_of(ut: UserType) -> (String, f64) {
+    let shape = ConstantShape::new(4, IMMEDIATE, Some(secs(3))).unwrap();
+    let runner = LocalRunner::new(vec![ut], shape, Hooks::default(), RunConfig::default())
+        .unwrap()
+        .output(aiotest_runner::health::HealthWatch::new());
+    let report = runner.run().await.unwrap();
+    let p99 = report
+        .summary
+        .metrics
+        .iter()
+        .find(|m| m.name == aiotest_runner::health::GENERATOR_DELAY && m.tags.is_none())
+        .and_then(|m| m.values.get("p(99)").copied())
+        .unwrap_or_else(|| panic!("no generator_delay: {:?}", report.summary.metrics));
+    (report.summary.notes.join("\n"), p99)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_blocked_by_its_users_is_seen_and_noted() {
+    let ut = UserType::builder("blocker", |_ctx| Blocker)
+        .wait_time(0.0)
+        .task("block", 1, block)
+        .build()
+        .unwrap();
+    let (notes, p99) = health_of(ut).await;
+    assert!(p99 > aiotest_runner::health::DELAY_BOUND_MS, "{p99}");
+    assert!(notes.contains("the generator was a bottleneck"), "{notes}");
+}
