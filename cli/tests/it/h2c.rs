@@ -6,46 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{TempFile, run_exported, text};
 
-/// A plain-TCP server speaking HTTP/1.1 or HTTP/2 (whichever the client starts with);
-/// it counts the requests of each version.
+/// The test server (HTTP/1.1, or HTTP/2 to a client that starts with its preface),
+/// counting the requests of each version.
 fn serve_both() -> (std::net::SocketAddr, Arc<[AtomicU64; 2]>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
     let counts: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let seen = Arc::clone(&counts);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let seen = Arc::clone(&seen);
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |req: hyper::Request<hyper::body::Incoming>| {
-                            let h2 = req.version() == hyper::Version::HTTP_2;
-                            seen[usize::from(h2)].fetch_add(1, Ordering::Relaxed);
-                            async move {
-                                Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                                    http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
-                                ))
-                            }
-                        },
-                    );
-                    let _ = hyper_util::server::conn::auto::Builder::new(
-                        hyper_util::rt::TokioExecutor::new(),
-                    )
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-                });
-            }
-        });
+    let addr = super::serve(move |parts, _| {
+        let h2 = parts.version == http::Version::HTTP_2;
+        seen[usize::from(h2)].fetch_add(1, Ordering::Relaxed);
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")))
     });
     (addr, counts)
 }

@@ -277,24 +277,7 @@ pub(crate) fn run(o: &Options) -> Result<(), String> {
     );
     println!("|---|---|---|---|---|---|---|---|");
     for r in &rows {
-        let (vs_rps, vs_cpu) = match &wrk {
-            Some(w) => (
-                format!("{:.2}x", r.rps / w.rps),
-                format!("{:.2}x", r.cpu() / w.cpu()),
-            ),
-            None => ("-".into(), "-".into()),
-        };
-        println!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.2} ({:.2} + {:.2}) | {:.1} MB | {vs_rps} | {vs_cpu} |",
-            r.name,
-            r.rps,
-            r.min,
-            r.max,
-            r.cpu(),
-            r.user_us,
-            r.sys_us,
-            r.rss_kb as f64 / 1024.0
-        );
+        r.print(wrk.as_ref());
     }
     // Over TLS (HTTP/1.1): aiotest and wrk in turns.
     match (target.tls_url(), &wrk) {
@@ -309,19 +292,7 @@ pub(crate) fn run(o: &Options) -> Result<(), String> {
                 Row::of("wrk (TLS)", &tls[1]),
             );
             for r in [&a, &w] {
-                println!(
-                    "| {} | {:.0} | {:.0} | {:.0} | {:.2} ({:.2} + {:.2}) | {:.1} MB | {:.2}x | {:.2}x |",
-                    r.name,
-                    r.rps,
-                    r.min,
-                    r.max,
-                    r.cpu(),
-                    r.user_us,
-                    r.sys_us,
-                    r.rss_kb as f64 / 1024.0,
-                    r.rps / w.rps,
-                    r.cpu() / w.cpu()
-                );
+                r.print(Some(&w));
             }
         }
         _ => println!("bench: no TLS rows (they need nginx, openssl and wrk)"),
@@ -382,6 +353,28 @@ impl Row {
 
     fn cpu(&self) -> f64 {
         self.user_us + self.sys_us
+    }
+
+    /// Its line of the table, against `base` (wrk's row) when there is one.
+    fn print(&self, base: Option<&Row>) {
+        let (vs_rps, vs_cpu) = match base {
+            Some(w) => (
+                format!("{:.2}x", self.rps / w.rps),
+                format!("{:.2}x", self.cpu() / w.cpu()),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2} ({:.2} + {:.2}) | {:.1} MB | {vs_rps} | {vs_cpu} |",
+            self.name,
+            self.rps,
+            self.min,
+            self.max,
+            self.cpu(),
+            self.user_us,
+            self.sys_us,
+            self.rss_kb as f64 / 1024.0
+        );
     }
 }
 
