@@ -58,6 +58,7 @@ mod local;
 mod manager;
 mod master;
 pub mod output;
+mod pacer;
 mod report;
 mod scenarios;
 pub mod series;

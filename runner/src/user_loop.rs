@@ -232,14 +232,18 @@ pub(crate) enum Work {
 enum Source {
     Loop,
     Budget(Arc<AtomicU64>),
-    /// Its channel, the sender it offers to the pool, the pool, and whether a ticket is
-    /// already waiting in the channel (then it is not offered yet).
-    Tickets(
-        mpsc::Receiver<Ticket>,
-        mpsc::Sender<Ticket>,
-        Arc<Pool>,
-        bool,
-    ),
+    Tickets(TicketSlot),
+}
+
+/// A slot of the open model: its channel, the sender it offers to the pool, the pool.
+struct TicketSlot {
+    rx: mpsc::Receiver<Ticket>,
+    tx: mpsc::Sender<Ticket>,
+    pool: Arc<Pool>,
+    /// A ticket is already waiting in the channel: the slot is not offered yet.
+    preloaded: bool,
+    /// It has not offered itself yet: a pre-allocated user getting ready.
+    first: bool,
 }
 
 impl Source {
@@ -256,7 +260,15 @@ impl Source {
                 .map(|i| {
                     let (tx, rx) = mpsc::channel(1);
                     let preloaded = i == 0 && first.is_some_and(|t| tx.try_send(t).is_ok());
-                    Source::Tickets(rx, tx, Arc::clone(free), preloaded)
+                    Source::Tickets(TicketSlot {
+                        rx,
+                        tx,
+                        pool: Arc::clone(free),
+                        preloaded,
+                        // A user started for a ticket was not pre-allocated; a
+                        // concurrent user counts once.
+                        first: i == 0 && first.is_none(),
+                    })
                 })
                 .collect(),
         }
@@ -269,12 +281,13 @@ impl Source {
     /// Offers a ticket slot to its pool: it takes the first iteration waiting there, or
     /// the next one due.
     fn offer(&mut self) {
-        if let Source::Tickets(_, tx, pool, preloaded) = self {
-            if *preloaded {
+        if let Source::Tickets(slot) = self {
+            if slot.preloaded {
                 // Its first ticket is already in its channel.
-                *preloaded = false;
+                slot.preloaded = false;
             } else {
-                pool.offer(tx, Instant::now());
+                slot.pool
+                    .offer(&slot.tx, Instant::now(), std::mem::take(&mut slot.first));
             }
         }
     }
@@ -291,27 +304,67 @@ impl Source {
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
                 .ok()
                 .map(|_| None),
-            Source::Tickets(rx, ..) => {
-                if let Ok(t) = rx.try_recv() {
-                    return Some(Some(Instant::now().saturating_duration_since(t.due)));
-                }
-                let mut stop = ctl.stop.clone();
-                let next = ctl
-                    .idle(async {
-                        tokio::select! {
-                            t = rx.recv() => Some(t),
-                            _ = stop.wait_for(|s| *s) => None,
+            Source::Tickets(TicketSlot { rx, tx, pool, .. }) => loop {
+                let t = match rx.try_recv() {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let mut stop = ctl.stop.clone();
+                        let next = ctl
+                            .idle(async {
+                                tokio::select! {
+                                    t = rx.recv() => t,
+                                    _ = stop.wait_for(|s| *s) => None,
+                                }
+                            })
+                            .await;
+                        match next {
+                            Some(t) => t,
+                            None => {
+                                ctl.stop_seen = true;
+                                return None;
+                            }
                         }
-                    })
-                    .await;
-                match next {
-                    Some(t) => t.map(|t| Some(Instant::now().saturating_duration_since(t.due))),
-                    None => {
-                        ctl.stop_seen = true;
-                        None
                     }
+                };
+                // Handed out ahead of its due time: wait for it, finely. A wait shorter
+                // than a millisecond hands no records on meanwhile.
+                let now = Instant::now();
+                let stopped = if pool.pacer().is_due(t.due, now) {
+                    false
+                } else {
+                    let mut stop = ctl.stop.clone();
+                    let wait = async {
+                        tokio::select! {
+                            () = pool.pacer().until(t.due) => false,
+                            _ = stop.wait_for(|s| *s) => true,
+                        }
+                    };
+                    if t.due < now + Duration::from_millis(1) {
+                        wait.await
+                    } else {
+                        ctl.idle(wait).await
+                    }
+                };
+                if stopped {
+                    pool.abandon(t);
+                    ctl.stop_seen = true;
+                    return None;
                 }
-            }
+                if !pool.still_ours(&t) {
+                    // A new share dealt it elsewhere: take the next one.
+                    pool.offer(tx, Instant::now(), false);
+                    continue;
+                }
+                // Paused meanwhile: the schedule stood still, so the due time moved on by
+                // the pause.
+                let held_from = Instant::now();
+                let due = if ctl.hold_while_paused().await {
+                    t.due + held_from.elapsed()
+                } else {
+                    t.due
+                };
+                return Some(Some(Instant::now().saturating_duration_since(due)));
+            },
         }
     }
 }

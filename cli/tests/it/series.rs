@@ -118,3 +118,49 @@ fn check_history(name: &str, extra: &[&str]) -> serde_json::Value {
     let _ = std::fs::remove_file(export);
     json
 }
+
+/// A ramping arrival rate against the target's own clock: 0 -> 600/s over 2 s, then 2 s
+/// at 600/s. The target stamps every request's arrival; counted in whole seconds from
+/// the first, each second holds what the schedule says (150, 450, 600, 600) to within
+/// 2% (a request sent at a second's edge may land in the next).
+#[test]
+fn a_ramping_arrival_rate_arrives_second_by_second_as_scheduled() {
+    let stamps: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let seen = Arc::clone(&stamps);
+    let addr = super::serve(move |_, _| {
+        seen.lock().unwrap().push(wall_us());
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")))
+    });
+    let file = super::TempFile::new(
+        "ramping-arrival",
+        &format!(
+            "host = \"http://{addr}\"\n\
+             [[users]]\nname = \"u\"\n[[users.tasks]]\nname = \"get\"\npath = \"/\"\n\
+             [[scenarios]]\nname = \"ramp\"\nexecutor = \"ramping-arrival-rate\"\n\
+             users = [\"u\"]\nstart_rate = 0\n\
+             stages = [{{ duration = \"2s\", target = 600 }}, {{ duration = \"2s\", target = 600 }}]\n\
+             pre_allocated_vus = 20\nmax_vus = 20\n"
+        ),
+    );
+    let json = super::run_file(file.path(), "ramping-arrival", &[]);
+    let sc = &json["scenarios"][0];
+    let done = sc["iterations"].as_u64().unwrap();
+    let dropped = sc["dropped_iterations"].as_u64().unwrap();
+    assert_eq!(done + dropped, 1_800, "{sc}");
+    let mut stamps = stamps.lock().unwrap().clone();
+    assert_eq!(stamps.len() as u64, done, "the target got every iteration");
+    stamps.sort_unstable();
+    let first = stamps[0];
+    let mut per_second = [0u64; 4];
+    for s in &stamps {
+        let k = ((s - first) / 1_000_000).min(3) as usize;
+        per_second[k] += 1;
+    }
+    for (k, want) in [150u64, 450, 600, 600].into_iter().enumerate() {
+        let got = per_second[k];
+        assert!(
+            got.abs_diff(want) <= 3 + want / 50,
+            "second {k}: {got}, scheduled {want} ({per_second:?})"
+        );
+    }
+}

@@ -508,3 +508,99 @@ async fn iterations_due_before_the_end_of_a_stall_across_it_are_counted_as_dropp
         "due = done + dropped + interrupted: {it:?}"
     );
 }
+
+/// Pre-allocated users that take 100 ms to start (their `on_start`): iterations due
+/// meanwhile wait for them, late (and say so), rather than being dropped the moment the
+/// first user offers itself. k6 readies its pre-allocated users before the scenario.
+#[tokio::test(start_paused = true)]
+async fn iterations_wait_for_pre_allocated_users_still_starting() {
+    struct Slow(Option<IterationLateness>, Option<Recorder>);
+    async fn start(_: &mut Slow) -> TaskResult {
+        tokio::time::sleep(ms(100)).await;
+        Ok(())
+    }
+    async fn go(u: &mut Slow) -> TaskResult {
+        let record = RequestRecord {
+            lateness_us: u.0.as_ref().and_then(IterationLateness::get_us),
+            ..RequestRecord::ok("/x", "GET", 200, 0)
+        };
+        if let Some(r) = u.1.as_mut() {
+            r.record(&record);
+        }
+        Ok(())
+    }
+    let ut = UserType::builder("slow", |ctx| {
+        Slow(
+            ctx.get_cloned::<IterationLateness>(),
+            ctx.take::<Recorder>(),
+        )
+    })
+    .on_start(start)
+    .task("go", 1, go)
+    .build()
+    .unwrap();
+    let sc = Scenario::new(
+        "warm",
+        vec![ut],
+        Executor::ConstantArrivalRate {
+            rate: 200.0,
+            time_unit: secs(1),
+            duration: secs(2),
+            pre_allocated_vus: 4,
+            max_vus: 4,
+            max_delay: Duration::ZERO,
+        },
+    )
+    .unwrap();
+    let report = run(vec![sc]).await;
+    let it = &report.snapshot.scenarios()["warm"];
+    assert_eq!((it.iterations, it.dropped), (400, 0));
+    // The first ones started about 100 ms late, and their latency says so.
+    let max = report.snapshot.total().max_us.unwrap();
+    assert!((95_000..=101_000).contains(&max), "{max}");
+}
+
+/// On the real clock, iterations start at their own due times, not together on
+/// millisecond ticks: at 1,500/s with 10 users (below 2,000/s the pacer's window is
+/// 10 µs), the gap between one start and the next is most often within 150 µs of the
+/// schedule's 667 µs. On tokio's millisecond timer the gaps are 0 and 1,000 µs.
+#[tokio::test]
+async fn on_the_real_clock_iterations_start_at_their_own_due_times() {
+    let starts = Arc::new(std::sync::Mutex::new(Vec::<std::time::Instant>::new()));
+    let log = Arc::clone(&starts);
+    struct Stamp(Arc<std::sync::Mutex<Vec<std::time::Instant>>>);
+    async fn stamp(u: &mut Stamp) -> TaskResult {
+        u.0.lock().unwrap().push(std::time::Instant::now());
+        Ok(())
+    }
+    let ut = UserType::builder("stamp", move |_| Stamp(Arc::clone(&log)))
+        .task("stamp", 1, stamp)
+        .build()
+        .unwrap();
+    let sc = Scenario::new(
+        "paced",
+        vec![ut],
+        Executor::ConstantArrivalRate {
+            rate: 1_500.0,
+            time_unit: secs(1),
+            duration: secs(2),
+            pre_allocated_vus: 10,
+            max_vus: 10,
+            max_delay: Duration::ZERO,
+        },
+    )
+    .unwrap();
+    let report = run(vec![sc]).await;
+    let it = &report.snapshot.scenarios()["paced"];
+    assert_eq!(it.iterations + it.dropped, 3_000);
+    let mut starts = starts.lock().unwrap().clone();
+    starts.sort();
+    assert!(starts.len() >= 2_900, "{}", starts.len());
+    let mut off: Vec<f64> = starts
+        .windows(2)
+        .map(|w| ((w[1] - w[0]).as_secs_f64() * 1e6 - 666.7).abs())
+        .collect();
+    off.sort_by(f64::total_cmp);
+    let typical = off[off.len() / 2];
+    assert!(typical < 150.0, "typical gap off by {typical:.0} µs");
+}
