@@ -171,6 +171,8 @@ const HISTORY_HEADER: &[&str] = &[
     "99%",
     "Total Request Count",
     "Total Failure Count",
+    "Generator Delay 99%",
+    "Generator CPU %",
 ];
 
 impl Output for CsvOutput {
@@ -208,7 +210,8 @@ impl Output for CsvOutput {
                    kind: &str,
                    name: &str,
                    r: &PointRow,
-                   so_far: (u64, u64)| {
+                   so_far: (u64, u64),
+                   generator: (String, String)| {
             line(
                 out,
                 &[
@@ -225,18 +228,38 @@ impl Output for CsvOutput {
                     ms(r.p99_us),
                     so_far.0.to_string(),
                     so_far.1.to_string(),
+                    generator.0,
+                    generator.1,
                 ],
             );
         };
         self.total_so_far.0 += p.total.requests;
         self.total_so_far.1 += p.total.failures;
-        row(&mut out, "", "", "Aggregated", &p.total, self.total_so_far);
+        // The generator's health on the aggregate's row: the worst process'.
+        let worst = |f: fn(&crate::series::GeneratorPoint) -> Option<f64>| {
+            p.generator
+                .iter()
+                .filter_map(f)
+                .reduce(f64::max)
+                .map_or(String::new(), |v| format!("{v:.2}"))
+        };
+        let generator = (worst(|g| g.delay_p99_ms), worst(|g| g.cpu_percent));
+        row(
+            &mut out,
+            "",
+            "",
+            "Aggregated",
+            &p.total,
+            self.total_so_far,
+            generator,
+        );
         for (k, r) in &p.endpoints {
             let t = self.so_far.entry(k.clone()).or_default();
             t.0 += r.requests;
             t.1 += r.failures;
             let t = *t;
-            row(&mut out, &k.scenario, &k.method, &k.label(), r, t);
+            let none = (String::new(), String::new());
+            row(&mut out, &k.scenario, &k.method, &k.label(), r, t, none);
         }
         if let Some(w) = self.history.as_mut()
             && let Err(e) = w.write_all(out.as_bytes())

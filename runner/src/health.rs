@@ -87,6 +87,50 @@ pub(crate) async fn probe(collector: MetricsCollector, tags: Tags) {
     }
 }
 
+/// Each process' delay p99 and CPU use over `interval`, by its tags (a worker's
+/// `worker_pid`), ordered by them.
+pub(crate) fn per_process(interval: &Snapshot) -> Vec<crate::series::GeneratorPoint> {
+    let mut out: Vec<crate::series::GeneratorPoint> = Vec::new();
+    let mut entry = |tags: &Tags| -> usize {
+        let process: Vec<String> = tags.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        let process = process.join(",");
+        match out.iter().position(|g| g.process == process) {
+            Some(i) => i,
+            None => {
+                out.push(crate::series::GeneratorPoint {
+                    process,
+                    delay_p99_ms: None,
+                    cpu_percent: None,
+                });
+                out.len() - 1
+            }
+        }
+    };
+    let mut delays = Vec::new();
+    if let Some(by_tags) = interval.metrics.series.get(GENERATOR_DELAY) {
+        for (tags, series) in by_tags {
+            delays.push((
+                entry(tags),
+                series.value(Aggregation::Percentile(99.0), 1.0),
+            ));
+        }
+    }
+    let mut cpus = Vec::new();
+    if let Some(by_tags) = interval.metrics.series.get(GENERATOR_CPU) {
+        for (tags, series) in by_tags {
+            cpus.push((entry(tags), series.value(Aggregation::Max, 1.0)));
+        }
+    }
+    for (i, d) in delays {
+        out[i].delay_p99_ms = d;
+    }
+    for (i, c) in cpus {
+        out[i].cpu_percent = c;
+    }
+    out.sort_by(|a, b| a.process.cmp(&b.process));
+    out
+}
+
 /// Says when the generator was its own bottleneck: once on the terminal, and in the
 /// summary's notes with the worst interval and when it was.
 #[derive(Debug, Default)]
@@ -105,31 +149,6 @@ impl HealthWatch {
     /// A watch with the documented bounds.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The delay p99 of each tag set (each process) of `snapshot`'s interval, and the
-    /// largest CPU use.
-    fn read(snapshot: &Snapshot) -> (Vec<(f64, String)>, Option<f64>) {
-        let mut delays = Vec::new();
-        if let Some(by_tags) = snapshot.metrics.series.get(GENERATOR_DELAY) {
-            for (tags, series) in by_tags {
-                if let Some(p99) = series.value(Aggregation::Percentile(99.0), 1.0) {
-                    let shown: Vec<String> = tags.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-                    delays.push((p99, shown.join(",")));
-                }
-            }
-        }
-        let cpu = snapshot
-            .metrics
-            .series
-            .get(GENERATOR_CPU)
-            .and_then(|by_tags| {
-                by_tags
-                    .values()
-                    .filter_map(|s| s.value(Aggregation::Max, 1.0))
-                    .reduce(f64::max)
-            });
-        (delays, cpu)
     }
 }
 
@@ -154,7 +173,14 @@ impl HealthWatch {
         if self.started_us == 0 {
             self.started_us = start_us;
         }
-        let (delays, cpu) = Self::read(interval);
+        let processes = per_process(interval);
+        let cpu = processes
+            .iter()
+            .filter_map(|g| g.cpu_percent)
+            .reduce(f64::max);
+        let delays = processes
+            .into_iter()
+            .filter_map(|g| g.delay_p99_ms.map(|d| (d, g.process)));
         for (p99, tags) in delays {
             if p99 > DELAY_BOUND_MS {
                 if self.worst.as_ref().is_none_or(|(w, _, _)| p99 > *w) {

@@ -126,6 +126,29 @@ impl Weights {
     }
 }
 
+/// The generator's own health over a point's time, in one process (see
+/// [`crate::health`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GeneratorPoint {
+    /// The process, by its tags: `worker_pid:N` for a worker, empty for a local run.
+    pub process: String,
+    /// How late its runtime ran a timer, p99, ms (the worst of a merged point's).
+    pub delay_p99_ms: Option<f64>,
+    /// Its CPU use, percent of the machine's cores (the highest of a merged point's).
+    pub cpu_percent: Option<f64>,
+}
+
+impl GeneratorPoint {
+    fn absorb(&mut self, later: &GeneratorPoint) {
+        let max = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.delay_p99_ms = max(self.delay_p99_ms, later.delay_p99_ms);
+        self.cpu_percent = max(self.cpu_percent, later.cpu_percent);
+    }
+}
+
 /// One point of the series.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SeriesPoint {
@@ -143,6 +166,15 @@ pub struct SeriesPoint {
     pub endpoints: Vec<(EndpointKey, PointRow)>,
     /// Per scenario that ran in the point's time, ordered by name.
     pub scenarios: Vec<(String, ScenarioPoint)>,
+    /// The generator's health, per process that reported it.
+    pub generator: Vec<GeneratorPoint>,
+    /// A process' timer delay p99 passed its bound ([`crate::health::DELAY_BOUND_MS`])
+    /// in this point's time: its latencies include the generator's own delay.
+    pub generator_late: bool,
+    /// Part of a run of intervals with a process over the CPU bound
+    /// ([`crate::health::CPU_BOUND_PERCENT`] for
+    /// [`crate::health::CPU_BOUND_INTERVALS`] in a row).
+    pub generator_busy: bool,
 }
 
 impl SeriesPoint {
@@ -174,7 +206,27 @@ impl SeriesPoint {
                     })
                     .collect()
             },
+            generator: crate::health::per_process(interval),
+            generator_late: false,
+            generator_busy: false,
         }
+        .marked()
+    }
+
+    /// Marks the point late if a process' delay passed its bound.
+    fn marked(mut self) -> Self {
+        self.generator_late = self.generator.iter().any(|g| {
+            g.delay_p99_ms
+                .is_some_and(|d| d > crate::health::DELAY_BOUND_MS)
+        });
+        self
+    }
+
+    fn cpu_over(&self) -> bool {
+        self.generator.iter().any(|g| {
+            g.cpu_percent
+                .is_some_and(|c| c > crate::health::CPU_BOUND_PERCENT)
+        })
     }
 
     /// The point's length in seconds.
@@ -199,6 +251,14 @@ impl SeriesPoint {
                 Err(i) => self.scenarios.insert(i, (name, row)),
             }
         }
+        for g in later.generator {
+            match self.generator.iter_mut().find(|m| m.process == g.process) {
+                Some(m) => m.absorb(&g),
+                None => self.generator.push(g),
+            }
+        }
+        self.generator_late |= later.generator_late;
+        self.generator_busy |= later.generator_busy;
     }
 }
 
@@ -225,11 +285,44 @@ pub struct Series {
     per_point: u32,
     /// Intervals in the last point.
     in_last: u32,
+    /// Intervals in a row with a process over the CPU bound.
+    cpu_run: u32,
 }
 
 impl Series {
     /// Adds the point of one closed interval.
-    pub fn push(&mut self, point: SeriesPoint) {
+    pub fn push(&mut self, mut point: SeriesPoint) {
+        if point.cpu_over() {
+            self.cpu_run += 1;
+        } else {
+            self.cpu_run = 0;
+        }
+        if self.cpu_run >= crate::health::CPU_BOUND_INTERVALS {
+            point.generator_busy = true;
+            if self.cpu_run == crate::health::CPU_BOUND_INTERVALS {
+                // The run just became long enough: its earlier intervals are part of it.
+                self.mark_busy_back(self.cpu_run - 1);
+            }
+        }
+        self.add(point);
+    }
+
+    /// Marks the points holding the last `intervals` intervals busy.
+    fn mark_busy_back(&mut self, intervals: u32) {
+        let mut left = intervals;
+        let per_point = self.per_point.max(1);
+        let mut in_point = self.in_last;
+        for p in self.points.iter_mut().rev() {
+            if left == 0 {
+                break;
+            }
+            p.generator_busy = true;
+            left = left.saturating_sub(in_point);
+            in_point = per_point;
+        }
+    }
+
+    fn add(&mut self, point: SeriesPoint) {
         let per_point = self.per_point.max(1);
         // A run's last intervals end with it, often a fraction of the usual length: one
         // under half its predecessor's joins it, rather than show a rate over a sliver.
@@ -247,7 +340,7 @@ impl Series {
             _ => {
                 if self.points.len() >= MAX_POINTS {
                     self.halve();
-                    return self.push(point);
+                    return self.add(point);
                 }
                 self.points.push(point);
                 self.in_last = 1;
@@ -377,5 +470,46 @@ mod tests {
         p.absorb(SeriesPoint::new(&s, (1, 2), 2.0, 1));
         assert_eq!(p.scenarios[1].1.dropped, 6);
         assert_eq!(p.scenarios[1].1.p99_us, 5_000);
+    }
+
+    /// An interval whose process used `cpu` percent and whose timer ran `delay` ms late.
+    fn health(second: u64, cpu: f64, delay: f64) -> SeriesPoint {
+        let mut s = interval(1, 1_000);
+        let at = second * 1_000_000;
+        let tags = aiotest_metrics::Tags::new();
+        let delay_metric =
+            aiotest_metrics::Metric::time_trend(crate::health::GENERATOR_DELAY).unwrap();
+        let cpu_metric = aiotest_metrics::Metric::gauge(crate::health::GENERATOR_CPU).unwrap();
+        s.metrics.add(&delay_metric, &tags, delay, at);
+        s.metrics.add(&cpu_metric, &tags, cpu, at);
+        SeriesPoint::new(&s, (at, at + 1_000_000), second as f64, 1)
+    }
+
+    #[test]
+    fn intervals_where_the_generator_was_the_bottleneck_are_marked() {
+        let mut series = Series::default();
+        // Two calm intervals, one late, nine over the CPU bound (not yet a run of ten),
+        // a calm one, then twelve over it: the whole run of twelve is marked busy.
+        series.push(health(0, 50.0, 1.0));
+        series.push(health(1, 50.0, 1.0));
+        series.push(health(2, 50.0, 40.0));
+        for s in 3..12 {
+            series.push(health(s, 95.0, 1.0));
+        }
+        series.push(health(12, 50.0, 1.0));
+        for s in 13..25 {
+            series.push(health(s, 95.0, 1.0));
+        }
+        let late: Vec<bool> = series.points().iter().map(|p| p.generator_late).collect();
+        let busy: Vec<bool> = series.points().iter().map(|p| p.generator_busy).collect();
+        assert_eq!(late.iter().filter(|l| **l).count(), 1);
+        assert!(late[2]);
+        assert_eq!(busy[..13], [false; 13]);
+        assert_eq!(busy[13..], [true; 12]);
+        let g = &series.points()[2].generator;
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].process, "");
+        assert_eq!(g[0].cpu_percent, Some(50.0));
+        assert!(g[0].delay_p99_ms.is_some_and(|d| d > 39.0));
     }
 }

@@ -1323,6 +1323,7 @@ mod distributed;
 mod endings;
 mod groups;
 mod h2c;
+mod health;
 mod logins;
 mod metrics;
 mod outputs;

@@ -190,6 +190,8 @@ fn the_html_report_and_the_csv_files_agree_with_the_json_export() {
         "chart-open",
         "chart-users",
         "chart-iterations",
+        "chart-generator-delay",
+        "chart-generator-cpu",
     ] {
         assert!(
             charts.as_array().unwrap().iter().any(|c| c == id),

@@ -42,8 +42,9 @@
   }
 
   // One chart: `lines` are {name, values} over the times `xs` (seconds from the start);
-  // a null value leaves a gap.
-  function lineChart(parent, id, title, xs, lines) {
+  // a null value leaves a gap. `marks` are [from, to] spans (seconds) shaded behind the
+  // lines: intervals where the generator itself was a bottleneck.
+  function lineChart(parent, id, title, xs, lines, marks) {
     var fig = html("figure", "chart", parent);
     fig.id = id;
     html("figcaption", null, fig, title);
@@ -60,6 +61,13 @@
       svg("text", { x: L - 6, y: y(v) + 4, "class": "tick", "text-anchor": "end" }, s)
         .textContent = label(v);
     }
+    (marks || []).forEach(function (m) {
+      var r = svg("rect", {
+        x: x(m[0]).toFixed(1), y: T, width: Math.max(x(m[1]) - x(m[0]), 1).toFixed(1),
+        height: H - T - B, "class": "bound"
+      }, s);
+      svg("title", {}, r).textContent = "the generator was a bottleneck here";
+    });
     var sx = step(maxX, 6);
     for (var t = 0; t <= maxX + 1e-9; t += sx) {
       svg("text", { x: x(t), y: H - 8, "class": "tick", "text-anchor": "middle" }, s)
@@ -80,6 +88,11 @@
       html("i", "swatch s" + (i % 8), key);
       key.appendChild(document.createTextNode(l.name));
     });
+    if (marks && marks.length > 0) {
+      var k = html("span", "key", legend);
+      html("i", "swatch bound", k);
+      k.appendChild(document.createTextNode("generator was a bottleneck"));
+    }
     return fig;
   }
 
@@ -96,17 +109,24 @@
     var xs = pick(points, function (p) { return (p.end_us - t0) / 1e6; });
     var secs = pick(points, function (p) { return Math.max((p.end_us - p.start_us) / 1e6, 1e-6); });
     var per = function (f) { return points.map(function (p, i) { return f(p) / secs[i]; }); };
+    // Intervals where the generator's timer delay or CPU passed its bound.
+    var marks = [];
+    points.forEach(function (p) {
+      if (p.generator_late || p.generator_busy) {
+        marks.push([(p.start_us - t0) / 1e6, (p.end_us - t0) / 1e6]);
+      }
+    });
 
     lineChart(container, "chart-rps", "Requests per second", xs, [
       { name: "requests/s", values: per(function (p) { return p.total.requests; }) },
       { name: "failures/s", values: per(function (p) { return p.total.failures; }) },
-    ]);
+    ], marks);
     var has = function (p) { return p.total.requests > 0; };
     lineChart(container, "chart-latency", "Response time (ms)", xs, [
       { name: "p50", values: points.map(function (p) { return has(p) ? p.total.p50_us / 1e3 : null; }) },
       { name: "p95", values: points.map(function (p) { return has(p) ? p.total.p95_us / 1e3 : null; }) },
       { name: "p99", values: points.map(function (p) { return has(p) ? p.total.p99_us / 1e3 : null; }) },
-    ]);
+    ], marks);
 
     // Scenarios, and which of them are open model (their requests keep a service time).
     var names = [], open = {};
@@ -129,7 +149,7 @@
       openLines.push({ name: n + " p99 service time", values: v(function (sp) { return sp.service_p99_us; }) });
     });
     if (openLines.length > 0) {
-      lineChart(container, "chart-open", "Open model: latency from the intended start and service time (ms)", xs, openLines);
+      lineChart(container, "chart-open", "Open model: latency from the intended start and service time (ms)", xs, openLines, marks);
     }
     lineChart(container, "chart-users", "Users", xs, [
       { name: "users", values: pick(points, function (p) { return p.users; }) },
@@ -143,7 +163,32 @@
       }
     });
     if (itLines.length > 0) {
-      lineChart(container, "chart-iterations", "Iterations per second", xs, itLines);
+      lineChart(container, "chart-iterations", "Iterations per second", xs, itLines, marks);
+    }
+    // The generator's own health, a line per process (per worker in a distributed run).
+    var procs = [];
+    points.forEach(function (p) {
+      (p.generator || []).forEach(function (g) {
+        if (procs.indexOf(g.process) < 0) procs.push(g.process);
+      });
+    });
+    if (procs.length > 0) {
+      var gen = function (f) {
+        return procs.map(function (name) {
+          return {
+            name: name || "this process",
+            values: points.map(function (p) {
+              var g = (p.generator || []).filter(function (g) { return g.process === name; })[0];
+              var v = g ? f(g) : null;
+              return v === undefined ? null : v;
+            })
+          };
+        });
+      };
+      lineChart(container, "chart-generator-delay", "Generator: timer delay p99 (ms; bound 5)", xs,
+        gen(function (g) { return g.delay_p99_ms; }), marks);
+      lineChart(container, "chart-generator-cpu", "Generator: CPU (% of the machine; bound 90 for 10 intervals)", xs,
+        gen(function (g) { return g.cpu_percent; }), marks);
     }
   }
 

@@ -50,7 +50,9 @@ pub(crate) fn tables(handle: &RunnerHandle) -> serde_json::Value {
     let workers = handle.workers();
     if !workers.is_empty() {
         html.push_str("<h2>Workers</h2>");
-        html.push_str(&report::workers_table(&workers));
+        let series = handle.series();
+        let latest = series.last().map_or(&[][..], |p| &p.generator[..]);
+        html.push_str(&report::workers_table(&workers, latest));
     }
     html.push_str("<h2>Thresholds</h2>");
     html.push_str(&report::thresholds_table(&summary));

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::handle::WorkerView;
-use crate::series::SeriesPoint;
+use crate::series::{GeneratorPoint, SeriesPoint};
 use crate::summary::{RunMeta, Summary};
 
 pub(crate) use crate::table::esc;
@@ -72,12 +72,13 @@ pub(crate) fn errors_tables(summary: &Summary) -> String {
 }
 
 /// A distributed run's workers.
-pub(crate) fn workers_table(workers: &[WorkerView]) -> String {
+pub(crate) fn workers_table(workers: &[WorkerView], generator: &[GeneratorPoint]) -> String {
     if workers.is_empty() {
         return String::new();
     }
     let mut out = String::from(
-        "<table id=\"workers\"><tr><th class=\"text\">Worker</th><th class=\"text\">State</th><th>Users</th></tr>",
+        "<table id=\"workers\"><tr><th class=\"text\">Worker</th><th class=\"text\">State</th><th>Users</th>\
+         <th>Timer delay p99 (ms)</th><th>CPU (%)</th></tr>",
     );
     for w in workers {
         let cls = if w.state.as_str() == "MISSING" {
@@ -85,12 +86,31 @@ pub(crate) fn workers_table(workers: &[WorkerView]) -> String {
         } else {
             ""
         };
+        // The worker's health in the latest interval, found by its process id (its node
+        // id is host-pid-suffix).
+        let pid = w.id.rsplit('-').nth(1).unwrap_or_default();
+        let health = generator
+            .iter()
+            .find(|g| g.process == format!("worker_pid:{pid}"));
+        let figure = |v: Option<f64>, bound: f64| match v {
+            Some(v) if v > bound => format!("<td class=\"bad\">{v:.1}</td>"),
+            Some(v) => format!("<td>{v:.1}</td>"),
+            None => "<td>-</td>".to_owned(),
+        };
         let _ = write!(
             out,
-            "<tr><td class=\"text\">{}</td><td class=\"text{cls}\">{}</td><td>{}</td></tr>",
+            "<tr><td class=\"text\">{}</td><td class=\"text{cls}\">{}</td><td>{}</td>{}{}</tr>",
             esc(&w.id),
             w.state.as_str(),
-            w.users
+            w.users,
+            figure(
+                health.and_then(|g| g.delay_p99_ms),
+                crate::health::DELAY_BOUND_MS
+            ),
+            figure(
+                health.and_then(|g| g.cpu_percent),
+                crate::health::CPU_BOUND_PERCENT
+            ),
         );
     }
     out.push_str("</table>");

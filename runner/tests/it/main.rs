@@ -448,13 +448,29 @@ async fn block(_: &mut Blocker) -> TaskResult {
 }
 
 /// Runs `ut` for 3 s on the real clock (4 users) with the health watch, and returns the
-/// summary's notes and the whole run's `generator_delay` p99.
-async fn health_of(ut: UserType) -> (String, f64) {
+/// summary's notes, the whole run's `generator_delay` p99 and how many points of the
+/// series are marked late, of how many.
+async fn health_of(ut: UserType) -> (String, f64, (usize, usize)) {
     let shape = ConstantShape::new(4, IMMEDIATE, Some(secs(3))).unwrap();
     let runner = LocalRunner::new(vec![ut], shape, Hooks::default(), RunConfig::default())
         .unwrap()
         .output(aiotest_runner::health::HealthWatch::new());
+    let handle = runner.handle();
     let report = runner.run().await.unwrap();
+    let series = handle.series();
+    let marked = (
+        series.iter().filter(|p| p.generator_late).count(),
+        series.len(),
+    );
+    // A point is marked exactly when a process' delay p99 in it passed the bound (a
+    // blocked runtime may not have sampled itself at all in its first interval).
+    for p in &series {
+        let late = p.generator.iter().any(|g| {
+            g.delay_p99_ms
+                .is_some_and(|d| d > aiotest_runner::health::DELAY_BOUND_MS)
+        });
+        assert_eq!(p.generator_late, late, "{:?}", p.generator);
+    }
     let p99 = report
         .summary
         .metrics
@@ -462,7 +478,7 @@ async fn health_of(ut: UserType) -> (String, f64) {
         .find(|m| m.name == aiotest_runner::health::GENERATOR_DELAY && m.tags.is_none())
         .and_then(|m| m.values.get("p(99)").copied())
         .unwrap_or_else(|| panic!("no generator_delay: {:?}", report.summary.metrics));
-    (report.summary.notes.join("\n"), p99)
+    (report.summary.notes.join("\n"), p99, marked)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,7 +488,9 @@ async fn a_runtime_blocked_by_its_users_is_seen_and_noted() {
         .task("block", 1, block)
         .build()
         .unwrap();
-    let (notes, p99) = health_of(ut).await;
+    let (notes, p99, (marked, points)) = health_of(ut).await;
     assert!(p99 > aiotest_runner::health::DELAY_BOUND_MS, "{p99}");
     assert!(notes.contains("the generator was a bottleneck"), "{notes}");
+    // Blocked throughout: every interval that sampled itself is marked.
+    assert!(marked >= 2 && marked + 1 >= points, "{marked} of {points}");
 }
