@@ -4,7 +4,8 @@
 //!   workspace (doc tests too), and the docs with warnings denied. The one test command.
 //! - `cargo xtask bench`: aiotest beside wrk against a pinned target; `--memory`: RSS
 //!   per idle user and over a long run; `--scripts`: a k6-style script beside the same
-//!   scenario file; `--criterion`: the criterion benchmarks.
+//!   scenario file; `--http2`: beside h2load; `--open`: the open model against the
+//!   closed loop; `--criterion`: the criterion benchmarks.
 //! - `cargo xtask dist-test`: the distributed smoke test: a private redis-server, a
 //!   counting target, one master and three worker processes (also run by `test`).
 //! - `cargo xtask screenshots`: the dashboard and report pictures in `docs/`.
@@ -33,6 +34,8 @@ const USAGE: &str = "usage: cargo xtask <test | bench | dist-test | screenshots 
              req/s, CPU per request, peak RSS [--rounds N] [--seconds N] [--connections N]
              --memory: RSS per idle user (1k, 10k, 50k users) and over a long run
              --http2: aiotest beside h2load over HTTP/2, TLS and h2c, 50 x 1 stream
+             --open: the open model at 25/50/80% of the closed loop and past it, at 50
+             and 500 users (achieved, dropped, p99 from the intended start)
              --scripts: a k6-style script beside the scenario file making the same GET
              (req/s, CPU per request), a VU's memory idle in sleep(), 1,000 VUs' start
              --criterion [ARGS]: the criterion benchmarks (ARGS go to cargo bench)

@@ -13,6 +13,8 @@ pub(crate) struct Options {
     pub(crate) rounds: usize,
     pub(crate) seconds: u64,
     pub(crate) connections: u64,
+    /// `--open`: only the open model, at 50 and at 500 users.
+    pub(crate) open: bool,
 }
 
 impl Options {
@@ -21,6 +23,7 @@ impl Options {
             rounds: 3,
             seconds: 8,
             connections: 50,
+            open: false,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -31,13 +34,14 @@ impl Options {
                     .ok_or_else(|| format!("{flag} needs a whole number above 0"))
             };
             match flag.as_str() {
+                "--open" => o.open = true,
                 "--rounds" => o.rounds = value(&mut it)?.min(20) as usize,
                 "--seconds" => o.seconds = value(&mut it)?.min(600),
                 "--connections" => o.connections = value(&mut it)?.min(10_000),
                 other => {
                     return Err(format!(
-                        "bench: unknown flag `{other}` (--rounds N, --seconds N, --connections N; \
-                         --memory; --criterion [ARGS])"
+                        "bench: unknown flag `{other}` (--rounds N, --seconds N, --connections N, --open; \
+                         --memory; --http2; --scripts; --criterion [ARGS])"
                     ));
                 }
             }
@@ -70,11 +74,8 @@ fn export_path(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("aiotest-bench-{}-{name}.json", std::process::id()))
 }
 
-/// `aiotest run --url URL -u N -t Ss -q` (no wait: --url's default), or with `--rate`
-/// (and `--max-delay`).
 /// What an open-model run showed besides its sample: iterations dropped, p99 from the
-/// intended start (the endpoint's) and the service p99 (`http_req_duration` per
-/// response, with `--timings`), in ms.
+/// intended start and the service p99 (the time each request itself took), in ms.
 #[derive(Debug, Clone, Copy, Default)]
 struct Open {
     dropped: u64,
@@ -116,7 +117,6 @@ fn aiotest_at(url: &str, o: &Options, rate: Option<(u64, &str)>) -> Result<(Samp
             o.connections.to_string(),
             "--max-delay".into(),
             max_delay.into(),
-            "--timings".into(),
         ]);
     }
     let (usage, _) = rig::measure(&rig::release_bin("aiotest"), &args, o.connections + 100)?;
@@ -130,10 +130,11 @@ fn aiotest_at(url: &str, o: &Options, rate: Option<(u64, &str)>) -> Result<(Samp
             .find("\"totals\"")
             .and_then(|at| json_f64(&json[at..], "p99_ms"))
             .unwrap_or(0.0),
-        // The whole metric's row (its tag sets follow it).
+        // The open model keeps each request's service time beside its latency from the
+        // intended start.
         service_p99_ms: json
-            .find("\"name\": \"http_req_duration\"")
-            .and_then(|at| json_f64(&json[at..], "p(99)"))
+            .find("\"totals\"")
+            .and_then(|at| json_f64(&json[at..], "service_p99_ms"))
             .unwrap_or(0.0),
     };
     Ok((
@@ -298,24 +299,125 @@ pub(crate) fn run(o: &Options) -> Result<(), String> {
         _ => println!("bench: no TLS rows (they need nginx, openssl and wrk)"),
     }
     // The open model at 25%, 50% and 80% of the closed loop's maximum, as k6 does it (an
-    // iteration that finds every user busy is dropped), and at 80% letting it wait up to
-    // 2 ms for one: the rate achieved, what was dropped, and the p99 from each
-    // iteration's intended start beside the service p99.
-    let closed = rows[0].rps;
+    // iteration that finds every user busy is dropped), and far past it (its ceiling).
+    open_rows(&target, o, &[(o.connections, rows[0].rps)], 1)
+}
+
+/// `cargo xtask bench --open`: aiotest's closed loop at 50 and at 500 users, then the
+/// open model at 25%, 50% and 80% of each one's maximum, and at twice it (the open
+/// model's ceiling), in turns, `rounds` times.
+pub(crate) fn open(o: &Options) -> Result<(), String> {
+    super::build_release()?;
+    let target = Target::start(500)?;
+    println!(
+        "bench: target {}; aiotest pinned to CPU {}; {} s a run, {} rounds",
+        target.what,
+        rig::GENERATOR_CPU,
+        o.seconds,
+        o.rounds
+    );
+    let mut closed = Vec::new();
+    for users in [50, 500] {
+        let c = Options {
+            connections: users,
+            ..o.clone()
+        };
+        let mut s = Vec::new();
+        for _ in 0..o.rounds {
+            s.push(aiotest(&target, &c, None)?.0);
+        }
+        let rps = median(s.iter().map(Sample::rps).collect());
+        println!("bench: closed loop, {users} users: {rps:.0} req/s (median)");
+        closed.push((users, rps));
+    }
+    open_rows(&target, o, &closed, o.rounds)
+}
+
+/// One open-model run's row.
+struct OpenRow {
+    users: u64,
+    share: f64,
+    max_delay: &'static str,
+    rate: u64,
+    samples: Vec<(Sample, Open)>,
+}
+
+/// The open model at 25%, 50% and 80% of each closed loop's maximum (`(users, req/s)`)
+/// as k6 does it (an iteration that finds every user busy is dropped), at 80% letting an
+/// iteration wait up to 10 ms for a user (as wrk2 queues), and at 200% (the ceiling),
+/// `rounds` times in turns: the median round's achieved rate
+/// against the schedule (every iteration one request), iterations dropped, the p99 from
+/// the intended start beside the service p99.
+fn open_rows(
+    target: &Target,
+    o: &Options,
+    closed: &[(u64, f64)],
+    rounds: usize,
+) -> Result<(), String> {
+    let mut rows: Vec<OpenRow> = Vec::new();
+    for &(users, rps) in closed {
+        for (share, max_delay) in [
+            (0.25, "0s"),
+            (0.5, "0s"),
+            (0.8, "0s"),
+            (0.8, "10ms"),
+            (2.0, "0s"),
+        ] {
+            rows.push(OpenRow {
+                users,
+                share,
+                max_delay,
+                rate: (rps * share).round().max(1.0) as u64,
+                samples: Vec::new(),
+            });
+        }
+    }
+    for _ in 0..rounds {
+        for r in &mut rows {
+            let c = Options {
+                connections: r.users,
+                ..o.clone()
+            };
+            let run = aiotest(target, &c, Some((r.rate, r.max_delay)))?;
+            println!(
+                "bench: open model, {} users, --rate {} --max-delay {}: {:.0}/s, {} dropped",
+                r.users,
+                r.rate,
+                r.max_delay,
+                run.0.requests as f64 / o.seconds as f64,
+                run.1.dropped
+            );
+            r.samples.push(run);
+        }
+    }
     println!();
     println!(
-        "| open model | asked | achieved | achieved/asked | dropped | p99 from the intended start | service p99 | CPU us/request (user + sys) |"
+        "| open model | asked | achieved (median round) | achieved/asked | dropped | p99 from the intended start | service p99 | CPU us/request (user + sys) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for (share, max_delay) in [(0.25, "0s"), (0.5, "0s"), (0.8, "0s"), (0.8, "2ms")] {
-        let rate = (closed * share).round().max(1.0) as u64;
-        let (s, open) = aiotest(&target, o, Some((rate, max_delay)))?;
+    for r in &mut rows {
+        // The round with the median count of requests.
+        r.samples.sort_by_key(|(s, _)| s.requests);
+        let (s, open) = r.samples[r.samples.len() / 2];
+        let due = r.rate as f64 * o.seconds as f64;
         let (user, sys) = s.cpu_us();
+        let what = if r.share > 1.0 {
+            format!(
+                "{} users, ceiling: {:.0}x the closed loop",
+                r.users, r.share
+            )
+        } else {
+            format!(
+                "{} users, {:.0}% of the closed loop",
+                r.users,
+                r.share * 100.0
+            )
+        };
         println!(
-            "| `--rate {rate} --max-delay {max_delay}` ({:.0}% of {closed:.0}) | {rate} | {:.0}/s | {:.2}% | {} | {:.2} ms | {:.2} ms | {:.2} ({user:.2} + {sys:.2}) |",
-            share * 100.0,
-            s.rps(),
-            s.rps() / rate as f64 * 100.0,
+            "| {what} | {}/s | {:.0}/s | {:.2}% | {} | {:.2} ms | {:.2} ms | {:.2} ({user:.2} + {sys:.2}) |",
+            r.rate,
+            s.requests as f64 / o.seconds as f64,
+            s.requests as f64 / due * 100.0,
             open.dropped,
             open.p99_ms,
             open.service_p99_ms,
@@ -391,5 +493,6 @@ mod tests {
         assert!(Options::parse(&["--rounds".into(), "0".into()]).is_err());
         assert!(Options::parse(&["--fast".into()]).is_err());
         assert_eq!(Options::parse(&[]).map(|o| o.rounds).ok(), Some(3));
+        assert!(Options::parse(&["--open".into()]).is_ok_and(|o| o.open));
     }
 }

@@ -31,7 +31,10 @@ pub(crate) fn run(extra: &[String]) -> Result<(), String> {
         Some("--memory") => memory::run(&extra[1..]),
         Some("--scripts") => scripts::run(&e2e::Options::parse(&extra[1..])?),
         Some("--http2") => http2::run(&e2e::Options::parse(&extra[1..])?),
-        _ => e2e::run(&e2e::Options::parse(extra)?),
+        _ => {
+            let o = e2e::Options::parse(extra)?;
+            if o.open { e2e::open(&o) } else { e2e::run(&o) }
+        }
     }
 }
 
