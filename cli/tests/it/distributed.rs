@@ -209,6 +209,48 @@ fn a_worker_killed_with_sigkill_goes_missing_and_its_users_move() {
         html.contains("id=\"workers\"") && html.contains("MISSING"),
         "{html}"
     );
+    // Each running worker's own health: a line of its own in the series (its process
+    // id), and its latest timer delay and CPU on its row of the workers table.
+    let running: Vec<String> = worker_views(control)
+        .into_iter()
+        .filter(|(_, s, _)| s == "RUNNING")
+        .map(|(id, _, _)| id)
+        .collect();
+    assert_eq!(running.len(), 2, "{running:?}");
+    let pid_of = |id: &str| id.rsplit('-').nth(1).unwrap_or_default().to_owned();
+    super::wait_for(
+        "each worker's health in the series",
+        Duration::from_secs(10),
+        || {
+            let series = http(control, "GET", "/api/series").unwrap_or_default();
+            let last = series["points"]
+                .as_array()
+                .and_then(|p| p.last())
+                .cloned()
+                .unwrap_or_default();
+            let processes = last["generator"].to_string();
+            running
+                .iter()
+                .all(|id| processes.contains(&format!("worker_pid:{}", pid_of(id))))
+        },
+    );
+    let tables = http(control, "GET", "/api/tables").expect("the dashboard's tables");
+    let html = tables["html"].as_str().unwrap_or_default();
+    for id in &running {
+        let row = html
+            .split("<tr>")
+            .find(|r| r.contains(id.as_str()))
+            .unwrap_or_else(|| panic!("no row for {id}: {html}"));
+        let figures: Vec<&str> = row
+            .split("<td")
+            .skip(4)
+            .filter_map(|c| c.split('>').nth(1)?.split('<').next())
+            .collect();
+        assert_eq!(figures.len(), 2, "{row}");
+        for f in figures {
+            assert!(f.parse::<f64>().is_ok(), "a figure, not {f:?}: {row}");
+        }
+    }
     // Liveness 5 s, checked at each of the master's 1 s heartbeats, and the victim's
     // last heartbeat came up to 1 s before the kill: MISSING at most 6 s after the kill
     // in theory. One more second for this test's polling on a loaded 2-core machine (CI
