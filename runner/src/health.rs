@@ -1,7 +1,7 @@
 //! The generator's own health, measured in every process that runs users: how late its
-//! runtime runs a timer (a probe sleeps 10 ms at a time and records how late it woke: the
-//! scheduling delay every request of the process also pays), and the CPU the process
-//! uses. Both are named metrics (`generator_delay`, a time trend in ms; `generator_cpu`,
+//! runtime runs a timer (a probe sleeps 10 ms at a time on a `timerfd`, see
+//! [`crate::pacer`], and records how late it woke: the scheduling delay every request of
+//! the process also pays), and the CPU the process uses. Both are named metrics (`generator_delay`, a time trend in ms; `generator_cpu`,
 //! a gauge in percent of the machine's cores), so every output shows them, a worker's
 //! carry its process id, and a threshold can name them (`generator_delay p(99)<5`).
 //! [`HealthWatch`] says once, and in the summary's notes, when the generator itself was
@@ -64,9 +64,12 @@ fn cpu_time() -> Option<Duration> {
 pub(crate) async fn probe(collector: MetricsCollector, tags: Tags) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let mut cpu_from = (Instant::now(), cpu_time());
+    // On the open model's fine timer: tokio's would add its own millisecond grain to
+    // every sample, a third of the bound's headroom gone before the runtime is late.
+    let pacer = crate::pacer::Pacer::new();
     let mut due = Instant::now() + TICK;
     loop {
-        tokio::time::sleep_until(due).await;
+        pacer.until(due).await;
         let now = Instant::now();
         let late = now.saturating_duration_since(due);
         let at = wall_us();

@@ -67,6 +67,12 @@ fn users_that_think_for_seconds_do_not_hold_their_records_back() {
     let json = check_history("series-think", &["-u", "20", "--wait", "0.8..1.6"]);
     let notes = json["notes"].to_string();
     assert!(!notes.contains("late"), "{notes}");
+    // A healthy generator: no note of its own health, and it did measure itself.
+    assert!(!notes.contains("the generator"), "{notes}");
+    let measured = json["metrics"]
+        .as_array()
+        .is_some_and(|m| m.iter().any(|m| m["name"] == "generator_delay"));
+    assert!(measured, "no generator_delay in {}", json["metrics"]);
 }
 
 /// Runs 5 s against the counting target with `extra`, checks the history against the
