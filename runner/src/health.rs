@@ -1,11 +1,11 @@
 //! The generator's own health, measured in every process that runs users: how late its
-//! runtime runs a timer (a probe sleeps 10 ms at a time on a `timerfd`, see
-//! [`crate::pacer`], and records how late it woke: the scheduling delay every request of
-//! the process also pays), and the CPU the process uses. Both are named metrics (`generator_delay`, a time trend in ms; `generator_cpu`,
-//! a gauge in percent of the machine's cores), so every output shows them, a worker's
-//! carry its process id, and a threshold can name them (`generator_delay p(99)<5`).
-//! [`HealthWatch`] says once, and in the summary's notes, when the generator itself was
-//! the bottleneck.
+//! runtime runs a timer (a probe sleeps 10 ms at a time on the open model's `timerfd`
+//! pacer and records how late it woke: the scheduling delay every request of the
+//! process also pays), and the CPU the process uses. Both are named metrics
+//! (`generator_delay`, a time trend in ms; `generator_cpu`, a gauge in percent of the
+//! machine's cores), so every output shows them, a worker's carry its process id, and a
+//! threshold can name them (`generator_delay p(99)<5`). [`HealthWatch`] says once, and
+//! in the summary's notes, when the generator itself was the bottleneck.
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
