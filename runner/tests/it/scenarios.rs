@@ -563,8 +563,8 @@ async fn iterations_wait_for_pre_allocated_users_still_starting() {
 /// On the real clock, iterations start at their own due times, not together on
 /// millisecond ticks: at 1,500/s with 10 users (below 2,000/s the pacer's window is
 /// 10 µs), the gap between one start and the next is most often within 250 µs of the
-/// schedule's 667 µs (25 µs here when quiet; the margin is for a loaded machine). On tokio's
-/// millisecond timer the gaps are 0 and 1,000 µs: at least 333 µs off.
+/// schedule's 667 µs (25 µs here when quiet; the margin is for a loaded machine). On
+/// tokio's millisecond timer the gaps are 0 and 1,000 µs: at least 333 µs off.
 #[tokio::test]
 async fn on_the_real_clock_iterations_start_at_their_own_due_times() {
     let starts = Arc::new(std::sync::Mutex::new(Vec::<std::time::Instant>::new()));
