@@ -91,8 +91,13 @@ fn aiotest(
     aiotest_at(&target.url(), o, rate)
 }
 
-/// [`aiotest`] against `url` (`--insecure` for https).
-fn aiotest_at(url: &str, o: &Options, rate: Option<(u64, &str)>) -> Result<(Sample, Open), String> {
+/// `aiotest run --url URL -u N -t Ss -q --summary-export FILE` with `extra` flags, pinned
+/// and measured: its usage and its export's text.
+pub(super) fn aiotest_export(
+    url: &str,
+    extra: &[String],
+    o: &Options,
+) -> Result<(Usage, String), String> {
     let export = export_path("aiotest");
     let mut args: Vec<String> = vec![
         "run".into(),
@@ -106,11 +111,21 @@ fn aiotest_at(url: &str, o: &Options, rate: Option<(u64, &str)>) -> Result<(Samp
         "--summary-export".into(),
         export.display().to_string(),
     ];
+    args.extend_from_slice(extra);
+    let (usage, _) = rig::measure(&rig::release_bin("aiotest"), &args, o.connections + 100)?;
+    let json = std::fs::read_to_string(&export).map_err(|e| format!("aiotest's export: {e}"))?;
+    let _ = std::fs::remove_file(&export);
+    Ok((usage, json))
+}
+
+/// [`aiotest`] against `url` (`--insecure` for https).
+fn aiotest_at(url: &str, o: &Options, rate: Option<(u64, &str)>) -> Result<(Sample, Open), String> {
+    let mut extra: Vec<String> = Vec::new();
     if url.starts_with("https://") {
-        args.push("--insecure".into());
+        extra.push("--insecure".into());
     }
     if let Some((r, max_delay)) = rate {
-        args.extend([
+        extra.extend([
             "--rate".into(),
             r.to_string(),
             "--max-users".into(),
@@ -119,9 +134,7 @@ fn aiotest_at(url: &str, o: &Options, rate: Option<(u64, &str)>) -> Result<(Samp
             max_delay.into(),
         ]);
     }
-    let (usage, _) = rig::measure(&rig::release_bin("aiotest"), &args, o.connections + 100)?;
-    let json = std::fs::read_to_string(&export).map_err(|e| format!("aiotest's export: {e}"))?;
-    let _ = std::fs::remove_file(&export);
+    let (usage, json) = aiotest_export(url, &extra, o)?;
     let requests = json_number(&json, "totals", "requests").ok_or("no totals.requests")?;
     let secs = json_f64(&json, "duration_s").ok_or("no duration_s")?;
     let open = Open {
@@ -408,9 +421,10 @@ fn open_rows(
             )
         } else {
             format!(
-                "{} users, {:.0}% of the closed loop",
+                "{} users, {:.0}% of the closed loop, --max-delay {}",
                 r.users,
-                r.share * 100.0
+                r.share * 100.0,
+                r.max_delay
             )
         };
         println!(

@@ -113,23 +113,8 @@ fn h2load(url: &str, o: &Options) -> Result<Ran, String> {
 
 /// `aiotest run --url URL (--h2c | --insecure) -u N -t Ss -q`.
 fn aiotest(url: &str, h2c: bool, o: &Options) -> Result<Ran, String> {
-    let export = std::env::temp_dir().join(format!("aiotest-bench-h2-{}.json", std::process::id()));
-    let args: Vec<String> = vec![
-        "run".into(),
-        "--url".into(),
-        url.into(),
-        if h2c { "--h2c" } else { "--insecure" }.into(),
-        "-u".into(),
-        o.connections.to_string(),
-        "-t".into(),
-        format!("{}s", o.seconds),
-        "-q".into(),
-        "--summary-export".into(),
-        export.display().to_string(),
-    ];
-    let (usage, _) = rig::measure(&rig::release_bin("aiotest"), &args, o.connections + 100)?;
-    let json = std::fs::read_to_string(&export).map_err(|e| format!("aiotest's export: {e}"))?;
-    let _ = std::fs::remove_file(&export);
+    let flag = if h2c { "--h2c" } else { "--insecure" };
+    let (usage, json) = super::e2e::aiotest_export(url, &[flag.to_owned()], o)?;
     let requests = json_number(&json, "totals", "requests").ok_or("no totals.requests")?;
     let failures = json_number(&json, "totals", "failures").unwrap_or(0);
     let secs = json_f64(&json, "duration_s").ok_or("no duration_s")?;
