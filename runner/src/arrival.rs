@@ -127,8 +127,16 @@ impl Pool {
     /// Whether `t` is still this node's to run: false if a new share of the schedule
     /// took its due time elsewhere.
     pub(crate) fn still_ours(&self, t: &Ticket) -> bool {
+        self.same_share(t) || Self::before_reshare(&self.state(), t)
+    }
+
+    fn same_share(&self, t: &Ticket) -> bool {
         t.epoch == self.epoch.load(Ordering::Acquire)
-            || self.state().reshared_from.is_none_or(|from| t.due < from)
+    }
+
+    /// Due before the last new share applies: still this node's under any share.
+    fn before_reshare(st: &PoolState, t: &Ticket) -> bool {
+        st.reshared_from.is_none_or(|from| t.due < from)
     }
 
     /// A user stopped holding `t`, never started: dropped if it was due by the
@@ -143,9 +151,7 @@ impl Pool {
                 }
             }
             None => {
-                if t.epoch == self.epoch.load(Ordering::Acquire)
-                    || st.reshared_from.is_none_or(|from| t.due < from)
-                {
+                if self.same_share(&t) || Self::before_reshare(&st, &t) {
                     let at = st.waiting.partition_point(|d| *d <= t.due);
                     st.waiting.insert(at, t.due);
                 }
